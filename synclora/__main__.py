@@ -1,0 +1,5 @@
+import sys
+
+from synclora.cli import main
+
+sys.exit(main())

@@ -1,0 +1,67 @@
+"""The backend interface: what every propagation backend receives and must return.
+
+A backend never sees the user's clip directly. `propagate.schedule` hands it one *segment*: frames already at the
+backend's working size, frame count and frame rate, whose frame 0 is the anchor (the edited frame, or the last
+frame of the previous chunk). The backend returns one output frame per input frame. All conversions (fps, 8k+1,
+sizes, time reversal, chunking) live in `video.timing`, `video.geometry` and `propagate.schedule`, never here.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import numpy as np
+
+from synclora.config import PropagationSettings
+
+# progress(fraction in [0, 1], short stage label)
+ProgressFn = Callable[[float, str], None]
+
+
+def no_progress(fraction: float, label: str) -> None:  # noqa: ARG001 - the null object
+    return None
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """Constraints a backend puts on its input; `schedule` honours them and maps back exactly."""
+
+    max_frames: int | None = None  # most frames per call (None: any)
+    frame_step: int = 1  # frame counts must be frame_step * k + 1 (8 for LTX, 1 for any count)
+    size_multiple: int = 8  # working height and width are multiples of this
+    native_fps: float | None = None  # the fps the model was trained at (None: any)
+    max_side: int | None = None  # cap on the working size's longer side
+
+
+@dataclass
+class Segment:
+    """One backend call. `frames[0]` is the source frame the anchor was made from."""
+
+    frames: np.ndarray  # (T, H, W, 3) uint8 RGB source frames at working size
+    anchor: np.ndarray  # (H, W, 3) uint8 RGB edited version of frames[0]
+    fps: float  # the frame rate the backend should assume for these frames
+    settings: PropagationSettings
+
+    def __post_init__(self) -> None:
+        if self.frames.ndim != 4 or self.frames.shape[-1] != 3 or self.frames.dtype != np.uint8:
+            raise ValueError(f"segment frames must be (T,H,W,3) uint8, got {self.frames.shape} {self.frames.dtype}")
+        if self.anchor.shape != self.frames.shape[1:] or self.anchor.dtype != np.uint8:
+            raise ValueError(f"anchor {self.anchor.shape} does not match frames {self.frames.shape[1:]}")
+
+
+class Propagator(abc.ABC):
+    """A way to carry the edit of frame 0 through a segment, frame for frame."""
+
+    name: str  # short id used on the CLI (--backend NAME)
+    label: str  # one line for people: what it is and what it is good for
+    spec: BackendSpec
+
+    @abc.abstractmethod
+    def propagate(self, segment: Segment, progress: ProgressFn = no_progress) -> np.ndarray:
+        """Return (T, H, W, 3) uint8 frames; frame i follows the motion of `segment.frames[i]`."""
+
+
+class PropagatorFactory(Protocol):
+    def __call__(self, settings: PropagationSettings) -> Propagator: ...

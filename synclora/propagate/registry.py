@@ -1,0 +1,107 @@
+"""Which backends exist, which can run here, and the one loaded instance of each.
+
+Backends are built lazily and kept, so a model is loaded once per process (the app preloads at start-up).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Callable
+
+from synclora.config import PropagationSettings
+from synclora.errors import InputError, ModelUnavailableError
+from synclora.propagate.base import Propagator
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    name: str
+    label: str
+    available: bool
+    why: str  # empty when available
+
+
+def _flow_available(settings: PropagationSettings) -> tuple[bool, str]:
+    return True, ""
+
+
+def _flow_build(settings: PropagationSettings) -> Propagator:
+    from synclora.propagate.flow import FlowPropagator
+
+    return FlowPropagator(settings)
+
+
+def _ltx_available(settings: PropagationSettings) -> tuple[bool, str]:
+    from synclora.propagate.ltx import availability
+
+    return availability(settings)
+
+
+def _ltx_build(settings: PropagationSettings) -> Propagator:
+    from synclora.propagate.ltx import SyncLoRAPropagator
+
+    return SyncLoRAPropagator(settings)
+
+
+_LABELS = {
+    "synclora": "Sync-LoRA (LTX-2.3 IC-LoRA): generative propagation that keeps lips, pose, gaze and blinks in sync; "
+    "handles shape, style and accessory edits; needs a GPU",
+    "flow": "CPU preview (optical flow): carries local appearance edits (glasses, make-up, colour, accessories) along "
+    "the source's own motion; not for changes of shape or style",
+}
+_BACKENDS: dict[str, tuple[Callable, Callable]] = {
+    "synclora": (_ltx_available, _ltx_build),
+    "flow": (_flow_available, _flow_build),
+}
+_instances: dict[tuple, Propagator] = {}
+_lock = threading.Lock()
+
+
+def backends(settings: PropagationSettings | None = None) -> list[BackendInfo]:
+    """All backends, in order of preference, with whether each can run here."""
+    settings = settings or PropagationSettings()
+    out = []
+    for name, (available, _) in _BACKENDS.items():
+        try:
+            ok, why = available(settings)
+        except ImportError as exc:  # an optional dependency is missing
+            ok, why = False, f"missing dependency: {exc.name}"
+        out.append(BackendInfo(name, _LABELS[name], ok, "" if ok else why))
+    return out
+
+
+def resolve(settings: PropagationSettings) -> str:
+    """The backend name `settings.backend` means here ("auto": Sync-LoRA when it can run, else the CPU preview)."""
+    if settings.backend == "auto":
+        for info in backends(settings):
+            if info.available:
+                return info.name
+        raise ModelUnavailableError("no propagation backend can run here")
+    if settings.backend not in _BACKENDS:
+        raise InputError(f"unknown backend {settings.backend!r}; choose one of: auto, {', '.join(_BACKENDS)}")
+    return settings.backend
+
+
+def _key(name: str, settings: PropagationSettings) -> tuple:
+    # Only what changes the loaded model; seed/quality/fit are per call.
+    return (name, settings.model, settings.memory) if name == "synclora" else (name,)
+
+
+def get(settings: PropagationSettings) -> Propagator:
+    """The loaded backend for these settings (built on first use, then reused)."""
+    name = resolve(settings)
+    available, build = _BACKENDS[name]
+    key = _key(name, settings)
+    with _lock:
+        if key not in _instances:
+            ok, why = available(settings)
+            if not ok:
+                raise ModelUnavailableError(f"the {name} backend cannot run here: {why}")
+            _instances[key] = build(settings)
+        return _instances[key]
+
+
+def preload(settings: PropagationSettings) -> str:
+    """Load the backend `settings` resolve to, so the first request doesn't pay for it. Returns its name."""
+    return get(settings).name
