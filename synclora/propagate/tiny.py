@@ -1,0 +1,266 @@
+"""Tiny LTX-2.3 models of the very same diffusers classes, random weights, built from configs in memory.
+
+Why: tests, CPU smoke runs and the trainer's unit tests must exercise the real two-stage code path (IC reference
+tokens, LoRA loading, latent upsampling, decoding) without a 40 GB download or a GPU. The switches that make LTX-2.3
+differ from LTX-2.0 (gated attention, cross-attention AdaLN, per-modality connector projections, learnable registers,
+"split" RoPE, no rational resampler) are all on, so the tiny model takes the same branches as the real one.
+
+Differences from the real model that callers must know: the tiny VAE compresses 2x in time and 2x in space (the real
+one 8x and 32x), so any 8k+1 frame count and any size divisible by 64 is valid for both; the tiny prompt embeddings
+are random (there is no tiny Gemma), their shape is (1, TINY_TEXT_LEN, TINY_CAPTION_CHANNELS * TINY_TEXT_LAYERS).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+# Text side: the connectors consume Gemma's stacked hidden states, (1, L, caption_channels * (layers + 1)).
+TINY_TEXT_LEN = 16
+TINY_CAPTION_CHANNELS = 16
+TINY_TEXT_LAYERS = 3  # text_proj_in_factor: hidden states of all layers + embeddings
+TINY_VALID_TOKENS = 4  # "3d1t" tokenizes to a few tokens; the rest is left padding
+
+# Modules an IC-LoRA of the released kind adapts in every video block (ltx-trainer's defaults, video branch only).
+LORA_TARGETS = (
+    "attn1.to_q",
+    "attn1.to_k",
+    "attn1.to_v",
+    "attn1.to_out.0",
+    "attn2.to_q",
+    "attn2.to_k",
+    "attn2.to_v",
+    "attn2.to_out.0",
+    "ff.net.0.proj",
+    "ff.net.2",
+)
+
+
+def tiny_transformer_config() -> dict:
+    return dict(
+        in_channels=4,
+        out_channels=4,
+        patch_size=1,
+        patch_size_t=1,
+        num_attention_heads=2,
+        attention_head_dim=8,
+        cross_attention_dim=16,
+        audio_in_channels=4,
+        audio_out_channels=4,
+        audio_num_attention_heads=2,
+        audio_attention_head_dim=4,
+        audio_cross_attention_dim=8,
+        num_layers=2,
+        qk_norm="rms_norm_across_heads",
+        caption_channels=TINY_CAPTION_CHANNELS,
+        rope_double_precision=False,
+        rope_type="split",
+        gated_attn=True,
+        cross_attn_mod=True,
+        audio_gated_attn=True,
+        audio_cross_attn_mod=True,
+        use_prompt_embeddings=False,
+        perturbed_attn=True,
+    )
+
+
+def tiny_connectors_config() -> dict:
+    return dict(
+        caption_channels=TINY_CAPTION_CHANNELS,
+        text_proj_in_factor=TINY_TEXT_LAYERS,
+        video_connector_num_attention_heads=2,
+        video_connector_attention_head_dim=8,
+        video_connector_num_layers=1,
+        video_connector_num_learnable_registers=4,
+        audio_connector_num_attention_heads=2,
+        audio_connector_attention_head_dim=4,
+        audio_connector_num_layers=1,
+        audio_connector_num_learnable_registers=4,
+        connector_rope_base_seq_len=32,
+        rope_theta=10000.0,
+        rope_double_precision=False,
+        causal_temporal_positioning=False,
+        rope_type="split",
+        per_modality_projections=True,
+        video_hidden_dim=16,
+        audio_hidden_dim=8,
+        proj_bias=True,
+        video_gated_attn=True,
+        audio_gated_attn=True,
+    )
+
+
+def tiny_vae_config() -> dict:
+    # ("spatiotemporal",) keeps encoder and decoder temporally consistent (9 -> 5 -> 9 frames); the ("spatial",)
+    # variant in diffusers' own tests encodes 9 frames to 9 latents, which breaks a reference *video*.
+    return dict(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(8,),
+        decoder_block_out_channels=(8,),
+        layers_per_block=(1,),
+        decoder_layers_per_block=(1, 1),
+        spatio_temporal_scaling=(True,),
+        decoder_spatio_temporal_scaling=(True,),
+        decoder_inject_noise=(False, False),
+        downsample_type=("spatiotemporal",),
+        upsample_type=("spatiotemporal",),
+        upsample_residual=(False,),
+        upsample_factor=(1,),
+        timestep_conditioning=False,
+        patch_size=1,
+        patch_size_t=1,
+        encoder_causal=True,
+        decoder_causal=False,
+    )
+
+
+def tiny_audio_vae_config() -> dict:
+    return dict(
+        base_channels=4,
+        output_channels=2,
+        ch_mult=(1,),
+        num_res_blocks=1,
+        attn_resolutions=None,
+        in_channels=2,
+        resolution=32,
+        latent_channels=2,
+        norm_type="pixel",
+        causality_axis="height",
+        dropout=0.0,
+        mid_block_add_attention=False,
+        sample_rate=16000,
+        mel_hop_length=160,
+        is_causal=True,
+        mel_bins=8,
+    )
+
+
+def tiny_vocoder_config() -> dict:
+    return dict(
+        in_channels=2 * 8,
+        hidden_channels=32,
+        out_channels=2,
+        upsample_kernel_sizes=[4, 4],
+        upsample_factors=[2, 2],
+        resnet_kernel_sizes=[3],
+        resnet_dilations=[[1, 3, 5]],
+        leaky_relu_negative_slope=0.1,
+        output_sampling_rate=16000,
+    )
+
+
+def tiny_upsampler_config() -> dict:
+    return dict(in_channels=4, mid_channels=32, num_blocks_per_stage=1, use_rational_resampler=False)
+
+
+def scheduler_config() -> dict:
+    """The distilled-sampling scheduler: no dynamic shift, no terminal shift (see diffusers.md §8.2)."""
+    return dict(use_dynamic_shifting=False, shift_terminal=None)
+
+
+def tiny_components(seed: int = 0) -> dict:
+    """All modules an `LTX2InContextPipeline` needs except the text encoder, plus the x2 latent upsampler.
+
+    Keys: transformer, connectors, vae, audio_vae, vocoder, scheduler, latent_upsampler. Deterministic for a seed.
+    """
+    from diffusers import (
+        AutoencoderKLLTX2Audio,
+        AutoencoderKLLTX2Video,
+        FlowMatchEulerDiscreteScheduler,
+        LTX2VideoTransformer3DModel,
+    )
+    from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel, LTX2TextConnectors, LTX2Vocoder
+
+    torch.manual_seed(seed)
+    transformer = LTX2VideoTransformer3DModel(**tiny_transformer_config())
+    connectors = LTX2TextConnectors(**tiny_connectors_config())
+    vae = AutoencoderKLLTX2Video(**tiny_vae_config())
+    vae.use_framewise_encoding = False
+    vae.use_framewise_decoding = False
+    audio_vae = AutoencoderKLLTX2Audio(**tiny_audio_vae_config())
+    vocoder = LTX2Vocoder(**tiny_vocoder_config())
+    latent_upsampler = LTX2LatentUpsamplerModel(**tiny_upsampler_config())
+    modules = dict(
+        transformer=transformer,
+        connectors=connectors,
+        vae=vae,
+        audio_vae=audio_vae,
+        vocoder=vocoder,
+        latent_upsampler=latent_upsampler,
+    )
+    for module in modules.values():
+        module.eval().requires_grad_(False)
+    modules["scheduler"] = FlowMatchEulerDiscreteScheduler(**scheduler_config())
+    return modules
+
+
+def tiny_prompt_embeds(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stand-in for Gemma's `3d1t` embeddings: (1, L, C*layers) float32 and a left-padded (1, L) mask."""
+    g = torch.Generator().manual_seed(seed)
+    embeds = torch.randn(1, TINY_TEXT_LEN, TINY_CAPTION_CHANNELS * TINY_TEXT_LAYERS, generator=g)
+    mask = torch.zeros(1, TINY_TEXT_LEN, dtype=torch.long)
+    mask[:, -TINY_VALID_TOKENS:] = 1
+    return embeds, mask
+
+
+def lora_module_shapes(transformer: torch.nn.Module, targets: tuple[str, ...] = LORA_TARGETS) -> dict[str, tuple]:
+    """`{diffusers module name: (in_features, out_features)}` for every video-block Linear a LoRA adapts."""
+    shapes = {}
+    for name, module in transformer.named_modules():
+        if not isinstance(module, torch.nn.Linear) or not name.startswith("transformer_blocks."):
+            continue
+        local = name.split(".", 2)[2]
+        if local in targets:
+            shapes[name] = (module.in_features, module.out_features)
+    return shapes
+
+
+def random_lora_state_dict(
+    shapes: dict[str, tuple], rank: int, seed: int = 0, scale: float = 0.02, dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
+) -> dict[str, torch.Tensor]:
+    """A LoRA in the released key format (`diffusion_model.<module>.lora_A/B.weight`), random but non-zero.
+
+    `lora_B` is random too (a trained LoRA's is), so loading it really changes the output.
+    """
+    g = torch.Generator(device=device).manual_seed(seed)
+    sd = {}
+    for name, (fan_in, fan_out) in sorted(shapes.items()):
+        sd[f"diffusion_model.{name}.lora_A.weight"] = (
+            torch.randn(rank, fan_in, generator=g, device=device) * scale
+        ).to(dtype)
+        sd[f"diffusion_model.{name}.lora_B.weight"] = (
+            torch.randn(fan_out, rank, generator=g, device=device) * scale
+        ).to(dtype)
+    return sd
+
+
+def write_tiny_lora(
+    path: str | Path,
+    rank: int = 4,
+    seed: int = 0,
+    reference_downscale_factor: int = 1,
+    with_alpha: bool = False,
+    scale: float = 0.5,
+) -> Path:
+    """Write a Sync-LoRA-shaped file for the tiny transformer, exactly as ltx-trainer writes it.
+
+    Keys `diffusion_model.transformer_blocks.N.<module>.lora_A/lora_B.weight`, safetensors metadata
+    `reference_downscale_factor`. `with_alpha=True` adds ComfyUI-style `.alpha` keys (rank), to test their handling.
+    """
+    from diffusers import LTX2VideoTransformer3DModel
+    from safetensors.torch import save_file
+
+    with torch.device("meta"):
+        transformer = LTX2VideoTransformer3DModel(**tiny_transformer_config())
+    sd = random_lora_state_dict(lora_module_shapes(transformer), rank=rank, seed=seed, scale=scale)
+    if with_alpha:
+        for key in [k for k in sd if k.endswith(".lora_A.weight")]:
+            sd[key.replace(".lora_A.weight", ".alpha")] = torch.tensor(float(rank))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(sd, str(path), metadata={"reference_downscale_factor": str(reference_downscale_factor)})
+    return path
