@@ -129,10 +129,11 @@ def sensible_rate(rate: float, *, vfr: bool = False) -> Fraction:
     best = min(STANDARD_RATES, key=lambda s: abs(float(s) - rate))
     if abs(float(best) - rate) / rate < 3e-4:
         return best
-    if vfr:
+    if vfr:  # an average of irregular timestamps: a round number is as true as any and easier to read
         target = min(_VFR_TARGETS, key=lambda s: abs(float(s) - rate))
         if abs(float(target) - rate) / rate < 0.02:
             return target
+        return Fraction(max(1, round(rate * 2)), 2)
     whole = round(rate)
     if whole > 0 and abs(whole - rate) / rate < 1e-3:
         return Fraction(whole)
@@ -169,6 +170,9 @@ def _open(path: Path) -> av.container.InputContainer:
 
 def _short(e: BaseException) -> str:
     msg = str(e).strip().rstrip(".")
+    if msg.startswith("[Errno"):
+        msg = msg.split("]", 1)[-1].strip()
+        msg = msg[:1].lower() + msg[1:]
     if ": '" in msg:  # PyAV appends the file name; the user knows it already
         msg = msg.split(": '")[0]
     return msg or type(e).__name__
@@ -320,11 +324,9 @@ def _build_timeline(path: Path) -> _Timeline:
             w, h = h, w
         if rotation:
             notices.append(f"Rotation metadata applied: frames are turned {rotation}° clockwise to {w}×{h}.")
-        pix = first.format.name
-        if "a" in pix.replace("gray", "").replace("yuvj", "yuv") and any(x in pix for x in ("yuva", "rgba", "bgra",
-                                                                                           "argb", "abgr", "ya", "pal8")):
-            if pix != "pal8":
-                notices.append("The video has an alpha channel; it is ignored (frames are read as opaque RGB).")
+        if _has_transparency(first):
+            notices.append("The video has transparent areas; transparency is ignored (frames are read as opaque "
+                           "RGB).")
 
         aud = container.streams.audio[0] if container.streams.audio else None
         t0 = float(src_pts[0] * tb)
@@ -347,6 +349,16 @@ def _build_timeline(path: Path) -> _Timeline:
             notices=tuple(notices),
         )
         return _Timeline(info, vs.index, Fraction(tb), src_pts, slot_src, ccw, t0, seekable)
+
+
+def _has_transparency(frame: av.VideoFrame) -> bool:
+    fmt = frame.format
+    if not (fmt.has_palette or fmt.name.startswith(("yuva", "rgba", "bgra", "argb", "abgr", "gbrap", "ya"))):
+        return False
+    try:
+        return bool(frame.to_ndarray(format="rgba")[..., 3].min() < 255)
+    except (ValueError, av.FFmpegError):
+        return False
 
 
 def _fit_rate(

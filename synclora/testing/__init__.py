@@ -1,0 +1,1 @@
+"""Helpers for tests and smoke runs: synthetic media made on the fly, so tests never download anything."""
