@@ -1,0 +1,51 @@
+"""`python -m synclora report SOURCE RESULT`: the sync report on the command line."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "report",
+        help="measure how well a result follows its source (lips, pose, gaze, blinks, identity)",
+        description="Per-cue correlation and lag of source vs result, blinks matched as events, frames without a "
+        "face, identity against the edited frame, and one verdict.",
+    )
+    p.add_argument("source", type=Path, help="source video")
+    p.add_argument("result", type=Path, help="result video (same frame count)")
+    p.add_argument("--edited", type=Path, default=None, help="edited frame (image) for the identity score")
+    p.add_argument("--json", type=Path, default=None, metavar="OUT.json", help="write the full report as JSON")
+    p.add_argument("--plot", type=Path, default=None, metavar="OUT.png", help="write the curves plot as PNG")
+    p.add_argument("--max-lag", type=int, default=5, help="largest lag searched, in frames (default 5)")
+    p.add_argument("--range", type=int, nargs=2, default=None, metavar=("START", "STOP"),
+                   help="compare frames START..STOP-1 of both videos (needed when their lengths differ)")
+    p.add_argument("--min-corr", type=float, default=None, help="per-cue correlation below this is out of sync")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from synclora.errors import InputError
+    from synclora.metrics.report import compare_videos
+    from synclora.metrics.scores import SyncThresholds
+
+    if args.max_lag < 0:
+        raise InputError(f"--max-lag must be ≥ 0, got {args.max_lag}")
+    th = SyncThresholds()
+    if args.min_corr is not None:
+        th.min_corr = args.min_corr
+    report = compare_videos(
+        args.source,
+        args.result,
+        edited_frame=args.edited,
+        frame_range=tuple(args.range) if args.range else None,
+        max_lag=args.max_lag,
+        thresholds=th,
+    )
+    print(report.summary())
+    if args.json:
+        print(f"json: {report.save_json(args.json)}")
+    if args.plot:
+        print(f"plot: {report.plot(args.plot)}")
+    return 0
