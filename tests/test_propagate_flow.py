@@ -1,0 +1,166 @@
+"""The CPU flow backend on synthetic clips whose motion is known exactly (affine warps of a random texture)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from synclora.config import PropagationSettings
+from synclora.errors import InputError
+from synclora.propagate.base import Segment
+from synclora.propagate.flow import FlowPropagator
+
+SIZE = 256
+BOX = (100, 110, 140, 136)  # x0, y0, x1, y1 of the "glasses" patch painted on frame 0
+MOUTH = (150, 190, 200, 215)  # a region whose content the source itself changes (a mouth opening)
+
+
+def _texture(size: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    img = np.zeros((size, size, 3), np.float32)
+    for step, amp in ((2, 40), (6, 50), (16, 60), (40, 50)):
+        noise = rng.standard_normal((size // step + 2, size // step + 2, 3)).astype(np.float32)
+        img += amp * cv2.resize(noise, (size, size), interpolation=cv2.INTER_CUBIC)
+    return np.clip(img + 128, 0, 255).astype(np.uint8)
+
+
+def _motion(t: int, n: int) -> np.ndarray:
+    """2x3 affine from frame-0 to frame-t coordinates: rotation, zoom and a large translation."""
+    u = t / (n - 1)
+    m = cv2.getRotationMatrix2D((SIZE / 2, SIZE / 2), 10 * np.sin(2 * np.pi * u), 1 + 0.08 * np.sin(np.pi * u))
+    m[:, 2] += (30 * np.sin(np.pi * u), 15 * np.sin(2 * np.pi * u))
+    return m
+
+
+def _clip(n: int, occluder: bool = False, mouth: bool = False, seed: int = 0):
+    big = _texture(SIZE * 2, seed)
+    frames, mats = [], []
+    occ = np.zeros((n, SIZE, SIZE), bool)
+    bar = _texture(SIZE, seed + 7)
+    for t in range(n):
+        m = _motion(t, n)
+        mb = m.copy()
+        mb[:, 2] += m[:, :2] @ np.array([-SIZE / 2, -SIZE / 2])
+        f = cv2.warpAffine(big, mb, (SIZE, SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        if mouth:  # the source's own change, away from the edit: must come through untouched
+            x0, y0, x1, y1 = MOUTH
+            open_ = int(12 * (0.5 + 0.5 * np.sin(2 * np.pi * t / 9)))
+            f[y0:y1, x0:x1] = 200
+            cv2.ellipse(f, ((x0 + x1) // 2, (y0 + y1) // 2), (20, max(1, open_)), 0, 0, 360, (30, 10, 10), -1)
+        if occluder:  # a textured bar (a hand) sweeping left to right across the patch, its texture moving with it
+            x0 = int(-70 + (SIZE + 140) * t / (n - 1))
+            a, b = max(0, x0), min(SIZE, x0 + 50)
+            if b > a:
+                f[:, a:b] = bar[:, a - x0 + 70 : b - x0 + 70]
+                occ[t, :, a:b] = True
+        frames.append(f)
+        mats.append(m)
+    return np.stack(frames), np.stack(mats), occ
+
+
+def _edit(frame0: np.ndarray) -> np.ndarray:
+    x0, y0, x1, y1 = BOX
+    anchor = frame0.copy()
+    anchor[y0:y1, x0:x1] = (0.3 * anchor[y0:y1, x0:x1] + 0.7 * np.array([20, 200, 40])).astype(np.uint8)
+    return anchor
+
+
+def _patch_mask(mat: np.ndarray) -> np.ndarray:
+    m0 = np.zeros((SIZE, SIZE), np.uint8)
+    x0, y0, x1, y1 = BOX
+    m0[y0:y1, x0:x1] = 1
+    return cv2.warpAffine(m0, mat, (SIZE, SIZE), flags=cv2.INTER_NEAREST) > 0
+
+
+def _changed(out: np.ndarray, src: np.ndarray, thr: int = 30) -> np.ndarray:
+    return np.abs(out.astype(np.int16) - src.astype(np.int16)).max(axis=2) > thr
+
+
+def _run(frames: np.ndarray, anchor: np.ndarray, progress=None) -> np.ndarray:
+    settings = PropagationSettings(backend="flow")
+    seg = Segment(frames=frames, anchor=anchor, fps=25.0, settings=settings)
+    prop = FlowPropagator(settings)
+    return prop.propagate(seg, progress) if progress else prop.propagate(seg)
+
+
+@pytest.fixture(scope="module")
+def moving():
+    frames, mats, _ = _clip(40, mouth=True)
+    anchor = _edit(frames[0])
+    return frames, mats, anchor, _run(frames, anchor)
+
+
+def test_contract():
+    prop = FlowPropagator(PropagationSettings())
+    assert prop.name == "flow"
+    assert "fast CPU preview" in prop.label and "not for changes of shape or style" in prop.label
+    assert prop.spec.max_frames is None and prop.spec.frame_step == 1 and prop.spec.size_multiple == 8
+    assert prop.spec.native_fps is None and prop.spec.max_side == 1024
+
+
+def test_shape_dtype_and_anchor_exact(moving):
+    frames, _, anchor, out = moving
+    assert out.shape == frames.shape and out.dtype == np.uint8
+    np.testing.assert_array_equal(out[0], anchor)
+
+
+def test_patch_follows_known_motion(moving):
+    frames, mats, _, out = moving
+    errors, coverage = [], []
+    for t in range(1, len(frames)):
+        truth = _patch_mask(mats[t])
+        got = _changed(out[t], frames[t])
+        ys, xs = np.nonzero(got)
+        ty, tx = np.nonzero(truth)
+        errors.append(np.hypot(xs.mean() - tx.mean(), ys.mean() - ty.mean()))
+        coverage.append((got & truth).sum() / truth.sum())
+    assert max(errors) < 3.0, f"edit drifted from the known motion: {np.round(errors, 1)}"
+    assert min(coverage) > 0.85, f"edit lost along the way: {np.round(coverage, 2)}"
+    # The motion is large enough that an edit left in place would fail the bound above.
+    still = _patch_mask(mats[0])
+    far = [np.hypot(*(np.argwhere(_patch_mask(m)).mean(0) - np.argwhere(still).mean(0))) for m in mats]
+    assert max(far) > 20
+
+
+def test_untouched_regions_are_the_source(moving):
+    frames, mats, _, out = moving
+    for t in range(1, len(frames)):
+        near = cv2.dilate(_patch_mask(mats[t]).astype(np.uint8), np.ones((15, 15), np.uint8)) > 0
+        np.testing.assert_array_equal(out[t][~near], frames[t][~near])
+        x0, y0, x1, y1 = MOUTH  # the source's own mouth motion comes through exactly
+        np.testing.assert_array_equal(out[t, y0:y1, x0:x1], frames[t, y0:y1, x0:x1])
+
+
+def test_occluder_does_not_smear_and_edit_returns():
+    frames, mats, occ = _clip(48, occluder=True)
+    out = _run(frames, _edit(frames[0]))
+    for t in range(1, len(frames)):
+        smeared = _changed(out[t], frames[t]) & occ[t]
+        assert smeared.sum() <= 0.01 * max(occ[t].sum(), 1) + 20, f"edit smeared onto the occluder at frame {t}"
+    # once the occluder has passed, the edit is back where it belongs
+    for t in range(len(frames) - 6, len(frames)):
+        truth = _patch_mask(mats[t]) & ~occ[t]
+        assert (_changed(out[t], frames[t]) & truth).sum() > 0.8 * truth.sum(), f"edit missing at frame {t}"
+
+
+def test_progress_reported():
+    frames, _, _ = _clip(12)
+    calls: list[tuple[float, str]] = []
+    _run(frames, _edit(frames[0]), lambda f, s: calls.append((f, s)))
+    fractions = [f for f, _ in calls]
+    assert len(calls) >= 3 and fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert all(s.startswith("flow: frame ") for _, s in calls)
+
+
+def test_no_edit_and_single_frame():
+    frames, _, _ = _clip(5)
+    np.testing.assert_array_equal(_run(frames, frames[0].copy()), frames)
+    one = _run(frames[:1], _edit(frames[0]))
+    np.testing.assert_array_equal(one[0], _edit(frames[0]))
+
+
+def test_too_small_frames_rejected():
+    frames = np.zeros((3, 8, 8, 3), np.uint8)
+    with pytest.raises(InputError):
+        _run(frames, frames[0])
