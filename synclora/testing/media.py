@@ -358,6 +358,7 @@ def write_clip(
     rotation: int = 0,
     pts: Sequence[float] | None = None,
     crf: int = 12,
+    gop: int | None = None,
 ) -> Path:
     """Write a test clip in the container named by the extension (mp4, mov, m4v, mkv, webm, avi, gif).
 
@@ -365,6 +366,7 @@ def write_clip(
     - `rotation`: clockwise degrees a player must turn the stored frames (the phone 'rotate' convention), written as
       a display matrix. Pass frames as *stored*, e.g. `np.rot90(display, k=rotation // 90)`.
     - `pts`: per-frame presentation times in seconds (variable frame rate); default i / fps.
+    - `gop`: keyframe interval (small values make seeking tests meaningful).
     """
     path = Path(path)
     ext = path.suffix.lower()
@@ -401,6 +403,8 @@ def write_clip(
             vs.options = {"qscale": "2"}
             vs.codec_context.qscale = 2 if hasattr(vs.codec_context, "qscale") else None
             vs.bit_rate = 4_000_000
+        if gop is not None:
+            vs.codec_context.gop_size = int(gop)
         if rotation % 360:
             vs.set_display_rotation(-(rotation % 360))  # PyAV takes counter-clockwise degrees
         aus = None
