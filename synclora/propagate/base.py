@@ -33,6 +33,8 @@ class BackendSpec:
     size_multiple: int = 8  # working height and width are multiples of this
     native_fps: float | None = None  # the fps the model was trained at (None: any)
     max_side: int | None = None  # cap on the working size's longer side
+    # True: work at the source's own size (capped by max_side); False: at about settings.resolution**2 pixels.
+    native_size: bool = False
 
 
 @dataclass
