@@ -135,8 +135,8 @@ def plan_time(
             )
         mode_used: Literal["exact", "resample"] = "exact" if mode == "exact" else "resample"
     else:
-        duration = n_src / float(src_fps)
-        n_b = max(1, int(round(duration * native)))
+        # enough model frames that the last source frame's time has a model frame within half a model frame
+        n_b = int(math.floor((n_src - 1) * native / float(src_fps) + 0.5)) + 1
         # nearest source frame to each backend time, and nearest backend frame to each source time
         b2s = np.clip(np.floor(np.arange(n_b) * float(src_fps) / native + 0.5), 0, n_src - 1).astype(np.int64)
         s2b = np.clip(np.floor(np.arange(n_src) * native / float(src_fps) + 0.5), 0, n_b - 1).astype(np.int64)
