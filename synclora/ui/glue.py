@@ -1,0 +1,460 @@
+"""UI logic, kept out of the layout: what each button does, in plain Python that tests call directly.
+
+Like LivePortrait's `GradioPipeline`: the Blocks file only wires components to these methods. Every method takes
+and returns plain values (paths, arrays, strings, `gr.update`s); every user mistake surfaces as `gr.Error` with one
+sentence, never a traceback. Files are written only into the caller's session folder.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import shlex
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Callable
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+from synclora.config import EditRequest, PropagationSettings
+from synclora.edit import editor as editor_mod
+from synclora.edit import upload as upload_mod
+from synclora.edit.instruct import InstructEditor, InstructSettings
+from synclora.errors import SyncloraError
+from synclora.ui import gpu
+from synclora.ui.session import SessionFiles
+
+log = logging.getLogger(__name__)
+
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
+# Containers/codecs every browser plays with exact frame timing; anything else gets a CFR H.264 copy for the player.
+_BROWSER_CODECS = {"h264"}
+_BROWSER_CONTAINERS = {"mp4", "mov"}
+DEFAULT_MAX_UPLOAD_MB = 200
+
+
+def asset(name: str) -> str:
+    """UI copy from assets/ (kept out of code so wording can change without touching logic)."""
+    return (ASSETS / name).read_text(encoding="utf-8").strip()
+
+
+def user_errors(fn: Callable) -> Callable:
+    """Show our errors as `gr.Error` with their sentence; show bugs as one neutral sentence (traceback to the log)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except SyncloraError as exc:
+            raise gr.Error(_sentence(str(exc)), print_exception=False) from None
+        except Exception as exc:  # noqa: BLE001 - the UI must never show a traceback
+            log.exception("unexpected error in %s", fn.__name__)
+            raise gr.Error(
+                f"Something went wrong on the server ({type(exc).__name__}); the details are in its log.",
+                print_exception=False,
+            ) from None
+
+    return wrapper
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    if not text:
+        return "Something went wrong."
+    text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def _session(request: gr.Request | None) -> str | None:
+    return getattr(request, "session_hash", None) if request is not None else None
+
+
+def _fps_text(fps: Fraction) -> str:
+    fps = Fraction(fps)
+    return str(fps.numerator) if fps.denominator == 1 else f"{float(fps):.3f}"
+
+
+@dataclass(frozen=True)
+class SourceView:
+    """What the page shows about a loaded clip."""
+
+    facts_md: str
+    n_frames: int
+    fps: float
+    frame: int
+
+
+class GradioPipeline:
+    """All the app's behaviour; one instance per process, state per session lives in its files and the page."""
+
+    def __init__(
+        self,
+        files: SessionFiles | None = None,
+        instruct: InstructEditor | None = None,
+        defaults: PropagationSettings = PropagationSettings(),
+        max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+    ) -> None:
+        self.files = files or SessionFiles()
+        self.instruct = instruct
+        self.defaults = defaults
+        self.max_upload_mb = max_upload_mb
+        self._gpu_edit = gpu.gpu(duration=self._gpu_duration)(self._run_edit)
+        self._gpu_instruct = gpu.gpu(duration=gpu.INSTRUCT_SECONDS)(self._run_instruct)
+
+    # ---------------------------------------------------------------------------------------------------------- 1
+    def _check_size(self, path: str | Path) -> None:
+        mb = Path(path).stat().st_size / 1e6
+        if mb > self.max_upload_mb:
+            raise gr.Error(f"The video is {mb:.0f} MB; this server accepts up to {self.max_upload_mb:.0f} MB.")
+
+    @user_errors
+    def load_video(self, video: str | None, frame: float | None = 0, edit_frame: float | None = None,
+                   edited: str | None = None, request: gr.Request | None = None):
+        """Video changed (upload, example, clear): facts, slider range, frame preview, editor, before/after, status."""
+        if not video:
+            return (
+                gr.update(value=asset("help_video.md")),
+                gr.update(maximum=1, value=0, interactive=False),
+                None,
+                gr.update(value="No video yet."),
+                0.0,
+                None,
+                None,
+                gr.skip(),
+            )
+        from synclora.video import io
+
+        self._check_size(video)
+        info = io.probe(video)
+        if info.n_frames < 2:
+            raise gr.Error(f"This video has {info.n_frames} frame; a clip of at least 2 frames is needed.")
+        k = int(min(max(0, int(frame or 0)), info.n_frames - 1))
+        img, caption, editor_value, before_after, status = self.pick_frame(video, k, edit_frame, edited)
+        return (
+            gr.update(value=self.facts_markdown(info)),
+            gr.update(maximum=info.n_frames - 1, value=k, interactive=True),
+            img,
+            caption,
+            float(info.fps),
+            editor_value,
+            before_after,
+            status,
+        )
+
+    def facts_markdown(self, info) -> str:
+        """The clip's facts and, in one line each, what will happen to it (nothing silent)."""
+        from synclora.video import geometry
+
+        s = self.defaults
+        lines = [
+            f"**{info.width}×{info.height}** · **{info.n_frames} frames** at **{_fps_text(info.fps)} fps** · "
+            f"{info.duration:.2f} s · " + (f"audio: {info.audio_codec}" if info.has_audio else "no audio"),
+            "",
+            f"- Kept exactly: frame count ({info.n_frames}), frame rate, "
+            + ("and the audio track." if info.has_audio else "size."),
+        ]
+        try:
+            from synclora.propagate.ltx import SPEC
+
+            plan = geometry.plan_fit(info.width, info.height, area=s.resolution**2, multiple=SPEC.size_multiple,
+                                     mode=s.fit, max_side=SPEC.max_side)
+            lines.append(f"- Sync-LoRA ({s.fit}): {plan.notice}")
+        except (SyncloraError, ValueError, ImportError) as exc:
+            log.info("no Sync-LoRA plan for the facts panel: %s", exc)
+        lines += [f"- {n}" for n in info.notices]
+        return "\n".join(lines)
+
+    @staticmethod
+    def frame_caption(k: int, n: int, fps: float | Fraction) -> str:
+        t = k / float(fps) if fps else 0.0
+        return f"### Frame **{k}** of 0–{n - 1} · {t:.3f} s"
+
+    @user_errors
+    def prepare_upload(self, video: str | None, request: gr.Request | None = None):
+        """After an upload: make a CFR H.264 copy when the browser could not show exact frames (VFR, HEVC, rotation).
+
+        Returns the new value for the video component (or `gr.skip()` when the file plays as is), so the player
+        and the frame index always agree.
+        """
+        if not video:
+            return gr.skip()
+        from synclora.video import io
+
+        self._check_size(video)
+        info = io.probe(video)
+        if not self.needs_player_copy(info):
+            return gr.skip()
+        out = self.files.new_file(_session(request), Path(video).stem, ".mp4")
+        io.write_video(out, io.iter_frames(video), info.fps, audio_from=video if info.has_audio else None)
+        gr.Info(f"Converted to a constant {_fps_text(info.fps)} fps H.264 copy so every frame can be picked exactly "
+                f"({info.n_frames} frames kept).")
+        return str(out)
+
+    @staticmethod
+    def needs_player_copy(info) -> bool:
+        return (
+            info.vfr
+            or info.rotation != 0
+            or info.codec not in _BROWSER_CODECS
+            or not (set(str(info.container).split(",")) & _BROWSER_CONTAINERS)
+        )
+
+    # ---------------------------------------------------------------------------------------------------------- 2
+    @user_errors
+    def pick_frame(self, video: str | None, frame: float | None, edit_frame: float | None = None,
+                   edited: str | None = None):
+        """Slider moved: preview, caption, editor background, before/after (against the edit if it is this frame)."""
+        if not video:
+            return None, gr.update(value="No video yet."), None, None, gr.skip()
+        from synclora.video import io
+
+        info = io.probe(video)
+        k = int(min(max(0, int(frame or 0)), info.n_frames - 1))
+        img = io.read_frame(video, k)
+        has_edit = edit_frame is not None and edit_frame >= 0 and edited
+        after = img
+        status = gr.skip()
+        if has_edit and int(edit_frame) == k:
+            after = np.asarray(Image.open(edited).convert("RGB"))
+            status = gr.update(value=f"✅ Edited frame **{k}** is ready to propagate.")
+        elif has_edit:
+            status = gr.update(
+                value=f"⚠️ Your edit was made on frame **{int(edit_frame)}**; you are now on frame **{k}**. "
+                "Go back to that frame or edit this one."
+            )
+        caption = gr.update(value=self.frame_caption(k, info.n_frames, info.fps))
+        return img, caption, editor_mod.editor_value(img), (img, after), status
+
+    # ---------------------------------------------------------------------------------------------------------- 3
+    def _source_frame(self, video: str | None, frame: float | None) -> tuple[np.ndarray, int]:
+        if not video:
+            raise gr.Error("Upload a video or pick an example first.")
+        from synclora.video import io
+
+        k = int(frame or 0)
+        return io.read_frame(video, k), k
+
+    def _save_edit(self, img: np.ndarray, frame_img: np.ndarray, k: int, how: str, notices: list[str],
+                   request: gr.Request | None):
+        editor_mod.require_change(img, frame_img)
+        path = self.files.new_file(_session(request), f"edited-frame{k}-{how}", ".png")
+        Image.fromarray(img).save(path)
+        for n in notices:
+            gr.Warning(_sentence(n))
+        note = f"✅ Edited frame **{k}** ({how}). " + " ".join(_sentence(n) for n in notices)
+        return str(path), (frame_img, img), k, gr.update(value=note.strip())
+
+    @user_errors
+    def use_drawing(self, value: dict | None, video: str | None, frame: float | None,
+                    request: gr.Request | None = None):
+        """The in-app editor's layers → the edited frame."""
+        frame_img, k = self._source_frame(video, frame)
+        img, notices = editor_mod.compose(value, frame_img)
+        return self._save_edit(img, frame_img, k, "drawn", notices, request)
+
+    @user_errors
+    def use_upload(self, image: str | None, video: str | None, frame: float | None,
+                   request: gr.Request | None = None):
+        """An uploaded edit → checked and fitted to the frame (with a notice saying what was done)."""
+        if not image:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        frame_img, k = self._source_frame(video, frame)
+        img, notices = upload_mod.fit_upload(image, frame_img)
+        return self._save_edit(img, frame_img, k, "uploaded", notices, request)
+
+    def instruct_status(self) -> tuple[bool, str]:
+        """(usable, Markdown line) for the instruction tab."""
+        from synclora.edit import instruct
+
+        if self.instruct is not None and self.instruct.loaded:
+            return True, f"Model: **{instruct.model_id()}** (Apache-2.0), 4 steps, loaded."
+        ok, why = instruct.availability()
+        if ok:
+            return True, f"Model: **{instruct.model_id()}** (Apache-2.0), 4 steps."
+        return False, f"Instruction editing is not available here because {why}. Use the editor or upload instead."
+
+    def _run_instruct(self, frame_img: np.ndarray, text: str, seed: int) -> np.ndarray:
+        if self.instruct is None:
+            from synclora.errors import ModelUnavailableError
+
+            raise ModelUnavailableError("instruction editing is not available in this app")
+        return self.instruct.edit(frame_img, text, InstructSettings(seed=int(seed)))
+
+    @user_errors
+    def use_instruction(self, text: str, seed: float | None, video: str | None, frame: float | None,
+                        request: gr.Request | None = None, progress=gr.Progress()):
+        """A text instruction → the frame edited by FLUX.2 [klein]."""
+        from synclora.edit.instruct import check_instruction
+
+        text = check_instruction(text)
+        ok, why = self.instruct_status()
+        if not ok:
+            raise gr.Error(why)
+        frame_img, k = self._source_frame(video, frame)
+        progress(0.1, desc="editing the frame")
+        t0 = time.perf_counter()
+        img = self._gpu_instruct(frame_img, text, int(seed or 0))
+        dt = time.perf_counter() - t0
+        return self._save_edit(img, frame_img, k, "instruction", [f"edited in {dt:.1f} s, seed {int(seed or 0)}"],
+                               request)
+
+    # ---------------------------------------------------------------------------------------------------------- 4
+    def backend_markdown(self) -> str:
+        from synclora.propagate import registry
+
+        lines = []
+        for b in registry.backends(self.defaults):
+            mark = "✅" if b.available else "⛔"
+            lines.append(f"- {mark} **{b.name}** — {b.label}" + ("" if b.available else f" — *not available here: {b.why}*"))
+        try:
+            auto = registry.resolve(PropagationSettings(backend="auto"))
+            lines.append(f"- **auto** uses **{auto}** on this server.")
+        except SyncloraError:
+            pass
+        return "\n".join(lines)
+
+    @staticmethod
+    def check_ready(video: str | None, edited: str | None, frame: float | None, edit_frame: float | None) -> None:
+        """Before propagating from the page: a clip, an edit, and the edit belongs to the chosen frame."""
+        if not video:
+            raise gr.Error("Upload a video or pick an example first.")
+        if not edited:
+            raise gr.Error("Edit the frame first: draw on it, give an instruction, or upload an edited image.")
+        if edit_frame is not None and edit_frame >= 0 and frame is not None and int(edit_frame) != int(frame):
+            raise gr.Error(
+                f"Your edit was made on frame {int(edit_frame)} but frame {int(frame)} is selected; move the slider "
+                f"back to {int(edit_frame)} or edit frame {int(frame)}."
+            )
+
+    def settings_from(self, backend, quality, seed, fit, resolution, time_mode, chunk_overlap, model, memory):
+        d = self.defaults
+        return PropagationSettings(
+            backend=backend or d.backend,
+            quality=quality or d.quality,
+            seed=int(d.seed if seed is None else seed),
+            fit=fit or d.fit,
+            resolution=int(resolution or d.resolution),
+            time_mode=time_mode or d.time_mode,
+            chunk_overlap=int(d.chunk_overlap if chunk_overlap is None else chunk_overlap),
+            model=model or d.model,
+            memory=memory or d.memory,
+        )
+
+    def _gpu_duration(self, req: EditRequest, progress=None) -> int:
+        from synclora.video import io
+
+        try:
+            n = io.probe(req.source).n_frames
+        except SyncloraError:
+            n = 0
+        return gpu.gpu_seconds(n, req.settings)
+
+    @staticmethod
+    def _run_edit(req: EditRequest, progress=None):
+        from synclora.pipeline import run_edit
+
+        if progress is None:
+            return run_edit(req)
+        return run_edit(req, lambda f, label: progress(float(min(max(f, 0.0), 1.0)), desc=label))
+
+    @user_errors
+    def edit_video(
+        self,
+        video: str | None,
+        edited: str | None,
+        frame: float | None,
+        backend: str | None = None,
+        quality: str | None = None,
+        seed: float | None = None,
+        fit: str | None = None,
+        resolution: float | None = None,
+        time_mode: str | None = None,
+        chunk_overlap: float | None = None,
+        model: str | None = None,
+        memory: str | None = None,
+        request: gr.Request | None = None,
+        progress=gr.Progress(),
+    ):
+        """Propagate the edited frame through the clip → (result video, side-by-side video, settings Markdown)."""
+        if not video:
+            raise gr.Error("Give a source video.")
+        if not edited:
+            raise gr.Error("Give the edited frame (an image file).")
+        if frame is None or float(frame) != int(frame):
+            raise gr.Error(f"The frame index must be a whole number, got {frame!r}.")
+        self._check_size(video)
+        settings = self.settings_from(backend, quality, seed, fit, resolution, time_mode, chunk_overlap, model, memory)
+        from synclora.propagate import registry
+
+        name = registry.resolve(settings)
+        session = _session(request)
+        out = self.files.new_file(session, f"{Path(video).stem}-edited", ".mp4")
+        sbs = out.with_name(out.stem + "-side-by-side.mp4")
+        req = EditRequest(source=Path(video), edited=Path(edited), out=out, frame=int(frame), side_by_side=sbs,
+                          settings=settings)
+        progress(0.0, desc="queued for the GPU" if name != "flow" else "starting")
+        run = self._gpu_edit if name != "flow" else self._run_edit
+        result = run(req, progress)
+        for n in result.notices:
+            gr.Info(_sentence(n))
+        return str(result.out), str(result.side_by_side), self.result_markdown(result, video, edited)
+
+    def result_markdown(self, result, video: str, edited: str) -> str:
+        """What was done, with everything needed to reproduce it (settings, seed, frame, CLI line)."""
+        s = result.settings
+        cmd = [
+            "python", "-m", "synclora", "edit", Path(video).name, "--edited", Path(edited).name,
+            "--frame", str(result.frame), "--out", "result.mp4", "--backend", result.backend,
+            "--quality", s.quality, "--seed", str(s.seed), "--fit", s.fit, "--resolution", str(s.resolution),
+            "--time-mode", s.time_mode, "--chunk-overlap", str(s.chunk_overlap),
+        ]
+        if result.backend == "synclora":
+            cmd += ["--model", s.model, "--memory", s.memory]
+        info = result.source_info
+        head = (
+            f"**Frame {result.frame}** · seed **{s.seed}** · **{result.backend}** ({s.quality}) · fit {s.fit} · "
+            f"working size {result.working_size[0]}×{result.working_size[1]} · {info.n_frames} frames at "
+            f"{_fps_text(info.fps)} fps · took {result.seconds:.1f} s"
+        )
+        settings = json.dumps(dict(s.to_dict(), backend=result.backend, frame=result.frame))
+        notes = "".join(f"\n- {_sentence(n)}" for n in result.notices)
+        return f"{head}{notes}\n\nReproduce:\n```\n{shlex.join(cmd)}\n```\nSettings: `{settings}`"
+
+    # ---------------------------------------------------------------------------------------------------------- 5
+    @user_errors
+    def sync_report(self, video: str | None, result: str | None, edited: str | None,
+                    request: gr.Request | None = None, progress=gr.Progress()):
+        """Measure how well the result follows the source → (plot PNG, verdict Markdown)."""
+        if not video or not result:
+            return None, gr.update(value="*Run a propagation to see its sync report.*")
+        from synclora.metrics.report import compare_videos
+
+        rep = compare_videos(
+            video, result, edited_frame=edited or None,
+            progress=lambda f, label: progress(float(min(max(f, 0.0), 1.0)), desc=label),
+        )
+        png = self.files.new_file(_session(request), "sync-report", ".png")
+        rep.plot(png)
+        icon = "✅" if rep.in_sync else "⚠️"
+        corr = "n/a" if rep.corr is None else f"{rep.corr:.2f}"
+        md = [f"### {icon} {_sentence(rep.verdict)}", f"Overall lag **{rep.lag:+d}** frames · mean r **{corr}**"]
+        md += [f"- {_sentence(p)}" for p in rep.problems]
+        md += [f"- {_sentence(n)}" for n in rep.notes]
+        return str(png), "\n".join(md)
+
+    # -------------------------------------------------------------------------------------------------- examples
+    def run_example(self, video: str, edited: str, frame: float, edit_frame: float | None = None,
+                    progress=gr.Progress()):
+        """Cached example runs: the same call as the button with default settings (no session needed)."""
+        return self.edit_video(video, edited, frame, progress=progress)
+
+    def end_session(self, request: gr.Request) -> None:
+        """The browser tab closed: delete that session's files."""
+        self.files.remove(_session(request))

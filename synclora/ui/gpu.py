@@ -1,0 +1,63 @@
+"""ZeroGPU glue: how long a job will hold the GPU, and the `spaces.GPU` decorator when it exists.
+
+ZeroGPU admits a call only if the visitor's quota covers the *requested* duration and queues shorter requests first,
+so asking for a fixed 5 minutes would lock out visitors with a few seconds left, and asking too little kills long
+jobs mid-way. We ask for what this clip needs: chunks × seconds per chunk at the chosen resolution and quality.
+Outside a Space `spaces.GPU` returns the function unchanged, so this costs nothing locally.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Callable, TypeVar
+
+from synclora.config import PropagationSettings
+
+F = TypeVar("F", bound=Callable)
+
+# Frames one Sync-LoRA call covers (LTX-2.3 at 8k+1 frames) and new frames per chunk after the shared overlap.
+CHUNK_FRAMES = 81
+# Seconds of GPU per 81-frame chunk at 512² working size. Derived from the H100 forward timings in
+# docs/diffusers.md §4 (stage 1 ≈ 0.6 s × 8 steps, stage 2 ≈ 0.8 s × 3 steps, plus VAE encode/decode and upsampling)
+# with a 1.5× margin for the slower ZeroGPU slice; override with SYNCLORA_GPU_S_PER_CHUNK_FULL / _PREVIEW.
+SECONDS_PER_CHUNK = {"full": 24.0, "preview": 10.0}
+# Model warm-up per call (LoRA state, prompt embeddings to GPU), writing the result and the side-by-side.
+FIXED_SECONDS = 20.0
+MIN_SECONDS, MAX_SECONDS = 30, 600
+INSTRUCT_SECONDS = 40  # one 4-step FLUX.2 [klein] edit at 1024², with loading slack
+
+
+def _per_chunk(quality: str) -> float:
+    env = os.environ.get(f"SYNCLORA_GPU_S_PER_CHUNK_{quality.upper()}")
+    return float(env) if env else SECONDS_PER_CHUNK.get(quality, SECONDS_PER_CHUNK["full"])
+
+
+def gpu_seconds(n_frames: int, settings: PropagationSettings) -> int:
+    """Seconds of GPU to request for propagating `n_frames` with `settings` (clamped to [30, 600])."""
+    if n_frames <= 0:
+        return MIN_SECONDS
+    step = max(1, CHUNK_FRAMES - max(0, settings.chunk_overlap))
+    chunks = max(1, math.ceil(max(0, n_frames - CHUNK_FRAMES) / step) + 1)
+    # Token count grows with the pixel area; attention makes the cost grow a little faster than linearly.
+    scale = (max(settings.resolution, 64) / 512) ** 3
+    estimate = FIXED_SECONDS + chunks * _per_chunk(settings.quality) * scale
+    return int(min(MAX_SECONDS, max(MIN_SECONDS, math.ceil(estimate))))
+
+
+def on_zerogpu() -> bool:
+    """True when running on a ZeroGPU Space (where `spaces.GPU` really schedules a GPU)."""
+    try:
+        from spaces.config import Config
+    except ImportError:
+        return False
+    return bool(getattr(Config, "zero_gpu", False))
+
+
+def gpu(duration: int | Callable[..., int]) -> Callable[[F], F]:
+    """`spaces.GPU(duration=...)` when the `spaces` package is installed; otherwise a no-op decorator."""
+    try:
+        import spaces
+    except ImportError:
+        return lambda fn: fn
+    return spaces.GPU(duration=duration)

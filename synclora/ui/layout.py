@@ -1,0 +1,226 @@
+"""The Blocks layout: five numbered steps, wired to `GradioPipeline` methods. No logic lives here.
+
+Layout rules: two columns that fold into one on narrow screens; big type and high contrast for projectors; every
+knob reachable but the rare ones folded away; examples right under the first step so one click shows the idea.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from synclora.config import PropagationSettings
+from synclora.ui.glue import ASSETS, GradioPipeline, asset
+
+EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
+
+# The player and the frame index agree exactly: frame k is shown from k/fps to (k+1)/fps, so we seek to the middle
+# of the frame, and a paused time t is frame floor(t·fps).
+SEEK_JS = """(k, fps) => {
+  const v = document.querySelector('#source-video video');
+  if (v && fps > 0 && Number.isFinite(k)) {
+    const t = (k + 0.5) / fps;
+    if (Math.abs(v.currentTime - t) * fps >= 0.5) { if (!v.paused) v.pause(); v.currentTime = t; }
+  }
+  return [];
+}"""
+PAUSE_JS = """(fps, k) => {
+  const v = document.querySelector('#source-video video');
+  if (!v || !(fps > 0)) return k;
+  const last = Math.max(0, Math.round(v.duration * fps) - 1);
+  return Math.min(last, Math.max(0, Math.floor(v.currentTime * fps + 1e-6)));
+}"""
+
+BACKEND_CHOICES = [
+    ("Auto — best available here", "auto"),
+    ("Sync-LoRA — generative, GPU", "synclora"),
+    ("CPU preview — optical flow", "flow"),
+]
+QUALITY_CHOICES = [("Full quality (two stages)", "full"), ("Preview (first stage only, ~2× faster)", "preview")]
+
+
+def theme() -> gr.themes.Base:
+    return gr.themes.Soft(
+        primary_hue="indigo",
+        neutral_hue="slate",
+        text_size=gr.themes.sizes.text_lg,
+        # System fonts only: a Space must not depend on a font CDN, and tests run offline.
+        font=["ui-sans-serif", "system-ui", "Segoe UI", "Roboto", "Helvetica Neue", "Arial", "sans-serif"],
+        font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"],
+    )
+
+
+def css() -> str:
+    return (ASSETS / "ui.css").read_text(encoding="utf-8")
+
+
+def example_rows() -> tuple[list[list], list[str]]:
+    """[video, edited frame, frame index, edit frame] rows and labels from examples/examples.json."""
+    import json
+
+    index = EXAMPLES_DIR / "examples.json"
+    if not index.is_file():
+        return [], []
+    rows, labels = [], []
+    for ex in json.loads(index.read_text(encoding="utf-8")):
+        video, edited = EXAMPLES_DIR / ex["video"], EXAMPLES_DIR / ex["edited"]
+        if video.is_file() and edited.is_file():
+            rows.append([str(video), str(edited), int(ex["frame"]), int(ex["frame"])])
+            labels.append(ex["label"])
+    return rows, labels
+
+
+def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
+    d: PropagationSettings = app.defaults
+    instruct_ok, instruct_md = app.instruct_status()
+    with gr.Blocks(title="Sync-LoRA · portrait video editing") as demo:
+        gr.Markdown(asset("header.md"), elem_id="header")
+
+        # 1 + 2 -------------------------------------------------------------------------------------------------
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=5, min_width=320):
+                gr.Markdown("## 1 · Video", elem_classes="step")
+                video = gr.Video(
+                    label="Source video", sources=["upload"], elem_id="source-video", height=340, include_audio=True
+                )
+                facts = gr.Markdown(asset("help_video.md"), elem_id="facts")
+            with gr.Column(scale=7, min_width=320):
+                gr.Markdown("## 2 · Frame", elem_classes="step")
+                preview = gr.Image(
+                    label="Chosen frame", interactive=False, height=340, elem_id="frame-preview", type="numpy",
+                    buttons=["fullscreen"],
+                )
+                frame = gr.Slider(0, 1, value=0, step=1, label="Frame index", elem_id="frame-slider",
+                                  interactive=False, info=asset("help_frame.md"))
+                caption = gr.Markdown("No video yet.", elem_id="frame-caption")
+        fps_num = gr.Number(0.0, visible=False, elem_id="fps")
+
+        # 3 -----------------------------------------------------------------------------------------------------
+        gr.Markdown("## 3 · Edit the frame", elem_classes="step")
+        gr.Markdown(asset("help_edit.md"), elem_classes="help")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=7, min_width=320):
+                with gr.Tabs():
+                    with gr.Tab("🖌️ Draw", id="draw"):
+                        editor = gr.ImageEditor(
+                            label="Paint on the frame (brush, eraser, layers)", type="numpy", image_mode="RGBA",
+                            sources=[], transforms=(), layers=True, height=460, elem_id="editor",
+                            brush=gr.Brush(default_size=12, colors=["#111111", "#ffffff", "#d62828", "#f77f00",
+                                                                   "#fcbf49", "#2a9d8f", "#4361ee", "#9d4edd"],
+                                           color_mode="defaults"),
+                            eraser=gr.Eraser(default_size=16),
+                        )
+                        use_draw = gr.Button("Use this drawing", variant="secondary", elem_id="use-drawing")
+                    with gr.Tab("💬 Instruction", id="instruct"):
+                        instruct_status = gr.Markdown(instruct_md, elem_id="instruct-status")
+                        instruction = gr.Textbox(label="Instruction", lines=2, elem_id="instruction",
+                                                 placeholder="e.g. give her round black sunglasses",
+                                                 interactive=instruct_ok)
+                        with gr.Row():
+                            instruct_seed = gr.Number(0, precision=0, label="Seed", min_width=120)
+                            instruct_btn = gr.Button("Edit with FLUX.2 [klein]", interactive=instruct_ok,
+                                                     elem_id="instruct-button")
+                    with gr.Tab("⬆️ Upload", id="upload"):
+                        upload = gr.Image(label="Edited frame from another tool (PNG or JPEG, same framing)",
+                                          type="filepath", sources=["upload", "clipboard"], height=400,
+                                          elem_id="upload-edit")
+            with gr.Column(scale=5, min_width=320):
+                before_after = gr.ImageSlider(label="Before / after (drag the divider)", interactive=False,
+                                              elem_id="before-after", max_height=460, type="numpy")
+                edit_status = gr.Markdown("No edit yet.", elem_id="edit-status")
+                edited = gr.Image(label="Edited frame", type="filepath", visible=False, elem_id="edited")
+                edit_frame = gr.Number(-1, visible=False, precision=0, label="Edited frame index")
+
+        # 4 -----------------------------------------------------------------------------------------------------
+        gr.Markdown("## 4 · Propagate", elem_classes="step")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=7, min_width=320):
+                with gr.Row():
+                    backend = gr.Radio(BACKEND_CHOICES, value=d.backend, label="Backend", elem_id="backend")
+                    quality = gr.Radio(QUALITY_CHOICES, value=d.quality, label="Quality", elem_id="quality")
+                    seed = gr.Number(d.seed, precision=0, label="Seed", min_width=120, elem_id="seed")
+                with gr.Accordion("Advanced settings", open=False):
+                    with gr.Row():
+                        fit = gr.Radio([("Pad (keep everything)", "pad"), ("Crop (fill the frame)", "crop")],
+                                       value=d.fit, label="Fit to the model's size")
+                        resolution = gr.Slider(256, 1024, value=d.resolution, step=64, label="Working resolution",
+                                               info="Sync-LoRA works at about N×N pixels")
+                    with gr.Row():
+                        time_mode = gr.Radio([("Exact frames", "exact"), ("Resample to model fps", "resample")],
+                                             value=d.time_mode, label="Timing")
+                        chunk_overlap = gr.Slider(0, 24, value=d.chunk_overlap, step=1, label="Chunk overlap",
+                                                  info="frames shared between chunks of long clips")
+                    with gr.Row():
+                        model = gr.Radio([("Real weights", "real"), ("Tiny test model", "tiny")], value=d.model,
+                                         label="Model")
+                        memory = gr.Radio(["bf16", "fp8", "offload"], value=d.memory, label="GPU memory mode")
+            with gr.Column(scale=5, min_width=320):
+                run = gr.Button("▶ Propagate the edit", variant="primary", size="lg", elem_id="propagate")
+                with gr.Accordion("Which backend?", open=False):
+                    gr.Markdown(asset("help_propagate.md"))
+                    gr.Markdown(app.backend_markdown(), elem_id="backends")
+
+        # 5 -----------------------------------------------------------------------------------------------------
+        gr.Markdown("## 5 · Result", elem_classes="step")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=8, min_width=320):
+                with gr.Tabs():
+                    with gr.Tab("Side by side", id="sbs"):
+                        sbs = gr.Video(label="Source | result (in sync, with the source audio)", interactive=False,
+                                       elem_id="result-sbs", height=420, buttons=["download"])
+                    with gr.Tab("Result only", id="result"):
+                        result = gr.Video(label="Result", interactive=False, elem_id="result-video", height=420,
+                                          buttons=["download"])
+                result_md = gr.Markdown(asset("help_result.md"), elem_id="result-info")
+            with gr.Column(scale=4, min_width=280):
+                gr.Markdown("### Sync report")
+                report_img = gr.Image(label="Cues: source (blue) vs result (red)", interactive=False, type="filepath",
+                                      elem_id="report-plot", buttons=["fullscreen", "download"])
+                report_md = gr.Markdown(asset("help_report.md"), elem_id="report-verdict")
+
+        # Examples (rendered under step 2 via CSS order would be fragile; they sit here, linked from the header).
+        rows, labels = example_rows()
+        if rows:
+            gr.Examples(
+                rows, inputs=[video, edited, frame, edit_frame], outputs=[result, sbs, result_md],
+                fn=app.run_example, cache_examples=cache_examples, cache_mode="lazy" if cache_examples else None,
+                example_labels=labels, label="Examples — one click loads a clip, its edited frame and the result",
+                visible_columns=[0, 1], api_name="example",
+            )
+
+        # Wiring -------------------------------------------------------------------------------------------------
+        light = dict(concurrency_limit=4, concurrency_id="light")
+        video.upload(app.prepare_upload, [video], [video], api_visibility="private", **light).then(
+            lambda: (None, None, -1, "No edit yet.", None, None, None), None,
+            [edited, upload, edit_frame, edit_status, result, sbs, report_img], api_visibility="private",
+        )
+        video.clear(lambda: (None, -1, "No edit yet.", None, None, None), None,
+                    [edited, edit_frame, edit_status, result, sbs, report_img], api_visibility="private")
+        video.change(app.load_video, [video, frame, edit_frame, edited],
+                     [facts, frame, preview, caption, fps_num, editor, before_after, edit_status],
+                     api_name="load_video", **light)
+        frame.change(app.pick_frame, [video, frame, edit_frame, edited],
+                     [preview, caption, editor, before_after, edit_status], api_name="pick_frame",
+                     show_progress="minimal", trigger_mode="always_last", **light)
+        frame.change(None, [frame, fps_num], None, js=SEEK_JS, api_visibility="private")
+        video.pause(None, [fps_num, frame], [frame], js=PAUSE_JS, api_visibility="private")
+
+        edit_outputs = [edited, before_after, edit_frame, edit_status]
+        use_draw.click(app.use_drawing, [editor, video, frame], edit_outputs, api_visibility="private", **light)
+        upload.upload(app.use_upload, [upload, video, frame], edit_outputs, api_name="fit_edit", **light)
+        instruct_btn.click(app.use_instruction, [instruction, instruct_seed, video, frame], edit_outputs,
+                           api_name="instruct_edit", concurrency_limit=1, concurrency_id="gpu")
+        instruction.submit(app.use_instruction, [instruction, instruct_seed, video, frame], edit_outputs,
+                           api_visibility="private", concurrency_limit=1, concurrency_id="gpu")
+
+        settings_inputs = [backend, quality, seed, fit, resolution, time_mode, chunk_overlap, model, memory]
+        run.click(app.check_ready, [video, edited, frame, edit_frame], None, api_visibility="private",
+                  queue=False).success(
+            app.edit_video, [video, edited, frame, *settings_inputs], [result, sbs, result_md], api_name="edit_video",
+            concurrency_limit=1, concurrency_id="gpu", scroll_to_output=True,
+        )
+        result.change(app.sync_report, [video, result, edited], [report_img, report_md], api_name="sync_report",
+                      concurrency_limit=1, concurrency_id="report", show_progress="minimal")
+        demo.unload(app.end_session)
+    return demo
