@@ -156,6 +156,29 @@ def test_probe_is_cached_by_path_mtime_size(folder):
     assert io.probe(path).n_frames == 7
 
 
+def test_edit_list_that_cuts_the_start_is_respected(folder):
+    """mp4 edit lists (trimmed phone clips) hide the first frames: they are decoded as references, never shown."""
+    import av
+
+    src = M.write_clip(folder / "el_src.mp4", M.indexed_frames(20, size=SIZE), 25)
+    cut = folder / "el.mp4"
+    with av.open(str(src)) as i, av.open(str(cut), "w") as o:
+        s = i.streams.video[0]
+        out = o.add_stream_from_template(s)
+        shift = int(Fraction(5, 25) / s.time_base)  # frames 0-4 move before time 0
+        for p in i.demux(s):
+            if p.dts is None:
+                continue
+            p.pts -= shift
+            p.dts -= shift
+            p.stream = out
+            o.mux(p)
+    info = io.probe(cut)
+    assert info.n_frames == 15 and info.fps == 25
+    assert indices(io.read_frames(cut)) == list(range(5, 20))
+    assert M.read_index(io.read_frame(cut, 9)) == 14
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # rotation
 

@@ -14,9 +14,9 @@ Sync is the product, so reading is built around one exact timeline per file:
 
 from __future__ import annotations
 
-import bisect
 import logging
 import os
+import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
@@ -210,6 +210,7 @@ class _Timeline:
 
 _CACHE: OrderedDict[tuple, _Timeline] = OrderedDict()
 _CACHE_SIZE = 32
+_CACHE_LOCK = threading.Lock()  # the app probes from worker threads
 
 
 def probe(path: str | os.PathLike) -> VideoInfo:
@@ -225,14 +226,16 @@ def _timeline(path: Path) -> _Timeline:
     _check_file(path)
     st = path.stat()
     key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
-    tl = _CACHE.get(key)
-    if tl is not None:
-        _CACHE.move_to_end(key)
-        return tl
+    with _CACHE_LOCK:
+        tl = _CACHE.get(key)
+        if tl is not None:
+            _CACHE.move_to_end(key)
+            return tl
     tl = _build_timeline(path)
-    _CACHE[key] = tl
-    while len(_CACHE) > _CACHE_SIZE:
-        _CACHE.popitem(last=False)
+    with _CACHE_LOCK:
+        _CACHE[key] = tl
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
     return tl
 
 
@@ -246,11 +249,15 @@ def _build_timeline(path: Path) -> _Timeline:
 
         pts_list: list[int] = []
         durs: list[int] = []
+        n_discard = 0
         demux_error: str | None = None
         if not decode_count:
             try:
                 for pkt in container.demux(vs):
                     if pkt.size == 0:  # flush packet
+                        continue
+                    if pkt.is_discard:  # before the start of an edit list: decoded as a reference, never shown
+                        n_discard += 1
                         continue
                     t = pkt.pts if pkt.pts is not None else pkt.dts
                     if t is None:
@@ -266,7 +273,7 @@ def _build_timeline(path: Path) -> _Timeline:
                 raise InputError(f"{path.name} is damaged: reading stopped after {len(pts_list)} frames "
                                  f"({demux_error}).")
             index_frames = vs.frames or 0
-            if not decode_count and index_frames and fmt.startswith("mov") and len(pts_list) < index_frames:
+            if not decode_count and index_frames and fmt.startswith("mov") and len(pts_list) + n_discard < index_frames:
                 raise InputError(f"{path.name} is truncated or damaged: its index lists {index_frames} frames but "
                                  f"only {len(pts_list)} could be read.")
 
@@ -285,10 +292,8 @@ def _build_timeline(path: Path) -> _Timeline:
                         break
                 decoded_pts.append(frame.pts)
         except av.FFmpegError as e:
-            if first is None or not decode_count:
-                raise InputError(f"{path.name} could not be decoded ({_short(e)}).") from e
-            notices.append(f"Decoding stopped early ({_short(e)}); only the first {len(decoded_pts)} frames are "
-                           f"used.")
+            where = f" after frame {len(decoded_pts)}" if decoded_pts else ""
+            raise InputError(f"{path.name} could not be decoded{where} ({_short(e)}).") from e
         if first is None:
             raise InputError(f"{path.name} contains no decodable video frames.")
 
@@ -472,24 +477,20 @@ def _iter_slots(path: Path, tl: _Timeline, start: int, stop: int, size: tuple[in
         prev_k = -1
         try:
             for frame in container.decode(vs):
-                k = -1
-                if frame.pts is not None and tl.seekable:
+                if tl.seekable and frame.pts is not None:
                     i = int(np.searchsorted(tl.src_pts, frame.pts))
-                    if i < len(tl.src_pts) and tl.src_pts[i] == frame.pts:
-                        k = i
-                if k < 0:
-                    if counter < 0:
-                        if frame.pts is not None and frame.pts < tl.src_pts[first_src]:
-                            continue  # a frame before the target whose pts is not in the index
-                        # a seek landed somewhere the index cannot place: start over from the beginning
-                        yield from _iter_slots_sequential(path, tl, start, stop, convert)
-                        return
+                    if i >= len(tl.src_pts) or tl.src_pts[i] != frame.pts:
+                        continue  # not on the timeline (e.g. cut by an edit list)
+                    k = i
+                elif counter < 0:
+                    # after a seek, a frame without a timestamp cannot be placed: decode from the start instead
+                    yield from _iter_slots_sequential(path, tl, start, stop, convert)
+                    return
+                else:
                     k = counter
                 counter = k + 1
                 if k <= prev_k:
                     continue  # a duplicate presentation time; the timeline counted it once
-                if counter == 0:
-                    pass
                 if prev_k < 0 and k > first_src:
                     # the seek landed after the target (broken index): fall back to plain decoding
                     yield from _iter_slots_sequential(path, tl, start, stop, convert)
@@ -498,22 +499,18 @@ def _iter_slots(path: Path, tl: _Timeline, start: int, stop: int, size: tuple[in
                 while j < stop and slots[j] < k:
                     if prev is None:
                         raise InputError(f"{path.name}: frame {j} could not be decoded.")
-                    if prev_img is None:
-                        prev_img = convert(prev)
-                    yield prev_img
+                    yield (prev_img := convert(prev)) if prev_img is None else prev_img.copy()
                     j += 1
                 prev, prev_img, prev_k = frame, None, k
                 while j < stop and slots[j] == k:
-                    if prev_img is None:
-                        prev_img = convert(frame)
-                    yield prev_img
+                    yield (prev_img := convert(frame)) if prev_img is None else prev_img.copy()
                     j += 1
                 if j >= stop:
                     return
         except av.FFmpegError as e:
             raise InputError(f"{path.name} could not be decoded after frame {j} ({_short(e)}).") from e
         while j < stop and prev is not None and slots[j] <= prev_k:
-            yield prev_img if prev_img is not None else convert(prev)
+            yield (prev_img := convert(prev)) if prev_img is None else prev_img.copy()
             j += 1
         if j < stop:
             raise InputError(f"{path.name} is damaged: only {j} of its {tl.info.n_frames} frames could be decoded.")
@@ -529,9 +526,7 @@ def _iter_slots_sequential(path: Path, tl: _Timeline, start: int, stop: int, con
         for k, frame in enumerate(container.decode(vs)):
             img = None
             while j < stop and slots[j] <= k:
-                if img is None:
-                    img = convert(frame)
-                yield img
+                yield (img := convert(frame)) if img is None else img.copy()
                 j += 1
             if j >= stop:
                 return
