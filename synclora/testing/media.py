@@ -150,8 +150,8 @@ def talking_face_frames(
             raise ValueError(f"head must be (n, 3), got {motion.shape}")
 
     bg = textured_background((w, h), seed)
-    # Face geometry in a canonical frame centred at (cx, cy); drawn at 4x then reduced for smooth edges.
-    ss = 4
+    # Face geometry in a canonical frame centred at (cx, cy); drawn at 2x then reduced for smooth edges.
+    ss = 2
     cx, cy = w / 2, h / 2 + 0.03 * s
     fa, fb = 0.27 * s, 0.36 * s  # face half axes
     eye_dx, eye_y = 0.11 * s, cy - 0.07 * s
@@ -172,17 +172,22 @@ def talking_face_frames(
     frames = np.empty((n, h, w, 3), np.uint8)
     truth_pts = {k: np.zeros((n, 2)) for k in ("face_center", "mouth_center", "left_eye", "right_eye")}
     mouth_px = mouth_open * 2 * mouth_maxb
+    # the static part of the face (hair, skin, freckles, nose), drawn once
+    base = np.zeros((h * ss, w * ss, 3), np.uint8)
+    base_mask = np.zeros((h * ss, w * ss), np.uint8)
+    cv2.ellipse(base, P(cx, cy - 0.12 * s), A(fa * 1.08, fb * 0.95), 0, 0, 360, hair, -1, cv2.LINE_AA)
+    cv2.ellipse(base_mask, P(cx, cy - 0.12 * s), A(fa * 1.08, fb * 0.95), 0, 0, 360, 255, -1, cv2.LINE_AA)
+    cv2.ellipse(base, P(cx, cy), A(fa, fb), 0, 0, 360, skin, -1, cv2.LINE_AA)
+    cv2.ellipse(base_mask, P(cx, cy), A(fa, fb), 0, 0, 360, 255, -1, cv2.LINE_AA)
+    cv2.ellipse(base, P(cx, cy - 0.30 * s), A(fa * 0.95, 0.12 * s), 0, 180, 360, hair, -1, cv2.LINE_AA)
+    for fx, fy in freckles:
+        cv2.circle(base, P(fx, fy), max(1, int(0.006 * s * ss)), skin_dark, -1, cv2.LINE_AA)
+    cv2.line(base, P(cx, cy - 0.02 * s), P(cx - 0.025 * s, cy + 0.08 * s), skin_dark, max(1, int(0.01 * s * ss)),
+             cv2.LINE_AA)
+    mask_small = cv2.resize(base_mask, (w, h), interpolation=cv2.INTER_AREA)
+    bg_f = bg.astype(np.float32)
     for i in range(n):
-        layer = np.zeros((h * ss, w * ss, 3), np.uint8)
-        mask = np.zeros((h * ss, w * ss), np.uint8)
-        # hair behind and on top of the head
-        cv2.ellipse(layer, P(cx, cy - 0.12 * s), A(fa * 1.08, fb * 0.95), 0, 0, 360, hair, -1, cv2.LINE_AA)
-        cv2.ellipse(mask, P(cx, cy - 0.12 * s), A(fa * 1.08, fb * 0.95), 0, 0, 360, 255, -1, cv2.LINE_AA)
-        cv2.ellipse(layer, P(cx, cy), A(fa, fb), 0, 0, 360, skin, -1, cv2.LINE_AA)
-        cv2.ellipse(mask, P(cx, cy), A(fa, fb), 0, 0, 360, 255, -1, cv2.LINE_AA)
-        cv2.ellipse(layer, P(cx, cy - 0.30 * s), A(fa * 0.95, 0.12 * s), 0, 180, 360, hair, -1, cv2.LINE_AA)
-        for fx, fy in freckles:
-            cv2.circle(layer, P(fx, fy), max(1, int(0.006 * s * ss)), skin_dark, -1, cv2.LINE_AA)
+        layer = base.copy()
         # eyes: white, iris, pupil, then an eyelid that closes from the top
         for sx in (-1, 1):
             ex = cx + sx * eye_dx
@@ -199,9 +204,6 @@ def talking_face_frames(
             # brow
             cv2.line(layer, P(ex - eye_a, eye_y - 2.0 * eye_b), P(ex + eye_a, eye_y - 2.3 * eye_b), hair,
                      max(1, int(0.012 * s * ss)), cv2.LINE_AA)
-        # nose
-        cv2.line(layer, P(cx, cy - 0.02 * s), P(cx - 0.025 * s, cy + 0.08 * s), skin_dark, max(1, int(0.01 * s * ss)),
-                 cv2.LINE_AA)
         # mouth: lips, then the dark opening whose height follows the schedule
         mb = mouth_open[i] * mouth_maxb
         cv2.ellipse(layer, P(cx, mouth_y), A(mouth_a * 1.1, mb + 0.018 * s), 0, 0, 360, (170, 70, 80), -1,
@@ -215,14 +217,13 @@ def talking_face_frames(
             cv2.line(layer, P(cx - mouth_a * 0.9, mouth_y), P(cx + mouth_a * 0.9, mouth_y), (90, 30, 40),
                      max(1, ss), cv2.LINE_AA)
         layer = cv2.resize(layer, (w, h), interpolation=cv2.INTER_AREA)
-        mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_AREA)
         dx, dy, ang = motion[i]
         M = cv2.getRotationMatrix2D((cx, cy), float(ang), 1.0)
         M[:, 2] += (dx, dy)
         layer = cv2.warpAffine(layer, M, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-        mask = cv2.warpAffine(mask, M, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-        alpha = mask[..., None].astype(np.float32) / 255.0
-        frames[i] = np.clip(layer * alpha + bg * (1 - alpha) + 0.5, 0, 255).astype(np.uint8)
+        mask = cv2.warpAffine(mask_small, M, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        alpha = mask[..., None].astype(np.float32) * (1 / 255.0)
+        frames[i] = np.clip(bg_f + (layer - bg_f) * alpha + 0.5, 0, 255).astype(np.uint8)
         for key, (x, y) in (("face_center", (cx, cy)), ("mouth_center", (cx, mouth_y)),
                             ("left_eye", (cx - eye_dx, eye_y)), ("right_eye", (cx + eye_dx, eye_y))):
             truth_pts[key][i] = M @ np.array([x, y, 1.0])
