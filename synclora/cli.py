@@ -1,0 +1,155 @@
+"""`python -m synclora …`: thin faces over the core. Parse → typed request → core call → print.
+
+User mistakes (`SyncloraError`) print one line on stderr and exit with code 2; anything else is a bug and keeps
+its traceback. Each area registers its own subcommands (`register(subparsers)`) so this file stays small.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+from synclora.config import PropagationSettings
+
+# Areas that add subcommands; each module has register(subparsers). Missing ones are skipped quietly only if the
+# module itself does not exist (an area not installed), never on an error inside it.
+_AREAS = ("synclora.metrics.cli", "synclora.data.cli", "synclora.train.cli", "synclora.propagate.cli")
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, like every other user error
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _frame_index(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"frame index must be a whole number, got {text!r}") from None
+
+
+def add_settings_arguments(p: argparse.ArgumentParser) -> None:
+    """Propagation settings as CLI flags; shared by `edit` and `generate`."""
+    d = PropagationSettings()
+    p.add_argument("--backend", default=d.backend, help="auto | flow | synclora (default: auto)")
+    p.add_argument("--quality", default=d.quality, choices=["preview", "full"])
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--fit", default=d.fit, choices=["pad", "crop"], help="how the working size meets the aspect")
+    p.add_argument("--resolution", type=int, default=d.resolution, help="working size ≈ N×N pixels (generative)")
+    p.add_argument("--time-mode", default=d.time_mode, choices=["exact", "resample"])
+    p.add_argument("--chunk-overlap", type=int, default=d.chunk_overlap)
+    p.add_argument("--model", default=d.model, choices=["real", "tiny"], help="tiny: random-weight test model")
+    p.add_argument("--memory", default=d.memory, choices=["bf16", "fp8", "offload"])
+
+
+def settings_from_args(args: argparse.Namespace) -> PropagationSettings:
+    return PropagationSettings(
+        backend=args.backend,
+        quality=args.quality,
+        seed=args.seed,
+        fit=args.fit,
+        resolution=args.resolution,
+        time_mode=args.time_mode,
+        chunk_overlap=args.chunk_overlap,
+        model=args.model,
+        memory=args.memory,
+    )
+
+
+def tqdm_progress(desc: str):
+    """A ProgressFn drawing one tqdm bar on stderr, created on first use (so input errors print alone)."""
+    from tqdm import tqdm
+
+    state: dict = {}
+
+    def progress(fraction: float, label: str) -> None:
+        bar = state.get("bar")
+        if bar is None:
+            bar = state["bar"] = tqdm(total=1000, file=sys.stderr, leave=False,
+                                      bar_format="{percentage:3.0f}%|{bar:30}| {elapsed} {desc}")
+        bar.n = max(bar.n, min(1000, int(fraction * 1000)))
+        bar.set_description_str(f"{desc}: {label}", refresh=False)
+        bar.refresh()
+
+    def close() -> None:
+        if "bar" in state:
+            state.pop("bar").close()
+
+    progress.close = close  # type: ignore[attr-defined]
+    return progress
+
+
+def _run_info(args: argparse.Namespace) -> int:
+    from synclora.video import io
+
+    info = io.probe(Path(args.source))
+    print(info.summary())
+    return 0
+
+
+def _run_edit(args: argparse.Namespace) -> int:
+    from synclora.config import EditRequest
+    from synclora.pipeline import run_edit
+
+    req = EditRequest(
+        source=Path(args.source),
+        edited=Path(args.edited),
+        out=Path(args.out),
+        frame=args.frame,
+        side_by_side=Path(args.side_by_side) if args.side_by_side else None,
+        settings=settings_from_args(args),
+    )
+    progress = tqdm_progress("edit") if not args.quiet else None
+    try:
+        result = run_edit(req, progress) if progress else run_edit(req)
+    finally:
+        if progress:
+            progress.close()
+    print(result.summary())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _ArgumentParser(prog="python -m synclora", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_ArgumentParser)
+
+    p = sub.add_parser("info", help="print a video's facts (fps, frames, duration, size, rotation, audio)")
+    p.add_argument("source")
+    p.set_defaults(func=_run_info)
+
+    p = sub.add_parser("edit", help="propagate an edited frame through a video")
+    p.add_argument("source", help="source video (mp4, mov, webm, mkv, avi, gif)")
+    p.add_argument("--edited", required=True, help="the edited frame (PNG/JPEG), same aspect as the video")
+    p.add_argument("--frame", type=_frame_index, default=0, help="index of the frame that was edited (default 0)")
+    p.add_argument("--out", required=True, help="result .mp4 (source size, fps, frame count and audio)")
+    p.add_argument("--side-by-side", help="also write source | result side by side to this .mp4")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_settings_arguments(p)
+    p.set_defaults(func=_run_edit)
+
+    for name in _AREAS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from synclora.errors import SyncloraError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SyncloraError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

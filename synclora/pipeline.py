@@ -1,0 +1,150 @@
+"""One edit, end to end: read → fit → schedule → backend → unfit → write (+ source audio).
+
+The CLI and the app both build an `EditRequest` and call `run_edit`; neither holds logic of its own.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from synclora.config import EditRequest, PropagationSettings
+from synclora.edit.image import load_image
+from synclora.errors import InputError
+from synclora.propagate import registry, schedule
+from synclora.propagate.base import BackendSpec, ProgressFn, no_progress
+from synclora.video import geometry, io
+
+# Longest clip we accept, in frames: beyond this, memory for the working frames and runtime are no longer sensible.
+MAX_FRAMES = 60 * 60  # one minute at 60 fps, two at 30
+
+
+@dataclass
+class EditResult:
+    out: Path
+    side_by_side: Path | None
+    source_info: io.VideoInfo
+    frame: int
+    settings: PropagationSettings
+    backend: str
+    backend_label: str
+    working_size: tuple[int, int]
+    notices: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        s = self.settings
+        lines = [
+            f"result: {self.out}",
+            f"backend: {self.backend} ({s.quality}), seed {s.seed}, frame {self.frame}, fit {s.fit}, "
+            f"working size {self.working_size[0]}×{self.working_size[1]}, time mode {s.time_mode}",
+            f"{self.source_info.n_frames} frames at {_fps_text(self.source_info.fps)} fps, "
+            f"{self.source_info.width}×{self.source_info.height}, took {self.seconds:.1f} s",
+        ]
+        if self.side_by_side:
+            lines.insert(1, f"side by side: {self.side_by_side}")
+        return "\n".join(lines + [f"note: {n}" for n in self.notices])
+
+
+def _fps_text(fps) -> str:
+    return f"{fps.numerator}/{fps.denominator}" if getattr(fps, "denominator", 1) != 1 else str(fps)
+
+
+def check_request(req: EditRequest) -> tuple[io.VideoInfo, np.ndarray, list[str]]:
+    """Validate everything the user gave before any heavy work; returns (source facts, edited frame, notices)."""
+    registry.resolve(req.settings)  # an unknown backend name is a user error, reported before any work
+    source = Path(req.source)
+    if not source.is_file():
+        raise InputError(f"source video not found: {source.name}")
+    info = io.probe(source)
+    if info.n_frames < 2:
+        raise InputError(f"{source.name} has {info.n_frames} frame(s); a video of at least 2 frames is needed")
+    if info.n_frames > MAX_FRAMES:
+        raise InputError(
+            f"{source.name} has {info.n_frames} frames; at most {MAX_FRAMES} are accepted — trim the clip first"
+        )
+    if not isinstance(req.frame, (int, np.integer)) or isinstance(req.frame, bool):
+        raise InputError(f"frame index must be a whole number, got {req.frame!r}")
+    if not 0 <= req.frame < info.n_frames:
+        raise InputError(f"frame {req.frame} is out of range: {source.name} has frames 0 to {info.n_frames - 1}")
+    out = Path(req.out)
+    if out.suffix.lower() != ".mp4":
+        raise InputError(f"the output must be an .mp4 file, got {out.name}")
+    if out.resolve() == source.resolve():
+        raise InputError("the output path is the source video itself; choose another name so the source is kept")
+    if not out.parent.is_dir():
+        raise InputError(f"output folder does not exist: {out.parent}")
+    edited, notices = load_image(req.edited)
+    edited, notice = geometry.fit_edited_image(edited, info.width, info.height)
+    return info, edited, notices + ([notice] if notice else [])
+
+
+def _working_plan(info: io.VideoInfo, spec: BackendSpec, settings: PropagationSettings):
+    area = info.width * info.height if spec.native_size else settings.resolution**2
+    return geometry.plan_fit(
+        info.width,
+        info.height,
+        area=area,
+        multiple=spec.size_multiple,
+        mode=settings.fit,
+        max_side=spec.max_side,
+        allow_upscale=not spec.native_size,
+    )
+
+
+def run_edit(req: EditRequest, progress: ProgressFn = no_progress) -> EditResult:
+    """Propagate the edit of frame `req.frame` through the whole source clip and write the result (and SBS)."""
+    t0 = time.perf_counter()
+    info, edited, notices = check_request(req)
+    settings = req.settings
+    progress(0.0, "loading backend")
+    backend = registry.get(settings)
+    plan = _working_plan(info, backend.spec, settings)
+    notices += list(info.notices)
+    if plan.notice:
+        notices.append(plan.notice)
+
+    progress(0.02, "reading frames")
+    working = np.stack([plan.fit(f) for f in io.iter_frames(req.source)])
+    if len(working) != info.n_frames:  # the reader's count is the contract; never go on with a different one
+        raise InputError(
+            f"{Path(req.source).name}: decoded {len(working)} frames but the container reports {info.n_frames}"
+        )
+    anchor = plan.fit(edited)
+
+    def sub(lo: float, hi: float) -> ProgressFn:
+        return lambda f, label: progress(lo + (hi - lo) * f, label)
+
+    result, sched_notices = schedule.propagate_clip(
+        working, req.frame, anchor, backend, settings, float(info.fps), sub(0.05, 0.9)
+    )
+    notices += sched_notices
+
+    progress(0.9, "writing result")
+
+    def unfitted():
+        for i, src in enumerate(io.iter_frames(req.source)):
+            yield edited if i == req.frame else plan.unfit(result[i], src)
+
+    out = io.write_video(req.out, unfitted(), info.fps, audio_from=Path(req.source) if info.has_audio else None)
+    sbs = None
+    if req.side_by_side:
+        progress(0.95, "writing side by side")
+        pairs = io.side_by_side(io.iter_frames(req.source), io.iter_frames(out))
+        sbs = io.write_video(req.side_by_side, pairs, info.fps, audio_from=Path(req.source) if info.has_audio else None)
+    progress(1.0, "done")
+    return EditResult(
+        out=Path(out),
+        side_by_side=Path(sbs) if sbs else None,
+        source_info=info,
+        frame=int(req.frame),
+        settings=settings,
+        backend=backend.name,
+        backend_label=backend.label,
+        working_size=(anchor.shape[1], anchor.shape[0]),
+        notices=notices,
+        seconds=time.perf_counter() - t0,
+    )

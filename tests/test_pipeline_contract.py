@@ -1,0 +1,154 @@
+"""The edit contract, end to end through the CLI with the CPU backend.
+
+Same fps (exact rational), frame count, duration and audio as the source; frame k is the edited frame; the edit
+follows the motion; bad input gives one line on stderr, exit code 2 and nothing at --out.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from synclora.cli import main
+from synclora.testing import media
+from synclora.video import io
+
+N = 36
+
+
+def _clip(tmp: Path, fps: Fraction, size=(128, 160), n=N, container="mp4", audio=True):
+    frames, truth = media.talking_face_frames(n, size=size, fps=float(fps), seed=3)
+    sound = media.tone(n / float(fps) + 0.2) if audio else None
+    path = media.write_clip(tmp / f"src.{container}", frames, fps, audio=sound)
+    return path, frames, truth
+
+
+def _edit(tmp: Path, src: Path, k: int, truth) -> tuple[Path, np.ndarray, tuple[int, int]]:
+    frame = io.read_frame(src, k)
+    ex, ey = (int(v) for v in _cheek(truth, k))
+    edited = frame.copy()
+    cv2.rectangle(edited, (ex - 7, ey - 5), (ex + 7, ey + 5), (255, 0, 0), -1)  # a red sticker on the cheek
+    path = tmp / "edited.png"
+    cv2.imwrite(str(path), edited[:, :, ::-1])
+    return path, edited, (ex, ey)
+
+
+def _cheek(truth, i: int) -> np.ndarray:
+    """A point on the left cheek: below the left eye, level with the nose tip."""
+    eye, mouth = truth["left_eye"][i], truth["mouth_center"][i]
+    return np.array([eye[0], (eye[1] + mouth[1]) / 2])
+
+
+def _red_centroid(frame: np.ndarray, near: tuple[float, float], radius: int = 30) -> tuple[float, float]:
+    """Centroid of pure-red pixels within `radius` of `near` (the textured background has red spots elsewhere)."""
+    x0, y0 = int(near[0]) - radius, int(near[1]) - radius
+    win = frame[max(0, y0): y0 + 2 * radius, max(0, x0): x0 + 2 * radius].astype(int)
+    mask = (win[..., 0] > 180) & (win[..., 1] < 90) & (win[..., 2] < 90)
+    ys, xs = np.nonzero(mask)
+    assert len(xs) > 20, "the red edit vanished"
+    return xs.mean() + max(0, x0), ys.mean() + max(0, y0)
+
+
+@pytest.mark.parametrize("fps", [Fraction(24000, 1001), Fraction(30000, 1001), Fraction(60)])
+def test_edit_keeps_timing_audio_and_frame_k(tmp_path, fps):
+    src, frames, truth = _clip(tmp_path, fps)
+    k = 13
+    edited_path, edited, _ = _edit(tmp_path, src, k, truth)
+    out, sbs = tmp_path / "out.mp4", tmp_path / "sbs.mp4"
+    rc = main([
+        "edit", str(src), "--edited", str(edited_path), "--frame", str(k), "--out", str(out),
+        "--side-by-side", str(sbs), "--backend", "flow", "--quiet",
+    ])
+    assert rc == 0
+    a, b = io.probe(src), io.probe(out)
+    assert b.fps == a.fps and b.n_frames == a.n_frames == N
+    assert b.duration == pytest.approx(a.duration)
+    assert (b.width, b.height) == (a.width, a.height)
+    assert b.has_audio
+    sa, ra = io.audio_samples(src, (0, N))
+    sb, rb = io.audio_samples(out, (0, N))
+    assert ra == rb and sa.shape == sb.shape
+    assert np.abs(sa - sb).max() < 1e-4  # copied, not re-encoded
+    result = io.read_frames(out)
+    # Frame k is the edit (up to H.264): much closer to it than to the unedited source frame.
+    assert media.psnr(result[k], edited) > 32
+    assert media.psnr(result[k], edited) > media.psnr(result[k], frames[k]) + 6
+    s = io.probe(sbs)
+    assert s.n_frames == N and s.fps == a.fps and s.has_audio
+
+
+def test_edit_follows_motion_and_keeps_the_mouth(tmp_path):
+    fps = Fraction(25)
+    src, frames, truth = _clip(tmp_path, fps, size=(192, 192), n=40)
+    k = 20
+    edited_path, _, _ = _edit(tmp_path, src, k, truth)
+    out = tmp_path / "out.mp4"
+    assert main(["edit", str(src), "--edited", str(edited_path), "--frame", str(k), "--out", str(out),
+                 "--backend", "flow", "--quiet"]) == 0
+    result = io.read_frames(out)
+    source = io.read_frames(src)
+    errors = []
+    for i in range(0, 40, 3):
+        ex, ey = _cheek(truth, i)
+        cx, cy = _red_centroid(result[i], (ex, ey))
+        errors.append(np.hypot(cx - ex, cy - ey))
+    assert max(errors) < 4.0, errors  # the sticker stays on the cheek in every frame, forward and backward
+    # The mouth comes from the source itself (it opens and closes as in the source).
+    mx, my = (int(v) for v in truth["mouth_center"][k])
+    box = np.s_[:, my - 12: my + 12, mx - 16: mx + 16]
+    assert np.abs(result[box].astype(int) - source[box].astype(int)).mean() < 6
+
+
+@pytest.mark.parametrize("size,fit", [((96, 176), "pad"), ((96, 176), "crop"), ((210, 118), "pad")])
+def test_any_aspect_comes_back_at_source_size(tmp_path, size, fit):
+    src, _, truth = _clip(tmp_path, Fraction(25), size=size, n=12, audio=False)
+    edited_path, _, _ = _edit(tmp_path, src, 0, truth)
+    out = tmp_path / "out.mp4"
+    assert main(["edit", str(src), "--edited", str(edited_path), "--out", str(out), "--backend", "flow",
+                 "--fit", fit, "--quiet"]) == 0
+    info = io.probe(out)
+    assert (info.width, info.height) == (size[0] + size[0] % 2, size[1] + size[1] % 2) or \
+        (info.width, info.height) == size
+    assert info.n_frames == 12 and not info.has_audio
+
+
+def _cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "synclora", *map(str, args)], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_bad_inputs_give_one_line_and_exit_2(tmp_path):
+    src, _, truth = _clip(tmp_path, Fraction(25), n=10, audio=False)
+    edited_path, edited, _ = _edit(tmp_path, src, 0, truth)
+    wide = tmp_path / "wide.png"
+    cv2.imwrite(str(wide), np.zeros((50, 300, 3), np.uint8))
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video at all\n" * 20)
+    out = tmp_path / "out.mp4"
+    cases = [
+        ("edit", src, "--edited", edited_path, "--frame", "10", "--out", out),  # frame out of range
+        ("edit", src, "--edited", edited_path, "--frame", "-1", "--out", out),
+        ("edit", src, "--edited", edited_path, "--frame", "two", "--out", out),
+        ("edit", src, "--edited", wide, "--out", out),  # another aspect ratio
+        ("edit", empty, "--edited", edited_path, "--out", out),
+        ("edit", text, "--edited", edited_path, "--out", out),
+        ("edit", tmp_path / "missing.mp4", "--edited", edited_path, "--out", out),
+        ("edit", src, "--edited", text, "--out", out),  # not an image
+        ("info", empty),
+        ("edit", src, "--edited", edited_path, "--out", out, "--backend", "nonsense"),
+    ]
+    for case in cases:
+        r = _cli(*case)
+        assert r.returncode == 2, (case, r.stderr)
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and "Traceback" not in r.stderr, (case, r.stderr)
+        assert not out.exists(), case
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".") or "tmp" in p.name]
