@@ -55,7 +55,7 @@ def _fps_text(fps) -> str:
 
 def check_request(req: EditRequest) -> tuple[io.VideoInfo, np.ndarray, list[str]]:
     """Validate everything the user gave before any heavy work; returns (source facts, edited frame, notices)."""
-    registry.resolve(req.settings)  # an unknown backend name is a user error, reported before any work
+    registry.check_name(req.settings.backend)  # a typo is a user error, reported before any work
     source = Path(req.source)
     if not source.is_file():
         raise InputError(f"source video not found: {source.name}")

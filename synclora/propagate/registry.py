@@ -71,6 +71,12 @@ def backends(settings: PropagationSettings | None = None) -> list[BackendInfo]:
     return out
 
 
+def check_name(name: str) -> None:
+    """Reject an unknown backend name (cheap: loads nothing)."""
+    if name != "auto" and name not in _BACKENDS:
+        raise InputError(f"unknown backend {name!r}; choose one of: auto, {', '.join(_BACKENDS)}")
+
+
 def resolve(settings: PropagationSettings) -> str:
     """The backend name `settings.backend` means here ("auto": Sync-LoRA when it can run, else the CPU preview)."""
     if settings.backend == "auto":
@@ -78,8 +84,7 @@ def resolve(settings: PropagationSettings) -> str:
             if info.available:
                 return info.name
         raise ModelUnavailableError("no propagation backend can run here")
-    if settings.backend not in _BACKENDS:
-        raise InputError(f"unknown backend {settings.backend!r}; choose one of: auto, {', '.join(_BACKENDS)}")
+    check_name(settings.backend)
     return settings.backend
 
 
