@@ -6,8 +6,8 @@ Material: two public-domain photographs that installed packages ship — Grace H
 sample data) and Eileen Collins (NASA photo, scikit-image's `data.astronaut()`) — animated by
 `synclora.testing.faces.talking_clip` (jaw, blinks, gaze, head roll/drift). The sound is synthetic "speech": a
 voiced buzz whose loudness follows the mouth opening, so sync can be heard as well as seen. Edits are painted with
-OpenCV at the MediaPipe landmarks of the chosen frame (sunglasses, lipstick, moustache), i.e. local appearance edits
-that both backends can carry. Every file stays well under 1 MB; `examples.json` lists them for the app.
+OpenCV at the MediaPipe landmarks of the chosen frame (red nose, lipstick, moustache): local appearance edits that
+both backends can carry and that leave eyes and mouth visible, so the sync report can judge them. Every file stays well under 1 MB; `examples.json` lists them for the app.
 """
 
 from __future__ import annotations
@@ -27,11 +27,9 @@ FPS = 24
 SAMPLE_RATE = 24000
 
 # MediaPipe face-mesh landmark indices.
-R_EYE = (33, 246, 161, 160, 159, 158, 157, 173, 133, 155, 154, 153, 145, 144, 163, 7)
-L_EYE = (263, 466, 388, 387, 386, 385, 384, 398, 362, 382, 381, 380, 374, 373, 390, 249)
 LIPS_OUTER = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146)
 LIPS_INNER = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95)
-NOSE_BOTTOM, UPPER_LIP, MOUTH_L, MOUTH_R = 2, 0, 61, 291
+NOSE_TIP, NOSE_BOTTOM, UPPER_LIP, MOUTH_L, MOUTH_R = 1, 2, 0, 61, 291
 
 
 def speech_audio(mouth: np.ndarray, fps: float, seed: int) -> np.ndarray:
@@ -53,30 +51,23 @@ def speech_audio(mouth: np.ndarray, fps: float, seed: int) -> np.ndarray:
 def landmarks(img: np.ndarray) -> np.ndarray:
     from synclora.metrics.landmarks import FaceMeshTracker
 
-    with FaceMeshTracker(static=True, max_side=4096) as tracker:
+    with FaceMeshTracker(static=True, search_side=100_000) as tracker:
         pts = tracker.landmarks(img)
     if pts is None:
         raise RuntimeError("no face found in the example frame")
     return pts[:, :2]
 
 
-def sunglasses(img: np.ndarray, pts: np.ndarray) -> np.ndarray:
+def clown_nose(img: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """A glossy red ball on the nose tip: a bold local edit that hides neither the eyes nor the mouth."""
     out = img.copy()
-    centres = []
-    for ring in (R_EYE, L_EYE):
-        p = pts[list(ring)]
-        c = p.mean(0)
-        r = 0.95 * (p[:, 0].max() - p[:, 0].min())
-        centres.append((c, r))
-        cv2.circle(out, tuple(np.round(c).astype(int)), int(r), (18, 18, 24), -1, cv2.LINE_AA)
-        cv2.circle(out, tuple(np.round(c).astype(int)), int(r), (180, 150, 60), max(2, int(r / 6)), cv2.LINE_AA)
-        hi = c + np.array([-0.35 * r, -0.35 * r])
-        cv2.circle(out, tuple(np.round(hi).astype(int)), max(1, int(r / 5)), (90, 90, 110), -1, cv2.LINE_AA)
-    (a, ra), (b, rb) = centres
-    left, right = (a, ra), (b, rb)
-    p0 = np.round(left[0] + np.array([left[1], 0]) * np.sign(right[0][0] - left[0][0])).astype(int)
-    p1 = np.round(right[0] - np.array([right[1], 0]) * np.sign(right[0][0] - left[0][0])).astype(int)
-    cv2.line(out, tuple(p0), tuple(p1), (180, 150, 60), max(2, int(ra / 6)), cv2.LINE_AA)
+    tip = pts[NOSE_TIP]
+    r = 0.3 * abs(pts[MOUTH_R, 0] - pts[MOUTH_L, 0])
+    c = tuple(np.round(tip).astype(int))
+    cv2.circle(out, c, int(r), (205, 20, 30), -1, cv2.LINE_AA)
+    cv2.circle(out, c, int(r), (120, 10, 15), max(1, int(r / 8)), cv2.LINE_AA)
+    hi = tuple(np.round(tip + np.array([-0.35 * r, -0.35 * r])).astype(int))
+    cv2.circle(out, hi, max(1, int(r / 4)), (255, 170, 170), -1, cv2.LINE_AA)
     return out
 
 
@@ -108,7 +99,7 @@ def moustache(img: np.ndarray, pts: np.ndarray) -> np.ndarray:
 
 EXAMPLES = [
     # (file stem, photo, frames, seed, edited frame, edit, label, layout)
-    ("grace-sunglasses", "grace_hopper", 72, 1, 0, sunglasses, "Sunglasses · Grace Hopper · frame 0", "square"),
+    ("grace-red-nose", "grace_hopper", 72, 1, 0, clown_nose, "Red nose · Grace Hopper · frame 0", "square"),
     ("eileen-lipstick", "astronaut", 72, 2, 36, lipstick, "Red lipstick · Eileen Collins · middle frame", "square"),
     ("grace-moustache-portrait", "grace_hopper", 60, 3, 59, moustache,
      "Moustache · portrait 9:16 · last frame", "portrait"),

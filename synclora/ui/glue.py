@@ -223,10 +223,10 @@ class GradioPipeline:
         status = gr.skip()
         if has_edit and int(edit_frame) == k:
             after = np.asarray(Image.open(edited).convert("RGB"))
-            status = gr.update(value=f"✅ Edited frame **{k}** is ready to propagate.")
+            status = gr.update(value=f"Edited frame **{k}** is ready to propagate.")
         elif has_edit:
             status = gr.update(
-                value=f"⚠️ Your edit was made on frame **{int(edit_frame)}**; you are now on frame **{k}**. "
+                value=f"**Note:** your edit was made on frame **{int(edit_frame)}**; you are now on frame **{k}**. "
                 "Go back to that frame or edit this one."
             )
         caption = gr.update(value=self.frame_caption(k, info.n_frames, info.fps))
@@ -248,7 +248,7 @@ class GradioPipeline:
         Image.fromarray(img).save(path)
         for n in notices:
             gr.Warning(_sentence(n))
-        note = f"✅ Edited frame **{k}** ({how}). " + " ".join(_sentence(n) for n in notices)
+        note = f"Edited frame **{k}** ({how}). " + " ".join(_sentence(n) for n in notices)
         return str(path), (frame_img, img), k, gr.update(value=note.strip())
 
     @user_errors
@@ -311,8 +311,8 @@ class GradioPipeline:
 
         lines = []
         for b in registry.backends(self.defaults):
-            mark = "✅" if b.available else "⛔"
-            lines.append(f"- {mark} **{b.name}** — {b.label}" + ("" if b.available else f" — *not available here: {b.why}*"))
+            state = "available" if b.available else f"*not available here: {b.why}*"
+            lines.append(f"- **{b.name}** ({state}): {b.label}")
         try:
             auto = registry.resolve(PropagationSettings(backend="auto"))
             lines.append(f"- **auto** uses **{auto}** on this server.")
@@ -442,7 +442,7 @@ class GradioPipeline:
         )
         png = self.files.new_file(_session(request), "sync-report", ".png")
         rep.plot(png)
-        icon = "✅" if rep.in_sync else "⚠️"
+        icon = "In sync:" if rep.in_sync else "Check:"
         corr = "n/a" if rep.corr is None else f"{rep.corr:.2f}"
         md = [f"### {icon} {_sentence(rep.verdict)}", f"Overall lag **{rep.lag:+d}** frames · mean r **{corr}**"]
         md += [f"- {_sentence(p)}" for p in rep.problems]

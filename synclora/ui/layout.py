@@ -96,13 +96,31 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
                 caption = gr.Markdown("No video yet.", elem_id="frame-caption")
         fps_num = gr.Number(0.0, visible=False, elem_id="fps")
 
+        # Examples right under the first two steps, so a visitor sees them without scrolling. Their outputs (step 5)
+        # are created here unrendered and placed further down.
+        sbs = gr.Video(label="Source | result (in sync, with the source audio)", interactive=False,
+                       elem_id="result-sbs", height=420, buttons=["download"], render=False)
+        result = gr.Video(label="Result", interactive=False, elem_id="result-video", height=420,
+                          buttons=["download"], render=False)
+        result_md = gr.Markdown(asset("help_result.md"), elem_id="result-info", render=False)
+        edited = gr.Image(label="Edited frame", type="filepath", visible=False, elem_id="edited", render=False)
+        edit_frame = gr.Number(-1, visible=False, precision=0, label="Edited frame index", render=False)
+        rows, labels = example_rows()
+        if rows:
+            gr.Examples(
+                rows, inputs=[video, edited, frame, edit_frame], outputs=[result, sbs, result_md],
+                fn=app.run_example, cache_examples=cache_examples, cache_mode="lazy" if cache_examples else None,
+                example_labels=labels, label="Examples: one click loads a clip, its edited frame and the result",
+                visible_columns=[0, 1], api_name="example", elem_id="examples",
+            )
+
         # 3 -----------------------------------------------------------------------------------------------------
         gr.Markdown("## 3 · Edit the frame", elem_classes="step")
         gr.Markdown(asset("help_edit.md"), elem_classes="help")
         with gr.Row(equal_height=False):
             with gr.Column(scale=7, min_width=320):
                 with gr.Tabs():
-                    with gr.Tab("🖌️ Draw", id="draw"):
+                    with gr.Tab("Draw", id="draw"):
                         editor = gr.ImageEditor(
                             label="Paint on the frame (brush, eraser, layers)", type="numpy", image_mode="RGBA",
                             sources=[], transforms=(), layers=True, height=460, elem_id="editor",
@@ -112,7 +130,7 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
                             eraser=gr.Eraser(default_size=16),
                         )
                         use_draw = gr.Button("Use this drawing", variant="secondary", elem_id="use-drawing")
-                    with gr.Tab("💬 Instruction", id="instruct"):
+                    with gr.Tab("Instruction", id="instruct"):
                         instruct_status = gr.Markdown(instruct_md, elem_id="instruct-status")
                         instruction = gr.Textbox(label="Instruction", lines=2, elem_id="instruction",
                                                  placeholder="e.g. give her round black sunglasses",
@@ -121,7 +139,7 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
                             instruct_seed = gr.Number(0, precision=0, label="Seed", min_width=120)
                             instruct_btn = gr.Button("Edit with FLUX.2 [klein]", interactive=instruct_ok,
                                                      elem_id="instruct-button")
-                    with gr.Tab("⬆️ Upload", id="upload"):
+                    with gr.Tab("Upload", id="upload"):
                         upload = gr.Image(label="Edited frame from another tool (PNG or JPEG, same framing)",
                                           type="filepath", sources=["upload", "clipboard"], height=400,
                                           elem_id="upload-edit")
@@ -129,8 +147,8 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
                 before_after = gr.ImageSlider(label="Before / after (drag the divider)", interactive=False,
                                               elem_id="before-after", max_height=460, type="numpy")
                 edit_status = gr.Markdown("No edit yet.", elem_id="edit-status")
-                edited = gr.Image(label="Edited frame", type="filepath", visible=False, elem_id="edited")
-                edit_frame = gr.Number(-1, visible=False, precision=0, label="Edited frame index")
+                edited.render()
+                edit_frame.render()
 
         # 4 -----------------------------------------------------------------------------------------------------
         gr.Markdown("## 4 · Propagate", elem_classes="step")
@@ -167,27 +185,15 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
             with gr.Column(scale=8, min_width=320):
                 with gr.Tabs():
                     with gr.Tab("Side by side", id="sbs"):
-                        sbs = gr.Video(label="Source | result (in sync, with the source audio)", interactive=False,
-                                       elem_id="result-sbs", height=420, buttons=["download"])
+                        sbs.render()
                     with gr.Tab("Result only", id="result"):
-                        result = gr.Video(label="Result", interactive=False, elem_id="result-video", height=420,
-                                          buttons=["download"])
-                result_md = gr.Markdown(asset("help_result.md"), elem_id="result-info")
+                        result.render()
+                result_md.render()
             with gr.Column(scale=4, min_width=280):
                 gr.Markdown("### Sync report")
                 report_img = gr.Image(label="Cues: source (blue) vs result (red)", interactive=False, type="filepath",
                                       elem_id="report-plot", buttons=["fullscreen", "download"])
                 report_md = gr.Markdown(asset("help_report.md"), elem_id="report-verdict")
-
-        # Examples (rendered under step 2 via CSS order would be fragile; they sit here, linked from the header).
-        rows, labels = example_rows()
-        if rows:
-            gr.Examples(
-                rows, inputs=[video, edited, frame, edit_frame], outputs=[result, sbs, result_md],
-                fn=app.run_example, cache_examples=cache_examples, cache_mode="lazy" if cache_examples else None,
-                example_labels=labels, label="Examples — one click loads a clip, its edited frame and the result",
-                visible_columns=[0, 1], api_name="example",
-            )
 
         # Wiring -------------------------------------------------------------------------------------------------
         light = dict(concurrency_limit=4, concurrency_id="light")
@@ -221,6 +227,6 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
             concurrency_limit=1, concurrency_id="gpu", scroll_to_output=True,
         )
         result.change(app.sync_report, [video, result, edited], [report_img, report_md], api_name="sync_report",
-                      concurrency_limit=1, concurrency_id="report", show_progress="minimal")
+                      concurrency_limit=1, concurrency_id="report", show_progress_on=[report_img])
         demo.unload(app.end_session)
     return demo
