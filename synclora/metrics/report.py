@@ -27,11 +27,13 @@ from synclora.metrics.scores import (
     match_blinks,
     overall_lag,
     score_cue,
+    shut_frames,
     zscore,
 )
 
-# Identity compares at most this many result frames (dlib's descriptor costs ~10 ms a face on one core).
-IDENTITY_MAX_FRAMES = 16
+# Identity compares at most this many result frames, evenly spaced: dlib's ResNet descriptor (dlib-bin has no BLAS)
+# costs ~85 CPU-ms a face, as much as ~17 frames of cue extraction, and identity drifts slowly.
+IDENTITY_MAX_FRAMES = 8
 
 
 @dataclass
@@ -208,19 +210,26 @@ def score_tracks(
         raise InputError(f"max_lag must be ≥ 0, got {max_lag}")
     n = len(src)
     max_lag = min(max_lag, max(0, n - th.min_frames))
+    open_src = eye_openness(src.cues["left_eye"], src.cues["right_eye"])
+    open_res = eye_openness(res.cues["left_eye"], res.cues["right_eye"])
     cues, curves = {}, {}
     for name in CUE_NAMES:
-        score, curve = score_cue(name, src.cues[name], res.cues[name], max_lag, th)
+        a, b = src.cues[name], res.cues[name]
+        if name.startswith("gaze"):
+            # The iris is hidden while the eyes are shut; its landmark then says nothing about gaze.
+            a = np.where(shut_frames(open_src, th.blink_ratio), np.nan, a)
+            b = np.where(shut_frames(open_res, th.blink_ratio), np.nan, b)
+        score, curve = score_cue(name, a, b, max_lag, th)
         cues[name] = score
-        if score.active:
+        if score.active and not score.frozen:  # a still curve's r(lag) is jitter: it must not pick the lag
             curves[name] = curve
     lag, _ = overall_lag(curves, max_lag, th.lag_gain)
     active = [s for s in cues.values() if s.active and s.corr is not None and np.isfinite(s.corr)]
     corr = float(np.mean([s.corr for s in active])) if active else None
 
     blinks = match_blinks(
-        blink_events(eye_openness(src.cues["left_eye"], src.cues["right_eye"]), th.blink_ratio),
-        blink_events(eye_openness(res.cues["left_eye"], res.cues["right_eye"]), th.blink_ratio),
+        blink_events(open_src, th.blink_ratio),
+        blink_events(open_res, th.blink_ratio),
         lag,
         th.blink_tolerance,
     )
@@ -313,6 +322,7 @@ def compare_videos(
     max_lag: int = 5,
     progress: ProgressFn | None = None,
     thresholds: SyncThresholds | None = None,
+    identity_frames: int = IDENTITY_MAX_FRAMES,
 ) -> SyncReport:
     """Measure how well `result` follows `source` (paths or (T, H, W, 3) uint8 RGB arrays, same frame count).
 
@@ -333,7 +343,7 @@ def compare_videos(
     if stop - start < 2:
         raise InputError("a sync report needs at least 2 frames")
     ref = _load_reference(edited_frame) if edited_frame is not None else None
-    every = max(1, int(np.ceil((stop - start) / IDENTITY_MAX_FRAMES))) if ref is not None else 0
+    every = max(1, int(np.ceil((stop - start) / max(1, identity_frames)))) if ref is not None else 0
 
     done = {"source": 0.0, "result": 0.0}
 
@@ -375,7 +385,7 @@ def _identity(ref: np.ndarray, res: CueTrack, th: SyncThresholds, every: int) ->
     from synclora.metrics.identity import descriptor, score_identity
     from synclora.metrics.landmarks import FaceMeshTracker
 
-    with FaceMeshTracker(static=True, max_side=1024) as tracker:
+    with FaceMeshTracker(static=True) as tracker:
         pts = tracker.landmarks(ref)
     if pts is None:
         return None, "no face found in the edited frame: identity not scored"

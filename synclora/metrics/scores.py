@@ -10,17 +10,18 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-# Motion below these standard deviations is within the landmarker's own jitter on a still face (measured on a still
-# portrait with 1-px shifts, see tests/test_metrics_scores.py); such a cue says nothing about sync.
+# Motion below these standard deviations is within the landmarker's own jitter (largest std measured on the two test
+# portraits, still with ±1 px shifts / rolling / talking / blinking, 72 frames at 256 px: yaw 0.63°, pitch 0.69°,
+# roll 0.36°, mouth 0.004, eyes 0.011, gaze 0.013 outside blinks), doubled; such a cue cannot judge sync.
 DEFAULT_ACTIVITY_FLOOR: dict[str, float] = {
-    "yaw": 1.0,
-    "pitch": 1.0,
-    "roll": 0.5,
-    "mouth": 0.015,
-    "left_eye": 0.012,
-    "right_eye": 0.012,
-    "gaze_x": 0.01,
-    "gaze_y": 0.01,
+    "yaw": 1.5,
+    "pitch": 1.5,
+    "roll": 0.75,
+    "mouth": 0.01,
+    "left_eye": 0.02,
+    "right_eye": 0.02,
+    "gaze_x": 0.025,
+    "gaze_y": 0.025,
 }
 
 CUE_GROUPS: dict[str, tuple[str, ...]] = {
@@ -40,7 +41,7 @@ class SyncThresholds:
     lag_gain: float = 0.02  # a non-zero lag must beat lag 0's mean correlation by this much to be reported
     blink_ratio: float = 0.75  # eye openness below this × the clip's median openness counts as shut
     blink_tolerance: int = 2  # frames between a source blink and its result blink (after the detected lag)
-    max_missing_face: float = 0.05  # fraction of the source's face frames that may lack a face in the result
+    max_missing_face: float = 0.02  # fraction of the source's face frames that may lack a face in the result
     max_identity_distance: float = 0.6  # dlib's own same-person threshold on descriptor distance
     min_frames: int = 8  # fewer common face frames than this: no score
     activity_floor: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_ACTIVITY_FLOOR))
@@ -122,9 +123,22 @@ def zscore(x: np.ndarray) -> np.ndarray:
 
 
 def score_cue(name: str, src: np.ndarray, res: np.ndarray, max_lag: int, th: SyncThresholds) -> tuple[CueScore, np.ndarray]:
-    """One cue's score and its r(lag) curve."""
+    """One cue's score and its r(lag) curve.
+
+    Pearson r ignores amplitude, so a result that barely moves (a frozen mouth) can still correlate with its source
+    through the landmarker's jitter (r ≈ 0.5 measured on a pasted-still mouth). When the source moves this cue and
+    the result moves it less than the jitter floor, r is scaled by (result motion / floor): below the floor there is
+    no motion to be in sync with. Identical copies are unaffected (the result moves exactly as much as the source).
+    """
+    floor = th.activity_floor.get(name, 0.0)
+    sd_s = float(np.nanstd(src)) if np.isfinite(src).any() else float("nan")
+    sd_r = float(np.nanstd(res)) if np.isfinite(res).any() else float("nan")
+    active = bool(np.isfinite(sd_s) and sd_s >= floor)
+    frozen = bool(active and np.isfinite(sd_r) and sd_r < th.frozen_ratio * sd_s)
+    damp = min(1.0, sd_r / floor) if active and floor > 0 and np.isfinite(sd_r) else 1.0
     r0, n = pearson(src, res, th.min_frames)
-    curve = lagged_corr(src, res, max_lag, th.min_frames)
+    r0 *= damp
+    curve = lagged_corr(src, res, max_lag, th.min_frames) * damp
     if np.isfinite(curve).any():
         best = int(np.nanargmax(curve))
         lag, r_lag = best - max_lag, float(curve[best])
@@ -132,11 +146,13 @@ def score_cue(name: str, src: np.ndarray, res: np.ndarray, max_lag: int, th: Syn
             lag, r_lag = 0, r0
     else:
         lag, r_lag = 0, r0
-    sd_s = float(np.nanstd(src)) if np.isfinite(src).any() else float("nan")
-    sd_r = float(np.nanstd(res)) if np.isfinite(res).any() else float("nan")
-    active = bool(np.isfinite(sd_s) and sd_s >= th.activity_floor.get(name, 0.0))
-    frozen = bool(active and np.isfinite(sd_r) and sd_r < th.frozen_ratio * sd_s)
-    return CueScore(r0, lag, r_lag, sd_s, sd_r, active, frozen, n), curve
+    if frozen:
+        lag, r_lag = 0, r0  # the best lag of a still curve is noise
+    return CueScore(_nan_none(r0), lag, _nan_none(r_lag), sd_s, sd_r, active, frozen, n), curve
+
+
+def _nan_none(v: float) -> float | None:
+    return float(v) if np.isfinite(v) else None
 
 
 def eye_openness(left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -147,13 +163,18 @@ def eye_openness(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     return out
 
 
-def blink_events(openness: np.ndarray, ratio: float) -> list[int]:
-    """Frames where the eyes are most shut in each run of 'shut' frames (openness < ratio × the clip's median)."""
+def shut_frames(openness: np.ndarray, ratio: float) -> np.ndarray:
+    """(T,) bool: eyes shut (openness < ratio × the clip's median openness, i.e. relative to this face's open eyes)."""
     ok = np.isfinite(openness)
-    if ok.sum() == 0:
-        return []
     shut = np.zeros(len(openness), bool)
-    shut[ok] = openness[ok] < ratio * np.median(openness[ok])
+    if ok.any():
+        shut[ok] = openness[ok] < ratio * np.median(openness[ok])
+    return shut
+
+
+def blink_events(openness: np.ndarray, ratio: float) -> list[int]:
+    """Frames where the eyes are most shut in each run of shut frames."""
+    shut = shut_frames(openness, ratio)
     events, t = [], 0
     while t < len(shut):
         if shut[t]:

@@ -39,7 +39,7 @@ def _still(name: str) -> np.ndarray:
 def _landmarks(img: np.ndarray) -> np.ndarray:
     from synclora.metrics.landmarks import FaceMeshTracker
 
-    with FaceMeshTracker(static=True, max_side=4096) as t:
+    with FaceMeshTracker(static=True, search_side=100_000) as t:
         pts = t.landmarks(img)
     if pts is None:
         raise RuntimeError("no face found in the test portrait")
@@ -71,6 +71,7 @@ class FaceClip:
     eyes_closed: np.ndarray  # (T,) 0 open … 1 shut
     roll: np.ndarray  # (T,) degrees, + clockwise in the image
     shift: np.ndarray  # (T, 2) pixels
+    gaze: np.ndarray  # (T,) sideways shift of the eye content, × eye width
     blinks: list[int] = field(default_factory=list)  # frames where a blink is fully shut
 
 
@@ -127,6 +128,25 @@ def close_eyes(img: np.ndarray, pts: np.ndarray, amount: float) -> np.ndarray:
     return out
 
 
+def shift_gaze(img: np.ndarray, pts: np.ndarray, amount: float) -> np.ndarray:
+    """Move what is inside both eye openings sideways by `amount` × the eye's width (iris looks left/right)."""
+    import cv2
+
+    if amount == 0:
+        return img.copy()
+    out = img.copy()
+    for ring in (_R_EYE_RING, _L_EYE_RING):
+        poly = pts[list(ring), :2]
+        width = poly[:, 0].max() - poly[:, 0].min()
+        mask = np.zeros(img.shape[:2], np.uint8)
+        cv2.fillPoly(mask, [np.round(poly).astype(np.int32)], 255)
+        m = np.float32([[1, 0, amount * width], [0, 1, 0]])
+        moved = cv2.warpAffine(img, m, (img.shape[1], img.shape[0]), flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_REPLICATE)
+        out[mask > 0] = moved[mask > 0]
+    return out
+
+
 def talking_clip(
     name: str = "grace_hopper",
     n: int = 72,
@@ -137,8 +157,9 @@ def talking_clip(
     blinks: tuple[int, ...] = (12, 40, 61),
     roll_deg: float = 4.0,
     shift_px: float = 4.0,
+    gaze: float = 0.16,
 ) -> FaceClip:
-    """A clip of `n` frames: irregular talking mouth, blinks at the given frames, slow roll and drift."""
+    """A clip of `n` frames: irregular talking mouth, blinks at the given frames, gaze swings, slow roll and drift."""
     import cv2
 
     base, pts = portrait(name, size)
@@ -153,17 +174,19 @@ def talking_clip(
         for off, v in ((-1, 0.5), (0, 1.0), (1, 0.5)):
             if 0 <= b + off < n:
                 closed[b + off] = max(closed[b + off], v)
-    phase = rng.uniform(0, 2 * np.pi, 3)
+    phase = rng.uniform(0, 2 * np.pi, 4)
+    look = gaze * np.sin(2 * np.pi * t / (0.45 * n) + phase[3])
     roll = roll_deg * np.sin(2 * np.pi * t / (0.9 * n) + phase[0])
     shift = shift_px * np.stack([np.sin(2 * np.pi * t / (0.7 * n) + phase[1]), np.sin(2 * np.pi * t / (1.3 * n) + phase[2])], 1)
     frames = np.empty((n, size, size, 3), np.uint8)
     for i in range(n):
         f = open_mouth(base, pts, float(mouth[i]))
+        f = shift_gaze(f, pts, float(look[i]))
         f = close_eyes(f, pts, float(closed[i]))
         m = cv2.getRotationMatrix2D((size / 2, size / 2), -float(roll[i]), 1.0)
         m[:, 2] += shift[i]
         frames[i] = cv2.warpAffine(f, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return FaceClip(frames=frames, mouth=mouth, eyes_closed=closed, roll=roll, shift=shift, blinks=list(blinks))
+    return FaceClip(frames=frames, mouth=mouth, eyes_closed=closed, roll=roll, shift=shift, gaze=look, blinks=list(blinks))
 
 
 def delay(frames: np.ndarray, k: int) -> np.ndarray:
@@ -178,3 +201,13 @@ def freeze_region(frames: np.ndarray, box: tuple[int, int, int, int], ref: int =
     x0, y0, x1, y1 = box
     out[:, y0:y1, x0:x1] = frames[ref, y0:y1, x0:x1]
     return out
+
+
+def mouth_box(name: str = "grace_hopper", size: int = 256) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) around the mouth and jaw of `portrait(name, size)`: what `freeze_region` pastes."""
+    _, pts = portrait(name, size)
+    half_w = abs(pts[_MOUTH_R, 0] - pts[_MOUTH_L, 0]) / 2
+    cx = (pts[_MOUTH_L, 0] + pts[_MOUTH_R, 0]) / 2
+    y0 = pts[_LIP_TOP, 1] - 0.6 * half_w
+    y1 = pts[_CHIN, 1] + 0.1 * half_w
+    return int(cx - 1.6 * half_w), int(y0), int(np.ceil(cx + 1.6 * half_w)), int(np.ceil(y1))

@@ -1,0 +1,89 @@
+"""Speed of the sync report's face-cue extraction, against a naive baseline measured in the same run.
+
+Baseline: MediaPipe face mesh (iris refinement on) in static-image mode on every full-resolution frame — what a
+straightforward per-frame loop does. Ours: tracking mode (detector only when the face is lost) on frames downscaled
+so the face is ~1.2 × 192 px (the landmark model's input). Reported as frames/s per video on this machine, plus
+the whole report (two videos on two threads, identity on 16 sampled frames, scoring) from arrays and from mp4 files.
+
+    .venv/bin/python benchmarks/bench_metrics.py [--frames 150] [--size 720] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+
+def _clip(n: int, height: int) -> np.ndarray:
+    """A talking Grace Hopper clip at 16:9, `height` px high (face ≈ 60 % of the height, like a portrait video)."""
+    import cv2
+
+    from synclora.testing.faces import talking_clip
+
+    c = talking_clip("grace_hopper", n, size=height)
+    width = int(round(height * 16 / 9)) // 2 * 2
+    pad = (width - height) // 2
+    return np.stack([cv2.copyMakeBorder(f, 0, 0, pad, width - height - pad, cv2.BORDER_REPLICATE) for f in c.frames])
+
+
+def _timed(fn, *a, **kw):
+    """(result, wall seconds, CPU seconds of the whole process: all threads, MediaPipe's own included)."""
+    t, c = time.perf_counter(), time.process_time()
+    out = fn(*a, **kw)
+    return out, time.perf_counter() - t, time.process_time() - c
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=150)
+    ap.add_argument("--size", type=int, default=720, help="frame height; width is 16:9")
+    ap.add_argument("--threads", type=int, default=2, help="CPU threads allowed (taskset-like limit via affinity)")
+    args = ap.parse_args()
+    if hasattr(os, "sched_setaffinity"):
+        cpus = sorted(os.sched_getaffinity(0))[: args.threads]
+        os.sched_setaffinity(0, cpus)
+    from synclora.metrics.landmarks import extract_cues
+    from synclora.metrics.report import compare_videos
+    from synclora.testing.faces import delay
+    from synclora.video.io import write_video
+
+    frames = _clip(args.frames, args.size)
+    n, h, w = frames.shape[:3]
+    print(f"clip: {n} frames {w}×{h}, {len(os.sched_getaffinity(0))} CPU core(s)")
+
+    extract_cues(frames[:10])  # warm-up: model load, XNNPACK init
+    base, t_base, c_base = _timed(extract_cues, frames, static=True, search_side=100_000, face_px=100_000)
+    ours, t_ours, c_ours = _timed(extract_cues, frames)
+    fps_base, fps_ours = n / t_base, n / t_ours
+    print(f"baseline  static full-res face mesh : {fps_base:7.1f} frames/s  ({1000 * c_base / n:.2f} CPU-ms/frame; "
+          f"faces {base.face.sum()}/{n})")
+    print(f"ours      tracking + whole-factor ↓ : {fps_ours:7.1f} frames/s  ({1000 * c_ours / n:.2f} CPU-ms/frame; "
+          f"faces {ours.face.sum()}/{n})  ×{fps_ours / fps_base:.1f} wall, ×{c_base / c_ours:.1f} CPU")
+    diffs = {k: float(np.nanmedian(np.abs(ours.cues[k] - base.cues[k]))) for k in ours.cues}
+    print("median |ours − baseline| per cue: " + ", ".join(f"{k} {v:.3g}" for k, v in diffs.items()))
+
+    result = delay(frames, 2)
+    rep, t_rep, c_rep = _timed(compare_videos, frames, result, edited_frame=frames[0])
+    print(f"report    2 videos (arrays), identity: {n / t_rep:7.1f} frames/s per video  ({t_rep:.2f} s, "
+          f"{1000 * c_rep / (2 * n):.2f} CPU-ms/frame; verdict: {rep.verdict})")
+    with tempfile.TemporaryDirectory() as d:
+        src, res = Path(d) / "src.mp4", Path(d) / "res.mp4"
+        write_video(src, frames, 25)
+        write_video(res, result, 25)
+        rep, t_file, c_file = _timed(compare_videos, src, res, edited_frame=frames[0])
+    print(f"report    2 videos (mp4 decode)     : {n / t_file:7.1f} frames/s per video  ({t_file:.2f} s, "
+          f"{1000 * c_file / (2 * n):.2f} CPU-ms/frame; verdict: {rep.verdict})")
+    print(f"load average during the run: {os.getloadavg()[0]:.1f} (other processes slow wall-clock numbers)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,186 @@
+"""Sync scores on known curves: no face model runs here, so every number has exact ground truth."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from synclora.errors import InputError
+from synclora.metrics.landmarks import CUE_NAMES, CueTrack, cues_from_landmarks
+from synclora.metrics.report import score_tracks
+from synclora.metrics.scores import (
+    SyncThresholds,
+    blink_events,
+    lagged_corr,
+    match_blinks,
+    pearson,
+)
+
+N = 80
+
+
+def _signal(seed: int, n: int = N, smooth: int = 3) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.convolve(rng.normal(size=n + smooth), np.ones(smooth) / smooth, mode="same")[:n]
+
+
+def _track(seed: int = 0, *, shift: int = 0, freeze: tuple[str, ...] = (), blinks=(10, 35, 60), n: int = N,
+           no_face: tuple[int, ...] = ()) -> CueTrack:
+    """A track whose every cue moves well above the activity floor; `shift` delays it like a late result."""
+    scale = {"yaw": 6.0, "pitch": 4.0, "roll": 3.0, "mouth": 0.06, "gaze_x": 0.06, "gaze_y": 0.05}
+    cues = {}
+    for i, name in enumerate(CUE_NAMES):
+        if name in ("left_eye", "right_eye"):
+            x = 0.28 + 0.01 * _signal(seed * 10 + i, n)
+            for b in blinks:
+                x[b - 1: b + 2] = [0.18, 0.06, 0.18]
+        else:
+            x = scale[name] * _signal(seed * 10 + i, n)
+        cues[name] = x
+    idx = np.clip(np.arange(n) - shift, 0, n - 1)
+    cues = {k: v[idx].copy() for k, v in cues.items()}
+    for name in freeze:
+        cues[name] = np.full(n, cues[name][0]) + 1e-4 * _signal(99, n)
+    face = np.ones(n, bool)
+    face[list(no_face)] = False
+    for v in cues.values():
+        v[~face] = np.nan
+    boxes = np.tile([10.0, 10.0, 100.0, 120.0], (n, 1))
+    boxes[~face] = np.nan
+    return CueTrack(cues=cues, face=face, boxes=boxes, size=(128, 128), fps=25.0)
+
+
+def test_pearson_and_lag_conventions():
+    x = _signal(1)
+    assert pearson(x, x)[0] == pytest.approx(1.0)
+    assert pearson(x, -x)[0] == pytest.approx(-1.0)
+    late = np.concatenate([np.full(3, x[0]), x[:-3]])  # result shows source frame t at t + 3
+    curve = lagged_corr(x, late, 5)
+    assert int(np.nanargmax(curve)) - 5 == 3
+    assert curve[5 + 3] == pytest.approx(1.0)
+
+
+def test_identical_tracks_are_perfect():
+    rep = score_tracks(_track(), _track(), 5)
+    assert rep.in_sync and rep.verdict.startswith("in sync")
+    assert rep.lag == 0
+    for name, s in rep.cues.items():
+        assert s.corr == pytest.approx(1.0), name
+        assert s.lag == 0 and s.active and not s.frozen
+    assert (rep.blinks.matched, rep.blinks.missed, rep.blinks.extra) == (3, 0, 0)
+
+
+@pytest.mark.parametrize("shift", [3, -2])
+def test_shift_reports_lag_with_sign(shift):
+    rep = score_tracks(_track(), _track(shift=shift), 5)
+    assert rep.lag == shift
+    assert all(s.lag == shift for s in rep.cues.values())
+    assert not rep.in_sync
+    word = "lags" if shift > 0 else "leads"
+    assert f"{word} by {abs(shift)} frames" in rep.verdict
+    # Blinks are matched after the lag, and their offsets show it.
+    assert rep.blinks.missed == 0 and rep.blinks.offsets == [shift] * 3
+
+
+def test_frozen_mouth_and_missed_blinks():
+    rep = score_tracks(_track(), _track(freeze=("mouth",), blinks=()), 5)
+    assert rep.cues["mouth"].frozen
+    assert rep.cues["mouth"].std_result < 0.25 * rep.cues["mouth"].std_source
+    assert "mouth frozen" in rep.verdict
+    assert "3 blinks missed" in rep.verdict
+    assert rep.blinks.missed == 3 and rep.blinks.matched == 0
+    assert not rep.cues["roll"].frozen and rep.cues["roll"].corr == pytest.approx(1.0)
+
+
+def test_unrelated_motion_is_out_of_sync():
+    rep = score_tracks(_track(0), _track(7), 5)
+    assert not rep.in_sync
+    assert any("out of sync" in p for p in rep.problems)
+    assert rep.cues["yaw"].corr < 0.6
+
+
+def test_still_source_is_not_judged():
+    still = _track()
+    for name in ("yaw", "pitch"):
+        still.cues[name] = 0.2 * _signal(5)  # below the 1.5° floor: landmarker jitter, not motion
+    rep = score_tracks(still, _track(), 5)
+    assert not rep.cues["yaw"].active and not rep.cues["pitch"].active
+    assert not any(p.startswith(("yaw", "pitch")) for p in rep.problems)
+
+
+def test_frames_without_face_are_counted_not_dropped():
+    rep = score_tracks(_track(), _track(no_face=(5, 6, 7, 40)), 5)
+    assert rep.faces.result_missing == [5, 6, 7, 40] and rep.faces.lost == [5, 6, 7, 40]
+    assert rep.faces.source_missing == []
+    assert rep.cues["mouth"].n == N - 4
+    assert "face lost in 4 of 80 frames" in rep.verdict
+    d = rep.to_dict()
+    assert d["faces"]["result_missing_count"] == 4 and d["faces"]["n_frames"] == N
+
+
+def test_no_face_in_source():
+    rep = score_tracks(_track(no_face=tuple(range(N))), _track(), 5)
+    assert not rep.in_sync and rep.verdict == "no face found in the source"
+
+
+def test_json_contract(tmp_path):
+    rep = score_tracks(_track(), _track(shift=2), 4)
+    path = rep.save_json(tmp_path / "r.json")
+    d = json.loads(path.read_text())
+    assert set(d["cues"]) == set(CUE_NAMES)
+    for name, c in d["cues"].items():
+        assert isinstance(c["corr"], float) and isinstance(c["lag"], int), name
+    assert d["lag"] == 2 and d["in_sync"] is False and d["verdict"] == rep.verdict
+    assert d["blinks"]["matched"] == 3 and d["identity"] is None
+    assert d["thresholds"]["min_corr"] == SyncThresholds().min_corr
+
+
+def test_plot_writes_png(tmp_path):
+    rep = score_tracks(_track(), _track(freeze=("mouth",), no_face=(3, 4)), 5)
+    out = rep.plot(tmp_path / "p.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+
+
+def test_thresholds_are_configurable():
+    src, res = _track(), _track(shift=1)
+    assert score_tracks(src, res, 0).in_sync is False  # lag 0 only: a 1-frame shift lowers r
+    loose = SyncThresholds(min_corr=-1.0)
+    assert score_tracks(src, res, 0, thresholds=loose).in_sync is True
+
+
+def test_length_mismatch_is_an_input_error():
+    with pytest.raises(InputError):
+        score_tracks(_track(), _track(n=N - 1), 5)
+
+
+def test_blink_events_and_matching():
+    x = np.full(50, 0.3)
+    x[[9, 10, 11]] = [0.15, 0.05, 0.2]
+    x[30] = 0.1
+    assert blink_events(x, 0.75) == [10, 30]
+    b = match_blinks([10, 30], [11, 45], lag=0, tolerance=2)
+    assert (b.matched, b.missed, b.extra, b.offsets) == (1, 1, 1, [1])
+
+
+def test_cues_from_landmarks_geometry():
+    """A frontal synthetic mesh: zero pose; rolling it in the image plane changes roll only."""
+    rng = np.random.default_rng(0)
+    pts = np.zeros((478, 3))
+    pts[:, :2] = rng.uniform(90, 110, (478, 2))
+    pts[33], pts[263] = (80, 100, 0), (120, 100, 0)  # eye outer corners
+    pts[133], pts[362] = (95, 100, 0), (105, 100, 0)
+    pts[10], pts[152] = (100, 70, 0), (100, 150, 0)  # forehead, chin
+    pts[13], pts[14] = (100, 130, 0), (100, 134, 0)  # lips: gap 4 over eye span 40
+    pts[468], pts[473] = (87.5, 100, 0), (112.5, 100, 0)  # irises centred
+    c = cues_from_landmarks(pts)
+    assert c["yaw"] == pytest.approx(0, abs=1e-6) and c["pitch"] == pytest.approx(0, abs=1e-6)
+    assert c["roll"] == pytest.approx(0, abs=1e-6)
+    assert c["mouth"] == pytest.approx(0.1)
+    assert c["gaze_x"] == pytest.approx(0, abs=1e-9)
+    a = np.radians(10)
+    rot = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    c2 = cues_from_landmarks((pts - 100) @ rot.T + 100)
+    assert c2["roll"] == pytest.approx(10, abs=1e-6)
+    assert c2["yaw"] == pytest.approx(0, abs=1e-6) and c2["mouth"] == pytest.approx(0.1)
