@@ -129,12 +129,13 @@ def run_edit(req: EditRequest, progress: ProgressFn = no_progress) -> EditResult
         for i, src in enumerate(io.iter_frames(req.source)):
             yield edited if i == req.frame else plan.unfit(result[i], src)
 
-    out = io.write_video(req.out, unfitted(), info.fps, audio_from=Path(req.source) if info.has_audio else None)
+    audio = Path(req.source) if info.has_audio else None
+    out = io.write_video(req.out, unfitted(), info.fps, audio_from=audio, notices=notices)
     sbs = None
     if req.side_by_side:
         progress(0.95, "writing side by side")
         pairs = io.side_by_side(io.iter_frames(req.source), io.iter_frames(out))
-        sbs = io.write_video(req.side_by_side, pairs, info.fps, audio_from=Path(req.source) if info.has_audio else None)
+        sbs = io.write_video(req.side_by_side, pairs, info.fps, audio_from=audio)
     progress(1.0, "done")
     return EditResult(
         out=Path(out),
