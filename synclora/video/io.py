@@ -93,10 +93,11 @@ def _frame_to_rgb(frame: av.VideoFrame) -> np.ndarray:
     name = frame.format.name
     if name in ("yuv420p", "yuvj420p") and frame.width % 2 == 0 and frame.height % 2 == 0:
         h, w = frame.height, frame.width
-        a = frame.to_ndarray()  # (h * 3/2, w): Y plane, then U and V planes
-        y = a[:h]
-        u = a[h: h + h // 4].reshape(h // 2, w // 2)
-        v = a[h + h // 4:].reshape(h // 2, w // 2)
+        a = frame.to_ndarray().reshape(-1)  # Y plane, then U and V planes, packed (h * 3/2 rows of w)
+        c = (h // 2) * (w // 2)  # chroma plane size; h/4 rows of w only when h is a multiple of 4
+        y = a[: h * w].reshape(h, w)
+        u = a[h * w: h * w + c].reshape(h // 2, w // 2)
+        v = a[h * w + c: h * w + 2 * c].reshape(h // 2, w // 2)
         u = cv2.resize(u, (w, h), interpolation=cv2.INTER_LINEAR)
         v = cv2.resize(v, (w, h), interpolation=cv2.INTER_LINEAR)
         full = name == "yuvj420p" or int(frame.color_range) == 2
