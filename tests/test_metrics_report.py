@@ -58,7 +58,9 @@ def test_identical_copy_is_perfect(clip):
 
 def test_result_delayed_by_3_frames_reports_lag_3(clip, src_track):
     res = delay(clip.frames, 3)
-    rep = compare_videos(clip.frames, res)
+    seen = []
+    rep = compare_videos(clip.frames, res, progress=lambda f, msg: seen.append(f))
+    assert seen and seen[-1] == 1.0 and all(0.0 <= f <= 1.0 for f in seen)
     assert rep.lag == 3
     assert "lags by 3 frames" in rep.verdict and not rep.in_sync
     for name in ("roll", "mouth", "left_eye", "right_eye"):

@@ -184,3 +184,28 @@ def test_cues_from_landmarks_geometry():
     c2 = cues_from_landmarks((pts - 100) @ rot.T + 100)
     assert c2["roll"] == pytest.approx(10, abs=1e-6)
     assert c2["yaw"] == pytest.approx(0, abs=1e-6) and c2["mouth"] == pytest.approx(0.1)
+
+
+def test_too_few_frames_is_not_called_in_sync():
+    rep = score_tracks(_track(n=6, blinks=()), _track(n=6, blinks=()), 5)
+    assert not rep.in_sync and rep.verdict.startswith("too few frames to judge")
+
+
+def test_per_cue_threshold_override():
+    src, res = _track(0), _track(0)
+    res.cues["gaze_x"] = 0.5 * src.cues["gaze_x"] + 0.06 * _signal(42)  # r ≈ 0.5 with the source
+    r = score_tracks(src, res, 0).cues["gaze_x"].corr
+    assert 0.2 < r < 0.6
+    assert "gaze_x out of sync" in score_tracks(src, res, 0).verdict
+    assert score_tracks(src, res, 0, thresholds=SyncThresholds(cue_min_corr={"gaze_x": 0.1})).in_sync
+
+
+def test_track_cache_roundtrip(tmp_path):
+    t = _track(no_face=(3,))
+    back = CueTrack.load(t.save(tmp_path / "t.npz"))
+    assert back.size == t.size and back.fps == t.fps and (back.face == t.face).all()
+    for k in CUE_NAMES:
+        np.testing.assert_array_equal(back.cues[k], t.cues[k])
+    rep = score_tracks(t, back)
+    assert rep.in_sync  # a frame without a face in both videos is counted, not held against the result
+    assert rep.faces.source_missing == [3] and rep.faces.result_missing == [3] and rep.faces.lost == []

@@ -58,6 +58,23 @@ class CueTrack:
     def __len__(self) -> int:
         return int(self.face.shape[0])
 
+    def save(self, path: str | Path) -> Path:
+        """Cache as .npz (plain arrays, no pickle) — curation scores many pairs against cached tracks."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {f"cue_{k}": v for k, v in self.cues.items()}
+        np.savez_compressed(path, face=self.face, boxes=self.boxes, size=np.array(self.size),
+                            fps=np.array(np.nan if self.fps is None else self.fps), **arrays)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> CueTrack:
+        with np.load(path, allow_pickle=False) as z:
+            cues = {k[4:]: z[k] for k in z.files if k.startswith("cue_")}
+            fps = float(z["fps"])
+            return cls(cues=cues, face=z["face"], boxes=z["boxes"], size=tuple(int(v) for v in z["size"]),
+                       fps=None if np.isnan(fps) else fps)
+
     @property
     def missing(self) -> np.ndarray:
         """Indices of frames where no face was found."""

@@ -262,6 +262,9 @@ def _problems(cues, lag, blinks, identity, faces, src, res, th) -> list[str]:
         return ["no face found in the source"]
     if not res.face.any():
         return ["no face found in the result"]
+    both = int((src.face & res.face).sum())
+    if both < th.min_frames:
+        return [f"too few frames to judge: {both} with a face in both videos (need {th.min_frames})"]
     out = []
     src_faces = int(src.face.sum())
     if len(faces.lost) > th.max_missing_face * src_faces:
@@ -278,7 +281,7 @@ def _problems(cues, lag, blinks, identity, faces, src, res, th) -> list[str]:
         for n in act:
             s = cues[n]
             r = s.corr_at_lag if lag != 0 else s.corr
-            if not s.frozen and (r is None or not np.isfinite(r) or r < th.min_corr):
+            if not s.frozen and (r is None or not np.isfinite(r) or r < th.min_corr_for(n)):
                 out.append(f"{n} out of sync (r {_fmt(r)})")
             elif s.frozen:
                 out.append(f"{n} frozen")

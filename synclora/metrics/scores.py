@@ -44,7 +44,12 @@ class SyncThresholds:
     max_missing_face: float = 0.02  # fraction of the source's face frames that may lack a face in the result
     max_identity_distance: float = 0.6  # dlib's own same-person threshold on descriptor distance
     min_frames: int = 8  # fewer common face frames than this: no score
+    cue_min_corr: dict[str, float] = field(default_factory=dict)  # per-cue overrides of min_corr, e.g. {"gaze_x": 0.3}
     activity_floor: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_ACTIVITY_FLOOR))
+
+
+    def min_corr_for(self, name: str) -> float:
+        return self.cue_min_corr.get(name, self.min_corr)
 
 
 @dataclass
