@@ -53,11 +53,17 @@ class FlowConfig:
     refine_direct: bool = True  # also try a direct flow to frame 0 from scratch when refining
     change_lo: float = 2.0  # |anchor - source| (max over RGB, 3x3 mean) below this is noise, not an edit
     change_hi: float = 6.0  # ... above this the change is carried in full
+    model: str = "linear"  # "linear": carry a local gain and offset (see _change); "residual": carry anchor - source
+    fit_radius: int = 3  # window radius (px) of the local linear fit
+    fit_eps: float = 400.0  # its regulariser (grey levels squared): flat areas keep gain 1
     fb_lo: float = 0.75  # forward-backward error (flow px) under which a match is fully trusted ...
     fb_hi: float = 2.0  # ... and over which it is an occlusion; both grow with the motion (fb_rel)
     fb_rel: float = 0.1
     pair_lo: float = 12.0  # grey-level error between frame t and frame t-1 warped by the pairwise flow under which
     pair_hi: float = 30.0  # the match is trusted, and over which it is a wrong match (an occluder's edge)
+    edge_win: int = 15  # motion-boundary reach (flow px); 0: every photometric mismatch counts as occlusion
+    edge_lo: float = 0.05  # flow change per flow px under which motion is smooth ...
+    edge_hi: float = 0.2  # ... and over which it is a motion boundary
     photo_lo: float = 8.0  # grey-level error vs frame 0 under which a refined match restores confidence ...
     photo_hi: float = 20.0  # ... and over which it restores nothing
     photo_win: int = 7  # box window (flow px) for the photometric errors
@@ -87,13 +93,32 @@ class FlowPropagator(Propagator):
             )
 
     # ------------------------------------------------------------------ pieces
-    def _change(self, source: np.ndarray, anchor: np.ndarray) -> np.ndarray:
-        """The edit as a float residual, exactly zero where the edit did not touch the frame."""
+    def _change(self, source: np.ndarray, anchor: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+        """The edit as (gain - 1, offset) per pixel and channel, both exactly zero where the edit did not touch.
+
+        anchor = source + (gain - 1) * source + offset at frame 0, exactly. With `model="linear"` the gain comes from
+        a local linear fit anchor ~ a * source + b (a guided filter regularised towards a = 1): a tint or make-up is
+        then re-applied to whatever the source shows at frame t (a closing eyelid, a shadow) instead of pasting
+        frame 0's pixels. `model="residual"` carries the plain difference (gain None).
+        """
         c = self.config
-        change = anchor.astype(np.float32) - source.astype(np.float32)
+        src = source.astype(np.float32)
+        edit = anchor.astype(np.float32)
+        change = edit - src
         mag = cv2.blur(np.abs(change).max(axis=2), (3, 3))
-        keep = np.clip((mag - c.change_lo) / (c.change_hi - c.change_lo), 0.0, 1.0)
-        return change * keep[..., None]
+        keep = np.clip((mag - c.change_lo) / (c.change_hi - c.change_lo), 0.0, 1.0)[..., None]
+        if c.model == "residual":
+            return None, change * keep
+        k = (2 * c.fit_radius + 1,) * 2
+        mean_s, mean_e = cv2.blur(src, k), cv2.blur(edit, k)
+        var = cv2.blur(src * src, k) - mean_s * mean_s
+        cov = cv2.blur(src * edit, k) - mean_s * mean_e
+        a = (cov + c.fit_eps) / (var + c.fit_eps)
+        b = mean_e - a * mean_s
+        a, b = cv2.blur(a, k), cv2.blur(b, k)
+        gain = (a - 1.0) * keep
+        offset = change * keep - gain * src  # whatever the fit misses (sharp edges) rides along in the offset
+        return gain, offset
 
     def _grey(self, frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         g = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
@@ -103,13 +128,22 @@ class FlowPropagator(Propagator):
         """1 where flow t->t-1 and t-1->t agree (visible in both), fading to 0 at occlusions."""
         c = self.config
         fwd_at = cv2.remap(fwd, pos, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        err = np.sqrt(((back + fwd_at) ** 2).sum(axis=2))
-        mot = np.sqrt((back**2).sum(axis=2))
+        loop = back + fwd_at
+        err = cv2.magnitude(loop[..., 0], loop[..., 1])
+        mot = cv2.magnitude(back[..., 0], back[..., 1])
         lo = c.fb_lo + c.fb_rel * mot
         hi = c.fb_hi + 2.0 * c.fb_rel * mot
         ok = np.clip((hi - err) / (hi - lo), 0.0, 1.0)
         # an isolated unreliable pixel is noise; an occlusion is a region
         return cv2.morphologyEx(ok, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
+
+    def _motion_edges(self, flow: np.ndarray) -> np.ndarray:
+        c = self.config
+        gx = cv2.Sobel(flow, cv2.CV_32F, 1, 0, ksize=3)
+        gy = cv2.Sobel(flow, cv2.CV_32F, 0, 1, ksize=3)
+        g = np.sqrt((gx * gx + gy * gy).sum(axis=2)) / 8.0  # flow change per pixel
+        g = cv2.dilate(g, np.ones((c.edge_win, c.edge_win), np.uint8))
+        return np.clip((g - c.edge_lo) / (c.edge_hi - c.edge_lo), 0.0, 1.0)
 
     def _photo_err(self, g0: np.ndarray, g: np.ndarray, mapping: np.ndarray) -> np.ndarray:
         w = self.config.photo_win
@@ -150,8 +184,8 @@ class FlowPropagator(Propagator):
             progress(1.0, f"flow: frame {n}/{n}")
             return out
 
-        change = self._change(frames[0], segment.anchor)
-        if not change.any():  # nothing was edited: the source is the answer
+        gain, change = self._change(frames[0], segment.anchor)
+        if not change.any() and (gain is None or not gain.any()):  # nothing was edited: the source is the answer
             out[1:] = frames[1:]
             progress(1.0, f"flow: frame {n}/{n}")
             return out
@@ -161,9 +195,8 @@ class FlowPropagator(Propagator):
         fw, fh = max(8, round(w * scale)), max(8, round(h * scale))
         sx, sy = w / fw, h / fh
         ident = np.dstack(np.meshgrid(np.arange(fw, dtype=np.float32), np.arange(fh, dtype=np.float32)))
-        ident_full = np.dstack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)))
         up_scale = np.array([sx, sy], np.float32)
-        # full-res coordinate x_f = (x_l + 0.5) * s - 0.5, so a displacement d_l maps to d_l * s
+        up_shift = (up_scale - 1) / 2
         dis = cv2.DISOpticalFlow_create(c.preset)
         ref = cv2.DISOpticalFlow_create(c.refine_preset)  # calc() starts from a given flow of the right shape
 
@@ -171,6 +204,11 @@ class FlowPropagator(Propagator):
         prev = g0
         mapping = ident.copy()  # frame-t pixel -> frame-0 position (flow px)
         conf = np.ones((fh, fw), np.float32)
+        # where the change lives in frame 0, at flow resolution and a little grown, to crop the full-res work
+        changed = (np.abs(change).max(axis=2) > 0) | (gain is not None and (np.abs(gain).max(axis=2) > 0))
+        changed = changed.astype(np.uint8)
+        support = cv2.resize(changed * 255, (fw, fh), interpolation=cv2.INTER_AREA)
+        support = cv2.dilate(support, np.ones((3, 3), np.uint8)).astype(np.float32)
         every = max(1, n // 50)
         for t in range(1, n):
             g = self._grey(frames[t], (fw, fh))
@@ -181,6 +219,11 @@ class FlowPropagator(Propagator):
             carried = cv2.remap(conf, pos, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
             pair_err = cv2.blur(cv2.absdiff(cv2.remap(prev, pos, None, cv2.INTER_LINEAR), g).astype(np.float32), (3, 3))
             pair_ok = np.clip((c.pair_hi - pair_err) / (c.pair_hi - c.pair_lo), 0.0, 1.0)
+            if c.edge_win:
+                # a photometric mismatch only means occlusion near a motion boundary; inside smoothly moving
+                # content it is the source changing in place (a blink, a shadow) and the edit must stay
+                edge = self._motion_edges(back)
+                pair_ok = np.maximum(pair_ok, 1.0 - edge)
             conf = np.minimum(np.minimum(carried, pair_ok), self._fb_ok(back, fwd, pos))
 
             if c.refine_every and t % c.refine_every == 0:
@@ -189,15 +232,26 @@ class FlowPropagator(Propagator):
                 conf = np.maximum(conf, restore)
             prev = g
 
-            # full resolution: only the final warp of the change
-            disp = cv2.resize(mapping - ident, (w, h), interpolation=cv2.INTER_LINEAR)
-            full_map = ident_full + disp * up_scale
-            carried_change = cv2.remap(change, full_map, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-            alpha = cv2.resize(cv2.blur(conf, (3, 3)), (w, h), interpolation=cv2.INTER_LINEAR)
-            res = frames[t].astype(np.float32)
-            res += carried_change * alpha[..., None]
-            np.clip(res, 0.0, 255.0, out=res)
-            out[t] = np.rint(res, out=res).astype(np.uint8)
+            # full resolution: only the final warp of the change, and only where it can land
+            out[t] = frames[t]
+            landed = cv2.remap(support, mapping, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+            x, y, bw, bh = cv2.boundingRect(((landed > 0) & (conf > 0)).astype(np.uint8))
+            if bw and bh:
+                # low-res box, grown by the 3x3 blur and interpolation reach, in full-res pixels
+                x0, y0 = max(0, int((x - 2) * sx)), max(0, int((y - 2) * sy))
+                x1, y1 = min(w, int(np.ceil((x + bw + 2) * sx))), min(h, int(np.ceil((y + bh + 2) * sy)))
+                # full-res coordinate x_f = (x_l + 0.5) * s - 0.5; scale at low res, then upsample the map itself
+                full_map = cv2.resize(mapping * up_scale + up_shift, (w, h), interpolation=cv2.INTER_LINEAR)
+                roi_map = full_map[y0:y1, x0:x1]
+                src_t = frames[t, y0:y1, x0:x1]
+                moved = cv2.remap(change, roi_map, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+                if gain is not None:
+                    moved_gain = cv2.remap(gain, roi_map, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+                    moved = cv2.add(moved, cv2.multiply(moved_gain, src_t, dtype=cv2.CV_32F))
+                alpha = cv2.resize(cv2.blur(conf, (3, 3)), (w, h), interpolation=cv2.INTER_LINEAR)[y0:y1, x0:x1]
+                moved = cv2.multiply(moved, cv2.merge([alpha, alpha, alpha]))
+                # saturating add; where nothing moved in (moved == 0) the source comes through exactly
+                out[t, y0:y1, x0:x1] = cv2.add(src_t, moved, dtype=cv2.CV_8U)
             if t % every == 0 or t == n - 1:
                 progress(t / (n - 1), f"flow: frame {t + 1}/{n}")
         return out
