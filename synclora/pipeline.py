@@ -5,6 +5,9 @@ The CLI and the app both build an `EditRequest` and call `run_edit`; neither hol
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,13 +16,21 @@ import numpy as np
 
 from synclora.config import EditRequest, PropagationSettings
 from synclora.edit.image import load_image
-from synclora.errors import InputError
+from synclora.errors import InputError, OutOfMemoryError
 from synclora.propagate import registry, schedule
 from synclora.propagate.base import BackendSpec, ProgressFn, no_progress
 from synclora.video import geometry, io
 
 # Longest clip we accept, in frames: beyond this, memory for the working frames and runtime are no longer sensible.
 MAX_FRAMES = 60 * 60  # one minute at 60 fps, two at 30
+# Largest source frame we accept, in pixels: 4096×4096 covers 4K UHD and DCI 4K. The result is written at the source
+# size, so an 8K clip would cost ~100 MB per decoded frame and minutes of encoding for a preview-sized model output.
+MAX_PIXELS = 4096 * 4096
+# What to try when memory runs out (shown to the user; the GPU backend has its own, more specific hint).
+OOM_HINT = (
+    "the server ran out of memory for this clip; try quality 'preview', a lower resolution, memory mode 'fp8' or "
+    "'offload', or a shorter or smaller clip"
+)
 
 
 @dataclass
@@ -62,6 +73,11 @@ def check_request(req: EditRequest) -> tuple[io.VideoInfo, np.ndarray, list[str]
     info = io.probe(source)
     if info.n_frames < 2:
         raise InputError(f"{source.name} has {info.n_frames} frame(s); a video of at least 2 frames is needed")
+    if info.width * info.height > MAX_PIXELS:
+        raise InputError(
+            f"{source.name} is {info.width}×{info.height}; frames of at most {MAX_PIXELS // 1_000_000} megapixels "
+            "(e.g. 3840×2160) are accepted — downscale the clip first"
+        )
     if info.n_frames > MAX_FRAMES:
         raise InputError(
             f"{source.name} has {info.n_frames} frames; at most {MAX_FRAMES} are accepted — trim the clip first"
@@ -80,6 +96,45 @@ def check_request(req: EditRequest) -> tuple[io.VideoInfo, np.ndarray, list[str]
     edited, notices = load_image(req.edited)
     edited, notice = geometry.fit_edited_image(edited, info.width, info.height)
     return info, edited, notices + ([notice] if notice else [])
+
+
+def _free_memory() -> None:
+    """Drop what a failed run held: Python garbage, then CUDA's cached blocks (only if torch is already loaded)."""
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError):
+        return True
+    torch = sys.modules.get("torch")  # looked up now: a backend may have imported torch inside the block
+    oom = getattr(torch, "OutOfMemoryError", None) or getattr(getattr(torch, "cuda", None), "OutOfMemoryError", None)
+    return oom is not None and isinstance(exc, oom)
+
+
+@contextlib.contextmanager
+def _memory_errors():
+    """Turn out-of-memory (GPU or host) into `OutOfMemoryError` with what to try, and free memory for the next job.
+
+    The one place for this, so every backend and both faces (CLI, app) behave the same; torch is never imported here
+    (the CPU path stays light), only looked up when a backend already loaded it.
+    """
+    message = None
+    try:
+        yield
+    except OutOfMemoryError as exc:
+        message = str(exc)
+    except Exception as exc:
+        if not _is_out_of_memory(exc):
+            raise
+        message = OOM_HINT
+    if message is None:
+        return
+    # Outside the except block: the traceback (and the tensors its frames hold) is gone, so memory can be freed.
+    _free_memory()
+    raise OutOfMemoryError(message)
 
 
 def _working_plan(info: io.VideoInfo, spec: BackendSpec, settings: PropagationSettings):
@@ -101,14 +156,16 @@ def run_edit(req: EditRequest, progress: ProgressFn = no_progress) -> EditResult
     info, edited, notices = check_request(req)
     settings = req.settings
     progress(0.0, "loading backend")
-    backend = registry.get(settings)
+    with _memory_errors():
+        backend = registry.get(settings)
     plan = _working_plan(info, backend.spec, settings)
     notices += list(info.notices)
     if plan.notice:
         notices.append(plan.notice)
 
     progress(0.02, "reading frames")
-    working = np.stack([plan.fit(f) for f in io.iter_frames(req.source)])
+    with _memory_errors():
+        working = np.stack([plan.fit(f) for f in io.iter_frames(req.source)])
     if len(working) != info.n_frames:  # the reader's count is the contract; never go on with a different one
         raise InputError(
             f"{Path(req.source).name}: decoded {len(working)} frames but the container reports {info.n_frames}"
@@ -118,9 +175,10 @@ def run_edit(req: EditRequest, progress: ProgressFn = no_progress) -> EditResult
     def sub(lo: float, hi: float) -> ProgressFn:
         return lambda f, label: progress(lo + (hi - lo) * f, label)
 
-    result, sched_notices = schedule.propagate_clip(
-        working, req.frame, anchor, backend, settings, float(info.fps), sub(0.05, 0.9)
-    )
+    with _memory_errors():
+        result, sched_notices = schedule.propagate_clip(
+            working, req.frame, anchor, backend, settings, float(info.fps), sub(0.05, 0.9)
+        )
     notices += sched_notices
 
     progress(0.9, "writing result")
@@ -135,7 +193,11 @@ def run_edit(req: EditRequest, progress: ProgressFn = no_progress) -> EditResult
     if req.side_by_side:
         progress(0.95, "writing side by side")
         pairs = io.side_by_side(io.iter_frames(req.source), io.iter_frames(out))
-        sbs = io.write_video(req.side_by_side, pairs, info.fps, audio_from=audio)
+        try:
+            sbs = io.write_video(req.side_by_side, pairs, info.fps, audio_from=audio)
+        except BaseException:  # a failed call leaves no result behind, not half of one
+            Path(out).unlink(missing_ok=True)
+            raise
     progress(1.0, "done")
     return EditResult(
         out=Path(out),
