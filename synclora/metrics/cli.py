@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import sys
+import tempfile
 from pathlib import Path
+
+from synclora.errors import SyncloraError
 
 
 def register(subparsers) -> None:
@@ -25,6 +31,29 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """MediaPipe/TFLite print start-up warnings from C++ straight to fd 2; hold them back unless something fails."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        ok = False
+        try:
+            yield
+            ok = True
+        except SyncloraError:
+            ok = True  # a user error: its own one-line message is enough
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            if not ok:
+                tmp.seek(0)
+                sys.stderr.write(tmp.read().decode(errors="replace"))
+
+
 def run(args: argparse.Namespace) -> int:
     from synclora.errors import InputError
     from synclora.metrics.report import compare_videos
@@ -35,14 +64,15 @@ def run(args: argparse.Namespace) -> int:
     th = SyncThresholds()
     if args.min_corr is not None:
         th.min_corr = args.min_corr
-    report = compare_videos(
-        args.source,
-        args.result,
-        edited_frame=args.edited,
-        frame_range=tuple(args.range) if args.range else None,
-        max_lag=args.max_lag,
-        thresholds=th,
-    )
+    with _quiet_native_stderr():
+        report = compare_videos(
+            args.source,
+            args.result,
+            edited_frame=args.edited,
+            frame_range=tuple(args.range) if args.range else None,
+            max_lag=args.max_lag,
+            thresholds=th,
+        )
     print(report.summary())
     if args.json:
         print(f"json: {report.save_json(args.json)}")

@@ -12,6 +12,7 @@ source. Frames without a face keep NaN cues and `face[t] = False`; nothing is dr
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,6 +149,7 @@ class FaceMeshTracker:
 
     def __init__(self, *, face_px: int = 192, search_side: int = 640, static: bool = False,
                  min_confidence: float = 0.5):
+        os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ warnings are not for the user
         import mediapipe as mp
 
         self.face_px = face_px
