@@ -129,10 +129,15 @@ def test_cli_report_on_mp4_files(clip, tmp_path):
     src, res = tmp_path / "src.mp4", tmp_path / "res.mp4"
     write_video(src, clip.frames, 25)
     write_video(res, delay(clip.frames, 2), 25)
+    from PIL import Image
+
+    edited = tmp_path / "edited.png"
+    Image.fromarray(clip.frames[0]).save(edited)
     out_json, out_png = tmp_path / "r.json", tmp_path / "r.png"
-    rc = main(["report", str(src), str(res), "--json", str(out_json), "--plot", str(out_png)])
+    rc = main(["report", str(src), str(res), "--edited", str(edited), "--json", str(out_json), "--plot", str(out_png)])
     assert rc == 0
     d = json.loads(out_json.read_text())
+    assert d["identity"]["same_person"] is True and len(d["identity"]["frames"]) <= 8
     assert d["lag"] == 2 and "lags by 2 frames" in d["verdict"]
     assert d["cues"]["mouth"]["lag"] == 2 and d["cues"]["mouth"]["corr"] < 0.9
     assert set(d["cues"]) >= {"yaw", "pitch", "roll", "mouth", "left_eye", "right_eye", "gaze_x", "gaze_y"}
