@@ -120,10 +120,10 @@ class GradioPipeline:
         """Video changed (upload, example, clear): facts, slider range, frame preview, editor, before/after, status."""
         if not video:
             return (
-                gr.update(value=asset("help_video.md")),
-                gr.update(maximum=1, value=0, interactive=False),
+                asset("help_video.md"),
+                gr.update(value=0, interactive=False),
                 None,
-                gr.update(value="No video yet."),
+                "No video yet.",
                 0.0,
                 None,
                 None,
@@ -138,7 +138,7 @@ class GradioPipeline:
         k = int(min(max(0, int(frame or 0)), info.n_frames - 1))
         img, caption, editor_value, before_after, status = self.pick_frame(video, k, edit_frame, edited)
         return (
-            gr.update(value=self.facts_markdown(info)),
+            self.facts_markdown(info),
             gr.update(maximum=info.n_frames - 1, value=k, interactive=True),
             img,
             caption,
@@ -212,7 +212,7 @@ class GradioPipeline:
                    edited: str | None = None):
         """Slider moved: preview, caption, editor background, before/after (against the edit if it is this frame)."""
         if not video:
-            return None, gr.update(value="No video yet."), None, None, gr.skip()
+            return None, "No video yet.", None, None, gr.skip()
         from synclora.video import io
 
         info = io.probe(video)
@@ -223,13 +223,11 @@ class GradioPipeline:
         status = gr.skip()
         if has_edit and int(edit_frame) == k:
             after = np.asarray(Image.open(edited).convert("RGB"))
-            status = gr.update(value=f"Edited frame **{k}** is ready to propagate.")
+            status = f"Edited frame **{k}** is ready to propagate."
         elif has_edit:
-            status = gr.update(
-                value=f"**Note:** your edit was made on frame **{int(edit_frame)}**; you are now on frame **{k}**. "
-                "Go back to that frame or edit this one."
-            )
-        caption = gr.update(value=self.frame_caption(k, info.n_frames, info.fps))
+            status = (f"**Note:** your edit was made on frame **{int(edit_frame)}**; you are now on frame **{k}**. "
+                      "Go back to that frame or edit this one.")
+        caption = self.frame_caption(k, info.n_frames, info.fps)
         return img, caption, editor_mod.editor_value(img), (img, after), status
 
     # ---------------------------------------------------------------------------------------------------------- 3
@@ -249,7 +247,7 @@ class GradioPipeline:
         for n in notices:
             gr.Warning(_sentence(n))
         note = f"Edited frame **{k}** ({how}). " + " ".join(_sentence(n) for n in notices)
-        return str(path), (frame_img, img), k, gr.update(value=note.strip())
+        return str(path), (frame_img, img), k, note.strip()
 
     @user_errors
     def use_drawing(self, value: dict | None, video: str | None, frame: float | None,
@@ -433,7 +431,7 @@ class GradioPipeline:
                     request: gr.Request | None = None, progress=gr.Progress()):
         """Measure how well the result follows the source → (plot PNG, verdict Markdown)."""
         if not video or not result:
-            return None, gr.update(value="*Run a propagation to see its sync report.*")
+            return None, "*Run a propagation to see its sync report.*"
         from synclora.metrics.report import compare_videos
 
         rep = compare_videos(

@@ -11,6 +11,7 @@ from pathlib import Path
 import gradio as gr
 
 from synclora.config import PropagationSettings
+from synclora.pipeline import MAX_FRAMES
 from synclora.ui.glue import ASSETS, GradioPipeline, asset
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
@@ -84,25 +85,27 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
                 video = gr.Video(
                     label="Source video", sources=["upload"], elem_id="source-video", height=340, include_audio=True
                 )
-                facts = gr.Markdown(asset("help_video.md"), elem_id="facts")
+                facts = gr.Markdown(asset("help_video.md"), elem_id="facts", label="Facts")
             with gr.Column(scale=7, min_width=320):
                 gr.Markdown("## 2 · Frame", elem_classes="step")
                 preview = gr.Image(
                     label="Chosen frame", interactive=False, height=340, elem_id="frame-preview", type="numpy",
                     buttons=["fullscreen"],
                 )
-                frame = gr.Slider(0, 1, value=0, step=1, label="Frame index", elem_id="frame-slider",
+                # The range is set per session when a clip loads; the API (edit_video) accepts any index up to the
+                # longest clip the pipeline takes and lets the pipeline say when it is out of range.
+                frame = gr.Slider(0, MAX_FRAMES - 1, value=0, step=1, label="Frame index", elem_id="frame-slider",
                                   interactive=False, info=asset("help_frame.md"))
-                caption = gr.Markdown("No video yet.", elem_id="frame-caption")
-        fps_num = gr.Number(0.0, visible=False, elem_id="fps")
+                caption = gr.Markdown("No video yet.", elem_id="frame-caption", label="Frame")
+        fps_num = gr.Number(0.0, visible=False, elem_id="fps", label="fps")
 
         # Examples right under the first two steps, so a visitor sees them without scrolling. Their outputs (step 5)
         # are created here unrendered and placed further down.
-        sbs = gr.Video(label="Source | result (in sync, with the source audio)", interactive=False,
+        sbs = gr.Video(label="Side by side: source | result, with the source audio", interactive=False,
                        elem_id="result-sbs", height=420, buttons=["download"], render=False)
         result = gr.Video(label="Result", interactive=False, elem_id="result-video", height=420,
                           buttons=["download"], render=False)
-        result_md = gr.Markdown(asset("help_result.md"), elem_id="result-info", render=False)
+        result_md = gr.Markdown(asset("help_result.md"), elem_id="result-info", render=False, label="Settings")
         edited = gr.Image(label="Edited frame", type="filepath", visible=False, elem_id="edited", render=False)
         edit_frame = gr.Number(-1, visible=False, precision=0, label="Edited frame index", render=False)
         rows, labels = example_rows()
@@ -146,7 +149,7 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
             with gr.Column(scale=5, min_width=320):
                 before_after = gr.ImageSlider(label="Before / after (drag the divider)", interactive=False,
                                               elem_id="before-after", max_height=460, type="numpy")
-                edit_status = gr.Markdown("No edit yet.", elem_id="edit-status")
+                edit_status = gr.Markdown("No edit yet.", elem_id="edit-status", label="Edit status")
                 edited.render()
                 edit_frame.render()
 
@@ -193,7 +196,7 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
                 gr.Markdown("### Sync report")
                 report_img = gr.Image(label="Cues: source (blue) vs result (red)", interactive=False, type="filepath",
                                       elem_id="report-plot", buttons=["fullscreen", "download"])
-                report_md = gr.Markdown(asset("help_report.md"), elem_id="report-verdict")
+                report_md = gr.Markdown(asset("help_report.md"), elem_id="report-verdict", label="Verdict")
 
         # Wiring -------------------------------------------------------------------------------------------------
         light = dict(concurrency_limit=4, concurrency_id="light")
@@ -224,6 +227,9 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
         run.click(app.check_ready, [video, edited, frame, edit_frame], None, api_visibility="private",
                   queue=False).success(
             app.edit_video, [video, edited, frame, *settings_inputs], [result, sbs, result_md], api_name="edit_video",
+            api_description="Propagate an edited frame through a video: (source video, edited frame image, frame "
+            "index[, backend, quality, seed, fit, resolution, time_mode, chunk_overlap, model, memory]) -> "
+            "(result video, side-by-side video, settings Markdown).",
             concurrency_limit=1, concurrency_id="gpu", scroll_to_output=True,
         )
         result.change(app.sync_report, [video, result, edited], [report_img, report_md], api_name="sync_report",

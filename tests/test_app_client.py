@@ -1,0 +1,147 @@
+"""The app launched on CPU (flow backend) and driven through `gradio_client`, end to end, on a real clip."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from synclora.video import io
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+CLIP = EXAMPLES / "grace-red-nose.mp4"
+EDIT = EXAMPLES / "grace-red-nose-edit.png"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One app on a free localhost port for the whole module (CPU flow backend, no cached examples)."""
+    env = {"SYNCLORA_BACKEND": "flow", "SYNCLORA_CACHE_EXAMPLES": "0", "SYNCLORA_MAX_UPLOAD_MB": "20",
+           "GRADIO_ANALYTICS_ENABLED": "False", "SYNCLORA_QUEUE_SIZE": "4"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    from synclora.ui.server import create_app, launch
+
+    demo = create_app()
+    port = free_port()
+    launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    yield demo, f"http://127.0.0.1:{port}/"
+    demo.close()
+    demo.synclora.files.close()
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    from gradio_client import Client
+
+    return Client(server[1], verbose=False, download_files=str(Path(server[0].synclora.files.root) / "downloads"))
+
+
+def test_api_lists_the_named_endpoints(client):
+    api = client.view_api(return_format="dict", print_info=False)
+    names = set(api["named_endpoints"])
+    assert {"/edit_video", "/load_video", "/pick_frame", "/fit_edit", "/instruct_edit", "/sync_report"} <= names
+    params = [p["parameter_name"] for p in api["named_endpoints"]["/edit_video"]["parameters"]]
+    assert params[:3] == ["video", "edited", "frame"]
+    assert params[3:] == ["backend", "quality", "seed", "fit", "resolution", "time_mode", "chunk_overlap", "model",
+                          "memory"]
+
+
+def test_edit_video_end_to_end_with_only_the_three_inputs(client, tmp_path):
+    from gradio_client import handle_file
+
+    t0 = time.perf_counter()
+    result, sbs, md = client.predict(
+        handle_file(str(CLIP)), handle_file(str(EDIT)), 0, api_name="/edit_video"
+    )
+    seconds = time.perf_counter() - t0
+    result_path = result["video"] if isinstance(result, dict) else result
+    sbs_path = sbs["video"] if isinstance(sbs, dict) else sbs
+    src, res, both = io.probe(CLIP), io.probe(result_path), io.probe(sbs_path)
+    # The contract: same frame count, exact fps, size and the source's audio.
+    assert (res.n_frames, res.fps, res.size, res.has_audio) == (src.n_frames, src.fps, src.size, True)
+    assert both.n_frames == src.n_frames and both.width > 2 * src.width - 10
+    # Frame 0 of the result is the edited frame (up to H.264), and the red nose is still there at the end.
+    edit = np.asarray(Image.open(EDIT).convert("RGB")).astype(int)
+    first = io.read_frame(result_path, 0).astype(int)
+    assert np.abs(first - edit).mean() < 4
+    last = io.read_frame(result_path, src.n_frames - 1)
+    red = (last[..., 0] > 150) & (last[..., 1] < 80) & (last[..., 2] < 80)
+    assert red.sum() > 100, "the edit did not reach the last frame"
+    assert "**Frame 0**" in md and "seed **0**" in md and "flow" in md and "--frame 0" in md
+    assert seconds < 60
+
+
+def test_sync_report_endpoint_gives_plot_and_verdict(client, server, tmp_path):
+    from gradio_client import handle_file
+
+    result, _, _ = client.predict(handle_file(str(CLIP)), handle_file(str(EDIT)), 0, "flow", "preview",
+                                  api_name="/edit_video")
+    result_path = result["video"] if isinstance(result, dict) else result
+    local = tmp_path / "result.mp4"
+    shutil.copy(result_path, local)
+    plot, verdict = client.predict(handle_file(str(CLIP)), handle_file(str(local)),
+                                   handle_file(str(EDIT)), api_name="/sync_report")
+    assert Path(plot).is_file() and Image.open(plot).size[0] > 300
+    assert "in sync" in verdict.lower() and "lag" in verdict.lower()
+
+
+def test_load_video_endpoint_reports_the_facts(client):
+    from gradio_client import handle_file
+
+    facts, slider, preview, caption, fps, *_ = client.predict(handle_file(str(CLIP)), 30,
+                                                              api_name="/load_video")
+    assert "72 frames" in facts and "24 fps" in facts
+    assert slider["value"] == 30 and slider["maximum"] == 71 and fps == 24
+    assert np.asarray(Image.open(preview)).shape == (320, 320, 3)
+    assert "Frame **30**" in caption
+
+
+def test_user_errors_arrive_as_sentences_not_tracebacks(server, tmp_path):
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    client = Client(server[1], verbose=False, download_files=str(tmp_path))  # a fresh session: no clip loaded
+
+    with pytest.raises(AppError) as e:
+        client.predict(handle_file(str(CLIP)), handle_file(str(EDIT)), 500, api_name="/edit_video")
+    assert "out of range" in str(e.value) and "Traceback" not in str(e.value)
+
+    square = tmp_path / "wide.png"
+    Image.new("RGB", (640, 200), "white").save(square)
+    with pytest.raises(AppError) as e:
+        client.predict(handle_file(str(CLIP)), handle_file(str(square)), 0, api_name="/edit_video")
+    assert "aspect" in str(e.value) and "Traceback" not in str(e.value)
+
+    not_video = tmp_path / "notes.mp4"
+    not_video.write_bytes(b"this is not a video")
+    with pytest.raises(AppError) as e:
+        client.predict(handle_file(str(not_video)), handle_file(str(EDIT)), 0, api_name="/edit_video")
+    assert "Traceback" not in str(e.value) and len(str(e.value)) < 400
+
+
+def test_server_refuses_files_outside_its_own_folders(server):
+    """Only uploads and the app's own results are served; arbitrary paths on the server are not."""
+    import httpx
+
+    url = server[1]
+    for path in ("/etc/passwd", str(Path(__file__).resolve()), str(CLIP)):
+        r = httpx.get(f"{url}gradio_api/file={path}", timeout=10)
+        assert r.status_code in (403, 404), path
