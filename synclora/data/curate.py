@@ -31,12 +31,12 @@ class CurationThresholds:
     """Per-cue acceptance rules (all must hold). See docs/TRAINING.md for how each default was chosen."""
 
     min_pose_corr: float = 0.8  # mean lag-0 r of the moving head-pose cues (yaw, pitch, roll)
-    min_mouth_corr: float = 0.8  # lag-0 r of mouth opening
+    min_mouth_corr: float = 0.7  # lag-0 r of mouth opening
     min_gaze_corr: float = 0.6  # mean lag-0 r of the moving gaze cues (iris position is the noisiest cue)
     min_eyes_corr: float = 0.7  # lag-0 r of eye openness (blink timing, finer than event matching)
     min_blink_f1: float = 0.99  # blinks matched as events (2·matched / (source + target blinks)); 1 = all matched
     max_abs_lag: int = 0  # overall lag in frames; any lag is a sync failure
-    min_motion_ratio: float = 0.5  # target motion / source motion of every moving cue (below: frozen)
+    min_motion_ratio: float = 0.4  # target motion / source motion of every moving cue (below: frozen)
     max_identity_distance: float = 0.6  # target face vs edit.png (dlib distance; only when edit.png exists)
     max_face_lost: float = 0.02  # fraction of the source's face frames with no face in the target
     max_lag_search: int = 5  # lags searched, in frames

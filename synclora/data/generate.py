@@ -129,16 +129,22 @@ def generate_pairs(
         if (folder / TARGET_NAME).is_file() and not overwrite:
             summary.skipped.append(job.name)
             continue
+        created = not folder.exists()
         folder.mkdir(parents=True, exist_ok=True)
         t0 = time.time()
         try:
+            for path, what in ((job.source, "source clip"), (job.edit, "edited frame")):
+                if not Path(path).is_file():
+                    raise InputError(f"{what} not found: {path}")
             _copy_source(job.source, folder / SOURCE_NAME)
             _save_edit(job.edit, folder / EDIT_NAME)
             request = EditRequest(source=folder / SOURCE_NAME, edited=folder / EDIT_NAME, out=folder / TARGET_NAME,
                                   frame=job.frame, settings=replace(settings))
             result = run_edit(request, edit_progress) if edit_progress else run_edit(request)
-        except SyncloraError as exc:
+        except (SyncloraError, OSError) as exc:  # one bad job is reported, the others still run
             summary.failed.append((job.name, str(exc)))
+            if created:  # leave no half-made pair folder behind
+                shutil.rmtree(folder, ignore_errors=True)
             continue
         write_meta(folder, {
             "origin": "generate",

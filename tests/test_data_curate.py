@@ -1,0 +1,136 @@
+"""Curation on real-face pairs MediaPipe detects: keeps a synced pair, rejects a lagged and a frozen-mouth one,
+reports unreadable pairs without stopping, resumes without re-measuring, and re-decides under new thresholds."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from synclora.data.curate import CurationThresholds, curate, decide, read_records
+from synclora.testing import faces
+from synclora.video import io
+
+N = 48  # frames: blinks at 12 and 40, talking throughout
+
+
+def _recolour(frames: np.ndarray) -> np.ndarray:
+    """An appearance edit that keeps the motion: warm colour shift (the target of a perfect pair)."""
+    f = frames.astype(np.float32) * np.array([1.0, 0.85, 0.7]) + np.array([20, 0, 0])
+    return np.clip(f, 0, 255).astype(np.uint8)
+
+
+def _mouth_box(size: int = 256) -> tuple[int, int, int, int]:
+    _, pts = faces.portrait("grace_hopper", size)
+    x0, x1 = int(pts[faces._MOUTH_L, 0] - 12), int(pts[faces._MOUTH_R, 0] + 12)
+    y0, y1 = int(pts[faces._LIP_TOP, 1] - 8), int(pts[faces._CHIN, 1] + 6)
+    return x0, y0, x1, y1
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pairs")
+    clip = faces.talking_clip("grace_hopper", N, seed=0).frames
+    targets = {
+        "good": _recolour(clip),
+        "lagged": _recolour(faces.delay(clip, 2)),
+        "frozen_mouth": _recolour(faces.freeze_region(clip, _mouth_box())),
+    }
+    for name, target in targets.items():
+        d = root / name
+        d.mkdir()
+        io.write_video(d / "source.mp4", clip, 25)
+        io.write_video(d / "target.mp4", target, 25)
+    (root / "broken").mkdir()
+    io.write_video(root / "broken" / "source.mp4", clip[:10], 25)
+    (root / "broken" / "target.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video")
+    (root / "half").mkdir()
+    io.write_video(root / "half" / "source.mp4", clip[:10], 25)
+    return root
+
+
+@pytest.fixture(scope="module")
+def curated(pairs, tmp_path_factory):
+    manifest = tmp_path_factory.mktemp("out") / "manifest.jsonl"
+    calls = []
+
+    def counting_scorer(pair, th):
+        from synclora.data.curate import score_pair
+
+        calls.append(pair.name)
+        return score_pair(pair, th)
+
+    summary = curate(pairs, manifest, scorer=counting_scorer)
+    return manifest, summary, calls
+
+
+def test_keeps_synced_rejects_lagged_and_frozen_mouth(curated):
+    manifest, summary, _ = curated
+    recs = read_records(manifest)
+    assert recs["good"]["keep"], recs["good"]
+    assert not recs["lagged"]["keep"] and recs["lagged"]["scores"]["lag"] == 2
+    assert any("lags by 2" in r for r in recs["lagged"]["reasons"])
+    assert not recs["frozen_mouth"]["keep"]
+    assert any(r.startswith("mouth") for r in recs["frozen_mouth"]["reasons"]), recs["frozen_mouth"]["reasons"]
+    good = recs["good"]["scores"]
+    assert good["mouth"] > 0.9 and good["lag"] == 0 and good["blinks_source"] == 2 == good["blinks_target"]
+    assert (summary.kept, summary.rejected, summary.errors, summary.total) == (1, 2, 2, 5)
+
+
+def test_manifest_lines_and_plot(curated):
+    manifest, summary, _ = curated
+    lines = [json.loads(x) for x in manifest.read_text().splitlines()]
+    assert [r["name"] for r in lines] == ["broken", "frozen_mouth", "good", "half", "lagged"]  # one line per pair
+    for r in lines:
+        assert {"name", "keep", "reasons", "scores", "thresholds"} <= set(r)
+    assert summary.plot is not None and summary.plot.stat().st_size > 10_000
+    assert summary.plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_unreadable_and_incomplete_pairs_are_reported_not_fatal(curated):
+    manifest, _, _ = curated
+    recs = read_records(manifest)
+    assert recs["broken"]["keep"] is False and recs["broken"]["scores"] is None and recs["broken"]["error"]
+    assert "target.mp4 is missing" in recs["half"]["error"]
+
+
+def test_resume_measures_nothing_again_and_new_thresholds_redecide(curated, pairs):
+    manifest, _, calls = curated
+    measured_once = sorted(calls)
+    assert measured_once == ["broken", "frozen_mouth", "good", "lagged"]  # "half" fails before measuring
+    again = []
+    loose = CurationThresholds(max_abs_lag=2, min_mouth_corr=-1.0, min_eyes_corr=-1.0, min_motion_ratio=0.0)
+    summary = curate(pairs, manifest, loose, scorer=lambda p, th: again.append(p.name) or {})
+    # Scored pairs come from the manifest; only the unreadable ones are tried again.
+    assert sorted(again) == ["broken"] and summary.measured == 1
+    recs = read_records(manifest)
+    assert recs["lagged"]["keep"] and recs["good"]["keep"]
+    curate(pairs, manifest, plot=None, scorer=lambda p, th: {})  # defaults again: back to the strict decision
+    assert not read_records(manifest)["lagged"]["keep"]
+
+
+def test_decide_rules():
+    th = CurationThresholds()
+    ok = dict(pose=0.99, mouth=0.95, gaze=None, eyes=0.97, blink=1.0, lag=0, motion_ratio=0.9, identity=0.2,
+              face_lost=0.0, source_faces=48)
+    assert decide(ok, th) == (True, [])
+    keep, why = decide({**ok, "gaze": None, "pose": None}, th)  # cues the source does not move never reject
+    assert keep
+    assert decide({**ok, "lag": -1}, th)[1] == ["target leads by 1 frame(s)"]
+    assert not decide({**ok, "motion_ratio": 0.1, "motion_ratio_cue": "mouth"}, th)[0]
+    assert not decide({**ok, "identity": 0.7}, th)[0]
+    assert decide({**ok, "source_faces": 0}, th) == (False, ["no face in the source"])
+
+
+def test_cli_curate_with_threshold_override(pairs, tmp_path, curated, capsys):
+    from synclora.cli import main
+
+    manifest, _, _ = curated
+    out = tmp_path / "m.jsonl"
+    out.write_text(manifest.read_text())  # resume from the measured manifest: no MediaPipe run needed
+    rc = main(["curate", str(pairs), "--out", str(out), "--quiet", "--no-plot", "--threshold", "max_abs_lag=3",
+               "--threshold", "min_mouth_corr=-1", "--threshold", "min_eyes_corr=-1"])
+    assert rc == 0
+    assert "2 of 5 pairs kept" in capsys.readouterr().out
+    assert main(["curate", str(pairs), "--out", str(out), "--threshold", "min_nothing=1"]) == 2
