@@ -1,0 +1,529 @@
+"""Sync-LoRA on LTX-2.3 through diffusers: the released IC-LoRA run as its authors run it, frame for frame.
+
+The recipe (the checkpoint's card + ltx-pipelines' `ICLoraPipeline`, see docs/diffusers.md §1c, §2, §8):
+1. Stage 1 at half resolution: `LTX2InContextPipeline` with Sync-LoRA on top of the distilled model, the source
+   clip as reference video (strength 1, clean tokens on the target's RoPE grid) and the edited frame at latent
+   index 0 (strength 1, CRF-33 re-compressed as in training). 8 distilled sigmas, no guidance of any kind.
+2. x2 latent upsample (`LTX2LatentUpsamplePipeline`).
+3. Stage 2 at full resolution *without* Sync-LoRA: 3 distilled sigmas from noise scale 0.909375, the edited frame
+   again at index 0, no reference. The same generator as stage 1.
+4. Decode the video latents with the VAE ourselves (the model's audio is never decoded; the I/O layer muxes the
+   source audio). `preview` quality stops after stage 1 and decodes that.
+
+What is done once per process (`load_model`): distilled LoRA fused into the transformer and unloaded (PEFT ignores
+unfused adapters on a layer once another one is merged), Sync-LoRA loaded as an adapter, the text connectors run
+once on the cached `3d1t` embedding and dropped (the prompt never changes: 5.9 GiB less on the GPU).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from synclora.config import PropagationSettings
+from synclora.errors import InputError, ModelUnavailableError, OutOfMemoryError
+from synclora.propagate.base import BackendSpec, ProgressFn, Propagator, Segment, no_progress
+
+LABEL = (
+    "Sync-LoRA (LTX-2.3 IC-LoRA): generative propagation that keeps lips, pose, gaze and blinks in sync; "
+    "handles shape, style and accessory edits; needs a GPU"
+)
+
+# Every guidance knob of the LTX-2 pipelines, switched off. `guidance_scale=1` alone still leaves audio CFG 7,
+# STG 1 and modality guidance 3 on (4 transformer passes per step); the distilled model was trained without any.
+NO_GUIDANCE = dict(
+    guidance_scale=1.0,
+    stg_scale=0.0,
+    modality_scale=1.0,
+    guidance_rescale=0.0,
+    audio_guidance_scale=1.0,
+    audio_stg_scale=0.0,
+    audio_modality_scale=1.0,
+    audio_guidance_rescale=0.0,
+)
+# ltx-pipelines' distilled schedules (diffusers omits the trailing 0, the scheduler appends it).
+STAGE_1_SIGMAS = [1.0, 0.99375, 0.9875, 0.98125, 0.975, 0.909375, 0.725, 0.421875]
+STAGE_2_SIGMAS = [0.909375, 0.725, 0.421875]
+STAGE_2_NOISE_SCALE = 0.909375
+FRAME_RATE = 25.0  # Sync-LoRA was trained at 25 fps; RoPE time is frame / fps
+DEFAULT_CRF = 33  # LTX-2.3 trains on H.264-compressed first frames
+SYNC_ADAPTER = "sync"
+DISTILLED_ADAPTER = "distilled"
+
+SPEC = BackendSpec(max_frames=81, frame_step=8, size_multiple=64, native_fps=FRAME_RATE, max_side=1024)
+TINY_SPEC = BackendSpec(max_frames=81, frame_step=8, size_multiple=64, native_fps=FRAME_RATE, max_side=128)
+
+OOM_HINT = (
+    "the GPU ran out of memory; try quality 'preview', memory mode 'fp8' or 'offload', a lower resolution, "
+    "or a shorter clip"
+)
+
+
+class FrozenConnectors(torch.nn.Module):
+    """Stands in for `LTX2TextConnectors`: returns its output for the constant prompt, computed once."""
+
+    def __init__(self, video: torch.Tensor, audio: torch.Tensor, mask: torch.Tensor):
+        super().__init__()
+        self.register_buffer("video", video, persistent=False)
+        self.register_buffer("audio", audio, persistent=False)
+        self.register_buffer("mask", mask, persistent=False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.video.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.video.dtype
+
+    def forward(self, prompt_embeds, attention_mask, padding_side: str = "left"):  # noqa: ARG002 - fixed prompt
+        return self.video, self.audio, self.mask
+
+
+class Parked:
+    """A module whose weights live in pinned host memory and visit the GPU only while it runs.
+
+    Why: in bf16 the transformer + Sync-LoRA + VAE + upsampler (40.1 GiB) would not leave room for activations
+    under 40 GiB. The upsampler and the VAE decoder run once per edit, outside the denoising loops, so they wait
+    on the host; copying 1.7 GiB from pinned memory takes tens of milliseconds. The host copy is never modified,
+    so parking again only swaps pointers.
+    """
+
+    def __init__(self, module: torch.nn.Module, device: torch.device):
+        self.device = device
+        self.tensors = list(module.parameters()) + list(module.buffers())
+        self.host = [t.data.to("cpu").pin_memory() for t in self.tensors]
+        self.park()
+
+    def park(self) -> None:
+        for t, h in zip(self.tensors, self.host):
+            t.data = h
+
+    @contextlib.contextmanager
+    def on_device(self):
+        for t, h in zip(self.tensors, self.host):
+            t.data = h.to(self.device, non_blocking=True)
+        try:
+            yield
+        finally:
+            self.park()
+
+
+def _on_device(parked: Parked | None):
+    return parked.on_device() if parked is not None else contextlib.nullcontext()
+
+
+@dataclass
+class LoadedModel:
+    """One loaded model: the two pipelines, and what the call needs besides them."""
+
+    pipe: object  # LTX2InContextPipeline
+    upsample_pipe: object  # LTX2LatentUpsamplePipeline
+    reference_downscale_factor: int
+    device: torch.device
+    dtype: torch.dtype
+    memory: str
+    crf: int = DEFAULT_CRF
+    parked_upsampler: Parked | None = None
+    parked_decoder: Parked | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def build_model(
+    components: dict,
+    prompt_embeds: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    sync_lora,
+    distilled_lora=None,
+    distilled_strength: float = 1.0,
+    memory: str = "bf16",
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.bfloat16,
+    crf: int = DEFAULT_CRF,
+    compile: bool = False,
+) -> LoadedModel:
+    """Assemble the pipelines from loaded modules (real or tiny) and apply the LoRA recipe and memory mode.
+
+    `sync_lora`/`distilled_lora` are `weights.LoraFile`s (released key format). Modules may still be on the CPU;
+    they are moved here, transformer last, so the connectors' one-off run never shares the GPU with it.
+    """
+    from diffusers import FlowMatchEulerDiscreteScheduler, LTX2InContextPipeline
+    from diffusers.pipelines.ltx2 import LTX2LatentUpsamplePipeline
+
+    from synclora.propagate.weights import released_to_diffusers
+
+    device = torch.device(device)
+    components = dict(components)
+    scheduler = FlowMatchEulerDiscreteScheduler.from_config(
+        components.pop("scheduler").config, use_dynamic_shifting=False, shift_terminal=None
+    )
+    upsampler = components.pop("latent_upsampler")
+    connectors = components.pop("connectors")
+    transformer = components.pop("transformer")
+    vae = components.pop("vae")
+
+    # 1. The prompt is constant: run the connectors once, keep their output (a few MB), drop their 5.9 GiB.
+    _place(connectors, device, dtype)
+    with torch.no_grad():
+        video_ctx, audio_ctx, ctx_mask = connectors(
+            prompt_embeds.to(device=device, dtype=dtype), prompt_mask.to(device), padding_side="left"
+        )
+    frozen = FrozenConnectors(video_ctx, audio_ctx, ctx_mask)
+    del connectors
+    _free_memory()
+
+    for module in (vae, upsampler) + ((transformer,) if memory != "offload" else ()):
+        _place(module, device, dtype)
+
+    pipe = LTX2InContextPipeline(
+        scheduler=scheduler,
+        vae=vae,
+        audio_vae=components.pop("audio_vae"),  # stays on the CPU: only its config and latent statistics are read
+        text_encoder=None,
+        tokenizer=None,
+        connectors=frozen,
+        transformer=transformer,
+        vocoder=components.pop("vocoder", None),  # never called: audio is not decoded
+    )
+    pipe.set_progress_bar_config(disable=True)
+    upsample_pipe = LTX2LatentUpsamplePipeline(vae=vae, latent_upsampler=upsampler)
+    upsample_pipe.set_progress_bar_config(disable=True)
+
+    # 2. Distilled LoRA: fuse, then unload so the fused weights stay and PEFT holds no merged adapter.
+    if distilled_lora is not None:
+        _load_adapter(pipe, released_to_diffusers(distilled_lora.state_dict), DISTILLED_ADAPTER)
+        pipe.fuse_lora(components=["transformer"], lora_scale=distilled_strength, adapter_names=[DISTILLED_ADAPTER])
+        pipe.unload_lora_weights()
+        _free_memory()
+
+    # 3. Sync-LoRA as an adapter (stage 1 on, stage 2 off), then the memory mode. fp8 stores the base weights in
+    # float8 and upcasts each layer for its matmul; the LoRA matrices (and norms) stay in the compute dtype, else
+    # PEFT would run them in float8.
+    _load_adapter(pipe, released_to_diffusers(sync_lora.state_dict), SYNC_ADAPTER)
+    if memory == "fp8":
+        transformer.enable_layerwise_casting(
+            storage_dtype=torch.float8_e4m3fn, compute_dtype=dtype, skip_modules_pattern=("norm", "lora_")
+        )
+    if memory == "offload":
+        transformer.enable_group_offload(
+            onload_device=device,
+            offload_type="block_level",
+            num_blocks_per_group=1,
+            use_stream=device.type == "cuda",
+        )
+    # Decode/encode 81 frames in temporal tiles: the full-resolution decoder activations would otherwise need
+    # several GiB; spatial tiles only kick in above 512 px.
+    vae.use_framewise_decoding = True
+    vae.use_framewise_encoding = True
+    vae.enable_tiling()
+    parked_upsampler = parked_decoder = None
+    if memory == "bf16" and device.type == "cuda":
+        parked_upsampler, parked_decoder = Parked(upsampler, device), Parked(vae.decoder, device)
+        _free_memory()
+    if compile:  # regional compilation of the 48 identical blocks; dynamic shapes cover both stages
+        transformer.compile_repeated_blocks(fullgraph=True, dynamic=True)
+    return LoadedModel(
+        pipe=pipe,
+        upsample_pipe=upsample_pipe,
+        reference_downscale_factor=sync_lora.reference_downscale_factor,
+        device=device,
+        dtype=dtype,
+        memory=memory,
+        crf=crf,
+        parked_upsampler=parked_upsampler,
+        parked_decoder=parked_decoder,
+    )
+
+
+def _load_adapter(pipe, state_dict: dict, adapter_name: str) -> None:
+    """Load a LoRA into the transformer and fail loudly unless every tensor found its module."""
+    from peft.utils import get_peft_model_state_dict
+
+    transformer = pipe.transformer
+    transformer.load_lora_adapter(state_dict, adapter_name=adapter_name, prefix=None)
+    loaded = get_peft_model_state_dict(transformer, adapter_name=adapter_name)
+    unmatched = sorted(set(state_dict) - set(loaded))
+    if unmatched:
+        pipe.delete_adapters(adapter_name)
+        raise ModelUnavailableError(
+            f"the {adapter_name} LoRA does not fit this model: {len(unmatched)} tensors match no module "
+            f"(first: {unmatched[0]})"
+        )
+
+
+def _place(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> None:
+    """Move to `device` and cast to `dtype`, each only if needed (a 19 B-parameter no-op cast still costs)."""
+    param = next(module.parameters())
+    if param.device != device:
+        module.to(device)
+    if param.dtype != dtype:
+        module.to(dtype)
+
+
+def _free_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+# --- loading ----------------------------------------------------------------------------------------------------------
+_MODELS: dict[tuple, LoadedModel] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def load_model(settings: PropagationSettings) -> LoadedModel:
+    """The loaded model for `settings.model` + `settings.memory`, built on first use and kept for the process."""
+    key = (settings.model, settings.memory)
+    with _MODELS_LOCK:
+        if key not in _MODELS:
+            _MODELS[key] = _load_tiny(settings) if settings.model == "tiny" else _load_real(settings)
+        return _MODELS[key]
+
+
+def _load_tiny(settings: PropagationSettings) -> LoadedModel:
+    import tempfile
+
+    from synclora.propagate.tiny import tiny_components, tiny_prompt_embeds, write_tiny_lora
+    from synclora.propagate.weights import read_lora
+
+    with tempfile.TemporaryDirectory() as tmp:
+        sync = read_lora(write_tiny_lora(f"{tmp}/sync.safetensors", rank=4, seed=1))
+        distilled = read_lora(write_tiny_lora(f"{tmp}/distilled.safetensors", rank=8, seed=2, scale=0.1))
+    embeds, mask = tiny_prompt_embeds()
+    # float32 on the CPU: bf16 matmuls are slow there and the tiny model exists to test the code path.
+    return build_model(
+        tiny_components(seed=0), embeds, mask, sync, distilled, memory="bf16", device="cpu", dtype=torch.float32,
+        crf=0,
+    )
+
+
+def _load_real(settings: PropagationSettings) -> LoadedModel:
+    from diffusers import AutoencoderKLLTX2Audio, AutoencoderKLLTX2Video, FlowMatchEulerDiscreteScheduler
+    from diffusers import LTX2VideoTransformer3DModel
+    from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel, LTX2TextConnectors
+    from safetensors.torch import load_file
+
+    from synclora.propagate.weights import UPSAMPLER_CONFIG, default_prompt_cache, load_prompt_cache, read_lora
+    from synclora.propagate.weights import resolve_weights
+
+    if not torch.cuda.is_available():
+        raise ModelUnavailableError("Sync-LoRA needs a CUDA GPU and none is visible")
+    paths = resolve_weights()
+    embeds, mask, _ = load_prompt_cache(default_prompt_cache())
+    dtype = torch.bfloat16
+    try:
+        base = paths.base_dir
+        components = dict(
+            transformer=LTX2VideoTransformer3DModel.from_pretrained(base / "transformer", torch_dtype=dtype),
+            connectors=LTX2TextConnectors.from_pretrained(base / "connectors", torch_dtype=dtype),
+            vae=AutoencoderKLLTX2Video.from_pretrained(base / "vae", torch_dtype=dtype),
+            audio_vae=AutoencoderKLLTX2Audio.from_pretrained(base / "audio_vae", torch_dtype=dtype),
+            scheduler=FlowMatchEulerDiscreteScheduler.from_pretrained(base / "scheduler"),
+        )
+        upsampler = LTX2LatentUpsamplerModel(**UPSAMPLER_CONFIG)
+        upsampler.load_state_dict(load_file(str(paths.upsampler)), strict=True)
+        components["latent_upsampler"] = upsampler.to(dtype)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise ModelUnavailableError(f"the LTX-2.3 weights could not be loaded ({exc}); run fetch-weights again") from exc
+    sync = read_lora(paths.sync_lora, dtype=dtype)
+    distilled = read_lora(paths.distilled_lora, dtype=dtype)
+    if sync.reference_temporal_scale_factor != 1:
+        raise ModelUnavailableError("this Sync-LoRA asks for a temporal reference scale, which diffusers lacks")
+    return build_model(
+        components, embeds, mask, sync, distilled, memory=settings.memory, device="cuda", dtype=dtype,
+        compile=os.environ.get("SYNCLORA_COMPILE", "0") == "1",
+    )
+
+
+def availability(settings: PropagationSettings) -> tuple[bool, str]:
+    """Whether the Sync-LoRA backend can run here, and if not, one sentence why."""
+    try:
+        import diffusers  # noqa: F401
+        import peft  # noqa: F401
+    except ImportError as exc:
+        return False, f"the Python package {exc.name} is not installed"
+    if settings.model == "tiny":
+        return True, ""
+    if not torch.cuda.is_available():
+        return False, "no CUDA GPU is visible (the LTX-2.3 model needs about 40 GiB of GPU memory, 24 GiB in fp8)"
+    from synclora.propagate.weights import default_prompt_cache, resolve_weights
+
+    try:
+        resolve_weights()
+    except ModelUnavailableError as exc:
+        return False, str(exc)
+    if not default_prompt_cache().is_file():
+        return False, "the `3d1t` prompt cache is missing; build it once with `python -m synclora cache-prompt`"
+    return True, ""
+
+
+# --- the backend ------------------------------------------------------------------------------------------------------
+def _resize(frames: np.ndarray, height: int, width: int) -> torch.Tensor:
+    """ltx-pipelines' resize: bilinear F.interpolate, align_corners=False, on (T, 3, H, W) float in [0, 1]."""
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255.0
+    if x.shape[-2:] != (height, width):
+        x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False)
+    return x.clamp(0, 1)
+
+
+def _to_pil(x: torch.Tensor) -> list:
+    from PIL import Image
+
+    arr = (x.permute(0, 2, 3, 1).numpy() * 255.0).round().astype(np.uint8)
+    return [Image.fromarray(a) for a in arr]
+
+
+def _to_uint8(video: torch.Tensor) -> np.ndarray:
+    """VAE output (1, 3, T, H, W) in [-1, 1] -> (T, H, W, 3) uint8."""
+    video = ((video[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return video.permute(1, 2, 3, 0).cpu().numpy()
+
+
+class SyncLoRAPropagator(Propagator):
+    """The generative backend: Sync-LoRA IC-LoRA on LTX-2.3, two-stage distilled (or stage 1 only for previews)."""
+
+    name = "synclora"
+    label = LABEL
+    spec = SPEC
+
+    def __init__(self, settings: PropagationSettings, model: LoadedModel | None = None):
+        self.settings = settings
+        if settings.model == "tiny":
+            self.spec = TINY_SPEC
+        self.model = model if model is not None else load_model(settings)
+        self.last_stats: dict[str, float] = {}  # per-stage seconds and peak GiB of the last call (benchmarks)
+
+    def check_inputs(self, segment: Segment) -> None:
+        t, h, w, _ = segment.frames.shape
+        spec = self.spec
+        if (t - 1) % spec.frame_step != 0 or (spec.max_frames and t > spec.max_frames):
+            raise InputError(f"Sync-LoRA needs 8k+1 frames, at most {spec.max_frames}; got {t}")
+        if h % spec.size_multiple or w % spec.size_multiple:
+            raise InputError(f"Sync-LoRA needs height and width divisible by {spec.size_multiple}; got {h}x{w}")
+        if abs(segment.fps - FRAME_RATE) > 1e-3 and segment.settings.time_mode == "resample":
+            raise InputError(f"Sync-LoRA segments must be at {FRAME_RATE:g} fps when resampling; got {segment.fps}")
+
+    def propagate(self, segment: Segment, progress: ProgressFn = no_progress) -> np.ndarray:
+        self.check_inputs(segment)
+        model = self.model
+        with model.lock:
+            try:
+                return self._run(segment, progress)
+            except torch.OutOfMemoryError as exc:
+                _free_memory()
+                raise OutOfMemoryError(OOM_HINT) from exc
+
+    def _mark(self, name: str, start: float) -> float:
+        if self.model.device.type == "cuda":
+            torch.cuda.synchronize()
+            self.last_stats[f"{name}_peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
+            self.last_stats[f"{name}_reserved_gib"] = torch.cuda.max_memory_reserved() / 2**30
+        now = time.perf_counter()
+        self.last_stats[f"{name}_s"] = now - start
+        return now
+
+    @torch.no_grad()
+    def _run(self, segment: Segment, progress: ProgressFn) -> np.ndarray:
+        from diffusers.pipelines.ltx2.pipeline_ltx2_condition import LTX2VideoCondition
+        from diffusers.pipelines.ltx2.pipeline_ltx2_ic_lora import LTX2ReferenceCondition
+
+        model, pipe = self.model, self.model.pipe
+        settings = segment.settings
+        preview = settings.quality == "preview"
+        t, h, w, _ = segment.frames.shape
+        h1, w1 = h // 2, w // 2
+        ds = model.reference_downscale_factor
+        self.last_stats = {}
+        generator = torch.Generator(device=model.device).manual_seed(int(settings.seed))  # one for both stages
+        start = t0 = time.perf_counter()
+
+        # Inputs at exactly the size the pipeline wants, resized the ltx-pipelines way, so its PIL path is a no-op.
+        reference = LTX2ReferenceCondition(frames=_to_pil(_resize(segment.frames, h1 // ds, w1 // ds)), strength=1.0)
+        anchor = _to_pil(_resize(segment.anchor[None], h, w))[0]
+        anchor_half = _to_pil(_resize(segment.anchor[None], h1, w1))[0]
+        first = LTX2VideoCondition(frames=anchor_half, index=0, strength=1.0, crf=model.crf)
+        embeds = pipe.connectors.video.new_zeros(1, pipe.connectors.mask.shape[1], 1)  # placeholder: see FrozenConnectors
+        mask = pipe.connectors.mask
+        stage1_share = 0.85 if preview else 0.55
+
+        def on_step(stage_from: float, stage_to: float, steps: int, label: str):
+            def callback(_pipe, i, _t, _kwargs):
+                progress(stage_from + (stage_to - stage_from) * (i + 1) / steps, f"{label} step {i + 1}/{steps}")
+                return {}
+
+            return callback
+
+        if model.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        common = dict(
+            prompt_embeds=embeds,
+            prompt_attention_mask=mask,
+            num_frames=t,
+            frame_rate=FRAME_RATE,
+            generator=generator,
+            output_type="latent",
+            return_dict=False,
+            **NO_GUIDANCE,
+        )
+        progress(0.0, "stage 1 (half resolution, Sync-LoRA)")
+        pipe.enable_lora()
+        latents, audio_latents = pipe(
+            conditions=[first],
+            reference_conditions=[reference],
+            reference_downscale_factor=ds,
+            height=h1,
+            width=w1,
+            sigmas=STAGE_1_SIGMAS,
+            callback_on_step_end=on_step(0.0, stage1_share, len(STAGE_1_SIGMAS), "stage 1"),
+            **common,
+        )
+        t0 = self._mark("stage1", t0)
+
+        if not preview:
+            progress(stage1_share, "x2 latent upsampling")
+            with _on_device(model.parked_upsampler):
+                latents = model.upsample_pipe(
+                    latents=latents, latents_normalized=False, output_type="latent", return_dict=False
+                )[0]
+            t0 = self._mark("upsample", t0)
+            progress(0.6, "stage 2 (full resolution)")
+            pipe.disable_lora()  # stage 2 runs the distilled model alone
+            try:
+                first_full = LTX2VideoCondition(frames=anchor, index=0, strength=1.0, crf=model.crf)
+                latents, _ = pipe(
+                    conditions=[first_full],
+                    latents=latents,
+                    audio_latents=audio_latents,
+                    height=h,
+                    width=w,
+                    sigmas=STAGE_2_SIGMAS,
+                    noise_scale=STAGE_2_NOISE_SCALE,
+                    callback_on_step_end=on_step(0.6, 0.9, len(STAGE_2_SIGMAS), "stage 2"),
+                    **common,
+                )
+            finally:
+                pipe.enable_lora()
+            t0 = self._mark("stage2", t0)
+
+        progress(0.9, "decoding")
+        vae = pipe.vae
+        with _on_device(model.parked_decoder):
+            video = vae.decode(latents.to(device=model.device, dtype=vae.dtype), None, return_dict=False)[0]
+        frames = _to_uint8(video)
+        if frames.shape[1:3] != (h, w):  # preview: stage 1 is half size
+            up = F.interpolate(video[0].float().permute(1, 0, 2, 3), size=(h, w), mode="bilinear", align_corners=False)
+            frames = _to_uint8(up.permute(1, 0, 2, 3)[None])
+        t0 = self._mark("decode", t0)
+        self.last_stats["total_s"] = time.perf_counter() - start
+        progress(1.0, "done")
+        if frames.shape[0] != t:
+            raise RuntimeError(f"model returned {frames.shape[0]} frames for {t}")
+        return frames
