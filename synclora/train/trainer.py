@@ -22,6 +22,7 @@ state as safetensors + JSON: nothing is ever unpickled.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -354,6 +355,9 @@ class ICLoRATrainer:
         comps = load_components(c, self.weight_dtype)
         transformer, vae, connectors = comps["transformer"], comps["vae"], comps["connectors"]
         self.vae = vae.to(self.device).eval().requires_grad_(False)
+        if c.model == "real":  # 81 frames at 512²: encode/decode in tiles (the tiny VAE must not: see tiny.py)
+            self.vae.use_framewise_encoding = self.vae.use_framewise_decoding = True
+            self.vae.enable_tiling()
         self.temporal_ratio = int(vae.temporal_compression_ratio)
         self.spatial_ratio = int(vae.spatial_compression_ratio)
         self._check_size()
@@ -366,6 +370,9 @@ class ICLoRATrainer:
             video_text, audio_text, text_mask = connectors(pe, pm, padding_side="left")
         self.text = (video_text.detach(), audio_text.detach(), text_mask.detach())
         del connectors, comps
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
         self._cache_latents()
 
