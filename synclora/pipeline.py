@@ -64,6 +64,21 @@ def _fps_text(fps) -> str:
     return f"{fps.numerator}/{fps.denominator}" if getattr(fps, "denominator", 1) != 1 else str(fps)
 
 
+def check_source(info: io.VideoInfo) -> None:
+    """The limits a source clip must meet (frame count, frame size), from its probe facts alone: the app calls this
+    right after an upload so a visitor hears about a too-long or 8K clip before editing a frame of it."""
+    name = Path(info.path).name
+    if info.n_frames < 2:
+        raise InputError(f"{name} has {info.n_frames} frame(s); a video of at least 2 frames is needed")
+    if info.width * info.height > MAX_PIXELS:
+        raise InputError(
+            f"{name} is {info.width}×{info.height}; frames of at most {MAX_PIXELS // 1_000_000} megapixels "
+            "(e.g. 3840×2160) are accepted — downscale the clip first"
+        )
+    if info.n_frames > MAX_FRAMES:
+        raise InputError(f"{name} has {info.n_frames} frames; at most {MAX_FRAMES} are accepted — trim the clip first")
+
+
 def check_request(req: EditRequest) -> tuple[io.VideoInfo, np.ndarray, list[str]]:
     """Validate everything the user gave before any heavy work; returns (source facts, edited frame, notices)."""
     registry.check_name(req.settings.backend)  # a typo is a user error, reported before any work
@@ -71,17 +86,7 @@ def check_request(req: EditRequest) -> tuple[io.VideoInfo, np.ndarray, list[str]
     if not source.is_file():
         raise InputError(f"source video not found: {source.name}")
     info = io.probe(source)
-    if info.n_frames < 2:
-        raise InputError(f"{source.name} has {info.n_frames} frame(s); a video of at least 2 frames is needed")
-    if info.width * info.height > MAX_PIXELS:
-        raise InputError(
-            f"{source.name} is {info.width}×{info.height}; frames of at most {MAX_PIXELS // 1_000_000} megapixels "
-            "(e.g. 3840×2160) are accepted — downscale the clip first"
-        )
-    if info.n_frames > MAX_FRAMES:
-        raise InputError(
-            f"{source.name} has {info.n_frames} frames; at most {MAX_FRAMES} are accepted — trim the clip first"
-        )
+    check_source(info)
     if not isinstance(req.frame, (int, np.integer)) or isinstance(req.frame, bool):
         raise InputError(f"frame index must be a whole number, got {req.frame!r}")
     if not 0 <= req.frame < info.n_frames:
