@@ -131,3 +131,18 @@ def test_generate_makes_pair_folders_with_the_cpu_backend_and_resumes(tmp_path):
                          tmp_path / "PAIRS", settings)
     assert [n for n, _ in bad.failed] == ["bad"] and "not found" in bad.failed[0][1]
     assert not (tmp_path / "PAIRS" / "bad").exists()
+
+
+def test_cli_generate_from_dataset_and_missing_inputs(tmp_path, capsys):
+    from synclora.cli import main
+
+    _touch(tmp_path / "ds" / "t.mp4", b"t")
+    _touch(tmp_path / "ds" / "r.mp4", b"r")
+    (tmp_path / "ds" / "rows.jsonl").write_text(json.dumps({"video": "t.mp4", "ref": "r.mp4"}) + "\n")
+    args = ["generate", "--from-dataset", str(tmp_path / "ds" / "rows.jsonl"), "--out", str(tmp_path / "P"),
+            "--target-column", "video", "--reference-column", "ref", "--copy"]
+    assert main(args) == 0
+    assert "1 pairs laid out" in capsys.readouterr().out
+    assert (tmp_path / "P" / "t" / "source.mp4").read_bytes() == b"r" and not (tmp_path / "P" / "t" / "source.mp4").is_symlink()
+    assert main(["generate", "--out", str(tmp_path / "P2")]) == 2
+    assert "--sources and --edits" in capsys.readouterr().err

@@ -168,13 +168,18 @@ def test_resume_continues_from_saved_step_and_matches_an_uninterrupted_run(pairs
     assert np.allclose(full_losses, [r["loss"] for r in log if "loss" in r], rtol=1e-4)
 
 
-def test_resume_refuses_a_checkpoint_of_another_rank(pairs, tmp_path):
+def test_resume_refuses_another_rank_and_no_resume_sets_old_checkpoints_aside(pairs, tmp_path):
     from synclora.errors import InputError
     from synclora.train.trainer import ICLoRATrainer
 
     ICLoRATrainer(_config(pairs, tmp_path, steps=1, checkpoint_every=1, sample_every=0), log=lambda s: None).train()
     with pytest.raises(InputError, match="rank"):
         ICLoRATrainer(_config(pairs, tmp_path, steps=2, rank=4, alpha=4, sample_every=0), log=lambda s: None).train()
+    # Starting over sets the old checkpoints aside instead of mixing them with the new run's.
+    result = ICLoRATrainer(_config(pairs, tmp_path, steps=1, rank=4, alpha=4, sample_every=0, resume=False),
+                           log=lambda s: None).train()
+    assert result.start_step == 0 and len(list(tmp_path.glob("checkpoints.old-*/step-00000001"))) == 1
+    assert [json.loads(x)["step"] for x in (tmp_path / "loss.jsonl").read_text().splitlines()] == [1, 1]
 
 
 def test_manifest_limits_training_to_kept_pairs(pairs, tmp_path):

@@ -439,8 +439,10 @@ class ICLoRATrainer:
                 try:
                     s = cache.get(pair.source, ClipSize(c.width // ds, c.height // ds, frames))
                     t = cache.get(pair.target, ClipSize(c.width, c.height, frames))
-                except InputError as exc:
-                    self.skipped.append((pair.name, str(exc)))
+                except torch.OutOfMemoryError:
+                    raise
+                except Exception as exc:  # a damaged video skips its pair, with the reason in the log
+                    self.skipped.append((pair.name, f"unreadable: {exc}"))
                     continue
                 self.samples.append(Sample(pair.name, s, t, frames))
         if not self.samples:
@@ -641,6 +643,11 @@ class ICLoRATrainer:
         c, acc = self.config, self.accelerator
         c.output.mkdir(parents=True, exist_ok=True)
         start = self._resume() if c.resume else 0
+        if acc.is_main_process and not c.resume and find_checkpoints(c.output):
+            # Starting over: set the old run's checkpoints aside, so a later resume cannot pick one of them up.
+            old = c.output / "checkpoints"
+            old.rename(old.with_name(f"checkpoints.old-{time.strftime('%Y%m%d-%H%M%S')}"))
+        acc.wait_for_everyone()
         if acc.is_main_process:
             (c.output / "config.json").write_text(json.dumps(c.to_dict(), indent=2))
             if start:
