@@ -144,6 +144,91 @@ def test_occluder_does_not_smear_and_edit_returns():
         assert (_changed(out[t], frames[t]) & truth).sum() > 0.8 * truth.sum(), f"edit missing at frame {t}"
 
 
+# ---------------------------------------------------------------- a drawn talking face (mouth, blinks, head motion)
+FACE = 256
+
+
+@pytest.fixture(scope="module")
+def face():
+    from synclora.testing.media import talking_face_frames
+
+    n = 60
+    u = np.arange(n) / (n - 1)
+    head = np.stack([25 * np.sin(2 * np.pi * u), 10 * np.sin(np.pi * u), 6 * np.sin(2 * np.pi * u)], 1)
+    frames, truth = talking_face_frames(n, size=(FACE, FACE), seed=1, head=head, blinks=[20, 44])
+    return frames, truth
+
+
+def _lenses(truth: dict, t: int) -> np.ndarray:
+    m = np.zeros((FACE, FACE), np.uint8)
+    for key in ("left_eye", "right_eye"):
+        x, y = truth[key][t]
+        cv2.ellipse(m, (int(round(x)), int(round(y))), (int(0.085 * FACE), int(0.06 * FACE)), 0, 0, 360, 255, -1)
+    return m > 0
+
+
+def _tint(img: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    out = img.copy()
+    out[mask] = (0.55 * img[mask] + 0.45 * np.array([0, 40, 120])).astype(np.uint8)
+    return out
+
+
+def test_glasses_follow_the_eyes_and_survive_blinks(face):
+    frames, truth = face
+    out = _run(frames, _tint(frames[0], _lenses(truth, 0)))
+    closed = truth["eye_closure"] >= 0.5
+    assert closed.any()
+    err_open, err_blink, drift, lost = [], [], [], []
+    for t in range(1, len(frames)):
+        lens = _lenses(truth, t)
+        ideal = _tint(frames[t], lens)
+        roi = cv2.dilate(lens.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        mae = np.abs(out[t].astype(np.int16) - ideal.astype(np.int16))[roi].mean()
+        (err_blink if closed[t] else err_open).append(mae)
+        lost.append(np.abs(frames[t].astype(np.int16) - ideal.astype(np.int16))[roi].mean())  # the edit dropped
+        got = _changed(out[t], frames[t], 20)
+        ys, xs = np.nonzero(got & roi)
+        ty, tx = np.nonzero(lens)
+        if truth["eye_closure"][t] == 0:  # while a lid moves, part of the lens is (rightly) faded: the centroid means less
+            drift.append(np.hypot(xs.mean() - tx.mean(), ys.mean() - ty.mean()))
+    base = np.mean(lost)
+    assert np.mean(err_open) < 0.2 * base, (np.mean(err_open), base)
+    assert np.mean(err_blink) < 0.42 * base, (np.mean(err_blink), base)  # the tint stays on the closed lids
+    # the head moves by up to 25 px; the lenses stay on the eyes (a frame just after a blink is the worst)
+    assert np.mean(drift) < 2.0 and max(drift) < 4.0, np.round(drift, 1)
+
+
+def test_lipstick_stays_off_the_open_mouth(face):
+    frames, truth = face
+    lips_rgb = np.array([170, 70, 80])
+
+    def lips(t):
+        x, y = truth["mouth_center"][t]
+        near = np.zeros((FACE, FACE), np.uint8)
+        cv2.ellipse(near, (int(x), int(y)), (int(0.11 * FACE), int(0.1 * FACE)), 0, 0, 360, 255, -1)
+        return (near > 0) & (np.abs(frames[t].astype(int) - lips_rgb).sum(-1) < 60)
+
+    anchor = frames[0].copy()
+    m0 = lips(0)
+    anchor[m0] = np.clip(anchor[m0].astype(int) + [60, -40, -20], 0, 255).astype(np.uint8)
+    out = _run(frames, anchor)
+    opened = [t for t in range(1, len(frames)) if truth["mouth"][t] > 0.3]
+    assert opened
+    for t in opened:
+        x, y = truth["mouth_center"][t]
+        box = np.zeros((FACE, FACE), bool)
+        box[int(y - 0.08 * FACE) : int(y + 0.08 * FACE), int(x - 0.1 * FACE) : int(x + 0.1 * FACE)] = True
+        dark = np.abs(frames[t].astype(int) - [60, 15, 25]).sum(-1) < 40
+        teeth = np.abs(frames[t].astype(int) - [235, 235, 225]).sum(-1) < 40
+        inner = cv2.erode((box & (dark | teeth)).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        assert _changed(out[t], frames[t], 25)[inner].mean() < 0.05, f"lipstick on the open mouth at frame {t}"
+    # and the lips themselves keep it, where the mouth is (nearly) closed
+    calm = [t for t in range(1, len(frames)) if truth["mouth"][t] < 0.05]
+    assert calm
+    kept = [_changed(out[t], frames[t], 20)[cv2.erode(lips(t).astype(np.uint8), np.ones((3, 3)))>0].mean() for t in calm]
+    assert np.mean(kept) > 0.7, np.round(kept, 2)
+
+
 def test_progress_reported():
     frames, _, _ = _clip(12)
     calls: list[tuple[float, str]] = []

@@ -1,33 +1,38 @@
 """CPU backend: carry the *change* made to frame 0 along the source's own optical flow.
 
-Why this design (measured on synthetic clips with known motion, see tests/test_propagate_flow.py and
+Why this design (each choice measured on synthetic clips with known motion: tests/test_propagate_flow.py,
 benchmarks/bench_flow.py):
 
-* The edit is stored as an additive residual ``change = anchor - source_0`` (float), cut to zero where the edit did
-  not touch the frame (a small soft threshold absorbs rounding/compression noise). Frame t is
-  ``source_t + warp(change) * confidence``: everything the edit did not touch stays *exactly* the source, so lips,
-  blinks and pose come from the source itself and never from the anchor.
-* The map from frame t back to frame 0 is **chained** frame to frame (DIS flow t -> t-1, composed with the previous
-  map), which survives large cumulative motion that a direct flow to frame 0 cannot find. Chaining drifts, so every
-  few frames the chained map is **refined against frame 0** (DIS started from the chained map) and, per pixel, the
-  map with the lower photometric error wins. This keeps the drift bounded without losing track.
-* **Confidence**: a forward-backward consistency check of each pairwise flow marks occlusions and disocclusions;
-  confidence is carried along the chain (min, so it never decays geometrically) and is restored where the refined
-  map matches frame 0 well again (an occluder has passed). The change is faded by the smoothed confidence, so it
-  never smears onto a hand, hair or newly revealed background.
-* Flow runs on small grey frames (longer side about 256 px) and the maps are upsampled; only the final warp of the
-  change runs at full resolution. That is what makes it a fast preview (>= 50 frames/s at 512x512 on 2 cores).
+* **What is carried**: the edit as a per-pixel local gain and offset, ``anchor = source_0 + gain * source_0 + offset``
+  (gain from a small guided-filter fit regularised towards 1, offset takes the rest, so frame 0 is reproduced
+  exactly). Both are cut to zero where the edit did not touch the frame (a soft threshold absorbs rounding and
+  compression noise). Frame t is ``source_t + confidence * (gain * source_t + offset)`` warped to frame t: whatever
+  the edit did not touch stays *exactly* the source, so lips, blinks and pose come from the source itself, and a
+  tint or make-up is re-applied to what frame t shows (a closing eyelid) rather than pasting frame 0's pixels.
+* **Where it goes**: the map from frame t back to frame 0 is *chained* frame to frame (DIS flow t -> t-1 composed
+  with the previous map), which survives large cumulative motion that a direct flow to frame 0 cannot find
+  (measured: direct full-resolution Farneback/DIS drift by 45-70 px on average on the benchmark clip). Chaining drifts,
+  so every other frame the chained map is *refined against frame 0* (DIS started from it) and, per pixel, the map
+  that explains frame t better wins: drift stays about 1-2 px over hundreds of frames.
+* **Where it must not go**: a forward-backward check of each pairwise flow and a photometric check of each pairwise
+  match mark occlusions; a photometric mismatch only counts near a motion boundary (elsewhere it is the source
+  changing in place: a blink, a shadow). Confidence is carried along the chain (min, so it never decays
+  geometrically) and restored where the refined map matches frame 0 again (an occluder has passed). The change is
+  faded by it, so it does not smear onto a hand, the inside of an opening mouth or newly revealed background.
+* **Speed**: flow runs on small grey frames (longer side about 256 px), maps are upsampled, and only the final warp
+  runs at full resolution, cropped to where the change can land.
 
-No face landmarks: DIS already follows the face; landmarks (mediapipe) cost more per frame than the whole flow
-pipeline and only constrain a sparse set of points.
+No face landmarks: DIS already follows the face, and a landmark model costs more per frame than this whole pipeline.
 
 It suits local appearance edits (glasses, make-up, colour, accessories). It cannot change shape or style: the
-output's geometry is always the source's.
+output's geometry is always the source's. Known weak spot: make-up on lips that stretch a lot (a wide-open mouth)
+is partly faded for those frames, because a coarse flow cannot follow thin, fast, non-rigid lips.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -46,14 +51,13 @@ LABEL = (
 class FlowConfig:
     """Tuning of the flow backend. Defaults were chosen by measuring drift and speed on synthetic clips."""
 
-    flow_side: int = 256  # longer side of the grey frames the flow runs on ("preview" quality halves nothing here)
+    flow_side: int = 256  # longer side of the grey frames the flow runs on (384 measured no better, and slower)
     preset: int = cv2.DISOPTICAL_FLOW_PRESET_FAST  # pairwise flow
-    refine_every: int = 3  # refine the chained map against frame 0 every this many frames (0: never)
+    refine_every: int = 2  # refine the chained map against frame 0 every this many frames (0: never)
     refine_preset: int = cv2.DISOPTICAL_FLOW_PRESET_FAST
-    refine_direct: bool = True  # also try a direct flow to frame 0 from scratch when refining
     change_lo: float = 2.0  # |anchor - source| (max over RGB, 3x3 mean) below this is noise, not an edit
     change_hi: float = 6.0  # ... above this the change is carried in full
-    model: str = "linear"  # "linear": carry a local gain and offset (see _change); "residual": carry anchor - source
+    model: Literal["linear", "residual"] = "linear"  # "linear": carry a local gain and offset (see _change); "residual": carry anchor - source
     fit_radius: int = 3  # window radius (px) of the local linear fit
     fit_eps: float = 400.0  # its regulariser (grey levels squared): flat areas keep gain 1
     fb_lo: float = 0.75  # forward-backward error (flow px) under which a match is fully trusted ...
@@ -70,7 +74,10 @@ class FlowConfig:
 
 
 class FlowPropagator(Propagator):
-    """Fast CPU preview: the source's own motion carries the anchor's change to every frame."""
+    """Fast CPU preview: the source's own motion carries the anchor's change to every frame.
+
+    Stateless between calls (one instance serves every request); `settings.quality` does not change it.
+    """
 
     name = "flow"
     label = LABEL
@@ -155,20 +162,15 @@ class FlowPropagator(Propagator):
     ) -> tuple[np.ndarray, np.ndarray]:
         """Correct the chained map against frame 0; returns the new map and its photometric error.
 
-        Candidates: the chained map, DIS to frame 0 started from it (large motion), and DIS to frame 0 from scratch
-        (content coming back from behind an occluder, where the chain holds the occluder's motion). Per pixel, the
-        candidate that explains frame t best wins; the choice is soft so maps stay smooth.
+        DIS from frame t to frame 0 starts from the chained map (so large cumulative motion is no problem); per pixel,
+        the map that explains frame t better wins, softly, so maps stay smooth. (A from-scratch direct flow as a third
+        candidate was measured and never changed the result.)
         """
-        best = mapping
-        best_err = self._photo_err(g0, g, mapping)
-        inits = [np.ascontiguousarray(mapping - ident)] + ([None] if self.config.refine_direct else [])
-        for init in inits:
-            cand = ident + ref.calc(g, g0, init)
-            err = self._photo_err(g0, g, cand)
-            win = np.clip((best_err - err) / 2.0, 0.0, 1.0)[..., None]
-            best = best + win * (cand - best)
-            best_err = np.minimum(best_err, err)
-        return best, best_err
+        err = self._photo_err(g0, g, mapping)
+        refined = ident + ref.calc(g, g0, np.ascontiguousarray(mapping - ident))
+        err_ref = self._photo_err(g0, g, refined)
+        win = np.clip((err - err_ref) / 2.0, 0.0, 1.0)[..., None]
+        return mapping + win * (refined - mapping), np.minimum(err, err_ref)
 
     # ------------------------------------------------------------------ main
     def propagate(self, segment: Segment, progress: ProgressFn = no_progress) -> np.ndarray:
