@@ -360,12 +360,18 @@ def default_prompt_cache() -> Path:
 
 def encode_prompt_with_gemma(base_dir: Path, device: str = "cuda", dtype: torch.dtype = torch.bfloat16):
     """Run LTX-2.3's Gemma 3 text encoder on `3d1t` exactly as the pipeline would (left pad to 1024, all layers)."""
+    import transformers
     from diffusers import LTX2Pipeline
 
-    pipe = LTX2Pipeline.from_pretrained(
-        str(base_dir), transformer=None, vae=None, audio_vae=None, vocoder=None, connectors=None, torch_dtype=dtype
+    base_dir = Path(base_dir)
+    config = json.loads((base_dir / "text_encoder" / "config.json").read_text())
+    encoder_cls = getattr(transformers, config["architectures"][0])  # the class the repo was saved with
+    text_encoder = encoder_cls.from_pretrained(base_dir / "text_encoder", torch_dtype=dtype).to(device).eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(base_dir / "tokenizer")
+    pipe = LTX2Pipeline(
+        scheduler=None, vae=None, audio_vae=None, text_encoder=text_encoder, tokenizer=tokenizer, connectors=None,
+        transformer=None, vocoder=None,
     )
-    pipe.text_encoder.to(device)
     with torch.no_grad():
         embeds, mask, _, _ = pipe.encode_prompt(
             PROMPT, do_classifier_free_guidance=False, max_sequence_length=PROMPT_MAX_LENGTH, device=device
