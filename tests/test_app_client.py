@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
 import time
 from pathlib import Path
 
@@ -19,32 +17,12 @@ CLIP = EXAMPLES / "grace-red-nose.mp4"
 EDIT = EXAMPLES / "grace-red-nose-edit.png"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """One app on a free localhost port for the whole module (CPU flow backend, no cached examples)."""
-    env = {"SYNCLORA_BACKEND": "flow", "SYNCLORA_CACHE_EXAMPLES": "0", "SYNCLORA_MAX_UPLOAD_MB": "20",
-           "GRADIO_ANALYTICS_ENABLED": "False", "SYNCLORA_QUEUE_SIZE": "4"}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    from synclora.ui.server import create_app, launch
+def server():
+    """The app on a free localhost port (CPU flow backend, no cached examples), shared with the browser test."""
+    from synclora.ui.server import local_server
 
-    demo = create_app()
-    port = free_port()
-    launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield demo, f"http://127.0.0.1:{port}/"
-    demo.close()
-    demo.synclora.files.close()
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    return local_server("flow")
 
 
 @pytest.fixture(scope="module")

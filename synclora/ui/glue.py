@@ -64,6 +64,11 @@ def user_errors(fn: Callable) -> Callable:
     return wrapper
 
 
+def _error(message: str) -> gr.Error:
+    """A user error for the page: shown as a toast, not printed as a traceback in the server log."""
+    return gr.Error(message, print_exception=False)
+
+
 def _sentence(text: str) -> str:
     text = text.strip()
     if not text:
@@ -112,7 +117,7 @@ class GradioPipeline:
     def _check_size(self, path: str | Path) -> None:
         mb = Path(path).stat().st_size / 1e6
         if mb > self.max_upload_mb:
-            raise gr.Error(f"The video is {mb:.0f} MB; this server accepts up to {self.max_upload_mb:.0f} MB.")
+            raise _error(f"The video is {mb:.0f} MB; this server accepts up to {self.max_upload_mb:.0f} MB.")
 
     @user_errors
     def load_video(self, video: str | None, frame: float | None = 0, edit_frame: float | None = None,
@@ -134,7 +139,7 @@ class GradioPipeline:
         self._check_size(video)
         info = io.probe(video)
         if info.n_frames < 2:
-            raise gr.Error(f"This video has {info.n_frames} frame; a clip of at least 2 frames is needed.")
+            raise _error(f"This video has {info.n_frames} frame; a clip of at least 2 frames is needed.")
         k = int(min(max(0, int(frame or 0)), info.n_frames - 1))
         img, caption, editor_value, before_after, status = self.pick_frame(video, k, edit_frame, edited)
         return (
@@ -233,7 +238,7 @@ class GradioPipeline:
     # ---------------------------------------------------------------------------------------------------------- 3
     def _source_frame(self, video: str | None, frame: float | None) -> tuple[np.ndarray, int]:
         if not video:
-            raise gr.Error("Upload a video or pick an example first.")
+            raise _error("Upload a video or pick an example first.")
         from synclora.video import io
 
         k = int(frame or 0)
@@ -294,7 +299,7 @@ class GradioPipeline:
         text = check_instruction(text)
         ok, why = self.instruct_status()
         if not ok:
-            raise gr.Error(why)
+            raise _error(why)
         frame_img, k = self._source_frame(video, frame)
         progress(0.1, desc="editing the frame")
         t0 = time.perf_counter()
@@ -322,11 +327,11 @@ class GradioPipeline:
     def check_ready(video: str | None, edited: str | None, frame: float | None, edit_frame: float | None) -> None:
         """Before propagating from the page: a clip, an edit, and the edit belongs to the chosen frame."""
         if not video:
-            raise gr.Error("Upload a video or pick an example first.")
+            raise _error("Upload a video or pick an example first.")
         if not edited:
-            raise gr.Error("Edit the frame first: draw on it, give an instruction, or upload an edited image.")
+            raise _error("Edit the frame first: draw on it, give an instruction, or upload an edited image.")
         if edit_frame is not None and edit_frame >= 0 and frame is not None and int(edit_frame) != int(frame):
-            raise gr.Error(
+            raise _error(
                 f"Your edit was made on frame {int(edit_frame)} but frame {int(frame)} is selected; move the slider "
                 f"back to {int(edit_frame)} or edit frame {int(frame)}."
             )
@@ -382,11 +387,11 @@ class GradioPipeline:
     ):
         """Propagate the edited frame through the clip → (result video, side-by-side video, settings Markdown)."""
         if not video:
-            raise gr.Error("Give a source video.")
+            raise _error("Give a source video.")
         if not edited:
-            raise gr.Error("Give the edited frame (an image file).")
+            raise _error("Give the edited frame (an image file).")
         if frame is None or float(frame) != int(frame):
-            raise gr.Error(f"The frame index must be a whole number, got {frame!r}.")
+            raise _error(f"The frame index must be a whole number, got {frame!r}.")
         self._check_size(video)
         settings = self.settings_from(backend, quality, seed, fit, resolution, time_mode, chunk_overlap, model, memory)
         from synclora.propagate import registry
@@ -399,9 +404,7 @@ class GradioPipeline:
                           settings=settings)
         progress(0.0, desc="queued for the GPU" if name != "flow" else "starting")
         run = self._gpu_edit if name != "flow" else self._run_edit
-        result = run(req, progress)
-        for n in result.notices:
-            gr.Info(_sentence(n))
+        result = run(req, progress)  # its notices are listed under the result (a toast would cover the page)
         return str(result.out), str(result.side_by_side), self.result_markdown(result, video, edited)
 
     def result_markdown(self, result, video: str, edited: str) -> str:
@@ -440,9 +443,8 @@ class GradioPipeline:
         )
         png = self.files.new_file(_session(request), "sync-report", ".png")
         rep.plot(png)
-        icon = "In sync:" if rep.in_sync else "Check:"
         corr = "n/a" if rep.corr is None else f"{rep.corr:.2f}"
-        md = [f"### {icon} {_sentence(rep.verdict)}", f"Overall lag **{rep.lag:+d}** frames · mean r **{corr}**"]
+        md = [f"### {_sentence(rep.verdict)}", f"Overall lag **{rep.lag:+d}** frames · mean r **{corr}**"]
         md += [f"- {_sentence(p)}" for p in rep.problems]
         md += [f"- {_sentence(n)}" for n in rep.notes]
         return str(png), "\n".join(md)

@@ -101,9 +101,11 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
 
         # Examples right under the first two steps, so a visitor sees them without scrolling. Their outputs (step 5)
         # are created here unrendered and placed further down.
-        sbs = gr.Video(label="Side by side: source | result, with the source audio", interactive=False,
-                       elem_id="result-sbs", height=420, buttons=["download"], render=False)
-        result = gr.Video(label="Result", interactive=False, elem_id="result-video", height=420,
+        # Labels are hidden on the page (the tabs name them; a label chip would cover the video's own "source"
+        # caption) but still name the API outputs.
+        sbs = gr.Video(label="Side by side", show_label=False, interactive=False, elem_id="result-sbs", height=420,
+                       buttons=["download"], render=False)
+        result = gr.Video(label="Result", show_label=False, interactive=False, elem_id="result-video", height=420,
                           buttons=["download"], render=False)
         result_md = gr.Markdown(asset("help_result.md"), elem_id="result-info", render=False, label="Settings")
         edited = gr.Image(label="Edited frame", type="filepath", visible=False, elem_id="edited", render=False)
@@ -187,9 +189,9 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
         with gr.Row(equal_height=False):
             with gr.Column(scale=8, min_width=320):
                 with gr.Tabs():
-                    with gr.Tab("Side by side", id="sbs"):
+                    with gr.Tab("Side by side (source | result, with the source audio)", id="sbs"):
                         sbs.render()
-                    with gr.Tab("Result only", id="result"):
+                    with gr.Tab("Result only", id="result-tab"):
                         result.render()
                 result_md.render()
             with gr.Column(scale=4, min_width=280):
@@ -225,7 +227,7 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
 
         settings_inputs = [backend, quality, seed, fit, resolution, time_mode, chunk_overlap, model, memory]
         run.click(app.check_ready, [video, edited, frame, edit_frame], None, api_visibility="private",
-                  queue=False).success(
+                  **light).success(
             app.edit_video, [video, edited, frame, *settings_inputs], [result, sbs, result_md], api_name="edit_video",
             api_description="Propagate an edited frame through a video: (source video, edited frame image, frame "
             "index[, backend, quality, seed, fit, resolution, time_mode, chunk_overlap, model, memory]) -> "

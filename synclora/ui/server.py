@@ -113,3 +113,40 @@ def launch_from_cli(demo: gr.Blocks, argv: list[str] | None = None):
     p.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")
     args = p.parse_args(argv)
     return launch(demo, server_name=args.host, server_port=args.port, share=args.share)
+
+
+_local: dict[str, tuple[gr.Blocks, str]] = {}
+
+
+def local_server(backend: str = "flow") -> tuple[gr.Blocks, str]:
+    """One app per process on a free 127.0.0.1 port, in a background thread (tests, scripts): (demo, url).
+
+    Built with the given default backend and no example caching; later calls return the same server, so several
+    test modules share one start-up. It is closed when the process exits.
+    """
+    import atexit
+    import socket
+
+    if backend in _local:
+        return _local[backend]
+    env = {"SYNCLORA_BACKEND": backend, "SYNCLORA_CACHE_EXAMPLES": "0", "GRADIO_ANALYTICS_ENABLED": "False"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        demo = create_app()
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    app: GradioPipeline = demo.synclora  # type: ignore[attr-defined]
+
+    def close() -> None:
+        demo.close()
+        app.files.close()
+
+    atexit.register(close)
+    _local[backend] = (demo, f"http://127.0.0.1:{port}/")
+    return _local[backend]

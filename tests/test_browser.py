@@ -1,0 +1,146 @@
+"""The whole workflow in a real browser (Debian's Chromium through Playwright), as a person would do it.
+
+Open the app, upload a clip, pick a frame (slider and player agree), upload an edit of that frame, propagate, and
+check the result video really plays. Screenshots at 1280×800 and 1920×1080 go to test-artifacts/ for people to look
+at. Chromium is a test requirement (CI installs it): if it is missing the test fails and says how to install it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from synclora.video import io
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = os.environ.get("SYNCLORA_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+]
+CLIP = ROOT / "examples" / "grace-red-nose.mp4"
+FRAME = 10
+TIMEOUT_MS = 90_000
+
+
+@pytest.fixture(scope="module")
+def app_url():
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: install it with `apt-get install -y chromium` "
+                    "(or set SYNCLORA_CHROMIUM to its path); the browser test needs a real browser.")
+    from synclora.ui.server import local_server
+
+    return local_server("flow")[1]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def _video_state(page, selector: str) -> dict:
+    return page.evaluate(
+        """(sel) => { const v = document.querySelector(sel);
+        return v ? {t: v.currentTime, paused: v.paused, ready: v.readyState, w: v.videoWidth, d: v.duration,
+                    src: v.currentSrc} : null; }""",
+        selector,
+    )
+
+
+def _plays(page, selector: str) -> dict:
+    """Start the <video> (muted, so autoplay rules allow it), let it run, return its state."""
+    page.evaluate("(sel) => { const v = document.querySelector(sel); v.muted = true; return v.play(); }", selector)
+    page.wait_for_timeout(1200)
+    return _video_state(page, selector)
+
+
+def test_whole_workflow_in_chromium(app_url, browser, tmp_path):
+    ARTIFACTS.mkdir(exist_ok=True)
+    clip = tmp_path / "talk.mp4"
+    shutil.copy(CLIP, clip)
+    frame = io.read_frame(clip, FRAME).copy()
+    frame[150:175, 140:180] = (255, 0, 0)  # a red sticker on the face
+    edited = tmp_path / f"edit-frame{FRAME}.png"
+    Image.fromarray(frame).save(edited)
+
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(app_url)
+    page.wait_for_selector("#source-video", timeout=TIMEOUT_MS)
+    page.screenshot(path=str(ARTIFACTS / "browser-1-start-1280.png"))
+
+    # 0. A user error is one sentence in a toast, never a traceback.
+    page.click("#propagate")
+    page.wait_for_selector("text=Upload a video or pick an example first.", timeout=TIMEOUT_MS)
+    assert "Traceback" not in page.inner_text("body")
+
+    # 1. Upload a video: its facts appear.
+    page.set_input_files("#source-video input[type=file]", str(clip))
+    page.wait_for_selector("#facts :text('72 frames')", timeout=TIMEOUT_MS)
+    page.wait_for_selector("#source-video video", timeout=TIMEOUT_MS)
+    assert "24 fps" in page.inner_text("#facts")
+
+    # 2. Pick a frame with the slider's number box: preview caption and the player's position follow exactly.
+    box = page.locator("#frame-slider input[type=number]")
+    box.fill(str(FRAME))
+    box.press("Enter")
+    page.wait_for_selector(f"#frame-caption :text('Frame {FRAME} of 0–71')", timeout=TIMEOUT_MS)
+    page.wait_for_function(
+        f"() => {{ const v = document.querySelector('#source-video video'); "
+        f"return v && Math.floor(v.currentTime * 24 + 1e-6) === {FRAME}; }}", timeout=TIMEOUT_MS)
+    # ... and pausing the player moves the slider to the frame on screen.
+    page.evaluate("() => { const v = document.querySelector('#source-video video'); v.muted = true; "
+                  "v.currentTime = 30.5 / 24; return v.play(); }")
+    page.wait_for_timeout(300)
+    t = page.evaluate("() => { const v = document.querySelector('#source-video video'); v.pause(); "
+                      "return v.currentTime; }")
+    shown = int(np.floor(t * 24 + 1e-6))
+    page.wait_for_function(f"() => document.querySelector('#frame-slider input[type=number]').value === '{shown}'",
+                           timeout=TIMEOUT_MS)
+    box.fill(str(FRAME))
+    box.press("Enter")
+    page.wait_for_selector(f"#frame-caption :text('Frame {FRAME} of 0–71')", timeout=TIMEOUT_MS)
+
+    # 3. Supply an edit (upload tab): it is checked, fitted, and shown in the before/after view.
+    page.get_by_role("tab", name="Upload").click()
+    page.set_input_files("#upload-edit input[type=file]", str(edited))
+    page.wait_for_selector(f"#edit-status :text('Edited frame {FRAME}')", timeout=TIMEOUT_MS)
+
+    # 4. Propagate, 5. the result video plays.
+    page.click("#propagate")
+    page.wait_for_selector("#result-sbs video", timeout=TIMEOUT_MS)
+    page.wait_for_function("() => { const v = document.querySelector('#result-sbs video'); "
+                           "return v && v.readyState >= 2; }", timeout=TIMEOUT_MS)
+    state = _plays(page, "#result-sbs video")
+    assert state["w"] > 600 and state["t"] > 0.2 and not state["paused"], state
+    assert abs(state["d"] - 3.0) < 0.2, state  # 72 frames at 24 fps: the length is kept
+    page.evaluate("() => document.querySelector('#result-sbs video').pause()")
+    info = page.inner_text("#result-info")
+    assert f"Frame {FRAME}" in info and "seed 0" in info and "--frame 10" in info
+    page.get_by_role("tab", name="Result only").click()
+    page.wait_for_selector("#result-video video", timeout=TIMEOUT_MS)
+    state = _plays(page, "#result-video video")
+    assert state["w"] == 320 and state["t"] > 0.2, state
+    page.get_by_role("tab", name="Side by side (source | result, with the source audio)").click()
+
+    # The sync report follows on its own (it never blocks the result).
+    page.wait_for_selector("#report-verdict :text('lag')", timeout=TIMEOUT_MS)
+    page.screenshot(path=str(ARTIFACTS / "browser-2-result-1280.png"), full_page=True)
+    page.set_viewport_size({"width": 1920, "height": 1080})
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(ARTIFACTS / "browser-3-result-1920.png"), full_page=True)
+    assert not errors, errors
+    page.close()
