@@ -192,10 +192,10 @@ def test_glasses_follow_the_eyes_and_survive_blinks(face):
         if truth["eye_closure"][t] == 0:  # while a lid moves, part of the lens is (rightly) faded: the centroid means less
             drift.append(np.hypot(xs.mean() - tx.mean(), ys.mean() - ty.mean()))
     base = np.mean(lost)
-    assert np.mean(err_open) < 0.2 * base, (np.mean(err_open), base)
+    assert np.mean(err_open) < 0.12 * base, (np.mean(err_open), base)
     assert np.mean(err_blink) < 0.42 * base, (np.mean(err_blink), base)  # the tint stays on the closed lids
-    # the head moves by up to 25 px; the lenses stay on the eyes (a frame just after a blink is the worst)
-    assert np.mean(drift) < 2.0 and max(drift) < 4.0, np.round(drift, 1)
+    # the head moves by up to 25 px; the lenses stay on the eyes (measured: mean 0.5 px, max 1.6 px)
+    assert np.mean(drift) < 1.0 and max(drift) < 3.0, np.round(drift, 1)
 
 
 def test_lipstick_stays_off_the_open_mouth(face):

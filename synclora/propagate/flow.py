@@ -55,6 +55,9 @@ class FlowConfig:
     preset: int = cv2.DISOPTICAL_FLOW_PRESET_FAST  # pairwise flow
     refine_every: int = 2  # refine the chained map against frame 0 every this many frames (0: never)
     refine_preset: int = cv2.DISOPTICAL_FLOW_PRESET_FAST
+    # grey levels by which the refined map is preferred: on ties (flat skin, where the photometric error cannot tell)
+    # the refined map, smoothed from its textured surroundings, beats the chain's slowly accumulating drift
+    refine_bias: float = 1.0
     change_lo: float = 2.0  # |anchor - source| (max over RGB, 3x3 mean) below this is noise, not an edit
     change_hi: float = 6.0  # ... above this the change is carried in full
     model: Literal["linear", "residual"] = "linear"  # "linear": carry a local gain and offset (see _change); "residual": carry anchor - source
@@ -169,7 +172,7 @@ class FlowPropagator(Propagator):
         err = self._photo_err(g0, g, mapping)
         refined = ident + ref.calc(g, g0, np.ascontiguousarray(mapping - ident))
         err_ref = self._photo_err(g0, g, refined)
-        win = np.clip((err - err_ref) / 2.0, 0.0, 1.0)[..., None]
+        win = np.clip((err - err_ref + self.config.refine_bias) / 2.0, 0.0, 1.0)[..., None]
         return mapping + win * (refined - mapping), np.minimum(err, err_ref)
 
     # ------------------------------------------------------------------ main
