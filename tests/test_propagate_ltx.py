@@ -216,7 +216,8 @@ def test_prompt_cache_round_trips_to_the_same_connector_output(tmp_path):
     torch.manual_seed(0)
     connectors = LTX2TextConnectors(**tiny_connectors_config()).eval()
     with torch.no_grad():
-        for a, b in zip(connectors(embeds, mask, padding_side="left"), connectors(back, back_mask, padding_side="left")):
+        ours = connectors(back, back_mask, padding_side="left")
+        for a, b in zip(connectors(embeds, mask, padding_side="left"), ours):
             torch.testing.assert_close(a, b)
 
 
@@ -279,3 +280,34 @@ def test_fp8_mode_stores_float8_weights_and_keeps_lora_in_compute_dtype():
     assert block.lora_A["sync"].weight.dtype == torch.float32
     out = SyncLoRAPropagator(TINY, model=model).propagate(_segment(quality="preview"))
     assert out.shape == (9, 64, 64, 3) and out.std() > 0
+
+
+def test_weights_resolve_from_a_local_folder_or_say_how_to_get_them(tmp_path, monkeypatch):
+    from synclora.propagate import weights
+
+    monkeypatch.setenv("SYNCLORA_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.delenv("SYNCLORA_WEIGHTS_DIR", raising=False)
+    with pytest.raises(ModelUnavailableError, match="fetch-weights"):
+        weights.resolve_weights()
+    with pytest.raises(ModelUnavailableError, match="HF_HUB_OFFLINE"):
+        weights.fetch_weights()
+
+    root = tmp_path / "w"
+    monkeypatch.setenv("SYNCLORA_WEIGHTS_DIR", str(root))
+    with pytest.raises(ModelUnavailableError, match="lacks"):
+        weights.resolve_weights()
+    for sub in weights.BASE_SUBFOLDERS:
+        (root / "LTX-2.3-Diffusers" / sub).mkdir(parents=True)
+    for name in (weights.DISTILLED_LORA_FILE, weights.UPSAMPLER_FILE, weights.SYNC_LORA_FILE):
+        (root / name).write_bytes(b"x")
+    paths = weights.resolve_weights()
+    assert paths.sync_lora == root / weights.SYNC_LORA_FILE and not paths.missing()
+
+
+def test_the_model_is_loaded_once_per_process(prop):
+    from synclora.propagate.ltx import SyncLoRAPropagator, load_model
+
+    assert load_model(TINY) is prop.model
+    assert SyncLoRAPropagator(PropagationSettings(**{**TINY.to_dict(), "seed": 9})).model is prop.model

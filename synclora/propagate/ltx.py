@@ -332,13 +332,21 @@ def _load_real(settings: PropagationSettings) -> LoadedModel:
         upsampler.load_state_dict(load_file(str(paths.upsampler)), strict=True)
         components["latent_upsampler"] = upsampler.to(dtype)
     except (OSError, RuntimeError, ValueError) as exc:
-        raise ModelUnavailableError(f"the LTX-2.3 weights could not be loaded ({exc}); run fetch-weights again") from exc
+        raise ModelUnavailableError(
+            f"the LTX-2.3 weights could not be loaded ({exc}); run fetch-weights again"
+        ) from exc
     sync = read_lora(paths.sync_lora, dtype=dtype)
     distilled = read_lora(paths.distilled_lora, dtype=dtype)
     if sync.reference_temporal_scale_factor != 1:
         raise ModelUnavailableError("this Sync-LoRA asks for a temporal reference scale, which diffusers lacks")
+    # Knobs for people who know why (all documented in the report/README): distilled-LoRA strength (the card's value
+    # was not recoverable; diffusers' docs use 1.0), first-frame CRF (33 as in LTX-2.3 training; 0 disables) and
+    # regional torch.compile (about 2 minutes once per process, then ~1.5x faster).
     return build_model(
-        components, embeds, mask, sync, distilled, memory=settings.memory, device="cuda", dtype=dtype,
+        components, embeds, mask, sync, distilled,
+        distilled_strength=float(os.environ.get("SYNCLORA_DISTILLED_STRENGTH", "1.0")),
+        memory=settings.memory, device="cuda", dtype=dtype,
+        crf=int(os.environ.get("SYNCLORA_IMAGE_CRF", str(DEFAULT_CRF))),
         compile=os.environ.get("SYNCLORA_COMPILE", "0") == "1",
     )
 
@@ -398,7 +406,14 @@ class SyncLoRAPropagator(Propagator):
         self.settings = settings
         if settings.model == "tiny":
             self.spec = TINY_SPEC
-        self.model = model if model is not None else load_model(settings)
+        try:
+            self.model = model if model is not None else load_model(settings)
+        except torch.OutOfMemoryError as exc:
+            _free_memory()
+            raise OutOfMemoryError(
+                f"the GPU has too little free memory to load LTX-2.3 in {settings.memory}; "
+                "try memory mode 'fp8' (about 24 GiB) or 'offload' (about 6 GiB)"
+            ) from exc
         self.last_stats: dict[str, float] = {}  # per-stage seconds and peak GiB of the last call (benchmarks)
 
     def check_inputs(self, segment: Segment) -> None:
@@ -408,8 +423,6 @@ class SyncLoRAPropagator(Propagator):
             raise InputError(f"Sync-LoRA needs 8k+1 frames, at most {spec.max_frames}; got {t}")
         if h % spec.size_multiple or w % spec.size_multiple:
             raise InputError(f"Sync-LoRA needs height and width divisible by {spec.size_multiple}; got {h}x{w}")
-        if abs(segment.fps - FRAME_RATE) > 1e-3 and segment.settings.time_mode == "resample":
-            raise InputError(f"Sync-LoRA segments must be at {FRAME_RATE:g} fps when resampling; got {segment.fps}")
 
     def propagate(self, segment: Segment, progress: ProgressFn = no_progress) -> np.ndarray:
         self.check_inputs(segment)
@@ -450,8 +463,9 @@ class SyncLoRAPropagator(Propagator):
         anchor = _to_pil(_resize(segment.anchor[None], h, w))[0]
         anchor_half = _to_pil(_resize(segment.anchor[None], h1, w1))[0]
         first = LTX2VideoCondition(frames=anchor_half, index=0, strength=1.0, crf=model.crf)
-        embeds = pipe.connectors.video.new_zeros(1, pipe.connectors.mask.shape[1], 1)  # placeholder: see FrozenConnectors
+        # Placeholder text input (FrozenConnectors ignores it); its dtype sets the transformer's input dtype.
         mask = pipe.connectors.mask
+        embeds = pipe.connectors.video.new_zeros(1, mask.shape[1], 1)
         stage1_share = 0.85 if preview else 0.55
 
         def on_step(stage_from: float, stage_to: float, steps: int, label: str):

@@ -99,9 +99,21 @@ def fetch_weights(
     revisions: dict | None = None, include_text_encoder: bool = False, local_dir: Path | None = None
 ) -> WeightPaths:
     """Download (or find in the hub cache) every file, pin the commits in the lock file, return the local paths."""
-    from huggingface_hub import hf_hub_download, snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
 
     revs = {**DEFAULT_REVISIONS, **read_lock().get("revisions", {}), **(revisions or {})}
+    try:
+        return _fetch(revs, include_text_encoder, local_dir)
+    except LocalEntryNotFoundError as exc:
+        raise ModelUnavailableError(
+            "the weights are not in the local Hugging Face cache and HF_HUB_OFFLINE is set; fetch them on a machine "
+            "with internet access (`fetch-weights --to DIR`) and point SYNCLORA_WEIGHTS_DIR at the copy"
+        ) from exc
+
+
+def _fetch(revs: dict, include_text_encoder: bool, local_dir: Path | None) -> WeightPaths:
+    from huggingface_hub import hf_hub_download, snapshot_download
+
     patterns = [f"{sub}/*" for sub in BASE_SUBFOLDERS + (TEXT_SUBFOLDERS if include_text_encoder else ())]
     patterns.append("model_index.json")
     kw = dict(local_files_only=offline())
