@@ -6,8 +6,6 @@ follows the motion; bad input gives one line on stderr, exit code 2 and nothing 
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -118,12 +116,14 @@ def test_any_aspect_comes_back_at_source_size(tmp_path, size, fit):
     assert info.n_frames == 12 and not info.has_audio
 
 
-def _cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "synclora", *map(str, args)], capture_output=True, text=True,
-                          timeout=120)
+def _main_exit_code(argv: list[str]) -> int:
+    try:
+        return main(argv)
+    except SystemExit as exc:  # argparse errors exit from inside parse_args
+        return int(exc.code)
 
 
-def test_bad_inputs_give_one_line_and_exit_2(tmp_path):
+def test_bad_inputs_give_one_line_and_exit_2(tmp_path, capsys):
     src, _, truth = _clip(tmp_path, Fraction(25), n=10, audio=False)
     edited_path, edited, _ = _edit(tmp_path, src, 0, truth)
     wide = tmp_path / "wide.png"
@@ -146,9 +146,10 @@ def test_bad_inputs_give_one_line_and_exit_2(tmp_path):
         ("edit", src, "--edited", edited_path, "--out", out, "--backend", "nonsense"),
     ]
     for case in cases:
-        r = _cli(*case)
-        assert r.returncode == 2, (case, r.stderr)
-        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-        assert len(lines) == 1 and "Traceback" not in r.stderr, (case, r.stderr)
+        code = _main_exit_code([str(c) for c in case])
+        err = capsys.readouterr().err
+        assert code == 2, (case, err)
+        lines = [ln for ln in err.splitlines() if ln.strip()]
+        assert len(lines) == 1 and "Traceback" not in err, (case, err)
         assert not out.exists(), case
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".") or "tmp" in p.name]
