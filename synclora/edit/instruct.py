@@ -1,8 +1,10 @@
 """Edit a frame from a text instruction with FLUX.2 [klein] 4B (diffusers `Flux2KleinPipeline`).
 
-Why this model: it is Apache-2.0 (open for commercial use), step-distilled (4 steps) and small enough (4B transformer +
-Qwen3-4B text encoder, about 13 GB in bf16) to stay resident next to the video model on one GPU. It is loaded once at
-start-up and reused; without CUDA or without its weights in the local cache the editor says why instead of failing.
+Why this model: it is Apache-2.0 (open for commercial use), step-distilled (4 steps) and small enough (3.9B transformer
++ 4.0B Qwen3 text encoder: 14.9 GiB of bf16 weights, 17.3 GiB peak at 1024²) to stay resident next to the video model
+on one GPU. Measured with `python -m synclora.edit.bench_instruct` (its exact architecture, random weights) on an
+H200: 0.25 s per edit at 512², 0.49 s at 768², 0.87 s at 1024². It is loaded once at start-up and reused; without
+CUDA or without its weights in the local cache the editor says why instead of failing.
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ def availability() -> tuple[bool, str]:
     except ImportError:
         return False, "PyTorch is not installed"
     if not torch.cuda.is_available():
-        return False, "this server has no CUDA GPU (FLUX.2 [klein] needs about 13 GB of GPU memory)"
+        return False, "this server has no CUDA GPU (FLUX.2 [klein] needs about 18 GB of GPU memory)"
     try:
         from diffusers import Flux2KleinPipeline  # noqa: F401
     except ImportError:
