@@ -42,6 +42,7 @@ def add_settings_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunk-overlap", type=int, default=d.chunk_overlap)
     p.add_argument("--model", default=d.model, choices=["real", "tiny"], help="tiny: random-weight test model")
     p.add_argument("--memory", default=d.memory, choices=["bf16", "fp8", "offload"])
+    p.add_argument("--lora", default=None, help="your own Sync-LoRA .safetensors (e.g. from `train`)")
 
 
 def settings_from_args(args: argparse.Namespace) -> PropagationSettings:
@@ -55,6 +56,7 @@ def settings_from_args(args: argparse.Namespace) -> PropagationSettings:
         chunk_overlap=args.chunk_overlap,
         model=args.model,
         memory=args.memory,
+        lora=args.lora,
     )
 
 

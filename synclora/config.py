@@ -31,6 +31,9 @@ class PropagationSettings:
     chunk_overlap: int = 8
     model: ModelSize = "real"
     memory: MemoryMode = "bf16"
+    # A Sync-LoRA file of your own (released key format, e.g. from `python -m synclora train`) instead of the
+    # released one; None uses the released weights (or the tiny model's own LoRA).
+    lora: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

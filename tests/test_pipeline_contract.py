@@ -153,3 +153,18 @@ def test_bad_inputs_give_one_line_and_exit_2(tmp_path, capsys):
         assert len(lines) == 1 and "Traceback" not in err, (case, err)
         assert not out.exists(), case
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".") or "tmp" in p.name]
+
+
+def test_own_lora_file_is_used_and_a_corrupt_one_is_refused(tmp_path, capsys):
+    src, _, truth = _clip(tmp_path, Fraction(25), size=(64, 64), n=9, audio=False)
+    edited_path, _, _ = _edit(tmp_path, src, 0, truth)
+    out = tmp_path / "out.mp4"
+    base = ["edit", str(src), "--edited", str(edited_path), "--out", str(out), "--backend", "synclora",
+            "--model", "tiny", "--quiet"]
+    missing = _main_exit_code(base + ["--lora", str(tmp_path / "nope.safetensors")])
+    assert missing == 2 and "LoRA file not found" in capsys.readouterr().err
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(b"\x00" * 64)
+    assert _main_exit_code(base + ["--lora", str(corrupt)]) == 2
+    err = capsys.readouterr().err
+    assert "corrupt" in err and len(err.strip().splitlines()) == 1 and not out.exists()

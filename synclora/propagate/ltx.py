@@ -281,7 +281,7 @@ _MODELS_LOCK = threading.Lock()
 
 def load_model(settings: PropagationSettings) -> LoadedModel:
     """The loaded model for `settings.model` + `settings.memory`, built on first use and kept for the process."""
-    key = (settings.model, settings.memory)
+    key = (settings.model, settings.memory, settings.lora)
     with _MODELS_LOCK:
         if key not in _MODELS:
             _MODELS[key] = _load_tiny(settings) if settings.model == "tiny" else _load_real(settings)
@@ -295,7 +295,7 @@ def _load_tiny(settings: PropagationSettings) -> LoadedModel:
     from synclora.propagate.weights import read_lora
 
     with tempfile.TemporaryDirectory() as tmp:
-        sync = read_lora(write_tiny_lora(f"{tmp}/sync.safetensors", rank=4, seed=1))
+        sync = read_lora(settings.lora or write_tiny_lora(f"{tmp}/sync.safetensors", rank=4, seed=1))
         distilled = read_lora(write_tiny_lora(f"{tmp}/distilled.safetensors", rank=8, seed=2, scale=0.1))
     embeds, mask = tiny_prompt_embeds()
     # float32 on the CPU: bf16 matmuls are slow there and the tiny model exists to test the code path.
@@ -335,7 +335,7 @@ def _load_real(settings: PropagationSettings) -> LoadedModel:
         raise ModelUnavailableError(
             f"the LTX-2.3 weights could not be loaded ({exc}); run fetch-weights again"
         ) from exc
-    sync = read_lora(paths.sync_lora, dtype=dtype)
+    sync = read_lora(settings.lora or paths.sync_lora, dtype=dtype)
     distilled = read_lora(paths.distilled_lora, dtype=dtype)
     if sync.reference_temporal_scale_factor != 1:
         raise ModelUnavailableError("this Sync-LoRA asks for a temporal reference scale, which diffusers lacks")

@@ -90,7 +90,7 @@ def resolve(settings: PropagationSettings) -> str:
 
 def _key(name: str, settings: PropagationSettings) -> tuple:
     # Only what changes the loaded model; seed/quality/fit are per call.
-    return (name, settings.model, settings.memory) if name == "synclora" else (name,)
+    return (name, settings.model, settings.memory, settings.lora) if name == "synclora" else (name,)
 
 
 def get(settings: PropagationSettings) -> Propagator:
