@@ -31,6 +31,7 @@ is partly faded for those frames, because a coarse flow cannot follow thin, fast
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
@@ -40,6 +41,8 @@ import numpy as np
 from synclora.config import PropagationSettings
 from synclora.errors import InputError
 from synclora.propagate.base import BackendSpec, ProgressFn, Propagator, Segment, no_progress
+
+_LOOKAHEAD = 4  # pairwise flows computed ahead by the worker thread
 
 LABEL = (
     "fast CPU preview: carries local appearance edits (glasses, make-up, colour, accessories) along the source's "
@@ -60,7 +63,8 @@ class FlowConfig:
     refine_bias: float = 1.0
     change_lo: float = 2.0  # |anchor - source| (max over RGB, 3x3 mean) below this is noise, not an edit
     change_hi: float = 6.0  # ... above this the change is carried in full
-    model: Literal["linear", "residual"] = "linear"  # "linear": carry a local gain and offset (see _change); "residual": carry anchor - source
+    # "linear": carry a local gain and offset (see _change); "residual": carry anchor - source (measured worse)
+    model: Literal["linear", "residual"] = "linear"
     fit_radius: int = 3  # window radius (px) of the local linear fit
     fit_eps: float = 400.0  # its regulariser (grey levels squared): flat areas keep gain 1
     fb_lo: float = 0.75  # forward-backward error (flow px) under which a match is fully trusted ...
@@ -148,10 +152,12 @@ class FlowPropagator(Propagator):
         return cv2.morphologyEx(ok, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
 
     def _motion_edges(self, flow: np.ndarray) -> np.ndarray:
+        """1 near motion boundaries: where the flow changes by more than edge_hi per flow px, grown by edge_win."""
         c = self.config
         gx = cv2.Sobel(flow, cv2.CV_32F, 1, 0, ksize=3)
         gy = cv2.Sobel(flow, cv2.CV_32F, 0, 1, ksize=3)
-        g = np.sqrt((gx * gx + gy * gy).sum(axis=2)) / 8.0  # flow change per pixel
+        sq = cv2.add(cv2.multiply(gx, gx), cv2.multiply(gy, gy))
+        g = cv2.sqrt(cv2.transform(sq, np.array([[1.0 / 64, 1.0 / 64]], np.float32)))  # Sobel gain 8 -> per px
         g = cv2.dilate(g, np.ones((c.edge_win, c.edge_win), np.uint8))
         return np.clip((g - c.edge_lo) / (c.edge_hi - c.edge_lo), 0.0, 1.0)
 
@@ -180,7 +186,7 @@ class FlowPropagator(Propagator):
         """Return (T, H, W, 3) uint8; frame 0 is the anchor exactly, frame t is source_t plus the carried change."""
         self.check_inputs(segment)
         c = self.config
-        frames = segment.frames
+        frames = np.ascontiguousarray(segment.frames)  # OpenCV wants plain buffers; views (reversed, cropped) copy
         n, h, w = frames.shape[:3]
         out = np.empty_like(frames)
         out[0] = segment.anchor
@@ -189,7 +195,7 @@ class FlowPropagator(Propagator):
             progress(1.0, f"flow: frame {n}/{n}")
             return out
 
-        gain, change = self._change(frames[0], segment.anchor)
+        gain, change = self._change(frames[0], np.ascontiguousarray(segment.anchor))
         if not change.any() and (gain is None or not gain.any()):  # nothing was edited: the source is the answer
             out[1:] = frames[1:]
             progress(1.0, f"flow: frame {n}/{n}")
@@ -202,11 +208,20 @@ class FlowPropagator(Propagator):
         ident = np.dstack(np.meshgrid(np.arange(fw, dtype=np.float32), np.arange(fh, dtype=np.float32)))
         up_scale = np.array([sx, sy], np.float32)
         up_shift = (up_scale - 1) / 2
-        dis = cv2.DISOpticalFlow_create(c.preset)
         ref = cv2.DISOpticalFlow_create(c.refine_preset)  # calc() starts from a given flow of the right shape
 
         g0 = self._grey(frames[0], (fw, fh))
         prev = g0
+        # The pairwise flows need nothing but the frames: one worker thread computes them ahead (OpenCV releases the
+        # GIL), so the second core works while this thread chains maps and warps the change.
+        dis = cv2.DISOpticalFlow_create(c.preset)  # used by the single worker thread only
+
+        def pair(t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            a, b = self._grey(frames[t - 1], (fw, fh)), self._grey(frames[t], (fw, fh))
+            return b, dis.calc(b, a, None), dis.calc(a, b, None)  # b(x) ~ a(x + back(x)); fwd the other way
+
+        pool = ThreadPoolExecutor(max_workers=1)
+        ahead = {t: pool.submit(pair, t) for t in range(1, min(n, 1 + _LOOKAHEAD))}
         mapping = ident.copy()  # frame-t pixel -> frame-0 position (flow px)
         conf = np.ones((fh, fw), np.float32)
         # where the change lives in frame 0, at flow resolution and a little grown, to crop the full-res work
@@ -215,48 +230,52 @@ class FlowPropagator(Propagator):
         support = cv2.resize(changed * 255, (fw, fh), interpolation=cv2.INTER_AREA)
         support = cv2.dilate(support, np.ones((3, 3), np.uint8)).astype(np.float32)
         every = max(1, n // 50)
-        for t in range(1, n):
-            g = self._grey(frames[t], (fw, fh))
-            back = dis.calc(g, prev, None)  # g(x) ~ prev(x + back(x))
-            fwd = dis.calc(prev, g, None)
-            pos = ident + back
-            mapping = cv2.remap(mapping, pos, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            carried = cv2.remap(conf, pos, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-            pair_err = cv2.blur(cv2.absdiff(cv2.remap(prev, pos, None, cv2.INTER_LINEAR), g).astype(np.float32), (3, 3))
-            pair_ok = np.clip((c.pair_hi - pair_err) / (c.pair_hi - c.pair_lo), 0.0, 1.0)
-            if c.edge_win:
-                # a photometric mismatch only means occlusion near a motion boundary; inside smoothly moving
-                # content it is the source changing in place (a blink, a shadow) and the edit must stay
-                edge = self._motion_edges(back)
-                pair_ok = np.maximum(pair_ok, 1.0 - edge)
-            conf = np.minimum(np.minimum(carried, pair_ok), self._fb_ok(back, fwd, pos))
+        try:
+            for t in range(1, n):
+                g, back, fwd = ahead.pop(t).result()
+                if t + _LOOKAHEAD < n:
+                    ahead[t + _LOOKAHEAD] = pool.submit(pair, t + _LOOKAHEAD)
+                pos = ident + back
+                mapping = cv2.remap(mapping, pos, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                carried = cv2.remap(conf, pos, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+                back_warped = cv2.remap(prev, pos, None, cv2.INTER_LINEAR)
+                pair_err = cv2.blur(cv2.absdiff(back_warped, g).astype(np.float32), (3, 3))
+                pair_ok = np.clip((c.pair_hi - pair_err) / (c.pair_hi - c.pair_lo), 0.0, 1.0)
+                if c.edge_win:
+                    # a photometric mismatch only means occlusion near a motion boundary; inside smoothly moving
+                    # content it is the source changing in place (a blink, a shadow) and the edit must stay
+                    edge = self._motion_edges(back)
+                    pair_ok = np.maximum(pair_ok, 1.0 - edge)
+                conf = np.minimum(np.minimum(carried, pair_ok), self._fb_ok(back, fwd, pos))
 
-            if c.refine_every and t % c.refine_every == 0:
-                mapping, e_new = self._refine(ref, g0, g, ident, mapping)
-                restore = np.clip((c.photo_hi - e_new) / (c.photo_hi - c.photo_lo), 0.0, 1.0)
-                conf = np.maximum(conf, restore)
-            prev = g
+                if c.refine_every and t % c.refine_every == 0:
+                    mapping, e_new = self._refine(ref, g0, g, ident, mapping)
+                    restore = np.clip((c.photo_hi - e_new) / (c.photo_hi - c.photo_lo), 0.0, 1.0)
+                    conf = np.maximum(conf, restore)
+                prev = g
 
-            # full resolution: only the final warp of the change, and only where it can land
-            out[t] = frames[t]
-            landed = cv2.remap(support, mapping, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-            x, y, bw, bh = cv2.boundingRect(((landed > 0) & (conf > 0)).astype(np.uint8))
-            if bw and bh:
-                # low-res box, grown by the 3x3 blur and interpolation reach, in full-res pixels
-                x0, y0 = max(0, int((x - 2) * sx)), max(0, int((y - 2) * sy))
-                x1, y1 = min(w, int(np.ceil((x + bw + 2) * sx))), min(h, int(np.ceil((y + bh + 2) * sy)))
-                # full-res coordinate x_f = (x_l + 0.5) * s - 0.5; scale at low res, then upsample the map itself
-                full_map = cv2.resize(mapping * up_scale + up_shift, (w, h), interpolation=cv2.INTER_LINEAR)
-                roi_map = full_map[y0:y1, x0:x1]
-                src_t = frames[t, y0:y1, x0:x1]
-                moved = cv2.remap(change, roi_map, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-                if gain is not None:
-                    moved_gain = cv2.remap(gain, roi_map, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-                    moved = cv2.add(moved, cv2.multiply(moved_gain, src_t, dtype=cv2.CV_32F))
-                alpha = cv2.resize(cv2.blur(conf, (3, 3)), (w, h), interpolation=cv2.INTER_LINEAR)[y0:y1, x0:x1]
-                moved = cv2.multiply(moved, cv2.merge([alpha, alpha, alpha]))
-                # saturating add; where nothing moved in (moved == 0) the source comes through exactly
-                out[t, y0:y1, x0:x1] = cv2.add(src_t, moved, dtype=cv2.CV_8U)
-            if t % every == 0 or t == n - 1:
-                progress(t / (n - 1), f"flow: frame {t + 1}/{n}")
+                # full resolution: only the final warp of the change, and only where it can land
+                out[t] = frames[t]
+                landed = cv2.remap(support, mapping, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+                x, y, bw, bh = cv2.boundingRect(((landed > 0) & (conf > 0)).astype(np.uint8))
+                if bw and bh:
+                    # low-res box, grown by the 3x3 blur and interpolation reach, in full-res pixels
+                    x0, y0 = max(0, int((x - 2) * sx)), max(0, int((y - 2) * sy))
+                    x1, y1 = min(w, int(np.ceil((x + bw + 2) * sx))), min(h, int(np.ceil((y + bh + 2) * sy)))
+                    # full-res coordinate x_f = (x_l + 0.5) * s - 0.5; scale at low res, then upsample the map itself
+                    full_map = cv2.resize(mapping * up_scale + up_shift, (w, h), interpolation=cv2.INTER_LINEAR)
+                    roi_map = full_map[y0:y1, x0:x1]
+                    src_t = frames[t, y0:y1, x0:x1]
+                    moved = cv2.remap(change, roi_map, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+                    if gain is not None:
+                        moved_gain = cv2.remap(gain, roi_map, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+                        moved = cv2.add(moved, cv2.multiply(moved_gain, src_t, dtype=cv2.CV_32F))
+                    alpha = cv2.resize(cv2.blur(conf, (3, 3)), (w, h), interpolation=cv2.INTER_LINEAR)[y0:y1, x0:x1]
+                    moved = cv2.multiply(moved, cv2.merge([alpha, alpha, alpha]))
+                    # saturating add; where nothing moved in (moved == 0) the source comes through exactly
+                    out[t, y0:y1, x0:x1] = cv2.add(src_t, moved, dtype=cv2.CV_8U)
+                if t % every == 0 or t == n - 1:
+                    progress(t / (n - 1), f"flow: frame {t + 1}/{n}")
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
         return out
