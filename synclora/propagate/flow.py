@@ -243,9 +243,14 @@ class FlowPropagator(Propagator):
                 pair_ok = np.clip((c.pair_hi - pair_err) / (c.pair_hi - c.pair_lo), 0.0, 1.0)
                 if c.edge_win:
                     # a photometric mismatch only means occlusion near a motion boundary; inside smoothly moving
-                    # content it is the source changing in place (a blink, a shadow) and the edit must stay
-                    edge = self._motion_edges(back)
-                    pair_ok = np.maximum(pair_ok, 1.0 - edge)
+                    # content it is the source changing in place (a blink, a shadow) and the edit must stay.
+                    # Only the mismatched part (plus the reach of the window) needs the motion edges.
+                    x, y, bw, bh = cv2.boundingRect((pair_ok < 1.0).astype(np.uint8))
+                    if bw and bh:
+                        r = c.edge_win + 2
+                        x0, y0, x1, y1 = max(0, x - r), max(0, y - r), min(fw, x + bw + r), min(fh, y + bh + r)
+                        edge = self._motion_edges(back[y0:y1, x0:x1])
+                        np.maximum(pair_ok[y0:y1, x0:x1], 1.0 - edge, out=pair_ok[y0:y1, x0:x1])
                 conf = np.minimum(np.minimum(carried, pair_ok), self._fb_ok(back, fwd, pos))
 
                 if c.refine_every and t % c.refine_every == 0:
