@@ -13,14 +13,16 @@ benchmarks/bench_flow.py):
   with the previous map), which survives large cumulative motion that a direct flow to frame 0 cannot find
   (measured: direct full-resolution Farneback/DIS drift by 45-70 px on average on the benchmark clip). Chaining drifts,
   so every other frame the chained map is *refined against frame 0* (DIS started from it) and, per pixel, the map
-  that explains frame t better wins: drift stays about 1-2 px over hundreds of frames.
+  that explains frame t better wins, the refined one on ties (flat skin, where the chain drifts unseen): drift stays
+  about 1 px over hundreds of frames.
 * **Where it must not go**: a forward-backward check of each pairwise flow and a photometric check of each pairwise
   match mark occlusions; a photometric mismatch only counts near a motion boundary (elsewhere it is the source
   changing in place: a blink, a shadow). Confidence is carried along the chain (min, so it never decays
   geometrically) and restored where the refined map matches frame 0 again (an occluder has passed). The change is
   faded by it, so it does not smear onto a hand, the inside of an opening mouth or newly revealed background.
-* **Speed**: flow runs on small grey frames (longer side about 256 px), maps are upsampled, and only the final warp
-  runs at full resolution, cropped to where the change can land.
+* **Speed**: flow runs on small grey frames (longer side about 256 px) and the pairwise flows are computed ahead on
+  a worker thread; maps are upsampled, and only the final warp runs at full resolution, cropped to where the change
+  can land.
 
 No face landmarks: DIS already follows the face, and a landmark model costs more per frame than this whole pipeline.
 
