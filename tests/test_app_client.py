@@ -42,16 +42,18 @@ def test_api_lists_the_named_endpoints(client):
                           "memory"]
 
 
-def test_edit_video_end_to_end_with_only_the_three_inputs(client, tmp_path):
+@pytest.fixture(scope="module")
+def edit_run(client):
+    """One /edit_video call with only the three required inputs: (result, side by side, settings, seconds)."""
     from gradio_client import handle_file
 
     t0 = time.perf_counter()
-    result, sbs, md = client.predict(
-        handle_file(str(CLIP)), handle_file(str(EDIT)), 0, api_name="/edit_video"
-    )
-    seconds = time.perf_counter() - t0
-    result_path = result["video"] if isinstance(result, dict) else result
-    sbs_path = sbs["video"] if isinstance(sbs, dict) else sbs
+    result, sbs, md = client.predict(handle_file(str(CLIP)), handle_file(str(EDIT)), 0, api_name="/edit_video")
+    return result, sbs, md, time.perf_counter() - t0
+
+
+def test_edit_video_end_to_end_with_only_the_three_inputs(edit_run):
+    result_path, sbs_path, md, seconds = edit_run
     src, res, both = io.probe(CLIP), io.probe(result_path), io.probe(sbs_path)
     # The contract: same frame count, exact fps, size and the source's audio.
     assert (res.n_frames, res.fps, res.size, res.has_audio) == (src.n_frames, src.fps, src.size, True)
@@ -67,18 +69,23 @@ def test_edit_video_end_to_end_with_only_the_three_inputs(client, tmp_path):
     assert seconds < 60
 
 
-def test_sync_report_endpoint_gives_plot_and_verdict(client, server, tmp_path):
+def test_sync_report_endpoint_gives_plot_and_verdict(client, edit_run, tmp_path):
     from gradio_client import handle_file
 
-    result, _, _ = client.predict(handle_file(str(CLIP)), handle_file(str(EDIT)), 0, "flow", "preview",
-                                  api_name="/edit_video")
-    result_path = result["video"] if isinstance(result, dict) else result
     local = tmp_path / "result.mp4"
-    shutil.copy(result_path, local)
-    plot, verdict = client.predict(handle_file(str(CLIP)), handle_file(str(local)),
-                                   handle_file(str(EDIT)), api_name="/sync_report")
+    shutil.copy(edit_run[0], local)
+    plot, verdict = client.predict(handle_file(str(CLIP)), handle_file(str(local)), handle_file(str(EDIT)),
+                                   api_name="/sync_report")
     assert Path(plot).is_file() and Image.open(plot).size[0] > 300
     assert "in sync" in verdict.lower() and "lag" in verdict.lower()
+
+
+def test_settings_other_than_the_defaults_are_used_and_reported(client):
+    from gradio_client import handle_file
+
+    _, _, md = client.predict(handle_file(str(CLIP)), handle_file(str(EDIT)), 0, backend="flow",
+                              quality="preview", seed=7, fit="crop", api_name="/edit_video")
+    assert "seed **7**" in md and "(preview)" in md and "fit crop" in md and "--seed 7" in md
 
 
 def test_load_video_endpoint_reports_the_facts(client):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +76,12 @@ def test_whole_workflow_in_chromium(app_url, browser, tmp_path):
     edited = tmp_path / f"edit-frame{FRAME}.png"
     Image.fromarray(frame).save(edited)
 
+    t0 = time.perf_counter()
+    marks: dict[str, float] = {}
+
+    def mark(name: str) -> None:
+        marks[name] = round(time.perf_counter() - t0, 1)
+
     page = browser.new_page(viewport={"width": 1280, "height": 800})
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
@@ -82,17 +89,20 @@ def test_whole_workflow_in_chromium(app_url, browser, tmp_path):
     page.wait_for_selector("#source-video", timeout=TIMEOUT_MS)
     page.screenshot(path=str(ARTIFACTS / "browser-1-start-1280.png"))
 
+    mark("page loaded")
     # 0. A user error is one sentence in a toast, never a traceback.
     page.click("#propagate")
     page.wait_for_selector("text=Upload a video or pick an example first.", timeout=TIMEOUT_MS)
     assert "Traceback" not in page.inner_text("body")
 
+    mark("error toast")
     # 1. Upload a video: its facts appear.
     page.set_input_files("#source-video input[type=file]", str(clip))
     page.wait_for_selector("#facts :text('72 frames')", timeout=TIMEOUT_MS)
     page.wait_for_selector("#source-video video", timeout=TIMEOUT_MS)
     assert "24 fps" in page.inner_text("#facts")
 
+    mark("video loaded")
     # 2. Pick a frame with the slider's number box: preview caption and the player's position follow exactly.
     box = page.locator("#frame-slider input[type=number]")
     box.fill(str(FRAME))
@@ -114,11 +124,27 @@ def test_whole_workflow_in_chromium(app_url, browser, tmp_path):
     box.press("Enter")
     page.wait_for_selector(f"#frame-caption :text('Frame {FRAME} of 0–71')", timeout=TIMEOUT_MS)
 
-    # 3. Supply an edit (upload tab): it is checked, fitted, and shown in the before/after view.
+    mark("frame picked")
+    # 3a. Draw on the frame with the in-app editor's brush: the strokes become an edit of exactly this frame.
+    page.click("#editor button[aria-label=Brush]")
+    bb = page.locator("#editor canvas").first.bounding_box()
+    cx, cy = bb["x"] + bb["width"] / 2, bb["y"] + bb["height"] / 2
+    page.mouse.move(cx - 50, cy)
+    page.mouse.down()
+    page.mouse.move(cx, cy + 2)  # few points: software WebGL in a headless browser takes ~1 s per pointer move
+    page.mouse.move(cx + 40, cy)
+    page.mouse.up()
+    page.click("#use-drawing")
+    page.wait_for_selector(f"#edit-status :text('Edited frame {FRAME} (drawn)')", timeout=TIMEOUT_MS)
+    assert "resized" not in page.inner_text("#edit-status")  # the canvas kept the frame's size
+
+    mark("drawn")
+    # 3b. Or upload an edit made elsewhere: it is checked, fitted, and shown in the before/after view.
     page.get_by_role("tab", name="Upload").click()
     page.set_input_files("#upload-edit input[type=file]", str(edited))
-    page.wait_for_selector(f"#edit-status :text('Edited frame {FRAME}')", timeout=TIMEOUT_MS)
+    page.wait_for_selector(f"#edit-status :text('Edited frame {FRAME} (uploaded)')", timeout=TIMEOUT_MS)
 
+    mark("uploaded edit")
     # 4. Propagate, 5. the result video plays.
     page.click("#propagate")
     page.wait_for_selector("#result-sbs video", timeout=TIMEOUT_MS)
@@ -136,11 +162,15 @@ def test_whole_workflow_in_chromium(app_url, browser, tmp_path):
     assert state["w"] == 320 and state["t"] > 0.2, state
     page.get_by_role("tab", name="Side by side (source | result, with the source audio)").click()
 
+    mark("result played")
     # The sync report follows on its own (it never blocks the result).
     page.wait_for_selector("#report-verdict :text('lag')", timeout=TIMEOUT_MS)
+    mark("report")
     page.screenshot(path=str(ARTIFACTS / "browser-2-result-1280.png"), full_page=True)
     page.set_viewport_size({"width": 1920, "height": 1080})
     page.wait_for_timeout(500)
     page.screenshot(path=str(ARTIFACTS / "browser-3-result-1920.png"), full_page=True)
+    mark("screenshots")
+    print("browser workflow timings (s since start):", marks)
     assert not errors, errors
     page.close()
