@@ -16,6 +16,15 @@ import numpy as np
 
 from synclora.config import PropagationSettings
 
+# What each backend is and is good for, in one line each: shown in the CLI, the app and the README. Kept here (a
+# light module) so the registry can list backends without importing torch or OpenCV.
+LABELS = {
+    "synclora": "Sync-LoRA (LTX-2.3 IC-LoRA): generative propagation that keeps lips, pose, gaze and blinks in sync; "
+    "handles shape, style and accessory edits; needs a GPU",
+    "flow": "fast CPU preview (optical flow): carries local appearance edits (glasses, make-up, colour, accessories) "
+    "along the source's own motion; not for changes of shape or style",
+}
+
 # progress(fraction in [0, 1], short stage label)
 ProgressFn = Callable[[float, str], None]
 

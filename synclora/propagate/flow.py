@@ -42,14 +42,11 @@ import numpy as np
 
 from synclora.config import PropagationSettings
 from synclora.errors import InputError
-from synclora.propagate.base import BackendSpec, ProgressFn, Propagator, Segment, no_progress
+from synclora.propagate.base import LABELS, BackendSpec, ProgressFn, Propagator, Segment, no_progress
 
 _LOOKAHEAD = 4  # pairwise flows computed ahead by the worker thread
 
-LABEL = (
-    "fast CPU preview: carries local appearance edits (glasses, make-up, colour, accessories) along the source's "
-    "own motion; not for changes of shape or style"
-)
+LABEL = LABELS["flow"]
 
 
 @dataclass(frozen=True)
@@ -90,7 +87,8 @@ class FlowPropagator(Propagator):
 
     name = "flow"
     label = LABEL
-    spec = BackendSpec(max_frames=None, frame_step=1, size_multiple=8, native_fps=None, max_side=1024)
+    # Works at the source's own size (no upscaling), up to 1024 px on the long side.
+    spec = BackendSpec(max_frames=None, frame_step=1, size_multiple=8, native_fps=None, max_side=1024, native_size=True)
 
     def __init__(self, settings: PropagationSettings, config: FlowConfig | None = None) -> None:
         self.settings = settings

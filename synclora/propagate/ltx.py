@@ -30,12 +30,9 @@ import torch.nn.functional as F
 
 from synclora.config import PropagationSettings
 from synclora.errors import InputError, ModelUnavailableError, OutOfMemoryError
-from synclora.propagate.base import BackendSpec, ProgressFn, Propagator, Segment, no_progress
+from synclora.propagate.base import LABELS, BackendSpec, ProgressFn, Propagator, Segment, no_progress
 
-LABEL = (
-    "Sync-LoRA (LTX-2.3 IC-LoRA): generative propagation that keeps lips, pose, gaze and blinks in sync; "
-    "handles shape, style and accessory edits; needs a GPU"
-)
+LABEL = LABELS["synclora"]
 
 # Every guidance knob of the LTX-2 pipelines, switched off. `guidance_scale=1` alone still leaves audio CFG 7,
 # STG 1 and modality guidance 3 on (4 transformer passes per step); the distilled model was trained without any.

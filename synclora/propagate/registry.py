@@ -11,7 +11,7 @@ from typing import Callable
 
 from synclora.config import PropagationSettings
 from synclora.errors import InputError, ModelUnavailableError
-from synclora.propagate.base import Propagator
+from synclora.propagate.base import LABELS, Propagator
 
 
 @dataclass(frozen=True)
@@ -44,12 +44,6 @@ def _ltx_build(settings: PropagationSettings) -> Propagator:
     return SyncLoRAPropagator(settings)
 
 
-_LABELS = {
-    "synclora": "Sync-LoRA (LTX-2.3 IC-LoRA): generative propagation that keeps lips, pose, gaze and blinks in sync; "
-    "handles shape, style and accessory edits; needs a GPU",
-    "flow": "CPU preview (optical flow): carries local appearance edits (glasses, make-up, colour, accessories) along "
-    "the source's own motion; not for changes of shape or style",
-}
 _BACKENDS: dict[str, tuple[Callable, Callable]] = {
     "synclora": (_ltx_available, _ltx_build),
     "flow": (_flow_available, _flow_build),
@@ -67,7 +61,7 @@ def backends(settings: PropagationSettings | None = None) -> list[BackendInfo]:
             ok, why = available(settings)
         except ImportError as exc:  # an optional dependency is missing
             ok, why = False, f"missing dependency: {exc.name}"
-        out.append(BackendInfo(name, _LABELS[name], ok, "" if ok else why))
+        out.append(BackendInfo(name, LABELS[name], ok, "" if ok else why))
     return out
 
 
