@@ -164,7 +164,7 @@ def test_whole_workflow_in_chromium(app_url, browser, tmp_path):
 
     mark("result played")
     # The sync report follows on its own (it never blocks the result).
-    page.wait_for_selector("#report-verdict :text('lag')", timeout=TIMEOUT_MS)
+    page.wait_for_selector("#report-verdict :text('Overall lag')", timeout=TIMEOUT_MS)
     mark("report")
     page.screenshot(path=str(ARTIFACTS / "browser-2-result-1280.png"), full_page=True)
     page.set_viewport_size({"width": 1920, "height": 1080})

@@ -255,3 +255,11 @@ def test_session_end_removes_its_files(app, clip, tmp_path):
     assert Path(out).exists()
     app.end_session(_Req("s8"))
     assert not Path(out).exists()
+
+
+def test_backend_summary_says_what_auto_runs_and_why_synclora_is_off(app, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    line = app.backend_summary()
+    assert "**auto** runs **the CPU preview**" in line and "Sync-LoRA is off here" in line and "GPU" in line

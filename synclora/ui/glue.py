@@ -323,6 +323,22 @@ class GradioPipeline:
             pass
         return "\n".join(lines)
 
+    def backend_summary(self) -> str:
+        """One visible line under the button: what "auto" runs here, and why Sync-LoRA is off if it is."""
+        from synclora.propagate import registry
+
+        infos = {b.name: b for b in registry.backends(self.defaults)}
+        try:
+            auto = registry.resolve(PropagationSettings(backend="auto", model=self.defaults.model))
+        except SyncloraError as exc:
+            return f"No backend can run on this server: {exc}"
+        names = {"synclora": "Sync-LoRA", "flow": "the CPU preview"}
+        line = f"On this server **auto** runs **{names.get(auto, auto)}**."
+        ltx = infos.get("synclora")
+        if ltx is not None and not ltx.available:
+            line += f" Sync-LoRA is off here: {ltx.why}."
+        return line
+
     @staticmethod
     def check_ready(video: str | None, edited: str | None, frame: float | None, edit_frame: float | None) -> None:
         """Before propagating from the page: a clip, an edit, and the edit belongs to the chosen frame."""
@@ -444,7 +460,7 @@ class GradioPipeline:
         png = self.files.new_file(_session(request), "sync-report", ".png")
         rep.plot(png)
         corr = "n/a" if rep.corr is None else f"{rep.corr:.2f}"
-        md = [f"### {_sentence(rep.verdict)}", f"Overall lag **{rep.lag:+d}** frames · mean r **{corr}**"]
+        md = [f"#### {_sentence(rep.verdict)}", f"Overall lag **{rep.lag:+d}** frames · mean r **{corr}**"]
         md += [f"- {_sentence(p)}" for p in rep.problems]
         md += [f"- {_sentence(n)}" for n in rep.notes]
         return str(png), "\n".join(md)

@@ -38,7 +38,7 @@ BACKEND_CHOICES = [
     ("Sync-LoRA — generative, GPU", "synclora"),
     ("CPU preview — optical flow", "flow"),
 ]
-QUALITY_CHOICES = [("Full quality (two stages)", "full"), ("Preview (first stage only, ~2× faster)", "preview")]
+QUALITY_CHOICES = [("Full (two stages)", "full"), ("Preview (first stage, about 2× faster)", "preview")]
 
 
 def theme() -> gr.themes.Base:
@@ -83,13 +83,13 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
             with gr.Column(scale=5, min_width=320):
                 gr.Markdown("## 1 · Video", elem_classes="step")
                 video = gr.Video(
-                    label="Source video", sources=["upload"], elem_id="source-video", height=340, include_audio=True
+                    label="Source video", sources=["upload"], elem_id="source-video", height="40vh", include_audio=True
                 )
                 facts = gr.Markdown(asset("help_video.md"), elem_id="facts", label="Facts")
             with gr.Column(scale=7, min_width=320):
                 gr.Markdown("## 2 · Frame", elem_classes="step")
                 preview = gr.Image(
-                    label="Chosen frame", interactive=False, height=340, elem_id="frame-preview", type="numpy",
+                    label="Chosen frame", interactive=False, height="40vh", elem_id="frame-preview", type="numpy",
                     buttons=["fullscreen"],
                 )
                 # The range is set per session when a clip loads; the API (edit_video) accepts any index up to the
@@ -159,10 +159,11 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
         gr.Markdown("## 4 · Propagate", elem_classes="step")
         with gr.Row(equal_height=False):
             with gr.Column(scale=7, min_width=320):
+                backend = gr.Radio(BACKEND_CHOICES, value=d.backend, label="Backend", elem_id="backend",
+                                   info="Sync-LoRA for any edit; the CPU preview for local colour or accessory edits")
                 with gr.Row():
-                    backend = gr.Radio(BACKEND_CHOICES, value=d.backend, label="Backend", elem_id="backend")
-                    quality = gr.Radio(QUALITY_CHOICES, value=d.quality, label="Quality", elem_id="quality")
-                    seed = gr.Number(d.seed, precision=0, label="Seed", min_width=120, elem_id="seed")
+                    quality = gr.Radio(QUALITY_CHOICES, value=d.quality, label="Quality", elem_id="quality", scale=3)
+                    seed = gr.Number(d.seed, precision=0, label="Seed", min_width=120, elem_id="seed", scale=1)
                 with gr.Accordion("Advanced settings", open=False):
                     with gr.Row():
                         fit = gr.Radio([("Pad (keep everything)", "pad"), ("Crop (fill the frame)", "crop")],
@@ -180,6 +181,7 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
                         memory = gr.Radio(["bf16", "fp8", "offload"], value=d.memory, label="GPU memory mode")
             with gr.Column(scale=5, min_width=320):
                 run = gr.Button("▶ Propagate the edit", variant="primary", size="lg", elem_id="propagate")
+                gr.Markdown(app.backend_summary(), elem_id="backend-summary")
                 with gr.Accordion("Which backend?", open=False):
                     gr.Markdown(asset("help_propagate.md"))
                     gr.Markdown(app.backend_markdown(), elem_id="backends")
@@ -196,7 +198,7 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
                 result_md.render()
             with gr.Column(scale=4, min_width=280):
                 gr.Markdown("### Sync report")
-                report_img = gr.Image(label="Cues: source (blue) vs result (red)", interactive=False, type="filepath",
+                report_img = gr.Image(label="Sync report plot", show_label=False, interactive=False, type="filepath",
                                       elem_id="report-plot", buttons=["fullscreen", "download"])
                 report_md = gr.Markdown(asset("help_report.md"), elem_id="report-verdict", label="Verdict")
 
