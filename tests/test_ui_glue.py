@@ -263,3 +263,25 @@ def test_backend_summary_says_what_auto_runs_and_why_synclora_is_off(app, monkey
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     line = app.backend_summary()
     assert "**auto** runs **the CPU preview**" in line and "Sync-LoRA is off here" in line and "GPU" in line
+
+
+def test_limits_are_said_right_after_the_upload(app, tmp_path, monkeypatch):
+    from synclora import pipeline
+
+    frames, _ = media.talking_face_frames(12, size=(64, 48), seed=2)
+    clip = media.write_clip(tmp_path / "short.mp4", frames, FPS)
+    monkeypatch.setattr(pipeline, "MAX_FRAMES", 10)
+    with pytest.raises(gr.Error, match="at most 10"):
+        app.load_video(str(clip), 0)
+
+
+def test_missing_video_file_is_a_sentence(app, tmp_path):
+    with pytest.raises(gr.Error, match="not found on the server"):
+        app.load_video(str(tmp_path / "gone.mp4"), 0)
+
+
+@pytest.mark.parametrize("frame", ["abc", float("nan"), float("inf"), True])
+def test_any_frame_value_an_api_caller_sends_is_a_sentence(app, clip, tmp_path, frame):
+    edited = _edit_of(clip, 0, tmp_path)
+    with pytest.raises(gr.Error, match="whole number"):
+        app.edit_video(str(clip), str(edited), frame, "flow", request=_Req("s9"))

@@ -77,6 +77,14 @@ def _sentence(text: str) -> str:
     return text if text.endswith((".", "!", "?")) else text + "."
 
 
+def _whole_number(value) -> bool:
+    """True for 3, 3.0 or "3"; False for None, 2.5, "abc", NaN and infinities (API callers send anything)."""
+    try:
+        return value is not None and not isinstance(value, bool) and float(value) == int(float(value))
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
 def _session(request: gr.Request | None) -> str | None:
     return getattr(request, "session_hash", None) if request is not None else None
 
@@ -115,6 +123,8 @@ class GradioPipeline:
 
     # ---------------------------------------------------------------------------------------------------------- 1
     def _check_size(self, path: str | Path) -> None:
+        if not Path(path).is_file():
+            raise _error("The video file was not found on the server; upload it again.")
         mb = Path(path).stat().st_size / 1e6
         if mb > self.max_upload_mb:
             raise _error(f"The video is {mb:.0f} MB; this server accepts up to {self.max_upload_mb:.0f} MB.")
@@ -136,10 +146,11 @@ class GradioPipeline:
             )
         from synclora.video import io
 
+        from synclora.pipeline import check_source
+
         self._check_size(video)
         info = io.probe(video)
-        if info.n_frames < 2:
-            raise _error(f"This video has {info.n_frames} frame; a clip of at least 2 frames is needed.")
+        check_source(info)  # the CLI's limits (length, frame size), said right after the upload, not at the end
         k = int(min(max(0, int(frame or 0)), info.n_frames - 1))
         img, caption, editor_value, before_after, status = self.pick_frame(video, k, edit_frame, edited)
         return (
@@ -192,8 +203,11 @@ class GradioPipeline:
             return gr.skip()
         from synclora.video import io
 
+        from synclora.pipeline import check_source
+
         self._check_size(video)
         info = io.probe(video)
+        check_source(info)
         if not self.needs_player_copy(info):
             return gr.skip()
         out = self.files.new_file(_session(request), Path(video).stem, ".mp4")
@@ -406,7 +420,7 @@ class GradioPipeline:
             raise _error("Give a source video.")
         if not edited:
             raise _error("Give the edited frame (an image file).")
-        if frame is None or float(frame) != int(frame):
+        if not _whole_number(frame):
             raise _error(f"The frame index must be a whole number, got {frame!r}.")
         self._check_size(video)
         settings = self.settings_from(backend, quality, seed, fit, resolution, time_mode, chunk_overlap, model, memory)
@@ -416,7 +430,7 @@ class GradioPipeline:
         session = _session(request)
         out = self.files.new_file(session, f"{Path(video).stem}-edited", ".mp4")
         sbs = out.with_name(out.stem + "-side-by-side.mp4")
-        req = EditRequest(source=Path(video), edited=Path(edited), out=out, frame=int(frame), side_by_side=sbs,
+        req = EditRequest(source=Path(video), edited=Path(edited), out=out, frame=int(float(frame)), side_by_side=sbs,
                           settings=settings)
         progress(0.0, desc="queued for the GPU" if name != "flow" else "starting")
         run = self._gpu_edit if name != "flow" else self._run_edit
