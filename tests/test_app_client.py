@@ -122,11 +122,14 @@ def test_user_errors_arrive_as_sentences_not_tracebacks(server, tmp_path):
     assert "Traceback" not in str(e.value) and len(str(e.value)) < 400
 
 
-def test_server_refuses_files_outside_its_own_folders(server):
-    """Only uploads and the app's own results are served; arbitrary paths on the server are not."""
+def test_server_refuses_files_outside_its_own_folders(server, edit_run):
+    """Only uploads and results handed out (under unguessable names) are served; other paths are not, not even the
+    per-session folders where results are written."""
     import httpx
 
     url = server[1]
-    for path in ("/etc/passwd", str(Path(__file__).resolve()), str(CLIP)):
+    session_files = [str(p) for p in Path(server[0].synclora.files.root).glob("*/*.mp4")]
+    assert session_files
+    for path in ("/etc/passwd", str(Path(__file__).resolve()), str(CLIP), *session_files[:2]):
         r = httpx.get(f"{url}gradio_api/file={path}", timeout=10)
         assert r.status_code in (403, 404), path
