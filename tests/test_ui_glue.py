@@ -285,3 +285,27 @@ def test_any_frame_value_an_api_caller_sends_is_a_sentence(app, clip, tmp_path, 
     edited = _edit_of(clip, 0, tmp_path)
     with pytest.raises(gr.Error, match="whole number"):
         app.edit_video(str(clip), str(edited), frame, "flow", request=_Req("s9"))
+
+
+def test_sync_report_is_measured_once_per_result_and_forgotten_with_the_session(app, monkeypatch, tmp_path):
+    import synclora.metrics.report as report
+
+    calls = []
+
+    class _Rep:
+        verdict, lag, corr, in_sync, problems, notes = "in sync (mean r 0.9)", 0, 0.9, True, [], []
+
+        def plot(self, path):
+            Image.new("RGB", (400, 300)).save(path)
+            return path
+
+    monkeypatch.setattr(report, "compare_videos", lambda *a, **k: calls.append(a) or _Rep())
+    first = app.sync_report("src.mp4", "res.mp4", "e.png", _Req("s10"))
+    again = app.sync_report("src.mp4", "res.mp4", "e.png", _Req("s10"))  # e.g. the result tab re-sends "change"
+    assert first == again and len(calls) == 1
+    assert "In sync" in first[1] and "Overall lag **+0** frames" in first[1] and Path(first[0]).is_file()
+    app.sync_report("src.mp4", "other.mp4", "e.png", _Req("s10"))
+    assert len(calls) == 2
+    app.end_session(_Req("s10"))
+    app.sync_report("src.mp4", "res.mp4", "e.png", _Req("s10"))
+    assert len(calls) == 3

@@ -118,6 +118,7 @@ class GradioPipeline:
         self.instruct = instruct
         self.defaults = defaults
         self.max_upload_mb = max_upload_mb
+        self._reports: dict[tuple, tuple[str, str]] = {}  # (session, video, result, edited) -> (plot, verdict)
         self._gpu_edit = gpu.gpu(duration=self._gpu_duration)(self._run_edit)
         self._gpu_instruct = gpu.gpu(duration=gpu.INSTRUCT_SECONDS)(self._run_instruct)
 
@@ -465,6 +466,10 @@ class GradioPipeline:
         """Measure how well the result follows the source → (plot PNG, verdict Markdown)."""
         if not video or not result:
             return None, "*Run a propagation to see its sync report.*"
+        # The result player re-sends "change" when its tab is first shown; measure each result once per session.
+        key = (_session(request), str(video), str(result), str(edited))
+        if key in self._reports and Path(self._reports[key][0]).is_file():
+            return self._reports[key]
         from synclora.metrics.report import compare_videos
 
         rep = compare_videos(
@@ -477,7 +482,10 @@ class GradioPipeline:
         md = [f"#### {_sentence(rep.verdict)}", f"Overall lag **{rep.lag:+d}** frames · mean r **{corr}**"]
         md += [f"- {_sentence(p)}" for p in rep.problems]
         md += [f"- {_sentence(n)}" for n in rep.notes]
-        return str(png), "\n".join(md)
+        self._reports[key] = (str(png), "\n".join(md))
+        while len(self._reports) > 256:
+            self._reports.pop(next(iter(self._reports)))
+        return self._reports[key]
 
     # -------------------------------------------------------------------------------------------------- examples
     def run_example(self, video: str, edited: str, frame: float, edit_frame: float | None = None,
@@ -486,5 +494,8 @@ class GradioPipeline:
         return self.edit_video(video, edited, frame, progress=progress)
 
     def end_session(self, request: gr.Request) -> None:
-        """The browser tab closed: delete that session's files."""
-        self.files.remove(_session(request))
+        """The browser tab closed: delete that session's files (and forget its reports)."""
+        session = _session(request)
+        self.files.remove(session)
+        for key in [k for k in self._reports if k[0] == session]:
+            del self._reports[key]

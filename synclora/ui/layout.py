@@ -116,7 +116,7 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
                 rows, inputs=[video, edited, frame, edit_frame], outputs=[result, sbs, result_md],
                 fn=app.run_example, cache_examples=cache_examples, cache_mode="lazy" if cache_examples else None,
                 example_labels=labels, label="Examples: one click loads a clip, its edited frame and the result",
-                visible_columns=[0, 1], api_name="example", elem_id="examples",
+                visible_columns=[0, 1], api_name="example", elem_id="examples", run_on_click=True,
             )
 
         # 3 -----------------------------------------------------------------------------------------------------
