@@ -12,10 +12,9 @@ import json
 import logging
 import shlex
 import time
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import gradio as gr
 import numpy as np
@@ -92,16 +91,6 @@ def _session(request: gr.Request | None) -> str | None:
 def _fps_text(fps: Fraction) -> str:
     fps = Fraction(fps)
     return str(fps.numerator) if fps.denominator == 1 else f"{float(fps):.3f}"
-
-
-@dataclass(frozen=True)
-class SourceView:
-    """What the page shows about a loaded clip."""
-
-    facts_md: str
-    n_frames: int
-    fps: float
-    frame: int
 
 
 class GradioPipeline:
