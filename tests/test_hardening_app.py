@@ -33,11 +33,6 @@ _CLI_ONLY = {"out-not-mp4", "out-is-source", "out-folder-missing", "dotdot-in-pa
              "unknown-backend", "model-files-missing", "frame-not-a-number", "source-is-folder"}
 APP_CASES = [c for c in CASES if c.id not in _CLI_ONLY]
 GENERIC = "Something went wrong"  # the app's words for a bug: no bad input may end there
-# Known gaps in synclora/ui/glue.py (fixes described in docs/LIMITS.md "Open items"); strict, so a fix flips them.
-_GLUE_LIMITS = pytest.mark.xfail(strict=True, reason="load_video does not apply pipeline.check_source yet")
-_GLUE_MISSING = pytest.mark.xfail(strict=True, reason="GradioPipeline._check_size stats a missing file (generic error)")
-_GLUE_FRAME = pytest.mark.xfail(strict=True, reason="edit_video's frame check raises ValueError on text/NaN")
-_XFAIL = {"too-long": _GLUE_LIMITS, "8k": _GLUE_LIMITS, "missing-source": _GLUE_MISSING}
 
 
 class _Req:
@@ -59,7 +54,7 @@ def _frame_value(spec: dict):
         return text
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, marks=_XFAIL.get(c.id, ())) for c in APP_CASES],
+@pytest.mark.parametrize("case", APP_CASES,
                          ids=[c.id for c in APP_CASES])
 def test_bad_input_table_in_the_app(case: Case, base, tmp_path, app):  # noqa: F811
     inputs = tmp_path / "in"
@@ -90,8 +85,7 @@ def test_app_table_is_broad():
     assert len(APP_CASES) >= 30
 
 
-@pytest.mark.parametrize("frame", [pytest.param("abc", marks=_GLUE_FRAME), None,
-                                   pytest.param(float("nan"), marks=_GLUE_FRAME), 1e30, -0.5])
+@pytest.mark.parametrize("frame", ["abc", None, float("nan"), 1e30, -0.5])
 def test_frame_values_an_api_caller_can_send(app, base, frame):  # noqa: F811
     with pytest.raises(gr.Error) as err:
         app.edit_video(str(base["src"]), str(base["edited"]), frame, "flow", request=_Req("v"))

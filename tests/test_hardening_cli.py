@@ -377,7 +377,6 @@ def test_table_is_broad():
     assert sum(c.rc == 2 for c in CASES) >= 20
 
 
-@pytest.mark.xfail(strict=True, reason="video.io does not report a VP9 alpha channel yet (see docs/LIMITS.md)")
 def test_webm_alpha_is_noticed(base, tmp_path):
     src = _webm_alpha(tmp_path, base)["source"]
     assert any("transparen" in n.lower() for n in io.probe(src).notices)

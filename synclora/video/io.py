@@ -387,7 +387,8 @@ def _build_timeline(path: Path) -> _Timeline:
             w, h = h, w
         if rotation:
             notices.append(f"Rotation metadata applied: frames are turned {rotation}° clockwise to {w}×{h}.")
-        if _has_transparency(first):
+        # VP9/WebM alpha lives in a side stream the decoder drops; only the stream's alpha_mode tag tells of it.
+        if _has_transparency(first) or str(vs.metadata.get("alpha_mode", "")) == "1":
             notices.append("The video has transparent areas; transparency is ignored (frames are read as opaque "
                            "RGB).")
 
