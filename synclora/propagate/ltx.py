@@ -350,11 +350,12 @@ def _load_real(settings: PropagationSettings) -> LoadedModel:
 
 def availability(settings: PropagationSettings) -> tuple[bool, str]:
     """Whether the Sync-LoRA backend can run here, and if not, one sentence why."""
-    try:
-        import diffusers  # noqa: F401
-        import peft  # noqa: F401
-    except ImportError as exc:
-        return False, f"the Python package {exc.name} is not installed"
+    import importlib.util
+
+    # find_spec, not import: importing diffusers costs seconds, and this runs at app start-up even on a CPU.
+    for package in ("diffusers", "peft"):
+        if importlib.util.find_spec(package) is None:
+            return False, f"the Python package {package} is not installed"
     if settings.model == "tiny":
         return True, ""
     if not torch.cuda.is_available():
