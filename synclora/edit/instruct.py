@@ -2,7 +2,7 @@
 
 Why this model: it is Apache-2.0 (open for commercial use), step-distilled (4 steps) and small enough (3.9B transformer
 + 4.0B Qwen3 text encoder: 14.9 GiB of bf16 weights, 17.3 GiB peak at 1024²) to stay resident next to the video model
-on one GPU. Measured with `python -m synclora.edit.bench_instruct` (its exact architecture, random weights) on an
+on one GPU. Measured with `benchmarks/bench_instruct.py` (its exact architecture, random weights) on an
 H200: 0.25 s per edit at 512², 0.49 s at 768², 0.87 s at 1024². It is loaded once at start-up and reused; without
 CUDA or without its weights in the local cache the editor says why instead of failing.
 """

@@ -25,7 +25,7 @@ SECONDS_PER_CHUNK = {"full": 24.0, "preview": 10.0}
 # Model warm-up per call (LoRA state, prompt embeddings to GPU), writing the result and the side-by-side.
 FIXED_SECONDS = 20.0
 MIN_SECONDS, MAX_SECONDS = 30, 600
-# One 4-step FLUX.2 [klein] 4B edit at 1024² took 0.87 s on an H200 (synclora.edit.bench_instruct, random weights);
+# One 4-step FLUX.2 [klein] 4B edit at 1024² took 0.87 s on an H200 (benchmarks/bench_instruct.py, random weights);
 # the rest is slack for a slower ZeroGPU slice and the first call's kernel warm-up.
 INSTRUCT_SECONDS = 20
 
