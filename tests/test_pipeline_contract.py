@@ -168,3 +168,20 @@ def test_own_lora_file_is_used_and_a_corrupt_one_is_refused(tmp_path, capsys):
     assert _main_exit_code(base + ["--lora", str(corrupt)]) == 2
     err = capsys.readouterr().err
     assert "corrupt" in err and len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_generative_backend_in_chunks_keeps_the_contract(tmp_path):
+    """The tiny Sync-LoRA model (17-frame chunks) on a 29.97 fps clip longer than one chunk, edited mid-clip."""
+    from synclora.config import EditRequest, PropagationSettings
+    from synclora.pipeline import run_edit
+
+    n = 30
+    src, _, truth = _clip(tmp_path, Fraction(30000, 1001), size=(64, 48), n=n)
+    k = 7
+    edited_path, edited, _ = _edit(tmp_path, src, k, truth)
+    settings = PropagationSettings(backend="synclora", model="tiny", chunk_overlap=4)
+    result = run_edit(EditRequest(source=src, edited=edited_path, out=tmp_path / "out.mp4", frame=k, settings=settings))
+    assert any("chunks" in n for n in result.notices)
+    a, b = io.probe(src), io.probe(result.out)
+    assert (b.fps, b.n_frames, b.width, b.height) == (a.fps, n, a.width, a.height) and b.has_audio
+    assert media.psnr(io.read_frame(result.out, k), edited) > 30
