@@ -144,7 +144,9 @@ def _memory_errors():
     raise OutOfMemoryError(message)
 
 
-def _working_plan(info: io.VideoInfo, spec: BackendSpec, settings: PropagationSettings):
+def working_plan(info: io.VideoInfo, settings: PropagationSettings, spec: BackendSpec | None = None):
+    """Where the backend will work: size, crop/pad, scale (with a notice). The app shows it right after an upload."""
+    spec = spec or registry.spec(settings)
     area = info.width * info.height if spec.native_size else settings.resolution**2
     return geometry.plan_fit(
         info.width,
@@ -165,7 +167,7 @@ def run_edit(req: EditRequest, progress: ProgressFn = no_progress) -> EditResult
     progress(0.0, "loading backend")
     with _memory_errors():
         backend = registry.get(settings)
-    plan = _working_plan(info, backend.spec, settings)
+    plan = working_plan(info, settings, backend.spec)
     notices += list(info.notices)
     if plan.notice:
         notices.append(plan.notice)

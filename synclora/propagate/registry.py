@@ -11,7 +11,7 @@ from typing import Callable
 
 from synclora.config import PropagationSettings
 from synclora.errors import InputError, ModelUnavailableError
-from synclora.propagate.base import LABELS, Propagator
+from synclora.propagate.base import LABELS, BackendSpec, Propagator
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,18 @@ def _flow_build(settings: PropagationSettings) -> Propagator:
     return FlowPropagator(settings)
 
 
+def _flow_spec(settings: PropagationSettings) -> BackendSpec:
+    from synclora.propagate.flow import FlowPropagator
+
+    return FlowPropagator.spec
+
+
+def _ltx_spec(settings: PropagationSettings) -> BackendSpec:
+    from synclora.propagate.ltx import SPEC, TINY_SPEC
+
+    return TINY_SPEC if settings.model == "tiny" else SPEC
+
+
 def _ltx_available(settings: PropagationSettings) -> tuple[bool, str]:
     from synclora.propagate.ltx import availability
 
@@ -44,9 +56,10 @@ def _ltx_build(settings: PropagationSettings) -> Propagator:
     return SyncLoRAPropagator(settings)
 
 
-_BACKENDS: dict[str, tuple[Callable, Callable]] = {
-    "synclora": (_ltx_available, _ltx_build),
-    "flow": (_flow_available, _flow_build),
+# name -> (can it run here, build it, its input constraints without building it)
+_BACKENDS: dict[str, tuple[Callable, Callable, Callable]] = {
+    "synclora": (_ltx_available, _ltx_build, _ltx_spec),
+    "flow": (_flow_available, _flow_build, _flow_spec),
 }
 _instances: dict[tuple, Propagator] = {}
 _lock = threading.Lock()
@@ -56,7 +69,7 @@ def backends(settings: PropagationSettings | None = None) -> list[BackendInfo]:
     """All backends, in order of preference, with whether each can run here."""
     settings = settings or PropagationSettings()
     out = []
-    for name, (available, _) in _BACKENDS.items():
+    for name, (available, _, _) in _BACKENDS.items():
         try:
             ok, why = available(settings)
         except ImportError as exc:  # an optional dependency is missing
@@ -90,7 +103,7 @@ def _key(name: str, settings: PropagationSettings) -> tuple:
 def get(settings: PropagationSettings) -> Propagator:
     """The loaded backend for these settings (built on first use, then reused)."""
     name = resolve(settings)
-    available, build = _BACKENDS[name]
+    available, build, _ = _BACKENDS[name]
     key = _key(name, settings)
     with _lock:
         if key not in _instances:
@@ -99,6 +112,11 @@ def get(settings: PropagationSettings) -> Propagator:
                 raise ModelUnavailableError(f"the {name} backend cannot run here: {why}")
             _instances[key] = build(settings)
         return _instances[key]
+
+
+def spec(settings: PropagationSettings) -> BackendSpec:
+    """The input constraints of the backend `settings` resolve to, without loading any model."""
+    return _BACKENDS[resolve(settings)][2](settings)
 
 
 def preload(settings: PropagationSettings) -> str:

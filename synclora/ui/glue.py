@@ -156,8 +156,6 @@ class GradioPipeline:
 
     def facts_markdown(self, info) -> str:
         """The clip's facts and, in one line each, what will happen to it (nothing silent)."""
-        from synclora.video import geometry
-
         s = self.defaults
         lines = [
             f"**{info.width}×{info.height}** · **{info.n_frames} frames** at **{_fps_text(info.fps)} fps** · "
@@ -167,13 +165,14 @@ class GradioPipeline:
             + ("and the audio track." if info.has_audio else "size."),
         ]
         try:
-            from synclora.propagate.ltx import SPEC
+            from synclora.pipeline import working_plan
+            from synclora.propagate import registry
 
-            plan = geometry.plan_fit(info.width, info.height, area=s.resolution**2, multiple=SPEC.size_multiple,
-                                     mode=s.fit, max_side=SPEC.max_side)
-            lines.append(f"- Sync-LoRA ({s.fit}): {plan.notice}")
+            name = registry.resolve(s)
+            title = "Sync-LoRA" if name == "synclora" else "CPU preview"
+            lines.append(f"- {title} ({s.fit}): {working_plan(info, s).notice}")
         except (SyncloraError, ValueError, ImportError) as exc:
-            log.info("no Sync-LoRA plan for the facts panel: %s", exc)
+            log.info("no working-size plan for the facts panel: %s", exc)
         lines += [f"- {n}" for n in info.notices]
         return "\n".join(lines)
 
