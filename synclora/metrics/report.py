@@ -26,6 +26,7 @@ from synclora.metrics.scores import (
     eye_openness,
     match_blinks,
     overall_lag,
+    runs,
     score_cue,
     shut_frames,
     zscore,
@@ -155,7 +156,7 @@ class SyncReport:
                     ax.axvline(e, color="tab:blue", lw=0.8, ls="-", alpha=0.6)
                 for e in self.blinks.result:
                     ax.axvline(e, color="tab:red", lw=0.8, ls="--", alpha=0.6)
-            for a, b in _runs(lost):
+            for a, b in runs(lost):
                 ax.axvspan(a - 0.5, b - 0.5, color="0.85", lw=0)
             ax.set_title(title, fontsize=8, loc="left")
             ax.tick_params(labelsize=7)
@@ -175,23 +176,10 @@ def _fmt(v) -> str:
     return "—" if v is None or not np.isfinite(v) else f"{v:.3f}"
 
 
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    out, t = [], 0
-    while t < len(mask):
-        if mask[t]:
-            s = t
-            while t < len(mask) and mask[t]:
-                t += 1
-            out.append((s, t))
-        else:
-            t += 1
-    return out
-
-
 def _ranges(idx: list[int]) -> str:
     m = np.zeros(max(idx) + 1, bool)
     m[idx] = True
-    return ", ".join(f"{a}" if b - a == 1 else f"{a}–{b - 1}" for a, b in _runs(m))
+    return ", ".join(f"{a}" if b - a == 1 else f"{a}–{b - 1}" for a, b in runs(m))
 
 
 def score_tracks(

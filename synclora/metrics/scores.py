@@ -177,19 +177,16 @@ def shut_frames(openness: np.ndarray, ratio: float) -> np.ndarray:
     return shut
 
 
+def runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[start, stop) of each run of True in a 1-D boolean array."""
+    padded = np.concatenate([[False], np.asarray(mask, bool), [False]])
+    edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
+
+
 def blink_events(openness: np.ndarray, ratio: float) -> list[int]:
     """Frames where the eyes are most shut in each run of shut frames."""
-    shut = shut_frames(openness, ratio)
-    events, t = [], 0
-    while t < len(shut):
-        if shut[t]:
-            s = t
-            while t < len(shut) and shut[t]:
-                t += 1
-            events.append(s + int(np.nanargmin(openness[s:t])))
-        else:
-            t += 1
-    return events
+    return [s + int(np.nanargmin(openness[s:t])) for s, t in runs(shut_frames(openness, ratio))]
 
 
 def match_blinks(src: list[int], res: list[int], lag: int, tolerance: int) -> BlinkScore:
