@@ -114,7 +114,11 @@ def _run_edit(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _ArgumentParser(prog="python -m synclora", description=__doc__.splitlines()[0])
+    parser = _ArgumentParser(
+        prog="python -m synclora",
+        description="Edit one frame of a portrait video and carry the edit through the whole clip, in sync with the "
+        "source's lips, pose, gaze and blinks (Sync-LoRA on LTX-2.3, or a fast CPU preview).",
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_ArgumentParser)
 
     p = sub.add_parser("info", help="print a video's facts (fps, frames, duration, size, rotation, audio)")
