@@ -26,20 +26,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from synclora.config import PropagationSettings  # noqa: E402
 from synclora.propagate.base import Segment  # noqa: E402
 from synclora.propagate.flow import FlowPropagator  # noqa: E402
-
-
-def texture(size: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    img = np.zeros((size, size, 3), np.float32)
-    for step, amp in ((2, 40), (6, 50), (16, 60), (40, 50)):
-        noise = rng.standard_normal((size // step + 2, size // step + 2, 3)).astype(np.float32)
-        img += amp * cv2.resize(noise, (size, size), interpolation=cv2.INTER_CUBIC)
-    return np.clip(img + 128, 0, 255).astype(np.uint8)
+from synclora.testing.media import noise_texture  # noqa: E402
 
 
 def moving_clip(n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Frames and their 2x3 frame-0 -> frame-t affines."""
-    big = texture(2 * size)
+    big = noise_texture(2 * size)
     frames, mats = np.empty((n, size, size, 3), np.uint8), []
     for t in range(n):
         u = t / max(1, n - 1)

@@ -52,16 +52,12 @@ class EditResult:
             f"result: {self.out}",
             f"backend: {self.backend} ({s.quality}), seed {s.seed}, frame {self.frame}, fit {s.fit}, "
             f"working size {self.working_size[0]}×{self.working_size[1]}, time mode {s.time_mode}",
-            f"{self.source_info.n_frames} frames at {_fps_text(self.source_info.fps)} fps, "
+            f"{self.source_info.n_frames} frames at {io.format_fps(self.source_info.fps)} fps, "
             f"{self.source_info.width}×{self.source_info.height}, took {self.seconds:.1f} s",
         ]
         if self.side_by_side:
             lines.insert(1, f"side by side: {self.side_by_side}")
         return "\n".join(lines + [f"note: {n}" for n in self.notices])
-
-
-def _fps_text(fps) -> str:
-    return f"{fps.numerator}/{fps.denominator}" if getattr(fps, "denominator", 1) != 1 else str(fps)
 
 
 def check_source(info: io.VideoInfo) -> None:

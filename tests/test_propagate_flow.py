@@ -10,19 +10,11 @@ from synclora.config import PropagationSettings
 from synclora.errors import InputError
 from synclora.propagate.base import Segment
 from synclora.propagate.flow import FlowPropagator
+from synclora.testing.media import noise_texture
 
 SIZE = 256
 BOX = (100, 110, 140, 136)  # x0, y0, x1, y1 of the "glasses" patch painted on frame 0
 MOUTH = (150, 190, 200, 215)  # a region whose content the source itself changes (a mouth opening)
-
-
-def _texture(size: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    img = np.zeros((size, size, 3), np.float32)
-    for step, amp in ((2, 40), (6, 50), (16, 60), (40, 50)):
-        noise = rng.standard_normal((size // step + 2, size // step + 2, 3)).astype(np.float32)
-        img += amp * cv2.resize(noise, (size, size), interpolation=cv2.INTER_CUBIC)
-    return np.clip(img + 128, 0, 255).astype(np.uint8)
 
 
 def _motion(t: int, n: int) -> np.ndarray:
@@ -34,10 +26,10 @@ def _motion(t: int, n: int) -> np.ndarray:
 
 
 def _clip(n: int, occluder: bool = False, mouth: bool = False, seed: int = 0):
-    big = _texture(SIZE * 2, seed)
+    big = noise_texture(SIZE * 2, seed)
     frames, mats = [], []
     occ = np.zeros((n, SIZE, SIZE), bool)
-    bar = _texture(SIZE, seed + 7)
+    bar = noise_texture(SIZE, seed + 7)
     for t in range(n):
         m = _motion(t, n)
         mb = m.copy()

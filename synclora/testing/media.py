@@ -70,6 +70,16 @@ def textured_background(size: tuple[int, int], seed: int = 0) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
+def noise_texture(size: int, seed: int = 0) -> np.ndarray:
+    """(size, size, 3) uint8 multi-scale noise: detail at every scale, so optical flow locks on everywhere."""
+    rng = np.random.default_rng(seed)
+    img = np.zeros((size, size, 3), np.float32)
+    for step, amp in ((2, 40), (6, 50), (16, 60), (40, 50)):
+        grid = rng.standard_normal((size // step + 2, size // step + 2, 3)).astype(np.float32)
+        img += amp * cv2.resize(grid, (size, size), interpolation=cv2.INTER_CUBIC)
+    return np.clip(img + 128, 0, 255).astype(np.uint8)
+
+
 def _default_mouth(n: int, fps: float, seed: int) -> np.ndarray:
     """Speech-like opening in [0, 1]: syllables at ~4 Hz with varying amplitude and short pauses."""
     rng = np.random.default_rng(seed + 101)

@@ -27,6 +27,7 @@ from synclora.edit.instruct import InstructEditor, InstructSettings
 from synclora.errors import SyncloraError
 from synclora.ui import gpu
 from synclora.ui.session import SessionFiles
+from synclora.video.io import format_fps
 
 log = logging.getLogger(__name__)
 
@@ -86,11 +87,6 @@ def _whole_number(value) -> bool:
 
 def _session(request: gr.Request | None) -> str | None:
     return getattr(request, "session_hash", None) if request is not None else None
-
-
-def _fps_text(fps: Fraction) -> str:
-    fps = Fraction(fps)
-    return str(fps.numerator) if fps.denominator == 1 else f"{float(fps):.3f}"
 
 
 class GradioPipeline:
@@ -158,7 +154,7 @@ class GradioPipeline:
         """The clip's facts and, in one line each, what will happen to it (nothing silent)."""
         s = self.defaults
         lines = [
-            f"**{info.width}×{info.height}** · **{info.n_frames} frames** at **{_fps_text(info.fps)} fps** · "
+            f"**{info.width}×{info.height}** · **{info.n_frames} frames** at **{format_fps(info.fps)} fps** · "
             f"{info.duration:.2f} s · " + (f"audio: {info.audio_codec}" if info.has_audio else "no audio"),
             "",
             f"- Kept exactly: frame count ({info.n_frames}), frame rate, "
@@ -201,7 +197,7 @@ class GradioPipeline:
             return gr.skip()
         out = self.files.new_file(_session(request), Path(video).stem, ".mp4")
         io.write_video(out, io.iter_frames(video), info.fps, audio_from=video if info.has_audio else None)
-        gr.Info(f"Converted to a constant {_fps_text(info.fps)} fps H.264 copy so every frame can be picked exactly "
+        gr.Info(f"Converted to a constant {format_fps(info.fps)} fps H.264 copy so every frame can be picked exactly "
                 f"({info.n_frames} frames kept).")
         return str(out)
 
@@ -441,7 +437,7 @@ class GradioPipeline:
         head = (
             f"**Frame {result.frame}** · seed **{s.seed}** · **{result.backend}** ({s.quality}) · fit {s.fit} · "
             f"working size {result.working_size[0]}×{result.working_size[1]} · {info.n_frames} frames at "
-            f"{_fps_text(info.fps)} fps · took {result.seconds:.1f} s"
+            f"{format_fps(info.fps)} fps · took {result.seconds:.1f} s"
         )
         settings = json.dumps(dict(s.to_dict(), backend=result.backend, frame=result.frame))
         notes = "".join(f"\n- {_sentence(n)}" for n in result.notices)
