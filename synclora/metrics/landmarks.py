@@ -148,7 +148,7 @@ class FaceMeshTracker:
     """
 
     def __init__(self, *, face_px: int = 192, search_side: int = 640, static: bool = False,
-                 min_confidence: float = 0.5):
+                 min_confidence: float = 0.5, max_faces: int = 1):
         os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ warnings are not for the user
         import mediapipe as mp
 
@@ -157,7 +157,7 @@ class FaceMeshTracker:
         self.factor: int | None = None  # fixed after the first face
         self._mesh = mp.solutions.face_mesh.FaceMesh(
             static_image_mode=static,
-            max_num_faces=1,
+            max_num_faces=max_faces,
             refine_landmarks=True,
             min_detection_confidence=min_confidence,
             min_tracking_confidence=min_confidence,
@@ -174,6 +174,14 @@ class FaceMeshTracker:
 
     def landmarks(self, frame: np.ndarray) -> np.ndarray | None:
         """(478, 3) landmarks in the original frame's pixels, or None if no face."""
+        found = self.faces(frame)
+        return found[0] if found else None
+
+    def faces(self, frame: np.ndarray) -> list[np.ndarray]:
+        """(478, 3) landmarks of each face found (up to `max_faces`), in the original frame's pixels.
+
+        x, y are MediaPipe's normalised coordinates times the frame size (a pixel's centre is at index + 0.5).
+        """
         import cv2
 
         h, w = frame.shape[:2]
@@ -185,16 +193,18 @@ class FaceMeshTracker:
             img = frame
         res = self._mesh.process(np.ascontiguousarray(img))
         if not res.multi_face_landmarks:
-            return None
-        lm = res.multi_face_landmarks[0].landmark
-        pts = np.array([(p.x, p.y, p.z) for p in lm], dtype=np.float64)
+            return []
         ih, iw = img.shape[:2]
-        pts *= (iw * k, ih * k, iw * k)
+        found = []
+        for face in res.multi_face_landmarks:
+            pts = np.array([(p.x, p.y, p.z) for p in face.landmark], dtype=np.float64)
+            pts *= (iw * k, ih * k, iw * k)
+            found.append(pts)
         if self.factor is None:
-            face_w = float(pts[:, 0].max() - pts[:, 0].min())
+            face_w = float(found[0][:, 0].max() - found[0][:, 0].min())
             # Fixed from here on: tracking state and cue scale stay consistent for the whole video.
             self.factor = max(1, int(face_w // self.face_px))
-        return pts
+        return found
 
 
 def _as_frames(video, frame_range: tuple[int, int] | None = None):
