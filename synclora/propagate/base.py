@@ -9,7 +9,7 @@ sizes, time reversal, chunking) live in `video.timing`, `video.geometry` and `pr
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 import numpy as np
@@ -54,6 +54,9 @@ class Segment:
     anchor: np.ndarray  # (H, W, 3) uint8 RGB edited version of frames[0]
     fps: float  # the frame rate the backend should assume for these frames
     settings: PropagationSettings
+    # What the backend learned while propagating this segment (counts, flags), for `Propagator.notices`: a backend
+    # sees one segment at a time, so what the user is told is summed over all of them once the clip is done.
+    facts: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.frames.ndim != 4 or self.frames.shape[-1] != 3 or self.frames.dtype != np.uint8:
@@ -72,6 +75,10 @@ class Propagator(abc.ABC):
     @abc.abstractmethod
     def propagate(self, segment: Segment, progress: ProgressFn = no_progress) -> np.ndarray:
         """Return (T, H, W, 3) uint8 frames; frame i follows the motion of `segment.frames[i]`."""
+
+    def notices(self, facts: list[dict]) -> list[str]:
+        """Sentences for the user about a whole clip, from the `Segment.facts` of every segment it was split into."""
+        return []
 
 
 class PropagatorFactory(Protocol):

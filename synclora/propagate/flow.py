@@ -34,7 +34,7 @@ is partly faded for those frames, because a coarse flow cannot follow thin, fast
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import cv2
@@ -42,7 +42,9 @@ import numpy as np
 
 from synclora.config import PropagationSettings
 from synclora.errors import InputError
+from synclora.propagate import face_guide
 from synclora.propagate.base import LABELS, BackendSpec, ProgressFn, Propagator, Segment, no_progress
+from synclora.propagate.face_guide import FaceGuide, FaceGuideConfig
 
 _LOOKAHEAD = 4  # pairwise flows computed ahead by the worker thread
 
@@ -77,6 +79,9 @@ class FlowConfig:
     photo_lo: float = 8.0  # grey-level error vs frame 0 under which a refined match restores confidence ...
     photo_hi: float = 20.0  # ... and over which it restores nothing
     photo_win: int = 7  # box window (flow px) for the photometric errors
+    # inside faces, the map follows the face mesh's landmarks (see face_guide); False: flow only
+    face_guide: bool = True
+    face: FaceGuideConfig = field(default_factory=FaceGuideConfig)
 
 
 class FlowPropagator(Propagator):
@@ -134,6 +139,15 @@ class FlowPropagator(Propagator):
         offset = change * keep - gain * src  # whatever the fit misses (sharp edges) rides along in the offset
         return gain, offset
 
+    @staticmethod
+    def _carry(change: np.ndarray, gain: np.ndarray | None, roi_map: np.ndarray, src: np.ndarray) -> np.ndarray:
+        """The change (offset plus gain times what frame t shows) brought to frame t's pixels through `roi_map`."""
+        moved = cv2.remap(change, roi_map, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        if gain is not None:
+            moved_gain = cv2.remap(gain, roi_map, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+            moved = cv2.add(moved, cv2.multiply(moved_gain, src, dtype=cv2.CV_32F))
+        return moved
+
     def _grey(self, frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         g = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
         return cv2.resize(g, size, interpolation=cv2.INTER_AREA) if size != g.shape[::-1] else g
@@ -181,6 +195,9 @@ class FlowPropagator(Propagator):
         win = np.clip((err - err_ref + self.config.refine_bias) / 2.0, 0.0, 1.0)[..., None]
         return mapping + win * (refined - mapping), np.minimum(err, err_ref)
 
+    def notices(self, facts: list[dict]) -> list[str]:
+        return face_guide.notices(facts)
+
     # ------------------------------------------------------------------ main
     def propagate(self, segment: Segment, progress: ProgressFn = no_progress) -> np.ndarray:
         """Return (T, H, W, 3) uint8; frame 0 is the anchor exactly, frame t is source_t plus the carried change."""
@@ -209,6 +226,18 @@ class FlowPropagator(Propagator):
         up_scale = np.array([sx, sy], np.float32)
         up_shift = (up_scale - 1) / 2
         ref = cv2.DISOpticalFlow_create(c.refine_preset)  # calc() starts from a given flow of the right shape
+        guide = FaceGuide.start(frames, (fw, fh), c.face) if c.face_guide else None
+        if guide is not None:
+            segment.facts.update(guide.facts())
+        # with faces, the change inside frame 0's open mouth and eyes travels apart from the rest (see face_guide)
+        hole_gain = hole_change = None
+        if guide is not None and guide.active:
+            parts = guide.split(change if gain is None else np.abs(change) + np.abs(gain))
+            if parts is not None:
+                inner, outer = (m[..., None] for m in parts)
+                hole_change, change = change * inner, change * outer
+                if gain is not None:
+                    hole_gain, gain = gain * inner, gain * outer
 
         g0 = self._grey(frames[0], (fw, fh))
         prev = g0
@@ -216,9 +245,10 @@ class FlowPropagator(Propagator):
         # GIL), so the second core works while this thread chains maps and warps the change.
         dis = cv2.DISOpticalFlow_create(c.preset)  # used by the single worker thread only
 
-        def pair(t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        def pair(t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
             a, b = self._grey(frames[t - 1], (fw, fh)), self._grey(frames[t], (fw, fh))
-            return b, dis.calc(b, a, None), dis.calc(a, b, None)  # b(x) ~ a(x + back(x)); fwd the other way
+            faces = guide.track(frames[t]) if guide is not None else []  # in frame order: the tracker has state
+            return b, dis.calc(b, a, None), dis.calc(a, b, None), faces  # b(x) ~ a(x + back(x)); fwd the other way
 
         pool = ThreadPoolExecutor(max_workers=1)
         ahead = {t: pool.submit(pair, t) for t in range(1, min(n, 1 + _LOOKAHEAD))}
@@ -226,13 +256,15 @@ class FlowPropagator(Propagator):
         conf = np.ones((fh, fw), np.float32)
         # where the change lives in frame 0, at flow resolution and a little grown, to crop the full-res work
         changed = (np.abs(change).max(axis=2) > 0) | (gain is not None and (np.abs(gain).max(axis=2) > 0))
+        if hole_change is not None:
+            changed |= (np.abs(hole_change).max(axis=2) > 0) | (hole_gain is not None and np.abs(hole_gain).max(2) > 0)
         changed = changed.astype(np.uint8)
         support = cv2.resize(changed * 255, (fw, fh), interpolation=cv2.INTER_AREA)
         support = cv2.dilate(support, np.ones((3, 3), np.uint8)).astype(np.float32)
         every = max(1, n // 50)
         try:
             for t in range(1, n):
-                g, back, fwd = ahead.pop(t).result()
+                g, back, fwd, faces = ahead.pop(t).result()
                 if t + _LOOKAHEAD < n:
                     ahead[t + _LOOKAHEAD] = pool.submit(pair, t + _LOOKAHEAD)
                 pos = ident + back
@@ -257,6 +289,8 @@ class FlowPropagator(Propagator):
                     mapping, e_new = self._refine(ref, g0, g, ident, mapping)
                     restore = np.clip((c.photo_hi - e_new) / (c.photo_hi - c.photo_lo), 0.0, 1.0)
                     conf = np.maximum(conf, restore)
+                if guide is not None:  # inside faces, the map and its confidence follow the face mesh
+                    guide.steer(faces, mapping, conf, g, g0)
                 prev = g
 
                 # full resolution: only the final warp of the change, and only where it can land
@@ -271,10 +305,13 @@ class FlowPropagator(Propagator):
                     full_map = cv2.resize(mapping * up_scale + up_shift, (w, h), interpolation=cv2.INTER_LINEAR)
                     roi_map = full_map[y0:y1, x0:x1]
                     src_t = frames[t, y0:y1, x0:x1]
-                    moved = cv2.remap(change, roi_map, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-                    if gain is not None:
-                        moved_gain = cv2.remap(gain, roi_map, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-                        moved = cv2.add(moved, cv2.multiply(moved_gain, src_t, dtype=cv2.CV_32F))
+                    moved = self._carry(change, gain, roi_map, src_t)
+                    holes, edited = guide.holes(faces, (x0, y0, x1, y1)) if guide is not None else (None, None)
+                    if holes is not None:  # surface change stays off the mouth and eye openings, hole change in them
+                        moved = cv2.multiply(moved, cv2.merge([1 - holes] * 3))
+                    if edited is not None and hole_change is not None:
+                        inside = self._carry(hole_change, hole_gain, roi_map, src_t)
+                        moved = cv2.add(moved, cv2.multiply(inside, cv2.merge([edited] * 3)))
                     alpha = cv2.resize(cv2.blur(conf, (3, 3)), (w, h), interpolation=cv2.INTER_LINEAR)[y0:y1, x0:x1]
                     moved = cv2.multiply(moved, cv2.merge([alpha, alpha, alpha]))
                     # saturating add; where nothing moved in (moved == 0) the source comes through exactly
@@ -283,4 +320,7 @@ class FlowPropagator(Propagator):
                     progress(t / (n - 1), f"flow: frame {t + 1}/{n}")
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+            if guide is not None:
+                guide.close()
+                segment.facts.update(guide.facts())
         return out

@@ -29,6 +29,7 @@ def propagate_clip(
     if not 0 <= k < n:
         raise ValueError(f"anchor index {k} outside 0..{n - 1}")
     notices: list[str] = []
+    facts: list[dict] = []
     out = np.empty_like(frames)
     out[k] = anchor
     # Work is proportional to frames per direction; the backward half excludes the shared frame k.
@@ -44,13 +45,16 @@ def propagate_clip(
         def sub(f: float, label: str, lo=lo, share=share, direction=direction) -> None:
             progress(lo + share * f, f"{direction}: {label}")
 
-        result, more = _propagate_direction(frames[seq_index], anchor, backend, settings, fps, sub)
+        result, more = _propagate_direction(frames[seq_index], anchor, backend, settings, fps, sub, facts)
         out[seq_index] = result
         done += len(seq_index)
         for m in more:
             if m not in notices:
                 notices.append(m)
     out[k] = anchor
+    for m in backend.notices(facts):
+        if m not in notices:
+            notices.append(m)
     return out, notices
 
 
@@ -61,8 +65,10 @@ def _propagate_direction(
     settings: PropagationSettings,
     fps: float,
     progress: ProgressFn,
+    facts: list[dict],
 ) -> tuple[np.ndarray, list[str]]:
-    """Propagate along `seq` (seq[0] is the anchor's source frame); one output per input frame."""
+    """Propagate along `seq` (seq[0] is the anchor's source frame); one output per input frame. Each backend call's
+    `Segment.facts` is appended to `facts`."""
     spec = backend.spec
     tplan = timing.plan_time(len(seq), fps, spec.native_fps, 1, settings.time_mode)
     bseq = seq[tplan.backend_to_source[: tplan.n_backend]]
@@ -76,7 +82,9 @@ def _propagate_direction(
             progress((ci + f) / len(chunks), f"chunk {ci + 1}/{len(chunks)} {label}" if len(chunks) > 1 else label)
 
         frames = bseq[chunk.indices()]
-        res = backend.propagate(Segment(frames, a, tplan.backend_fps, settings), sub)
+        segment = Segment(frames, a, tplan.backend_fps, settings)
+        res = backend.propagate(segment, sub)
+        facts.append(segment.facts)
         if res.shape != frames.shape or res.dtype != np.uint8:
             raise RuntimeError(f"{backend.name} returned {res.shape} {res.dtype}, expected {frames.shape} uint8")
         res = res[: chunk.length].copy()

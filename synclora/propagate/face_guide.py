@@ -1,0 +1,492 @@
+"""Face guidance for the flow backend: inside each face, the map back to the edited frame follows the face mesh.
+
+Why: optical flow on small grey frames cannot follow thin, fast, non-rigid parts. Lips that open, stretch and close
+slide off their make-up or fade it (the occlusion checks fire), and lids that blink lose their shadow. MediaPipe's
+face mesh (478 points, tracked on a face crop in about 5 ms a frame) names the same point of the face in every frame,
+so the map from frame t back to frame 0 is known directly, without chaining: piecewise-affine on the mesh triangles.
+
+* **Topology keeps parts apart.** The mesh has holes: the mouth opening and the two eye openings. We fill each with
+  its own strip of triangles and label them. The change painted at frame 0 is split into what lies on the surface
+  (skin, lips, lids) and what lies inside a hole (teeth, eyeballs). In frame t, surface change lands only on the
+  surface and hole change only inside the same kind of hole, so lipstick never lands on teeth or tongue, and eye
+  shadow never lands on an eyeball. A hole that is closed in frame 0 (closed lips, a blink) carries no change.
+* **Visibility.** Triangles facing away in frame t are not drawn; nearer triangles are drawn over farther ones; a
+  pixel whose triangle was hidden in frame 0 (a cheek behind the nose) is left to the flow.
+* **Blending.** The landmark map replaces the flow's map inside the face and fades into it over a band inside the
+  face border, so hair, ears, glasses' arms, hats and background keep the flow's map and no seam shows. The result is
+  fed back into the flow's chain, so a frame where the face is lost continues from a face-correct map.
+* **Confidence.** Inside the face, the edit is trusted where the flow trusts it or where frame 0 seen through the
+  landmark map matches frame t; a hand over the face fails both and fades the edit as before.
+* **Cost.** Faces are counted once per segment (a few detections spread over it); then the mesh runs in tracking
+  mode with that many faces, so the detector only runs after a face is lost. Tracking runs on the flow's worker
+  thread; the maps are built at the flow's resolution.
+
+It follows geometry only: the edit's look is still carried as the flow backend carries it (a local gain and offset),
+so it suits make-up, tints and accessories on the face, not changes of shape, style or expression.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+# Holes of the mesh as (upper, lower) rings from one corner to the other (MediaPipe face-mesh indices).
+_MOUTH = ((78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308), (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308))
+_EYE_R = ((33, 246, 161, 160, 159, 158, 157, 173, 133), (33, 7, 163, 144, 145, 153, 154, 155, 133))
+_EYE_L = ((263, 466, 388, 387, 386, 385, 384, 398, 362), (263, 249, 390, 373, 374, 380, 381, 382, 362))
+_HOLES = (_MOUTH, _EYE_R, _EYE_L)
+# Opening of each hole: (upper, lower) landmark pairs whose mean distance says how open it is.
+_OPENING = (((13, 14), (82, 87), (312, 317)), ((159, 145), (158, 153), (160, 144)), ((386, 374), (385, 380), (387, 373)))
+_EYE_SPAN = (33, 263)  # outer eye corners: the face's size, robust to mouth and lid motion
+
+SURFACE, HOLE = 0, 1
+
+
+@dataclass(frozen=True)
+class Topology:
+    tris: np.ndarray  # (K, 3) vertex indices, consistently oriented over the surface
+    kind: np.ndarray  # (K,) SURFACE or HOLE
+    near: np.ndarray  # (K, K) bool: triangles within two vertex-rings of each other (visibility test)
+
+
+@lru_cache(maxsize=1)
+def topology() -> Topology:
+    """The mesh triangles (from MediaPipe's tessellation edges) plus triangle strips over the three holes."""
+    from mediapipe.python.solutions.face_mesh_connections import FACEMESH_TESSELATION
+
+    edges = {tuple(sorted(e)) for e in FACEMESH_TESSELATION}
+    nb: dict[int, set[int]] = defaultdict(set)
+    for a, b in edges:
+        nb[a].add(b)
+        nb[b].add(a)
+    cliques = {tuple(sorted((a, b, c))) for a, b in edges for c in nb[a] & nb[b]}
+    use: dict[tuple[int, int], int] = defaultdict(int)
+    for t in cliques:
+        for e in ((t[0], t[1]), (t[0], t[2]), (t[1], t[2])):
+            use[e] += 1
+    # A 3-cycle whose every edge borders three "triangles" encloses other triangles: it is not a face of the mesh.
+    faces = [t for t in cliques if not all(use[e] > 2 for e in ((t[0], t[1]), (t[0], t[2]), (t[1], t[2])))]
+    faces = _orient(sorted(faces))
+    holes = []
+    for up, lo in _HOLES:
+        for i in range(len(up) - 1):
+            for tri in ((up[i], up[i + 1], lo[i + 1]), (up[i], lo[i + 1], lo[i])):
+                if len(set(tri)) == 3:
+                    holes.append(tri)
+    tris = np.array(faces + holes, np.int32)
+    kind = np.array([SURFACE] * len(faces) + [HOLE] * len(holes), np.int8)
+    inc = np.zeros((len(tris), 478), np.float32)
+    inc[np.repeat(np.arange(len(tris)), 3), tris.ravel()] = 1
+    ring = (inc @ inc.T) > 0  # share a vertex
+    near = (ring.astype(np.float32) @ ring.astype(np.float32)) > 0
+    return Topology(tris=tris, kind=kind, near=near)
+
+
+def _orient(faces: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """Order each triangle's vertices so neighbours run their shared edge in opposite directions."""
+    by_edge: dict[frozenset, list[int]] = defaultdict(list)
+    for i, t in enumerate(faces):
+        for e in ((t[0], t[1]), (t[1], t[2]), (t[2], t[0])):
+            by_edge[frozenset(e)].append(i)
+    out: list[tuple[int, int, int] | None] = [None] * len(faces)
+    for seed in range(len(faces)):
+        if out[seed] is not None:
+            continue
+        out[seed] = faces[seed]
+        stack = [seed]
+        while stack:
+            i = stack.pop()
+            a, b, c = out[i]
+            for u, v in ((a, b), (b, c), (c, a)):
+                for j in by_edge[frozenset((u, v))]:
+                    if out[j] is not None:
+                        continue
+                    w = next(x for x in faces[j] if x not in (u, v))
+                    out[j] = (v, u, w)  # the shared edge runs v -> u in the neighbour
+                    stack.append(j)
+    return out  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class FaceGuideConfig:
+    """Tuning of the face guidance (measured on benchmarks/bench_flow.py's expressive faces)."""
+
+    max_faces: int = 4  # most faces guided in one clip
+    probes: int = 5  # frames (spread over the segment) on which faces are counted before tracking
+    feather: float = 0.35  # width of the blend into the flow at the face border, x the eye span
+    min_open: float = 1.5  # a hole (mouth, eye) opening less than this (px) in frame 0 is closed there
+    # a hole the edit left alone in frame 0 is grown by this (x the eye span) in frame t, so a landmark a pixel off
+    # does not put lipstick on the teeth or shadow on an eyeball: the surface's edit stops just short of the opening
+    hole_margin: float = 0.0
+    hole_edited: float = 0.3  # a hole is edited in frame 0 when this fraction of its inner pixels changed
+    min_confidence: float = 0.5  # MediaPipe's detection and tracking confidence
+    photo_lo: float = 12.0  # grey-level error vs frame 0 (through the face map) under which the edit is trusted ...
+    photo_hi: float = 30.0  # ... and over which it is not (something in front of the face)
+    photo_win: float = 0.2  # window of that error, x the eye span
+    # ... and per pixel (3x3): a gross mismatch there is a landmark that is off (a lip put on the tongue)
+    pixel_lo: float = 35.0
+    pixel_hi: float = 70.0
+    # Where the flow's map is within `reach` (x the eye span) of the mesh's, the one that explains frame t better over
+    # a window of `choice_win` (x the eye span) wins, the flow by `flow_bias` grey levels on ties; farther off, the
+    # mesh. Measured: lenses on a drawn face drift 0.74 px (flow alone 0.84, mesh alone 1.0), lips kept the same.
+    reach: float = 0.06
+    choice_win: float = 0.1
+    flow_bias: float = 1.0
+
+
+@dataclass
+class _Track:
+    ref: np.ndarray  # (478, 3) landmarks in frame 0 (full-res pixel-index coordinates)
+    last: np.ndarray  # (2,) centroid when last seen
+    size: float  # eye span in frame 0 (px)
+    ref_ids: np.ndarray | None = None  # frame 0's triangle ids at flow resolution (-1: none)
+    ref_box: tuple[int, int] = (0, 0)  # offset of ref_ids
+    edited: tuple[bool, ...] = (False,) * len(_HOLES)  # per hole: does the edit reach inside it in frame 0?
+
+
+@dataclass
+class Seen:
+    """One tracked face in one frame: its landmarks and, at the flow's resolution over `box`, the map to frame 0,
+    the blend weight and the face's surface (1 off the mouth and eye openings)."""
+
+    pts: np.ndarray  # (478, 3) full-res pixel-index coordinates
+    box: tuple[int, int, int, int] | None = None  # x0, y0, x1, y1 at flow resolution
+    face_map: np.ndarray | None = None
+    weight: np.ndarray | None = None
+    surface: np.ndarray | None = None
+
+
+@dataclass
+class FaceGuide:
+    """One segment's face tracks. `start` (frame 0), then `track` each frame in order (one thread), `steer` the
+    flow's map with what was tracked, and mask the final warp with `holes`."""
+
+    config: FaceGuideConfig
+    size: tuple[int, int]  # (w, h) of the frames
+    flow_size: tuple[int, int]  # (fw, fh) of the flow's maps
+    tracks: list[_Track] = field(default_factory=list)
+    seen: int = 0  # most faces found in any probe
+    frames: int = 0  # frames steered (after frame 0)
+    guided: int = 0  # ... with every tracked face found
+    lost: int = 0  # ... with a tracked face missing
+    _tracker: object | None = None
+
+    # ------------------------------------------------------------------ set-up
+    @classmethod
+    def start(cls, frames: np.ndarray, flow_size: tuple[int, int], config: FaceGuideConfig | None = None) -> FaceGuide:
+        """Count the faces, then track frame 0; faces found there are the ones guided."""
+        from synclora.metrics.landmarks import FaceMeshTracker
+
+        cfg = config or FaceGuideConfig()
+        n, h, w = frames.shape[:3]
+        guide = cls(config=cfg, size=(w, h), flow_size=flow_size)
+        picks = sorted({int(round(i)) for i in np.linspace(0, n - 1, max(1, min(cfg.probes, n)))})
+        guide.seen = min(cfg.max_faces, _count_faces(frames, picks, cfg.min_confidence))
+        if not guide.seen:
+            return guide
+        guide._tracker = FaceMeshTracker(max_faces=guide.seen, min_confidence=cfg.min_confidence)
+        for pts in guide._detect(frames[0]):
+            span = float(np.linalg.norm(pts[_EYE_SPAN[0], :2] - pts[_EYE_SPAN[1], :2]))
+            if span < 4:
+                continue
+            tr = _Track(ref=pts, last=pts[:, :2].mean(0), size=span)
+            ids, box = guide._raster(guide._to_flow(pts))
+            tr.ref_ids, tr.ref_box = ids, box
+            guide.tracks.append(tr)
+        if not guide.tracks:
+            guide.close()
+        return guide
+
+    def close(self) -> None:
+        if self._tracker is not None:
+            self._tracker.close()
+            self._tracker = None
+
+    @property
+    def active(self) -> bool:
+        return bool(self.tracks)
+
+    def _detect(self, frame: np.ndarray) -> list[np.ndarray]:
+        found = self._tracker.faces(frame)  # type: ignore[union-attr]
+        for pts in found:
+            pts[:, :2] -= 0.5  # pixel-index coordinates, as OpenCV's maps use
+        return found
+
+    # ------------------------------------------------------------------ per frame
+    def track(self, frame: np.ndarray) -> list[Seen | None]:
+        """Each tracked face in `frame` (None where lost) with its map to frame 0. Call once per frame, in order, from
+        one thread (the tracker has state); it needs nothing from the flow, so it runs ahead on the flow's worker."""
+        if not self.active:
+            return []
+        found = self._detect(frame)
+        out: list[Seen | None] = [None] * len(self.tracks)
+        cand = [(float(np.linalg.norm(p[:, :2].mean(0) - tr.last)), i, j)
+                for i, tr in enumerate(self.tracks) for j, p in enumerate(found)]
+        used: set[int] = set()
+        for d, i, j in sorted(cand):
+            if out[i] is None and j not in used and d < 1.5 * self.tracks[i].size:
+                seen = out[i] = Seen(pts=found[j])
+                used.add(j)
+                self.tracks[i].last = found[j][:, :2].mean(0)
+                got = self._face_map(self.tracks[i], self._to_flow(found[j]))
+                if got is not None:
+                    seen.box, seen.face_map, seen.weight, seen.surface = got
+        return out
+
+    def steer(self, faces: list[Seen | None], mapping: np.ndarray, conf: np.ndarray, g: np.ndarray,
+              g0: np.ndarray) -> None:
+        """Pull the flow's map (frame-t flow pixel -> frame-0 flow pixel) and confidence towards each face's mesh."""
+        if not self.active:
+            return
+        self.frames += 1
+        if any(f is None for f in faces):
+            self.lost += 1
+        else:
+            self.guided += 1
+        fw, fh = self.flow_size
+        for tr, seen in zip(self.tracks, faces):
+            if seen is None or seen.box is None:
+                continue
+            (x0, y0, x1, y1), face_map, weight, surface = seen.box, seen.face_map, seen.weight, seen.surface
+            sub = mapping[y0:y1, x0:x1]
+            gi = g[y0:y1, x0:x1]
+            gap = face_map - sub
+            # where the flow's map is within a tolerance of the mesh's, the flow may be the more precise of the two (a
+            # landmark jitters by a pixel, textured skin does not): there the one that explains frame t better wins,
+            # the mesh on ties. Farther off, the flow has lost the part (fast lips, a blink) and the mesh decides.
+            scale = tr.size * fw / self.size[0]  # the eye span in flow pixels
+            agree = np.clip(2.0 - cv2.magnitude(gap[..., 0], gap[..., 1]) / (self.config.reach * scale), 0.0, 1.0)
+            if agree.any():
+                win = max(3, int(self.config.choice_win * scale) | 1)
+                e_flow = self._photo(g0, sub, gi, win)
+                e_mesh = self._photo(g0, face_map, gi, win)
+                keep = agree * np.clip((e_mesh - e_flow + self.config.flow_bias) / 2.0, 0.0, 1.0)
+                gap *= (1.0 - keep)[..., None]
+            sub += weight[..., None] * gap
+            # does frame 0, seen through the map, look like frame t? Measured over the face's surface only (thin lips
+            # next to an opened mouth must not be judged by the teeth and throat) and over a window a fraction of the
+            # face wide: an occluder (a hand) is a region, a lip line or a stretched crease is not
+            lo, hi = self.config.photo_lo, self.config.photo_hi
+            win = max(3, int(self.config.photo_win * scale) | 1)
+            warped = cv2.remap(g0, np.ascontiguousarray(sub), None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            diff = cv2.absdiff(warped, gi).astype(np.float32)
+            err = cv2.blur(diff * surface, (win, win)) / np.maximum(cv2.blur(surface, (win, win)), 1e-3)
+            ok = np.clip((hi - err) / (hi - lo), 0.0, 1.0)
+            px = cv2.blur(diff, (3, 3))
+            np.minimum(ok, np.clip((self.config.pixel_hi - px) / (self.config.pixel_hi - self.config.pixel_lo), 0, 1),
+                       out=ok)
+            c = conf[y0:y1, x0:x1]
+            c += weight * (np.maximum(ok, c * agree) - c)
+
+    @staticmethod
+    def _photo(g0: np.ndarray, mapping: np.ndarray, g: np.ndarray, win: int) -> np.ndarray:
+        warped = cv2.remap(g0, np.ascontiguousarray(mapping), None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return cv2.blur(cv2.absdiff(warped, g).astype(np.float32), (win, win))
+
+    def split(self, change: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Where frame 0's edit reaches inside an open hole (a tint over the eyes, whitened teeth): soft masks of what
+        travels as the holes' change and as the surface's, or None when the edit stays out of every hole. The two
+        overlap by a band at each hole's border, so that where frame t's border cuts between them (with its own soft
+        edge) the edit is carried whole, not at half strength. `change` is the edit's (H, W[, C]) change."""
+        mag = np.abs(change).max(axis=2) if change.ndim == 3 else np.abs(change)
+        polys = []
+        w, h = self.size
+        for tr in self.tracks:
+            edited = []
+            for poly, opening in self._hole_polys(tr.ref):
+                # its inside, well off the border (where a soft or slightly wide surface edit may reach)
+                inner = _fill([poly], (0, 0, w, h), -max(1, 3 * self._margin(tr)))
+                hit = opening >= self.config.min_open and inner is not None and (inner > 0.5).any() and \
+                    float((mag[inner > 0.5] > 0).mean()) > self.config.hole_edited
+                edited.append(hit)
+                if hit:
+                    polys.append(poly)
+            tr.edited = tuple(edited)
+        if not polys:
+            return None
+        band = max(1, max(self._margin(tr) for tr in self.tracks), round(0.01 * min(tr.size for tr in self.tracks)))
+        holes = _fill(polys, (0, 0, w, h), band)
+        core = _fill(polys, (0, 0, w, h), -band)
+        return holes, 1.0 - (core if core is not None else 0.0)
+
+    def holes(self, faces: list[Seen | None], box: tuple[int, int, int, int]) -> tuple[np.ndarray | None,
+                                                                                             np.ndarray | None]:
+        """Soft masks (float32, 0..1) over `box` (full res) of frame t's mouth and eye openings: all of them (those
+        the edit left alone grown by the margin), and the edited ones alone; None where empty."""
+        keep, edited = [], []
+        for tr, seen in zip(self.tracks, faces):
+            if seen is None:
+                continue
+            for (poly, _), hit in zip(self._hole_polys(seen.pts), tr.edited):
+                (edited if hit else keep).append(poly)
+        grown = _fill(keep, box, max((self._margin(tr) for tr in self.tracks), default=0))
+        inside = _fill(edited, box)
+        if grown is None or inside is None:
+            return (inside if grown is None else grown), inside
+        return np.maximum(grown, inside), inside
+
+    def _margin(self, tr: _Track) -> int:
+        return int(round(self.config.hole_margin * tr.size))
+
+    # ------------------------------------------------------------------ geometry
+    def _to_flow(self, pts: np.ndarray) -> np.ndarray:
+        """Full-res pixel-index coordinates -> the flow's (same convention as flow.py's map upsampling)."""
+        (w, h), (fw, fh) = self.size, self.flow_size
+        out = pts.copy()
+        out[:, 0] = (pts[:, 0] + 0.5) * fw / w - 0.5
+        out[:, 1] = (pts[:, 1] + 0.5) * fh / h - 0.5
+        return out
+
+    def _visible(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(triangle ids to draw, in far-to-near order; all triangles' 2-D corners) for landmarks `p` (flow px)."""
+        top = topology()
+        corners = p[top.tris, :2]  # (K, 3, 2)
+        e1, e2 = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
+        area = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+        surf = top.kind == SURFACE
+        front = np.sign(area[surf].sum()) or 1.0
+        draw = np.where(surf, area * front > 1e-3, np.abs(area) > 1e-3)
+        ids = np.flatnonzero(draw)
+        depth = p[top.tris[ids], 2].mean(1)
+        return ids[np.argsort(-depth, kind="stable")], corners  # MediaPipe's z grows away from the camera
+
+    def _raster(self, p: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+        """Triangle id per flow pixel (-1 outside the face) over the face's box, and the box's offset."""
+        fw, fh = self.flow_size
+        order, corners = self._visible(p)
+        x0, y0 = (max(0, int(np.floor(v))) for v in p[:, :2].min(0))
+        x1, y1 = min(fw, int(np.ceil(p[:, 0].max())) + 1), min(fh, int(np.ceil(p[:, 1].max())) + 1)
+        ids = np.full((max(0, y1 - y0), max(0, x1 - x0)), -1, np.int32)
+        if ids.size:
+            q = np.round((corners - (x0, y0)) * 16).astype(np.int32)
+            for k in order.tolist():
+                cv2.fillConvexPoly(ids, q[k], k, cv2.LINE_8, 4)
+        return ids, (x0, y0)
+
+    def _face_map(self, tr: _Track, p: np.ndarray):
+        """Piecewise-affine map of the face's pixels to frame 0, the blend weight and the surface mask, over the face's
+        box at the flow's resolution."""
+        ids, (x0, y0) = self._raster(p)
+        if not ids.size:
+            return None
+        inside = ids >= 0
+        if not inside.any():
+            return None
+        top = topology()
+        ref = self._to_flow(tr.ref)
+        aff = _affines(p[top.tris, :2], ref[top.tris, :2])  # (K, 2, 3): frame t -> frame 0
+        ys, xs = np.nonzero(inside)
+        k = ids[ys, xs]
+        a = aff[k]
+        fx, fy = (xs + x0).astype(np.float32), (ys + y0).astype(np.float32)
+        mx = a[:, 0, 0] * fx + a[:, 0, 1] * fy + a[:, 0, 2]
+        my = a[:, 1, 0] * fx + a[:, 1, 1] * fy + a[:, 1, 2]
+        # frame 0 must have seen this part of the surface: where another, far part of the mesh covers the mapped
+        # point in frame 0 (a cheek behind the nose), frame 0 shows something else and the flow decides
+        rx, ry = np.round(mx).astype(np.int64) - tr.ref_box[0], np.round(my).astype(np.int64) - tr.ref_box[1]
+        rh, rw = tr.ref_ids.shape
+        inb = (rx >= 0) & (ry >= 0) & (rx < rw) & (ry < rh)
+        under = np.full(k.shape, -1, np.int64)
+        under[inb] = tr.ref_ids[ry[inb], rx[inb]]
+        hidden = (under >= 0) & (top.kind[k] == SURFACE) & ~top.near[k, np.maximum(under, 0)]
+        face_map = np.zeros((*ids.shape, 2), np.float32)
+        face_map[ys, xs, 0], face_map[ys, xs, 1] = mx, my
+        # blend weight: 0 at the mesh's outline, 1 a feather's width inside (a smooth step), 0 where frame 0 did not
+        # see the surface
+        feather = max(1.0, self.config.feather * tr.size * self.flow_size[0] / self.size[0])
+        dist = cv2.distanceTransform(np.pad(inside.astype(np.uint8), 1), cv2.DIST_L2, 3)[1:-1, 1:-1]
+        wgt = np.clip(dist / feather, 0.0, 1.0)
+        wgt = wgt * wgt * (3 - 2 * wgt)
+        if hidden.any():
+            gone = np.zeros(ids.shape, np.float32)
+            gone[ys[hidden], xs[hidden]] = 1
+            wgt *= 1 - np.minimum(cv2.blur(cv2.dilate(gone, np.ones((3, 3), np.uint8)), (5, 5)) * 2, 1)
+        surface = ((ids >= 0) & (top.kind[np.maximum(ids, 0)] == SURFACE)).astype(np.float32)
+        return (x0, y0, x0 + ids.shape[1], y0 + ids.shape[0]), face_map, wgt.astype(np.float32), surface
+
+    def _hole_polys(self, pts: np.ndarray) -> list[tuple[np.ndarray, float]]:
+        """(polygon, opening in px) of the mouth and both eyes of one face (full-res pixel-index coordinates)."""
+        out = []
+        for (up, lo), pairs in zip(_HOLES, _OPENING):
+            poly = pts[list(up) + list(lo[-2:0:-1]), :2]
+            opening = float(np.mean([np.linalg.norm(pts[a, :2] - pts[b, :2]) for a, b in pairs]))
+            out.append((poly, opening))
+        return out
+
+    # ------------------------------------------------------------------ report
+    def facts(self) -> dict:
+        return {"frames": self.frames, "faces": len(self.tracks), "seen": self.seen, "guided": self.guided,
+                "lost": self.lost}
+
+
+def _count_faces(frames: np.ndarray, picks: list[int], min_confidence: float) -> int:
+    """Most faces MediaPipe's face detector (the face mesh's own) finds on the picked frames (a few ms each)."""
+    import os
+
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    import mediapipe as mp
+
+    with mp.solutions.face_detection.FaceDetection(model_selection=0, min_detection_confidence=min_confidence) as det:
+        return max(len(det.process(np.ascontiguousarray(frames[i])).detections or []) for i in picks)
+
+
+def _affines(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """(K, 2, 3) affine maps taking each triangle `src[k]` (3, 2) onto `dst[k]`; degenerate ones get identity."""
+    e1, e2 = src[:, 1] - src[:, 0], src[:, 2] - src[:, 0]
+    f1, f2 = dst[:, 1] - dst[:, 0], dst[:, 2] - dst[:, 0]
+    det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+    ok = np.abs(det) > 1e-6
+    inv = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)
+    # linear part [f1 f2] @ inverse([e1 e2]), written out
+    aff = np.empty((len(src), 2, 3), np.float64)
+    aff[:, :, 0] = (f1 * e2[:, 1:2] - f2 * e1[:, 1:2]) * inv[:, None]
+    aff[:, :, 1] = (f2 * e1[:, 0:1] - f1 * e2[:, 0:1]) * inv[:, None]
+    aff[:, :, 2] = dst[:, 0] - np.einsum("kij,kj->ki", aff[:, :, :2], src[:, 0])
+    aff[~ok] = np.array([[1, 0, 0], [0, 1, 0]], np.float64)
+    return aff.astype(np.float32)
+
+
+def _fill(polys: list[np.ndarray], box: tuple[int, int, int, int], grow: int = 0) -> np.ndarray | None:
+    """Anti-aliased union of polygons over `box` (x0, y0, x1, y1), grown (shrunk if < 0) by `grow` px, as float32
+    0..1, or None when empty."""
+    x0, y0, x1, y1 = box
+    if not polys:
+        return None
+    mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    q = [np.round((p - (x0, y0)) * 16).astype(np.int32) for p in polys]
+    cv2.fillPoly(mask, q, 255, cv2.LINE_AA, 4)
+    if not mask.any():
+        return None
+    if grow:
+        disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * abs(grow) + 1, 2 * abs(grow) + 1))
+        mask = cv2.dilate(mask, disk) if grow > 0 else cv2.erode(mask, disk)
+    return mask.astype(np.float32) * (1 / 255.0)
+
+
+def notices(facts: list[dict]) -> list[str]:
+    """What the user should know about face guidance over a whole propagation (all its segments)."""
+    facts = [f for f in facts if f]
+    if not facts:
+        return []
+    frames = sum(f["frames"] for f in facts)
+    faces = max(f["faces"] for f in facts)
+    seen = max(f["seen"] for f in facts)
+    lost = sum(f["lost"] for f in facts)
+    if not faces:
+        if not seen:
+            return ["No face was found in the clip: the preview cannot follow a face (optical flow alone carries the "
+                    "edit) and lip sync cannot be judged."]
+        return ["No face was found in the edited frame, so the preview cannot follow the face seen elsewhere in the "
+                "clip: optical flow alone carries the edit."]
+    out = []
+    if faces > 1:
+        out.append(f"{faces} faces are followed by their landmarks.")
+    if lost:
+        what = "a face" if faces > 1 else "the face"
+        out.append(f"The face tracker lost {what} in {lost} of {frames} frames; optical flow alone carried the edit "
+                   "there.")
+    return out
