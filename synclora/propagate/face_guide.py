@@ -119,10 +119,10 @@ class FaceGuideConfig:
     probes: int = 5  # frames (spread over the segment) on which faces are counted before tracking
     feather: float = 0.35  # width of the blend into the flow at the face border, x the eye span
     min_open: float = 1.5  # a hole (mouth, eye) opening less than this (px) in frame 0 is closed there
-    # a hole the edit left alone in frame 0 is grown by this (x the eye span) in frame t, so a landmark a pixel off
-    # does not put lipstick on the teeth or shadow on an eyeball: the surface's edit stops just short of the opening
-    hole_margin: float = 0.0
-    hole_edited: float = 0.3  # a hole is edited in frame 0 when this fraction of its inner pixels changed
+    # a hole is edited in frame 0 when this fraction of its inside (more than `hole_inset` x the eye span from its
+    # border, where a soft or slightly wide lipstick may reach) changed
+    hole_edited: float = 0.3
+    hole_inset: float = 0.03
     min_confidence: float = 0.5  # MediaPipe's detection and tracking confidence
     photo_lo: float = 12.0  # grey-level error vs frame 0 (through the face map) under which the edit is trusted ...
     photo_hi: float = 30.0  # ... and over which it is not (something in front of the face)
@@ -150,14 +150,15 @@ class _Track:
 
 @dataclass
 class Seen:
-    """One tracked face in one frame: its landmarks and, at the flow's resolution over `box`, the map to frame 0,
-    the blend weight and the face's surface (1 off the mouth and eye openings)."""
+    """One tracked face in one frame: its landmarks and, at the flow's resolution over `box`, the mesh's map to
+    frame 0 with what is known about it without the flow."""
 
     pts: np.ndarray  # (478, 3) full-res pixel-index coordinates
     box: tuple[int, int, int, int] | None = None  # x0, y0, x1, y1 at flow resolution
-    face_map: np.ndarray | None = None
-    weight: np.ndarray | None = None
-    surface: np.ndarray | None = None
+    face_map: np.ndarray | None = None  # (h, w, 2) frame-0 flow pixel of each pixel
+    weight: np.ndarray | None = None  # (h, w) blend weight against the flow's map
+    error: np.ndarray | None = None  # (h, w) grey-level error of frame 0 seen through the map (choice window)
+    ok: np.ndarray | None = None  # (h, w) 0..1: the map explains frame t (see FaceGuideConfig.photo_*)
 
 
 @dataclass
@@ -170,6 +171,7 @@ class FaceGuide:
     flow_size: tuple[int, int]  # (fw, fh) of the flow's maps
     tracks: list[_Track] = field(default_factory=list)
     seen: int = 0  # most faces found in any probe
+    found: int = 0  # faces found in frame 0 (those the edit touches are tracked)
     frames: int = 0  # frames steered (after frame 0)
     guided: int = 0  # ... with every tracked face found
     lost: int = 0  # ... with a tracked face missing
@@ -197,6 +199,7 @@ class FaceGuide:
             ids, box = guide._raster(guide._to_flow(pts))
             tr.ref_ids, tr.ref_box = ids, box
             guide.tracks.append(tr)
+        guide.found = len(guide.tracks)
         if not guide.tracks:
             guide.close()
         return guide
@@ -217,9 +220,10 @@ class FaceGuide:
         return found
 
     # ------------------------------------------------------------------ per frame
-    def track(self, frame: np.ndarray) -> list[Seen | None]:
-        """Each tracked face in `frame` (None where lost) with its map to frame 0. Call once per frame, in order, from
-        one thread (the tracker has state); it needs nothing from the flow, so it runs ahead on the flow's worker."""
+    def track(self, frame: np.ndarray, g: np.ndarray, g0: np.ndarray) -> list[Seen | None]:
+        """Each tracked face in `frame` (None where lost) with its map to frame 0; `g`, `g0` are frames t and 0 in grey
+        at the flow's size. Call once per frame, in order, from one thread (the tracker has state); it needs nothing
+        from the flow, so it runs ahead on the flow's worker thread."""
         if not self.active:
             return []
         found = self._detect(frame)
@@ -234,8 +238,29 @@ class FaceGuide:
                 self.tracks[i].last = found[j][:, :2].mean(0)
                 got = self._face_map(self.tracks[i], self._to_flow(found[j]))
                 if got is not None:
-                    seen.box, seen.face_map, seen.weight, seen.surface = got
+                    seen.box, seen.face_map, seen.weight, surface = got
+                    seen.error, seen.ok = self._judge(self.tracks[i], seen, surface, g, g0)
         return out
+
+    def _judge(self, tr: _Track, seen: Seen, surface: np.ndarray, g: np.ndarray, g0: np.ndarray):
+        """How well frame 0 seen through the mesh's map explains frame t: the error over the choice window, and 0..1
+        trust. Trust is judged over the face's surface only (thin lips next to an opened mouth must not be judged by
+        the teeth and throat) and over a window a fraction of the face wide (an occluder, a hand, is a region; a lip
+        line or a stretched crease is not), and per pixel, where a gross mismatch is a landmark that is off (a lip
+        put on the tongue)."""
+        c = self.config
+        x0, y0, x1, y1 = seen.box
+        scale = tr.size * self.flow_size[0] / self.size[0]  # the eye span in flow pixels
+        warped = cv2.remap(g0, seen.face_map, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        diff = cv2.absdiff(warped, g[y0:y1, x0:x1]).astype(np.float32)
+        win = max(3, int(c.choice_win * scale) | 1)
+        error = cv2.blur(diff, (win, win))
+        win = max(3, int(c.photo_win * scale) | 1)
+        err = cv2.blur(diff * surface, (win, win)) / np.maximum(cv2.blur(surface, (win, win)), 1e-3)
+        ok = np.clip((c.photo_hi - err) / (c.photo_hi - c.photo_lo), 0.0, 1.0)
+        px = cv2.blur(diff, (3, 3))
+        np.minimum(ok, np.clip((c.pixel_hi - px) / (c.pixel_hi - c.pixel_lo), 0.0, 1.0), out=ok)
+        return error, ok
 
     def steer(self, faces: list[Seen | None], mapping: np.ndarray, conf: np.ndarray, g: np.ndarray,
               g0: np.ndarray) -> None:
@@ -251,9 +276,8 @@ class FaceGuide:
         for tr, seen in zip(self.tracks, faces):
             if seen is None or seen.box is None:
                 continue
-            (x0, y0, x1, y1), face_map, weight, surface = seen.box, seen.face_map, seen.weight, seen.surface
+            (x0, y0, x1, y1), face_map, weight = seen.box, seen.face_map, seen.weight
             sub = mapping[y0:y1, x0:x1]
-            gi = g[y0:y1, x0:x1]
             gap = face_map - sub
             # where the flow's map is within a tolerance of the mesh's, the flow may be the more precise of the two (a
             # landmark jitters by a pixel, textured skin does not): there the one that explains frame t better wins,
@@ -262,44 +286,34 @@ class FaceGuide:
             agree = np.clip(2.0 - cv2.magnitude(gap[..., 0], gap[..., 1]) / (self.config.reach * scale), 0.0, 1.0)
             if agree.any():
                 win = max(3, int(self.config.choice_win * scale) | 1)
-                e_flow = self._photo(g0, sub, gi, win)
-                e_mesh = self._photo(g0, face_map, gi, win)
-                keep = agree * np.clip((e_mesh - e_flow + self.config.flow_bias) / 2.0, 0.0, 1.0)
+                warped = cv2.remap(g0, np.ascontiguousarray(sub), None, cv2.INTER_LINEAR,
+                                   borderMode=cv2.BORDER_REPLICATE)
+                e_flow = cv2.blur(cv2.absdiff(warped, g[y0:y1, x0:x1]).astype(np.float32), (win, win))
+                keep = agree * np.clip((seen.error - e_flow + self.config.flow_bias) / 2.0, 0.0, 1.0)
                 gap *= (1.0 - keep)[..., None]
             sub += weight[..., None] * gap
-            # does frame 0, seen through the map, look like frame t? Measured over the face's surface only (thin lips
-            # next to an opened mouth must not be judged by the teeth and throat) and over a window a fraction of the
-            # face wide: an occluder (a hand) is a region, a lip line or a stretched crease is not
-            lo, hi = self.config.photo_lo, self.config.photo_hi
-            win = max(3, int(self.config.photo_win * scale) | 1)
-            warped = cv2.remap(g0, np.ascontiguousarray(sub), None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            diff = cv2.absdiff(warped, gi).astype(np.float32)
-            err = cv2.blur(diff * surface, (win, win)) / np.maximum(cv2.blur(surface, (win, win)), 1e-3)
-            ok = np.clip((hi - err) / (hi - lo), 0.0, 1.0)
-            px = cv2.blur(diff, (3, 3))
-            np.minimum(ok, np.clip((self.config.pixel_hi - px) / (self.config.pixel_hi - self.config.pixel_lo), 0, 1),
-                       out=ok)
+            # trusted where the mesh's map explains frame t, or where the flow trusts its own map and it agrees
             c = conf[y0:y1, x0:x1]
-            c += weight * (np.maximum(ok, c * agree) - c)
+            c += weight * (np.maximum(seen.ok, c * agree) - c)
 
-    @staticmethod
-    def _photo(g0: np.ndarray, mapping: np.ndarray, g: np.ndarray, win: int) -> np.ndarray:
-        warped = cv2.remap(g0, np.ascontiguousarray(mapping), None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        return cv2.blur(cv2.absdiff(warped, g).astype(np.float32), (win, win))
-
-    def split(self, change: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """Where frame 0's edit reaches inside an open hole (a tint over the eyes, whitened teeth): soft masks of what
-        travels as the holes' change and as the surface's, or None when the edit stays out of every hole. The two
-        overlap by a band at each hole's border, so that where frame t's border cuts between them (with its own soft
-        edge) the edit is carried whole, not at half strength. `change` is the edit's (H, W[, C]) change."""
+    def focus(self, change: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Learn where frame 0's edit is (`change`: (H, W[, C])). Faces it does not touch are not followed (nothing of
+        the edit is there to carry; if none is left, no landmarks are tracked at all). Returns, where the edit reaches
+        inside an open hole (a tint over the eyes, whitened teeth), soft masks of what travels as the holes' change and
+        as the surface's; None when it stays out of every hole. The two overlap by a band at each hole's border, so
+        that where frame t's border cuts between them (with its own soft edge) the edit is carried whole."""
         mag = np.abs(change).max(axis=2) if change.ndim == 3 else np.abs(change)
+        small = cv2.resize((mag > 0).astype(np.uint8), self.flow_size, interpolation=cv2.INTER_AREA) > 0
+        self.tracks = [tr for tr in self.tracks if self._touches(tr, small)]
+        if not self.tracks:
+            self.close()
+            return None
         polys = []
         w, h = self.size
         for tr in self.tracks:
             edited = []
             for poly, opening in self._hole_polys(tr.ref):
-                # its inside, well off the border (where a soft or slightly wide surface edit may reach)
-                inner = _fill([poly], (0, 0, w, h), -max(1, 3 * self._margin(tr)))
+                inner = _fill([poly], (0, 0, w, h), -max(1, round(self.config.hole_inset * tr.size)))
                 hit = opening >= self.config.min_open and inner is not None and (inner > 0.5).any() and \
                     float((mag[inner > 0.5] > 0).mean()) > self.config.hole_edited
                 edited.append(hit)
@@ -308,29 +322,29 @@ class FaceGuide:
             tr.edited = tuple(edited)
         if not polys:
             return None
-        band = max(1, max(self._margin(tr) for tr in self.tracks), round(0.01 * min(tr.size for tr in self.tracks)))
+        band = max(1, round(0.01 * min(tr.size for tr in self.tracks)))
         holes = _fill(polys, (0, 0, w, h), band)
         core = _fill(polys, (0, 0, w, h), -band)
         return holes, 1.0 - (core if core is not None else 0.0)
 
     def holes(self, faces: list[Seen | None], box: tuple[int, int, int, int]) -> tuple[np.ndarray | None,
                                                                                              np.ndarray | None]:
-        """Soft masks (float32, 0..1) over `box` (full res) of frame t's mouth and eye openings: all of them (those
-        the edit left alone grown by the margin), and the edited ones alone; None where empty."""
-        keep, edited = [], []
-        for tr, seen in zip(self.tracks, faces):
-            if seen is None:
-                continue
-            for (poly, _), hit in zip(self._hole_polys(seen.pts), tr.edited):
-                (edited if hit else keep).append(poly)
-        grown = _fill(keep, box, max((self._margin(tr) for tr in self.tracks), default=0))
-        inside = _fill(edited, box)
-        if grown is None or inside is None:
-            return (inside if grown is None else grown), inside
-        return np.maximum(grown, inside), inside
+        """Soft masks (float32, 0..1) over `box` (full res) of frame t's mouth and eye openings: all of them, and the
+        ones the edit reached inside in frame 0; None where empty."""
+        polys = [(poly, hit) for tr, seen in zip(self.tracks, faces) if seen is not None
+                 for (poly, _), hit in zip(self._hole_polys(seen.pts), tr.edited)]
+        return _fill([p for p, _ in polys], box), _fill([p for p, hit in polys if hit], box)
 
-    def _margin(self, tr: _Track) -> int:
-        return int(round(self.config.hole_margin * tr.size))
+    def _touches(self, tr: _Track, support: np.ndarray) -> bool:
+        """Does the edit (flow-resolution support) reach the face's frame-0 mesh, grown by the blend's width?"""
+        x0, y0 = tr.ref_box
+        h, w = tr.ref_ids.shape
+        grow = int(self.config.feather * tr.size * self.flow_size[0] / self.size[0]) + 1
+        ya, yb, xa, xb = max(0, y0 - grow), y0 + h + grow, max(0, x0 - grow), x0 + w + grow
+        face = np.zeros(support.shape, np.uint8)
+        face[y0:y0 + h, x0:x0 + w] = tr.ref_ids >= 0
+        near = cv2.dilate(face[ya:yb, xa:xb], np.ones((2 * grow + 1,) * 2, np.uint8))
+        return bool((near.astype(bool) & support[ya:yb, xa:xb]).any())
 
     # ------------------------------------------------------------------ geometry
     def _to_flow(self, pts: np.ndarray) -> np.ndarray:
@@ -419,8 +433,8 @@ class FaceGuide:
 
     # ------------------------------------------------------------------ report
     def facts(self) -> dict:
-        return {"frames": self.frames, "faces": len(self.tracks), "seen": self.seen, "guided": self.guided,
-                "lost": self.lost}
+        return {"frames": self.frames, "faces": len(self.tracks), "found": self.found, "seen": self.seen,
+                "guided": self.guided, "lost": self.lost}
 
 
 def _count_faces(frames: np.ndarray, picks: list[int], min_confidence: float) -> int:
@@ -474,12 +488,13 @@ def notices(facts: list[dict]) -> list[str]:
         return []
     frames = sum(f["frames"] for f in facts)
     faces = max(f["faces"] for f in facts)
+    found = max(f["found"] for f in facts)
     seen = max(f["seen"] for f in facts)
     lost = sum(f["lost"] for f in facts)
-    if not faces:
-        if not seen:
-            return ["No face was found in the clip: the preview cannot follow a face (optical flow alone carries the "
-                    "edit) and lip sync cannot be judged."]
+    if not seen:
+        return ["No face was found in the clip: the preview cannot follow a face (optical flow alone carries the "
+                "edit) and lip sync cannot be judged."]
+    if not found:
         return ["No face was found in the edited frame, so the preview cannot follow the face seen elsewhere in the "
                 "clip: optical flow alone carries the edit."]
     out = []

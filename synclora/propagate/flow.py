@@ -232,7 +232,7 @@ class FlowPropagator(Propagator):
         # with faces, the change inside frame 0's open mouth and eyes travels apart from the rest (see face_guide)
         hole_gain = hole_change = None
         if guide is not None and guide.active:
-            parts = guide.split(change if gain is None else np.abs(change) + np.abs(gain))
+            parts = guide.focus(change if gain is None else np.abs(change) + np.abs(gain))
             if parts is not None:
                 inner, outer = (m[..., None] for m in parts)
                 hole_change, change = change * inner, change * outer
@@ -247,7 +247,7 @@ class FlowPropagator(Propagator):
 
         def pair(t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
             a, b = self._grey(frames[t - 1], (fw, fh)), self._grey(frames[t], (fw, fh))
-            faces = guide.track(frames[t]) if guide is not None else []  # in frame order: the tracker has state
+            faces = guide.track(frames[t], b, g0) if guide is not None else []  # in frame order: the tracker has state
             return b, dis.calc(b, a, None), dis.calc(a, b, None), faces  # b(x) ~ a(x + back(x)); fwd the other way
 
         pool = ThreadPoolExecutor(max_workers=1)
