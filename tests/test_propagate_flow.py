@@ -86,7 +86,7 @@ def moving():
 def test_contract():
     prop = FlowPropagator(PropagationSettings())
     assert prop.name == "flow"
-    assert "fast CPU preview" in prop.label and "not for changes of shape or style" in prop.label
+    assert "fast CPU preview" in prop.label and "not for changes of shape, style or expression" in prop.label
     assert prop.spec.max_frames is None and prop.spec.frame_step == 1 and prop.spec.size_multiple == 8
     assert prop.spec.native_fps is None and prop.spec.max_side == 1024
 

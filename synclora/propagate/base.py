@@ -21,8 +21,9 @@ from synclora.config import PropagationSettings
 LABELS = {
     "synclora": "Sync-LoRA (LTX-2.3 IC-LoRA): generative propagation that keeps lips, pose, gaze and blinks in sync; "
     "handles shape, style and accessory edits; needs a GPU",
-    "flow": "fast CPU preview (optical flow): carries local appearance edits (glasses, make-up, colour, accessories) "
-    "along the source's own motion; not for changes of shape or style",
+    "flow": "fast CPU preview (optical flow, face mesh inside faces): carries local appearance edits (glasses, "
+    "make-up, colour, accessories) along the source's own motion, lips and lids; not for changes of shape, style or "
+    "expression",
 }
 
 # progress(fraction in [0, 1], short stage label)

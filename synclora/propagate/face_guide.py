@@ -130,6 +130,7 @@ class FaceGuideConfig:
     # ... and per pixel (3x3): a gross mismatch there is a landmark that is off (a lip put on the tongue)
     pixel_lo: float = 35.0
     pixel_hi: float = 70.0
+    rim: float = 0.03  # ... and at full resolution within this (x the eye span) of the mouth's and eyes' openings
     # Where the flow's map is within `reach` (x the eye span) of the mesh's, the one that explains frame t better over
     # a window of `choice_win` (x the eye span) wins, the flow by `flow_bias` grey levels on ties; farther off, the
     # mesh. Measured: lenses on a drawn face drift 0.74 px (flow alone 0.84, mesh alone 1.0), lips kept the same.
@@ -176,6 +177,7 @@ class FaceGuide:
     guided: int = 0  # ... with every tracked face found
     lost: int = 0  # ... with a tracked face missing
     _tracker: object | None = None
+    _grey0: np.ndarray | None = None  # frame 0 in grey, full resolution (the check at the openings' rims)
 
     # ------------------------------------------------------------------ set-up
     @classmethod
@@ -202,6 +204,8 @@ class FaceGuide:
         guide.found = len(guide.tracks)
         if not guide.tracks:
             guide.close()
+        else:
+            guide._grey0 = cv2.cvtColor(np.ascontiguousarray(frames[0]), cv2.COLOR_RGB2GRAY)
         return guide
 
     def close(self) -> None:
@@ -334,6 +338,19 @@ class FaceGuide:
         polys = [(poly, hit) for tr, seen in zip(self.tracks, faces) if seen is not None
                  for (poly, _), hit in zip(self._hole_polys(seen.pts), tr.edited)]
         return _fill([p for p, _ in polys], box), _fill([p for p, hit in polys if hit], box)
+
+    def rim_trust(self, holes: np.ndarray, roi_map: np.ndarray, src: np.ndarray) -> np.ndarray:
+        """0..1 per pixel of a full-res box: near the mouth's and eyes' openings, does what frame t shows look like what
+        the map brings from frame 0? A landmark a pixel or two off would otherwise put the lip's colour on the first
+        row of teeth, the throat's rim or the white of an eye; those differ from lips and lids by far more than any
+        stretch or shading, so a gross mismatch there drops the edit (`pixel_lo`/`pixel_hi` grey levels)."""
+        c = self.config
+        reach = max(1, round(c.rim * min(tr.size for tr in self.tracks)))
+        rim = cv2.dilate(holes, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1,) * 2))
+        seen0 = cv2.remap(self._grey0, roi_map, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        diff = cv2.absdiff(seen0, cv2.cvtColor(np.ascontiguousarray(src), cv2.COLOR_RGB2GRAY)).astype(np.float32)
+        bad = np.clip((diff - c.pixel_lo) / (c.pixel_hi - c.pixel_lo), 0.0, 1.0)
+        return 1.0 - rim * bad
 
     def _touches(self, tr: _Track, support: np.ndarray) -> bool:
         """Does the edit (flow-resolution support) reach the face's frame-0 mesh, grown by the blend's width?"""

@@ -23,12 +23,15 @@ benchmarks/bench_flow.py):
 * **Speed**: flow runs on small grey frames (longer side about 256 px) and the pairwise flows are computed ahead on
   a worker thread; maps are upsampled, and only the final warp runs at full resolution, cropped to where the change
   can land.
+* **Faces** (`face_guide`, on by default): inside each face the map follows MediaPipe's face mesh instead, tracked on
+  the worker thread: lips that open, stretch and close and lids that blink carry their make-up, and the mesh's
+  openings keep lipstick off teeth and tongue and eye shadow off eyeballs. Outside faces (hair, ears, glasses' arms,
+  hats, background) the flow decides, blended at the face border; frames where a face is lost fall back to the flow,
+  and the notices say how many. A clip without a face gets a notice and the flow alone.
 
-No face landmarks: DIS already follows the face, and a landmark model costs more per frame than this whole pipeline.
-
-It suits local appearance edits (glasses, make-up, colour, accessories). It cannot change shape or style: the
-output's geometry is always the source's. Known weak spot: make-up on lips that stretch a lot (a wide-open mouth)
-is partly faded for those frames, because a coarse flow cannot follow thin, fast, non-rigid lips.
+It suits local appearance edits (glasses, make-up, colour, accessories). It cannot change shape, style or expression:
+the output's geometry is always the source's. Known weak spot: the mesh is only as right as MediaPipe's landmarks; on a
+mouth it misreads (a wide-open mouth whose thin, pale lower lip it puts on the tongue) lipstick follows the misread lip.
 """
 
 from __future__ import annotations
@@ -312,6 +315,8 @@ class FlowPropagator(Propagator):
                     if edited is not None and hole_change is not None:
                         inside = self._carry(hole_change, hole_gain, roi_map, src_t)
                         moved = cv2.add(moved, cv2.multiply(inside, cv2.merge([edited] * 3)))
+                    if holes is not None:  # ... and at their rims only where frame t looks like what is brought there
+                        moved = cv2.multiply(moved, cv2.merge([guide.rim_trust(holes, roi_map, src_t)] * 3))
                     alpha = cv2.resize(cv2.blur(conf, (3, 3)), (w, h), interpolation=cv2.INTER_LINEAR)[y0:y1, x0:x1]
                     moved = cv2.multiply(moved, cv2.merge([alpha, alpha, alpha]))
                     # saturating add; where nothing moved in (moved == 0) the source comes through exactly

@@ -505,7 +505,9 @@ def part_scores(out: np.ndarray, clip: ExpressiveClip, parts: tuple[int, ...], f
     forbidden parts' inner pixels (teeth, eyeballs) and spills <= `max_spill` (of the part's area) elsewhere.
 
     "Changed" is any channel differing from the source by more than `thr`; inner pixels are 1 px (per 256 px of frame)
-    inside a part, so a soft or anti-aliased border is not counted; `others` are parts edited too (not spill).
+    inside a part, so a soft or anti-aliased border is not counted; `others` are parts edited too (not spill). A
+    forbidden area smaller than a (4 px per 256)² square (teeth showing as a sliver) counts as that square, so two
+    stray pixels on it are not "10 %".
     """
     import cv2
 
@@ -519,7 +521,7 @@ def part_scores(out: np.ndarray, clip: ExpressiveClip, parts: tuple[int, ...], f
         inner = cv2.erode(part, ker) > 0
         cov[t] = changed[inner].mean() if inner.any() else 1.0
         bad = cv2.erode(clip.part(t, *forbidden).astype(np.uint8), ker) > 0
-        land[t] = changed[bad].mean() if bad.any() else 0.0
+        land[t] = (changed & bad).sum() / max(int(bad.sum()), (4 * r) ** 2)
         near = cv2.dilate(clip.part(t, *parts, *others).astype(np.uint8), np.ones((4 * r + 1,) * 2, np.uint8)) > 0
         spill[t] = (changed & ~near & ~bad).sum() / max(1, part.sum())
     on = (cov >= min_coverage) & (land <= max_landed) & (spill <= max_spill)
