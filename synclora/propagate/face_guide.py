@@ -51,6 +51,7 @@ class Topology:
     tris: np.ndarray  # (K, 3) vertex indices, consistently oriented over the surface
     kind: np.ndarray  # (K,) SURFACE or HOLE
     near: np.ndarray  # (K, K) bool: triangles within two vertex-rings of each other (visibility test)
+    near_surface: np.ndarray  # (K, K) bool: near, and every hole triangle's row True (holes are not judged)
 
 
 @lru_cache(maxsize=1)
@@ -83,7 +84,8 @@ def topology() -> Topology:
     inc[np.repeat(np.arange(len(tris)), 3), tris.ravel()] = 1
     ring = (inc @ inc.T) > 0  # share a vertex
     near = (ring.astype(np.float32) @ ring.astype(np.float32)) > 0
-    return Topology(tris=tris, kind=kind, near=near)
+    near_surface = near | (kind != SURFACE)[:, None]  # hole triangles are never "hidden" (the holes carry their own)
+    return Topology(tris=tris, kind=kind, near=near, near_surface=near_surface)
 
 
 def _orient(faces: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
@@ -409,23 +411,21 @@ class FaceGuide:
             return None
         top = topology()
         ref = self._to_flow(tr.ref)
-        aff = _affines(p[top.tris, :2], ref[top.tris, :2])  # (K, 2, 3): frame t -> frame 0
-        ys, xs = np.nonzero(inside)
-        k = ids[ys, xs]
-        a = aff[k]
-        fx, fy = (xs + x0).astype(np.float32), (ys + y0).astype(np.float32)
-        mx = a[:, 0, 0] * fx + a[:, 0, 1] * fy + a[:, 0, 2]
-        my = a[:, 1, 0] * fx + a[:, 1, 1] * fy + a[:, 1, 2]
+        aff = _affines(p[top.tris, :2], ref[top.tris, :2]).reshape(-1, 6)  # frame t -> frame 0, one row per triangle
+        aff = np.vstack([aff, np.zeros((1, 6), np.float32)])  # row -1: outside the face
+        bh, bw = ids.shape
+        xs = np.arange(x0, x0 + bw, dtype=np.float32)[None, :]
+        ys = np.arange(y0, y0 + bh, dtype=np.float32)[:, None]
+        c = [np.take(aff[:, i], ids) for i in range(6)]  # each triangle's affine, spread over its pixels
+        face_map = np.dstack([c[0] * xs + c[1] * ys + c[2], c[3] * xs + c[4] * ys + c[5]])
         # frame 0 must have seen this part of the surface: where another, far part of the mesh covers the mapped
         # point in frame 0 (a cheek behind the nose), frame 0 shows something else and the flow decides
-        rx, ry = np.round(mx).astype(np.int64) - tr.ref_box[0], np.round(my).astype(np.int64) - tr.ref_box[1]
         rh, rw = tr.ref_ids.shape
-        inb = (rx >= 0) & (ry >= 0) & (rx < rw) & (ry < rh)
-        under = np.full(k.shape, -1, np.int64)
-        under[inb] = tr.ref_ids[ry[inb], rx[inb]]
-        hidden = (under >= 0) & (top.kind[k] == SURFACE) & ~top.near[k, np.maximum(under, 0)]
-        face_map = np.zeros((*ids.shape, 2), np.float32)
-        face_map[ys, xs, 0], face_map[ys, xs, 1] = mx, my
+        rx = np.clip(np.rint(face_map[..., 0]).astype(np.int32) - tr.ref_box[0], -1, rw)
+        ry = np.clip(np.rint(face_map[..., 1]).astype(np.int32) - tr.ref_box[1], -1, rh)
+        under = np.pad(tr.ref_ids, 1, constant_values=-1)[ry + 1, rx + 1]
+        pair = np.maximum(ids, 0) * len(top.tris) + np.maximum(under, 0)
+        hidden = (under >= 0) & inside & ~np.take(top.near_surface.ravel(), pair)
         # blend weight: 0 at the mesh's outline, 1 a feather's width inside (a smooth step), 0 where frame 0 did not
         # see the surface
         feather = max(1.0, self.config.feather * tr.size * self.flow_size[0] / self.size[0])
@@ -433,8 +433,7 @@ class FaceGuide:
         wgt = np.clip(dist / feather, 0.0, 1.0)
         wgt = wgt * wgt * (3 - 2 * wgt)
         if hidden.any():
-            gone = np.zeros(ids.shape, np.float32)
-            gone[ys[hidden], xs[hidden]] = 1
+            gone = hidden.astype(np.float32)
             wgt *= 1 - np.minimum(cv2.blur(cv2.dilate(gone, np.ones((3, 3), np.uint8)), (5, 5)) * 2, 1)
         surface = ((ids >= 0) & (top.kind[np.maximum(ids, 0)] == SURFACE)).astype(np.float32)
         return (x0, y0, x0 + ids.shape[1], y0 + ids.shape[0]), face_map, wgt.astype(np.float32), surface
