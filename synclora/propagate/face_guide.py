@@ -138,7 +138,7 @@ class FaceGuideConfig:
     # mesh. Measured: lenses on a drawn face drift 0.74 px (flow alone 0.84, mesh alone 1.0), lips kept the same.
     reach: float = 0.06
     choice_win: float = 0.1
-    flow_bias: float = 1.0
+    flow_bias: float = 3.0
 
 
 @dataclass
@@ -264,8 +264,10 @@ class FaceGuide:
         win = max(3, int(c.photo_win * scale) | 1)
         err = cv2.blur(diff * surface, (win, win)) / np.maximum(cv2.blur(surface, (win, win)), 1e-3)
         ok = np.clip((c.photo_hi - err) / (c.photo_hi - c.photo_lo), 0.0, 1.0)
-        px = cv2.blur(diff, (3, 3))
-        np.minimum(ok, np.clip((c.pixel_hi - px) / (c.pixel_hi - c.pixel_lo), 0.0, 1.0), out=ok)
+        px = np.clip((c.pixel_hi - cv2.blur(diff, (3, 3))) / (c.pixel_hi - c.pixel_lo), 0.0, 1.0)
+        # not inside the openings: what shows there changes by itself (a look aside, a lid, the tongue), and what the
+        # edit put there (a lens's tint) is re-applied to it
+        np.minimum(ok, 1.0 - surface * (1.0 - px), out=ok)
         return error, ok
 
     def steer(self, faces: list[Seen | None], mapping: np.ndarray, conf: np.ndarray, g: np.ndarray,
@@ -341,14 +343,20 @@ class FaceGuide:
                  for (poly, _), hit in zip(self._hole_polys(seen.pts), tr.edited)]
         return _fill([p for p, _ in polys], box), _fill([p for p, hit in polys if hit], box)
 
-    def rim_trust(self, holes: np.ndarray, roi_map: np.ndarray, src: np.ndarray) -> np.ndarray:
-        """0..1 per pixel of a full-res box: near the mouth's and eyes' openings, does what frame t shows look like what
-        the map brings from frame 0? A landmark a pixel or two off would otherwise put the lip's colour on the first
-        row of teeth, the throat's rim or the white of an eye; those differ from lips and lids by far more than any
-        stretch or shading, so a gross mismatch there drops the edit (`pixel_lo`/`pixel_hi` grey levels)."""
+    def rim_trust(self, faces: list[Seen | None], box: tuple[int, int, int, int], roi_map: np.ndarray,
+                  src: np.ndarray) -> np.ndarray | None:
+        """0..1 per pixel of a full-res box, for the surface's change: around the mouth's opening, does what frame t
+        shows look like what the map brings from frame 0? A landmark a pixel or two off would otherwise put the lip's
+        colour on the first row of teeth or the throat's rim; those differ from lips by far more than any stretch or
+        shading, so a gross mismatch there drops the surface's edit (`pixel_lo`/`pixel_hi` grey levels). Not around
+        the eyes: a closing lid differs as much from the lashes it is mapped to, and shadow never reached an eyeball
+        in any measurement. None when no mouth is in the box."""
         c = self.config
+        mouths = [self._hole_polys(seen.pts)[0][0] for seen in faces if seen is not None]
         reach = max(1, round(c.rim * min(tr.size for tr in self.tracks)))
-        rim = cv2.dilate(holes, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1,) * 2))
+        rim = _fill(mouths, box, reach)
+        if rim is None:
+            return None
         seen0 = cv2.remap(self._grey0, roi_map, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         diff = cv2.absdiff(seen0, cv2.cvtColor(np.ascontiguousarray(src), cv2.COLOR_RGB2GRAY)).astype(np.float32)
         bad = np.clip((diff - c.pixel_lo) / (c.pixel_hi - c.pixel_lo), 0.0, 1.0)

@@ -310,13 +310,16 @@ class FlowPropagator(Propagator):
                     src_t = frames[t, y0:y1, x0:x1]
                     moved = self._carry(change, gain, roi_map, src_t)
                     holes, edited = guide.holes(faces, (x0, y0, x1, y1)) if guide is not None else (None, None)
-                    if holes is not None:  # surface change stays off the mouth and eye openings, hole change in them
-                        moved = cv2.multiply(moved, cv2.merge([1 - holes] * 3))
-                    if edited is not None and hole_change is not None:
+                    if holes is not None:  # the surface's change stays off the mouth and eye openings, and near the
+                        # mouth's rim lands only where frame t looks like what the map brings there
+                        keep = 1 - holes
+                        rim = guide.rim_trust(faces, (x0, y0, x1, y1), roi_map, src_t)
+                        if rim is not None:
+                            keep *= rim
+                        moved = cv2.multiply(moved, cv2.merge([keep] * 3))
+                    if edited is not None and hole_change is not None:  # the holes' own change, inside them
                         inside = self._carry(hole_change, hole_gain, roi_map, src_t)
                         moved = cv2.add(moved, cv2.multiply(inside, cv2.merge([edited] * 3)))
-                    if holes is not None:  # ... and at their rims only where frame t looks like what is brought there
-                        moved = cv2.multiply(moved, cv2.merge([guide.rim_trust(holes, roi_map, src_t)] * 3))
                     alpha = cv2.resize(cv2.blur(conf, (3, 3)), (w, h), interpolation=cv2.INTER_LINEAR)[y0:y1, x0:x1]
                     moved = cv2.multiply(moved, cv2.merge([alpha, alpha, alpha]))
                     # saturating add; where nothing moved in (moved == 0) the source comes through exactly
