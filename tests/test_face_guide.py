@@ -196,6 +196,24 @@ def test_notices_sum_over_segments():
     assert face_guide.notices(facts) == [
         "The face tracker lost the face in 4 of 29 frames; optical flow alone carried the edit there."]
     assert face_guide.notices([{"frames": 0, "faces": 0, "found": 0, "seen": 2, "guided": 0, "lost": 0}]) == [
-        "No face was found in the edited frame, so the preview cannot follow the face seen elsewhere in the clip: "
-        "optical flow alone carries the edit."]
+        ("No face was found in the edited frame, so the preview cannot follow the face seen elsewhere in the clip: "
+         "optical flow alone carries the edit.")]
     assert face_guide.notices([{}]) == []
+
+
+def test_the_no_face_notice_reaches_the_cli(tmp_path, capsys):
+    from synclora.cli import main
+    from synclora.testing.media import write_clip
+
+    big = noise_texture(2 * 96, 4)
+    frames = np.stack([big[t: t + 96, t: t + 128] for t in range(16)])
+    src = write_clip(tmp_path / "src.mp4", frames, 25)
+    edited = frames[5].copy()
+    edited[30:60, 40:90] = (0.4 * edited[30:60, 40:90] + [150, 0, 0]).astype(np.uint8)
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "edited.png"), edited[:, :, ::-1])
+    assert main(["edit", str(src), "--edited", str(tmp_path / "edited.png"), "--frame", "5",
+                 "--out", str(tmp_path / "out.mp4"), "--backend", "flow", "--quiet"]) == 0
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
+    assert sum("No face was found in the clip" in n and "lip sync cannot be judged" in n for n in notes) == 1, notes

@@ -2,27 +2,37 @@
 
 Why: optical flow on small grey frames cannot follow thin, fast, non-rigid parts. Lips that open, stretch and close
 slide off their make-up or fade it (the occlusion checks fire), and lids that blink lose their shadow. MediaPipe's
-face mesh (478 points, tracked on a face crop in about 5 ms a frame) names the same point of the face in every frame,
+face mesh (478 points, tracked on a face crop in about 4 ms a frame) names the same point of the face in every frame,
 so the map from frame t back to frame 0 is known directly, without chaining: piecewise-affine on the mesh triangles.
 
-* **Topology keeps parts apart.** The mesh has holes: the mouth opening and the two eye openings. We fill each with
-  its own strip of triangles and label them. The change painted at frame 0 is split into what lies on the surface
-  (skin, lips, lids) and what lies inside a hole (teeth, eyeballs). In frame t, surface change lands only on the
-  surface and hole change only inside the same kind of hole, so lipstick never lands on teeth or tongue, and eye
-  shadow never lands on an eyeball. A hole that is closed in frame 0 (closed lips, a blink) carries no change.
+* **Topology keeps parts apart.** The mesh has three holes: the mouth's opening and the eyes'. We fill each with a
+  strip of triangles of its own. The change painted on frame 0 is split into what lies on the surface (skin, lips,
+  lids) and what lies inside an opening it reached into (a tint over the eyes, whitened teeth). In frame t the
+  surface's change stays off every opening (lipstick never reaches teeth or tongue, shadow never an eyeball) and an
+  opening's change stays inside it. An opening that is closed in frame 0 (closed lips, a blink) carries no change.
+  Around the mouth's rim, at full resolution, the surface's change also needs frame t to look like what the map
+  brings there: a landmark a pixel off would otherwise put lip colour on the first row of teeth.
+* **Mesh or flow.** Landmarks jitter by a pixel where textured skin does not; the flow loses thin fast parts where
+  the mesh does not. Where the flow's map is within reach of the mesh's, the one that explains frame t better over a
+  small window wins (the flow on ties); farther off, the mesh decides.
 * **Visibility.** Triangles facing away in frame t are not drawn; nearer triangles are drawn over farther ones; a
   pixel whose triangle was hidden in frame 0 (a cheek behind the nose) is left to the flow.
-* **Blending.** The landmark map replaces the flow's map inside the face and fades into it over a band inside the
-  face border, so hair, ears, glasses' arms, hats and background keep the flow's map and no seam shows. The result is
-  fed back into the flow's chain, so a frame where the face is lost continues from a face-correct map.
-* **Confidence.** Inside the face, the edit is trusted where the flow trusts it or where frame 0 seen through the
-  landmark map matches frame t; a hand over the face fails both and fades the edit as before.
-* **Cost.** Faces are counted once per segment (a few detections spread over it); then the mesh runs in tracking
-  mode with that many faces, so the detector only runs after a face is lost. Tracking runs on the flow's worker
-  thread; the maps are built at the flow's resolution.
+* **Blending.** The result replaces the flow's map inside the face and fades into it over a band inside the face's
+  outline, so hair, ears, glasses' arms, hats and background keep the flow's map and no seam shows. It is fed back
+  into the flow's chain, so a frame where the face is lost continues from a face-correct map.
+* **Confidence.** Inside the face the edit is trusted where frame 0 seen through the mesh's map matches frame t
+  (judged over the face's surface and over a window a fraction of the face wide), or where the flow trusts its own
+  map and the two agree; a hand over the face fails both and fades the edit as before.
+* **Cost.** Faces are counted once per segment with MediaPipe's face detector on a few frames; the mesh then runs in
+  tracking mode with that many faces (its detector only runs again after a face is lost), and only for faces the edit
+  touches. Tracking, the mesh's map and its judgement run on the flow's worker thread, at the flow's resolution.
+* **Notices.** Each segment reports facts (faces found, frames guided, frames a face was lost); `notices` turns the
+  facts of all segments of a clip into what the user reads: no face at all (the preview cannot follow a face and lip
+  sync cannot be judged), no face in the edited frame, several faces followed, frames where a face was lost.
 
 It follows geometry only: the edit's look is still carried as the flow backend carries it (a local gain and offset),
-so it suits make-up, tints and accessories on the face, not changes of shape, style or expression.
+so it suits make-up, tints and accessories on the face, not changes of shape, style or expression. It is only as right
+as MediaPipe's landmarks: where they misread a mouth, the lipstick follows the misread lips.
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ _MOUTH = ((78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308), (78, 95, 88, 178, 
 _EYE_R = ((33, 246, 161, 160, 159, 158, 157, 173, 133), (33, 7, 163, 144, 145, 153, 154, 155, 133))
 _EYE_L = ((263, 466, 388, 387, 386, 385, 384, 398, 362), (263, 249, 390, 373, 374, 380, 381, 382, 362))
 _HOLES = (_MOUTH, _EYE_R, _EYE_L)
+_HOLE_RINGS = tuple(np.array(up + lo[-2:0:-1]) for up, lo in _HOLES)  # each opening's outline, in order
 # Opening of each hole: (upper, lower) landmark pairs whose mean distance says how open it is.
 _OPENING = (((13, 14), (82, 87), (312, 317)), ((159, 145), (158, 153), (160, 144)), ((386, 374), (385, 380), (387, 373)))
 _EYE_SPAN = (33, 263)  # outer eye corners: the face's size, robust to mouth and lid motion
@@ -132,10 +143,11 @@ class FaceGuideConfig:
     # ... and per pixel (3x3): a gross mismatch there is a landmark that is off (a lip put on the tongue)
     pixel_lo: float = 35.0
     pixel_hi: float = 70.0
-    rim: float = 0.03  # ... and at full resolution within this (x the eye span) of the mouth's and eyes' openings
+    rim: float = 0.03  # ... and at full resolution within this (x the eye span) of the mouth's opening
     # Where the flow's map is within `reach` (x the eye span) of the mesh's, the one that explains frame t better over
     # a window of `choice_win` (x the eye span) wins, the flow by `flow_bias` grey levels on ties; farther off, the
-    # mesh. Measured: lenses on a drawn face drift 0.74 px (flow alone 0.84, mesh alone 1.0), lips kept the same.
+    # mesh. Measured on the bench's drawn face: lenses drift 0.69 px over 200 frames (flow alone 0.67, the mesh alone
+    # 0.79), lipstick and shadow kept as often.
     reach: float = 0.06
     choice_win: float = 0.1
     flow_bias: float = 3.0
@@ -166,8 +178,9 @@ class Seen:
 
 @dataclass
 class FaceGuide:
-    """One segment's face tracks. `start` (frame 0), then `track` each frame in order (one thread), `steer` the
-    flow's map with what was tracked, and mask the final warp with `holes`."""
+    """One segment's face tracks: `start` on the frames, `focus` on the edit, then per frame `track` (in order, on one
+    thread), `steer` the flow's map and confidence with what was tracked, and mask the final warp with `holes` and
+    `rim_trust`; `facts` for the notices."""
 
     config: FaceGuideConfig
     size: tuple[int, int]  # (w, h) of the frames
@@ -190,8 +203,9 @@ class FaceGuide:
         cfg = config or FaceGuideConfig()
         n, h, w = frames.shape[:3]
         guide = cls(config=cfg, size=(w, h), flow_size=flow_size)
-        picks = sorted({int(round(i)) for i in np.linspace(0, n - 1, max(1, min(cfg.probes, n)))})
-        guide.seen = min(cfg.max_faces, _count_faces(frames, picks, cfg.min_confidence))
+        picks = sorted({round(i) for i in np.linspace(0, n - 1, max(1, min(cfg.probes, n)))})
+        counts = _count_faces(frames, picks, cfg.min_confidence)
+        guide.seen = min(cfg.max_faces, max(counts))
         if not guide.seen:
             return guide
         guide._tracker = FaceMeshTracker(max_faces=guide.seen, min_confidence=cfg.min_confidence)
@@ -206,6 +220,9 @@ class FaceGuide:
         guide.found = len(guide.tracks)
         if not guide.tracks:
             guide.close()
+            # the detector alone sometimes sees a face in texture: only the mesh's word says a face is elsewhere
+            with FaceMeshTracker(static=True, max_faces=cfg.max_faces, min_confidence=cfg.min_confidence) as mesh:
+                guide.seen = max(len(mesh.faces(frames[i])) for i, k in zip(picks, counts) if k)
         else:
             guide._grey0 = cv2.cvtColor(np.ascontiguousarray(frames[0]), cv2.COLOR_RGB2GRAY)
         return guide
@@ -280,7 +297,7 @@ class FaceGuide:
             self.lost += 1
         else:
             self.guided += 1
-        fw, fh = self.flow_size
+        fw = self.flow_size[0]
         for tr, seen in zip(self.tracks, faces):
             if seen is None or seen.box is None:
                 continue
@@ -320,7 +337,7 @@ class FaceGuide:
         w, h = self.size
         for tr in self.tracks:
             edited = []
-            for poly, opening in self._hole_polys(tr.ref):
+            for poly, opening in zip(self._hole_polys(tr.ref), self._openings(tr.ref)):
                 inner = _fill([poly], (0, 0, w, h), -max(1, round(self.config.hole_inset * tr.size)))
                 hit = opening >= self.config.min_open and inner is not None and (inner > 0.5).any() and \
                     float((mag[inner > 0.5] > 0).mean()) > self.config.hole_edited
@@ -340,7 +357,7 @@ class FaceGuide:
         """Soft masks (float32, 0..1) over `box` (full res) of frame t's mouth and eye openings: all of them, and the
         ones the edit reached inside in frame 0; None where empty."""
         polys = [(poly, hit) for tr, seen in zip(self.tracks, faces) if seen is not None
-                 for (poly, _), hit in zip(self._hole_polys(seen.pts), tr.edited)]
+                 for poly, hit in zip(self._hole_polys(seen.pts), tr.edited)]
         return _fill([p for p, _ in polys], box), _fill([p for p, hit in polys if hit], box)
 
     def rim_trust(self, faces: list[Seen | None], box: tuple[int, int, int, int], roi_map: np.ndarray,
@@ -352,7 +369,7 @@ class FaceGuide:
         the eyes: a closing lid differs as much from the lashes it is mapped to, and shadow never reached an eyeball
         in any measurement. None when no mouth is in the box."""
         c = self.config
-        mouths = [self._hole_polys(seen.pts)[0][0] for seen in faces if seen is not None]
+        mouths = [seen.pts[_HOLE_RINGS[0], :2] for seen in faces if seen is not None]
         reach = max(1, round(c.rim * min(tr.size for tr in self.tracks)))
         rim = _fill(mouths, box, reach)
         if rim is None:
@@ -446,14 +463,15 @@ class FaceGuide:
         surface = ((ids >= 0) & (top.kind[np.maximum(ids, 0)] == SURFACE)).astype(np.float32)
         return (x0, y0, x0 + ids.shape[1], y0 + ids.shape[0]), face_map, wgt.astype(np.float32), surface
 
-    def _hole_polys(self, pts: np.ndarray) -> list[tuple[np.ndarray, float]]:
-        """(polygon, opening in px) of the mouth and both eyes of one face (full-res pixel-index coordinates)."""
-        out = []
-        for (up, lo), pairs in zip(_HOLES, _OPENING):
-            poly = pts[list(up) + list(lo[-2:0:-1]), :2]
-            opening = float(np.mean([np.linalg.norm(pts[a, :2] - pts[b, :2]) for a, b in pairs]))
-            out.append((poly, opening))
-        return out
+    @staticmethod
+    def _hole_polys(pts: np.ndarray) -> list[np.ndarray]:
+        """Polygons of the mouth's and both eyes' openings of one face (full-res pixel-index coordinates)."""
+        return [pts[ring, :2] for ring in _HOLE_RINGS]
+
+    @staticmethod
+    def _openings(pts: np.ndarray) -> list[float]:
+        """How open (px) the mouth and both eyes of one face are."""
+        return [float(np.mean([np.linalg.norm(pts[a, :2] - pts[b, :2]) for a, b in pairs])) for pairs in _OPENING]
 
     # ------------------------------------------------------------------ report
     def facts(self) -> dict:
@@ -461,15 +479,15 @@ class FaceGuide:
                 "guided": self.guided, "lost": self.lost}
 
 
-def _count_faces(frames: np.ndarray, picks: list[int], min_confidence: float) -> int:
-    """Most faces MediaPipe's face detector (the face mesh's own) finds on the picked frames (a few ms each)."""
+def _count_faces(frames: np.ndarray, picks: list[int], min_confidence: float) -> list[int]:
+    """Faces MediaPipe's face detector (the face mesh's own) finds on each picked frame (a few ms each)."""
     import os
 
     os.environ.setdefault("GLOG_minloglevel", "2")
     import mediapipe as mp
 
     with mp.solutions.face_detection.FaceDetection(model_selection=0, min_detection_confidence=min_confidence) as det:
-        return max(len(det.process(np.ascontiguousarray(frames[i])).detections or []) for i in picks)
+        return [len(det.process(np.ascontiguousarray(frames[i])).detections or []) for i in picks]
 
 
 def _affines(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -516,11 +534,11 @@ def notices(facts: list[dict]) -> list[str]:
     seen = max(f["seen"] for f in facts)
     lost = sum(f["lost"] for f in facts)
     if not seen:
-        return ["No face was found in the clip: the preview cannot follow a face (optical flow alone carries the "
-                "edit) and lip sync cannot be judged."]
+        return [("No face was found in the clip: the preview cannot follow a face (optical flow alone carries the "
+                 "edit) and lip sync cannot be judged.")]
     if not found:
-        return ["No face was found in the edited frame, so the preview cannot follow the face seen elsewhere in the "
-                "clip: optical flow alone carries the edit."]
+        return [("No face was found in the edited frame, so the preview cannot follow the face seen elsewhere in the "
+                 "clip: optical flow alone carries the edit.")]
     out = []
     if faces > 1:
         out.append(f"{faces} faces are followed by their landmarks.")

@@ -358,7 +358,7 @@ def _paint_mouth(img: np.ndarray, lab: np.ndarray, cavity: np.ndarray, jaw: floa
     h, w = cavity.shape
     depth = np.cumsum(cavity, axis=0)  # rows into the cavity, per column
     from_bottom = depth[-1:] - depth
-    yy, xx = np.mgrid[0:h, 0:w]
+    xx = np.mgrid[0:h, 0:w][1]
     shade = np.clip(1 - np.abs(xx - cx) / (np.count_nonzero(cavity.any(0)) / 2 + 1), 0.3, 1)
     throat = np.array([70, 18, 28], np.float32)[None] * (1.1 - 0.5 * shade[cavity])[:, None]
     img[cavity] = throat.astype(np.uint8)
