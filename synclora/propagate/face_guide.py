@@ -37,7 +37,11 @@ as MediaPipe's landmarks: where they misread a mouth, the lipstick follows the m
 
 from __future__ import annotations
 
+import os
+import sys
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -198,9 +202,13 @@ class FaceGuide:
     @classmethod
     def start(cls, frames: np.ndarray, flow_size: tuple[int, int], config: FaceGuideConfig | None = None) -> FaceGuide:
         """Count the faces, then track frame 0; faces found there are the ones guided."""
+        with _quiet_native_logs():  # MediaPipe's graphs start here (and log from C++ as they do)
+            return cls._start(frames, flow_size, config or FaceGuideConfig())
+
+    @classmethod
+    def _start(cls, frames: np.ndarray, flow_size: tuple[int, int], cfg: FaceGuideConfig) -> FaceGuide:
         from synclora.metrics.landmarks import FaceMeshTracker
 
-        cfg = config or FaceGuideConfig()
         n, h, w = frames.shape[:3]
         guide = cls(config=cfg, size=(w, h), flow_size=flow_size)
         picks = sorted({round(i) for i in np.linspace(0, n - 1, max(1, min(cfg.probes, n)))})
@@ -479,10 +487,32 @@ class FaceGuide:
                 "guided": self.guided, "lost": self.lost}
 
 
+@contextmanager
+def _quiet_native_logs() -> Iterator[None]:
+    """Send the process's stderr (file descriptor 2) to /dev/null meanwhile.
+
+    MediaPipe's C++ (absl, TFLite) writes a few lines there when its graphs start and run their first frame ("Created
+    TensorFlow Lite XNNPACK delegate", "Feedback manager requires ..."); no environment variable silences them, and a
+    user who runs `python -m synclora propagate` must see only what synclora says. Used only around graph start-up
+    (tens of ms, on the calling thread, before the flow's worker thread starts)."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except OSError:  # no stderr to speak of
+        yield
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
 def _count_faces(frames: np.ndarray, picks: list[int], min_confidence: float) -> list[int]:
     """Faces MediaPipe's face detector (the face mesh's own) finds on each picked frame (a few ms each)."""
-    import os
-
     os.environ.setdefault("GLOG_minloglevel", "2")
     import mediapipe as mp
 
