@@ -57,6 +57,9 @@ _HOLE_RINGS = tuple(np.array(up + lo[-2:0:-1]) for up, lo in _HOLES)  # each ope
 # Opening of each hole: (upper, lower) landmark pairs whose mean distance says how open it is.
 _OPENING = (((13, 14), (82, 87), (312, 317)), ((159, 145), (158, 153), (160, 144)), ((386, 374), (385, 380), (387, 373)))
 _EYE_SPAN = (33, 263)  # outer eye corners: the face's size, robust to mouth and lid motion
+# The mesh's outline (MediaPipe's face oval), in order.
+_OUTLINE = np.array((10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152, 148,
+                     176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109))
 
 SURFACE, HOLE = 0, 1
 
@@ -65,6 +68,7 @@ SURFACE, HOLE = 0, 1
 class Topology:
     tris: np.ndarray  # (K, 3) vertex indices, consistently oriented over the surface
     kind: np.ndarray  # (K,) SURFACE or HOLE
+    ring: np.ndarray  # (K, K) bool: triangles sharing a vertex
     near: np.ndarray  # (K, K) bool: triangles within two vertex-rings of each other (visibility test)
     near_surface: np.ndarray  # (K, K) bool: near, and every hole triangle's row True (holes are not judged)
 
@@ -100,7 +104,7 @@ def topology() -> Topology:
     ring = (inc @ inc.T) > 0  # share a vertex
     near = (ring.astype(np.float32) @ ring.astype(np.float32)) > 0
     near_surface = near | (kind != SURFACE)[:, None]  # hole triangles are never "hidden" (the holes carry their own)
-    return Topology(tris=tris, kind=kind, near=near, near_surface=near_surface)
+    return Topology(tris=tris, kind=kind, ring=ring, near=near, near_surface=near_surface)
 
 
 def _orient(faces: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
@@ -135,6 +139,7 @@ class FaceGuideConfig:
     max_faces: int = 4  # most faces guided in one clip
     probes: int = 5  # frames (spread over the segment) on which faces are counted before tracking
     feather: float = 0.35  # width of the blend into the flow at the face border, x the eye span
+    whole_mesh: float = 0.7  # map the whole mesh when the edit's triangles are more than this share of it
     min_open: float = 1.5  # a hole (mouth, eye) opening less than this (px) in frame 0 is closed there
     # a hole is edited in frame 0 when this fraction of its inside (more than `hole_inset` x the eye span from its
     # border, where a soft or slightly wide lipstick may reach) changed
@@ -165,6 +170,7 @@ class _Track:
     ref_ids: np.ndarray | None = None  # frame 0's triangle ids at flow resolution (-1: none)
     ref_box: tuple[int, int] = (0, 0)  # offset of ref_ids
     edited: tuple[bool, ...] = (False,) * len(_HOLES)  # per hole: does the edit reach inside it in frame 0?
+    active: np.ndarray | None = None  # (K,) bool: the triangles near the edit, the only ones mapped (None: all)
 
 
 @dataclass
@@ -341,6 +347,16 @@ class FaceGuide:
         if not self.tracks:
             self.close()
             return None
+        top = topology()
+        near_edit = cv2.dilate(small.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
+        for tr in self.tracks:  # only the mesh near the edit is mapped: work in proportion to the edit
+            x0, y0 = tr.ref_box
+            h, w = tr.ref_ids.shape
+            under = tr.ref_ids[near_edit[y0:y0 + h, x0:x0 + w] & (tr.ref_ids >= 0)]
+            touched = np.zeros(len(top.tris), bool)
+            touched[under] = True
+            active = top.ring[:, touched].any(axis=1)
+            tr.active = active if active.mean() < self.config.whole_mesh else None
         polys = []
         w, h = self.size
         for tr in self.tracks:
@@ -420,23 +436,37 @@ class FaceGuide:
         depth = p[top.tris[ids], 2].mean(1)
         return ids[np.argsort(-depth, kind="stable")], corners  # MediaPipe's z grows away from the camera
 
-    def _raster(self, p: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
-        """Triangle id per flow pixel (-1 outside the face) over the face's box, and the box's offset."""
+    def _raster(self, p: np.ndarray, active: np.ndarray | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+        """Triangle id per flow pixel over the box of the (active) triangles, and the box's offset: -1 off the face,
+        -2 on a triangle that is not active. Each active triangle is one drawing call, nearer over farther; the others
+        are two calls in all, those farther than the active ones' median depth first and the rest last, so they still
+        hide what they hide (a nose over a cheek) at the cost of a wrong pixel where they merely touch."""
         fw, fh = self.flow_size
         order, corners = self._visible(p)
-        x0, y0 = (max(0, int(np.floor(v))) for v in p[:, :2].min(0))
-        x1, y1 = min(fw, int(np.ceil(p[:, 0].max())) + 1), min(fh, int(np.ceil(p[:, 1].max())) + 1)
+        on = order if active is None else order[active[order]]
+        span = corners[on].reshape(-1, 2) if len(on) else p[:, :2]
+        x0, y0 = (max(0, int(np.floor(v)) - 1) for v in span.min(0))
+        x1, y1 = min(fw, int(np.ceil(span[:, 0].max())) + 2), min(fh, int(np.ceil(span[:, 1].max())) + 2)
         ids = np.full((max(0, y1 - y0), max(0, x1 - x0)), -1, np.int32)
-        if ids.size:
-            q = np.round((corners - (x0, y0)) * 16).astype(np.int32)
-            for k in order.tolist():
-                cv2.fillConvexPoly(ids, q[k], k, cv2.LINE_8, 4)
+        if not ids.size or not len(on):
+            return ids, (x0, y0)
+        q = np.round((corners - (x0, y0)) * 16).astype(np.int32)
+        off = order[~active[order]] if active is not None else order[:0]
+        tris = topology().tris
+        depth = p[tris[off], 2].mean(1)
+        middle = float(np.median(p[tris[on], 2].mean(1)))
+        if (depth >= middle).any():
+            cv2.fillPoly(ids, list(q[off[depth >= middle]]), -2, cv2.LINE_8, 4)
+        for k in on.tolist():
+            cv2.fillConvexPoly(ids, q[k], k, cv2.LINE_8, 4)
+        if (depth < middle).any():
+            cv2.fillPoly(ids, list(q[off[depth < middle]]), -2, cv2.LINE_8, 4)
         return ids, (x0, y0)
 
     def _face_map(self, tr: _Track, p: np.ndarray):
         """Piecewise-affine map of the face's pixels to frame 0, the blend weight and the surface mask, over the face's
         box at the flow's resolution."""
-        ids, (x0, y0) = self._raster(p)
+        ids, (x0, y0) = self._raster(p, tr.active)
         if not ids.size:
             return None
         inside = ids >= 0
@@ -459,12 +489,18 @@ class FaceGuide:
         under = np.pad(tr.ref_ids, 1, constant_values=-1)[ry + 1, rx + 1]
         pair = np.maximum(ids, 0) * len(top.tris) + np.maximum(under, 0)
         hidden = (under >= 0) & inside & ~np.take(top.near_surface.ravel(), pair)
-        # blend weight: 0 at the mesh's outline, 1 a feather's width inside (a smooth step), 0 where frame 0 did not
+        # blend weight: 0 at the face's outline, 1 a feather's width inside (a smooth step); a short ramp where the
+        # mapped triangles end inside the face (far from the edit, nothing to blend there); 0 where frame 0 did not
         # see the surface
         feather = max(1.0, self.config.feather * tr.size * self.flow_size[0] / self.size[0])
-        dist = cv2.distanceTransform(np.pad(inside.astype(np.uint8), 1), cv2.DIST_L2, 3)[1:-1, 1:-1]
-        wgt = np.clip(dist / feather, 0.0, 1.0)
+        oval = np.zeros((bh + 2, bw + 2), np.uint8)
+        cv2.fillPoly(oval, [np.round((p[_OUTLINE, :2] - (x0 - 1, y0 - 1)) * 16).astype(np.int32)], 1, cv2.LINE_8, 4)
+        oval[[0, -1], :] |= (oval[[1, -2], :] > 0).astype(np.uint8)  # the box's own edge is not the face's
+        oval[:, [0, -1]] |= (oval[:, [1, -2]] > 0).astype(np.uint8)
+        wgt = np.clip(cv2.distanceTransform(oval, cv2.DIST_L2, 3)[1:-1, 1:-1] / feather, 0.0, 1.0)
         wgt = wgt * wgt * (3 - 2 * wgt)
+        mapped = cv2.morphologyEx(np.pad(inside.astype(np.uint8), 1), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
+        wgt *= np.clip(cv2.distanceTransform(mapped, cv2.DIST_L2, 3)[1:-1, 1:-1] / 3, 0, 1)
         if hidden.any():
             gone = hidden.astype(np.float32)
             wgt *= 1 - np.minimum(cv2.blur(cv2.dilate(gone, np.ones((3, 3), np.uint8)), (5, 5)) * 2, 1)
