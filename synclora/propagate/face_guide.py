@@ -320,7 +320,7 @@ class FaceGuide:
             gap = face_map - sub
             # where the flow's map is within a tolerance of the mesh's, the flow may be the more precise of the two (a
             # landmark jitters by a pixel, textured skin does not): there the one that explains frame t better wins,
-            # the mesh on ties. Farther off, the flow has lost the part (fast lips, a blink) and the mesh decides.
+            # the flow on ties. Farther off, the flow has lost the part (fast lips, a blink) and the mesh decides.
             scale = tr.size * fw / self.size[0]  # the eye span in flow pixels
             agree = np.clip(2.0 - cv2.magnitude(gap[..., 0], gap[..., 1]) / (self.config.reach * scale), 0.0, 1.0)
             if agree.any():
