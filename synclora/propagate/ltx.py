@@ -133,6 +133,7 @@ class LoadedModel:
     crf: int = DEFAULT_CRF
     parked_upsampler: Parked | None = None
     parked_decoder: Parked | None = None
+    tiled_decode: bool = False  # decode in VAE tiles (fp8 / offload: memory first), see `_vae_tiling`
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -218,11 +219,10 @@ def build_model(
             num_blocks_per_group=1,
             use_stream=device.type == "cuda",
         )
-    # Decode/encode 81 frames in temporal tiles: the full-resolution decoder activations would otherwise need
-    # several GiB; spatial tiles only kick in above 512 px.
-    vae.use_framewise_decoding = True
-    vae.use_framewise_encoding = True
-    vae.enable_tiling()
+    # VAE tiling: see `_vae_tiling`. Off for every encode (parity with ICLoraPipeline); on for the final decode
+    # only in the memory-saving modes.
+    vae.use_framewise_decoding = vae.use_framewise_encoding = False
+    vae.disable_tiling()
     parked_upsampler = parked_decoder = None
     if memory == "bf16" and device.type == "cuda":
         parked_upsampler, parked_decoder = Parked(upsampler, device), Parked(vae.decoder, device)
@@ -239,6 +239,7 @@ def build_model(
         crf=crf,
         parked_upsampler=parked_upsampler,
         parked_decoder=parked_decoder,
+        tiled_decode=memory in ("fp8", "offload"),
     )
 
 
@@ -382,16 +383,45 @@ def _resize(frames: np.ndarray, height: int, width: int) -> torch.Tensor:
     return x.clamp(0, 1)
 
 
-def _to_pil(x: torch.Tensor) -> list:
+# --- parity with ICLoraPipeline (benchmarks/parity_ltx.py, docs/PARITY.md) -------------------------------------------
+# Each helper below mirrors one step of ltx-pipelines 1.0.0 that diffusers' pipeline would otherwise do differently.
+def _reference_pixels(frames: np.ndarray, height: int, width: int) -> torch.Tensor:
+    """The reference clip as ltx-pipelines feeds it: resized in float and never re-quantized to uint8.
+
+    (T, 3, H, W) float in [0, 1] at exactly the pipeline's size, so diffusers' video processor only maps it to
+    [-1, 1]. Rounding the resized frames back to uint8 (as PIL input would) moved the reference latents by ~1e-3.
+    """
+    return _resize(frames, height, width)
+
+
+def _edited_frame(anchor: np.ndarray) -> object:
+    """The edited frame at the working size for *both* stages: diffusers then H.264-compresses it at that size and
+    resizes afterwards, as ltx-pipelines does with the image file. Resizing first (to stage 1's half size) and
+    compressing the small image changed stage 1's first-frame latents by up to 0.3."""
     from PIL import Image
 
-    arr = (x.permute(0, 2, 3, 1).numpy() * 255.0).round().astype(np.uint8)
-    return [Image.fromarray(a) for a in arr]
+    return Image.fromarray(np.ascontiguousarray(anchor))
+
+
+@contextlib.contextmanager
+def _vae_tiling(vae, on: bool):
+    """ICLoraPipeline encodes and (by default) decodes whole. diffusers' temporal tiling changes the result (its
+    blend seams; and in diffusers 0.42.1 `encode` tiles on `use_framewise_decoding`, moving the reference latents'
+    last frame by O(1)), so tiles are used only for the final decode in fp8/offload mode, where memory decides."""
+    vae.use_framewise_decoding = on
+    if on:
+        vae.enable_tiling()
+    try:
+        yield
+    finally:
+        vae.use_framewise_decoding = False
+        vae.disable_tiling()
 
 
 def _to_uint8(video: torch.Tensor) -> np.ndarray:
-    """VAE output (1, 3, T, H, W) in [-1, 1] -> (T, H, W, 3) uint8."""
-    video = ((video[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    """VAE output (1, 3, T, H, W) in [-1, 1] -> (T, H, W, 3) uint8, with ltx-core's `decode_video` arithmetic
+    (in the decoder's dtype, truncating) so equal latents give equal bytes."""
+    video = (((video[0] + 1.0) / 2.0).clamp(0.0, 1.0) * 255.0).to(torch.uint8)
     return video.permute(1, 2, 3, 0).cpu().numpy()
 
 
@@ -459,10 +489,9 @@ class SyncLoRAPropagator(Propagator):
         start = t0 = time.perf_counter()
 
         # Inputs at exactly the size the pipeline wants, resized the ltx-pipelines way, so its PIL path is a no-op.
-        reference = LTX2ReferenceCondition(frames=_to_pil(_resize(segment.frames, h1 // ds, w1 // ds)), strength=1.0)
-        anchor = _to_pil(_resize(segment.anchor[None], h, w))[0]
-        anchor_half = _to_pil(_resize(segment.anchor[None], h1, w1))[0]
-        first = LTX2VideoCondition(frames=anchor_half, index=0, strength=1.0, crf=model.crf)
+        reference = LTX2ReferenceCondition(frames=_reference_pixels(segment.frames, h1 // ds, w1 // ds), strength=1.0)
+        anchor = _edited_frame(segment.anchor)
+        first = LTX2VideoCondition(frames=anchor, index=0, strength=1.0, crf=model.crf)
         # Placeholder text input (FrozenConnectors ignores it); its dtype sets the transformer's input dtype.
         mask = pipe.connectors.mask
         embeds = pipe.connectors.video.new_zeros(1, mask.shape[1], 1)
@@ -529,7 +558,7 @@ class SyncLoRAPropagator(Propagator):
 
         progress(0.9, "decoding")
         vae = pipe.vae
-        with _on_device(model.parked_decoder):
+        with _on_device(model.parked_decoder), _vae_tiling(vae, model.tiled_decode):
             video = vae.decode(latents.to(device=model.device, dtype=vae.dtype), None, return_dict=False)[0]
         frames = _to_uint8(video)
         if frames.shape[1:3] != (h, w):  # preview: stage 1 is half size
