@@ -171,6 +171,8 @@ def build_official(config: dict, ups_config: dict, seed: int, device="cpu", dtyp
             )
     finally:
         torch.set_default_dtype(previous)
+    if str(device) == "meta":
+        return modules
     g = torch.Generator(device=device).manual_seed(seed)
     for name, module in modules.items():
         randomize(module, g)
@@ -208,33 +210,43 @@ def randomize(module: torch.nn.Module, g: torch.Generator) -> None:
 
 
 # The release's key layout (inverse of ltx-core's SDOps for each builder).
+def released_items(modules: dict):
+    """(released key, tensor) for every tensor of the modules, under the names the released checkpoint uses."""
+    def under(prefix: str, module, skip_stats: bool = False):
+        for k, v in module.state_dict().items():
+            if not (skip_stats and k.startswith("per_channel_statistics.")):
+                yield prefix + k, v
+
+    yield from under("model.diffusion_model.", modules["transformer"])
+    for k, v in modules["embeddings"].state_dict().items():
+        head, rest = k.split(".", 1)
+        if head == "feature_extractor":
+            yield "text_embedding_projection." + rest, v
+        else:  # video_connector / audio_connector
+            yield f"model.diffusion_model.{head.replace('_connector', '_embeddings_connector')}.{rest}", v
+    yield from under("vae.encoder.", modules["encoder"], skip_stats=True)
+    yield from under("vae.decoder.", modules["decoder"], skip_stats=True)
+    yield from under("vae.per_channel_statistics.", modules["encoder"].per_channel_statistics)
+    yield from under("audio_vae.encoder.", modules["audio_encoder"], skip_stats=True)
+    yield from under("audio_vae.decoder.", modules["audio_decoder"], skip_stats=True)
+    yield from under("audio_vae.per_channel_statistics.", modules["audio_encoder"].per_channel_statistics)
+    yield from under("vocoder.", modules["vocoder"])
+
+
 def released_state_dict(modules: dict, dtype=torch.bfloat16) -> dict[str, torch.Tensor]:
-    """All tensors under the names the released single-file checkpoint uses."""
-    out: dict[str, torch.Tensor] = {}
+    return {k: v.detach().to("cpu", dtype).contiguous() for k, v in released_items(modules)}
 
-    def put(prefix: str, sd: dict, skip_stats: bool = False):
-        for k, v in sd.items():
-            if skip_stats and k.startswith("per_channel_statistics."):
-                continue
-            out[prefix + k] = v.detach().to("cpu", dtype).contiguous()
 
-    put("model.diffusion_model.", modules["transformer"].state_dict())
-    emb = modules["embeddings"].state_dict()
-    for k, v in emb.items():
-        if k.startswith("feature_extractor."):
-            out["text_embedding_projection." + k[len("feature_extractor."):]] = v.detach().to("cpu", dtype)
-        else:
-            side = k.split(".", 1)
-            out[f"model.diffusion_model.{side[0].replace('_connector', '_embeddings_connector')}.{side[1]}"] = (
-                v.detach().to("cpu", dtype))
-    put("vae.encoder.", modules["encoder"].state_dict(), skip_stats=True)
-    put("vae.decoder.", modules["decoder"].state_dict(), skip_stats=True)
-    put("vae.per_channel_statistics.", modules["encoder"].per_channel_statistics.state_dict())
-    put("audio_vae.encoder.", modules["audio_encoder"].state_dict(), skip_stats=True)
-    put("audio_vae.decoder.", modules["audio_decoder"].state_dict(), skip_stats=True)
-    put("audio_vae.per_channel_statistics.", modules["audio_encoder"].per_channel_statistics.state_dict())
-    put("vocoder.", modules["vocoder"].state_dict())
-    return out
+def key_fixture(config: dict, ups_config: dict) -> dict:
+    """Released key names and shapes of a config, built on the meta device (no memory): a test fixture that lets
+    the converter be checked against ltx-core's real layout where ltx-core is not installed."""
+    mods = build_official(config, ups_config, seed=0, device="meta")
+    return {
+        "config": config,
+        "upsampler_config": ups_config,
+        "checkpoint": {k: list(v.shape) for k, v in released_items(mods)},
+        "upsampler": {k: list(v.shape) for k, v in mods["upsampler"].state_dict().items()},
+    }
 
 
 def write_checkpoint(path: Path, modules: dict, config: dict, dtype=torch.bfloat16) -> Path:

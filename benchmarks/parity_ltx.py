@@ -319,6 +319,19 @@ def scale(c: official.Captured) -> str:
                     for k in ("stage1", "stage2", "frames"))
 
 
+def write_key_fixture(path: Path) -> int:
+    import gzip
+
+    fixture = {"ltx_core": "1.0.0", "tiny": official.key_fixture(*official.tiny_config()),
+               "true": official.key_fixture(official.TRUE_CONFIG, official.TRUE_UPSAMPLER)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wt") as f:
+        json.dump(fixture, f, sort_keys=True)
+    n = {k: len(v["checkpoint"]) for k, v in fixture.items() if isinstance(v, dict)}
+    log(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB): {n} checkpoint keys")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--true-config", action="store_true", help="LTX-2.3 at full size (GPU; ~45 GB of weights)")
@@ -337,7 +350,12 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--wheels", default=None, help="install the side environment from this folder of wheels")
     ap.add_argument("--json", default=None, help="also write the figures here")
+    ap.add_argument("--write-key-fixture", metavar="PATH", default=None,
+                    help="write ltx-core's released key names/shapes (tiny + true config) for the offline tests")
     args = ap.parse_args(argv)
+    if args.write_key_fixture:
+        official.ensure_side_env(args.wheels, log)
+        return write_key_fixture(Path(args.write_key_fixture))
     true = args.true_config
     args.sync_rank = args.sync_rank or (256 if true else 8)
     args.distilled_rank = args.distilled_rank or (384 if true else 8)
