@@ -134,6 +134,8 @@ class LoadedModel:
     parked_upsampler: Parked | None = None
     parked_decoder: Parked | None = None
     tiled_decode: bool = False  # decode in VAE tiles (fp8 / offload: memory first), see `_vae_tiling`
+    aot: object | None = None  # synclora.ltx.speed.AotBlocks when AoT-compiled blocks are in use
+    speed_notes: list = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -149,11 +151,13 @@ def build_model(
     dtype: torch.dtype = torch.bfloat16,
     crf: int = DEFAULT_CRF,
     compile: bool = False,
+    speed=None,
 ) -> LoadedModel:
     """Assemble the pipelines from loaded modules (real or tiny) and apply the LoRA recipe and memory mode.
 
     `sync_lora`/`distilled_lora` are `weights.LoraFile`s (released key format). Modules may still be on the CPU;
     they are moved here, transformer last, so the connectors' one-off run never shares the GPU with it.
+    `speed` (`synclora.ltx.speed.SpeedOptions`) turns on GPU speed levers (attention backend, fp8 matmuls, AoT).
     """
     from diffusers import FlowMatchEulerDiscreteScheduler, LTX2InContextPipeline
     from diffusers.pipelines.ltx2 import LTX2LatentUpsamplePipeline
@@ -208,7 +212,7 @@ def build_model(
     # float8 and upcasts each layer for its matmul; the LoRA matrices (and norms) stay in the compute dtype, else
     # PEFT would run them in float8.
     _load_adapter(pipe, released_to_diffusers(sync_lora.state_dict), SYNC_ADAPTER)
-    if memory == "fp8":
+    if memory == "fp8" and not (speed is not None and speed.fp8_matmul):  # else real fp8 matmuls, see speed.py
         transformer.enable_layerwise_casting(
             storage_dtype=torch.float8_e4m3fn, compute_dtype=dtype, skip_modules_pattern=("norm", "lora_")
         )
@@ -229,7 +233,7 @@ def build_model(
         _free_memory()
     if compile:  # regional compilation of the 48 identical blocks; dynamic shapes cover both stages
         transformer.compile_repeated_blocks(fullgraph=True, dynamic=True)
-    return LoadedModel(
+    model = LoadedModel(
         pipe=pipe,
         upsample_pipe=upsample_pipe,
         reference_downscale_factor=sync_lora.reference_downscale_factor,
@@ -241,6 +245,11 @@ def build_model(
         parked_decoder=parked_decoder,
         tiled_decode=memory in ("fp8", "offload"),
     )
+    if speed is not None:  # speed levers live in synclora/ltx/speed.py; this is their only hook
+        from synclora.ltx.speed import apply as apply_speed
+
+        model.speed_notes = apply_speed(model, speed)
+    return model
 
 
 def _load_adapter(pipe, state_dict: dict, adapter_name: str) -> None:
@@ -311,6 +320,7 @@ def _load_real(settings: PropagationSettings) -> LoadedModel:
     from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel, LTX2TextConnectors
     from safetensors.torch import load_file
 
+    from synclora.ltx.speed import SpeedOptions
     from synclora.propagate.weights import UPSAMPLER_CONFIG, default_prompt_cache, load_prompt_cache, read_lora
     from synclora.propagate.weights import resolve_weights
 
@@ -348,6 +358,7 @@ def _load_real(settings: PropagationSettings) -> LoadedModel:
         memory=settings.memory, device="cuda", dtype=dtype,
         crf=int(os.environ.get("SYNCLORA_IMAGE_CRF", str(DEFAULT_CRF))),
         compile=os.environ.get("SYNCLORA_COMPILE", "0") == "1",
+        speed=SpeedOptions.from_env(),
     )
 
 
@@ -493,8 +504,9 @@ class SyncLoRAPropagator(Propagator):
         anchor = _edited_frame(segment.anchor)
         first = LTX2VideoCondition(frames=anchor, index=0, strength=1.0, crf=model.crf)
         # Placeholder text input (FrozenConnectors ignores it); its dtype sets the transformer's input dtype.
-        mask = pipe.connectors.mask
-        embeds = pipe.connectors.video.new_zeros(1, mask.shape[1], 1)
+        length = pipe.connectors.video.shape[1]  # (the frozen mask may be dropped by the attention lever)
+        embeds = pipe.connectors.video.new_zeros(1, length, 1)
+        mask = torch.ones(1, length, dtype=torch.long, device=model.device)
         stage1_share = 0.85 if preview else 0.55
 
         def on_step(stage_from: float, stage_to: float, steps: int, label: str):

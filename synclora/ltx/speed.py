@@ -1,0 +1,343 @@
+"""GPU speed levers for the Sync-LoRA backend. Each is opt-in, each keeps the recipe, each is measured against the
+default path by benchmarks/gpu_suite.py and exercised on the tiny model by tests/test_ltx_speed.py.
+
+Knobs (read once per loaded model, `SpeedOptions.from_env`):
+
+- `SYNCLORA_ATTENTION=<diffusers backend>` (e.g. `_flash_3`, `_flash_3_hub`, `flash`, `_native_cudnn`): LTX-2.3's
+  connectors fill the prompt's padding with learned registers and return an all-ones text mask, so the mask is
+  dropped (exactly: it only ever added zeros) and mask-less kernels such as FlashAttention-3 become usable. Sync-LoRA
+  at full strength builds no video self-attention mask, so every attention call is then mask-free.
+- `SYNCLORA_FP8_MATMUL=1` (memory mode `fp8`): real fp8 matmuls. Linear weights are stored as float8_e4m3 with one
+  scale per output row and multiplied by `torch._scaled_mm` against activations quantized per token (scale from
+  the row's absolute maximum, then clamped to the fp8 range so no value overflows into inf/NaN: the black-frame
+  failure ltx-core guards against). The same layers as ltx-core's fp8-scaled-mm policy stay in bf16: everything
+  outside the blocks, the first block and the last five. Sync-LoRA still runs in bf16 beside the fp8 base layer.
+  Without fp8 hardware (compute capability < 8.9, or no GPU) the layers dequantize and run in the compute dtype,
+  with a message saying so.
+- `SYNCLORA_AOT=compile` / `SYNCLORA_AOT_DIR=<folder>`: ahead-of-time compiled transformer blocks (torch.export +
+  AOTInductor through the `spaces` package). One package for stage 1 (Sync-LoRA on) and one for stage 2 (off), each
+  shared by all blocks of the model (regional: one block is compiled, every block runs it with its own weights, so
+  nothing is copied); token counts are dynamic, so any resolution and length use the same packages. `compile`
+  captures a small run, compiles (minutes, once) and saves the packages to the folder; a later process that finds
+  them there loads them and runs compiled from its first call, with no warm-up (on ZeroGPU: compile inside a
+  `@spaces.GPU` start-up call, or ship the folder).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+AOT_FILES = {"stage1": "block-stage1.pt2", "stage2": "block-stage2.pt2"}
+AOT_MANIFEST = "manifest.json"
+# Inductor settings of the ZeroGPU AoT Spaces (huggingface.co/blog/zerogpu-aoti) for CUDA; defaults on the CPU.
+CUDA_INDUCTOR = {"conv_1x1_as_mm": True, "epilogue_fusion": False, "coordinate_descent_tuning": True,
+                 "coordinate_descent_check_all_directions": True, "max_autotune": True, "triton.cudagraphs": True}
+FP8_MAX = 448.0  # float8_e4m3fn
+
+
+@dataclass(frozen=True)
+class SpeedOptions:
+    attention: str = ""  # a diffusers attention backend; "" keeps today's (SDPA with the text mask)
+    fp8_matmul: bool = False  # only in memory mode fp8
+    aot: str = ""  # "" | "compile" | "load"
+    aot_dir: str = ""
+
+    @classmethod
+    def from_env(cls) -> "SpeedOptions":
+        aot_dir = os.environ.get("SYNCLORA_AOT_DIR", "")
+        aot = os.environ.get("SYNCLORA_AOT", "").strip().lower()
+        if aot in ("0", "off", "no"):
+            aot = ""
+        elif aot not in ("compile", "load") and aot_dir and (Path(aot_dir) / AOT_MANIFEST).is_file():
+            aot = "load"  # packages saved by an earlier process: use them, no warm-up
+        return cls(attention=os.environ.get("SYNCLORA_ATTENTION", "").strip(),
+                   fp8_matmul=os.environ.get("SYNCLORA_FP8_MATMUL", "0") == "1", aot=aot, aot_dir=aot_dir)
+
+    def label(self) -> str:
+        parts = [f"attention={self.attention}" if self.attention else "",
+                 "fp8-matmul" if self.fp8_matmul else "", f"aot={self.aot}" if self.aot else ""]
+        return ",".join(p for p in parts if p) or "default"
+
+
+# --- attention ---------------------------------------------------------------------------------------------------------
+def drop_all_ones_mask(connectors) -> bool:
+    """Remove the frozen text mask when it is all ones (it then only adds zeros). Returns whether it was dropped."""
+    mask = getattr(connectors, "mask", None)
+    if mask is None:
+        return True
+    if not bool(mask.bool().all()):
+        return False
+    connectors.mask = None
+    return True
+
+
+def set_attention(model, backend: str) -> str:
+    """Select a diffusers attention backend for the transformer; refuses backends that need a mask we still have."""
+    if not drop_all_ones_mask(model.pipe.connectors):
+        raise RuntimeError("the text mask is not all ones (not an LTX-2.3 connector?); mask-less attention would "
+                           "change the result")
+    model.pipe.transformer.set_attention_backend(backend)
+    return f"attention backend {backend} (text mask dropped: all ones)"
+
+
+# --- fp8 matmuls -------------------------------------------------------------------------------------------------------
+def fp8_matmul_supported(device: torch.device) -> tuple[bool, str]:
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return False, "no CUDA GPU: fp8 weights are dequantized for each matmul"
+    major, minor = torch.cuda.get_device_capability(device)
+    if (major, minor) < (8, 9):
+        return False, (f"{torch.cuda.get_device_name(device)} (sm_{major}{minor}) has no fp8 tensor cores: fp8 "
+                       "weights are dequantized for each matmul (slower than bf16; use memory mode bf16 if it fits)")
+    return True, f"fp8 matmuls on {torch.cuda.get_device_name(device)} (sm_{major}{minor})"
+
+
+class Fp8Linear(torch.nn.Module):
+    """A Linear with float8_e4m3 weights (per-output-row scales) and per-token dynamic activation quantization."""
+
+    def __init__(self, linear: torch.nn.Linear, use_scaled_mm: bool):
+        super().__init__()
+        w = linear.weight.detach().float()
+        scale = (w.abs().amax(dim=1, keepdim=True) / FP8_MAX).clamp(min=1e-12)
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.register_buffer("weight", (w / scale).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn))
+        self.register_buffer("weight_scale", scale.t().contiguous())  # (1, out): the scale_b layout of _scaled_mm
+        self.bias = None if linear.bias is None else torch.nn.Parameter(linear.bias.detach(), requires_grad=False)
+        self.compute_dtype = linear.weight.dtype
+        # _scaled_mm wants both inner dimensions divisible by 16.
+        self.use_scaled_mm = use_scaled_mm and self.in_features % 16 == 0 and self.out_features % 16 == 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        x2 = x.reshape(-1, shape[-1])
+        if self.use_scaled_mm:
+            amax = x2.abs().amax(dim=1, keepdim=True).float()
+            x_scale = (amax / FP8_MAX).clamp(min=1e-12)
+            xq = (x2.float() / x_scale).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn)
+            bias = None if self.bias is None else self.bias.to(x.dtype)
+            out = torch._scaled_mm(xq, self.weight.t(), scale_a=x_scale, scale_b=self.weight_scale, bias=bias,
+                                   out_dtype=x.dtype)
+        else:
+            w = (self.weight.to(torch.float32) * self.weight_scale.t()).to(x.dtype)
+            out = torch.nn.functional.linear(x2, w, None if self.bias is None else self.bias.to(x.dtype))
+        return out.reshape(*shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in={self.in_features}, out={self.out_features}, scaled_mm={self.use_scaled_mm}"
+
+
+def fp8_excluded(name: str, num_layers: int) -> bool:
+    """ltx-core's fp8-scaled-mm exclusions in diffusers' names: outside the blocks, the first and the last five.
+
+    (A model of fewer than 12 blocks, i.e. the tiny test model, keeps only the outside layers in bf16.)"""
+    if not name.startswith("transformer_blocks."):
+        return True
+    index = int(name.split(".")[1])
+    return num_layers >= 12 and (index == 0 or index >= num_layers - 5)
+
+
+def quantize_fp8(transformer: torch.nn.Module, device: torch.device, force_scaled_mm: bool = False) -> str:
+    """Swap every eligible Linear (the base layer under a PEFT LoRA included) for an `Fp8Linear`, in place.
+
+    `force_scaled_mm` runs `torch._scaled_mm` even where `fp8_matmul_supported` says no (PyTorch also implements it
+    on the CPU, slowly): the tests use it to run the very arithmetic the GPU runs."""
+    ok, reason = fp8_matmul_supported(device)
+    if force_scaled_mm:
+        ok, reason = True, f"fp8 matmuls forced on {device}"
+    num_layers = transformer.config.num_layers
+    swapped, saved = 0, 0
+    for name, module in list(transformer.named_modules()):
+        for child_name, child in list(module.named_children()):
+            full = f"{name}.{child_name}" if name else child_name
+            if type(child) is not torch.nn.Linear or "lora_" in full:
+                continue
+            owner = full.rsplit(".base_layer", 1)[0]
+            if fp8_excluded(owner, num_layers):
+                continue
+            setattr(module, child_name, Fp8Linear(child, use_scaled_mm=ok))
+            swapped += 1
+            saved += child.weight.numel() * (child.weight.element_size() - 1)
+    return f"{reason}; {swapped} linear layers in fp8 ({saved / 2**30:.2f} GiB saved)"
+
+
+# --- ahead-of-time compiled blocks -------------------------------------------------------------------------------------
+def _lora_probe(block: torch.nn.Module):
+    """A PEFT LoRA layer of the block, whose `disable_adapters` tells stage 1 (False) from stage 2 (True)."""
+    for module in block.modules():
+        if hasattr(module, "disable_adapters") and hasattr(module, "lora_A"):
+            return module
+    return None
+
+
+def capture_block_inputs(prop, segment) -> dict:
+    """Run the backend once on `segment` and keep block 0's inputs for stage 1 and for stage 2."""
+    block = prop.model.pipe.transformer.transformer_blocks[0]
+    probe = _lora_probe(block)
+    if probe is None:
+        raise RuntimeError("no LoRA layer in the transformer blocks: nothing tells stage 1 from stage 2")
+    seen: dict = {}
+
+    def keep(_module, args, kwargs):
+        stage = "stage2" if probe.disable_adapters else "stage1"
+        if stage not in seen:
+            clone = lambda v: v.detach().clone() if torch.is_tensor(v) else v  # noqa: E731
+            seen[stage] = (torch.utils._pytree.tree_map(clone, args), torch.utils._pytree.tree_map(clone, kwargs))
+
+    handle = block.register_forward_pre_hook(keep, with_kwargs=True)
+    try:
+        prop.propagate(segment)
+    finally:
+        handle.remove()
+    if set(seen) != {"stage1", "stage2"}:
+        raise RuntimeError(f"the capture run reached only {sorted(seen)}")
+    return seen
+
+
+def _dynamic_shapes(block: torch.nn.Module, args, kwargs) -> dict:
+    """Token dimensions (video and audio sequence lengths) are dynamic; everything else is fixed.
+
+    Keyed by the block's parameter names, as torch.export wants when arguments come by keyword."""
+    import inspect
+
+    bound = inspect.signature(block.forward).bind(*args, **kwargs).arguments
+    lengths = {bound["hidden_states"].shape[1], bound["audio_hidden_states"].shape[1]}
+
+    def spec(v):
+        if not torch.is_tensor(v):
+            return None
+        dims = {d: torch.export.Dim.AUTO for d, n in enumerate(v.shape) if d > 0 and n in lengths}
+        return dims or None
+
+    return {name: torch.utils._pytree.tree_map(spec, value) for name, value in bound.items()}
+
+
+def compile_block(block: torch.nn.Module, args, kwargs, lora_on: bool, inductor: dict):
+    """torch.export one block in the given LoRA state, then AOTInductor via `spaces.aoti_compile` (weights apart)."""
+    import spaces
+
+    probe_layers = [m for m in block.modules() if hasattr(m, "disable_adapters") and hasattr(m, "lora_A")]
+    previous = [m.disable_adapters for m in probe_layers]
+    for m in probe_layers:
+        m.enable_adapters(lora_on)
+    try:
+        with torch.no_grad():
+            exported = torch.export.export(block, tuple(args), dict(kwargs), 
+                                           dynamic_shapes=_dynamic_shapes(block, args, kwargs))
+            return spaces.aoti_compile(exported, inductor)
+    finally:
+        for m, was_disabled in zip(probe_layers, previous):
+            m.enable_adapters(not was_disabled)
+
+
+class AotBlocks:
+    """Each block's `forward`, replaced by the stage-1 or stage-2 package (chosen by the LoRA state) on its weights."""
+
+    def __init__(self, transformer: torch.nn.Module, packages: dict):
+        from spaces.zero.torch.aoti import LazyAOTIModel
+
+        self.models = {stage: LazyAOTIModel(src) for stage, src in packages.items()}
+        self.blocks = list(transformer.transformer_blocks)
+        self.originals = [block.forward for block in self.blocks]
+        for block in self.blocks:
+            weights = dict(block.state_dict(keep_vars=False))
+            probe = _lora_probe(block)
+            calls = {stage: model.with_weights(weights) for stage, model in self.models.items()}
+            block.forward = _Dispatch(calls, probe)
+
+    def remove(self) -> None:
+        for block, forward in zip(self.blocks, self.originals):
+            block.forward = forward
+
+
+class _Dispatch:
+    def __init__(self, calls: dict, probe):
+        self.calls, self.probe = calls, probe
+
+    def __call__(self, *args, **kwargs):
+        return self.calls["stage2" if self.probe.disable_adapters else "stage1"](*args, **kwargs)
+
+
+def _manifest(model) -> dict:
+    t = model.pipe.transformer
+    return {"torch": torch.__version__, "device": torch.cuda.get_device_name() if model.device.type == "cuda" else "cpu",
+            "dtype": str(model.dtype), "transformer": {k: v for k, v in t.config.items() if not k.startswith("_")},
+            "adapters": sorted(t.peft_config) if hasattr(t, "peft_config") else []}
+
+
+def compile_aot(prop, segment, folder: str | Path | None = None, inductor: dict | None = None, log=print) -> AotBlocks:
+    """Capture, export and compile both stages' block; save the packages to `folder` (when given); apply them."""
+    model = prop.model
+    # On the CPU (tests, tiny model) the wrapper is built without optimization: it halves the compile time.
+    default = CUDA_INDUCTOR if model.device.type == "cuda" else {"aot_inductor.compile_wrapper_opt_level": "O0"}
+    inductor = dict(default, **(inductor or {}))
+    t0 = time.perf_counter()
+    captured = capture_block_inputs(prop, segment)
+    block = model.pipe.transformer.transformer_blocks[0]
+    compiled = {stage: compile_block(block, *captured[stage], lora_on=stage == "stage1", inductor=inductor)
+                for stage in ("stage1", "stage2")}
+    packages = {stage: c.archive_file for stage, c in compiled.items()}
+    if folder:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for stage, archive in packages.items():
+            (folder / AOT_FILES[stage]).write_bytes(archive.getbuffer())
+        (folder / AOT_MANIFEST).write_text(json.dumps(_manifest(model), indent=1, default=str))
+    log(f"AoT: compiled stage-1 and stage-2 blocks in {time.perf_counter() - t0:.0f}s"
+        + (f", saved to {folder}" if folder else ""))
+    for archive in packages.values():
+        archive.seek(0)
+    return AotBlocks(model.pipe.transformer, packages)
+
+
+def load_aot(model, folder: str | Path) -> AotBlocks:
+    """Apply packages saved by `compile_aot`; refuses ones made for another model, dtype, torch or GPU."""
+    folder = Path(folder)
+    saved = json.loads((folder / AOT_MANIFEST).read_text())
+    now = json.loads(json.dumps(_manifest(model), default=str))
+    if saved != now:
+        changed = sorted(k for k in now if saved.get(k) != now[k])
+        raise RuntimeError(f"the AoT packages in {folder} were made for another setup ({', '.join(changed)} "
+                           "differ); delete them or compile again")
+    return AotBlocks(model.pipe.transformer, {stage: str(folder / name) for stage, name in AOT_FILES.items()})
+
+
+def capture_segment(model, settings):
+    """A short synthetic clip for the capture run (token counts are dynamic, so its size does not matter)."""
+    import numpy as np
+
+    from synclora.propagate.base import Segment
+
+    size = 64 if model.device.type == "cpu" else 256
+    frames = np.random.default_rng(0).integers(0, 256, (9, size, size, 3), dtype=np.uint8)
+    return Segment(frames=frames, anchor=frames[0], fps=25.0, settings=settings)
+
+
+def apply(model, options: SpeedOptions, log=print) -> list[str]:
+    """The levers chosen in `options`, applied to a built model (`propagate.ltx.build_model`'s hook)."""
+    notes = []
+    if options.attention:
+        notes.append(set_attention(model, options.attention))
+    if options.fp8_matmul:
+        if model.memory != "fp8":
+            notes.append("SYNCLORA_FP8_MATMUL applies to memory mode fp8 only; ignored")
+        else:
+            notes.append(quantize_fp8(model.pipe.transformer, model.device))
+    if options.aot:
+        from synclora.config import PropagationSettings
+        from synclora.propagate.ltx import SyncLoRAPropagator
+
+        if options.aot == "load":
+            model.aot = load_aot(model, options.aot_dir)
+            notes.append(f"AoT packages loaded from {options.aot_dir}")
+        else:
+            prop = SyncLoRAPropagator(PropagationSettings(backend="synclora", model="real", seed=0), model=model)
+            model.aot = compile_aot(prop, capture_segment(model, prop.settings), options.aot_dir or None, log=log)
+            notes.append("AoT blocks compiled" + (f" and saved to {options.aot_dir}" if options.aot_dir else ""))
+    for note in notes:
+        log(f"speed: {note}")
+    return notes
