@@ -146,15 +146,23 @@ def test_aot_blocks_compile_save_load_and_match_eager(segment, baseline, tmp_pat
 
     model = _model()
     prop = SyncLoRAPropagator(TINY, model=model)
-    aot = speed.compile_aot(prop, segment, tmp_path, log=lambda *_: None)
+    # Plain-torch packaging: what a GPU box without gradio/spaces runs (the spaces route is checked below).
+    aot = speed.compile_aot(prop, segment, tmp_path, log=lambda *_: None, use_spaces=False)
     assert {p.name for p in tmp_path.iterdir()} == set(speed.AOT_FILES.values()) | {speed.AOT_MANIFEST}
     blocks = model.pipe.transformer.transformer_blocks
     assert all(isinstance(b.forward, speed._Dispatch) for b in blocks)
     assert set(aot.models) == {"stage1", "stage2"}
     calls = []
+
+    def counting(package, stage):
+        def call(weights, *a, **k):
+            calls.append(stage)
+            return package(weights, *a, **k)
+        return call
+
     for b in blocks:  # count which package each block call runs
-        for stage, fn in list(b.forward.calls.items()):
-            b.forward.calls[stage] = (lambda f, s: (lambda *a, **k: calls.append(s) or f(*a, **k)))(fn, stage)
+        for stage, (package, weights) in list(b.forward.calls.items()):
+            b.forward.calls[stage] = (counting(package, stage), weights)
     out = prop.propagate(segment).astype(int)
     assert np.abs(out - baseline).max() <= 1
     n_blocks = len(blocks)
@@ -171,3 +179,17 @@ def test_aot_blocks_compile_save_load_and_match_eager(segment, baseline, tmp_pat
     (tmp_path / speed.AOT_MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(RuntimeError, match="another setup"):
         speed.load_aot(_model(), tmp_path)
+
+
+def test_aot_packages_through_spaces_when_it_is_installed(monkeypatch):
+    import io
+
+    aoti = pytest.importorskip("spaces.zero.torch.aoti")
+
+    class Compiled:
+        archive_file = io.BytesIO(b"package")
+
+    seen = []
+    monkeypatch.setattr(aoti, "aoti_compile", lambda exported, configs: seen.append(configs) or Compiled())
+    assert speed._package("exported", {"max_autotune": True}) == b"package"
+    assert seen == [{"max_autotune": True}]

@@ -15,7 +15,7 @@ Knobs (read once per loaded model, `SpeedOptions.from_env`):
   Without fp8 hardware (compute capability < 8.9, or no GPU) the layers dequantize and run in the compute dtype,
   with a message saying so.
 - `SYNCLORA_AOT=compile` / `SYNCLORA_AOT_DIR=<folder>`: ahead-of-time compiled transformer blocks (torch.export +
-  AOTInductor through the `spaces` package). One package for stage 1 (Sync-LoRA on) and one for stage 2 (off), each
+  AOTInductor, through `spaces.aoti_compile` when `spaces` is installed, plain torch otherwise). One package for stage 1 (Sync-LoRA on) and one for stage 2 (off), each
   shared by all blocks of the model (regional: one block is compiled, every block runs it with its own weights, so
   nothing is copied); token counts are dynamic, so any resolution and length use the same packages. `compile`
   captures a small run, compiles (minutes, once) and saves the packages to the folder; a later process that finds
@@ -216,42 +216,88 @@ def _dynamic_shapes(block: torch.nn.Module, args, kwargs) -> dict:
     return {name: torch.utils._pytree.tree_map(spec, value) for name, value in bound.items()}
 
 
-def compile_block(block: torch.nn.Module, args, kwargs, lora_on: bool, inductor: dict):
-    """torch.export one block in the given LoRA state, then AOTInductor via `spaces.aoti_compile` (weights apart)."""
-    import spaces
+def _package(exported, inductor: dict, use_spaces: bool | None = None) -> bytes:
+    """AOTInductor package of an exported program, with the weights left out (each block supplies its own).
 
-    probe_layers = [m for m in block.modules() if hasattr(m, "disable_adapters") and hasattr(m, "lora_A")]
-    previous = [m.disable_adapters for m in probe_layers]
-    for m in probe_layers:
+    Through `spaces.aoti_compile` when the `spaces` package is importable (on ZeroGPU it also clears the shared
+    object's executable-stack flag, which ZeroGPU requires); otherwise the same inductor settings through torch
+    directly (e.g. on a GPU box without gradio/spaces)."""
+    if use_spaces is not False:
+        try:
+            from spaces.zero.torch.aoti import aoti_compile
+        except Exception:  # ImportError, or spaces' own start-up checks
+            if use_spaces:
+                raise
+        else:
+            return aoti_compile(exported, inductor).archive_file.getvalue()
+    import io
+
+    from torch._inductor.package.package import package_aoti
+
+    options = {**inductor, "aot_inductor.package_constants_in_so": False, "aot_inductor.package": True,
+               "always_keep_tensor_constants": True, "joint_graph_constant_folding": False,
+               "aot_inductor.package_constants_on_disk_format": "pickle_weights"}
+    args, kwargs = exported.example_inputs
+    artifacts = torch._inductor.aot_compile(exported.module(), args, kwargs, options=options)
+    buf = io.BytesIO()
+    package_aoti(buf, [a for a in artifacts if isinstance(a, str)])
+    return buf.getvalue()
+
+
+def compile_block(block: torch.nn.Module, args, kwargs, lora_on: bool, inductor: dict,
+                  use_spaces: bool | None = None) -> bytes:
+    """torch.export one block in the given LoRA state (PEFT's on/off is Python control flow, fixed at export),
+    then AOTInductor; token dimensions dynamic."""
+    layers = [m for m in block.modules() if hasattr(m, "disable_adapters") and hasattr(m, "lora_A")]
+    previous = [m.disable_adapters for m in layers]
+    for m in layers:
         m.enable_adapters(lora_on)
     try:
         with torch.no_grad():
-            exported = torch.export.export(block, tuple(args), dict(kwargs), 
+            exported = torch.export.export(block, tuple(args), dict(kwargs),
                                            dynamic_shapes=_dynamic_shapes(block, args, kwargs))
-            return spaces.aoti_compile(exported, inductor)
+            return _package(exported, inductor, use_spaces)
     finally:
-        for m, was_disabled in zip(probe_layers, previous):
+        for m, was_disabled in zip(layers, previous):
             m.enable_adapters(not was_disabled)
+
+
+class AotPackage:
+    """One compiled block graph, loaded lazily in the process that runs it (ZeroGPU runs calls in a forked worker),
+    fed the calling block's own tensors (`user_managed`: pointers, no copy)."""
+
+    def __init__(self, source: bytes | str | Path):
+        self.source = source
+        self.pid, self.runner, self.fqns, self.loaded = None, None, set(), None
+
+    def __call__(self, weights: dict, *args, **kwargs):
+        import io
+
+        if self.pid != os.getpid():
+            src = io.BytesIO(self.source) if isinstance(self.source, bytes) else str(self.source)
+            self.runner = torch._inductor.aoti_load_package(src)
+            self.fqns, self.loaded, self.pid = set(self.runner.get_constant_fqns()), None, os.getpid()
+        if self.loaded is not weights:
+            self.runner.load_constants({k: v for k, v in weights.items() if k in self.fqns},
+                                       check_full_update=True, user_managed=True)
+            self.loaded = weights
+        return self.runner(*args, **kwargs)
 
 
 class AotBlocks:
     """Each block's `forward`, replaced by the stage-1 or stage-2 package (chosen by the LoRA state) on its weights."""
 
     def __init__(self, transformer: torch.nn.Module, packages: dict):
-        from spaces.zero.torch.aoti import LazyAOTIModel
-
-        self.models = {stage: LazyAOTIModel(src) for stage, src in packages.items()}
+        self.models = {stage: AotPackage(src) for stage, src in packages.items()}
         self.blocks = list(transformer.transformer_blocks)
-        self.originals = [block.forward for block in self.blocks]
         for block in self.blocks:
-            weights = dict(block.state_dict(keep_vars=False))
-            probe = _lora_probe(block)
-            calls = {stage: model.with_weights(weights) for stage, model in self.models.items()}
-            block.forward = _Dispatch(calls, probe)
+            weights = dict(block.state_dict())
+            block.forward = _Dispatch({stage: (model, weights) for stage, model in self.models.items()},
+                                      _lora_probe(block))
 
     def remove(self) -> None:
-        for block, forward in zip(self.blocks, self.originals):
-            block.forward = forward
+        for block in self.blocks:
+            del block.forward  # back to the class's forward
 
 
 class _Dispatch:
@@ -259,7 +305,8 @@ class _Dispatch:
         self.calls, self.probe = calls, probe
 
     def __call__(self, *args, **kwargs):
-        return self.calls["stage2" if self.probe.disable_adapters else "stage1"](*args, **kwargs)
+        model, weights = self.calls["stage2" if self.probe.disable_adapters else "stage1"]
+        return model(weights, *args, **kwargs)
 
 
 def _manifest(model) -> dict:
@@ -269,7 +316,8 @@ def _manifest(model) -> dict:
             "adapters": sorted(t.peft_config) if hasattr(t, "peft_config") else []}
 
 
-def compile_aot(prop, segment, folder: str | Path | None = None, inductor: dict | None = None, log=print) -> AotBlocks:
+def compile_aot(prop, segment, folder: str | Path | None = None, inductor: dict | None = None, log=print,
+                use_spaces: bool | None = None) -> AotBlocks:
     """Capture, export and compile both stages' block; save the packages to `folder` (when given); apply them."""
     model = prop.model
     # On the CPU (tests, tiny model) the wrapper is built without optimization: it halves the compile time.
@@ -278,19 +326,17 @@ def compile_aot(prop, segment, folder: str | Path | None = None, inductor: dict 
     t0 = time.perf_counter()
     captured = capture_block_inputs(prop, segment)
     block = model.pipe.transformer.transformer_blocks[0]
-    compiled = {stage: compile_block(block, *captured[stage], lora_on=stage == "stage1", inductor=inductor)
+    packages = {stage: compile_block(block, *captured[stage], lora_on=stage == "stage1", inductor=inductor,
+                                     use_spaces=use_spaces)
                 for stage in ("stage1", "stage2")}
-    packages = {stage: c.archive_file for stage, c in compiled.items()}
     if folder:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        for stage, archive in packages.items():
-            (folder / AOT_FILES[stage]).write_bytes(archive.getbuffer())
+        for stage, data in packages.items():
+            (folder / AOT_FILES[stage]).write_bytes(data)
         (folder / AOT_MANIFEST).write_text(json.dumps(_manifest(model), indent=1, default=str))
     log(f"AoT: compiled stage-1 and stage-2 blocks in {time.perf_counter() - t0:.0f}s"
         + (f", saved to {folder}" if folder else ""))
-    for archive in packages.values():
-        archive.seek(0)
     return AotBlocks(model.pipe.transformer, packages)
 
 
