@@ -126,11 +126,14 @@ def side_dir() -> Path:
 
 def ensure_side_env(wheels: str | Path | None = None, log=print) -> Path:
     """Make ltx_core/ltx_pipelines importable, installing them beside the project on first use (cached)."""
+    import importlib.util
+
     site = side_dir()
     if not (site / "ltx_pipelines" / "ic_lora.py").is_file():
-        log(f"installing {' '.join(SIDE_REQUIREMENTS)} into {site} (no dependencies; uses this torch)")
-        cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site),
-               *SIDE_REQUIREMENTS]
+        # einops/torchaudio only where the environment lacks them (a GPU image usually has both)
+        wanted = [r for r in SIDE_REQUIREMENTS if r.startswith("ltx") or importlib.util.find_spec(r.split("==")[0]) is None]
+        log(f"installing {' '.join(wanted)} into {site} (no dependencies; uses this torch)")
+        cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), *wanted]
         if wheels:
             cmd[5:5] = ["--no-index", "--find-links", str(wheels)]
         subprocess.run(cmd, check=True)
@@ -394,14 +397,35 @@ def run_as_shipped(pipe, ctx, *, seed, height, width, num_frames, frame_rate, im
     return cap
 
 
+def resident_models(pipe) -> dict:
+    """The models ICLoraPipeline builds on every call, built once (for timing it with the model resident)."""
+    return dict(encoder=pipe.stage_1_model_ledger.video_encoder(), stage1=pipe.stage_1_model_ledger.transformer(),
+                stage2=pipe.stage_2_model_ledger.transformer(), upsampler=pipe.stage_2_model_ledger.spatial_upsampler(),
+                decoder=pipe.stage_2_model_ledger.video_decoder())
+
+
 def run_stages(pipe, ctx, *, seed, height, width, num_frames, frame_rate, image, reference, crf,
-               dtype) -> Captured:
+               dtype, models: dict | None = None, marks: dict | None = None) -> Captured:
     """ICLoraPipeline's two stages in `dtype`, through its own methods and ltx-pipelines' own helpers.
 
     `__call__` hard-codes bfloat16 for its latent states; this is its body (ltx-pipelines 1.0.0, ic_lora.py,
     `__call__`) line for line with that one constant made a parameter, and the stage outputs kept. `parity_ltx.py`
-    checks that in bfloat16 it reproduces `run_as_shipped` bit for bit.
+    checks that in bfloat16 it reproduces `run_as_shipped` bit for bit. `models` (from `resident_models`) reuses
+    built models instead of building them per call; `marks` receives per-stage seconds.
     """
+    import time
+
+    models = models or {}
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    t = [time.perf_counter()]
+
+    def mark(name):
+        if marks is not None:
+            sync()
+            now = time.perf_counter()
+            marks[name] = now - t[0]
+            t[0] = now
+
     from ltx_core.components.diffusion_steps import EulerDiffusionStep
     from ltx_core.components.noisers import GaussianNoiser
     from ltx_core.model.upsampler import upsample_video
@@ -420,11 +444,11 @@ def run_stages(pipe, ctx, *, seed, height, width, num_frames, frame_rate, image,
         stepper = EulerDiffusionStep()
         video_context, audio_context = ctx.video_encoding, ctx.audio_encoding
         shape1 = VideoPixelShape(batch=1, frames=num_frames, width=width // 2, height=height // 2, fps=frame_rate)
-        video_encoder = pipe.stage_1_model_ledger.video_encoder()
+        video_encoder = models.get("encoder") or pipe.stage_1_model_ledger.video_encoder()
         conditionings = pipe._create_conditionings(images=images, video_conditioning=[(str(reference), 1.0)],
                                                    height=shape1.height, width=shape1.width,
                                                    video_encoder=video_encoder, num_frames=num_frames)
-        transformer = pipe.stage_1_model_ledger.transformer()
+        transformer = models.get("stage1") or pipe.stage_1_model_ledger.transformer()
 
         def loop(tr):
             def run(sigmas, video_state, audio_state, stepper):
@@ -441,9 +465,11 @@ def run_stages(pipe, ctx, *, seed, height, width, num_frames, frame_rate, image,
             device=pipe.device)
         del transformer
         cap.stage1 = video_state.latent[:1].clone()
+        mark("stage1_s")
         upscaled = upsample_video(latent=video_state.latent[:1], video_encoder=video_encoder,
-                                  upsampler=pipe.stage_2_model_ledger.spatial_upsampler())
-        transformer = pipe.stage_2_model_ledger.transformer()
+                                  upsampler=models.get("upsampler") or pipe.stage_2_model_ledger.spatial_upsampler())
+        mark("upsample_s")
+        transformer = models.get("stage2") or pipe.stage_2_model_ledger.transformer()
         sigmas2 = torch.Tensor(STAGE_2_DISTILLED_SIGMA_VALUES).to(pipe.device)
         shape2 = VideoPixelShape(batch=1, frames=num_frames, width=width, height=height, fps=frame_rate)
         conditionings2 = combined_image_conditionings(images=images, height=height, width=width,
@@ -456,6 +482,9 @@ def run_stages(pipe, ctx, *, seed, height, width, num_frames, frame_rate, image,
             initial_audio_latent=audio_state.latent)
         del transformer
         cap.stage2 = video_state.latent.clone()
-        decoded = vae_decode_video(video_state.latent, pipe.stage_2_model_ledger.video_decoder(), None, generator)
+        mark("stage2_s")
+        decoder = models.get("decoder") or pipe.stage_2_model_ledger.video_decoder()
+        decoded = vae_decode_video(video_state.latent, decoder, None, generator)
         cap.frames = torch.cat(list(decoded), dim=0).cpu().numpy()
+        mark("decode_s")
     return cap
