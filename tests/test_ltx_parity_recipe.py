@@ -82,6 +82,30 @@ def test_tiled_decode_only_in_the_memory_saving_modes(memory):
     assert not (model.pipe.vae.use_framewise_encoding or model.pipe.vae.use_framewise_decoding)
 
 
+def test_a_whole_decode_that_runs_out_of_memory_is_retried_in_tiles():
+    from synclora.propagate.ltx import _decode, build_model
+    from synclora.propagate.tiny import lora_module_shapes, random_lora_state_dict, tiny_components
+    from synclora.propagate.tiny import tiny_prompt_embeds
+    from synclora.propagate.weights import LoraFile
+
+    comps = tiny_components()
+    lora = LoraFile(random_lora_state_dict(lora_module_shapes(comps["transformer"]), rank=2), {}, 2)
+    model = build_model(comps, *tiny_prompt_embeds(), lora, dtype=torch.float32, crf=0)
+    vae = model.pipe.vae
+    real, tiled = vae.decode, []
+
+    def decode(latents, *a, **k):
+        tiled.append(vae.use_framewise_decoding)
+        if not vae.use_framewise_decoding:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return real(latents, *a, **k)
+
+    vae.decode = decode
+    video = _decode(model, torch.zeros(1, 4, 5, 8, 8))
+    assert tiled == [False, True] and video.shape[2] == 9
+    assert not vae.use_framewise_decoding
+
+
 def test_uint8_conversion_is_ltx_cores():
     """Truncation after clamping, in the decoder's dtype: what ltx-core's decode_video writes."""
     from synclora.propagate.ltx import _to_uint8

@@ -418,7 +418,8 @@ def _edited_frame(anchor: np.ndarray) -> object:
 def _vae_tiling(vae, on: bool):
     """ICLoraPipeline encodes and (by default) decodes whole. diffusers' temporal tiling changes the result (its
     blend seams; and in diffusers 0.42.1 `encode` tiles on `use_framewise_decoding`, moving the reference latents'
-    last frame by O(1)), so tiles are used only for the final decode in fp8/offload mode, where memory decides."""
+    last frame by O(1)), so tiles are used only for the final decode in fp8/offload mode, where memory decides, or
+    when a whole decode runs out of memory (`_decode`)."""
     vae.use_framewise_decoding = on
     if on:
         vae.enable_tiling()
@@ -427,6 +428,23 @@ def _vae_tiling(vae, on: bool):
     finally:
         vae.use_framewise_decoding = False
         vae.disable_tiling()
+
+
+def _decode(model: LoadedModel, latents: torch.Tensor) -> torch.Tensor:
+    """Decode whole (as ICLoraPipeline does) unless the mode asks for tiles; a whole decode that does not fit in GPU
+    memory (large sizes on a small GPU) is retried in tiles rather than failing the edit."""
+    vae = model.pipe.vae
+    latents = latents.to(device=model.device, dtype=vae.dtype)
+    with _on_device(model.parked_decoder):
+        try:
+            with _vae_tiling(vae, model.tiled_decode):
+                return vae.decode(latents, None, return_dict=False)[0]
+        except torch.OutOfMemoryError:
+            if model.tiled_decode:
+                raise
+            _free_memory()
+            with _vae_tiling(vae, True):
+                return vae.decode(latents, None, return_dict=False)[0]
 
 
 def _to_uint8(video: torch.Tensor) -> np.ndarray:
@@ -569,9 +587,7 @@ class SyncLoRAPropagator(Propagator):
             t0 = self._mark("stage2", t0)
 
         progress(0.9, "decoding")
-        vae = pipe.vae
-        with _on_device(model.parked_decoder), _vae_tiling(vae, model.tiled_decode):
-            video = vae.decode(latents.to(device=model.device, dtype=vae.dtype), None, return_dict=False)[0]
+        video = _decode(model, latents)
         frames = _to_uint8(video)
         if frames.shape[1:3] != (h, w):  # preview: stage 1 is half size
             up = F.interpolate(video[0].float().permute(1, 0, 2, 3), size=(h, w), mode="bilinear", align_corners=False)
