@@ -294,18 +294,20 @@ def test_sync_report_is_measured_once_per_result_and_forgotten_with_the_session(
 
     class _Rep:
         verdict, lag, corr, in_sync, problems, notes = "in sync (mean r 0.9)", 0, 0.9, True, [], []
+        edit = kept = landmarks_video = None
 
         def plot(self, path):
             Image.new("RGB", (400, 300)).save(path)
             return path
 
     monkeypatch.setattr(report, "compare_videos", lambda *a, **k: calls.append(a) or _Rep())
-    first = app.sync_report("src.mp4", "res.mp4", "e.png", _Req("s10"))
-    again = app.sync_report("src.mp4", "res.mp4", "e.png", _Req("s10"))  # e.g. the result tab re-sends "change"
+    first = app.sync_report("src.mp4", "res.mp4", "e.png", request=_Req("s10"))
+    # e.g. the result tab re-sends "change"
+    again = app.sync_report("src.mp4", "res.mp4", "e.png", request=_Req("s10"))
     assert first == again and len(calls) == 1
     assert "In sync" in first[1] and "Overall lag **+0** frames" in first[1] and Path(first[0]).is_file()
-    app.sync_report("src.mp4", "other.mp4", "e.png", _Req("s10"))
+    app.sync_report("src.mp4", "other.mp4", "e.png", request=_Req("s10"))
     assert len(calls) == 2
     app.end_session(_Req("s10"))
-    app.sync_report("src.mp4", "res.mp4", "e.png", _Req("s10"))
+    app.sync_report("src.mp4", "res.mp4", "e.png", request=_Req("s10"))
     assert len(calls) == 3

@@ -22,6 +22,7 @@ import numpy as np
 from synclora.errors import InputError
 
 ProgressFn = Callable[[float, str], None]
+FrameHook = Callable[[int, object, "np.ndarray | None", int], None]
 
 # Cue names, in plot order. left/right are the subject's own (MediaPipe's "left eye" is on the image's right).
 CUE_NAMES: tuple[str, ...] = ("yaw", "pitch", "roll", "mouth", "left_eye", "right_eye", "gaze_x", "gaze_y")
@@ -35,6 +36,8 @@ CUE_UNITS: dict[str, str] = {
     "gaze_x": "iris offset / eye width",
     "gaze_y": "iris offset / eye width",
 }
+# Each eye's own gaze, kept beside the averaged gaze cues so that an edit hiding one eye leaves the other's.
+EYE_GAZE_NAMES: tuple[str, ...] = ("left_gaze_x", "left_gaze_y", "right_gaze_x", "right_gaze_y")
 
 # Face-mesh indices (478-point refined topology).
 _R_EYE = (33, 160, 158, 133, 153, 144)  # subject's right eye: outer, top1, top2, inner, bottom2, bottom1
@@ -135,6 +138,10 @@ def cues_from_landmarks(pts: np.ndarray) -> dict[str, float]:
         "right_eye": ear(_R_EYE),
         "gaze_x": (grx + glx) / 2.0,
         "gaze_y": (gry + gly) / 2.0,
+        "left_gaze_x": glx,
+        "left_gaze_y": gly,
+        "right_gaze_x": grx,
+        "right_gaze_y": gry,
     }
 
 
@@ -172,17 +179,20 @@ class FaceMeshTracker:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def landmarks(self, frame: np.ndarray) -> np.ndarray | None:
-        """(478, 3) landmarks in the original frame's pixels, or None if no face."""
-        import cv2
+    def scale(self, width: int, height: int) -> int:
+        """The whole factor the next frame of this size is shrunk by."""
+        return self.factor if self.factor is not None else max(1, int(round(max(height, width) / self.search_side)))
 
-        h, w = frame.shape[:2]
-        k = self.factor if self.factor is not None else max(1, int(round(max(h, w) / self.search_side)))
-        if k > 1:
-            hk, wk = h // k, w // k  # drop < k edge pixels so the factor is exact
-            img = cv2.resize(frame[: hk * k, : wk * k], (wk, hk), interpolation=cv2.INTER_AREA)
-        else:
-            img = frame
+    def landmarks(self, frame) -> np.ndarray | None:
+        """(478, 3) landmarks in the original frame's pixels, or None if no face.
+
+        `frame`: an RGB uint8 array or a lazy frame (`synclora.video.lazy`), which shrinks straight from its planes.
+        """
+        from synclora.video.lazy import as_frame
+
+        frame = as_frame(frame)
+        k = self.scale(frame.width, frame.height)
+        img = frame.reduced(k)  # drops < k edge pixels so the factor is exact
         res = self._mesh.process(np.ascontiguousarray(img))
         if not res.multi_face_landmarks:
             return None
@@ -198,13 +208,15 @@ class FaceMeshTracker:
 
 
 def _as_frames(video, frame_range: tuple[int, int] | None = None):
-    """(frames iterable, count, fps, (w, h)). Files stream through `synclora.video.io` (exact CFR timeline)."""
+    """(frames iterable, count, fps, (w, h)). Files stream as lazy frames on `synclora.video.io`'s exact CFR
+    timeline: only what the landmarker and the hooks ask for is converted."""
     if isinstance(video, (str, Path)):
         from synclora.video import io
+        from synclora.video.lazy import iter_lazy_frames
 
         info = io.probe(video)
         start, stop = frame_range if frame_range is not None else (0, info.n_frames)
-        frames = io.iter_frames(video, start=start, stop=stop)
+        frames = iter_lazy_frames(video, start=start, stop=stop)
         return frames, stop - start, float(info.fps), (info.width, info.height)
     arr = np.asarray(video)
     if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
@@ -223,21 +235,29 @@ def extract_cues(
     static: bool = False,
     frame_range: tuple[int, int] | None = None,
     keep_every: int = 0,
+    on_frame: FrameHook | None = None,
 ) -> CueTrack:
     """Cues for every frame of `video` (a path or a (T, H, W, 3) uint8 RGB array).
 
     `keep_every=n` keeps every n-th frame (index → RGB) in `track.kept` for later per-frame models (identity),
-    so a file is decoded once.
+    so a file is decoded once. `on_frame(i, frame, landmarks or None, k)` sees every frame as it passes (a lazy
+    frame: `reduced(k)` is the image the landmarker saw) — the edit-kept score and the landmark view ride on it.
     """
+    from synclora.video.lazy import as_frame
+
     frames, n_hint, fps, size = _as_frames(video, frame_range)
     kept: dict[int, np.ndarray] = {}
     rows: list[dict[str, float] | None] = []
     boxes: list[tuple[float, float, float, float]] = []
     with FaceMeshTracker(face_px=face_px, search_side=search_side, static=static) as tracker:
         for i, frame in enumerate(frames):
+            frame = as_frame(frame)
+            k = tracker.scale(frame.width, frame.height)
             pts = tracker.landmarks(frame)
+            if on_frame is not None:
+                on_frame(i, frame, pts, k)
             if keep_every and i % keep_every == 0:
-                kept[i] = frame
+                kept[i] = frame.rgb()
             if pts is None:
                 rows.append(None)
                 boxes.append((np.nan,) * 4)
@@ -250,7 +270,7 @@ def extract_cues(
     if t == 0:
         raise InputError("the video has no frames")
     face = np.array([r is not None for r in rows], dtype=bool)
-    cues = {name: np.array([r[name] if r is not None else np.nan for r in rows]) for name in CUE_NAMES}
+    cues = {name: np.array([r[name] if r is not None else np.nan for r in rows]) for name in CUE_NAMES + EYE_GAZE_NAMES}
     notes = []
     if not face.any():
         notes.append("no face found in any frame")

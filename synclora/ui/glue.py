@@ -103,7 +103,7 @@ class GradioPipeline:
         self.instruct = instruct
         self.defaults = defaults
         self.max_upload_mb = max_upload_mb
-        self._reports: dict[tuple, tuple[str, str]] = {}  # (session, video, result, edited) -> (plot, verdict)
+        self._reports: dict[tuple, tuple] = {}  # (session, video, result, edited, frame) -> (plot, verdict, view)
         self._gpu_edit = gpu.gpu(duration=self._gpu_duration)(self._run_edit)
         self._gpu_instruct = gpu.gpu(duration=gpu.INSTRUCT_SECONDS)(self._run_instruct)
 
@@ -445,31 +445,61 @@ class GradioPipeline:
 
     # ---------------------------------------------------------------------------------------------------------- 5
     @user_errors
-    def sync_report(self, video: str | None, result: str | None, edited: str | None,
+    def sync_report(self, video: str | None, result: str | None, edited: str | None, edit_frame: float | None = None,
                     request: gr.Request | None = None, progress=gr.Progress()):
-        """Measure how well the result follows the source → (plot PNG, verdict Markdown)."""
+        """Measure how well the result follows the source → (plot PNG, verdict Markdown, landmark view mp4).
+
+        `edit_frame`: the source frame the edit was made on (what the edit hides and keeps is measured from it; when
+        unknown, the best-matching source frame is used).
+        """
         if not video or not result:
-            return None, "*Run a propagation to see its sync report.*"
+            return None, "*Run a propagation to see its sync report.*", None
+        k = int(float(edit_frame)) if _whole_number(edit_frame) and float(edit_frame) >= 0 else None
         # The result player re-sends "change" when its tab is first shown; measure each result once per session.
-        key = (_session(request), str(video), str(result), str(edited))
-        if key in self._reports and Path(self._reports[key][0]).is_file():
+        key = (_session(request), str(video), str(result), str(edited), k)
+        if key in self._reports and all(p is None or Path(p).is_file() for p in self._reports[key][::2]):
             return self._reports[key]
         from synclora.metrics.report import compare_videos
+        from synclora.video import io
 
+        if k is not None and k >= io.probe(video).n_frames:
+            k = None
+        png = self.files.new_file(_session(request), "sync-report", ".png")
+        view = self.files.new_file(_session(request), "landmarks", ".mp4")
         rep = compare_videos(
-            video, result, edited_frame=edited or None,
+            video, result, edited_frame=edited or None, edit_index=k if edited else None, landmarks_video=view,
             progress=lambda f, label: progress(float(min(max(f, 0.0), 1.0)), desc=label),
         )
-        png = self.files.new_file(_session(request), "sync-report", ".png")
         rep.plot(png)
-        corr = "n/a" if rep.corr is None else f"{rep.corr:.2f}"
-        md = [f"#### {_sentence(rep.verdict)}", f"Overall lag **{rep.lag:+d}** frames · mean r **{corr}**"]
-        md += [f"- {_sentence(p)}" for p in rep.problems]
-        md += [f"- {_sentence(n)}" for n in rep.notes]
-        self._reports[key] = (str(png), "\n".join(md))
+        lm = str(rep.landmarks_video) if rep.landmarks_video is not None else None
+        self._reports[key] = (str(png), self.report_markdown(rep), lm)
         while len(self._reports) > 256:
             self._reports.pop(next(iter(self._reports)))
         return self._reports[key]
+
+    @staticmethod
+    def report_markdown(rep) -> str:
+        """The verdict first, then the numbers and what the edit did, in words."""
+        corr = "n/a" if rep.corr is None else f"{rep.corr:.2f}"
+        head = f"Overall lag **{rep.lag:+d}** frames · mean r **{corr}**"
+        if rep.kept is not None:
+            worst = rep.kept.worst(rep.thresholds.edit_min_run)
+            if worst is not None:
+                head += f" · edit kept **{max(worst, 0.0):.0%}** at its lowest"
+        md = [f"#### {_sentence(rep.verdict)}", head]
+        if rep.edit is not None:
+            from synclora.metrics.face_parts import REGION_LABEL
+
+            e = rep.edit
+            said = {"hidden": "hidden", "recoloured": "recoloured", "unchanged": "unchanged"}
+            parts = [f"{REGION_LABEL[n]} **{said[r.state]}**" for n, r in e.regions.items()]
+            md.append(f"The edit on frame {e.edit_index}: " + ", ".join(parts) + ".")
+            if e.hidden:
+                md.append("Cues behind the edit are still measured and drawn in grey, but not judged: a result cannot "
+                          "follow what it no longer shows.")
+        md += [f"- {_sentence(p)}" for p in rep.problems]
+        md += [f"- {_sentence(n)}" for n in rep.notes]
+        return "\n".join(md)
 
     # -------------------------------------------------------------------------------------------------- examples
     def run_example(self, video: str, edited: str, frame: float, edit_frame: float | None = None,

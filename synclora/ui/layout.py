@@ -198,18 +198,20 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
                 result_md.render()
             with gr.Column(scale=4, min_width=280):
                 gr.Markdown("### Sync report")
+                report_md = gr.Markdown(asset("help_report.md"), elem_id="report-verdict", label="Verdict")
                 report_img = gr.Image(label="Sync report plot", show_label=False, interactive=False, type="filepath",
                                       elem_id="report-plot", buttons=["fullscreen", "download"])
-                report_md = gr.Markdown(asset("help_report.md"), elem_id="report-verdict", label="Verdict")
+                report_lm = gr.Video(label="Landmarks the report read (source | result)", interactive=False,
+                                     elem_id="report-landmarks", buttons=["download"], height=240)
 
         # Wiring -------------------------------------------------------------------------------------------------
         light = dict(concurrency_limit=4, concurrency_id="light")
         video.upload(app.prepare_upload, [video], [video], api_visibility="private", **light).then(
-            lambda: (None, None, -1, "No edit yet.", None, None, None), None,
-            [edited, upload, edit_frame, edit_status, result, sbs, report_img], api_visibility="private",
+            lambda: (None, None, -1, "No edit yet.", None, None, None, None), None,
+            [edited, upload, edit_frame, edit_status, result, sbs, report_img, report_lm], api_visibility="private",
         )
-        video.clear(lambda: (None, -1, "No edit yet.", None, None, None), None,
-                    [edited, edit_frame, edit_status, result, sbs, report_img], api_visibility="private")
+        video.clear(lambda: (None, -1, "No edit yet.", None, None, None, None), None,
+                    [edited, edit_frame, edit_status, result, sbs, report_img, report_lm], api_visibility="private")
         video.change(app.load_video, [video, frame, edit_frame, edited],
                      [facts, frame, preview, caption, fps_num, editor, before_after, edit_status],
                      api_name="load_video", **light)
@@ -236,7 +238,8 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
             "(result video, side-by-side video, settings Markdown).",
             concurrency_limit=1, concurrency_id="gpu", scroll_to_output=True,
         )
-        result.change(app.sync_report, [video, result, edited], [report_img, report_md], api_name="sync_report",
-                      concurrency_limit=1, concurrency_id="report", show_progress_on=[report_img])
+        result.change(app.sync_report, [video, result, edited, edit_frame], [report_img, report_md, report_lm],
+                      api_name="sync_report", concurrency_limit=1, concurrency_id="report",
+                      show_progress_on=[report_img])
         demo.unload(app.end_session)
     return demo

@@ -500,12 +500,6 @@ def iter_frames(
         size = (int(size[0]), int(size[1]))
         if size[0] <= 0 or size[1] <= 0:
             raise ValueError(f"size must be positive, got {size}")
-    yield from _iter_slots(path, tl, start, stop, size)
-
-
-def _iter_slots(path: Path, tl: _Timeline, start: int, stop: int, size: tuple[int, int] | None) -> Iterator[np.ndarray]:
-    slots = tl.slot_src
-    first_src = int(slots[start])
 
     def convert(frame: av.VideoFrame) -> np.ndarray:
         img = _frame_to_rgb(frame)
@@ -514,6 +508,15 @@ def _iter_slots(path: Path, tl: _Timeline, start: int, stop: int, size: tuple[in
         if size is not None and (img.shape[1], img.shape[0]) != size:
             img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
         return np.ascontiguousarray(img)
+
+    yield from _iter_slots(path, tl, start, stop, convert)
+
+
+def _iter_slots(path: Path, tl: _Timeline, start: int, stop: int, convert) -> Iterator:
+    """`convert(av.VideoFrame)` for every CFR slot start..stop-1; a slot that repeats a frame gets `.copy()` of the
+    converted value (synclora.video.lazy passes frames that convert only on demand)."""
+    slots = tl.slot_src
+    first_src = int(slots[start])
 
     with _open(path) as container:
         vs = container.streams.video[[s.index for s in container.streams.video].index(tl.stream_index)]
