@@ -34,7 +34,7 @@ class OcclusionThresholds:
     hidden_below: float = 0.4  # visible share under this: the region is hidden
     hidden_below_if_moved: float = 0.6  # ... or under this while the landmarker moved the region's points
     moved_over: float = 0.08  # landmark shift (eye spans) that counts as "moved"
-    face_hidden_below: float = 0.35  # the face (pose) is hidden only when most of it is covered
+    face_hidden_below: float = 0.2  # the face (pose) is hidden only when nearly all of it is covered
     recolour_delta_e: float = 3.0  # mean ΔE (CIE76) over the region, above the face's median ΔE: recoloured
 
 

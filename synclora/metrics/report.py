@@ -212,7 +212,7 @@ class SyncReport:
         axes[0].legend(loc="upper right", fontsize=7, ncol=2)
         axes[-1].set_xlabel("frame" + (f" (+{start} in the videos)" if start else ""), fontsize=8)
         fig.suptitle(f"Sync report: {self.verdict}", fontsize=10, x=0.01, ha="left", wrap=True)
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))  # room for the verdict above the panels
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=90)
@@ -460,35 +460,49 @@ def _frame_at(video, index: int) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(video)[index])
 
 
-def find_edit_index(source, edited: np.ndarray, *, thumb: int = 96) -> int:
-    """The source frame the edited frame was made from: the smallest median difference of small grey thumbnails
-    (the median ignores the edited part). For when nobody said which frame was edited."""
+def find_edit_index(source, edited: np.ndarray, *, thumb: int = 96, fine: int = 320, candidates: int = 5) -> int:
+    """The source frame the edited frame was made from, for when nobody said which frame was edited.
+
+    Coarse: the smallest median difference of small grey thumbnails (the median ignores the edited part). Fine, among
+    the best few: the fewest pixels that differ at all at a larger size — the edit differs wherever it is, a
+    neighbouring frame also at every edge that moved.
+    """
+    import heapq
+
     import cv2
 
-    def small(img: np.ndarray) -> np.ndarray:
+    def grey(img: np.ndarray, side: int) -> np.ndarray:
         h, w = img.shape[:2]
-        s = thumb / max(h, w)
-        return cv2.resize(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), (max(1, round(w * s)), max(1, round(h * s))),
-                          interpolation=cv2.INTER_AREA).astype(np.int16)
+        s = min(1.0, side / max(h, w))
+        g = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+        return cv2.resize(g, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
 
-    ref = small(edited)
+    ref_small = grey(edited, thumb).astype(np.int16)
+    ref_fine = grey(edited, fine).astype(np.int16)
     if isinstance(source, (str, Path)):
         from synclora.video.lazy import iter_lazy_frames
 
-        info_w, info_h = _size(source)
-        k = max(1, max(info_w, info_h) // (4 * thumb))
+        w, h = _size(source)
+        k = max(1, max(w, h) // (2 * fine))
         frames = (f.reduced(k) for f in iter_lazy_frames(source))
     else:
         frames = iter(np.asarray(source))
-    best, best_i = np.inf, 0
+    best: list[tuple[float, int, np.ndarray]] = []  # a heap of the `candidates` best coarse matches
     for i, f in enumerate(frames):
-        t = small(f)
-        if t.shape != ref.shape:
-            t = cv2.resize(t.astype(np.uint8), ref.shape[::-1], interpolation=cv2.INTER_AREA).astype(np.int16)
-        d = float(np.median(np.abs(t - ref)))
-        if d < best:
-            best, best_i = d, i
-    return best_i
+        g = grey(f, fine)
+        if g.shape != ref_fine.shape:
+            g = cv2.resize(g, ref_fine.shape[::-1], interpolation=cv2.INTER_AREA)
+        small = cv2.resize(g, ref_small.shape[::-1], interpolation=cv2.INTER_AREA).astype(np.int16)
+        d = float(np.median(np.abs(small - ref_small)))
+        item = (-d, -i, g)
+        if len(best) < candidates:
+            heapq.heappush(best, item)
+        elif item[:2] > best[0][:2]:
+            heapq.heapreplace(best, item)
+    if not best:
+        raise InputError("the source has no frames")
+    scored = [(float((np.abs(g.astype(np.int16) - ref_fine) > 4).mean()), -neg_i) for _, neg_i, g in best]
+    return min(scored)[1]
 
 
 def _fit_edited(edited: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray | None, str]:
