@@ -217,3 +217,36 @@ def test_cli_report_with_the_edit_and_its_bad_inputs(source, tmp_path, capsys):
         assert main(base + extra) == 2, extra
         err = capsys.readouterr().err.strip()
         assert err and "\n" not in err and "Traceback" not in err, err
+
+
+def test_a_failure_on_either_side_ends_the_report_without_hanging_or_leaving_a_view(source, tmp_path, monkeypatch):
+    import threading
+
+    from synclora.errors import InputError
+    from synclora.metrics.paired import PairedPass
+
+    good = _edited("lipstick")
+    for side in ("source_frame", "result_frame"):
+        original = getattr(PairedPass, side)
+
+        def broken(self, i, *a, _original=original, **kw):
+            if i == 5:
+                raise InputError("frame 5 could not be decoded")
+            return _original(self, i, *a, **kw)
+
+        monkeypatch.setattr(PairedPass, side, broken)
+        out, errors = tmp_path / f"{side}.mp4", []
+
+        def run():
+            try:
+                _report(source.frames, good, good[K], landmarks_video=out)
+            except InputError as exc:
+                errors.append(str(exc))
+
+        t = threading.Thread(target=run, daemon=True)
+        t.start()
+        t.join(timeout=120)
+        assert not t.is_alive(), f"the report hung after a failure in {side}"
+        assert errors == ["frame 5 could not be decoded"] and not out.exists()
+        assert not list(tmp_path.glob(f".{out.name}*"))  # no partial file either
+        monkeypatch.setattr(PairedPass, side, original)

@@ -1,4 +1,4 @@
-"""Edit kept: per frame, how much of the change made at the edited frame is in the result, at the same place on the face.
+"""Edit kept: per frame, how much of the change made at the edited frame the result shows at the same place on the face.
 
 The paper's baselines fail in one of two ways: "out of sync" or "failed to apply the edit". The sync cues measure
 the first; this measures the second. At the edit index k the edit is the difference D = edited − source[k]. The face
@@ -81,7 +81,7 @@ class EditKept:
         return named
 
     def problems(self, min_kept: float, min_run: int) -> list[str]:
-        """Sentences for the verdict: where each part of the edit faded or slid off (frames in the videos' numbering)."""
+        """Sentences for the verdict: where each part of the edit faded or slid off (frames numbered as in the videos)."""
         out = []
         for name, p in self._judged().items():
             where = "the edit" if name == "edit" else f"the edit {_on(name)}"

@@ -15,7 +15,8 @@ and lids, the mouth, the face as a whole for pose), from the source frame and th
 
 A region is **hidden** when its visible share is under `hidden_below` (or under `hidden_below_if_moved` while its
 landmarks moved by more than `moved_over`); otherwise **recoloured** if its colour changed (mean ΔE more than
-`recolour_delta_e` above the median change around the face), else **unchanged**. Hidden cues are measured and drawn but not judged.
+`recolour_delta_e` above the median change around the face), else **unchanged**. Hidden cues are measured and drawn
+but not judged.
 """
 
 from __future__ import annotations

@@ -29,15 +29,17 @@ class PairedPass:
         self._items: dict[int, dict] = {}
         self._cond = threading.Condition()
         self._done = {"source": False, "result": False}
+        self._failed = {"source": False, "result": False}
         self.kept = np.full(n, np.nan)
         names = list(probe.templates) if probe is not None else []
         self.part_kept = {name: np.full(n, np.nan) for name in names}
         self.slid = {name: np.zeros(n, bool) for name in names}
 
-    def finish(self, side: str) -> None:
-        """`side` ("source"/"result") has no more frames (or failed): release the other side."""
+    def finish(self, side: str, failed: bool = False) -> None:
+        """`side` ("source"/"result") has no more frames (or `failed`): release the other side."""
         with self._cond:
             self._done[side] = True
+            self._failed[side] = failed
             self._cond.notify_all()
 
     def source_frame(self, i: int, frame, pts, k: int) -> None:
@@ -59,6 +61,8 @@ class PairedPass:
             item = self._items.pop(i, None)
             self._cond.notify_all()
         if item is None:
+            if self._failed["source"]:
+                raise RuntimeError("the source could not be read")  # stop; the source's own error is reported
             return  # the source ended early; the frame counts will say so
         src_pts = item["pts"]
         if "patch" in item:

@@ -357,8 +357,8 @@ def score_tracks(
         else:
             detail = [] if corr is None else [f"mean r {corr:.2f} over {len(active)} moving cues"]
             if hidden_text:
-                detail.append(f"{hidden_text} {'are' if ' and ' in hidden_text or 'both' in hidden_text else 'is'} hidden by the edit, "
-                              "not judged")
+                verb = "are" if " and " in hidden_text or "both" in hidden_text else "is"
+                detail.append(f"{hidden_text} {verb} hidden by the edit, not judged")
             verdict = "in sync" + (f" ({'; '.join(detail)})" if detail else "")
             if edit_problems:
                 verdict += ", but " + "; ".join(edit_problems)
@@ -628,12 +628,16 @@ def compare_videos(
         return cb
 
     def measure(key: str, video, **kw):
+        hook = None if paired is None else paired.source_frame if key == "source" else paired.result_frame
         try:
-            hook = None if paired is None else paired.source_frame if key == "source" else paired.result_frame
-            return extract_cues(video, part(key), frame_range=(start, stop), on_frame=hook, **kw)
-        finally:
+            track = extract_cues(video, part(key), frame_range=(start, stop), on_frame=hook, **kw)
+        except BaseException:
             if paired is not None:
-                paired.finish(key)
+                paired.finish(key, failed=True)
+            raise
+        if paired is not None:
+            paired.finish(key)
+        return track
 
     ok = False
     try:

@@ -203,8 +203,8 @@ def talking_clip(
         frames[i] = cv2.warpAffine(f, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         for fn in overlays:
             frames[i] = fn(frames[i], moved(pts, m))
-    return FaceClip(frames=frames, mouth=mouth, eyes_closed=closed, roll=roll, shift=shift, gaze=look, blinks=list(blinks),
-                    transforms=transforms)
+    return FaceClip(frames=frames, mouth=mouth, eyes_closed=closed, roll=roll, shift=shift, gaze=look,
+                    blinks=list(blinks), transforms=transforms)
 
 
 def moved(pts: np.ndarray, m: np.ndarray) -> np.ndarray:

@@ -485,20 +485,24 @@ class GradioPipeline:
         if rep.kept is not None:
             worst = rep.kept.worst(rep.thresholds.edit_min_run)
             if worst is not None:
-                head += f" · edit kept **{max(worst, 0.0):.0%}** at its lowest"
-        md = [f"#### {_sentence(rep.verdict)}", head]
+                head += f" · edit kept **{min(max(worst, 0.0), 1.0):.0%}** at its lowest"
+        md = [f"#### {_sentence(rep.verdict)}", head, ""]
         if rep.edit is not None:
             from synclora.metrics.face_parts import REGION_LABEL
 
             e = rep.edit
             said = {"hidden": "hidden", "recoloured": "recoloured", "unchanged": "unchanged"}
             parts = [f"{REGION_LABEL[n]} **{said[r.state]}**" for n, r in e.regions.items()]
-            md.append(f"The edit on frame {e.edit_index}: " + ", ".join(parts) + ".")
+            line = f"The edit on frame {e.edit_index}: " + ", ".join(parts) + "."
             if e.hidden:
-                md.append("Cues behind the edit are still measured and drawn in grey, but not judged: a result cannot "
-                          "follow what it no longer shows.")
+                line += (" Cues behind the edit are still measured and drawn in grey, but not judged: a result cannot "
+                         "follow what it no longer shows.")
+            md += [line, ""]
         md += [f"- {_sentence(p)}" for p in rep.problems]
         md += [f"- {_sentence(n)}" for n in rep.notes]
+        if rep.landmarks_video is not None:
+            md += ["", "Below: the curves (source blue, result red), then the face landmarks the report read on both "
+                       "videos (source | result)."]
         return "\n".join(md)
 
     # -------------------------------------------------------------------------------------------------- examples

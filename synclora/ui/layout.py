@@ -201,8 +201,9 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
                 report_md = gr.Markdown(asset("help_report.md"), elem_id="report-verdict", label="Verdict")
                 report_img = gr.Image(label="Sync report plot", show_label=False, interactive=False, type="filepath",
                                       elem_id="report-plot", buttons=["fullscreen", "download"])
-                report_lm = gr.Video(label="Landmarks the report read (source | result)", interactive=False,
-                                     elem_id="report-landmarks", buttons=["download"], height=240)
+                # No label chip: it would cover the video's own "source" / "result" captions (the verdict names it).
+                report_lm = gr.Video(label="Landmarks the report read (source | result)", show_label=False,
+                                     interactive=False, elem_id="report-landmarks", buttons=["download"], height=240)
 
         # Wiring -------------------------------------------------------------------------------------------------
         light = dict(concurrency_limit=4, concurrency_id="light")
