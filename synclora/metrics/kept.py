@@ -163,6 +163,23 @@ def _triangles(verts: np.ndarray) -> np.ndarray:
     return idx[ok]
 
 
+def _coarse(n: int, step: int = 4) -> np.ndarray:
+    """Every `step`-th index of 0..n-1, and the last."""
+    idx = np.arange(0, n, step)
+    return idx if idx[-1] == n - 1 else np.append(idx, n - 1)
+
+
+def _linear(knots: np.ndarray, n: int) -> np.ndarray:
+    """(n, len(knots)) float32 matrix that interpolates values at `knots` linearly onto 0..n-1."""
+    m = np.zeros((n, len(knots)), np.float32)
+    for j in range(len(knots) - 1):
+        a, b = knots[j], knots[j + 1]
+        t = (np.arange(a, b + 1) - a) / max(b - a, 1)
+        m[a: b + 1, j] = 1 - t
+        m[a: b + 1, j + 1] = t
+    return m
+
+
 class EditProbe:
     """Where the edit is, on the source's face at the edit index; samples and scores the same place in any frame."""
 
@@ -241,14 +258,24 @@ class EditProbe:
         den = np.where(np.abs(den) < 1e-12, 1e-12, den)
         l1 = (v2[:, 0] * v1[:, 1] - v1[:, 0] * v2[:, 1]) / den
         l2 = (v0[:, 0] * v2[:, 1] - v2[:, 0] * v0[:, 1]) / den
-        self.bary = np.stack([1 - l1 - l2, l1, l2], 1)
-        self.tri_idx = tri_idx
+        # Mapped exactly on every 4th row and column, linearly in between (two small matrix products): the map is
+        # piecewise linear at the scale of the mesh's triangles, which are several grid steps wide.
+        rows, cols = _coarse(self.shape[0]), _coarse(self.shape[1])
+        on_grid = (rows[:, None] * self.shape[1] + cols[None, :]).reshape(-1)
+        self.bary = [np.ascontiguousarray(x[on_grid], dtype=np.float32)[:, None] for x in (1 - l1 - l2, l1, l2)]
+        self.tri_idx = [np.ascontiguousarray(tri_idx[on_grid, j]) for j in range(3)]
+        self.interp_rows, self.interp_cols = _linear(rows, self.shape[0]), _linear(cols, self.shape[1])
+        self.coarse_shape = (len(rows), len(cols))
         # The edit's change and the face part each changed pixel belongs to.
         s_k, e_k = self.sample(source, pts), self.sample(edited, pts)
         self.delta = (_blur(e_k.astype(np.float32)) - _blur(s_k.astype(np.float32)))[inner]
-        labels = fp.part_labels((h, w), pts)
-        li = labels[np.clip(np.round(q[..., 1]).astype(int), 0, h - 1),
-                    np.clip(np.round(q[..., 0]).astype(int), 0, w - 1)][inner]
+        # Face parts painted at the patch's own scale (a full-size label image would cost more than everything else).
+        ls = (int(np.ceil(h * self.scale)) + 1, int(np.ceil(w * self.scale)) + 1)
+        pts_s = pts.copy()
+        pts_s[:, :2] *= self.scale
+        labels = fp.part_labels(ls, pts_s)
+        li = labels[np.clip(np.round(q[..., 1] * self.scale).astype(int), 0, ls[0] - 1),
+                    np.clip(np.round(q[..., 0] * self.scale).astype(int), 0, ls[1] - 1)][inner]
         energy = (self.delta ** 2).sum(-1) * self.mask
         total = float(energy.sum())
         self.templates: dict[str, tuple[np.ndarray, float]] = {}
@@ -266,11 +293,13 @@ class EditProbe:
         result of another size than the source)."""
         m = _similarity(self.pts_k[_STABLE], pts[_STABLE, :2])
         anchors = self.anchors @ m[:, :2].T + m[:, 2]
-        verts = np.concatenate([pts[:468, :2], anchors])
-        xy = np.einsum("nk,nkd->nd", self.bary, verts[self.tri_idx])
-        mx = (xy[:, 0] * scale[0]).astype(np.float32).reshape(self.shape)
-        my = (xy[:, 1] * scale[1]).astype(np.float32).reshape(self.shape)
-        return mx, my
+        verts = np.concatenate([pts[:468, :2], anchors]).astype(np.float32)
+        xy = sum(b * verts[i] for b, i in zip(self.bary, self.tri_idx))  # barycentric, on the coarse grid
+        out = []
+        for d in (0, 1):
+            c = xy[:, d].reshape(self.coarse_shape) * np.float32(scale[d])
+            out.append(np.ascontiguousarray(self.interp_rows @ c @ self.interp_cols.T))
+        return out[0], out[1]
 
     def sample(self, frame, pts: np.ndarray, k: int | None = None, positions=None) -> np.ndarray:
         """The patch of `frame` (an array or lazy frame) where the edit sits when its face has landmarks `pts`, read

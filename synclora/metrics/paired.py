@@ -49,7 +49,7 @@ class PairedPass:
             item["patch"] = sample_at(frame, mx, my, k)  # from the image the landmarker saw (anti-aliased)
             item["pos"] = (mx, my)
         if self.view is not None:
-            item["img"] = frame.reduced(k)
+            item["img"] = frame.reduced(self.view.src_factor)
         with self._cond:
             self._cond.wait_for(lambda: len(self._items) < AHEAD or self._done["result"])
             self._items[i] = item
@@ -75,7 +75,7 @@ class PairedPass:
                 self.part_kept[name][i] = value
                 self.slid[name][i] = slid
         if self.view is not None:
-            self.view.add(i, item["img"], src_pts, frame.reduced(k), pts)
+            self.view.add(i, item["img"], src_pts, frame.reduced(self.view.res_factor), pts)
 
     def edit_kept(self, notes: list[str] | None = None) -> EditKept | None:
         if self.probe is None:

@@ -20,7 +20,7 @@ import numpy as np
 
 from synclora.metrics import face_parts as fp
 
-PANEL_HEIGHT = 320  # px; the view is for looking, not measuring (and its encoding costs per pixel)
+PANEL_MAX_HEIGHT = 480  # px; the view is for looking, not measuring (and its encoding costs per pixel)
 GREY = (150, 150, 150)
 _COLOURS = {  # RGB
     "oval": (10, 200, 10),
@@ -47,11 +47,10 @@ _OPEN = {"left_brow", "right_brow"}  # drawn as a line, not a closed outline
 _RINGS = {"left_eye": fp.LEFT_EYE, "right_eye": fp.RIGHT_EYE, "mouth": fp.LIPS_OUTER, "face": fp.FACE_OVAL}
 
 
-def panel_size(width: int, height: int, panel_height: int) -> tuple[int, int]:
-    """(w, h) of one panel `panel_height` high (even sizes, aspect kept)."""
-    h = max(2, panel_height // 2 * 2)
-    w = max(2, int(round(width * h / height)) // 2 * 2)
-    return w, h
+def panel_factor(height: int) -> int:
+    """The whole factor a video is shrunk by for its panel (at most `PANEL_MAX_HEIGHT` high): a lazy frame makes that
+    image straight from its planes, and at 720p it is the very image the landmarker saw (factor 2)."""
+    return max(1, -(-height // PANEL_MAX_HEIGHT))
 
 
 def draw_panel(img: np.ndarray, pts: np.ndarray | None, size: tuple[int, int], frame_size: tuple[int, int],
@@ -59,8 +58,9 @@ def draw_panel(img: np.ndarray, pts: np.ndarray | None, size: tuple[int, int], f
     """`img` (any size, RGB) fitted to `size` and dimmed, with `pts` (landmarks in `frame_size` pixels) drawn."""
     import cv2
 
-    out = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
-    out = cv2.convertScaleAbs(out, alpha=0.6)  # dimmed so the lines stand out
+    if (img.shape[1], img.shape[0]) != size:
+        img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+    out = cv2.convertScaleAbs(img, alpha=0.6)  # dimmed so the lines stand out
     if pts is not None:
         s = np.array([size[0] / frame_size[0], size[1] / frame_size[1]])
         p = np.round(pts[:, :2] * s * 4).astype(np.int32)  # 2 fractional bits
@@ -95,9 +95,11 @@ class LandmarkVideo:
         self.hidden = set(hidden)
         self.start = start
         self.source_size, self.result_size = source_size, result_size
-        h = min(PANEL_HEIGHT, source_size[1], result_size[1])
-        self.src_panel = panel_size(*source_size, h)
-        self.res_panel = panel_size(*result_size, h)
+        self.src_factor, self.res_factor = panel_factor(source_size[1]), panel_factor(result_size[1])
+        self.src_panel = (source_size[0] // self.src_factor // 2 * 2, source_size[1] // self.src_factor // 2 * 2)
+        h = self.src_panel[1]  # the result's panel matches its height (resized only when the sizes differ)
+        rw, rh = result_size[0] // self.res_factor, result_size[1] // self.res_factor
+        self.res_panel = (rw // 2 * 2, rh // 2 * 2) if rh // 2 * 2 == h else (max(2, round(rw * h / rh) // 2 * 2), h)
         self._q: queue.Queue = queue.Queue(maxsize=32)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._write, args=(fps, audio_from, audio_span), daemon=True)
@@ -128,8 +130,8 @@ class LandmarkVideo:
                     break
 
     def add(self, i: int, src_img: np.ndarray, src_pts, res_img: np.ndarray, res_pts) -> None:
-        """Frame i of the compared range: each image at any size (e.g. what the landmarker saw), landmarks in the
-        video's own pixels (None: no face)."""
+        """Frame i of the compared range: each image at any size (best: the frame shrunk by `src_factor` /
+        `res_factor`, which needs no further resizing), landmarks in the video's own pixels (None: no face)."""
         if self._error is not None:
             return
         left = draw_panel(src_img, src_pts, self.src_panel, self.source_size, self.hidden,

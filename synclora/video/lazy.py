@@ -31,12 +31,11 @@ __all__ = ["ArrayFrame", "LazyFrame", "as_frame", "iter_lazy_frames"]
 class ArrayFrame:
     """An RGB uint8 (H, W, 3) array behind the lazy-frame interface."""
 
-    __slots__ = ("_img", "_small", "_k")
+    __slots__ = ("_img", "_small")
 
     def __init__(self, img: np.ndarray):
         self._img = img
-        self._small: np.ndarray | None = None
-        self._k = 0
+        self._small: dict[int, np.ndarray] = {}
 
     @property
     def width(self) -> int:
@@ -53,11 +52,10 @@ class ArrayFrame:
         """RGB shrunk by the whole factor k (INTER_AREA; < k edge pixels dropped so the factor is exact)."""
         if k <= 1:
             return self._img
-        if self._k != k:
+        if k not in self._small:
             h, w = self.height // k, self.width // k
-            self._small = cv2.resize(self._img[: h * k, : w * k], (w, h), interpolation=cv2.INTER_AREA)
-            self._k = k
-        return self._small
+            self._small[k] = cv2.resize(self._img[: h * k, : w * k], (w, h), interpolation=cv2.INTER_AREA)
+        return self._small[k]
 
     def copy(self) -> ArrayFrame:
         return self  # frames are read-only here; a repeated slot may share one
@@ -66,14 +64,13 @@ class ArrayFrame:
 class LazyFrame:
     """A decoded frame (8-bit 4:2:0, even size) converted on demand. Other formats go through `rgb()`."""
 
-    __slots__ = ("_frame", "_rot", "_full", "_small", "_k", "_planes", "_m")
+    __slots__ = ("_frame", "_rot", "_full", "_small", "_planes", "_m")
 
     def __init__(self, frame: av.VideoFrame, rot_k: int):
         self._frame = frame
         self._rot = rot_k
         self._full: np.ndarray | None = None
-        self._small: np.ndarray | None = None
-        self._k = 0
+        self._small: dict[int, np.ndarray] = {}  # by factor: the landmarker's and the landmark view's
         self._planes: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._m: np.ndarray | None = None
 
@@ -120,8 +117,8 @@ class LazyFrame:
     def reduced(self, k: int) -> np.ndarray:
         if k <= 1:
             return self.rgb()
-        if self._k == k:
-            return self._small  # type: ignore[return-value]
+        if k in self._small:
+            return self._small[k]
         y, u, v = self._yuv()
         h, w = y.shape[0] // k, y.shape[1] // k
         ys = cv2.resize(y[: h * k, : w * k], (w, h), interpolation=cv2.INTER_AREA)
@@ -133,7 +130,7 @@ class LazyFrame:
         img = cv2.transform(cv2.merge([ys, np.ascontiguousarray(us), np.ascontiguousarray(vs)]), self._matrix())
         if self._rot:
             img = np.ascontiguousarray(np.rot90(img, self._rot))
-        self._small, self._k = img, k
+        self._small[k] = img
         return img
 
     def copy(self) -> LazyFrame:
