@@ -250,3 +250,17 @@ def test_a_failure_on_either_side_ends_the_report_without_hanging_or_leaving_a_v
         assert errors == ["frame 5 could not be decoded"] and not out.exists()
         assert not list(tmp_path.glob(f".{out.name}*"))  # no partial file either
         monkeypatch.setattr(PairedPass, side, original)
+
+
+def test_an_edited_frame_whose_face_an_editor_moved_is_aligned_first(source):
+    import cv2
+
+    good = _edited("sunglasses")
+    m = cv2.getRotationMatrix2D((128, 128), 1.5, 1.03)
+    m[:, 2] += (5, -4)  # a generative editor re-framed the face a little
+    moved = cv2.warpAffine(good[K], m, (256, 256), borderMode=cv2.BORDER_REPLICATE)
+    rep = _report(source.frames, good, moved)
+    assert rep.edit.hidden == {"left_eye", "right_eye"}
+    assert {n: r.state for n, r in rep.edit.regions.items()}["mouth"] != "hidden"
+    assert any("aligned before comparing" in n for n in rep.notes)
+    assert rep.in_sync and not rep.edit_problems and rep.kept.worst(2) > 0.6, rep.verdict

@@ -518,6 +518,29 @@ def _fit_edited(edited: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray |
     return cv2.resize(edited, size, interpolation=cv2.INTER_AREA if w > size[0] else cv2.INTER_CUBIC), ""
 
 
+def _align_edited(edited: np.ndarray, pts_edited: np.ndarray, pts: np.ndarray,
+                  source: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """The edited frame moved onto the source frame's face (a similarity fit on the face outline and nose), its
+    landmarks moved with it, and how far the face had been off (mean px). Generative editors may shift or rescale
+    the whole face a little; what the edit changed is then not confused with where the face is. Pixels that come
+    from outside the edited frame are the source's (unknown, so unchanged)."""
+    import cv2
+
+    from synclora.metrics.occlusion import _similarity
+
+    stable = list(fp.FACE_OVAL) + list(fp.NOSE)
+    m = _similarity(pts_edited[stable, :2], pts[stable, :2])
+    moved = pts_edited.copy()
+    moved[:, :2] = pts_edited[:, :2] @ m[:, :2].T + m[:, 2]
+    off = float(np.linalg.norm(moved[stable, :2] - pts_edited[stable, :2], axis=1).mean())
+    if off < 0.5:
+        return edited, pts_edited, off
+    h, w = edited.shape[:2]
+    out = source.copy()
+    cv2.warpAffine(edited, m, (w, h), dst=out, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_TRANSPARENT)
+    return out, moved, off
+
+
 def analyse_edit(source, result, edited: np.ndarray | None, edit_index: int | None, n_source: int):
     """(EditRegions or None, EditProbe or None, notes): what the edit at the edit index hides, and where it is.
 
@@ -551,6 +574,11 @@ def analyse_edit(source, result, edited: np.ndarray | None, edit_index: int | No
     if pts is None:
         return None, None, [*notes, f"no face in source frame {edit_index} (the edit index): what the edit hides "
                                     "and keeps is not measured"]
+    if pts_edited is not None:
+        edited, pts_edited, off = _align_edited(edited, pts_edited, pts, frame)
+        if off >= 1.0:
+            notes.append(f"the face in the edited frame sits {off:.0f} px off the source frame's (an image editor "
+                         "moved it); it was aligned before comparing")
     regions = analyse_regions(frame, edited, pts, pts_edited, edit_index=edit_index, index_from=index_from)
     probe = EditProbe(frame, edited, pts, edit_index)
     if not probe.ok:
