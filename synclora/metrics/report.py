@@ -518,27 +518,27 @@ def _fit_edited(edited: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray |
     return cv2.resize(edited, size, interpolation=cv2.INTER_AREA if w > size[0] else cv2.INTER_CUBIC), ""
 
 
-def _align_edited(edited: np.ndarray, pts_edited: np.ndarray, pts: np.ndarray,
-                  source: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """The edited frame moved onto the source frame's face (a similarity fit on the face outline and nose), its
-    landmarks moved with it, and how far the face had been off (mean px). Generative editors may shift or rescale
-    the whole face a little; what the edit changed is then not confused with where the face is. Pixels that come
-    from outside the edited frame are the source's (unknown, so unchanged)."""
+def _register(source: np.ndarray, edited: np.ndarray, side: int = 512) -> tuple[np.ndarray, float]:
+    """The edited frame shifted back onto the source frame when an image editor moved it as a whole (phase
+    correlation of the two frames: the unchanged majority of the picture decides, the edit itself does not), and the
+    shift in px. Without this a 2-px shift reads as an edit all along every edge. Pixels shifted in from outside are
+    the source's. Rotation or rescaling by an editor is not undone."""
     import cv2
 
-    from synclora.metrics.occlusion import _similarity
-
-    stable = list(fp.FACE_OVAL) + list(fp.NOSE)
-    m = _similarity(pts_edited[stable, :2], pts[stable, :2])
-    moved = pts_edited.copy()
-    moved[:, :2] = pts_edited[:, :2] @ m[:, :2].T + m[:, 2]
-    off = float(np.linalg.norm(moved[stable, :2] - pts_edited[stable, :2], axis=1).mean())
-    if off < 0.5:
-        return edited, pts_edited, off
-    h, w = edited.shape[:2]
+    h, w = source.shape[:2]
+    s = min(1.0, side / max(h, w))
+    size = (max(8, round(w * s)), max(8, round(h * s)))
+    a, b = (cv2.resize(cv2.cvtColor(x, cv2.COLOR_RGB2GRAY), size, interpolation=cv2.INTER_AREA).astype(np.float32)
+            for x in (source, edited))
+    (dx, dy), response = cv2.phaseCorrelate(a, b, cv2.createHanningWindow(size, cv2.CV_32F))
+    dx, dy = dx / s, dy / s
+    off = float(np.hypot(dx, dy))
+    if response < 0.1 or off < 0.5 or off > 0.05 * max(h, w):
+        return edited, 0.0 if response < 0.1 or off > 0.05 * max(h, w) else off
     out = source.copy()
+    m = np.float32([[1, 0, -dx], [0, 1, -dy]])
     cv2.warpAffine(edited, m, (w, h), dst=out, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_TRANSPARENT)
-    return out, moved, off
+    return out, off
 
 
 def analyse_edit(source, result, edited: np.ndarray | None, edit_index: int | None, n_source: int):
@@ -574,11 +574,10 @@ def analyse_edit(source, result, edited: np.ndarray | None, edit_index: int | No
     if pts is None:
         return None, None, [*notes, f"no face in source frame {edit_index} (the edit index): what the edit hides "
                                     "and keeps is not measured"]
-    if pts_edited is not None:
-        edited, pts_edited, off = _align_edited(edited, pts_edited, pts, frame)
-        if off >= 1.0:
-            notes.append(f"the face in the edited frame sits {off:.0f} px off the source frame's (an image editor "
-                         "moved it); it was aligned before comparing")
+    edited, off = _register(frame, edited)
+    if off >= 1.0:
+        notes.append(f"the edited frame is shifted {off:.1f} px against the source frame (an image editor moved "
+                     "it); it was shifted back before comparing")
     regions = analyse_regions(frame, edited, pts, pts_edited, edit_index=edit_index, index_from=index_from)
     probe = EditProbe(frame, edited, pts, edit_index)
     if not probe.ok:
