@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from synclora.errors import InputError
+from synclora.metrics.face_parts import FACE_OVAL
 
 ProgressFn = Callable[[float, str], None]
 FrameHook = Callable[[int, object, "np.ndarray | None", int], None]
@@ -47,9 +48,7 @@ _LIP_TOP, _LIP_BOTTOM = 13, 14
 _FOREHEAD, _CHIN = 10, 152
 # Mirror pairs (subject's left, right) across the whole face: the face's left-right axis is their mean direction, so
 # head pose does not hang on two eye corners that sunglasses or a hand may hide (the landmarker then guesses them).
-_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152, 148, 176,
-         149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109)
-_MIRROR = tuple((_OVAL[i], _OVAL[-i]) for i in range(1, 18)) + (
+_MIRROR = tuple((FACE_OVAL[i], FACE_OVAL[-i]) for i in range(1, 18)) + (
     (263, 33), (362, 133), (300, 70), (336, 107), (291, 61), (278, 48), (294, 64), (327, 98), (344, 115))
 _MIRROR_L = [a for a, _ in _MIRROR]
 _MIRROR_R = [b for _, b in _MIRROR]

@@ -491,8 +491,7 @@ class GradioPipeline:
             from synclora.metrics.face_parts import REGION_LABEL
 
             e = rep.edit
-            said = {"hidden": "hidden", "recoloured": "recoloured", "unchanged": "unchanged"}
-            parts = [f"{REGION_LABEL[n]} **{said[r.state]}**" for n, r in e.regions.items()]
+            parts = [f"{REGION_LABEL[n]} **{r.state}**" for n, r in e.regions.items()]
             line = f"The edit on frame {e.edit_index}: " + ", ".join(parts) + "."
             if e.hidden:
                 line += (" Cues behind the edit are still measured and drawn in grey, but not judged: a result cannot "
