@@ -1,6 +1,6 @@
 """Speed and drift of the CPU flow backend, next to naive baselines measured in the same run.
 
-Run: .venv/bin/python benchmarks/bench_flow.py [--frames 200] [--size 512] [--threads 2]
+Run: python -m benchmarks.bench_flow [--frames 200] [--size 512] [--threads 2]
 
 1. Speed: a drawn talking face (synclora.testing.media.talking_face_frames: mouth, blinks, head motion), 512x512,
    200 frames, with "glasses" (tinted lenses) painted on frame 0. Drift: the lenses' centroid against the true eyes.
@@ -15,18 +15,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
 import cv2
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from synclora.config import PropagationSettings  # noqa: E402
-from synclora.propagate.base import Segment  # noqa: E402
-from synclora.propagate.flow import FlowPropagator  # noqa: E402
-from synclora.testing.media import noise_texture  # noqa: E402
+from synclora.config import PropagationSettings
+from synclora.propagate.base import Segment
+from synclora.propagate.flow import FlowPropagator
+from synclora.testing.media import noise_texture
 
 
 def moving_clip(n: int, size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -6,21 +6,18 @@ by a whole factor so the face stays ≥ 192 px. Reported as frames/s per video o
 CPU-ms per frame, which other processes on a shared machine disturb less), plus the whole report (two videos on two
 threads, scoring), with identity (8 sampled frames) and from mp4 files (decoding through synclora.video.io).
 
-    .venv/bin/python benchmarks/bench_metrics.py [--frames 150] [--size 720] [--threads 2]
+    python -m benchmarks.bench_metrics [--frames 150] [--size 720] [--threads 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 
 def _clip(n: int, height: int) -> np.ndarray:

@@ -4,7 +4,7 @@ Runs `run_edit` N times (tiny talking-face clip, CPU flow backend, a different f
 the process RSS before, after the first (warm-up) request, at the end and at its peak, plus the growth per request
 after warm-up. Not a test: run it by hand.
 
-    .venv/bin/python benchmarks/bench_soak.py [--n 100] [--size 96x128] [--frames 24]
+    python -m benchmarks.bench_soak [--n 100] [--size 96x128] [--frames 24]
 """
 
 from __future__ import annotations
@@ -12,12 +12,9 @@ from __future__ import annotations
 import argparse
 import gc
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 
 def rss_mb() -> float:

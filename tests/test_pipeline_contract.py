@@ -170,6 +170,7 @@ def test_own_lora_file_is_used_and_a_corrupt_one_is_refused(tmp_path, capsys):
     assert "corrupt" in err and len(err.strip().splitlines()) == 1 and not out.exists()
 
 
+@pytest.mark.slow
 def test_generative_backend_in_chunks_keeps_the_contract(tmp_path):
     """The tiny Sync-LoRA model (17-frame chunks) on a 29.97 fps clip longer than one chunk, edited mid-clip."""
     from synclora.config import EditRequest, PropagationSettings

@@ -37,12 +37,13 @@ def _segment(n: int = 9, size: int = 64, seed: int = 0, **settings) -> Segment:
     return Segment(frames=frames, anchor=anchor, fps=25.0, settings=s)
 
 
+@pytest.mark.slow
 def test_cli_edit_end_to_end_keeps_the_video_contract(tmp_path):
     """`python -m synclora edit … --backend synclora --model tiny`: frames, fps, duration and audio survive."""
+    from PIL import Image
+
     from synclora.testing.media import tone, write_clip
     from synclora.video.io import audio_samples, probe
-
-    from PIL import Image
 
     n = 9  # one backend call (frame 0 forward); chunking and reversal are the scheduler's, tested there
     frames = np.random.default_rng(1).integers(0, 256, (n, 64, 64, 3), dtype=np.uint8)
@@ -264,11 +265,11 @@ def test_out_of_memory_becomes_a_user_error(prop, monkeypatch):
 
 
 def test_fp8_mode_stores_float8_weights_and_keeps_lora_in_compute_dtype():
+    import tempfile
+
     from synclora.propagate.ltx import SyncLoRAPropagator, build_model
     from synclora.propagate.tiny import tiny_components, tiny_prompt_embeds, write_tiny_lora
     from synclora.propagate.weights import read_lora
-
-    import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         sync = read_lora(write_tiny_lora(f"{tmp}/s.safetensors", rank=4, seed=1))

@@ -77,7 +77,7 @@ def test_chunks_respect_limits_and_chain_anchors():
     backend = OffsetBackend(LTX_LIKE)
     out, notices = propagate_clip(frames, 0, anchor, backend, PropagationSettings(chunk_overlap=4), 25.0)
     assert len(backend.calls) > 1
-    for prev, seg in zip(backend.calls, backend.calls[1:]):
+    for seg in backend.calls[1:]:
         # The next chunk's anchor is the previous output at its first frame: the edit carries over.
         assert (seg.anchor[:10] == 255).all()
     assert (out[:, :10] == 255).all()

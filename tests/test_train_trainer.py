@@ -1,4 +1,5 @@
-"""IC-LoRA trainer on the tiny LTX-2.3 model: learning, checkpoints/resume, the released format, the backend loads it."""
+"""IC-LoRA trainer on the tiny LTX-2.3 model: learning, checkpoints/resume, the released format, the backend loads
+it."""
 
 from __future__ import annotations
 
@@ -149,7 +150,7 @@ def test_resume_continues_from_saved_step_and_matches_an_uninterrupted_run(pairs
                          log=lambda s: None).train()
     part = ICLoRATrainer(_config(pairs, tmp_path / "part", steps=2, checkpoint_every=2, sample_every=0),
                          log=lambda s: None).train()
-    assert part.step == 2
+    assert (full.step, part.step) == (4, 2)
     # The second half through the CLI, as a user would after an interruption.
     rc = cli_main(["train", "--data", str(pairs), "--out", str(tmp_path / "part"), "--model", "tiny", "--rank", "8",
                    "--alpha", "8", "--width", str(W), "--height", str(H), "--num-frames", str(FRAMES), "--lr", "1e-2",

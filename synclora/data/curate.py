@@ -16,9 +16,9 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Callable
 
 from synclora.data.pairs import Pair, discover_pairs
 from synclora.errors import InputError
@@ -45,7 +45,7 @@ class CurationThresholds:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "CurationThresholds":
+    def from_dict(cls, d: dict) -> CurationThresholds:
         names = {f.name for f in fields(cls)}
         unknown = set(d) - names
         if unknown:
@@ -213,7 +213,7 @@ def curate(
                         raise InputError(f"{missing} is missing")
                     rec["scores"] = scorer(pair, th)
                     measured += 1
-                except Exception as exc:  # an unreadable pair is reported and skipped, never ends the run
+                except Exception as exc:  # noqa: BLE001 - an unreadable pair is reported and skipped, never ends the run
                     rec["scores"] = None
                     rec["error"] = f"{type(exc).__name__}: {exc}" if not isinstance(exc, InputError) else str(exc)
                 log.write(json.dumps(_finish(rec, th)) + "\n")
@@ -247,7 +247,8 @@ def _finish(rec: dict, th: CurationThresholds) -> dict:
         out.pop("error", None)
         out["keep"], out["reasons"] = decide(out["scores"], th)
     out["thresholds"] = th.to_dict()
-    return {k: out[k] for k in ("name", "keep", "reasons", "scores", "error", "score_version", "thresholds") if k in out}
+    keys = ("name", "keep", "reasons", "scores", "error", "score_version", "thresholds")
+    return {k: out[k] for k in keys if k in out}
 
 
 # Panels of the summary plot: (score key, threshold attribute, "min" keeps values above / "max" below).

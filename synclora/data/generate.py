@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 from synclora.config import EditRequest, PropagationSettings
 from synclora.data.pairs import EDIT_NAME, SOURCE_NAME, TARGET_NAME, pair_dir, safe_name, write_meta

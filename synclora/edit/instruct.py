@@ -43,7 +43,7 @@ def model_id() -> str:
 
 
 def working_size(width: int, height: int, area: int = DEFAULT_AREA) -> tuple[int, int]:
-    """(w, h) multiples of 16 near `area` pixels at the frame's aspect ratio; small frames are not upscaled past 512²."""
+    """(w, h), multiples of 16 near `area` pixels at the frame's aspect; small frames are not upscaled past 512²."""
     if width <= 0 or height <= 0:
         raise ValueError(f"bad frame size {width}×{height}")
     target = min(area, max(width * height, 512 * 512))

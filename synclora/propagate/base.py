@@ -9,8 +9,9 @@ sizes, time reversal, chunking) live in `video.timing`, `video.geometry` and `pr
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -29,7 +30,7 @@ LABELS = {
 ProgressFn = Callable[[float, str], None]
 
 
-def no_progress(fraction: float, label: str) -> None:  # noqa: ARG001 - the null object
+def no_progress(fraction: float, label: str) -> None:
     return None
 
 

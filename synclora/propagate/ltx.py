@@ -83,7 +83,7 @@ class FrozenConnectors(torch.nn.Module):
     def dtype(self) -> torch.dtype:
         return self.video.dtype
 
-    def forward(self, prompt_embeds, attention_mask, padding_side: str = "left"):  # noqa: ARG002 - fixed prompt
+    def forward(self, prompt_embeds, attention_mask, padding_side: str = "left"):
         return self.video, self.audio, self.mask
 
 
@@ -305,13 +305,22 @@ def _load_tiny(settings: PropagationSettings) -> LoadedModel:
 
 
 def _load_real(settings: PropagationSettings) -> LoadedModel:
-    from diffusers import AutoencoderKLLTX2Audio, AutoencoderKLLTX2Video, FlowMatchEulerDiscreteScheduler
-    from diffusers import LTX2VideoTransformer3DModel
+    from diffusers import (
+        AutoencoderKLLTX2Audio,
+        AutoencoderKLLTX2Video,
+        FlowMatchEulerDiscreteScheduler,
+        LTX2VideoTransformer3DModel,
+    )
     from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel, LTX2TextConnectors
     from safetensors.torch import load_file
 
-    from synclora.propagate.weights import UPSAMPLER_CONFIG, default_prompt_cache, load_prompt_cache, read_lora
-    from synclora.propagate.weights import resolve_weights
+    from synclora.propagate.weights import (
+        UPSAMPLER_CONFIG,
+        default_prompt_cache,
+        load_prompt_cache,
+        read_lora,
+        resolve_weights,
+    )
 
     if not torch.cuda.is_available():
         raise ModelUnavailableError("Sync-LoRA needs a CUDA GPU and none is visible")

@@ -6,8 +6,8 @@ Backends are built lazily and kept, so a model is loaded once per process (the a
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from synclora.config import PropagationSettings
 from synclora.errors import InputError, ModelUnavailableError

@@ -177,7 +177,9 @@ def talking_clip(
     phase = rng.uniform(0, 2 * np.pi, 4)
     look = gaze * np.sin(2 * np.pi * t / (0.45 * n) + phase[3])
     roll = roll_deg * np.sin(2 * np.pi * t / (0.9 * n) + phase[0])
-    shift = shift_px * np.stack([np.sin(2 * np.pi * t / (0.7 * n) + phase[1]), np.sin(2 * np.pi * t / (1.3 * n) + phase[2])], 1)
+    shift = shift_px * np.stack(
+        [np.sin(2 * np.pi * t / (0.7 * n) + phase[1]), np.sin(2 * np.pi * t / (1.3 * n) + phase[2])], 1
+    )
     frames = np.empty((n, size, size, 3), np.uint8)
     for i in range(n):
         f = open_mouth(base, pts, float(mouth[i]))
@@ -186,7 +188,9 @@ def talking_clip(
         m = cv2.getRotationMatrix2D((size / 2, size / 2), -float(roll[i]), 1.0)
         m[:, 2] += shift[i]
         frames[i] = cv2.warpAffine(f, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return FaceClip(frames=frames, mouth=mouth, eyes_closed=closed, roll=roll, shift=shift, gaze=look, blinks=list(blinks))
+    return FaceClip(
+        frames=frames, mouth=mouth, eyes_closed=closed, roll=roll, shift=shift, gaze=look, blinks=list(blinks)
+    )
 
 
 def delay(frames: np.ndarray, k: int) -> np.ndarray:

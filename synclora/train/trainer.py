@@ -28,9 +28,9 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -151,7 +151,8 @@ def sample_sigma(g: torch.Generator, seq_len: int, uniform_p: float = 0.1, eps: 
     With probability `uniform_p` σ is uniform instead, so the low- and high-noise ends are never starved.
     """
     mu = sigma_shift(seq_len)
-    z, u, pick = torch.randn(1, generator=g).item(), torch.rand(1, generator=g).item(), torch.rand(1, generator=g).item()
+    z = torch.randn(1, generator=g).item()
+    u, pick = torch.rand(1, generator=g).item(), torch.rand(1, generator=g).item()
     if pick < uniform_p:
         return eps + (1 - eps) * u
     lo, hi = 1 / (1 + math.exp(-(mu - 2.5758))), 1 / (1 + math.exp(-(mu + 3.0902)))
@@ -245,7 +246,7 @@ def lora_state_dict(transformer: torch.nn.Module, alpha: float, rank: int) -> di
 
     sd = get_peft_model_state_dict(transformer)
     scale = alpha / rank
-    return {k: (v.detach().float() * scale if ".lora_B." in k and scale != 1.0 else v.detach().float()) for k, v in sd.items()}
+    return {k: v.detach().float() * (scale if ".lora_B." in k else 1.0) for k, v in sd.items()}
 
 
 def save_lora(path: Path, transformer: torch.nn.Module, config: TrainConfig, step: int, dtype: torch.dtype) -> Path:
@@ -274,7 +275,8 @@ def load_lora_into(transformer: torch.nn.Module, path: Path, config: TrainConfig
     if unexpected or len(sd) != len(expected):
         raise ModelUnavailableError(
             f"{path} does not fit this model ({len(sd)} tensors for {len(expected)} LoRA weights"
-            + (f", e.g. unexpected {unexpected[0]}" if unexpected else "") + "); was it trained with another rank or base?"
+            + (f", e.g. unexpected {unexpected[0]}" if unexpected else "")
+            + "); was it trained with another rank or base?"
         )
 
 
@@ -340,7 +342,7 @@ class ICLoRATrainer:
         self._prepared = False
 
     # -- setup --
-    def prepare(self) -> "ICLoRATrainer":
+    def prepare(self) -> ICLoRATrainer:
         from accelerate import Accelerator
         from peft import LoraConfig
 
@@ -421,7 +423,7 @@ class ICLoRATrainer:
         for pair in pairs:
             try:
                 src, tgt = io.probe(pair.source), io.probe(pair.target)
-            except Exception as exc:  # unreadable file: skip the pair, say why
+            except Exception as exc:  # noqa: BLE001 - unreadable file: skip the pair, say why
                 self.skipped.append((pair.name, f"unreadable: {exc}"))
                 continue
             if src.n_frames != tgt.n_frames:
@@ -441,7 +443,7 @@ class ICLoRATrainer:
                     t = cache.get(pair.target, ClipSize(c.width, c.height, frames))
                 except torch.OutOfMemoryError:
                     raise
-                except Exception as exc:  # a damaged video skips its pair, with the reason in the log
+                except Exception as exc:  # noqa: BLE001 - a damaged video skips its pair, with the reason in the log
                     self.skipped.append((pair.name, f"unreadable: {exc}"))
                     continue
                 self.samples.append(Sample(pair.name, s, t, frames))

@@ -12,9 +12,9 @@ import json
 import logging
 import shlex
 import time
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable
 
 import gradio as gr
 import numpy as np
@@ -54,7 +54,7 @@ def user_errors(fn: Callable) -> Callable:
             raise
         except SyncloraError as exc:
             raise gr.Error(_sentence(str(exc)), print_exception=False) from None
-        except Exception as exc:  # noqa: BLE001 - the UI must never show a traceback
+        except Exception as exc:
             log.exception("unexpected error in %s", fn.__name__)
             raise gr.Error(
                 f"Something went wrong on the server ({type(exc).__name__}); the details are in its log.",
@@ -130,9 +130,8 @@ class GradioPipeline:
                 None,
                 gr.skip(),
             )
-        from synclora.video import io
-
         from synclora.pipeline import check_source
+        from synclora.video import io
 
         self._check_size(video)
         info = io.probe(video)
@@ -186,9 +185,8 @@ class GradioPipeline:
         """
         if not video:
             return gr.skip()
-        from synclora.video import io
-
         from synclora.pipeline import check_source
+        from synclora.video import io
 
         self._check_size(video)
         info = io.probe(video)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from synclora.config import PropagationSettings
 

@@ -136,7 +136,7 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
                         )
                         use_draw = gr.Button("Use this drawing", variant="secondary", elem_id="use-drawing")
                     with gr.Tab("Instruction", id="instruct"):
-                        instruct_status = gr.Markdown(instruct_md, elem_id="instruct-status")
+                        gr.Markdown(instruct_md, elem_id="instruct-status")
                         instruction = gr.Textbox(label="Instruction", lines=2, elem_id="instruction",
                                                  placeholder="e.g. give her round black sunglasses",
                                                  interactive=instruct_ok)

@@ -151,7 +151,8 @@ class VideoInfo:
         lines = [
             f"File:       {self.path}",
             f"Container:  {self.container} (video codec {self.codec})",
-            f"Size:       {self.width}×{self.height}" + (f" (rotation {self.rotation}° applied)" if self.rotation else ""),
+            f"Size:       {self.width}×{self.height}"
+            + (f" (rotation {self.rotation}° applied)" if self.rotation else ""),
             f"Frame rate: {format_fps(self.fps)} fps" + (" (converted from variable frame rate)" if self.vfr else ""),
             f"Frames:     {self.n_frames}",
             f"Duration:   {self.duration:.3f} s",
@@ -624,7 +625,7 @@ def _span_seconds(span: tuple[int, int] | None, fps: Fraction) -> tuple[float, f
 
 
 def _decode_audio(path: Path, t_start: float, t_stop: float | None) -> tuple[np.ndarray, int, str]:
-    """Decoded samples in [t_start, t_stop) seconds from the first video frame: ((channels, n) float32, rate, layout)."""
+    """Decoded samples in [t_start, t_stop) s from the first video frame: ((channels, n) float32, rate, layout)."""
     tl = _timeline(path)
     with _open(path) as container:
         if not container.streams.audio:
