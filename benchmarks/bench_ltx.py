@@ -19,10 +19,10 @@ import numpy as np
 import torch
 
 from synclora.config import PropagationSettings
+from synclora.ltx.components import UPSAMPLER_CONFIG
+from synclora.ltx.lora import LORA_TARGETS, LoraFile, lora_module_shapes, random_lora_state_dict
 from synclora.propagate.base import Segment
 from synclora.propagate.ltx import SyncLoRAPropagator, build_model
-from synclora.propagate.tiny import LORA_TARGETS, lora_module_shapes, random_lora_state_dict
-from synclora.propagate.weights import UPSAMPLER_CONFIG, LoraFile
 
 # LTX-2.3 (diffusers scripts/convert_ltx2_to_diffusers.py, --version 2.3)
 TRANSFORMER_23 = dict(
@@ -103,7 +103,7 @@ def real_components(device: str) -> tuple[dict, torch.Tensor, torch.Tensor]:
 
 
 def tiny_components_for_bench() -> tuple[dict, torch.Tensor, torch.Tensor]:
-    from synclora.propagate.tiny import tiny_components, tiny_prompt_embeds
+    from synclora.ltx.tiny import tiny_components, tiny_prompt_embeds
 
     embeds, mask = tiny_prompt_embeds()
     return tiny_components(), embeds, mask

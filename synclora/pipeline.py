@@ -6,8 +6,6 @@ The CLI and the app both build an `EditRequest` and call `run_edit`; neither hol
 from __future__ import annotations
 
 import contextlib
-import gc
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +15,7 @@ import numpy as np
 from synclora.config import EditRequest, PropagationSettings
 from synclora.edit.image import load_image
 from synclora.errors import InputError, OutOfMemoryError
+from synclora.memory import free_memory, is_out_of_memory
 from synclora.propagate import registry, schedule
 from synclora.propagate.base import BackendSpec, ProgressFn, no_progress
 from synclora.video import geometry, io
@@ -101,22 +100,6 @@ def check_request(req: EditRequest) -> tuple[io.VideoInfo, np.ndarray, list[str]
     return info, edited, notices + ([notice] if notice else [])
 
 
-def _free_memory() -> None:
-    """Drop what a failed run held: Python garbage, then CUDA's cached blocks (only if torch is already loaded)."""
-    gc.collect()
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
-def _is_out_of_memory(exc: BaseException) -> bool:
-    if isinstance(exc, MemoryError):
-        return True
-    torch = sys.modules.get("torch")  # looked up now: a backend may have imported torch inside the block
-    oom = getattr(torch, "OutOfMemoryError", None) or getattr(getattr(torch, "cuda", None), "OutOfMemoryError", None)
-    return oom is not None and isinstance(exc, oom)
-
-
 @contextlib.contextmanager
 def _memory_errors():
     """Turn out-of-memory (GPU or host) into `OutOfMemoryError` with what to try, and free memory for the next job.
@@ -130,13 +113,13 @@ def _memory_errors():
     except OutOfMemoryError as exc:
         message = str(exc)
     except Exception as exc:
-        if not _is_out_of_memory(exc):
+        if not is_out_of_memory(exc):
             raise
         message = OOM_HINT
     if message is None:
         return
     # Outside the except block: the traceback (and the tensors its frames hold) is gone, so memory can be freed.
-    _free_memory()
+    free_memory()
     raise OutOfMemoryError(message)
 
 

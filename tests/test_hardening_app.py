@@ -127,8 +127,8 @@ def test_gpu_out_of_memory_is_explained_freed_and_the_next_run_works(app, base, 
     freed = {"n": 0}
     from synclora import pipeline
 
-    real_free = pipeline._free_memory
-    monkeypatch.setattr(pipeline, "_free_memory", lambda: (freed.__setitem__("n", freed["n"] + 1), real_free()))
+    real_free = pipeline.free_memory
+    monkeypatch.setattr(pipeline, "free_memory", lambda: (freed.__setitem__("n", freed["n"] + 1), real_free()))
     with pytest.raises(gr.Error) as err:
         app.edit_video(str(base["src"]), str(base["edited"]), 0, "flow", request=_Req("v"))
     msg = str(err.value.message)

@@ -86,8 +86,8 @@ def test_webm_alpha_is_noticed(base, tmp_path):
 def test_corrupt_and_pickled_lora_are_refused_without_unpickling(tmp_path):
     """A truncated LoRA, a random file and a pickle renamed .safetensors all raise ModelUnavailableError; the pickle
     is never executed (safetensors has no code path that unpickles)."""
-    from synclora.propagate.tiny import write_tiny_lora
-    from synclora.propagate.weights import read_lora
+    from synclora.ltx.lora import read_lora
+    from synclora.ltx.tiny import write_tiny_lora
 
     good = write_tiny_lora(tmp_path / "good.safetensors", rank=2, seed=0)
     data = Path(good).read_bytes()

@@ -120,9 +120,9 @@ def _segment(settings):
 
 def test_saved_lora_loads_into_backend_and_changes_output(trained, tmp_path):
     from synclora.config import PropagationSettings
+    from synclora.ltx.lora import read_lora
+    from synclora.ltx.tiny import tiny_components, tiny_prompt_embeds
     from synclora.propagate.ltx import SyncLoRAPropagator, build_model
-    from synclora.propagate.tiny import tiny_components, tiny_prompt_embeds
-    from synclora.propagate.weights import read_lora
 
     _, result, _, _ = trained
     lora = read_lora(result.lora, dtype=torch.float32)

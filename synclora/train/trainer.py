@@ -22,7 +22,6 @@ state as safetensors + JSON: nothing is ever unpickled.
 
 from __future__ import annotations
 
-import gc
 import json
 import math
 import os
@@ -36,7 +35,10 @@ import numpy as np
 import torch
 
 from synclora.errors import InputError, ModelUnavailableError
-from synclora.propagate.tiny import LORA_TARGETS
+from synclora.ltx.lora import LORA_TARGETS
+from synclora.ltx.prompt import encode_text
+from synclora.ltx.vae import decode_normalized, enable_tiling, to_uint8
+from synclora.memory import free_memory
 
 REAL_SIZE = (512, 512, 81)  # width, height, frames of the released Sync-LoRA (model card)
 TINY_SIZE = (32, 32, 9)
@@ -212,31 +214,15 @@ def select_pairs(data: Path, manifest: Path | None) -> tuple[list, list[tuple[st
 # --- model loading ---------------------------------------------------------------------------------------------------
 def load_components(config: TrainConfig, dtype: torch.dtype) -> dict:
     """transformer, vae, connectors, and the `3d1t` prompt embedding + mask (before the connectors)."""
-    if config.model == "tiny":
-        from synclora.propagate.tiny import tiny_components, tiny_prompt_embeds
+    from synclora.ltx.components import TRAINING_PARTS
+    from synclora.ltx.components import load_components as load
 
-        comps = tiny_components(seed=config.seed)
-        embeds, mask = tiny_prompt_embeds(seed=config.seed)
-        return dict(transformer=comps["transformer"], vae=comps["vae"], connectors=comps["connectors"],
-                    prompt_embeds=embeds, prompt_mask=mask)
-    from diffusers import AutoencoderKLLTX2Video, LTX2VideoTransformer3DModel
-    from diffusers.pipelines.ltx2 import LTX2TextConnectors
-
-    from synclora.propagate import weights
-
-    base = config.base_dir or weights.resolve_weights().base_dir
-    for sub in ("transformer", "vae", "connectors"):
-        if not (Path(base) / sub).is_dir():
-            raise ModelUnavailableError(f"{base} has no {sub}/ folder; pass --base with a diffusers LTX-2.3 folder")
-    embeds, mask, _ = weights.load_prompt_cache(config.prompt_cache or weights.default_prompt_cache())
-    kw = dict(torch_dtype=dtype)
-    return dict(
-        transformer=LTX2VideoTransformer3DModel.from_pretrained(base, subfolder="transformer", **kw),
-        vae=AutoencoderKLLTX2Video.from_pretrained(base, subfolder="vae", **kw),
-        connectors=LTX2TextConnectors.from_pretrained(base, subfolder="connectors", **kw),
-        prompt_embeds=embeds,
-        prompt_mask=mask,
+    comps, embeds, mask = load(
+        config.model, dtype, parts=TRAINING_PARTS, base_dir=config.base_dir, prompt_cache=config.prompt_cache,
+        seed=config.seed, hint="pass --base with a diffusers LTX-2.3 folder",
     )
+    return dict(transformer=comps["transformer"], vae=comps["vae"], connectors=comps["connectors"],
+                prompt_embeds=embeds, prompt_mask=mask)
 
 
 # --- LoRA <-> released file ------------------------------------------------------------------------------------------
@@ -250,7 +236,7 @@ def lora_state_dict(transformer: torch.nn.Module, alpha: float, rank: int) -> di
 
 
 def save_lora(path: Path, transformer: torch.nn.Module, config: TrainConfig, step: int, dtype: torch.dtype) -> Path:
-    from synclora.propagate.weights import save_released_lora
+    from synclora.ltx.lora import save_released_lora
 
     sd = {k: v.to(dtype) for k, v in lora_state_dict(transformer, config.alpha, config.rank).items()}
     return save_released_lora(
@@ -264,7 +250,7 @@ def load_lora_into(transformer: torch.nn.Module, path: Path, config: TrainConfig
     """Put a released-format file back into the peft adapter (alpha/rank un-folded); every key must match."""
     from peft.utils import set_peft_model_state_dict
 
-    from synclora.propagate.weights import read_lora, released_to_diffusers
+    from synclora.ltx.lora import read_lora, released_to_diffusers
 
     sd = released_to_diffusers(read_lora(path).state_dict)
     scale = config.alpha / config.rank
@@ -357,24 +343,17 @@ class ICLoRATrainer:
         comps = load_components(c, self.weight_dtype)
         transformer, vae, connectors = comps["transformer"], comps["vae"], comps["connectors"]
         self.vae = vae.to(self.device).eval().requires_grad_(False)
-        if c.model == "real":  # 81 frames at 512²: encode/decode in tiles (the tiny VAE must not: see tiny.py)
-            self.vae.use_framewise_encoding = self.vae.use_framewise_decoding = True
-            self.vae.enable_tiling()
+        if c.model == "real":  # 81 frames at 512²: encode/decode in tiles (the tiny VAE must not: see ltx/tiny.py)
+            enable_tiling(self.vae)
         self.temporal_ratio = int(vae.temporal_compression_ratio)
         self.spatial_ratio = int(vae.spatial_compression_ratio)
         self._check_size()
 
         # Text: the constant prompt through the frozen connectors, once; then the connectors can go.
-        with torch.no_grad():
-            connectors.to(self.device)
-            pe = comps["prompt_embeds"].to(self.device, self.weight_dtype)
-            pm = comps["prompt_mask"].to(self.device)
-            video_text, audio_text, text_mask = connectors(pe, pm, padding_side="left")
-        self.text = (video_text.detach(), audio_text.detach(), text_mask.detach())
+        self.text = encode_text(connectors, comps["prompt_embeds"], comps["prompt_mask"], self.device,
+                                self.weight_dtype)
         del connectors, comps
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        free_memory()
 
         self._cache_latents()
 
@@ -578,14 +557,7 @@ class ICLoRATrainer:
         f, h, w = tok["shape"]
         tr = self.transformer_raw
         lat = LTX2InContextPipeline._unpack_latents(x, f, h, w, tr.config.patch_size, tr.config.patch_size_t)
-        vae = self.vae
-        mean = vae.latents_mean.view(1, -1, 1, 1, 1).to(lat)
-        std = vae.latents_std.view(1, -1, 1, 1, 1).to(lat)
-        lat = lat * std / vae.config.scaling_factor + mean
-        temb = torch.zeros(1, device=self.device, dtype=vae.dtype) if vae.config.timestep_conditioning else None
-        video = vae.decode(lat.to(vae.dtype), temb, return_dict=False)[0]  # (1, 3, T, H, W) in [-1, 1]
-        frames = ((video[0].float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 3, 0).cpu().numpy()
-        return frames
+        return to_uint8(decode_normalized(self.vae, lat))
 
     # -- checkpoints --
     def _save_checkpoint(self, step: int) -> Path:
