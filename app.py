@@ -1,7 +1,7 @@
 """Sync-LoRA app entry point (also a Hugging Face Space's `app.py`): build once, then launch.
 
 The app is built at import time so models load once at start-up, as ZeroGPU asks; all logic is in synclora/ui.
-Configuration: SYNCLORA_* environment variables (see synclora/ui/server.py); `python app.py --help` for the rest.
+Configuration: SYNCLORA_* environment variables (docs/CONFIG.md); `python app.py --help` for the rest.
 """
 
 import logging

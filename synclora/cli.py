@@ -11,7 +11,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from synclora.config import PropagationSettings
+from synclora import config
 
 # Areas that add subcommands; each module has register(subparsers). Missing ones are skipped quietly only if the
 # module itself does not exist (an area not installed), never on an error inside it.
@@ -28,36 +28,6 @@ def _frame_index(text: str) -> int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"frame index must be a whole number, got {text!r}") from None
-
-
-def add_settings_arguments(p: argparse.ArgumentParser) -> None:
-    """Propagation settings as CLI flags; shared by `edit` and `generate`."""
-    d = PropagationSettings()
-    p.add_argument("--backend", default=d.backend, help="auto | flow | synclora (default: auto)")
-    p.add_argument("--quality", default=d.quality, choices=["preview", "full"])
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--fit", default=d.fit, choices=["pad", "crop"], help="how the working size meets the aspect")
-    p.add_argument("--resolution", type=int, default=d.resolution, help="working size ≈ N×N pixels (generative)")
-    p.add_argument("--time-mode", default=d.time_mode, choices=["exact", "resample"])
-    p.add_argument("--chunk-overlap", type=int, default=d.chunk_overlap)
-    p.add_argument("--model", default=d.model, choices=["real", "tiny"], help="tiny: random-weight test model")
-    p.add_argument("--memory", default=d.memory, choices=["bf16", "fp8", "offload"])
-    p.add_argument("--lora", default=None, help="your own Sync-LoRA .safetensors (e.g. from `train`)")
-
-
-def settings_from_args(args: argparse.Namespace) -> PropagationSettings:
-    return PropagationSettings(
-        backend=args.backend,
-        quality=args.quality,
-        seed=args.seed,
-        fit=args.fit,
-        resolution=args.resolution,
-        time_mode=args.time_mode,
-        chunk_overlap=args.chunk_overlap,
-        model=args.model,
-        memory=args.memory,
-        lora=args.lora,
-    )
 
 
 def tqdm_progress(desc: str):
@@ -101,7 +71,7 @@ def _run_edit(args: argparse.Namespace) -> int:
         out=Path(args.out),
         frame=args.frame,
         side_by_side=Path(args.side_by_side) if args.side_by_side else None,
-        settings=settings_from_args(args),
+        settings=config.from_args(args),
     )
     progress = tqdm_progress("edit") if not args.quiet else None
     try:
@@ -132,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="result .mp4 (source size, fps, frame count and audio)")
     p.add_argument("--side-by-side", help="also write source | result side by side to this .mp4")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_settings_arguments(p)
+    config.add_arguments(p)
     p.set_defaults(func=_run_edit)
 
     for name in _AREAS:

@@ -76,7 +76,6 @@ def check_source(info: io.VideoInfo) -> None:
 
 def check_request(req: EditRequest) -> tuple[io.VideoInfo, np.ndarray, list[str]]:
     """Validate everything the user gave before any heavy work; returns (source facts, edited frame, notices)."""
-    registry.check_name(req.settings.backend)  # a typo is a user error, reported before any work
     if req.settings.lora and not Path(req.settings.lora).is_file():
         raise InputError(f"LoRA file not found: {Path(req.settings.lora).name}")
     source = Path(req.source)

@@ -133,12 +133,13 @@ def test_launch_defaults_are_safe():
 def test_upload_cap_and_queue_bound_are_configured():
     import inspect
 
+    from synclora import runtime
     from synclora.ui import server
 
     src = inspect.getsource(server.create_app)
-    assert "SYNCLORA_MAX_UPLOAD_MB" in src and "SYNCLORA_QUEUE_SIZE" in src
-    assert re.search(r"\.queue\(max_size=queue_size", src)
-    assert 0 < server.DEFAULT_QUEUE_SIZE <= 64
+    assert "max_upload_mb=rt.max_upload_mb" in src
+    assert re.search(r"\.queue\(max_size=rt\.queue_size", src)
+    assert 0 < runtime.Runtime().queue_size <= 64 and 0 < runtime.Runtime().max_upload_mb <= 1000
 
 
 def test_session_end_removes_the_visitors_files(tmp_path):

@@ -45,3 +45,55 @@ def test_no_sys_path_patches():
     for folder in ("benchmarks", "examples", "synclora", "tests"):
         for path in (ROOT / folder).rglob("*.py"):
             assert patch not in path.read_text(encoding="utf-8"), path
+
+
+# Which top-level parts of the package may import which: each edge points one way (video ← ltx ← propagate, train;
+# metrics ← data; ui and cli on top). Imports inside functions count too.
+_ALLOWED = {
+    "errors": set(),
+    "memory": set(),
+    "runtime": {"errors"},
+    "config": {"errors"},
+    "video": {"errors"},
+    "edit": {"errors", "memory", "runtime", "video"},
+    "ltx": {"errors", "memory", "runtime", "video"},
+    "propagate": {"config", "errors", "memory", "runtime", "ltx", "video"},
+    "metrics": {"errors", "edit", "video"},
+    "pipeline": {"config", "errors", "memory", "edit", "propagate", "video"},
+    "data": {"config", "errors", "metrics", "pipeline", "video"},
+    "train": {"config", "errors", "memory", "runtime", "data", "ltx", "video"},
+    "testing": {"config", "errors", "metrics", "pipeline", "video"},
+}
+
+
+def _package_imports(path: Path) -> set[str]:
+    import ast
+
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names = []
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "synclora":
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        for name in names:
+            parts = name.split(".")
+            if parts[0] != "synclora" or len(parts) < 2:
+                continue
+            if (ROOT / "synclora" / parts[1]).is_dir() or (ROOT / "synclora" / f"{parts[1]}.py").is_file():
+                out.add(parts[1])
+    return out
+
+
+def test_imports_point_one_way():
+    problems = []
+    for path in (ROOT / "synclora").rglob("*.py"):
+        rel = path.relative_to(ROOT / "synclora")
+        part = rel.parts[0].removesuffix(".py")
+        if part not in _ALLOWED:
+            continue  # ui, cli, __main__: on top, may use anything
+        for used in _package_imports(path) - {part}:
+            if used not in _ALLOWED[part]:
+                problems.append(f"synclora/{rel} imports synclora.{used}")
+    assert not problems, "\n".join(sorted(problems))
+

@@ -10,10 +10,10 @@ LoRA files are read by `synclora.ltx.lora`, the cached `3d1t` prompt embedding b
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from synclora import runtime
 from synclora.errors import ModelUnavailableError
 
 # --- what the released checkpoint expects -------------------------------------------------------------------------
@@ -34,11 +34,11 @@ DEFAULT_REVISIONS = {BASE_REPO: "main", LTX_REPO: "main", SYNC_REPO: "main"}
 
 def home() -> Path:
     """Where locks, prompt caches and downloaded-file links live (`SYNCLORA_HOME`, default ~/.cache/synclora)."""
-    return Path(os.environ.get("SYNCLORA_HOME", Path.home() / ".cache" / "synclora"))
+    return runtime.current().home
 
 
 def offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+    return runtime.current().hub_offline
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ def _fetch(revs: dict, include_text_encoder: bool, local_dir: Path | None) -> We
 
 def resolve_weights() -> WeightPaths:
     """Local paths of the pinned weights, never downloading; `ModelUnavailableError` says how to get them."""
-    root = os.environ.get("SYNCLORA_WEIGHTS_DIR")
+    root = runtime.current().weights_dir
     if root:
         paths = _local_layout(Path(root))
         paths = WeightPaths(**{**paths.__dict__, "revisions": read_lock(Path(root) / LOCK_NAME).get("revisions", {})})

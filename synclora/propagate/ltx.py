@@ -1,6 +1,6 @@
 """Sync-LoRA on LTX-2.3 through diffusers: the released IC-LoRA run as its authors run it, frame for frame.
 
-The recipe (the checkpoint's card + ltx-pipelines' `ICLoraPipeline`, see docs/diffusers.md §1c, §2, §8):
+The recipe (the checkpoint's card + ltx-pipelines' `ICLoraPipeline`; docs/LTX.md says why each step and guard):
 1. Stage 1 at half resolution: `LTX2InContextPipeline` with Sync-LoRA on top of the distilled model, the source
    clip as reference video (strength 1, clean tokens on the target's RoPE grid) and the edited frame at latent
    index 0 (strength 1, CRF-33 re-compressed as in training). 8 distilled sigmas, no guidance of any kind.
@@ -20,7 +20,6 @@ LTX core's (`synclora.ltx`); this file is the recipe only.
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from synclora import runtime
 from synclora.config import PropagationSettings
 from synclora.errors import InputError, ModelUnavailableError, OutOfMemoryError
 from synclora.ltx.components import place
@@ -58,6 +58,7 @@ STAGE_2_SIGMAS = [0.909375, 0.725, 0.421875]
 STAGE_2_NOISE_SCALE = 0.909375
 FRAME_RATE = 25.0  # Sync-LoRA was trained at 25 fps; RoPE time is frame / fps
 DEFAULT_CRF = 33  # LTX-2.3 trains on H.264-compressed first frames
+DISTILLED_STRENGTH = 1.0  # the card's value was not recoverable; diffusers' docs use 1.0
 SYNC_ADAPTER = "sync"
 DISTILLED_ADAPTER = "distilled"
 
@@ -256,15 +257,15 @@ def _load_real(settings: PropagationSettings) -> LoadedModel:
     distilled = read_lora(paths.distilled_lora, dtype=dtype)
     if sync.reference_temporal_scale_factor != 1:
         raise ModelUnavailableError("this Sync-LoRA asks for a temporal reference scale, which diffusers lacks")
-    # Knobs for people who know why (all documented in the report/README): distilled-LoRA strength (the card's value
-    # was not recoverable; diffusers' docs use 1.0), first-frame CRF (33 as in LTX-2.3 training; 0 disables) and
+    # Knobs for people who know why (docs/CONFIG.md): distilled-LoRA strength, first-frame CRF (0 disables) and
     # regional torch.compile (about 2 minutes once per process, then ~1.5x faster).
+    rt = runtime.current()
     return build_model(
         components, embeds, mask, sync, distilled,
-        distilled_strength=float(os.environ.get("SYNCLORA_DISTILLED_STRENGTH", "1.0")),
+        distilled_strength=DISTILLED_STRENGTH if rt.distilled_strength is None else rt.distilled_strength,
         memory=settings.memory, device="cuda", dtype=dtype,
-        crf=int(os.environ.get("SYNCLORA_IMAGE_CRF", str(DEFAULT_CRF))),
-        compile=os.environ.get("SYNCLORA_COMPILE", "0") == "1",
+        crf=DEFAULT_CRF if rt.image_crf is None else rt.image_crf,
+        compile=rt.compile,
     )
 
 

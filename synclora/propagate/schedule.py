@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from synclora.config import PropagationSettings
+from synclora.errors import InputError
 from synclora.propagate.base import ProgressFn, Propagator, Segment, no_progress
 from synclora.video import timing
 
@@ -66,7 +67,13 @@ def _propagate_direction(
     spec = backend.spec
     tplan = timing.plan_time(len(seq), fps, spec.native_fps, 1, settings.time_mode)
     bseq = seq[tplan.backend_to_source[: tplan.n_backend]]
-    chunks = timing.plan_chunks(len(bseq), spec.max_frames, spec.frame_step, max(1, settings.chunk_overlap))
+    try:
+        chunks = timing.plan_chunks(len(bseq), spec.max_frames, spec.frame_step, max(1, settings.chunk_overlap))
+    except ValueError:  # the overlap fills a whole chunk of this backend
+        raise InputError(
+            f"a chunk overlap of {settings.chunk_overlap} frames leaves no new frames in {backend.name}'s chunks of "
+            f"at most {spec.max_frames} frames; choose a smaller chunk overlap"
+        ) from None
     outputs: list[np.ndarray] = []
     for ci, chunk in enumerate(chunks):
         # Each chunk after the first is anchored on the previous chunk's result at its first shared frame.

@@ -311,6 +311,6 @@ CASES = [
     Case("out-is-source", lambda d, b: {"out": b["src"]}, 2, "source"),
     Case("out-folder-missing", _out("no/such/folder/out.mp4"), 2, "does not exist"),
     Case("unknown-backend", _args("--backend", "magic"), 2, "unknown backend"),
-    Case("seed-not-a-number", _args("--seed", "x"), 2, "invalid int"),
+    Case("seed-not-a-number", _args("--seed", "x"), 2, "whole number"),
     Case("model-files-missing", _missing_weights, 2, "synclora"),
 ]

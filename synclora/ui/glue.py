@@ -20,6 +20,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
+from synclora import config, runtime
 from synclora.config import EditRequest, PropagationSettings
 from synclora.edit import editor as editor_mod
 from synclora.edit import upload as upload_mod
@@ -35,7 +36,6 @@ ASSETS = Path(__file__).resolve().parents[2] / "assets"
 # Containers/codecs every browser plays with exact frame timing; anything else gets a CFR H.264 copy for the player.
 _BROWSER_CODECS = {"h264"}
 _BROWSER_CONTAINERS = {"mp4", "mov"}
-DEFAULT_MAX_UPLOAD_MB = 200
 
 
 def asset(name: str) -> str:
@@ -97,12 +97,12 @@ class GradioPipeline:
         files: SessionFiles | None = None,
         instruct: InstructEditor | None = None,
         defaults: PropagationSettings = PropagationSettings(),
-        max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+        max_upload_mb: float | None = None,
     ) -> None:
         self.files = files or SessionFiles()
         self.instruct = instruct
         self.defaults = defaults
-        self.max_upload_mb = max_upload_mb
+        self.max_upload_mb = runtime.current().max_upload_mb if max_upload_mb is None else max_upload_mb
         self._reports: dict[tuple, tuple[str, str]] = {}  # (session, video, result, edited) -> (plot, verdict)
         self._gpu_edit = gpu.gpu(duration=self._gpu_duration)(self._run_edit)
         self._gpu_instruct = gpu.gpu(duration=gpu.INSTRUCT_SECONDS)(self._run_instruct)
@@ -349,19 +349,9 @@ class GradioPipeline:
                 f"back to {int(edit_frame)} or edit frame {int(frame)}."
             )
 
-    def settings_from(self, backend, quality, seed, fit, resolution, time_mode, chunk_overlap, model, memory):
-        d = self.defaults
-        return PropagationSettings(
-            backend=backend or d.backend,
-            quality=quality or d.quality,
-            seed=int(d.seed if seed is None else seed),
-            fit=fit or d.fit,
-            resolution=int(resolution or d.resolution),
-            time_mode=time_mode or d.time_mode,
-            chunk_overlap=int(d.chunk_overlap if chunk_overlap is None else chunk_overlap),
-            model=model or d.model,
-            memory=memory or d.memory,
-        )
+    def settings_from(self, values: dict) -> PropagationSettings:
+        """The page's (or an API caller's) setting values → settings; None keeps the app's default."""
+        return PropagationSettings.from_values(values, self.defaults)
 
     def _gpu_duration(self, req: EditRequest, progress=None) -> int:
         from synclora.video import io
@@ -406,7 +396,8 @@ class GradioPipeline:
         if not _whole_number(frame):
             raise _error(f"The frame index must be a whole number, got {frame!r}.")
         self._check_size(video)
-        settings = self.settings_from(backend, quality, seed, fit, resolution, time_mode, chunk_overlap, model, memory)
+        given = locals()  # the API's parameters are the settings fields, by name (a test holds the two together)
+        settings = self.settings_from({f.name: given[f.name] for f in config.setting_fields(ui_only=True)})
         from synclora.propagate import registry
 
         name = registry.resolve(settings)
@@ -425,12 +416,8 @@ class GradioPipeline:
         s = result.settings
         cmd = [
             "python", "-m", "synclora", "edit", Path(video).name, "--edited", Path(edited).name,
-            "--frame", str(result.frame), "--out", "result.mp4", "--backend", result.backend,
-            "--quality", s.quality, "--seed", str(s.seed), "--fit", s.fit, "--resolution", str(s.resolution),
-            "--time-mode", s.time_mode, "--chunk-overlap", str(s.chunk_overlap),
+            "--frame", str(result.frame), "--out", "result.mp4", *config.cli_args(s, result.backend),
         ]
-        if result.backend == "synclora":
-            cmd += ["--model", s.model, "--memory", s.memory]
         info = result.source_info
         head = (
             f"**Frame {result.frame}** · seed **{s.seed}** · **{result.backend}** ({s.quality}) · fit {s.fit} · "
