@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from synclora.data.curate import CurationThresholds, curate, decide, read_records
+from synclora.data.curate import CurationThresholds, curate, decide
+from synclora.data.manifest import read_manifest
 from synclora.testing import faces
 from synclora.video import io
 
@@ -67,7 +68,7 @@ def curated(pairs, tmp_path_factory):
 
 def test_keeps_synced_rejects_lagged_and_frozen_mouth(curated):
     manifest, summary, _ = curated
-    recs = read_records(manifest)
+    recs = read_manifest(manifest)
     assert recs["good"]["keep"], recs["good"]
     assert not recs["lagged"]["keep"] and recs["lagged"]["scores"]["lag"] == 2
     assert any("lags by 2" in r for r in recs["lagged"]["reasons"])
@@ -90,7 +91,7 @@ def test_manifest_lines_and_plot(curated):
 
 def test_unreadable_and_incomplete_pairs_are_reported_not_fatal(curated):
     manifest, _, _ = curated
-    recs = read_records(manifest)
+    recs = read_manifest(manifest)
     assert recs["broken"]["keep"] is False and recs["broken"]["scores"] is None and recs["broken"]["error"]
     assert "target.mp4 is missing" in recs["half"]["error"]
 
@@ -104,10 +105,10 @@ def test_resume_measures_nothing_again_and_new_thresholds_redecide(curated, pair
     summary = curate(pairs, manifest, loose, scorer=lambda p, th: again.append(p.name) or {})
     # Scored pairs come from the manifest; only the unreadable ones are tried again.
     assert sorted(again) == ["broken"] and summary.measured == 1
-    recs = read_records(manifest)
+    recs = read_manifest(manifest)
     assert recs["lagged"]["keep"] and recs["good"]["keep"]
     curate(pairs, manifest, plot=None, scorer=lambda p, th: {})  # defaults again: back to the strict decision
-    assert not read_records(manifest)["lagged"]["keep"]
+    assert not read_manifest(manifest)["lagged"]["keep"]
 
 
 def test_decide_rules():

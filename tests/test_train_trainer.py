@@ -57,7 +57,7 @@ def pairs(tmp_path_factory):
 
 
 def _config(pairs, out, **kw):
-    from synclora.train.trainer import TrainConfig
+    from synclora.train.config import TrainConfig
 
     base = dict(data=pairs, output=out, model="tiny", rank=8, alpha=8, width=W, height=H, num_frames=FRAMES,
                 learning_rate=1e-2, lr_scheduler="constant", sample_steps=2, checkpoint_every=1000, seed=0)
@@ -184,8 +184,8 @@ def test_resume_refuses_another_rank_and_no_resume_sets_old_checkpoints_aside(pa
 
 
 def test_manifest_limits_training_to_kept_pairs(pairs, tmp_path):
+    from synclora.data.manifest import select_pairs
     from synclora.errors import InputError
-    from synclora.train.trainer import select_pairs
 
     manifest = tmp_path / "m.jsonl"
     manifest.write_text("\n".join(json.dumps(r) for r in [
@@ -199,9 +199,9 @@ def test_manifest_limits_training_to_kept_pairs(pairs, tmp_path):
 
 
 def test_sigma_sampler_covers_the_unit_interval():
-    from synclora.train.trainer import _rng, sample_sigma
+    from synclora.train.sigmas import rng, sample_sigma
 
-    g = _rng(0)
+    g = rng(0)
     s = np.array([sample_sigma(g, 2816) for _ in range(2000)])
     assert s.min() > 0 and s.max() <= 1
     assert 0.5 < np.median(s) < 0.95  # shifted towards noise for a 512²×81 token count

@@ -1,7 +1,7 @@
 """Sync-based curation: score every pair with the sync report, keep only the pairs whose motion truly matches.
 
 The paper keeps "only the most temporally aligned" generated pairs, judged on four cues (pose, mouth, gaze, blink);
-its detectors, similarity measure and thresholds are not published (paper.md §5). Ours: the team's sync report
+its detectors, similarity measure and thresholds are not published (docs/METHOD.md). Ours: the team's sync report
 (`metrics.report`) per pair, reduced to one score per cue, then an AND of per-cue thresholds. A cue the source does
 not move (below the landmarker's jitter) cannot judge sync and passes; a cue the target does not move while the
 source does (frozen) and any lag always fail. Defaults and the measurements behind them: docs/TRAINING.md.
@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from synclora.data.manifest import read_manifest
 from synclora.data.pairs import Pair, discover_pairs
 from synclora.errors import InputError
 
@@ -149,26 +150,6 @@ class CurationSummary:
         return "\n".join(lines)
 
 
-def read_records(path: Path) -> dict[str, dict]:
-    """Manifest lines by name; a torn last line (interrupted run) is ignored, other broken lines are errors."""
-    out: dict[str, dict] = {}
-    if not path.is_file():
-        return out
-    lines = path.read_text(encoding="utf-8").splitlines()
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            if i == len(lines) - 1:
-                continue
-            raise InputError(f"{path} line {i + 1} is not JSON; move the file away to start over") from None
-        if isinstance(rec, dict) and "name" in rec:
-            out[rec["name"]] = rec
-    return out
-
-
 def _reason_key(reason: str) -> str:
     word = reason.split(" ")[0]
     return {"target": "lag"}.get(word, word)
@@ -195,7 +176,7 @@ def curate(
     pairs = discover_pairs(pairs_root, include_incomplete=True)
     if not pairs:
         raise InputError(f"no pair folders (with {Path('NAME/source.mp4')} and target.mp4) in {pairs_root}")
-    old = {} if rescore else read_records(manifest)
+    old = {} if rescore else read_manifest(manifest, resuming=True)
     records: list[dict] = []
     measured = 0
     with open(manifest, "a", encoding="utf-8") as log:
