@@ -97,3 +97,18 @@ def test_imports_point_one_way():
                 problems.append(f"synclora/{rel} imports synclora.{used}")
     assert not problems, "\n".join(sorted(problems))
 
+
+def test_cited_documents_exist():
+    """Every document the code, README or docs point to is in the repository (no outside notes)."""
+    import re
+
+    files = [ROOT / "README.md", ROOT / "app.py", *(ROOT / "docs").glob("*.md"), *(ROOT / "synclora").rglob("*.py"),
+             *(ROOT / "benchmarks").glob("*.py")]
+    missing = []
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        for cited in re.findall(r"\b(docs/[\w-]+\.md|[\w-]+\.md)\b", text):
+            candidates = [ROOT / cited, ROOT / "docs" / cited, ROOT / "assets" / cited, path.parent / cited]
+            if not any(c.is_file() for c in candidates):
+                missing.append(f"{path.relative_to(ROOT)} cites {cited}")
+    assert not missing, "\n".join(missing)

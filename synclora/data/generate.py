@@ -2,7 +2,7 @@
 
 The target is made by `pipeline.run_edit` with any backend, the same call the CLI and the app use, so a pair is
 exactly what this project would produce for that edit. The paper generated its pairs with Wan2.2 image-to-video
-from an original and an edited still (paper.md §4); here any propagator (flow on CPU, Sync-LoRA on GPU, or a new
+from an original and an edited still (docs/METHOD.md); here any propagator (flow on CPU, Sync-LoRA on GPU, or a new
 base model registered as a backend) is the generator, and `curate` decides which pairs are in sync enough to train on.
 
 Matching sources with edits: an edit named `<clip stem>.png` or `<clip stem>__<tag>.png` belongs to that clip (one

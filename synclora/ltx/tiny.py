@@ -145,7 +145,7 @@ def tiny_upsampler_config() -> dict:
 
 
 def scheduler_config() -> dict:
-    """The distilled-sampling scheduler: no dynamic shift, no terminal shift (see diffusers.md §8.2)."""
+    """The distilled-sampling scheduler: no dynamic shift, no terminal shift (docs/LTX.md, "Gotchas")."""
     return dict(use_dynamic_shifting=False, shift_terminal=None)
 
 
