@@ -149,7 +149,7 @@ def _gib(b: int) -> float:
 
 def run_case(prop: SyncLoRAPropagator, frames: np.ndarray, quality: str, repeats: int, label: str) -> dict:
     settings = PropagationSettings(backend="synclora", model="real", quality=quality, seed=0)
-    seg = Segment(frames=frames, anchor=frames[0], fps=25.0, settings=settings)
+    seg = Segment(frames=frames, edited=frames[0], fps=25.0, settings=settings)
     best = None
     for i in range(repeats):
         out = prop.propagate(seg)

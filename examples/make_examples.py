@@ -131,7 +131,7 @@ def main() -> None:
         write_clip(video, frames, Fraction(FPS), audio=audio, sample_rate=SAMPLE_RATE, crf=26, gop=12)
         edited = edit(frames[k], landmarks(frames[k]))
         Image.fromarray(edited).save(HERE / f"{stem}-edit.png", optimize=True)
-        index.append({"label": label, "video": video.name, "edited": f"{stem}-edit.png", "frame": k})
+        index.append({"label": label, "video": video.name, "edited": f"{stem}-edit.png", "edit_index": k})
         sizes = [(HERE / f).stat().st_size // 1024 for f in (video.name, f"{stem}-edit.png")]
         print(f"{stem}: {len(frames)} frames {frames.shape[2]}×{frames.shape[1]}, edit at frame {k}, "
               f"{sizes[0]} KB video, {sizes[1]} KB edit")

@@ -23,13 +23,6 @@ class _ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _frame_index(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"frame index must be a whole number, got {text!r}") from None
-
-
 def tqdm_progress(desc: str):
     """A ProgressFn drawing one tqdm bar on stderr, created on first use (so input errors print alone)."""
     from tqdm import tqdm
@@ -61,21 +54,21 @@ def _run_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_edit(args: argparse.Namespace) -> int:
-    from synclora.config import EditRequest
-    from synclora.pipeline import run_edit
+def _run_propagate(args: argparse.Namespace) -> int:
+    from synclora.config import PropagationRequest
+    from synclora.pipeline import run_propagation
 
-    req = EditRequest(
+    req = PropagationRequest(
         source=Path(args.source),
         edited=Path(args.edited),
         out=Path(args.out),
-        frame=args.frame,
+        edit_index=args.edit_index,
         side_by_side=Path(args.side_by_side) if args.side_by_side else None,
         settings=config.from_args(args),
     )
-    progress = tqdm_progress("edit") if not args.quiet else None
+    progress = tqdm_progress("propagate") if not args.quiet else None
     try:
-        result = run_edit(req, progress) if progress else run_edit(req)
+        result = run_propagation(req, progress) if progress else run_propagation(req)
     finally:
         if progress:
             progress.close()
@@ -95,15 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source")
     p.set_defaults(func=_run_info)
 
-    p = sub.add_parser("edit", help="propagate an edited frame through a video")
+    p = sub.add_parser("propagate", help="propagate an edited frame through a video")
     p.add_argument("source", help="source video (mp4, mov, webm, mkv, avi, gif)")
     p.add_argument("--edited", required=True, help="the edited frame (PNG/JPEG), same aspect as the video")
-    p.add_argument("--frame", type=_frame_index, default=0, help="index of the frame that was edited (default 0)")
+    config.add_edit_index_argument(p, "index of the frame that was edited, from 0 (default 0)")
     p.add_argument("--out", required=True, help="result .mp4 (source size, fps, frame count and audio)")
     p.add_argument("--side-by-side", help="also write source | result side by side to this .mp4")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     config.add_arguments(p)
-    p.set_defaults(func=_run_edit)
+    p.set_defaults(func=_run_propagate)
 
     for name in _AREAS:
         try:
@@ -113,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.register(sub)
+    # `edit` is the command's old name: still accepted, no longer listed.
+    sub.metavar = "{" + ",".join(sub.choices) + "}"
+    sub._name_parser_map["edit"] = sub.choices["propagate"]
     return parser
 
 

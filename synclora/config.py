@@ -237,13 +237,27 @@ def api_description() -> str:
             f"[, {names}]) -> (result video, side-by-side video, settings Markdown).")
 
 
+def _edit_index(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"the edit index must be a whole number, got {text!r}") from None
+
+
+def add_edit_index_argument(parser: argparse.ArgumentParser, help: str) -> None:
+    """`--edit-index K` (the index of the edited frame); the older `--frame K` still works but is not advertised."""
+    parser.add_argument("--edit-index", dest="edit_index", type=_edit_index, default=0, metavar="K", help=help)
+    parser.add_argument("--frame", dest="edit_index", type=_edit_index, default=argparse.SUPPRESS,
+                        help=argparse.SUPPRESS)
+
+
 @dataclass
-class EditRequest:
-    """One propagation job: source clip, an edited copy of frame `frame`, where to write the result."""
+class PropagationRequest:
+    """One propagation: the source clip, the edited frame (an edited copy of frame `edit_index`), where to write."""
 
     source: Path
     edited: Path
     out: Path
-    frame: int = 0
+    edit_index: int = 0
     side_by_side: Path | None = None
     settings: PropagationSettings = field(default_factory=PropagationSettings)

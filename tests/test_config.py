@@ -63,11 +63,11 @@ def test_every_setting_is_a_cli_flag_and_the_reproduce_line_round_trips():
 
     s = PropagationSettings(backend="synclora", quality="preview", seed=11, fit="crop", resolution=640,
                             time_mode="resample", chunk_overlap=4, model="tiny", memory="fp8", lora="/x/own.lora")
-    argv = ["edit", "a.mp4", "--edited", "e.png", "--out", "o.mp4", *config.cli_args(s, "synclora")]
+    argv = ["propagate", "a.mp4", "--edited", "e.png", "--out", "o.mp4", *config.cli_args(s, "synclora")]
     assert config.from_args(build_parser().parse_args(argv)) == s
     flow = config.cli_args(s, "flow")  # model, memory and lora only matter for Sync-LoRA
     assert "--model" not in flow and "--memory" not in flow and "--lora" not in flow and "--seed" in flow
-    help_text = build_parser()._subparsers._group_actions[0].choices["edit"].format_help()
+    help_text = build_parser()._subparsers._group_actions[0].choices["propagate"].format_help()
     for f in fields(PropagationSettings):
         assert config.flag(f.name) in help_text
 
@@ -75,7 +75,7 @@ def test_every_setting_is_a_cli_flag_and_the_reproduce_line_round_trips():
 def test_cli_rejects_a_bad_setting_with_the_dataclass_sentence(tmp_path, capsys):
     from synclora.cli import main
 
-    rc = main(["edit", str(tmp_path / "a.mp4"), "--edited", "e.png", "--out", str(tmp_path / "o.mp4"),
+    rc = main(["propagate", str(tmp_path / "a.mp4"), "--edited", "e.png", "--out", str(tmp_path / "o.mp4"),
                "--quality", "best"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "unknown quality 'best'" in err[0]

@@ -46,7 +46,7 @@ def app(tmp_path) -> GradioPipeline:
 
 
 def _frame_value(spec: dict):
-    text = spec.get("frame", "0")
+    text = spec.get("edit_index", "0")
     try:
         return float(text)
     except ValueError:
@@ -151,16 +151,16 @@ def test_cli_reports_out_of_memory_in_one_line(base, tmp_path, monkeypatch, caps
 
     monkeypatch.setattr(flow.FlowPropagator, "propagate", oom)
     out = tmp_path / "o.mp4"
-    rc = main(["edit", str(base["src"]), "--edited", str(base["edited"]), "--out", str(out), "--backend", "flow",
+    rc = main(["propagate", str(base["src"]), "--edited", str(base["edited"]), "--out", str(out), "--backend", "flow",
                "--quiet"])
     err = capsys.readouterr().err
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "preview" in err and not out.exists()
 
 
 def test_host_memory_error_is_translated_too(base, tmp_path, monkeypatch):
-    from synclora.config import EditRequest
+    from synclora.config import PropagationRequest
     from synclora.errors import OutOfMemoryError
-    from synclora.pipeline import run_edit
+    from synclora.pipeline import run_propagation
     from synclora.propagate import flow
 
     def boom(self, segment, progress=None):
@@ -168,8 +168,8 @@ def test_host_memory_error_is_translated_too(base, tmp_path, monkeypatch):
 
     monkeypatch.setattr(flow.FlowPropagator, "propagate", boom)
     with pytest.raises(OutOfMemoryError, match="ran out of memory"):
-        run_edit(EditRequest(base["src"], base["edited"], tmp_path / "o.mp4",
-                             settings=PropagationSettings(backend="flow")))
+        run_propagation(PropagationRequest(base["src"], base["edited"], tmp_path / "o.mp4",
+                                           settings=PropagationSettings(backend="flow")))
 
 
 # ---------------------------------------------------------------------------------------------------- sessions
@@ -335,13 +335,13 @@ def test_a_full_queue_turns_visitors_away_politely(base, tmp_path):
     try:
         gate = threading.Event()
         app = demo.synclora
-        real = app._run_edit
+        real = app._run_propagation
 
         def slow(req, progress=None):
             gate.wait(30)  # hold the one GPU slot until every visitor has knocked
             return real(req, progress)
 
-        app._run_edit = slow
+        app._run_propagation = slow
         outcomes: dict[int, str] = {}
 
         def visitor(i: int) -> None:

@@ -42,8 +42,8 @@ def test_bad_input_table(case: Case, base, tmp_path, capsys, monkeypatch):
     source = spec.get("source", base["src"])
     edited = spec.get("edited", base["edited"])
     out = spec.get("out", outdir / spec.get("out_name", "out.mp4"))
-    argv = ["edit", str(source), "--edited", str(edited), "--out", str(out), "--frame", spec.get("frame", "0"),
-            "--backend", "flow", "--quiet", *spec.get("extra", [])]
+    argv = ["propagate", str(source), "--edited", str(edited), "--out", str(out),
+            "--edit-index", spec.get("edit_index", "0"), "--backend", "flow", "--quiet", *spec.get("extra", [])]
     before_in = _listing(inputs)
     monkeypatch.chdir(inputs)
     try:
@@ -109,8 +109,9 @@ def test_corrupt_and_pickled_lora_are_refused_without_unpickling(tmp_path):
 
 
 @pytest.mark.parametrize("argv,rc,says", [
-    (["edit", "{bad}", "--edited", "{edited}", "--out", "{out}", "--backend", "flow", "--quiet"], 2, "could not be"),
-    (["edit", "{src}", "--edited", "{edited}", "--out", "{out}", "--backend", "flow", "--quiet"], 0, ""),
+    (["propagate", "{bad}", "--edited", "{edited}", "--out", "{out}", "--backend", "flow", "--quiet"], 2,
+     "could not be"),
+    (["propagate", "{src}", "--edited", "{edited}", "--out", "{out}", "--backend", "flow", "--quiet"], 0, ""),
 ], ids=["bad", "good"])
 def test_real_subprocess(base, tmp_path, argv, rc, says):
     """`python -m synclora` as a user runs it: one stderr line and exit 2 for bad input; a good run works."""

@@ -33,7 +33,7 @@ def test_killed_run_leaves_no_result_and_a_rerun_works(tmp_path):
     outdir = tmp_path / "out"
     outdir.mkdir()
     out = outdir / "result.mp4"
-    cmd = [sys.executable, "-m", "synclora", "edit", str(src), "--edited", str(edited), "--out", str(out),
+    cmd = [sys.executable, "-m", "synclora", "propagate", str(src), "--edited", str(edited), "--out", str(out),
            "--backend", "flow", "--quiet"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

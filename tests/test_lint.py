@@ -112,3 +112,17 @@ def test_cited_documents_exist():
             if not any(c.is_file() for c in candidates):
                 missing.append(f"{path.relative_to(ROOT)} cites {cited}")
     assert not missing, "\n".join(missing)
+
+
+def test_readme_layout_matches_the_tree():
+    """Every top-level part of the package is in the README's Layout section, and everything listed there exists."""
+    import re
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = text.split("## Layout", 1)[1].split("```")[1]
+    listed = set(re.findall(r"^  (\w+(?:/|\.py))", block, flags=re.M))
+    for name in listed:
+        assert (ROOT / "synclora" / name.rstrip("/")).exists(), f"README lists synclora/{name}, which does not exist"
+    parts = {p.name + "/" for p in (ROOT / "synclora").iterdir() if (p / "__init__.py").is_file()}
+    parts |= {p.name for p in (ROOT / "synclora").glob("*.py") if p.name not in ("__init__.py", "__main__.py")}
+    assert parts <= listed, f"not in the README's Layout: {sorted(parts - listed)}"

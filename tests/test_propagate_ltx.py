@@ -32,9 +32,9 @@ def prop():
 def _segment(n: int = 9, size: int = 64, seed: int = 0, **settings) -> Segment:
     rng = np.random.default_rng(seed)
     frames = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
-    anchor = 255 - frames[0]
+    edited = 255 - frames[0]
     s = PropagationSettings(**{**TINY.to_dict(), **settings})
-    return Segment(frames=frames, anchor=anchor, fps=25.0, settings=s)
+    return Segment(frames=frames, edited=edited, fps=25.0, settings=s)
 
 
 @pytest.mark.slow
@@ -51,8 +51,8 @@ def test_cli_edit_end_to_end_keeps_the_video_contract(tmp_path):
     Image.fromarray(255 - frames[0]).save(tmp_path / "edit.png")
     out = tmp_path / "out.mp4"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "synclora", "edit", str(src), "--edited", str(tmp_path / "edit.png"),
-           "--frame", "0", "--out", str(out), "--backend", "synclora", "--model", "tiny", "--resolution", "64",
+    cmd = [sys.executable, "-m", "synclora", "propagate", str(src), "--edited", str(tmp_path / "edit.png"),
+           "--edit-index", "0", "--out", str(out), "--backend", "synclora", "--model", "tiny", "--resolution", "64",
            "--quiet"]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -169,7 +169,7 @@ def test_availability_and_input_checks(prop, monkeypatch, tmp_path):
     with pytest.raises(InputError, match="8k\\+1"):
         prop.propagate(_segment(n=10))
     bad = _segment(size=64)
-    bad = Segment(frames=np.zeros((9, 64, 96 + 4, 3), np.uint8), anchor=np.zeros((64, 100, 3), np.uint8), fps=25.0,
+    bad = Segment(frames=np.zeros((9, 64, 96 + 4, 3), np.uint8), edited=np.zeros((64, 100, 3), np.uint8), fps=25.0,
                   settings=bad.settings)
     with pytest.raises(InputError, match="divisible by 64"):
         prop.propagate(bad)

@@ -115,7 +115,7 @@ def _segment(settings):
     from synclora.propagate.base import Segment
 
     src = np.stack([np.kron(f, np.ones((2, 2, 1), np.uint8)) for f in _clip(5, FRAMES, 32)])  # 64×64
-    return Segment(frames=src, anchor=_edit(src)[0], fps=25.0, settings=settings)
+    return Segment(frames=src, edited=_edit(src)[0], fps=25.0, settings=settings)
 
 
 def test_saved_lora_loads_into_backend_and_changes_output(trained, tmp_path):

@@ -20,7 +20,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--sources", nargs="+", type=Path, help="source clips or folders of clips")
     p.add_argument("--edits", nargs="+", type=Path, help="edited frames or folders of edited frames")
-    p.add_argument("--frame", type=int, default=0, help="index of the edited frame in every clip (default 0)")
+    config.add_edit_index_argument(p, "index of the edited frame in every clip (default 0)")
     p.add_argument("--out", required=True, type=Path, help="PAIRS folder to write")
     p.add_argument("--overwrite", action="store_true", help="remake pairs that already have a target.mp4")
     p.add_argument("--from-dataset", type=Path, metavar="METADATA",
@@ -78,7 +78,7 @@ def run_generate(args: argparse.Namespace) -> int:
         return 0
     if not args.sources or not args.edits:
         raise InputError("give --sources and --edits (or --from-dataset)")
-    jobs = plan_jobs(args.sources, args.edits, args.frame)
+    jobs = plan_jobs(args.sources, args.edits, args.edit_index)
     progress, close = _bar("generate", False)
     try:
         summary = generate_pairs(jobs, args.out, config.from_args(args), overwrite=args.overwrite,

@@ -360,9 +360,9 @@ class SyncLoRAPropagator(Propagator):
         # Inputs at exactly the size the pipeline wants, resized the ltx-pipelines way, so its PIL path is a no-op.
         reference_frames = to_pil(resize_frames(segment.frames, h1 // ds, w1 // ds))
         reference = LTX2ReferenceCondition(frames=reference_frames, strength=1.0)
-        anchor = to_pil(resize_frames(segment.anchor[None], h, w))[0]
-        anchor_half = to_pil(resize_frames(segment.anchor[None], h1, w1))[0]
-        first = LTX2VideoCondition(frames=anchor_half, index=0, strength=1.0, crf=model.crf)
+        edited = to_pil(resize_frames(segment.edited[None], h, w))[0]
+        edited_half = to_pil(resize_frames(segment.edited[None], h1, w1))[0]
+        first = LTX2VideoCondition(frames=edited_half, index=0, strength=1.0, crf=model.crf)
         # Placeholder text input (FrozenConnectors ignores it); its dtype sets the transformer's input dtype.
         mask = pipe.connectors.mask
         embeds = pipe.connectors.video.new_zeros(1, mask.shape[1], 1)
@@ -411,7 +411,7 @@ class SyncLoRAPropagator(Propagator):
             progress(0.6, "stage 2 (full resolution)")
             pipe.disable_lora()  # stage 2 runs the distilled model alone
             try:
-                first_full = LTX2VideoCondition(frames=anchor, index=0, strength=1.0, crf=model.crf)
+                first_full = LTX2VideoCondition(frames=edited, index=0, strength=1.0, crf=model.crf)
                 latents, _ = pipe(
                     conditions=[first_full],
                     latents=latents,

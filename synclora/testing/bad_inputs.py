@@ -280,12 +280,12 @@ CASES = [
     Case("unicode-spaces-names", _named("clip vidéo 日本 ✓.mp4", "résultat final ✓.mp4"), 0),
     Case("shell-chars-names", _named("a;$(touch PWNED)`id` 'q'.mp4", "out $(touch PWNED).mp4"), 0),
     Case("dotdot-in-paths", _dotdot, 0),
-    # --- the frame index
-    Case("frame-negative", _args(frame="-1"), 2, "out of range"),
-    Case("frame-too-large", _args(frame=str(N)), 2, "out of range"),
-    Case("frame-huge", _args(frame="9" * 30), 2, "out of range"),
-    Case("frame-not-a-number", _args(frame="abc"), 2, "whole number"),
-    Case("frame-fraction", _args(frame="1.5"), 2, "whole number"),
+    # --- the edit index (which frame was edited)
+    Case("frame-negative", _args(edit_index="-1"), 2, "out of range"),
+    Case("frame-too-large", _args(edit_index=str(N)), 2, "out of range"),
+    Case("frame-huge", _args(edit_index="9" * 30), 2, "out of range"),
+    Case("frame-not-a-number", _args(edit_index="abc"), 2, "whole number"),
+    Case("frame-fraction", _args(edit_index="1.5"), 2, "whole number"),
     # --- the edited frame
     Case("edited-16bit-grey", pil("I;16", "grey16.png", convert=_i16), 0, "16-bit"),
     Case("edited-16bit-rgb", image(_png16_rgb), 0),

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from synclora import config, runtime
-from synclora.config import EditRequest, PropagationSettings
+from synclora.config import PropagationRequest, PropagationSettings
 from synclora.edit import editor as editor_mod
 from synclora.edit import upload as upload_mod
 from synclora.edit.instruct import InstructEditor, InstructSettings
@@ -104,7 +104,7 @@ class GradioPipeline:
         self.defaults = defaults
         self.max_upload_mb = runtime.current().max_upload_mb if max_upload_mb is None else max_upload_mb
         self._reports: dict[tuple, tuple[str, str]] = {}  # (session, video, result, edited) -> (plot, verdict)
-        self._gpu_edit = gpu.gpu(duration=self._gpu_duration)(self._run_edit)
+        self._gpu_propagate = gpu.gpu(duration=self._gpu_duration)(self._run_propagation)
         self._gpu_instruct = gpu.gpu(duration=gpu.INSTRUCT_SECONDS)(self._run_instruct)
 
     # ---------------------------------------------------------------------------------------------------------- 1
@@ -353,7 +353,7 @@ class GradioPipeline:
         """The page's (or an API caller's) setting values → settings; None keeps the app's default."""
         return PropagationSettings.from_values(values, self.defaults)
 
-    def _gpu_duration(self, req: EditRequest, progress=None) -> int:
+    def _gpu_duration(self, req: PropagationRequest, progress=None) -> int:
         from synclora.video import io
 
         try:
@@ -363,12 +363,12 @@ class GradioPipeline:
         return gpu.gpu_seconds(n, req.settings)
 
     @staticmethod
-    def _run_edit(req: EditRequest, progress=None):
-        from synclora.pipeline import run_edit
+    def _run_propagation(req: PropagationRequest, progress=None):
+        from synclora.pipeline import run_propagation
 
         if progress is None:
-            return run_edit(req)
-        return run_edit(req, lambda f, label: progress(float(min(max(f, 0.0), 1.0)), desc=label))
+            return run_propagation(req)
+        return run_propagation(req, lambda f, label: progress(float(min(max(f, 0.0), 1.0)), desc=label))
 
     @user_errors
     def edit_video(
@@ -404,27 +404,27 @@ class GradioPipeline:
         session = _session(request)
         out = self.files.new_file(session, f"{Path(video).stem}-edited", ".mp4")
         sbs = out.with_name(out.stem + "-side-by-side.mp4")
-        req = EditRequest(source=Path(video), edited=Path(edited), out=out, frame=int(float(frame)), side_by_side=sbs,
-                          settings=settings)
+        req = PropagationRequest(source=Path(video), edited=Path(edited), out=out, edit_index=int(float(frame)),
+                                 side_by_side=sbs, settings=settings)
         progress(0.0, desc="queued for the GPU" if name != "flow" else "starting")
-        run = self._gpu_edit if name != "flow" else self._run_edit
+        run = self._gpu_propagate if name != "flow" else self._run_propagation
         result = run(req, progress)  # its notices are listed under the result (a toast would cover the page)
         return str(result.out), str(result.side_by_side), self.result_markdown(result, video, edited)
 
     def result_markdown(self, result, video: str, edited: str) -> str:
-        """What was done, with everything needed to reproduce it (settings, seed, frame, CLI line)."""
+        """What was done, with everything needed to reproduce it (settings, seed, edit index, CLI line)."""
         s = result.settings
         cmd = [
-            "python", "-m", "synclora", "edit", Path(video).name, "--edited", Path(edited).name,
-            "--frame", str(result.frame), "--out", "result.mp4", *config.cli_args(s, result.backend),
+            "python", "-m", "synclora", "propagate", Path(video).name, "--edited", Path(edited).name,
+            "--edit-index", str(result.edit_index), "--out", "result.mp4", *config.cli_args(s, result.backend),
         ]
         info = result.source_info
         head = (
-            f"**Frame {result.frame}** · seed **{s.seed}** · **{result.backend}** ({s.quality}) · fit {s.fit} · "
-            f"working size {result.working_size[0]}×{result.working_size[1]} · {info.n_frames} frames at "
+            f"**Edited frame {result.edit_index}** · seed **{s.seed}** · **{result.backend}** ({s.quality}) · "
+            f"fit {s.fit} · working size {result.working_size[0]}×{result.working_size[1]} · {info.n_frames} frames at "
             f"{format_fps(info.fps)} fps · took {result.seconds:.1f} s"
         )
-        settings = json.dumps(dict(s.to_dict(), backend=result.backend, frame=result.frame))
+        settings = json.dumps(dict(s.to_dict(), backend=result.backend, edit_index=result.edit_index))
         notes = "".join(f"\n- {_sentence(n)}" for n in result.notices)
         return f"{head}{notes}\n\nReproduce:\n```\n{shlex.join(cmd)}\n```\nSettings: `{settings}`"
 

@@ -65,7 +65,7 @@ def css() -> str:
 
 
 def example_rows() -> tuple[list[list], list[str]]:
-    """[video, edited frame, frame index, edit frame] rows and labels from examples/examples.json."""
+    """[video, edited frame, frame index shown, edit index] rows and labels from examples/examples.json."""
     import json
 
     index = EXAMPLES_DIR / "examples.json"
@@ -75,7 +75,7 @@ def example_rows() -> tuple[list[list], list[str]]:
     for ex in json.loads(index.read_text(encoding="utf-8")):
         video, edited = EXAMPLES_DIR / ex["video"], EXAMPLES_DIR / ex["edited"]
         if video.is_file() and edited.is_file():
-            rows.append([str(video), str(edited), int(ex["frame"]), int(ex["frame"])])
+            rows.append([str(video), str(edited), int(ex["edit_index"]), int(ex["edit_index"])])
             labels.append(ex["label"])
     return rows, labels
 
@@ -117,7 +117,7 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
                           buttons=["download"], render=False)
         result_md = gr.Markdown(asset("help_result.md"), elem_id="result-info", render=False, label="Settings")
         edited = gr.Image(label="Edited frame", type="filepath", visible=False, elem_id="edited", render=False)
-        edit_frame = gr.Number(-1, visible=False, precision=0, label="Edited frame index", render=False)
+        edit_frame = gr.Number(-1, visible=False, precision=0, label="Edit index", render=False)
         rows, labels = example_rows()
         if rows:
             gr.Examples(
