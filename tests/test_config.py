@@ -190,3 +190,16 @@ def test_docs_config_states_the_defaults_the_code_uses():
     d = PropagationSettings()
     for name in ("backend", "quality", "model"):
         assert f"| `{getattr(d, name)}` |" in row(f"SYNCLORA_{name.upper()}")
+
+
+@pytest.mark.slow
+def test_the_app_refuses_a_bad_environment_in_one_line():
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SYNCLORA_QUEUE_SIZE": "many", "SYNCLORA_PRELOAD": "0"}
+    p = subprocess.run([sys.executable, "app.py", "--help"], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode != 0 and "Traceback" not in p.stderr
+    assert p.stderr.strip().splitlines()[-1] == "error: SYNCLORA_QUEUE_SIZE must be a whole number, got 'many'"
