@@ -357,7 +357,11 @@ def test_a_full_queue_turns_visitors_away_politely(base, tmp_path):
         for t in threads:
             t.start()
             time.sleep(0.4)
-        time.sleep(1.0)
+        # One visitor runs, one waits, so two must be turned away while the slot is held. Keep holding it until they
+        # are (a loaded machine may take seconds to connect a client), then let the admitted ones finish.
+        deadline = time.monotonic() + 60
+        while len(outcomes) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
         gate.set()
         for t in threads:
             t.join(timeout=120)
