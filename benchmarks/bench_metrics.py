@@ -11,21 +11,18 @@ From mp4 files the baseline is the previous decoding path (every frame converted
 image is made straight from the YUV planes at its size). Then the report as the app runs it: with the edited frame
 (what the edit hides, the edit-kept score) and the landmark view video.
 
-    .venv/bin/python benchmarks/bench_metrics.py [--frames 150] [--size 720] [--threads 2]
+    python -m benchmarks.bench_metrics [--frames 150] [--size 720] [--threads 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 
 def _clip(n: int, height: int, edit: str | None = None) -> np.ndarray:

@@ -65,7 +65,7 @@ def test_edit_video_end_to_end_with_only_the_three_inputs(edit_run):
     last = io.read_frame(result_path, src.n_frames - 1)
     red = (last[..., 0] > 150) & (last[..., 1] < 80) & (last[..., 2] < 80)
     assert red.sum() > 100, "the edit did not reach the last frame"
-    assert "**Frame 0**" in md and "seed **0**" in md and "flow" in md and "--frame 0" in md
+    assert "**Edited frame 0**" in md and "seed **0**" in md and "flow" in md and "--edit-index 0" in md
     assert seconds < 60
 
 

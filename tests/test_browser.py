@@ -155,7 +155,7 @@ def test_whole_workflow_in_chromium(app_url, browser, tmp_path):
     assert abs(state["d"] - 3.0) < 0.2, state  # 72 frames at 24 fps: the length is kept
     page.evaluate("() => document.querySelector('#result-sbs video').pause()")
     info = page.inner_text("#result-info")
-    assert f"Frame {FRAME}" in info and "seed 0" in info and "--frame 10" in info
+    assert f"Edited frame {FRAME}" in info and "seed 0" in info and "--edit-index 10" in info
     page.get_by_role("tab", name="Result only").click()
     page.wait_for_selector("#result-video video", timeout=TIMEOUT_MS)
     state = _plays(page, "#result-video video")

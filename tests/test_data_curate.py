@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from synclora.data.curate import CurationThresholds, curate, decide, read_records
+from synclora.data.curate import CurationThresholds, curate, decide
+from synclora.data.manifest import read_manifest
 from synclora.testing import faces
 from synclora.video import io
 
@@ -67,7 +68,7 @@ def curated(pairs, tmp_path_factory):
 
 def test_keeps_synced_rejects_lagged_and_frozen_mouth(curated):
     manifest, summary, _ = curated
-    recs = read_records(manifest)
+    recs = read_manifest(manifest)
     assert recs["good"]["keep"], recs["good"]
     assert not recs["lagged"]["keep"] and recs["lagged"]["scores"]["lag"] == 2
     assert any("lags by 2" in r for r in recs["lagged"]["reasons"])
@@ -90,7 +91,7 @@ def test_manifest_lines_and_plot(curated):
 
 def test_unreadable_and_incomplete_pairs_are_reported_not_fatal(curated):
     manifest, _, _ = curated
-    recs = read_records(manifest)
+    recs = read_manifest(manifest)
     assert recs["broken"]["keep"] is False and recs["broken"]["scores"] is None and recs["broken"]["error"]
     assert "target.mp4 is missing" in recs["half"]["error"]
 
@@ -104,10 +105,10 @@ def test_resume_measures_nothing_again_and_new_thresholds_redecide(curated, pair
     summary = curate(pairs, manifest, loose, scorer=lambda p, th: again.append(p.name) or {})
     # Scored pairs come from the manifest; only the unreadable ones are tried again.
     assert sorted(again) == ["broken"] and summary.measured == 1
-    recs = read_records(manifest)
+    recs = read_manifest(manifest)
     assert recs["lagged"]["keep"] and recs["good"]["keep"]
     curate(pairs, manifest, plot=None, scorer=lambda p, th: {})  # defaults again: back to the strict decision
-    assert not read_records(manifest)["lagged"]["keep"]
+    assert not read_manifest(manifest)["lagged"]["keep"]
 
 
 def test_decide_rules():
@@ -158,7 +159,8 @@ def edit_pairs(tmp_path_factory):
         io.write_video(d / "target.mp4", target, 25)
         if edited is not None:
             Image.fromarray(edited).save(d / "edit.png")
-            write_meta(d, {"frame": EDIT_K})
+            # eye-shadow folders carry the key generate wrote before the rename ("frame"): still read
+            write_meta(d, {"frame" if name.startswith("eye_shadow") else "edit_index": EDIT_K})
 
     for edit in ("sunglasses", "mouth_mask", "lipstick", "eye_shadow"):
         good = faces.talking_clip("grace_hopper", EDIT_N, edit=edit).frames
@@ -176,7 +178,7 @@ def edit_pairs(tmp_path_factory):
 
 def test_curation_keeps_right_edit_pairs_and_rejects_late_frozen_and_faded(edit_pairs, tmp_path):
     summary = curate(edit_pairs, tmp_path / "m.jsonl", plot=tmp_path / "m.png")
-    recs = read_records(tmp_path / "m.jsonl")
+    recs = read_manifest(tmp_path / "m.jsonl")
     for name, rec in recs.items():
         assert rec["keep"] == name.endswith(("-right", "-no-edit-png")), (name, rec["reasons"], rec["scores"])
     sg = recs["sunglasses-right"]["scores"]
@@ -186,6 +188,7 @@ def test_curation_keeps_right_edit_pairs_and_rejects_late_frozen_and_faded(edit_
     assert recs["mouth_mask-right"]["scores"]["hidden"] == ["mouth"]
     assert recs["mouth_mask-right"]["scores"]["mouth"] is None
     assert recs["lipstick-right"]["scores"]["hidden"] == [] and recs["lipstick-right"]["scores"]["mouth"] > 0.9
+    assert recs["eye_shadow-right"]["scores"]["edit_index"] == EDIT_K  # from the old "frame" key
     no_png = recs["sunglasses-no-edit-png"]["scores"]
     assert no_png["hidden"] == ["left_eye", "right_eye"] and no_png["edit_index"] == 0 and no_png["identity"] is None
     # Each bad pair is rejected for what stays visible, never for what the edit hides.

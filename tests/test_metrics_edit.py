@@ -200,7 +200,7 @@ def test_cli_report_with_the_edit_and_its_bad_inputs(source, tmp_path, capsys):
     io.write_video(res, good, 25)
     Image.fromarray(good[K]).save(edited)
     out_json, out_png, out_mp4 = tmp_path / "r.json", tmp_path / "r.png", tmp_path / "lm.mp4"
-    rc = main(["report", str(src), str(res), "--edited", str(edited), "--frame", str(K), "--json", str(out_json),
+    rc = main(["report", str(src), str(res), "--edited", str(edited), "--edit-index", str(K), "--json", str(out_json),
                "--plot", str(out_png), "--landmarks", str(out_mp4)])
     assert rc == 0
     out = capsys.readouterr().out
@@ -212,11 +212,15 @@ def test_cli_report_with_the_edit_and_its_bad_inputs(source, tmp_path, capsys):
     assert io.probe(out_mp4).n_frames == N and out_png.read_bytes()[:4] == b"\x89PNG"
 
     base = ["report", str(src), str(res)]
-    for extra in (["--landmarks", str(tmp_path / "lm.gif")], ["--edited", str(edited), "--frame", "999"],
+    # the old spelling `--frame K` is still accepted, as in `propagate`
+    for extra in (["--landmarks", str(tmp_path / "lm.gif")], ["--edited", str(edited), "--edit-index", "999"],
                   ["--edited", str(tmp_path / "missing.png")], ["--frame", "-1"]):
         assert main(base + extra) == 2, extra
         err = capsys.readouterr().err.strip()
         assert err and "\n" not in err and "Traceback" not in err, err
+    with pytest.raises(SystemExit) as exc:  # argparse's own one-line error
+        main(base + ["--edit-index", "x"])
+    assert exc.value.code == 2 and "the edit index must be a whole number" in capsys.readouterr().err
 
 
 def test_a_failure_on_either_side_ends_the_report_without_hanging_or_leaving_a_view(source, tmp_path, monkeypatch):
@@ -237,7 +241,7 @@ def test_a_failure_on_either_side_ends_the_report_without_hanging_or_leaving_a_v
         monkeypatch.setattr(PairedPass, side, broken)
         out, errors = tmp_path / f"{side}.mp4", []
 
-        def run():
+        def run(out=out, errors=errors):
             try:
                 _report(source.frames, good, good[K], landmarks_video=out)
             except InputError as exc:

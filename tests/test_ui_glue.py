@@ -226,8 +226,8 @@ def test_edit_video_writes_result_and_side_by_side_in_the_session_folder(app, cl
     src, res, both = io.probe(clip), io.probe(out), io.probe(sbs)
     assert (res.n_frames, res.fps, res.size, res.has_audio) == (src.n_frames, src.fps, src.size, True)
     assert both.n_frames == src.n_frames and both.width > src.width
-    assert "**Frame 5**" in md and "seed **11**" in md and "flow" in md
-    assert "--frame 5" in md and "--seed 11" in md and "--backend flow" in md and "--quality preview" in md
+    assert "**Edited frame 5**" in md and "seed **11**" in md and "flow" in md
+    assert "--edit-index 5" in md and "--seed 11" in md and "--backend flow" in md and "--quality preview" in md
 
 
 @pytest.mark.parametrize(

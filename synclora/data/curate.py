@@ -1,12 +1,12 @@
 """Sync-based curation: score every pair with the sync report, keep only the pairs whose motion truly matches.
 
 The paper keeps "only the most temporally aligned" generated pairs, judged on four cues (pose, mouth, gaze, blink);
-its detectors, similarity measure and thresholds are not published (paper.md §5). Ours: the team's sync report
+its detectors, similarity measure and thresholds are not published (docs/METHOD.md). Ours: the team's sync report
 (`metrics.report`) per pair, reduced to one score per cue, then an AND of per-cue thresholds. A cue the source does
 not move (below the landmarker's jitter) cannot judge sync and passes; a cue the target does not move while the
 source does (frozen) and any lag always fail. Defaults and the measurements behind them: docs/TRAINING.md.
 
-The report knows what the edit hid (edit.png at meta.json's frame; without edit.png, the target's frame 0 against
+The report knows what the edit hid (edit.png at meta.json's edit index; without edit.png, the target's frame 0 against
 the source's): cues behind sunglasses, a mask or a beard cannot judge sync and are left out like still ones — else
 every pair whose edit covers the eyes or the mouth would be dropped, biasing a trained LoRA against those edits. A
 pair whose edit hides every moving cue cannot be checked and is rejected; so is one whose target loses the edit
@@ -22,10 +22,11 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Callable
 
+from synclora.data.manifest import read_manifest
 from synclora.data.pairs import Pair, discover_pairs
 from synclora.errors import InputError
 
@@ -52,7 +53,7 @@ class CurationThresholds:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "CurationThresholds":
+    def from_dict(cls, d: dict) -> CurationThresholds:
         names = {f.name for f in fields(cls)}
         unknown = set(d) - names
         if unknown:
@@ -146,12 +147,16 @@ def decide(scores: dict, th: CurationThresholds) -> tuple[bool, list[str]]:
 
 
 def edit_index_of(pair: Pair) -> int | None:
-    """The frame edit.png was made from (meta.json's "frame"); without edit.png the target's frame 0 is the edit.
-    None: edit.png without a usable frame in meta.json (the report then finds the best-matching source frame)."""
+    """The frame edit.png was made from (meta.json's "edit_index", or "frame" in pair folders written before the
+    rename); without edit.png the target's frame 0 is the edit. None: edit.png without a usable index in meta.json
+    (the report then finds the best-matching source frame)."""
     if pair.edit is None:
         return 0
-    frame = pair.meta.get("frame")
-    return frame if isinstance(frame, int) and not isinstance(frame, bool) and frame >= 0 else None
+    for key in ("edit_index", "frame"):
+        k = pair.meta.get(key)
+        if isinstance(k, int) and not isinstance(k, bool) and k >= 0:
+            return k
+    return None
 
 
 def score_pair(pair: Pair, th: CurationThresholds) -> dict:
@@ -184,26 +189,6 @@ class CurationSummary:
         return "\n".join(lines)
 
 
-def read_records(path: Path) -> dict[str, dict]:
-    """Manifest lines by name; a torn last line (interrupted run) is ignored, other broken lines are errors."""
-    out: dict[str, dict] = {}
-    if not path.is_file():
-        return out
-    lines = path.read_text(encoding="utf-8").splitlines()
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            if i == len(lines) - 1:
-                continue
-            raise InputError(f"{path} line {i + 1} is not JSON; move the file away to start over") from None
-        if isinstance(rec, dict) and "name" in rec:
-            out[rec["name"]] = rec
-    return out
-
-
 def _reason_key(reason: str) -> str:
     word = reason.split(" ")[0]
     return {"target": "lag"}.get(word, word)
@@ -230,7 +215,7 @@ def curate(
     pairs = discover_pairs(pairs_root, include_incomplete=True)
     if not pairs:
         raise InputError(f"no pair folders (with {Path('NAME/source.mp4')} and target.mp4) in {pairs_root}")
-    old = {} if rescore else read_records(manifest)
+    old = {} if rescore else read_manifest(manifest, resuming=True)
     records: list[dict] = []
     measured = 0
     with open(manifest, "a", encoding="utf-8") as log:
@@ -248,7 +233,7 @@ def curate(
                         raise InputError(f"{missing} is missing")
                     rec["scores"] = scorer(pair, th)
                     measured += 1
-                except Exception as exc:  # an unreadable pair is reported and skipped, never ends the run
+                except Exception as exc:  # noqa: BLE001 - an unreadable pair is reported and skipped, never ends the run
                     rec["scores"] = None
                     rec["error"] = f"{type(exc).__name__}: {exc}" if not isinstance(exc, InputError) else str(exc)
                 log.write(json.dumps(_finish(rec, th)) + "\n")
@@ -282,7 +267,8 @@ def _finish(rec: dict, th: CurationThresholds) -> dict:
         out.pop("error", None)
         out["keep"], out["reasons"] = decide(out["scores"], th)
     out["thresholds"] = th.to_dict()
-    return {k: out[k] for k in ("name", "keep", "reasons", "scores", "error", "score_version", "thresholds") if k in out}
+    keys = ("name", "keep", "reasons", "scores", "error", "score_version", "thresholds")
+    return {k: out[k] for k in keys if k in out}
 
 
 # Panels of the summary plot: (score key, threshold attribute, "min" keeps values above / "max" below).

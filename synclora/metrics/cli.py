@@ -9,6 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from synclora import config
 from synclora.errors import SyncloraError
 
 
@@ -25,9 +26,9 @@ def register(subparsers) -> None:
     p.add_argument("result", type=Path, help="result video (same frame count)")
     p.add_argument("--edited", type=Path, default=None,
                    help="the edited frame (image): identity, what the edit hides, how much of it is kept")
-    p.add_argument("--frame", type=int, default=None, metavar="K",
-                   help="the edit index: the source frame the edited frame was made from (default: the source frame "
-                   "that matches it best). Without --edited, the result's frame K is taken as the edit")
+    config.add_edit_index_argument(
+        p, "the edit index: the source frame the edited frame was made from (default: the source frame that matches "
+        "it best). Without --edited, the result's frame K is taken as the edit", default=None)
     p.add_argument("--json", type=Path, default=None, metavar="OUT.json", help="write the full report as JSON")
     p.add_argument("--plot", type=Path, default=None, metavar="OUT.png", help="write the curves plot as PNG")
     p.add_argument("--landmarks", type=Path, default=None, metavar="OUT.mp4",
@@ -79,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
             args.source,
             args.result,
             edited_frame=args.edited,
-            edit_index=args.frame,
+            edit_index=args.edit_index,
             frame_range=tuple(args.range) if args.range else None,
             max_lag=args.max_lag,
             thresholds=th,

@@ -81,7 +81,7 @@ class EditKept:
         return named
 
     def problems(self, min_kept: float, min_run: int) -> list[str]:
-        """Sentences for the verdict: where each part of the edit faded or slid off (frames numbered as in the videos)."""
+        """Sentences for the verdict: where each part of the edit faded or slid off (frames as in the videos)."""
         out = []
         for name, p in self._judged().items():
             where = "the edit" if name == "edit" else f"the edit {_on(name)}"

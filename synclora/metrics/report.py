@@ -150,9 +150,10 @@ class SyncReport:
                          "faded)" + "".join(f"; {p}" for p in self.edit_problems))
         if self.identity is not None:
             i = self.identity
-            lines.append(f"identity: similarity mean {i.mean_similarity:.3f} (min {i.min_similarity:.3f}), distance mean "
-                         f"{i.mean_distance:.3f} (max {i.max_distance:.3f}; < {self.thresholds.max_identity_distance} = "
-                         f"same person), every {i.sample_every}. face frame, {len(i.frames)} frames")
+            lines.append(f"identity: similarity mean {i.mean_similarity:.3f} (min {i.min_similarity:.3f}), "
+                         f"distance mean {i.mean_distance:.3f} (max {i.max_distance:.3f}; "
+                         f"< {self.thresholds.max_identity_distance} = same person), every {i.sample_every}. face "
+                         f"frame, {len(i.frames)} frames")
         f = self.faces
         lines.append(f"faces: missing in {len(f.source_missing)} source and {len(f.result_missing)} result frames "
                      f"of {f.n_frames}" + (f"; lost in result at {_ranges(f.lost)}" if f.lost else ""))

@@ -130,7 +130,9 @@ def zscore(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def score_cue(name: str, src: np.ndarray, res: np.ndarray, max_lag: int, th: SyncThresholds) -> tuple[CueScore, np.ndarray]:
+def score_cue(
+    name: str, src: np.ndarray, res: np.ndarray, max_lag: int, th: SyncThresholds
+) -> tuple[CueScore, np.ndarray]:
     """One cue's score and its r(lag) curve.
 
     Pearson r ignores amplitude, so a result that barely moves (a frozen mouth) can still correlate with its source

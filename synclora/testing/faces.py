@@ -190,7 +190,9 @@ def talking_clip(
     phase = rng.uniform(0, 2 * np.pi, 4)
     look = gaze * np.sin(2 * np.pi * t / (0.45 * n) + phase[3])
     roll = roll_deg * np.sin(2 * np.pi * t / (0.9 * n) + phase[0])
-    shift = shift_px * np.stack([np.sin(2 * np.pi * t / (0.7 * n) + phase[1]), np.sin(2 * np.pi * t / (1.3 * n) + phase[2])], 1)
+    shift = shift_px * np.stack(
+        [np.sin(2 * np.pi * t / (0.7 * n) + phase[1]), np.sin(2 * np.pi * t / (1.3 * n) + phase[2])], 1
+    )
     frames = np.empty((n, size, size, 3), np.uint8)
     transforms = np.empty((n, 2, 3))
     for i in range(n):

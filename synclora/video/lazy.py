@@ -9,8 +9,9 @@ keeps the decoded YUV planes and makes, on demand:
   needs no chroma resampling at all), with the file's own colour matrix, cached;
 - `rgb()`: the full frame, exactly what `io.iter_frames` yields (same conversion), cached (identity's few frames).
 
-The timeline (CFR slots, VFR repeats, rotation, seeking) is `io`'s own: `iter_lazy_frames` yields exactly the frames
-`io.iter_frames` yields, one per slot. `ArrayFrame` gives arrays the same interface.
+The timeline (CFR slots, VFR repeats, rotation, seeking) is `synclora.video.decode`'s own (`iter_slots` with a
+converter): `iter_lazy_frames` yields exactly the frames `io.iter_frames` yields, one per slot. `ArrayFrame` gives
+arrays the same interface.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ import av
 import cv2
 import numpy as np
 
-from synclora.video import io
+from synclora.video.colour import frame_to_rgb, yuv_matrix
+from synclora.video.decode import check_range, iter_slots
+from synclora.video.probe import timeline
 
 __all__ = ["ArrayFrame", "LazyFrame", "as_frame", "iter_lazy_frames"]
 
@@ -103,12 +106,12 @@ class LazyFrame:
         if self._m is None:
             f = self._frame
             full = f.format.name == "yuvj420p" or int(f.color_range) == 2
-            self._m = io._yuv_matrix(f.colorspace, full, f.height)
+            self._m = yuv_matrix(f.colorspace, full, f.height)
         return self._m
 
     def rgb(self) -> np.ndarray:
         if self._full is None:
-            img = io._frame_to_rgb(self._frame)
+            img = frame_to_rgb(self._frame)
             if self._rot:
                 img = np.ascontiguousarray(np.rot90(img, self._rot))
             self._full = img
@@ -148,15 +151,15 @@ def iter_lazy_frames(path: str | os.PathLike, *, start: int = 0, stop: int | Non
                      ) -> Iterator[ArrayFrame | LazyFrame]:
     """The frames `io.iter_frames(path, start=, stop=)` yields, as lazy frames (threaded decoding, same timeline)."""
     path = Path(path)
-    tl = io._timeline(path)
-    start, stop = io._check_range(tl.info, start, stop)
+    tl = timeline(path)
+    start, stop = check_range(tl.info, start, stop)
     if start == stop:
         return
 
     def convert(frame: av.VideoFrame):
         if LazyFrame.supports(frame):
             return LazyFrame(frame, tl.rot_k)
-        img = io._frame_to_rgb(frame)
+        img = frame_to_rgb(frame)
         return ArrayFrame(np.ascontiguousarray(np.rot90(img, tl.rot_k)) if tl.rot_k else img)
 
-    yield from io._iter_slots(path, tl, start, stop, convert)
+    yield from iter_slots(path, tl, start, stop, convert)
