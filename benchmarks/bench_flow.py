@@ -1,6 +1,6 @@
 """Speed and drift of the CPU flow backend, next to naive baselines measured in the same run.
 
-Run: .venv/bin/python benchmarks/bench_flow.py [--frames 200] [--size 512] [--threads 2]
+Run: python -m benchmarks.bench_flow [--frames 200] [--size 512] [--threads 2]
 
 1. Speed: a drawn talking face (synclora.testing.media.talking_face_frames: mouth, blinks, head motion), 512x512,
    200 frames, with "glasses" (tinted lenses) painted on frame 0. Drift: the lenses' centroid against the true eyes.
@@ -15,18 +15,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
 import cv2
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from synclora.config import PropagationSettings  # noqa: E402
-from synclora.propagate.base import Segment  # noqa: E402
-from synclora.propagate.flow import FlowPropagator  # noqa: E402
-from synclora.testing.media import noise_texture  # noqa: E402
+from synclora.config import PropagationSettings
+from synclora.propagate.base import Segment
+from synclora.propagate.flow import FlowPropagator
+from synclora.testing.media import noise_texture
 
 
 def moving_clip(n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -66,9 +63,9 @@ def face_clip(n: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             x, y = truth[key][t]
             cv2.ellipse(m, (int(round(x)), int(round(y))), (int(0.085 * size), int(0.06 * size)), 0, 0, 360, 255, -1)
         lenses[t] = m > 0
-    anchor = frames[0].copy()
-    anchor[lenses[0]] = (0.55 * anchor[lenses[0]] + 0.45 * np.array([0, 40, 120])).astype(np.uint8)
-    return frames, lenses, anchor
+    edited = frames[0].copy()
+    edited[lenses[0]] = (0.55 * edited[lenses[0]] + 0.45 * np.array([0, 40, 120])).astype(np.uint8)
+    return frames, lenses, edited
 
 
 def mask_drift(out: np.ndarray, frames: np.ndarray, masks: np.ndarray, thr: int = 20) -> tuple[float, float]:
@@ -88,15 +85,15 @@ def mask_drift(out: np.ndarray, frames: np.ndarray, masks: np.ndarray, thr: int 
     return float(np.mean(errs)), float(np.max(errs))
 
 
-def direct_baseline(frames: np.ndarray, anchor: np.ndarray, method: str) -> np.ndarray:
+def direct_baseline(frames: np.ndarray, edited: np.ndarray, method: str) -> np.ndarray:
     """Naive propagation: per frame, full-resolution flow straight to frame 0, then warp the change."""
     n, h, w = frames.shape[:3]
-    change = anchor.astype(np.float32) - frames[0].astype(np.float32)
+    change = edited.astype(np.float32) - frames[0].astype(np.float32)
     g0 = cv2.cvtColor(frames[0], cv2.COLOR_RGB2GRAY)
     ident = np.dstack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)))
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
     out = np.empty_like(frames)
-    out[0] = anchor
+    out[0] = edited
     for t in range(1, n):
         g = cv2.cvtColor(frames[t], cv2.COLOR_RGB2GRAY)
         if method == "farneback":
@@ -121,13 +118,13 @@ def timed(fn, *args):
     return res, time.perf_counter() - t0
 
 
-def compare(title: str, frames: np.ndarray, anchor: np.ndarray, masks: np.ndarray, thr: int) -> float:
+def compare(title: str, frames: np.ndarray, edited: np.ndarray, masks: np.ndarray, thr: int) -> float:
     n, size = len(frames), frames.shape[1]
     settings = PropagationSettings(backend="flow")
     prop = FlowPropagator(settings)
-    prop.propagate(Segment(frames[:4], anchor, 25.0, settings))  # warm-up (allocations, OpenCV init)
+    prop.propagate(Segment(frames[:4], edited, 25.0, settings))  # warm-up (allocations, OpenCV init)
     cpu0 = time.process_time()
-    out, dt = timed(prop.propagate, Segment(frames, anchor, 25.0, settings))
+    out, dt = timed(prop.propagate, Segment(frames, edited, 25.0, settings))
     cpu = (time.process_time() - cpu0) / n * 1000
     fps = n / dt
     d_mean, d_max = mask_drift(out, frames, masks, thr)
@@ -137,7 +134,7 @@ def compare(title: str, frames: np.ndarray, anchor: np.ndarray, masks: np.ndarra
         f"| drift mean {d_mean:.2f} px, max {d_max:.2f} px"
     )
     for method in ("farneback", "dis-medium"):
-        base_out, base_dt = timed(direct_baseline, frames, anchor, method)
+        base_out, base_dt = timed(direct_baseline, frames, edited, method)
         b_fps = n / base_dt
         b_mean, b_max = mask_drift(base_out, frames, masks, thr)
         print(
@@ -157,8 +154,8 @@ def main() -> int:
     n, size = args.frames, args.size
     print(f"opencv threads: {cv2.getNumThreads()}, cpu cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}")
 
-    frames, lenses, anchor = face_clip(n, size)
-    fps = compare("talking face, glasses edit", frames, anchor, lenses, 20)
+    frames, lenses, edited = face_clip(n, size)
+    fps = compare("talking face, glasses edit", frames, edited, lenses, 20)
 
     frames, mats = moving_clip(n, size)
     s = size / 512

@@ -27,7 +27,6 @@ import argparse
 import contextlib
 import gc
 import io
-import json
 import sys
 import tempfile
 import time
@@ -36,8 +35,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+if __package__:  # python -m benchmarks.gpu_suite
+    from benchmarks import bench_ltx, parity_ltx
+    from benchmarks import ltx_official as official
+else:  # python benchmarks/gpu_suite.py: this folder is sys.path[0] (synclora comes from `pip install -e .`)
+    import bench_ltx
+    import ltx_official as official
+    import parity_ltx
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -74,10 +78,8 @@ def _fmt(stats: dict) -> str:
     return " ".join(f"{k[:-2]}={stats[k]:.2f}" for k in keys if k in stats)
 
 
-# --- parity ------------------------------------------------------------------------------------------------------------
+# --- parity -----------------------------------------------------------------------------------------------------------
 def phase_parity(args, log) -> None:
-    import parity_ltx
-
     argv = ["--mutations", args.parity_mutations]
     if args.tiny:
         argv += ["--frames", "17", "--size", "128"]
@@ -96,7 +98,7 @@ def phase_parity(args, log) -> None:
     log(f"[parity] exit {rc}")
 
 
-# --- ours vs ICLoraPipeline --------------------------------------------------------------------------------------------
+# --- ours vs ICLoraPipeline -------------------------------------------------------------------------------------------
 def _timed(fn, repeats: int) -> tuple[dict, object]:
     best, result = None, None
     for _ in range(repeats):
@@ -111,9 +113,6 @@ def _timed(fn, repeats: int) -> tuple[dict, object]:
 
 
 def phase_speed(args, log) -> None:
-    import ltx_official as official
-    import parity_ltx
-
     official.ensure_side_env(args.wheels, log)
     device = torch.device(args.device)
     dtype = torch.bfloat16
@@ -151,7 +150,7 @@ def phase_speed(args, log) -> None:
         official_run()  # warm-up
         resident, off_cap = _timed(official_run, args.repeats)
         log(f"[speed] ICLoraPipeline stages, models resident: {_fmt(resident)} peak {_peak():.1f} GiB")
-        del models, pipe, ctx
+        models = pipe = ctx = None  # (not `del`: the closures above name them)
         _free()
 
         from synclora.config import PropagationSettings
@@ -163,9 +162,10 @@ def phase_speed(args, log) -> None:
         log(f"[speed] ours: converted and built in {time.perf_counter() - t0:.0f}s")
         settings = PropagationSettings(backend="synclora", model="real", quality="full", seed=0)
         prop = SyncLoRAPropagator(settings, model=model)
-        segment = Segment(frames=frames, anchor=edited, fps=25.0, settings=settings)
+        segment = Segment(frames=frames, edited=edited, fps=25.0, settings=settings)
         prop.propagate(segment)  # warm-up
         _free()
+
         def ours_run():
             result = prop.propagate(segment)
             return dict(prop.last_stats), result
@@ -177,14 +177,12 @@ def phase_speed(args, log) -> None:
         log(f"[speed] same video? frames max {diff.max()} mean {diff.mean():.3f} levels (bf16 vs bf16)")
         log(f"[speed] ratio ICLoraPipeline/ours: resident {resident['total_s'] / ours['total_s']:.2f}x, "
             f"as shipped {shipped['total_s'] / ours['total_s']:.2f}x (goal: >= 1.5x, ours <= 2.5 s at 81x512x512)")
-        del prop, model
+        prop = model = None  # (not `del`: `ours_run` names them)
         _free()
 
 
-# --- levers ------------------------------------------------------------------------------------------------------------
+# --- levers -----------------------------------------------------------------------------------------------------------
 def phase_levers(args, log) -> None:
-    import bench_ltx
-
     from synclora.config import PropagationSettings
     from synclora.ltx import speed
     from synclora.propagate.base import Segment
@@ -194,7 +192,7 @@ def phase_levers(args, log) -> None:
     # (--tiny: diffusers' tiny LTX-2.3 compresses only 2x, so it gets its own small clip)
     n, size = (9, 64) if args.tiny else (args.frames, args.size)
     frames = np.random.default_rng(0).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
-    segment = Segment(frames=frames, anchor=255 - frames[0], fps=25.0, settings=settings)
+    segment = Segment(frames=frames, edited=255 - frames[0], fps=25.0, settings=settings)
     bench_args = argparse.Namespace(tiny=args.tiny, sync_rank=4 if args.tiny else 256,
                                     distilled_rank=8 if args.tiny else 384)
     summary = []
@@ -233,7 +231,7 @@ def phase_levers(args, log) -> None:
             speed.set_attention(model, backend)
             _, out = measure(f"bf16 attention={backend}", model)
             log(f"           {vs_base(out)}")
-        except Exception as exc:  # a backend may not exist on this machine / for these shapes
+        except Exception as exc:  # noqa: BLE001 - a backend may not exist on this machine / for these shapes
             log(f"[levers] attention={backend}: unavailable ({type(exc).__name__}: {str(exc)[:160]})")
         finally:
             model.pipe.transformer.set_attention_backend("native")
@@ -244,13 +242,13 @@ def phase_levers(args, log) -> None:
         try:
             inductor = {} if args.tiny else dict(speed.CUDA_INDUCTOR, max_autotune=args.aot == "full",
                                                  coordinate_descent_tuning=args.aot == "full")
-            aot = speed.compile_aot(SyncLoRAPropagator(settings, model=model), segment, None, inductor=inductor,
-                                    log=log)
+            prop = SyncLoRAPropagator(settings, model=model)
+            aot = speed.compile_aot(model, lambda: prop.propagate(segment), None, inductor=inductor, log=log)
             log(f"[levers] AoT compile (capture + both stages, {args.aot}) {time.perf_counter() - t0:.0f}s")
             _, out = measure(f"bf16 AoT blocks ({args.aot})", model)
             log(f"           {vs_base(out)}")
             aot.remove()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - reported, and the suite moves on to the next lever
             log(f"[levers] AoT: failed ({type(exc).__name__}: {str(exc)[:300]})")
     del model
     _free()
@@ -261,7 +259,7 @@ def phase_levers(args, log) -> None:
             model, secs = build("fp8", options)
             _, out = measure(label, model, note=" ".join(getattr(model, "speed_notes", [])))
             log(f"           {vs_base(out)}")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - reported, and the suite moves on to the next lever
             log(f"[levers] {label}: failed ({type(exc).__name__}: {str(exc)[:300]})")
         finally:
             model = None

@@ -14,7 +14,6 @@ from a folder of wheels (`--wheels DIR`, filled by `pip download --no-deps` with
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +23,7 @@ import torch
 # Pinned: the parity figures are about exactly this code.
 SIDE_REQUIREMENTS = ("ltx-core==1.0.0", "ltx-pipelines==1.0.0", "einops==0.8.2", "torchaudio==2.11.1")
 
-# --- released configs --------------------------------------------------------------------------------------------------
+# --- released configs -------------------------------------------------------------------------------------------------
 # LTX-2.3 as its checkpoint metadata describes it (ltx-core's configurators read these keys; values from the
 # released 22B model). Audio VAE and vocoder sections are what the official pipeline needs to decode audio.
 TRUE_CONFIG = {
@@ -117,11 +116,12 @@ def tiny_config(layers: int = 2) -> tuple[dict, dict]:
     return cfg, ups
 
 
-# --- side environment --------------------------------------------------------------------------------------------------
+# --- side environment -------------------------------------------------------------------------------------------------
 def side_dir() -> Path:
-    from synclora.propagate.weights import home
+    from synclora import runtime
 
-    return Path(os.environ.get("SYNCLORA_PARITY_SITE", home() / "parity" / "site"))
+    rt = runtime.current()
+    return rt.parity_site or rt.home / "parity" / "site"
 
 
 def ensure_side_env(wheels: str | Path | None = None, log=print) -> Path:
@@ -131,7 +131,8 @@ def ensure_side_env(wheels: str | Path | None = None, log=print) -> Path:
     site = side_dir()
     if not (site / "ltx_pipelines" / "ic_lora.py").is_file():
         # einops/torchaudio only where the environment lacks them (a GPU image usually has both)
-        wanted = [r for r in SIDE_REQUIREMENTS if r.startswith("ltx") or importlib.util.find_spec(r.split("==")[0]) is None]
+        wanted = [r for r in SIDE_REQUIREMENTS
+                  if r.startswith("ltx") or importlib.util.find_spec(r.split("==")[0]) is None]
         log(f"installing {' '.join(wanted)} into {site} (no dependencies; uses this torch)")
         cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), *wanted]
         if wheels:
@@ -149,7 +150,7 @@ def side_env_available() -> bool:
     return (side_dir() / "ltx_pipelines" / "ic_lora.py").is_file()
 
 
-# --- official modules with random weights ------------------------------------------------------------------------------
+# --- official modules with random weights -----------------------------------------------------------------------------
 def build_official(config: dict, ups_config: dict, seed: int, device="cpu", dtype=torch.float32) -> dict:
     """Every module of a released LTX-2.3 checkpoint, built by ltx-core's own configurators, random weights."""
     from ltx_core.model.audio_vae import AudioDecoderConfigurator, AudioEncoderConfigurator, VocoderConfigurator
@@ -177,7 +178,7 @@ def build_official(config: dict, ups_config: dict, seed: int, device="cpu", dtyp
     if str(device) == "meta":
         return modules
     g = torch.Generator(device=device).manual_seed(seed)
-    for name, module in modules.items():
+    for module in modules.values():
         randomize(module, g)
     # The release stores one set of latent statistics per VAE, shared by its encoder and decoder.
     for a, b in (("encoder", "decoder"), ("audio_encoder", "audio_decoder")):
@@ -299,7 +300,7 @@ def write_lora(path: Path, targets: dict, rank: int, seed: int, gain: float, met
     return path
 
 
-# --- running ICLoraPipeline ---------------------------------------------------------------------------------------------
+# --- running ICLoraPipeline -------------------------------------------------------------------------------------------
 class Captured:
     """What the official run produced at each stage boundary (normalized latents, as ltx-core keeps them)."""
 
@@ -368,7 +369,8 @@ def run_as_shipped(pipe, ctx, *, seed, height, width, num_frames, frame_rate, im
     from ltx_pipelines.utils.args import ImageConditioningInput
 
     cap = Captured()
-    real = dict(upsample_video=ic.upsample_video, vae_decode_video=ic.vae_decode_video, encode_prompts=ic.encode_prompts)
+    real = dict(upsample_video=ic.upsample_video, vae_decode_video=ic.vae_decode_video,
+                encode_prompts=ic.encode_prompts)
 
     def upsample(latent, video_encoder, upsampler):
         cap.stage1 = latent.detach().clone()
@@ -431,8 +433,12 @@ def run_stages(pipe, ctx, *, seed, height, width, num_frames, frame_rate, image,
     from ltx_core.model.upsampler import upsample_video
     from ltx_core.model.video_vae import decode_video as vae_decode_video
     from ltx_core.types import VideoPixelShape
-    from ltx_pipelines.utils import combined_image_conditionings, denoise_audio_video, euler_denoising_loop
-    from ltx_pipelines.utils import simple_denoising_func
+    from ltx_pipelines.utils import (
+        combined_image_conditionings,
+        denoise_audio_video,
+        euler_denoising_loop,
+        simple_denoising_func,
+    )
     from ltx_pipelines.utils.args import ImageConditioningInput
     from ltx_pipelines.utils.constants import DISTILLED_SIGMA_VALUES, STAGE_2_DISTILLED_SIGMA_VALUES
 

@@ -22,12 +22,9 @@ What happens (docs/PARITY.md has the reasoning and the figures):
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
-import io
 import json
 import math
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -36,10 +33,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import ltx_official as official  # noqa: E402
+if __package__:  # python -m benchmarks.parity_ltx
+    from benchmarks import ltx_official as official
+else:  # python benchmarks/parity_ltx.py: this folder is sys.path[0] (synclora comes from `pip install -e .`)
+    import ltx_official as official
 
 # Verdict in float32, where both sides draw the same noise from the same generator (diffusers always samples
 # float32 noise; ltx-core samples in the state's dtype, so float64 runs would start from different noise).
@@ -57,7 +54,7 @@ def log(msg: str = "") -> None:
     print(msg, flush=True)
 
 
-# --- inputs ------------------------------------------------------------------------------------------------------------
+# --- inputs -----------------------------------------------------------------------------------------------------------
 def synthetic_clip(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A moving, textured 'portrait' (ellipse face, eyes, mouth that opens) and an edited first frame.
 
@@ -118,7 +115,7 @@ def gemma_hidden_states(length: int, valid: int, seed: int, device) -> tuple[tup
     return states, mask.to(device)
 
 
-# --- runs --------------------------------------------------------------------------------------------------------------
+# --- runs -------------------------------------------------------------------------------------------------------------
 @dataclass
 class Files:
     checkpoint: Path
@@ -196,8 +193,8 @@ def run_official(files: Files, states, mask, args, device, dtype, as_shipped: bo
 
 def build_ours(files: Files, states, mask, args, device, dtype, mutation: str = ""):
     from synclora.ltx.convert import load_released
+    from synclora.ltx.lora import read_lora
     from synclora.propagate.ltx import build_model
-    from synclora.propagate.weights import read_lora
 
     lora_kind = str(dtype).removeprefix("torch.")
     comps = load_released(files.checkpoint, files.upsampler, dtype=dtype, device=device)
@@ -216,7 +213,7 @@ def run_ours(model, frames, edited, args, mutation: str = "") -> official.Captur
     from synclora.propagate.ltx import SyncLoRAPropagator
 
     cap = official.Captured()
-    pipe, vae = model.pipe, model.pipe.vae
+    vae = model.pipe.vae
     mean = vae.latents_mean.view(1, -1, 1, 1, 1)
     std = vae.latents_std.view(1, -1, 1, 1, 1)
     normalize = lambda x: ((x.to(mean) - mean) * vae.config.scaling_factor / std)  # noqa: E731
@@ -239,7 +236,7 @@ def run_ours(model, frames, edited, args, mutation: str = "") -> official.Captur
     vae.decode = record_decode
     restore = _apply_mutation(model, mutation)
     try:
-        cap.frames = prop.propagate(Segment(frames=frames, anchor=edited, fps=FRAME_RATE, settings=settings))
+        cap.frames = prop.propagate(Segment(frames=frames, edited=edited, fps=FRAME_RATE, settings=settings))
     finally:
         model.upsample_pipe = upsample_pipe
         vae.decode = real_decode
@@ -293,7 +290,7 @@ def _apply_mutation(model, mutation: str):
     return lambda: [u() for u in undo]
 
 
-# --- comparison --------------------------------------------------------------------------------------------------------
+# --- comparison -------------------------------------------------------------------------------------------------------
 def diff(a, b) -> tuple[float, float]:
     a = torch.as_tensor(np.asarray(a) if not torch.is_tensor(a) else a).double().cpu()
     b = torch.as_tensor(np.asarray(b) if not torch.is_tensor(b) else b).double().cpu()
@@ -396,7 +393,7 @@ def main(argv=None) -> int:
                 results[name]["shipped_vs_ours"] = compare("ICLoraPipeline.__call__ vs ours (bf16)", shipped,
                                                            ours)
             if dtype == dtypes[0]:
-                reference_official, reference_ours, reference_model = off, ours, model
+                reference_official, reference_model = off, model
             else:
                 results[name]["vs_" + str(dtypes[0]).removeprefix("torch.")] = compare(
                     f"official {name} vs official {str(dtypes[0]).removeprefix('torch.')}", off, reference_official)

@@ -65,7 +65,7 @@ def test_edit_video_end_to_end_with_only_the_three_inputs(edit_run):
     last = io.read_frame(result_path, src.n_frames - 1)
     red = (last[..., 0] > 150) & (last[..., 1] < 80) & (last[..., 2] < 80)
     assert red.sum() > 100, "the edit did not reach the last frame"
-    assert "**Frame 0**" in md and "seed **0**" in md and "flow" in md and "--frame 0" in md
+    assert "**Edited frame 0**" in md and "seed **0**" in md and "flow" in md and "--edit-index 0" in md
     assert seconds < 60
 
 
@@ -74,10 +74,13 @@ def test_sync_report_endpoint_gives_plot_and_verdict(client, edit_run, tmp_path)
 
     local = tmp_path / "result.mp4"
     shutil.copy(edit_run[0], local)
-    plot, verdict = client.predict(handle_file(str(CLIP)), handle_file(str(local)), handle_file(str(EDIT)),
-                                   api_name="/sync_report")
+    plot, verdict, landmarks = client.predict(handle_file(str(CLIP)), handle_file(str(local)),
+                                              handle_file(str(EDIT)), 0, api_name="/sync_report")
     assert Path(plot).is_file() and Image.open(plot).size[0] > 300
     assert "in sync" in verdict.lower() and "lag" in verdict.lower()
+    assert "The edit on frame 0" in verdict  # what the red nose did to the eyes, mouth and face
+    view = landmarks["video"] if isinstance(landmarks, dict) else landmarks
+    assert Path(view).is_file() and Path(view).stat().st_size > 1000
 
 
 def test_settings_other_than_the_defaults_are_used_and_reported(client):

@@ -155,7 +155,7 @@ def test_whole_workflow_in_chromium(app_url, browser, tmp_path):
     assert abs(state["d"] - 3.0) < 0.2, state  # 72 frames at 24 fps: the length is kept
     page.evaluate("() => document.querySelector('#result-sbs video').pause()")
     info = page.inner_text("#result-info")
-    assert f"Frame {FRAME}" in info and "seed 0" in info and "--frame 10" in info
+    assert f"Edited frame {FRAME}" in info and "seed 0" in info and "--edit-index 10" in info
     page.get_by_role("tab", name="Result only").click()
     page.wait_for_selector("#result-video video", timeout=TIMEOUT_MS)
     state = _plays(page, "#result-video video")
@@ -165,6 +165,8 @@ def test_whole_workflow_in_chromium(app_url, browser, tmp_path):
     mark("result played")
     # The sync report follows on its own (it never blocks the result).
     page.wait_for_selector("#report-verdict :text('Overall lag')", timeout=TIMEOUT_MS)
+    assert f"The edit on frame {FRAME}" in page.inner_text("#report-verdict")  # what the edit did, in words
+    page.wait_for_selector("#report-landmarks video", timeout=TIMEOUT_MS)  # the landmark view beside the curves
     mark("report")
     page.screenshot(path=str(ARTIFACTS / "browser-2-result-1280.png"), full_page=True)
     page.set_viewport_size({"width": 1920, "height": 1080})

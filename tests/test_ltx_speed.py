@@ -20,10 +20,9 @@ TINY = PropagationSettings(backend="synclora", model="tiny", quality="full", see
 
 
 def _model(memory="bf16", options=None):
+    from synclora.ltx.lora import LoraFile, lora_module_shapes, random_lora_state_dict
+    from synclora.ltx.tiny import tiny_components, tiny_prompt_embeds
     from synclora.propagate.ltx import build_model
-    from synclora.propagate.tiny import lora_module_shapes, random_lora_state_dict, tiny_components
-    from synclora.propagate.tiny import tiny_prompt_embeds
-    from synclora.propagate.weights import LoraFile
 
     comps = tiny_components(seed=0)
     shapes = lora_module_shapes(comps["transformer"])
@@ -36,7 +35,7 @@ def _model(memory="bf16", options=None):
 @pytest.fixture(scope="module")
 def segment():
     frames = np.random.default_rng(0).integers(0, 256, (9, 64, 64, 3), dtype=np.uint8)
-    return Segment(frames=frames, anchor=255 - frames[0], fps=25.0, settings=TINY)
+    return Segment(frames=frames, edited=255 - frames[0], fps=25.0, settings=TINY)
 
 
 @pytest.fixture(scope="module")
@@ -52,23 +51,32 @@ def _run(model, segment):
     return SyncLoRAPropagator(TINY, model=model).propagate(segment).astype(int)
 
 
-def test_options_from_the_environment(monkeypatch, tmp_path):
-    for key in ("SYNCLORA_ATTENTION", "SYNCLORA_FP8_MATMUL", "SYNCLORA_AOT", "SYNCLORA_AOT_DIR"):
-        monkeypatch.delenv(key, raising=False)
-    assert speed.SpeedOptions.from_env() == speed.SpeedOptions()
+def test_options_from_the_runtime(tmp_path):
+    """The levers' variables are read by `synclora.runtime.Runtime` (the one reader) and turned into options here."""
+    from synclora.errors import InputError
+    from synclora.runtime import Runtime
+
+    def options(**env) -> speed.SpeedOptions:
+        return speed.SpeedOptions.from_runtime(Runtime.from_env(env))
+
+    assert options() == speed.SpeedOptions()
     assert speed.SpeedOptions().label() == "default"
-    monkeypatch.setenv("SYNCLORA_ATTENTION", "_flash_3")
-    monkeypatch.setenv("SYNCLORA_FP8_MATMUL", "1")
-    monkeypatch.setenv("SYNCLORA_AOT_DIR", str(tmp_path))
-    opts = speed.SpeedOptions.from_env()
+    env = dict(SYNCLORA_ATTENTION="_flash_3", SYNCLORA_FP8_MATMUL="1", SYNCLORA_AOT_DIR=str(tmp_path))
+    opts = options(**env)
     assert (opts.attention, opts.fp8_matmul, opts.aot) == ("_flash_3", True, "")  # no packages there yet
     (tmp_path / speed.AOT_MANIFEST).write_text("{}")
-    assert speed.SpeedOptions.from_env().aot == "load"  # saved packages are picked up: no warm-up
-    monkeypatch.setenv("SYNCLORA_AOT", "off")
-    assert speed.SpeedOptions.from_env().aot == ""
+    assert options(**env).aot == "load"  # saved packages are picked up: no warm-up
+    assert options(**env, SYNCLORA_AOT="off").aot == ""
+    assert options(**env, SYNCLORA_AOT="compile").aot == "compile"
+    with pytest.raises(InputError, match="SYNCLORA_AOT must be"):
+        options(SYNCLORA_AOT="fast")
+    with pytest.raises(InputError, match="SYNCLORA_AOT_DIR"):
+        options(SYNCLORA_AOT="load")
+    with pytest.raises(InputError, match="SYNCLORA_FP8_MATMUL"):
+        options(SYNCLORA_FP8_MATMUL="maybe")
 
 
-# --- attention ---------------------------------------------------------------------------------------------------------
+# --- attention --------------------------------------------------------------------------------------------------------
 def test_attention_backend_drops_the_all_ones_text_mask_and_keeps_the_result(segment, baseline):
     model = _model(options=speed.SpeedOptions(attention="_native_math"))
     assert model.pipe.connectors.mask is None
@@ -83,7 +91,7 @@ def test_attention_backend_refuses_a_real_mask():
         speed.set_attention(model, "_native_math")
 
 
-# --- fp8 ---------------------------------------------------------------------------------------------------------------
+# --- fp8 --------------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("scaled_mm", [True, False])
 def test_fp8_linear_is_a_linear_within_fp8_error(scaled_mm):
     torch.manual_seed(0)
@@ -138,7 +146,7 @@ def test_fp8_matmul_outside_fp8_mode_is_ignored_with_a_note():
     assert any("fp8 only" in n for n in model.speed_notes)
 
 
-# --- ahead-of-time compiled blocks -------------------------------------------------------------------------------------
+# --- ahead-of-time compiled blocks ------------------------------------------------------------------------------------
 def _has_cxx() -> bool:
     import shutil
 
@@ -154,7 +162,7 @@ def test_aot_blocks_compile_save_load_and_match_eager(segment, baseline, tmp_pat
     model = _model()
     prop = SyncLoRAPropagator(TINY, model=model)
     # Plain-torch packaging: what a GPU box without gradio/spaces runs (the spaces route is checked below).
-    aot = speed.compile_aot(prop, segment, tmp_path, log=lambda *_: None, use_spaces=False)
+    aot = speed.compile_aot(model, lambda: prop.propagate(segment), tmp_path, log=lambda *_: None, use_spaces=False)
     assert {p.name for p in tmp_path.iterdir()} == set(speed.AOT_FILES.values()) | {speed.AOT_MANIFEST}
     blocks = model.pipe.transformer.transformer_blocks
     assert all(isinstance(b.forward, speed._Dispatch) for b in blocks)

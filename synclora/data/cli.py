@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
-    from synclora.cli import add_settings_arguments
+    from synclora import config
 
     p = subparsers.add_parser(
         "generate",
@@ -20,7 +20,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--sources", nargs="+", type=Path, help="source clips or folders of clips")
     p.add_argument("--edits", nargs="+", type=Path, help="edited frames or folders of edited frames")
-    p.add_argument("--frame", type=int, default=0, help="index of the edited frame in every clip (default 0)")
+    config.add_edit_index_argument(p, "index of the edited frame in every clip (default 0)")
     p.add_argument("--out", required=True, type=Path, help="PAIRS folder to write")
     p.add_argument("--overwrite", action="store_true", help="remake pairs that already have a target.mp4")
     p.add_argument("--from-dataset", type=Path, metavar="METADATA",
@@ -28,7 +28,7 @@ def register(subparsers) -> None:
     p.add_argument("--target-column", default="media_path", help="dataset column of the target video")
     p.add_argument("--reference-column", default="reference_path", help="dataset column of the reference video")
     p.add_argument("--copy", action="store_true", help="with --from-dataset: copy the videos instead of linking")
-    add_settings_arguments(p)
+    config.add_arguments(p)
     p.set_defaults(func=run_generate)
 
     p = subparsers.add_parser(
@@ -67,7 +67,7 @@ def _bar(desc: str, quiet: bool):
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from synclora.cli import settings_from_args
+    from synclora import config
     from synclora.data.generate import generate_pairs, plan_jobs
     from synclora.data.pairs import import_dataset
     from synclora.errors import InputError
@@ -78,10 +78,10 @@ def run_generate(args: argparse.Namespace) -> int:
         return 0
     if not args.sources or not args.edits:
         raise InputError("give --sources and --edits (or --from-dataset)")
-    jobs = plan_jobs(args.sources, args.edits, args.frame)
+    jobs = plan_jobs(args.sources, args.edits, args.edit_index)
     progress, close = _bar("generate", False)
     try:
-        summary = generate_pairs(jobs, args.out, settings_from_args(args), overwrite=args.overwrite,
+        summary = generate_pairs(jobs, args.out, config.from_args(args), overwrite=args.overwrite,
                                  progress=progress)
     finally:
         close()

@@ -2,7 +2,7 @@
 
     PAIRS/<name>/source.mp4   the reference (motion and identity to follow): the model sees it as clean tokens
     PAIRS/<name>/target.mp4   the edited version that moves identically: what the model learns to produce
-    PAIRS/<name>/edit.png     optional: the edited frame the target was made from (frame `meta["frame"]`)
+    PAIRS/<name>/edit.png     optional: the edited frame the target was made from (frame `meta["edit_index"]`)
     PAIRS/<name>/meta.json    optional: how the pair was made (backend, settings, seed, origin paths, …)
 
 Why folders and not one table: a pair is the unit everything works on (generate writes one, curate scores one,

@@ -28,8 +28,8 @@ def load_image(path: str | Path) -> tuple[np.ndarray, list[str]]:
         with Image.open(path) as im:
             if im.width * im.height > MAX_IMAGE_PIXELS:
                 raise InputError(
-                    f"the edited image is {im.width}×{im.height}; images over {MAX_IMAGE_PIXELS // 1_000_000} megapixels "
-                    "are not accepted"
+                    f"the edited image is {im.width}×{im.height}; images over "
+                    f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels are not accepted"
                 )
             frames = getattr(im, "n_frames", 1)
             if frames > 1:

@@ -12,7 +12,7 @@ version). We convert ourselves, for three reasons:
 - every key must land exactly once: `convert_component` builds a complete key map first and refuses unmatched or
   doubly matched keys, and loading is strict, so a renamed module upstream fails loudly instead of leaving random
   weights in place;
-- the transformer renames are the very table the LoRA loader uses (`weights.released_to_diffusers`), so full weights
+- the transformer renames are the very table the LoRA loader uses (`ltx.lora.released_to_diffusers`), so full weights
   and LoRAs cannot drift apart.
 
 The mapping, component by component (diffusers' names on the right):
@@ -38,7 +38,8 @@ import torch
 from synclora.errors import ModelUnavailableError
 
 TRANSFORMER_PREFIX = "model.diffusion_model."
-CONNECTOR_PREFIXES = (TRANSFORMER_PREFIX + "video_embeddings_connector.", TRANSFORMER_PREFIX + "audio_embeddings_connector.")
+CONNECTOR_PREFIXES = (TRANSFORMER_PREFIX + "video_embeddings_connector.",
+                      TRANSFORMER_PREFIX + "audio_embeddings_connector.")
 TEXT_PROJECTION_PREFIX = "text_embedding_projection."
 VAE_PREFIX = "vae."
 AUDIO_VAE_PREFIX = "audio_vae."
@@ -94,7 +95,7 @@ def _vae_compression(vae: dict) -> tuple[int, int]:
 
 
 def transformer_config(config: dict) -> dict:
-    """`LTX2VideoTransformer3DModel` kwargs for a released config (its `transformer` section, plus the VAE's strides)."""
+    """`LTX2VideoTransformer3DModel` kwargs for a released config (its `transformer` section + the VAE's strides)."""
     t = config.get("transformer", {})
     temporal, spatial = _vae_compression(config.get("vae", {}))
     max_pos = t.get("positional_embedding_max_pos", [20, 2048, 2048])
@@ -293,7 +294,7 @@ def upsampler_config(config: dict) -> dict:
 # --- key maps ---------------------------------------------------------------------------------------------------------
 def transformer_key(key: str) -> str:
     """One transformer key (prefix stripped) -> diffusers; the LoRA loader's component table, applied to weights."""
-    from synclora.propagate.weights import released_to_diffusers
+    from synclora.ltx.lora import released_to_diffusers
 
     return next(iter(released_to_diffusers({"diffusion_model." + key: None})))
 

@@ -1,7 +1,8 @@
 """GPU speed levers for the Sync-LoRA backend. Each is opt-in, each keeps the recipe, each is measured against the
 default path by benchmarks/gpu_suite.py and exercised on the tiny model by tests/test_ltx_speed.py.
 
-Knobs (read once per loaded model, `SpeedOptions.from_env`):
+Knobs (environment variables read by `synclora.runtime.Runtime`, docs/CONFIG.md; turned into options once per loaded
+model by `SpeedOptions.from_runtime`):
 
 - `SYNCLORA_ATTENTION=<diffusers backend>` (e.g. `_flash_3`, `_flash_3_hub`, `flash`, `_native_cudnn`): LTX-2.3's
   connectors fill the prompt's padding with learned registers and return an all-ones text mask, so the mask is
@@ -15,12 +16,16 @@ Knobs (read once per loaded model, `SpeedOptions.from_env`):
   Without fp8 hardware (compute capability < 8.9, or no GPU) the layers dequantize and run in the compute dtype,
   with a message saying so.
 - `SYNCLORA_AOT=compile` / `SYNCLORA_AOT_DIR=<folder>`: ahead-of-time compiled transformer blocks (torch.export +
-  AOTInductor, through `spaces.aoti_compile` when `spaces` is installed, plain torch otherwise). One package for stage 1 (Sync-LoRA on) and one for stage 2 (off), each
-  shared by all blocks of the model (regional: one block is compiled, every block runs it with its own weights, so
-  nothing is copied); token counts are dynamic, so any resolution and length use the same packages. `compile`
+  AOTInductor, through `spaces.aoti_compile` when `spaces` is installed, plain torch otherwise). One package for
+  stage 1 (Sync-LoRA on) and one for stage 2 (off), each shared by all blocks of the model (regional: one block is
+  compiled, every block runs it with its own weights, so nothing is copied); token counts are dynamic, so any
+  resolution and length use the same packages. `compile`
   captures a small run, compiles (minutes, once) and saves the packages to the folder; a later process that finds
   them there loads them and runs compiled from its first call, with no warm-up (on ZeroGPU: compile inside a
   `@spaces.GPU` start-up call, or ship the folder).
+
+The model given to these functions is the recipe's `LoadedModel` (`propagate.ltx`), used by its attributes only: the
+LTX core does not import the recipe. What the AoT capture runs (the backend, once) is passed in as `run`.
 """
 
 from __future__ import annotations
@@ -28,10 +33,13 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from synclora.errors import InputError
 
 AOT_FILES = {"stage1": "block-stage1.pt2", "stage2": "block-stage2.pt2"}
 AOT_MANIFEST = "manifest.json"
@@ -49,15 +57,20 @@ class SpeedOptions:
     aot_dir: str = ""
 
     @classmethod
-    def from_env(cls) -> "SpeedOptions":
-        aot_dir = os.environ.get("SYNCLORA_AOT_DIR", "")
-        aot = os.environ.get("SYNCLORA_AOT", "").strip().lower()
-        if aot in ("0", "off", "no"):
+    def from_runtime(cls, rt) -> SpeedOptions:
+        """The levers a `synclora.runtime.Runtime` asks for. SYNCLORA_AOT unset (or `auto`) loads packages an earlier
+        process saved in SYNCLORA_AOT_DIR, if there are any: no warm-up."""
+        aot_dir = str(rt.aot_dir) if rt.aot_dir else ""
+        aot = (rt.aot or "").lower()
+        if aot in ("0", "off", "no", "false"):
             aot = ""
-        elif aot not in ("compile", "load") and aot_dir and (Path(aot_dir) / AOT_MANIFEST).is_file():
-            aot = "load"  # packages saved by an earlier process: use them, no warm-up
-        return cls(attention=os.environ.get("SYNCLORA_ATTENTION", "").strip(),
-                   fp8_matmul=os.environ.get("SYNCLORA_FP8_MATMUL", "0") == "1", aot=aot, aot_dir=aot_dir)
+        elif aot in ("", "auto"):
+            aot = "load" if aot_dir and (Path(aot_dir) / AOT_MANIFEST).is_file() else ""
+        elif aot not in ("compile", "load"):
+            raise InputError(f"SYNCLORA_AOT must be compile, load or off, got {rt.aot!r}")
+        if aot == "load" and not aot_dir:
+            raise InputError("SYNCLORA_AOT=load needs SYNCLORA_AOT_DIR (the folder the packages were saved to)")
+        return cls(attention=rt.attention or "", fp8_matmul=rt.fp8_matmul, aot=aot, aot_dir=aot_dir)
 
     def label(self) -> str:
         parts = [f"attention={self.attention}" if self.attention else "",
@@ -65,7 +78,7 @@ class SpeedOptions:
         return ",".join(p for p in parts if p) or "default"
 
 
-# --- attention ---------------------------------------------------------------------------------------------------------
+# --- attention --------------------------------------------------------------------------------------------------------
 def drop_all_ones_mask(connectors) -> bool:
     """Remove the frozen text mask when it is all ones (it then only adds zeros). Returns whether it was dropped."""
     mask = getattr(connectors, "mask", None)
@@ -86,7 +99,7 @@ def set_attention(model, backend: str) -> str:
     return f"attention backend {backend} (text mask dropped: all ones)"
 
 
-# --- fp8 matmuls -------------------------------------------------------------------------------------------------------
+# --- fp8 matmuls ------------------------------------------------------------------------------------------------------
 def fp8_matmul_supported(device: torch.device) -> tuple[bool, str]:
     if device.type != "cuda" or not torch.cuda.is_available():
         return False, "no CUDA GPU: fp8 weights are dequantized for each matmul"
@@ -165,7 +178,7 @@ def quantize_fp8(transformer: torch.nn.Module, device: torch.device, force_scale
     return f"{reason}; {swapped} linear layers in fp8 ({saved / 2**30:.2f} GiB saved)"
 
 
-# --- ahead-of-time compiled blocks -------------------------------------------------------------------------------------
+# --- ahead-of-time compiled blocks ------------------------------------------------------------------------------------
 def _lora_probe(block: torch.nn.Module):
     """A PEFT LoRA layer of the block, whose `disable_adapters` tells stage 1 (False) from stage 2 (True)."""
     for module in block.modules():
@@ -174,9 +187,9 @@ def _lora_probe(block: torch.nn.Module):
     return None
 
 
-def capture_block_inputs(prop, segment) -> dict:
-    """Run the backend once on `segment` and keep block 0's inputs for stage 1 and for stage 2."""
-    block = prop.model.pipe.transformer.transformer_blocks[0]
+def capture_block_inputs(model, run: Callable[[], object]) -> dict:
+    """Call `run` (the backend once, both stages, on `model`) and keep block 0's inputs for stage 1 and stage 2."""
+    block = model.pipe.transformer.transformer_blocks[0]
     probe = _lora_probe(block)
     if probe is None:
         raise RuntimeError("no LoRA layer in the transformer blocks: nothing tells stage 1 from stage 2")
@@ -190,7 +203,7 @@ def capture_block_inputs(prop, segment) -> dict:
 
     handle = block.register_forward_pre_hook(keep, with_kwargs=True)
     try:
-        prop.propagate(segment)
+        run()
     finally:
         handle.remove()
     if set(seen) != {"stage1", "stage2"}:
@@ -311,20 +324,21 @@ class _Dispatch:
 
 def _manifest(model) -> dict:
     t = model.pipe.transformer
-    return {"torch": torch.__version__, "device": torch.cuda.get_device_name() if model.device.type == "cuda" else "cpu",
+    device = torch.cuda.get_device_name() if model.device.type == "cuda" else "cpu"
+    return {"torch": torch.__version__, "device": device,
             "dtype": str(model.dtype), "transformer": {k: v for k, v in t.config.items() if not k.startswith("_")},
             "adapters": sorted(t.peft_config) if hasattr(t, "peft_config") else []}
 
 
-def compile_aot(prop, segment, folder: str | Path | None = None, inductor: dict | None = None, log=print,
-                use_spaces: bool | None = None) -> AotBlocks:
-    """Capture, export and compile both stages' block; save the packages to `folder` (when given); apply them."""
-    model = prop.model
+def compile_aot(model, run: Callable[[], object], folder: str | Path | None = None, inductor: dict | None = None,
+                log=print, use_spaces: bool | None = None) -> AotBlocks:
+    """Capture (`run`: the backend once on `model`, both stages), export and compile both stages' block; save the
+    packages to `folder` (when given); apply them."""
     # On the CPU (tests, tiny model) the wrapper is built without optimization: it halves the compile time.
     default = CUDA_INDUCTOR if model.device.type == "cuda" else {"aot_inductor.compile_wrapper_opt_level": "O0"}
     inductor = dict(default, **(inductor or {}))
     t0 = time.perf_counter()
-    captured = capture_block_inputs(prop, segment)
+    captured = capture_block_inputs(model, run)
     block = model.pipe.transformer.transformer_blocks[0]
     packages = {stage: compile_block(block, *captured[stage], lora_on=stage == "stage1", inductor=inductor,
                                      use_spaces=use_spaces)
@@ -352,19 +366,9 @@ def load_aot(model, folder: str | Path) -> AotBlocks:
     return AotBlocks(model.pipe.transformer, {stage: str(folder / name) for stage, name in AOT_FILES.items()})
 
 
-def capture_segment(model, settings):
-    """A short synthetic clip for the capture run (token counts are dynamic, so its size does not matter)."""
-    import numpy as np
-
-    from synclora.propagate.base import Segment
-
-    size = 64 if model.device.type == "cpu" else 256
-    frames = np.random.default_rng(0).integers(0, 256, (9, size, size, 3), dtype=np.uint8)
-    return Segment(frames=frames, anchor=frames[0], fps=25.0, settings=settings)
-
-
-def apply(model, options: SpeedOptions, log=print) -> list[str]:
-    """The levers chosen in `options`, applied to a built model (`propagate.ltx.build_model`'s hook)."""
+def apply(model, options: SpeedOptions, run: Callable[[object], object] | None = None, log=print) -> list[str]:
+    """The levers chosen in `options`, applied to a built model (`propagate.ltx.build_model`'s hook). `run(model)`
+    runs the backend once on the model (AoT compile captures the blocks' inputs from it)."""
     notes = []
     if options.attention:
         notes.append(set_attention(model, options.attention))
@@ -374,15 +378,13 @@ def apply(model, options: SpeedOptions, log=print) -> list[str]:
         else:
             notes.append(quantize_fp8(model.pipe.transformer, model.device))
     if options.aot:
-        from synclora.config import PropagationSettings
-        from synclora.propagate.ltx import SyncLoRAPropagator
-
         if options.aot == "load":
             model.aot = load_aot(model, options.aot_dir)
             notes.append(f"AoT packages loaded from {options.aot_dir}")
         else:
-            prop = SyncLoRAPropagator(PropagationSettings(backend="synclora", model="real", seed=0), model=model)
-            model.aot = compile_aot(prop, capture_segment(model, prop.settings), options.aot_dir or None, log=log)
+            if run is None:
+                raise RuntimeError("AoT compile needs a run of the backend to capture the blocks' inputs from")
+            model.aot = compile_aot(model, lambda: run(model), options.aot_dir or None, log=log)
             notes.append("AoT blocks compiled" + (f" and saved to {options.aot_dir}" if options.aot_dir else ""))
     for note in notes:
         log(f"speed: {note}")

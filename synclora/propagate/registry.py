@@ -6,11 +6,11 @@ Backends are built lazily and kept, so a model is loaded once per process (the a
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from synclora.config import PropagationSettings
-from synclora.errors import InputError, ModelUnavailableError
+from synclora.errors import ModelUnavailableError
 from synclora.propagate.base import LABELS, BackendSpec, Propagator
 
 
@@ -78,12 +78,6 @@ def backends(settings: PropagationSettings | None = None) -> list[BackendInfo]:
     return out
 
 
-def check_name(name: str) -> None:
-    """Reject an unknown backend name (cheap: loads nothing)."""
-    if name != "auto" and name not in _BACKENDS:
-        raise InputError(f"unknown backend {name!r}; choose one of: auto, {', '.join(_BACKENDS)}")
-
-
 def resolve(settings: PropagationSettings) -> str:
     """The backend name `settings.backend` means here ("auto": Sync-LoRA when it can run, else the CPU preview)."""
     if settings.backend == "auto":
@@ -91,8 +85,7 @@ def resolve(settings: PropagationSettings) -> str:
             if info.available:
                 return info.name
         raise ModelUnavailableError("no propagation backend can run here")
-    check_name(settings.backend)
-    return settings.backend
+    return settings.backend  # a known name: `PropagationSettings` checks it
 
 
 def _key(name: str, settings: PropagationSettings) -> tuple:

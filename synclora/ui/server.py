@@ -1,40 +1,35 @@
 """Build the app once per process (models loaded at start-up, as ZeroGPU asks) and launch it with safe defaults.
 
-Settings come from the environment so a Space can be configured without code (all optional):
-SYNCLORA_BACKEND (auto|flow|synclora), SYNCLORA_QUALITY (full|preview), SYNCLORA_MODEL (real|tiny),
-SYNCLORA_MAX_UPLOAD_MB (200), SYNCLORA_QUEUE_SIZE (16), SYNCLORA_PRELOAD (1), SYNCLORA_CACHE_EXAMPLES (1).
+A Space is configured without code, through `SYNCLORA_*` environment variables (all optional; docs/CONFIG.md), read
+once into `synclora.runtime.Runtime`.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 
 import gradio as gr
 
+from synclora import runtime
 from synclora.config import PropagationSettings
 from synclora.errors import SyncloraError
-from synclora.ui.glue import DEFAULT_MAX_UPLOAD_MB, GradioPipeline
+from synclora.ui.glue import GradioPipeline
 from synclora.ui.layout import build, css, theme
 from synclora.ui.session import SessionFiles
 
 log = logging.getLogger(__name__)
 
-DEFAULT_QUEUE_SIZE = 16
 
-
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name, default)
-
-
-def default_settings() -> PropagationSettings:
-    d = PropagationSettings()
-    return PropagationSettings(
-        backend=_env("SYNCLORA_BACKEND", d.backend),  # type: ignore[arg-type]
-        quality=_env("SYNCLORA_QUALITY", d.quality),  # type: ignore[arg-type]
-        model=_env("SYNCLORA_MODEL", d.model),  # type: ignore[arg-type]
-    )
+def default_settings(rt: runtime.Runtime | None = None) -> PropagationSettings:
+    """The app's default settings: the dataclass's, with the backend, quality and model the environment names."""
+    rt = rt or runtime.current()
+    try:
+        return PropagationSettings.from_values(dict(backend=rt.backend, quality=rt.quality, model=rt.model))
+    except SyncloraError as exc:
+        raise SyncloraError(f"the app's environment (SYNCLORA_BACKEND/QUALITY/MODEL) is invalid: {exc}") from None
 
 
 def preload(app: GradioPipeline) -> list[str]:
@@ -62,25 +57,25 @@ def preload(app: GradioPipeline) -> list[str]:
     return notes
 
 
-def create_app(*, preload_models: bool | None = None, cache_examples: bool | None = None) -> gr.Blocks:
-    """The Blocks app with its `GradioPipeline` (as `demo.synclora`); loads models unless SYNCLORA_PRELOAD=0."""
+def create_app(rt: runtime.Runtime | None = None, *, preload_models: bool | None = None,
+               cache_examples: bool | None = None) -> gr.Blocks:
+    """The Blocks app with its `GradioPipeline` (as `demo.synclora`), configured by `rt` (default: the environment);
+    loads the models unless `rt.preload` is off."""
     from synclora.edit.instruct import shared_editor
 
+    rt = rt or runtime.current()
     app = GradioPipeline(
         files=SessionFiles(),
         instruct=shared_editor(),
-        defaults=default_settings(),
-        max_upload_mb=float(_env("SYNCLORA_MAX_UPLOAD_MB", str(DEFAULT_MAX_UPLOAD_MB))),
+        defaults=default_settings(rt),
+        max_upload_mb=rt.max_upload_mb,
     )
-    if preload_models if preload_models is not None else _env("SYNCLORA_PRELOAD", "1") == "1":
+    if preload_models if preload_models is not None else rt.preload:
         preload(app)
-    if cache_examples is None:
-        cache_examples = _env("SYNCLORA_CACHE_EXAMPLES", "1") == "1"
-    demo = build(app, cache_examples=cache_examples)
+    demo = build(app, cache_examples=rt.cache_examples if cache_examples is None else cache_examples)
     demo.synclora = app  # type: ignore[attr-defined]
-    queue_size = int(_env("SYNCLORA_QUEUE_SIZE", str(DEFAULT_QUEUE_SIZE)))
     # One GPU job at a time (concurrency_id "gpu" has limit 1); light events run beside it; the queue is bounded.
-    demo.queue(max_size=queue_size, default_concurrency_limit=1)
+    demo.queue(max_size=rt.queue_size, default_concurrency_limit=1)
     return demo
 
 
@@ -105,7 +100,8 @@ def launch(demo: gr.Blocks, *, server_name: str | None = None, server_port: int 
 
 
 def launch_from_cli(demo: gr.Blocks, argv: list[str] | None = None):
-    """`python app.py [--host H] [--port P] [--share]`; everything else is configured by SYNCLORA_* variables."""
+    """`python app.py [--host H] [--port P] [--share]`; everything else is configured by SYNCLORA_* variables
+    (docs/CONFIG.md)."""
     p = argparse.ArgumentParser(description="Sync-LoRA portrait video editing app")
     p.add_argument("--host", default=None,
                    help="interface to listen on (default: 127.0.0.1, or GRADIO_SERVER_NAME on a Space)")
@@ -129,14 +125,8 @@ def local_server(backend: str = "flow") -> tuple[gr.Blocks, str]:
 
     if backend in _local:
         return _local[backend]
-    env = {"SYNCLORA_BACKEND": backend, "SYNCLORA_CACHE_EXAMPLES": "0", "GRADIO_ANALYTICS_ENABLED": "False"}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        demo = create_app()
-    finally:
-        for k, v in old.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    demo = create_app(dataclasses.replace(runtime.current(), backend=backend, cache_examples=False))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

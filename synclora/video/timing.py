@@ -171,9 +171,9 @@ def plan_time(
 class Chunk:
     """Frames [start, stop) of a sequence, processed in one backend call.
 
-    `start` is the chunk's anchor: for every chunk after the first, it is the first of the `overlap` frames shared
-    with the previous chunk, whose result the previous chunk already produced. `pad` reflected frames are appended
-    so that stop - start + pad is a valid length (step*k + 1).
+    `start` is the chunk's edited frame: for every chunk after the first, it is the first of the `overlap` frames
+    shared with the previous chunk, whose result the previous chunk already produced. `pad` reflected frames are
+    appended so that stop - start + pad is a valid length (step*k + 1).
     """
 
     start: int
@@ -197,13 +197,14 @@ class Chunk:
 def plan_chunks(n: int, max_frames: int | None, frame_step: int = 1, overlap: int = 1) -> list[Chunk]:
     """Split n frames into backend calls of valid length (step*k + 1, at most max_frames).
 
-    Consecutive chunks share `overlap` >= 1 frames; the next chunk starts at the first shared frame (its anchor).
+    Consecutive chunks share `overlap` >= 1 frames; the next chunk starts at the first shared frame (its edited
+    frame, taken from the previous chunk's result).
     Only the last chunk is padded. `stitch_chunks` puts the outputs back together, one frame per input frame.
     """
     if n < 1:
         raise ValueError(f"need at least one frame, got {n}")
     if overlap < 1:
-        raise ValueError("chunks must share at least one frame (the next chunk's anchor)")
+        raise ValueError("chunks must share at least one frame (the next chunk's edited frame)")
     if max_frames is None or padded_length(n, frame_step) <= max_frames:
         return [Chunk(0, n, padded_length(n, frame_step) - n, 0)]
     lmax = max_frames - ((max_frames - 1) % max(1, frame_step)) if frame_step > 1 else max_frames
@@ -224,8 +225,8 @@ def plan_chunks(n: int, max_frames: int | None, frame_step: int = 1, overlap: in
 def stitch_chunks(chunks: list[Chunk], outputs: list[np.ndarray]) -> np.ndarray:
     """Join per-chunk outputs (each padded_length or length frames) into one frame per sequence frame.
 
-    The anchor frame keeps the previous chunk's result; the other shared frames cross-fade linearly from the
-    previous chunk to the next, so no seam shows.
+    The shared frame a chunk starts from keeps the previous chunk's result; the other shared frames cross-fade
+    linearly from the previous chunk to the next, so no seam shows.
     """
     if len(chunks) != len(outputs) or not chunks:
         raise ValueError("need one output per chunk")

@@ -1,4 +1,4 @@
-"""Subcommands of the Sync-LoRA backend: `fetch-weights` (download and pin) and `cache-prompt` (the `3d1t` embedding).
+"""Subcommands of the LTX core: `fetch-weights` (download and pin) and `cache-prompt` (the `3d1t` embedding).
 
 Heavy imports stay inside `run_*` so `python -m synclora --help` stays fast.
 """
@@ -46,26 +46,20 @@ def register(subparsers) -> None:
 
 
 def run_fetch(args: argparse.Namespace) -> int:
-    from synclora.propagate.weights import fetch_weights, home
+    from synclora.ltx.weights import LOCK_NAME, fetch_weights, home
 
     paths = fetch_weights(dict(args.revision), include_text_encoder=args.with_text_encoder, local_dir=args.to)
     for repo, rev in paths.revisions.items():
         print(f"{repo}@{rev}")
-    print(f"lock file: {home() / 'weights.lock.json'}")
+    print(f"lock file: {home() / LOCK_NAME}")
     return 0
 
 
 def run_cache_prompt(args: argparse.Namespace) -> int:
     import torch
 
-    from synclora.propagate.weights import (
-        BASE_REPO,
-        PROMPT,
-        default_prompt_cache,
-        encode_prompt_with_gemma,
-        fetch_weights,
-        save_prompt_cache,
-    )
+    from synclora.ltx.prompt import PROMPT, default_prompt_cache, encode_prompt_with_gemma, save_prompt_cache
+    from synclora.ltx.weights import BASE_REPO, fetch_weights
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError("cache-prompt runs Gemma 3 12B and needs a CUDA GPU; pass --device cpu to run it slowly")

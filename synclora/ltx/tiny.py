@@ -16,25 +16,13 @@ from pathlib import Path
 
 import torch
 
+from synclora.ltx.lora import lora_module_shapes, random_lora_state_dict
+
 # Text side: the connectors consume Gemma's stacked hidden states, (1, L, caption_channels * (layers + 1)).
 TINY_TEXT_LEN = 16
 TINY_CAPTION_CHANNELS = 16
 TINY_TEXT_LAYERS = 3  # text_proj_in_factor: hidden states of all layers + embeddings
 TINY_VALID_TOKENS = 4  # "3d1t" tokenizes to a few tokens; the rest is left padding
-
-# Modules an IC-LoRA of the released kind adapts in every video block (ltx-trainer's defaults, video branch only).
-LORA_TARGETS = (
-    "attn1.to_q",
-    "attn1.to_k",
-    "attn1.to_v",
-    "attn1.to_out.0",
-    "attn2.to_q",
-    "attn2.to_k",
-    "attn2.to_v",
-    "attn2.to_out.0",
-    "ff.net.0.proj",
-    "ff.net.2",
-)
 
 
 def tiny_transformer_config() -> dict:
@@ -157,7 +145,7 @@ def tiny_upsampler_config() -> dict:
 
 
 def scheduler_config() -> dict:
-    """The distilled-sampling scheduler: no dynamic shift, no terminal shift (see diffusers.md §8.2)."""
+    """The distilled-sampling scheduler: no dynamic shift, no terminal shift (docs/LTX.md, "Gotchas")."""
     return dict(use_dynamic_shifting=False, shift_terminal=None)
 
 
@@ -204,38 +192,6 @@ def tiny_prompt_embeds(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     mask = torch.zeros(1, TINY_TEXT_LEN, dtype=torch.long)
     mask[:, -TINY_VALID_TOKENS:] = 1
     return embeds, mask
-
-
-def lora_module_shapes(transformer: torch.nn.Module, targets: tuple[str, ...] = LORA_TARGETS) -> dict[str, tuple]:
-    """`{diffusers module name: (in_features, out_features)}` for every video-block Linear a LoRA adapts."""
-    shapes = {}
-    for name, module in transformer.named_modules():
-        if not isinstance(module, torch.nn.Linear) or not name.startswith("transformer_blocks."):
-            continue
-        local = name.split(".", 2)[2]
-        if local in targets:
-            shapes[name] = (module.in_features, module.out_features)
-    return shapes
-
-
-def random_lora_state_dict(
-    shapes: dict[str, tuple], rank: int, seed: int = 0, scale: float = 0.02, dtype: torch.dtype = torch.float32,
-    device: torch.device | str = "cpu",
-) -> dict[str, torch.Tensor]:
-    """A LoRA in the released key format (`diffusion_model.<module>.lora_A/B.weight`), random but non-zero.
-
-    `lora_B` is random too (a trained LoRA's is), so loading it really changes the output.
-    """
-    g = torch.Generator(device=device).manual_seed(seed)
-    sd = {}
-    for name, (fan_in, fan_out) in sorted(shapes.items()):
-        sd[f"diffusion_model.{name}.lora_A.weight"] = (
-            torch.randn(rank, fan_in, generator=g, device=device) * scale
-        ).to(dtype)
-        sd[f"diffusion_model.{name}.lora_B.weight"] = (
-            torch.randn(fan_out, rank, generator=g, device=device) * scale
-        ).to(dtype)
-    return sd
 
 
 def write_tiny_lora(
