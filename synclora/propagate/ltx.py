@@ -20,6 +20,7 @@ LTX core's (`synclora.ltx`); this file is the recipe only.
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -66,6 +67,14 @@ SPEC = BackendSpec(max_frames=81, frame_step=8, size_multiple=64, native_fps=FRA
 # The tiny VAE compresses only 2× (the real one 32× in space, 8× in time), so the tiny model gets short chunks and a
 # small working size to keep its token count (and CPU time) small; long clips then exercise the chunked schedule.
 TINY_SPEC = BackendSpec(max_frames=17, frame_step=8, size_multiple=64, native_fps=FRAME_RATE, max_side=64)
+
+
+def spec_for(settings: PropagationSettings) -> BackendSpec:
+    """The input constraints for these settings: the tiny model's, also when the real loader runs on the CPU
+    (SYNCLORA_ALLOW_CPU, meant for tiny weights in a hub cache: the real sizes would take hours there)."""
+    if settings.model == "tiny" or (not torch.cuda.is_available() and runtime.current().allow_cpu):
+        return TINY_SPEC
+    return SPEC
 
 OOM_HINT = (
     "the GPU ran out of memory; try quality 'preview', memory mode 'fp8' or 'offload', a lower resolution, "
@@ -199,7 +208,7 @@ def build_model(
         )
     enable_tiling(vae)  # 81 frames at full resolution decode in temporal tiles
     parked_upsampler = parked_decoder = None
-    if memory == "bf16" and device.type == "cuda":
+    if memory == "bf16" and device.type == "cuda" and not on_zerogpu():
         parked_upsampler, parked_decoder = Parked(upsampler, device), Parked(vae.decoder, device)
         free_memory()
     if compile:  # regional compilation of the 48 identical blocks; dynamic shapes cover both stages
@@ -215,6 +224,22 @@ def build_model(
         parked_upsampler=parked_upsampler,
         parked_decoder=parked_decoder,
     )
+
+
+def on_zerogpu() -> bool:
+    """True on a ZeroGPU Space. There the GPU is lent per `spaces.GPU` call: at load time CUDA is emulated (tensors
+    stay on the host, pinned memory cannot be allocated), and each call gets its own slice, so nothing is parked."""
+    config = sys.modules.get("spaces.config")  # only ever imported by the app, before any model is loaded
+    return bool(getattr(getattr(config, "Config", None), "zero_gpu", False))
+
+
+def _device() -> tuple[str, torch.dtype] | None:
+    """Where the real model runs: ("cuda", bf16), ("cpu", float32) when SYNCLORA_ALLOW_CPU says so, else None."""
+    if torch.cuda.is_available():
+        return "cuda", torch.bfloat16
+    if runtime.current().allow_cpu:
+        return "cpu", torch.float32
+    return None
 
 
 # --- loading ----------------------------------------------------------------------------------------------------------
@@ -246,12 +271,14 @@ def _load_real(settings: PropagationSettings) -> LoadedModel:
     from synclora.ltx.lora import read_lora
     from synclora.ltx.weights import resolve_weights
 
-    if not torch.cuda.is_available():
+    where = _device()
+    if where is None:
         raise ModelUnavailableError("Sync-LoRA needs a CUDA GPU and none is visible")
+    device, dtype = where
     paths = resolve_weights()
-    dtype = torch.bfloat16
     components, embeds, mask = load_components(
-        "real", dtype, base_dir=paths.base_dir, upsampler=paths.upsampler, hint="run fetch-weights again"
+        "real", dtype, base_dir=paths.base_dir, upsampler=paths.upsampler,
+        hint="check the files with `python -m synclora doctor`",
     )
     sync = read_lora(settings.lora or paths.sync_lora, dtype=dtype)
     distilled = read_lora(paths.distilled_lora, dtype=dtype)
@@ -263,7 +290,7 @@ def _load_real(settings: PropagationSettings) -> LoadedModel:
     return build_model(
         components, embeds, mask, sync, distilled,
         distilled_strength=DISTILLED_STRENGTH if rt.distilled_strength is None else rt.distilled_strength,
-        memory=settings.memory, device="cuda", dtype=dtype,
+        memory=settings.memory if device == "cuda" else "bf16", device=device, dtype=dtype,
         crf=DEFAULT_CRF if rt.image_crf is None else rt.image_crf,
         compile=rt.compile,
     )
@@ -279,17 +306,19 @@ def availability(settings: PropagationSettings) -> tuple[bool, str]:
             return False, f"the Python package {package} is not installed"
     if settings.model == "tiny":
         return True, ""
-    if not torch.cuda.is_available():
+    if _device() is None:
         return False, "no CUDA GPU is visible (the LTX-2.3 model needs about 40 GiB of GPU memory, 24 GiB in fp8)"
-    from synclora.ltx.prompt import default_prompt_cache
+    from synclora.ltx.prompt import expected_dim, find_prompt_cache
     from synclora.ltx.weights import resolve_weights
 
     try:
-        resolve_weights()
+        paths = resolve_weights()
     except ModelUnavailableError as exc:
         return False, str(exc)
-    if not default_prompt_cache().is_file():
-        return False, "the `3d1t` prompt cache is missing; build it once with `python -m synclora cache-prompt`"
+    found = find_prompt_cache(expected_dim(paths.base_dir))
+    if found.path is None:
+        return False, (f"{found.why_missing()}; the app makes it at start-up on a GPU, or build it once with "
+                       "`python -m synclora cache-prompt`")
     return True, ""
 
 
@@ -303,8 +332,7 @@ class SyncLoRAPropagator(Propagator):
 
     def __init__(self, settings: PropagationSettings, model: LoadedModel | None = None):
         self.settings = settings
-        if settings.model == "tiny":
-            self.spec = TINY_SPEC
+        self.spec = spec_for(settings)
         try:
             self.model = model if model is not None else load_model(settings)
         except torch.OutOfMemoryError as exc:
