@@ -110,13 +110,12 @@ def _text_line(c: Check, indent: str) -> str:
     return "\n".join(lines)
 
 
-_ICON = {"ok": "✅", "missing": "❌", "corrupt": "❌", "warn": "⚠️", "info": "ℹ️"}
-
-
 def _md_line(c: Check) -> str:
-    lines = [f"- {_ICON[c.status]} **{c.what}**: {c.detail}"]
+    # Words, not emoji: a phone or a headless browser without an emoji font shows empty boxes.
+    lines = [f"- **{c.what}** ({_MARK[c.status]}): {c.detail}"]
     for i in c.items:
-        lines.append(f"    - `{i.what}`" if i.status == "info" else f"        - {_ICON[i.status]} {i.what}: {i.detail}")
+        lines.append(f"    - `{i.what}`" if i.status == "info" else
+                     f"        - {i.what} ({_MARK[i.status]}): {i.detail}")
     return "\n".join(lines)
 
 
@@ -199,7 +198,9 @@ def weights_check() -> tuple[Check, float]:
         for group, members in _groups(files):
             problems = [f for f in members if f.problem]
             size = sum(_size(f.path) for f in members if not f.problem)
-            if problems:
+            if len(members) > 1 and len(problems) == len(members) and all(f.problem == "missing" for f in members):
+                items.append(Check(group, "missing", f"all {len(members)} files missing", _fetch_fix()))
+            elif problems:
                 for f in problems:
                     status = "missing" if f.problem == "missing" else "corrupt"
                     items.append(Check(f.name, status, f.problem, _fetch_fix()))

@@ -176,7 +176,7 @@ def test_a_broken_download_leaves_the_cpu_preview_and_says_what_to_run(tmp_path,
         client = space.client()
         status = client.predict(api_name="/backend_status")
         assert "**cannot run here**" in status and "auto** uses **flow" in status
-        assert f"{hub.SYNC_LORA_FILE}: truncated" in status and f"{shard}: missing" in status
+        assert f"{hub.SYNC_LORA_FILE} (CORRUPT): truncated" in status and f"{shard} (MISSING): missing" in status
         assert "preload_from_hub" in status  # on a Space, the fix is the front matter
         src, edited = clip
         result, _, md = client.predict(handle_file(str(src)), handle_file(str(edited)), 0, api_name="/edit_video")

@@ -64,6 +64,12 @@ def css() -> str:
     return (ASSETS / "ui.css").read_text(encoding="utf-8")
 
 
+# Gradio scopes `css` to its content area; the page's own side padding (32 px, an eighth of a phone's width) sits
+# outside it, so it is set in the page head.
+HEAD = ("<style>@media (max-width: 640px) { .gradio-container .main.app { padding-left: 8px; padding-right: 8px; } }"
+        "</style>")
+
+
 def example_rows() -> tuple[list[list], list[str]]:
     """[video, edited frame, frame index shown, edit index] rows and labels from examples/examples.json."""
     import json

@@ -19,7 +19,7 @@ from synclora.config import PropagationSettings
 from synclora.errors import SyncloraError
 from synclora.ui import gpu
 from synclora.ui.glue import GradioPipeline
-from synclora.ui.layout import build, css, theme
+from synclora.ui.layout import HEAD, build, css, theme
 from synclora.ui.session import SessionFiles
 
 log = logging.getLogger(__name__)
@@ -118,6 +118,7 @@ def launch(demo: gr.Blocks, *, server_name: str | None = None, server_port: int 
         allowed_paths=[],  # results live under the system temp dir, which Gradio serves via its cache only
         theme=theme(),
         css=css(),
+        head=HEAD,
         footer_links=["api", "gradio", "settings"],
         show_error=False,
         prevent_thread_lock=prevent_thread_lock,
