@@ -178,8 +178,9 @@ def gpu_check() -> Check:
     return Check("GPU", "ok", f"{detail} (bf16 needs ~40 GiB)")
 
 
-def weights_check() -> tuple[Check, float]:
-    """The weights (one line per part folder or file, with its revision) and the GB still to download."""
+def weights_check() -> tuple[Check, float, Path | None]:
+    """The weights (one line per part folder or file, with its revision), the GB still to download, and the base
+    folder when it is complete. Read-only: nothing is pinned or downloaded."""
     from synclora.ltx import hub
     from synclora.ltx.weights import inspect_weights, read_lock
 
@@ -213,7 +214,8 @@ def weights_check() -> tuple[Check, float]:
     detail = (f"all {len(state.files)} files found and whole in {state.source}" if not n_bad
               else f"{n_bad} of {len(state.files)} files missing or corrupt in {state.source}")
     detail += "".join(f"; {n}" for n in state.notes)
-    return Check("weights", status, detail, _fetch_fix() if n_bad else "", items), missing_gb
+    base = None if n_bad else state.path(hub.BASE_REPO, hub.BASE_FILES.files[0]).parent.parent
+    return Check("weights", status, detail, _fetch_fix() if n_bad else "", items), missing_gb, base
 
 
 def _groups(files) -> list[tuple[str, list]]:
@@ -294,13 +296,8 @@ def diagnose(settings: PropagationSettings | None = None) -> Report:
     settings = settings or PropagationSettings()
     gpu = gpu_check()
     pkgs, pkgs_ok = packages_check()
-    weights, missing_gb = weights_check() if pkgs_ok else (
-        Check("weights", "missing", "not checked: packages missing"), 0.0)
-    base_dir = None
-    if weights.status == "ok":
-        from synclora.ltx.weights import resolve_weights
-
-        base_dir = resolve_weights().base_dir
+    weights, missing_gb, base_dir = weights_check() if pkgs_ok else (
+        Check("weights", "missing", "not checked: packages missing"), 0.0, None)
     prompt = prompt_check(base_dir) if pkgs_ok else Check("prompt cache", "missing", "not checked: packages missing")
     checks = [gpu, weights, prompt]
     blocking = [c for c in checks if c.blocking] + ([pkgs] if not pkgs_ok else [])

@@ -149,8 +149,9 @@ def _needed(h: hub.HubFiles, locate) -> list[tuple[str, Path | None]]:
     return out
 
 
-def inspect_weights() -> WeightsState:
-    """Look every needed file up (never downloading) and check it. Pins what the cache has if nothing is pinned."""
+def inspect_weights(pin: bool = False) -> WeightsState:
+    """Look every needed file up (never downloading) and check it. With `pin`, a complete set found in the cache is
+    pinned in the lock file (the commits not pinned yet), so the next start loads the same bytes."""
     root = runtime.current().weights_dir
     if root:
         return _inspect_folder(Path(root))
@@ -170,8 +171,8 @@ def inspect_weights() -> WeightsState:
                              f"`python -m synclora fetch-weights` fetches the pinned one, or delete "
                              f"{home() / LOCK_NAME} to use the cached one")
     state = WeightsState(f"the Hugging Face cache {hub.cache_dir()}", files, revisions, notes)
-    if not state.problems and set(revisions) != set(pins) and revisions:
-        _write_lock({**pins, **revisions})  # pin what was found, so the next start loads the same bytes
+    if pin and not state.problems and set(revisions) != set(pins) and revisions:
+        _write_lock({**pins, **revisions})
     return state
 
 
@@ -190,7 +191,7 @@ def _inspect_folder(root: Path) -> WeightsState:
 def resolve_weights() -> WeightPaths:
     """Local paths of the pinned weights, never downloading; `ModelUnavailableError` says what is wrong and how to
     fix it."""
-    state = inspect_weights()
+    state = inspect_weights(pin=True)
     if state.problems:
         first = state.problems[0]
         others = len(state.problems) - 1
