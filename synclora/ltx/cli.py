@@ -97,9 +97,15 @@ def run_hub_files(args: argparse.Namespace) -> int:
         return 0
     from huggingface_hub import HfApi
 
+    from synclora.errors import ModelUnavailableError
+
     problems = 0
     for h in hub.HUB_FILES:
-        listed = set(HfApi().list_repo_files(h.repo, revision=h.revision or "main"))
+        try:
+            listed = set(HfApi().list_repo_files(h.repo, revision=h.revision or "main"))
+        except Exception as exc:  # offline, no network, a typo: one sentence either way
+            raise ModelUnavailableError(f"could not list {h.repo} on the Hub ({type(exc).__name__}); --verify needs "
+                                        "the network") from exc
         missing = [f for f in h.files if f not in listed]
         folders = {f.rsplit("/", 1)[0] for f in h.files if "/" in f}
         extra = sorted(f for f in listed if "/" in f and f.rsplit("/", 1)[0] in folders and f not in h.files)
