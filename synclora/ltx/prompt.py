@@ -170,7 +170,7 @@ def find_prompt_cache(dim: int | None = None) -> PromptCacheState:
         problem = check_prompt_cache(path, dim)
         if problem is None:
             return PromptCacheState(path, where, rejected)
-        log.warning("ignoring the prompt cache %s: %s", path, problem)
+        log.debug("ignoring the prompt cache %s: %s", path, problem)  # callers report it (panel, doctor)
         rejected.append((where, path, problem))
     return PromptCacheState(None, "", rejected)
 
