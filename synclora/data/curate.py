@@ -190,7 +190,7 @@ def curate(
     log_path = manifest if ranks.world == 1 else _rank_log(manifest, ranks.rank)
     if rescore and ranks.world > 1:
         log_path.unlink(missing_ok=True)
-    old = {} if rescore else _measured(manifest, ranks.world)
+    old = {} if rescore else _measured(manifest)
     todo = [p for p in ranks.mine(pairs) if _reusable(old.get(p.name)) is None]
     measured = 0
     with open(log_path, "a", encoding="utf-8") as log:
@@ -203,7 +203,8 @@ def curate(
     measured_all = sum(ranks.gather_json(measured))  # waits for every rank: all logs are complete after this
     if not ranks.is_main:
         return CurationSummary(manifest, None, len(todo), 0, 0, 0, measured)
-    found = _measured(manifest, ranks.world)
+    # A rescore trusts only this run's logs (a single process logs into the manifest itself).
+    found = _measured(manifest, (ranks.world if ranks.world > 1 else 0) if rescore else None)
     records = []
     for pair in pairs:
         rec = _reusable(found.get(pair.name))
@@ -238,12 +239,16 @@ def _rank_log(manifest: Path, rank) -> Path:
     return manifest.with_name(f".{manifest.name}.rank-{rank if rank == '*' else f'{rank:05d}'}.jsonl")
 
 
-def _measured(manifest: Path, world: int) -> dict[str, dict]:
-    """Every pair's latest record: the manifest, then the rank logs (an interrupted run's included)."""
+def _measured(manifest: Path, ranks: int | None = None) -> dict[str, dict]:
+    """Every pair's latest record: the manifest, then the rank logs — all of them (an interrupted run's too, whatever
+    its size), or only those of ranks below `ranks` (a rescore: the others hold measurements it replaced)."""
     found = read_manifest(manifest, resuming=True)
-    if world > 1:
-        for path in sorted(manifest.parent.glob(_rank_log(manifest, "*").name)):
-            found.update(read_manifest(path, resuming=True))
+    if ranks is None:
+        logs = sorted(manifest.parent.glob(_rank_log(manifest, "*").name))
+    else:
+        logs = [_rank_log(manifest, r) for r in range(ranks)]
+    for path in logs:
+        found.update(read_manifest(path, resuming=True))
     return found
 
 

@@ -19,8 +19,9 @@ TEXT_LAYERS = 28  # the pipeline reads hidden states 9, 18 and 27, as of the rea
 MAX_TOKENS = 512  # the pipeline pads every prompt to 512 tokens
 
 
-def tiny_instruct_pipeline(texts: list[str], seed: int = 0):
-    """`Flux2KleinPipeline` (distilled, 4 steps) with a tiny transformer, VAE and Qwen3; `texts` give the vocabulary."""
+def tiny_instruct_pipeline(tokenizer, seed: int = 0):
+    """`Flux2KleinPipeline` (distilled, 4 steps) with a tiny transformer, VAE and Qwen3 over `tokenizer`: an offline
+    one of MAX_TOKENS, right padding and CHAT_TEMPLATE (`data.stills.tiny_editor` builds both)."""
     from diffusers import (
         AutoencoderKLFlux2,
         FlowMatchEulerDiscreteScheduler,
@@ -29,10 +30,6 @@ def tiny_instruct_pipeline(texts: list[str], seed: int = 0):
     )
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
-    from synclora.ltx.tiny import word_tokenizer
-
-    tokenizer = word_tokenizer(list(texts) + ["user assistant"], max_length=MAX_TOKENS, padding_side="right",
-                               chat_template=CHAT_TEMPLATE)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         text_encoder = Qwen3ForCausalLM(Qwen3Config(
@@ -58,3 +55,4 @@ def tiny_instruct_pipeline(texts: list[str], seed: int = 0):
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
