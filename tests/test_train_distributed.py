@@ -16,17 +16,6 @@ from synclora.video import io
 pytestmark = pytest.mark.slow
 
 
-def _clip(seed: int, n: int = 9, size: int = 32) -> np.ndarray:
-    yy, xx = np.mgrid[0:size, 0:size]
-    frames = []
-    for t in range(n):
-        cx, cy = size / 2 + 8 * np.sin(t / 3 + seed), size / 2 + 6 * np.cos(t / 4 + seed)
-        d = np.sqrt((xx - cx) ** 2 + (yy - cy) ** 2)
-        img = np.stack([np.clip(255 - d * 8, 0, 255), 80 + 40 * np.sin(xx / 5 + t / 2), 120 * np.ones_like(d)], -1)
-        frames.append(img.astype(np.uint8))
-    return np.stack(frames)
-
-
 def _run(args: list[str], timeout: int = 900) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout, env=env)
@@ -37,11 +26,12 @@ def _run(args: list[str], timeout: int = 900) -> subprocess.CompletedProcess:
 def test_two_processes_train_together_like_one_process_with_the_doubled_batch(tmp_path):
     from safetensors.torch import load_file
 
+    from synclora.testing.media import indexed_frames
+
     pairs = tmp_path / "pairs"
     for i in range(4):
-        src = _clip(i)
-        tgt = src.copy()
-        tgt[..., 2] = 255 - tgt[..., 2]
+        src = indexed_frames(9, size=(32, 32), seed=i)
+        tgt = 255 - src
         io.write_video(pairs / f"pair{i}" / "source.mp4", src, 25)
         io.write_video(pairs / f"pair{i}" / "target.mp4", tgt, 25)
     probe = ["-m", "synclora.testing.ddp_probe", "--data", str(pairs), "--steps", "3"]

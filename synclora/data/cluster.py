@@ -2,12 +2,12 @@
 
 Why not accelerate's own helpers: generation and curation need no model replicas or gradient sync, only (1) a
 deterministic split every process computes alone, so each item is done exactly once without talking to anyone,
-and (2) one barrier at the end, so the main process can merge what the others wrote to the shared folder.
+and (2) one meeting at the end (`gather_json`, also a barrier), so the main process can merge the others' reports.
 
 The process's place comes from the launcher's variables (`RANK`, `WORLD_SIZE`, `LOCAL_RANK`; set by
 `accelerate launch`, `torchrun` and SLURM's `srun` with them exported); without them the process is alone. They
 belong to the launcher, not to synclora's configuration, so they are read here and nowhere else.
-The barrier is torch.distributed over gloo (CPU sockets, works beside NCCL and without a GPU) with a long timeout:
+The meeting is torch.distributed over gloo (CPU sockets, works beside NCCL and without a GPU) with a long timeout:
 one rank may still have hours of work when another finishes. A crashed rank ends the whole group (the launcher
 stops the others); rerunning the same command resumes, because finished work is found on disk.
 """
@@ -76,11 +76,6 @@ class Ranks:
         if not dist.is_initialized():
             dist.init_process_group("gloo", rank=self.rank, world_size=self.world, timeout=BARRIER_TIMEOUT)
         return dist
-
-    def barrier(self) -> None:
-        """Wait until every rank got here (no-op alone)."""
-        if self.world > 1:
-            self._group().barrier()
 
     def gather_json(self, data: object) -> list:
         """Every rank's `data` (JSON-able), in rank order, on every rank; a barrier too. JSON rather than

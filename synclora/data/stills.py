@@ -143,8 +143,11 @@ def find_stills(folder: str | Path) -> list[Path]:
 
 def _still_names(stills: list[Path]) -> list[str]:
     """Pair-name stems: the file stem, or stem + extension where two stills share a stem (a.png and a.jpg)."""
+    from collections import Counter
+
     stems = [safe_name(p.stem) for p in stills]
-    return [safe_name(f"{p.stem}_{p.suffix.lstrip('.')}") if stems.count(s) > 1 else s for p, s in zip(stills, stems)]
+    seen = Counter(stems)
+    return [safe_name(f"{p.stem}_{p.suffix.lstrip('.')}") if seen[s] > 1 else s for p, s in zip(stills, stems)]
 
 
 def plan_jobs(stills: list[Path], instructions: TextList, prompts: TextList, seed: int = 0,
