@@ -300,12 +300,12 @@ def test_sync_report_is_measured_once_per_result_and_forgotten_with_the_session(
             return path
 
     monkeypatch.setattr(report, "compare_videos", lambda *a, **k: calls.append(a) or _Rep())
-    first = app.sync_report("src.mp4", "res.mp4", "e.png", _Req("s10"))
-    again = app.sync_report("src.mp4", "res.mp4", "e.png", _Req("s10"))  # e.g. the result tab re-sends "change"
+    first = app.sync_report("src.mp4", "res.mp4", "e.png", request=_Req("s10"))
+    again = app.sync_report("src.mp4", "res.mp4", "e.png", request=_Req("s10"))  # e.g. the result tab re-sends "change"
     assert first == again and len(calls) == 1
     assert "In sync" in first[1] and "Overall lag **+0** frames" in first[1] and Path(first[0]).is_file()
-    app.sync_report("src.mp4", "other.mp4", "e.png", _Req("s10"))
+    app.sync_report("src.mp4", "other.mp4", "e.png", request=_Req("s10"))
     assert len(calls) == 2
     app.end_session(_Req("s10"))
-    app.sync_report("src.mp4", "res.mp4", "e.png", _Req("s10"))
+    app.sync_report("src.mp4", "res.mp4", "e.png", request=_Req("s10"))
     assert len(calls) == 3

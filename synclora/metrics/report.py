@@ -73,11 +73,14 @@ class SyncReport:
     fps: float | None = None
     source_track: CueTrack | None = field(default=None, repr=False)
     result_track: CueTrack | None = field(default=None, repr=False)
+    # The frames judged (first, last; inclusive, counted in the whole clip): an edited span, or all frames.
+    frames: tuple[int, int] | None = None
 
     def to_dict(self) -> dict:
         th = self.thresholds
         return {
             "verdict": self.verdict,
+            "frames": None if self.frames is None else list(self.frames),
             "in_sync": self.in_sync,
             "problems": list(self.problems),
             "lag": self.lag,
@@ -101,6 +104,8 @@ class SyncReport:
     def summary(self) -> str:
         """The verdict and the numbers, as plain text (CLI output)."""
         lines = [f"verdict: {self.verdict}", f"overall lag: {self.lag:+d} frames (+ = result late)"]
+        if self.frames is not None:
+            lines.append(f"judged frames: {self.frames[0]}–{self.frames[1]}")
         lines.append(f"{'cue':<10} {'r':>6} {'lag':>4} {'r@lag':>6} {'motion src':>10} {'motion res':>10}  note")
         for name, s in self.cues.items():
             note = "frozen" if s.frozen else ("" if s.active else "still in source (not judged)")
@@ -163,6 +168,8 @@ class SyncReport:
             ax.tick_params(labelsize=7)
             ax.set_ylabel("z", fontsize=7)
         axes[0].legend(loc="upper right", fontsize=7, ncol=2)
+        first = self.frames[0] if self.frames else 0  # frame numbers of the clip, also when a span was judged
+        axes[-1].xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x + first:g}"))
         axes[-1].set_xlabel("frame", fontsize=8)
         fig.suptitle(f"Sync report: {self.verdict}", fontsize=10, x=0.01, ha="left")
         fig.tight_layout()
@@ -366,6 +373,7 @@ def compare_videos(
             notes.append(note)
     report = score_tracks(src, res, max_lag, thresholds=th, identity=identity)
     report.notes += notes
+    report.frames = (start, stop - 1)
     for tr in (src, res):
         tr.kept = {}  # frames were only needed for identity
     if progress is not None:
