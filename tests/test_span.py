@@ -368,8 +368,9 @@ def test_the_app_edits_a_span_and_says_so_in_the_reproduce_line(app, clip):
 
 def test_the_span_widgets_keep_the_chosen_frame_inside(app, clip):
     src = str(clip["src"])
-    start, end, text, caption = app.span_reset(src)
+    start, end, text, caption, fade = app.span_reset(src)
     assert (start["value"], start["maximum"], end["value"]) == (0, N - 1, N - 1) and text == ""
+    assert fade == 8  # this clip's default fade (25 fps), shown in the fade box
     assert "whole clip" in caption and "48 frames" in caption
     # a span slider stops at the chosen frame
     start, end, text, caption = app.span_from_sliders(src, K, 30, 40)

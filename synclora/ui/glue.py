@@ -255,18 +255,20 @@ class GradioPipeline:
         return PropagationSettings.from_values({"fade": fade}).fade
 
     @user_errors
-    def span_reset(self, video: str | None, fade: float | None = None):
-        """A new clip (or none): the span is the whole clip, the sliders cover its frames."""
+    def span_reset(self, video: str | None):
+        """A new clip (or none): the span is the whole clip, the sliders cover its frames, and the fade box shows
+        this clip's default fade (about a third of a second at its fps). Returns the four span outputs + the fade."""
         if not video:
             off = gr.update(value=0, maximum=1, interactive=False)
-            return off, off, "", "No video yet."
+            return off, off, "", "No video yet.", gr.skip()
         from synclora.video import io, timing
 
         info = io.probe(video)
-        span = timing.resolve_span(None, info, fade=self._fade(fade))
+        span = timing.resolve_span(None, info, fade=self.defaults.fade)
         last = max(1, info.n_frames - 1)
         return (gr.update(value=0, maximum=last, interactive=True),
-                gr.update(value=info.n_frames - 1, maximum=last, interactive=True), "", self.span_caption(span))
+                gr.update(value=info.n_frames - 1, maximum=last, interactive=True), "", self.span_caption(span),
+                span.fade)
 
     @user_errors
     def span_from_sliders(self, video: str | None, frame: float | None, start: float | None, end: float | None,

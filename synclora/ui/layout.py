@@ -228,7 +228,7 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
         video.change(app.load_video, [video, frame, edit_frame, edited],
                      [facts, frame, preview, caption, fps_num, editor, before_after, edit_status],
                      api_name="load_video", **light).then(
-            app.span_reset, [video, w["fade"]], span_outputs, api_visibility="private", **light)
+            app.span_reset, [video], [*span_outputs, w["fade"]], api_visibility="private", **light)
         frame.change(app.pick_frame, [video, frame, edit_frame, edited],
                      [preview, caption, editor, before_after, edit_status], api_name="pick_frame",
                      show_progress="minimal", trigger_mode="always_last", **light)
