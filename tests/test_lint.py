@@ -53,7 +53,7 @@ _ALLOWED = {
     "errors": set(),
     "memory": set(),
     "runtime": {"errors"},
-    "config": {"errors"},
+    "config": {"errors", "video"},  # video.timing parses the span setting (never the other way round)
     "video": {"errors"},
     "edit": {"errors", "memory", "runtime", "video"},
     "ltx": {"errors", "memory", "runtime", "video"},
