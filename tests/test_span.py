@@ -23,7 +23,6 @@ from synclora.errors import InputError
 from synclora.propagate import registry
 from synclora.propagate.base import BackendSpec, Propagator, no_progress
 from synclora.testing import media
-from synclora.ui.glue import GradioPipeline
 from synclora.ui.session import SessionFiles
 from synclora.video import io
 from synclora.video.timing import FrameSpan, default_fade, parse_span, resolve_span
@@ -322,21 +321,15 @@ def test_bad_spans_are_one_line_and_exit_2_in_the_cli(clip, tmp_path, capsys, sp
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
-class _Req:
-    def __init__(self, session_hash: str) -> None:
-        self.session_hash = session_hash
-
-
-@pytest.fixture()
-def app(tmp_path) -> GradioPipeline:
-    return GradioPipeline(files=SessionFiles(tmp_path / "sessions"), instruct=None,
-                          defaults=PropagationSettings(backend="flow"), max_upload_mb=5)
+def _request(session_hash: str):
+    """What Gradio passes as `gr.Request` (only the session hash is used)."""
+    return SimpleNamespace(session_hash=session_hash)
 
 
 @pytest.mark.parametrize("span,says", BAD_SPANS, ids=[s for s, _ in BAD_SPANS])
 def test_bad_spans_are_one_sentence_in_the_app(app, clip, span, says):
     with pytest.raises(gr.Error) as err:
-        app.edit_video(str(clip["src"]), str(clip["edited"]), K, span=span, request=_Req("v"))
+        app.edit_video(str(clip["src"]), str(clip["edited"]), K, span=span, request=_request("v"))
     msg = str(err.value.message)
     assert says in msg and msg.endswith(".") and "Something went wrong" not in msg
     session = app.files.root / SessionFiles.key("v")
@@ -358,11 +351,11 @@ def test_cli_span_in_seconds_end_to_end(clip, tmp_path, capsys):
 def test_the_app_edits_a_span_and_says_so_in_the_reproduce_line(app, clip):
     # positional settings as before (backend … memory), then span and fade by name
     out, sbs, md = app.edit_video(str(clip["src"]), str(clip["edited"]), K, "flow", "full", 0, span="0.4s:1.2s",
-                                  fade=2.0, request=_Req("v"))
+                                  fade=2.0, request=_request("v"))
     assert "edited frames 10–29 (0.400–1.200 s), fading in over frames 8–9 and out over frames 30–31" in md
     assert "--span 10:29 --fade 2" in md and '"span": "10:29", "fade": 2' in md
     _like_the_source(clip, io.read_frames(out), (*range(8), *range(32, N)))
-    whole_out, _, whole_md = app.edit_video(str(clip["src"]), str(clip["edited"]), K, request=_Req("v"))
+    whole_out, _, whole_md = app.edit_video(str(clip["src"]), str(clip["edited"]), K, request=_request("v"))
     assert "edited all 48 frames (the whole clip)" in whole_md and "--span" not in whole_md
 
 
@@ -401,11 +394,11 @@ def test_the_apps_sync_report_judges_the_span(app, monkeypatch, clip):
             return path
 
     monkeypatch.setattr(report, "compare_videos", lambda *a, **k: seen.append(k["frame_range"]) or _Rep())
-    _, md = app.sync_report(str(clip["src"]), "res.mp4", None, "0.4s:1.2s", request=_Req("r"))
+    _, md = app.sync_report(str(clip["src"]), "res.mp4", None, "0.4s:1.2s", request=_request("r"))
     assert seen == [(10, 30)] and "Judged the edited span, frames 10–29" in md
-    app.sync_report(str(clip["src"]), "res.mp4", None, "", request=_Req("r"))
+    app.sync_report(str(clip["src"]), "res.mp4", None, "", request=_request("r"))
     assert seen[-1] is None  # the whole clip
-    plot, md = app.sync_report(str(clip["src"]), "res.mp4", None, "20:20", request=_Req("r"))
+    plot, md = app.sync_report(str(clip["src"]), "res.mp4", None, "20:20", request=_request("r"))
     assert plot is None and "Only frame 20 was edited" in md and len(seen) == 2
 
 
@@ -422,3 +415,19 @@ def test_the_report_cli_judges_the_span_and_says_so(clip, tmp_path, capsys):
     assert report["frames"] == [10, 29] and report["faces"]["n_frames"] == 20
     assert main(["report", str(clip["src"]), str(out), "--span", "1s:3s"]) == 2
     assert "lasts 1.920 s" in capsys.readouterr().err
+
+
+def test_zerogpu_is_asked_for_the_span_not_the_whole_clip(app, tmp_path):
+    frames = np.zeros((600, 32, 32, 3), np.uint8)
+    frames[..., 1] = (np.arange(600) % 200)[:, None, None]
+    src = media.write_clip(tmp_path / "long.mp4", frames, 25, crf=40)
+    settings = PropagationSettings(backend="synclora", resolution=1024)
+
+    def ask(**span) -> int:
+        req = PropagationRequest(source=src, edited=tmp_path / "e.png", out=tmp_path / "o.mp4", edit_index=300,
+                                 settings=PropagationSettings.from_values(span, settings))
+        return app._gpu_duration(req)
+
+    whole, part = ask(), ask(span="290:310")
+    assert part < whole
+    assert part == ask(span="282:318", fade=0)  # the same frames handed to the backend, the same request
