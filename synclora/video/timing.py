@@ -272,9 +272,6 @@ class SpanEnd:
     value: Fraction
     seconds: bool
 
-    def __str__(self) -> str:
-        return f"{float(self.value):g}s" if self.seconds else str(int(self.value))
-
 
 def _malformed(text: str) -> InputError:
     return InputError(f"the span {text!r} is not START:END; use frame indices (12:40) or seconds (2s:5.5s)")
