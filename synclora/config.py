@@ -272,9 +272,9 @@ def _edit_index(text: str) -> int:
         raise argparse.ArgumentTypeError(f"the edit index must be a whole number, got {text!r}") from None
 
 
-def add_edit_index_argument(parser: argparse.ArgumentParser, help: str) -> None:
+def add_edit_index_argument(parser: argparse.ArgumentParser, help: str, *, default: int | None = 0) -> None:
     """`--edit-index K` (the index of the edited frame); the older `--frame K` still works but is not advertised."""
-    parser.add_argument("--edit-index", dest="edit_index", type=_edit_index, default=0, metavar="K", help=help)
+    parser.add_argument("--edit-index", dest="edit_index", type=_edit_index, default=default, metavar="K", help=help)
     parser.add_argument("--frame", dest="edit_index", type=_edit_index, default=argparse.SUPPRESS,
                         help=argparse.SUPPRESS)
 

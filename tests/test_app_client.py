@@ -41,7 +41,7 @@ def test_api_lists_the_named_endpoints(client):
     assert params[3:] == ["backend", "quality", "seed", "fit", "resolution", "time_mode", "chunk_overlap", "model",
                           "memory", "span", "fade"]
     report = [p["parameter_name"] for p in api["named_endpoints"]["/sync_report"]["parameters"]]
-    assert report == ["video", "result", "edited", "span"]
+    assert report == ["video", "result", "edited", "edit_frame", "span"]
 
 
 @pytest.fixture(scope="module")
@@ -76,10 +76,13 @@ def test_sync_report_endpoint_gives_plot_and_verdict(client, edit_run, tmp_path)
 
     local = tmp_path / "result.mp4"
     shutil.copy(edit_run[0], local)
-    plot, verdict = client.predict(handle_file(str(CLIP)), handle_file(str(local)), handle_file(str(EDIT)),
-                                   api_name="/sync_report")
+    plot, verdict, landmarks = client.predict(handle_file(str(CLIP)), handle_file(str(local)),
+                                              handle_file(str(EDIT)), 0, api_name="/sync_report")
     assert Path(plot).is_file() and Image.open(plot).size[0] > 300
     assert "in sync" in verdict.lower() and "lag" in verdict.lower()
+    assert "The edit on frame 0" in verdict  # what the red nose did to the eyes, mouth and face
+    view = landmarks["video"] if isinstance(landmarks, dict) else landmarks
+    assert Path(view).is_file() and Path(view).stat().st_size > 1000
 
 
 def test_settings_other_than_the_defaults_are_used_and_reported(client):
@@ -107,8 +110,8 @@ def test_a_span_of_the_clip_through_the_api(client, tmp_path):
     assert diff[24:48].min() > 2 * max(diff[:21].max(), diff[51:].max())
     local = tmp_path / "result.mp4"
     shutil.copy(result, local)
-    _, verdict = client.predict(handle_file(str(CLIP)), handle_file(str(local)), None, "1s:2s",
-                                api_name="/sync_report")
+    _, verdict, _ = client.predict(handle_file(str(CLIP)), handle_file(str(local)), None, span="1s:2s",
+                                   api_name="/sync_report")
     assert "frames 24–47" in verdict
 
 

@@ -58,7 +58,7 @@ _ALLOWED = {
     "edit": {"errors", "memory", "runtime", "video"},
     "ltx": {"errors", "memory", "runtime", "video"},
     "propagate": {"config", "errors", "memory", "runtime", "ltx", "video"},
-    "metrics": {"errors", "edit", "video"},
+    "metrics": {"config", "errors", "edit", "video"},  # config: the report CLI's shared --edit-index flag
     "pipeline": {"config", "errors", "memory", "edit", "propagate", "video"},
     "data": {"config", "errors", "metrics", "pipeline", "video"},
     "train": {"config", "errors", "memory", "runtime", "data", "ltx", "video"},

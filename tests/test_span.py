@@ -388,17 +388,18 @@ def test_the_apps_sync_report_judges_the_span(app, monkeypatch, clip):
 
     class _Rep:
         verdict, lag, corr, in_sync, problems, notes = "in sync (mean r 0.9)", 0, 0.9, True, [], []
+        kept = edit = landmarks_video = None
 
         def plot(self, path):
             Image.new("RGB", (40, 30)).save(path)
             return path
 
     monkeypatch.setattr(report, "compare_videos", lambda *a, **k: seen.append(k["frame_range"]) or _Rep())
-    _, md = app.sync_report(str(clip["src"]), "res.mp4", None, "0.4s:1.2s", request=_request("r"))
+    _, md, _ = app.sync_report(str(clip["src"]), "res.mp4", None, span="0.4s:1.2s", request=_request("r"))
     assert seen == [(10, 30)] and "Judged the edited span, frames 10–29" in md
-    app.sync_report(str(clip["src"]), "res.mp4", None, "", request=_request("r"))
+    app.sync_report(str(clip["src"]), "res.mp4", None, span="", request=_request("r"))
     assert seen[-1] is None  # the whole clip
-    plot, md = app.sync_report(str(clip["src"]), "res.mp4", None, "20:20", request=_request("r"))
+    plot, md, _ = app.sync_report(str(clip["src"]), "res.mp4", None, span="20:20", request=_request("r"))
     assert plot is None and "Only frame 20 was edited" in md and len(seen) == 2
 
 

@@ -103,7 +103,7 @@ class GradioPipeline:
         self.instruct = instruct
         self.defaults = defaults
         self.max_upload_mb = runtime.current().max_upload_mb if max_upload_mb is None else max_upload_mb
-        self._reports: dict[tuple, tuple[str, str]] = {}  # (session, video, result, edited) -> (plot, verdict)
+        self._reports: dict[tuple, tuple] = {}  # (session, video, result, edited, edit index) -> (plot, verdict, view)
         self._gpu_propagate = gpu.gpu(duration=self._gpu_duration)(self._run_propagation)
         self._gpu_instruct = gpu.gpu(duration=gpu.INSTRUCT_SECONDS)(self._run_instruct)
 
@@ -517,42 +517,76 @@ class GradioPipeline:
 
     # ---------------------------------------------------------------------------------------------------------- 5
     @user_errors
-    def sync_report(self, video: str | None, result: str | None, edited: str | None, span: str | None = None,
-                    request: gr.Request | None = None, progress=gr.Progress()):
+    def sync_report(self, video: str | None, result: str | None, edited: str | None, edit_frame: float | None = None,
+                    span: str | None = None, request: gr.Request | None = None, progress=gr.Progress()):
         """Measure how well the result follows the source over the edited `span` (default: the whole clip) →
-        (plot PNG, verdict Markdown)."""
+        (plot PNG, verdict Markdown, landmark view mp4).
+
+        `edit_frame`: the source frame the edit was made on (what the edit hides and keeps is measured from it; when
+        unknown, the best-matching source frame is used).
+        """
         if not video or not result:
-            return None, "*Run a propagation to see its sync report.*"
+            return None, "*Run a propagation to see its sync report.*", None
+        k = int(float(edit_frame)) if _whole_number(edit_frame) and float(edit_frame) >= 0 else None
         # The result player re-sends "change" when its tab is first shown; measure each result once per session.
-        key = (_session(request), str(video), str(result), str(edited), str(span or ""))
-        if key in self._reports and Path(self._reports[key][0]).is_file():
+        key = (_session(request), str(video), str(result), str(edited), k, str(span or ""))
+        if key in self._reports and all(p is None or Path(p).is_file() for p in self._reports[key][::2]):
             return self._reports[key]
         from synclora.metrics.report import compare_videos
         from synclora.video import io, timing
 
         span = PropagationSettings.from_values({"span": span}).span
-        judged = timing.resolve_span(span, io.probe(video)) if span else None
+        info = io.probe(video) if k is not None or span else None
+        if k is not None and k >= info.n_frames:
+            k = None
+        judged = timing.resolve_span(span, info) if span else None
         if judged is not None and judged.length < 2:
             return None, (f"*Only frame {judged.start} was edited: one frame has no motion to judge. The other frames "
-                          "are the source's own.*")
+                          "are the source's own.*"), None
+        png = self.files.new_file(_session(request), "sync-report", ".png")
+        view = self.files.new_file(_session(request), "landmarks", ".mp4")
         rep = compare_videos(
-            video, result, edited_frame=edited or None,
+            video, result, edited_frame=edited or None, edit_index=k if edited else None, landmarks_video=view,
             frame_range=None if judged is None or judged.whole else (judged.start, judged.end + 1),
             progress=lambda f, label: progress(float(min(max(f, 0.0), 1.0)), desc=label),
         )
-        png = self.files.new_file(_session(request), "sync-report", ".png")
         rep.plot(png)
-        corr = "n/a" if rep.corr is None else f"{rep.corr:.2f}"
-        md = [f"#### {_sentence(rep.verdict)}", f"Overall lag **{rep.lag:+d}** frames · mean r **{corr}**"]
+        md = self.report_markdown(rep)
         if judged is not None and not judged.whole:
-            md.append(f"- Judged the edited span, frames {judged.start}–{judged.end}; the other frames are the "
-                      "source's own.")
-        md += [f"- {_sentence(p)}" for p in rep.problems]
-        md += [f"- {_sentence(n)}" for n in rep.notes]
-        self._reports[key] = (str(png), "\n".join(md))
+            md += (f"\n- Judged the edited span, frames {judged.start}–{judged.end}; the other frames are the "
+                   "source's own.")
+        lm = str(rep.landmarks_video) if rep.landmarks_video is not None else None
+        self._reports[key] = (str(png), md, lm)
         while len(self._reports) > 256:
             self._reports.pop(next(iter(self._reports)))
         return self._reports[key]
+
+    @staticmethod
+    def report_markdown(rep) -> str:
+        """The verdict first, then the numbers and what the edit did, in words."""
+        corr = "n/a" if rep.corr is None else f"{rep.corr:.2f}"
+        head = f"Overall lag **{rep.lag:+d}** frames · mean r **{corr}**"
+        if rep.kept is not None:
+            worst = rep.kept.worst(rep.thresholds.edit_min_run)
+            if worst is not None:
+                head += f" · edit kept **{min(max(worst, 0.0), 1.0):.0%}** at its lowest"
+        md = [f"#### {_sentence(rep.verdict)}", head, ""]
+        if rep.edit is not None:
+            from synclora.metrics.face_parts import REGION_LABEL
+
+            e = rep.edit
+            parts = [f"{REGION_LABEL[n]} **{r.state}**" for n, r in e.regions.items()]
+            line = f"The edit on frame {e.edit_index}: " + ", ".join(parts) + "."
+            if e.hidden:
+                line += (" Cues behind the edit are still measured and drawn in grey, but not judged: a result cannot "
+                         "follow what it no longer shows.")
+            md += [line, ""]
+        md += [f"- {_sentence(p)}" for p in rep.problems]
+        md += [f"- {_sentence(n)}" for n in rep.notes]
+        if rep.landmarks_video is not None:
+            md += ["", "Below: the curves (source blue, result red), then the face landmarks the report read on both "
+                       "videos (source | result)."]
+        return "\n".join(md)
 
     # -------------------------------------------------------------------------------------------------- examples
     def run_example(self, video: str, edited: str, frame: float, edit_frame: float | None = None,

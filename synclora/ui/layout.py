@@ -211,18 +211,21 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
                 result_md.render()
             with gr.Column(scale=4, min_width=280):
                 gr.Markdown("### Sync report")
+                report_md = gr.Markdown(asset("help_report.md"), elem_id="report-verdict", label="Verdict")
                 report_img = gr.Image(label="Sync report plot", show_label=False, interactive=False, type="filepath",
                                       elem_id="report-plot", buttons=["fullscreen", "download"])
-                report_md = gr.Markdown(asset("help_report.md"), elem_id="report-verdict", label="Verdict")
+                # No label chip: it would cover the video's own "source" / "result" captions (the verdict names it).
+                report_lm = gr.Video(label="Landmarks the report read (source | result)", show_label=False,
+                                     interactive=False, elem_id="report-landmarks", buttons=["download"], height=240)
 
         # Wiring -------------------------------------------------------------------------------------------------
         light = dict(concurrency_limit=4, concurrency_id="light")
         video.upload(app.prepare_upload, [video], [video], api_visibility="private", **light).then(
-            lambda: (None, None, -1, "No edit yet.", None, None, None), None,
-            [edited, upload, edit_frame, edit_status, result, sbs, report_img], api_visibility="private",
+            lambda: (None, None, -1, "No edit yet.", None, None, None, None), None,
+            [edited, upload, edit_frame, edit_status, result, sbs, report_img, report_lm], api_visibility="private",
         )
-        video.clear(lambda: (None, -1, "No edit yet.", None, None, None), None,
-                    [edited, edit_frame, edit_status, result, sbs, report_img], api_visibility="private")
+        video.clear(lambda: (None, -1, "No edit yet.", None, None, None, None), None,
+                    [edited, edit_frame, edit_status, result, sbs, report_img, report_lm], api_visibility="private")
         span_inputs = [video, frame, span_start, span_end, w["span"], w["fade"]]
         span_outputs = [span_start, span_end, w["span"], span_caption]
         video.change(app.load_video, [video, frame, edit_frame, edited],
@@ -259,8 +262,8 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
             api_description=config.api_description(),
             concurrency_limit=1, concurrency_id="gpu", scroll_to_output=True,
         )
-        result.change(app.sync_report, [video, result, edited, w["span"]], [report_img, report_md],
-                      api_name="sync_report",
-                      concurrency_limit=1, concurrency_id="report", show_progress_on=[report_img])
+        result.change(app.sync_report, [video, result, edited, edit_frame, w["span"]],
+                      [report_img, report_md, report_lm], api_name="sync_report", concurrency_limit=1,
+                      concurrency_id="report", show_progress_on=[report_img])
         demo.unload(app.end_session)
     return demo
