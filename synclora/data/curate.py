@@ -6,6 +6,12 @@ its detectors, similarity measure and thresholds are not published (docs/METHOD.
 not move (below the landmarker's jitter) cannot judge sync and passes; a cue the target does not move while the
 source does (frozen) and any lag always fail. Defaults and the measurements behind them: docs/TRAINING.md.
 
+The report knows what the edit hid (edit.png at meta.json's edit index; without edit.png, the target's frame 0 against
+the source's): cues behind sunglasses, a mask or a beard cannot judge sync and are left out like still ones — else
+every pair whose edit covers the eyes or the mouth would be dropped, biasing a trained LoRA against those edits. A
+pair whose edit hides every moving cue cannot be checked and is rejected; so is one whose target loses the edit
+(edit kept below `min_edit_kept` for two frames in a row).
+
 Manifest: one JSON line per pair (`name`, `keep`, `reasons`, `scores`, …); unreadable pairs get a line with `error`
 and `keep: false`. Scores are stored raw, so re-running with other thresholds re-decides without re-measuring
 (resumable: a pair already scored is never measured again unless `rescore`).
@@ -25,7 +31,7 @@ from synclora.data.manifest import read_manifest
 from synclora.data.pairs import Pair, discover_pairs
 from synclora.errors import InputError
 
-SCORE_VERSION = 1  # bump when the meaning of a stored score changes: old lines are then re-measured
+SCORE_VERSION = 2  # bump when the meaning of a stored score changes: old lines are then re-measured
 
 
 @dataclass
@@ -41,6 +47,7 @@ class CurationThresholds:
     min_motion_ratio: float = 0.4  # target motion / source motion of every moving cue (below: frozen)
     max_identity_distance: float = 0.6  # target face vs edit.png (dlib distance; only when edit.png exists)
     max_face_lost: float = 0.02  # fraction of the source's face frames with no face in the target
+    min_edit_kept: float = 0.5  # share of the edit's change the target keeps at its place, worst 2-frame stretch
     max_lag_search: int = 5  # lags searched, in frames
 
     def to_dict(self) -> dict:
@@ -65,18 +72,25 @@ def _num(v) -> float | None:
     return None if v is None or (isinstance(v, float) and not math.isfinite(v)) else round(float(v), 4)
 
 
+def _judged(report, name: str) -> bool:
+    """The source moves this cue and the edit does not hide it."""
+    s = report.cues[name]
+    return s.active and not s.hidden
+
+
 def _mean_active(report, names) -> float | None:
-    vals = [report.cues[n].corr for n in names if report.cues[n].active]
+    vals = [report.cues[n].corr for n in names if _judged(report, n)]
     vals = [v for v in vals if v is not None and math.isfinite(v)]
     if not vals:
         # a moving cue with no finite r (e.g. a flat target) is a failure, not an abstention
-        return -1.0 if any(report.cues[n].active for n in names) else None
+        return -1.0 if any(_judged(report, n) for n in names) else None
     return float(sum(vals) / len(vals))
 
 
 def scores_from_report(report) -> dict:
-    """One number per cue (None: the source does not move that cue, so it cannot judge) + lag, identity, faces."""
-    moving = [n for n, s in report.cues.items() if s.active]
+    """One number per cue (None: the source does not move that cue or the edit hides it, so it cannot judge) + lag,
+    identity, faces, what the edit hid and how much of it the target keeps."""
+    moving = [n for n in report.cues if _judged(report, n)]
     ratios = {n: (report.cues[n].std_result / report.cues[n].std_source) for n in moving
               if report.cues[n].std_source and math.isfinite(report.cues[n].std_result)}
     b = report.blinks
@@ -88,7 +102,7 @@ def scores_from_report(report) -> dict:
         "mouth": _num(_mean_active(report, ("mouth",))),
         "gaze": _num(_mean_active(report, _GAZE)),
         "eyes": _num(_mean_active(report, _EYES)),
-        "blink": _num(1.0 if n_blinks == 0 else 2.0 * b.matched / n_blinks),
+        "blink": _num(1.0 if n_blinks == 0 else 2.0 * b.matched / n_blinks) if b.judged else None,
         "blinks_source": len(b.source),
         "blinks_target": len(b.result),
         "lag": int(report.lag),
@@ -98,6 +112,11 @@ def scores_from_report(report) -> dict:
         "face_lost": _num(len(report.faces.lost) / src_faces) if src_faces else None,
         "source_faces": src_faces,
         "corr": _num(report.corr),
+        "judged": report.in_sync is not None,
+        "hidden": sorted(report.edit.hidden) if report.edit is not None else [],
+        "edit_index": report.edit.edit_index if report.edit is not None else None,
+        "edit_kept": _num(report.kept.worst(report.thresholds.edit_min_run)) if report.kept is not None else None,
+        "edit_problems": list(report.edit_problems),
         "report_verdict": report.verdict,
     }
 
@@ -107,6 +126,8 @@ def decide(scores: dict, th: CurationThresholds) -> tuple[bool, list[str]]:
     reasons = []
     if not scores.get("source_faces"):
         return False, ["no face in the source"]
+    if scores.get("judged") is False:
+        reasons.append(f"sync not judged: the edit hides every moving cue ({', '.join(scores.get('hidden', []))})")
     if scores.get("face_lost") is not None and scores["face_lost"] > th.max_face_lost:
         reasons.append(f"face lost in {scores['face_lost']:.0%} of frames")
     if abs(scores.get("lag", 0)) > th.max_abs_lag:
@@ -120,14 +141,32 @@ def decide(scores: dict, th: CurationThresholds) -> tuple[bool, list[str]]:
             reasons.append(f"{key} {v:.2f} < {limit}")
     if scores.get("identity") is not None and scores["identity"] > th.max_identity_distance:
         reasons.append(f"identity distance {scores['identity']:.2f} > {th.max_identity_distance}")
+    if scores.get("edit_kept") is not None and scores["edit_kept"] < th.min_edit_kept:
+        why = scores.get("edit_problems") or []
+        reasons.append(f"edit kept {scores['edit_kept']:.2f} < {th.min_edit_kept}" + (f" ({why[0]})" if why else ""))
     return not reasons, reasons
 
 
+def edit_index_of(pair: Pair) -> int | None:
+    """The frame edit.png was made from (meta.json's "edit_index", or "frame" in pair folders written before the
+    rename); without edit.png the target's frame 0 is the edit. None: edit.png without a usable index in meta.json
+    (the report then finds the best-matching source frame)."""
+    if pair.edit is None:
+        return 0
+    for key in ("edit_index", "frame"):
+        k = pair.meta.get(key)
+        if isinstance(k, int) and not isinstance(k, bool) and k >= 0:
+            return k
+    return None
+
+
 def score_pair(pair: Pair, th: CurationThresholds) -> dict:
-    """Run the sync report on one pair (source vs target; identity against edit.png when present)."""
+    """Run the sync report on one pair (source vs target; identity against edit.png when present; what the edit
+    hides and keeps from edit.png at its frame, or from the target's frame 0)."""
     from synclora.metrics.report import compare_videos
 
-    report = compare_videos(pair.source, pair.target, edited_frame=pair.edit, max_lag=th.max_lag_search)
+    report = compare_videos(pair.source, pair.target, edited_frame=pair.edit, edit_index=edit_index_of(pair),
+                            max_lag=th.max_lag_search)
     return scores_from_report(report)
 
 
@@ -330,6 +369,7 @@ _PANELS = (
     ("lag", "max_abs_lag", "abs"),
     ("motion_ratio", "min_motion_ratio", "min"),
     ("identity", "max_identity_distance", "max"),
+    ("edit_kept", "min_edit_kept", "min"),
 )
 
 
@@ -343,7 +383,7 @@ def plot_summary(records: list[dict], th: CurationThresholds, path: str | Path) 
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(2, 4, figsize=(16, 6.5))
+    fig, axes = plt.subplots(3, 3, figsize=(13, 9.5))
     scored = [r for r in records if r.get("scores")]
     for ax, (key, attr, kind) in zip(axes.flat, _PANELS):
         kept = [r["scores"][key] for r in scored if r["keep"] and r["scores"].get(key) is not None]
