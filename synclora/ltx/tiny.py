@@ -222,39 +222,62 @@ def write_tiny_lora(
     return path
 
 
-# --- a tiny model in a Hugging Face cache, as a Space's `preload_from_hub` would leave it -----------------------------
-TINY_PROMPT_TOKENS = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, "3d1t": 4}
+# --- tiny text encoders: Gemma 3 with offline word tokenizers (pair generator's prompts, the prompt cache) ---
+SPECIAL_TOKENS = ("<pad>", "<eos>", "<bos>", "<unk>")
 
+
+def word_tokenizer(texts, *, max_length: int, padding_side: str = "left", chat_template: str | None = None):
+    """An offline `PreTrainedTokenizerFast`: one id per lowercase word of `texts` (others are `<unk>`), `<bos>` first.
+
+    Why: the real tokenizers (Gemma's, Qwen's) live on the Hub; a word-level vocabulary built in memory gives
+    different prompts different ids, which is all a random tiny text encoder needs. Deterministic for the same texts.
+    """
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    pre = pre_tokenizers.Whitespace()
+    words = sorted({w.lower() for text in texts for w, _ in pre.pre_tokenize_str(str(text))} - set(SPECIAL_TOKENS))
+    vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS + tuple(words))}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre
+    tok.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 2)])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>", unk_token="<unk>",
+        padding_side=padding_side, model_max_length=max_length, chat_template=chat_template,
+    )
+
+
+def tiny_gemma(vocab_size: int, seed: int = 0, max_positions: int = 128):
+    """A tiny Gemma 3 of LTX-2.3's text-encoder class whose stacked hidden states fit the tiny connectors."""
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3TextConfig, SiglipVisionConfig
+
+    n = vocab_size + 3  # + begin/end-of-image and image tokens, which Gemma 3's config asks for
+    text = Gemma3TextConfig(
+        vocab_size=n, hidden_size=TINY_CAPTION_CHANNELS, intermediate_size=32, num_hidden_layers=TINY_TEXT_LAYERS - 1,
+        num_attention_heads=2, num_key_value_heads=1, head_dim=8, max_position_embeddings=max_positions,
+        sliding_window=16, pad_token_id=0, eos_token_id=1, bos_token_id=2,
+    )
+    vision = SiglipVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                image_size=16, patch_size=8)
+    config = Gemma3Config(text_config=text.to_dict(), vision_config=vision.to_dict(), mm_tokens_per_image=4,
+                          boi_token_index=n - 3, eoi_token_index=n - 2, image_token_index=n - 1)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return Gemma3ForConditionalGeneration(config).eval().requires_grad_(False)
 
 def tiny_text_encoder(seed: int = 0):
-    """A tiny Gemma 3 (the class LTX-2.3 uses) and an offline word-level tokenizer: (text_encoder, tokenizer).
+    """The tiny Gemma 3 and its word tokenizer that make the `3d1t` prompt cache: (text_encoder, tokenizer).
 
-    Its stacked hidden states are (1, L, TINY_CAPTION_CHANNELS * TINY_TEXT_LAYERS) wide, what the tiny connectors take.
+    Positions reach the real prompt length (the cache is left-padded to `PROMPT_MAX_LENGTH` tokens, like Gemma's).
     """
-    import transformers
-    from tokenizers import Tokenizer, models, pre_tokenizers
+    from synclora.ltx.prompt import PROMPT, PROMPT_MAX_LENGTH
 
-    text = transformers.Gemma3TextConfig(
-        vocab_size=64, hidden_size=TINY_CAPTION_CHANNELS, intermediate_size=32, num_hidden_layers=TINY_TEXT_LAYERS - 1,
-        num_attention_heads=2, num_key_value_heads=1, head_dim=8, max_position_embeddings=2048, sliding_window=16,
-        pad_token_id=0, bos_token_id=2, eos_token_id=1,
-    )
-    vision = transformers.SiglipVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                                             num_attention_heads=2, image_size=16, patch_size=8)
-    config = transformers.Gemma3Config(text_config=text.to_dict(), vision_config=vision.to_dict(),
-                                       mm_tokens_per_image=4, image_token_index=63, boi_token_index=61,
-                                       eoi_token_index=62)
-    torch.manual_seed(seed)
-    encoder = transformers.Gemma3ForConditionalGeneration(config).eval()
-    raw = Tokenizer(models.WordLevel(vocab=dict(TINY_PROMPT_TOKENS), unk_token="<unk>"))
-    raw.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=raw, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>", unk_token="<unk>",
-        padding_side="left", model_max_length=2048,
-    )
-    return encoder, tokenizer
+    tokenizer = word_tokenizer([PROMPT], max_length=2 * PROMPT_MAX_LENGTH)
+    return tiny_gemma(len(tokenizer), seed, max_positions=2 * PROMPT_MAX_LENGTH), tokenizer
 
 
+# --- a tiny model in a Hugging Face cache, as a Space's `preload_from_hub` would leave it -----------------------------
 def _save_part(module, folder: Path, files: tuple[str, ...]) -> None:
     """Save one pipeline part under `folder` with exactly the file names `files` (relative to `folder`'s parent)."""
     import json

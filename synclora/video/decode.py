@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import av
 import cv2
@@ -15,8 +16,10 @@ from synclora.video.colour import frame_to_rgb
 from synclora.video.container import open_input, short_error
 from synclora.video.probe import Timeline, VideoInfo, probe, timeline
 
+T = TypeVar("T")
 
-def _check_range(info: VideoInfo, start: int, stop: int | None) -> tuple[int, int]:
+
+def check_range(info: VideoInfo, start: int, stop: int | None) -> tuple[int, int]:
     n = info.n_frames
     stop = n if stop is None else stop
     if not (0 <= start <= n) or not (start <= stop <= n):
@@ -37,19 +40,13 @@ def iter_frames(
     """
     path = Path(path)
     tl = timeline(path)
-    start, stop = _check_range(tl.info, start, stop)
+    start, stop = check_range(tl.info, start, stop)
     if start == stop:
         return
     if size is not None:
         size = (int(size[0]), int(size[1]))
         if size[0] <= 0 or size[1] <= 0:
             raise ValueError(f"size must be positive, got {size}")
-    yield from _iter_slots(path, tl, start, stop, size)
-
-
-def _iter_slots(path: Path, tl: Timeline, start: int, stop: int, size: tuple[int, int] | None) -> Iterator[np.ndarray]:
-    slots = tl.slot_src
-    first_src = int(slots[start])
 
     def convert(frame: av.VideoFrame) -> np.ndarray:
         img = frame_to_rgb(frame)
@@ -58,6 +55,16 @@ def _iter_slots(path: Path, tl: Timeline, start: int, stop: int, size: tuple[int
         if size is not None and (img.shape[1], img.shape[0]) != size:
             img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
         return np.ascontiguousarray(img)
+
+    yield from iter_slots(path, tl, start, stop, convert)
+
+
+def iter_slots(path: Path, tl: Timeline, start: int, stop: int, convert: Callable[[av.VideoFrame], T]
+               ) -> Iterator[T]:
+    """`convert(av.VideoFrame)` for every CFR slot start..stop-1 of the timeline; a slot that repeats a frame gets
+    `.copy()` of the converted value (`synclora.video.lazy` passes frames that convert only on demand)."""
+    slots = tl.slot_src
+    first_src = int(slots[start])
 
     with open_input(path) as container:
         vs = container.streams.video[[s.index for s in container.streams.video].index(tl.stream_index)]
@@ -114,7 +121,8 @@ def _iter_slots(path: Path, tl: Timeline, start: int, stop: int, size: tuple[int
             raise InputError(f"{path.name} is damaged: only {j} of its {tl.info.n_frames} frames could be decoded.")
 
 
-def _iter_slots_sequential(path: Path, tl: Timeline, start: int, stop: int, convert) -> Iterator[np.ndarray]:
+def _iter_slots_sequential(path: Path, tl: Timeline, start: int, stop: int, convert: Callable[[av.VideoFrame], T]
+                           ) -> Iterator[T]:
     """Decode from the first frame counting frames in presentation order (no seeking, no pts lookups)."""
     slots = tl.slot_src
     j = start
@@ -137,7 +145,7 @@ def read_frames(
 ) -> np.ndarray:
     """All frames start..stop-1 as one (T, H, W, 3) uint8 array (see `iter_frames`)."""
     info = probe(path)
-    start, stop = _check_range(info, start, stop)
+    start, stop = check_range(info, start, stop)
     w, h = size if size is not None else (info.width, info.height)
     out = np.empty((stop - start, h, w, 3), dtype=np.uint8)
     i = 0
