@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +18,7 @@ from synclora.errors import InputError, OutOfMemoryError
 from synclora.memory import free_memory, is_out_of_memory
 from synclora.propagate import registry, schedule
 from synclora.propagate.base import BackendSpec, ProgressFn, no_progress
-from synclora.video import geometry, io
+from synclora.video import geometry, io, timing
 
 # Longest clip we accept, in frames: beyond this, memory for the working frames and runtime are no longer sensible.
 MAX_FRAMES = 60 * 60  # one minute at 60 fps, two at 30
@@ -44,6 +44,7 @@ class PropagationResult:
     working_size: tuple[int, int]
     notices: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    span: timing.FrameSpan | None = None  # the frames that carry the edit (None: the whole clip)
 
     def summary(self) -> str:
         s = self.settings
@@ -51,6 +52,7 @@ class PropagationResult:
             f"result: {self.out}",
             f"backend: {self.backend} ({s.quality}), seed {s.seed}, edited frame {self.edit_index}, fit {s.fit}, "
             f"working size {self.working_size[0]}×{self.working_size[1]}, time mode {s.time_mode}",
+            f"edited: {self.span.describe() if self.span else 'the whole clip'}",
             f"{self.source_info.n_frames} frames at {io.format_fps(self.source_info.fps)} fps, "
             f"{self.source_info.width}×{self.source_info.height}, took {self.seconds:.1f} s",
         ]
@@ -100,6 +102,20 @@ def check_request(req: PropagationRequest) -> tuple[io.VideoInfo, np.ndarray, li
     return info, edited, notices + ([notice] if notice else [])
 
 
+def check_span(req: PropagationRequest, info: io.VideoInfo) -> timing.FrameSpan:
+    """The frames that carry the edit (`settings.span`, with its fades), resolved against the probed clip: the one
+    place every face goes through, so a bad span gets the same sentence from the CLI, the app and the API."""
+    return timing.resolve_span(req.settings.span, info, fade=req.settings.fade, edit_index=req.edit_index)
+
+
+def applied_settings(settings: PropagationSettings, span: timing.FrameSpan) -> PropagationSettings:
+    """The settings as applied: the span in frames with its fade (both unset for the whole clip), so the summary,
+    the reproduce line and the settings JSON say exactly which frames were edited."""
+    if span.whole:
+        return replace(settings, span=None, fade=None)
+    return replace(settings, span=span.text, fade=span.fade)
+
+
 @contextlib.contextmanager
 def _memory_errors():
     """Turn out-of-memory (GPU or host) into `OutOfMemoryError` with what to try, and free memory for the next job.
@@ -139,10 +155,14 @@ def working_plan(info: io.VideoInfo, settings: PropagationSettings, spec: Backen
 
 
 def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress) -> PropagationResult:
-    """Propagate the edited frame (frame `req.edit_index`) through the whole source clip; write the result (and SBS)."""
+    """Propagate the edited frame (frame `req.edit_index`) through its span of the source clip (the whole clip by
+    default); write the result (and SBS). Only the span and its fades reach the backend; every other frame of the
+    result is the source's own decoded frame, and the result keeps the source's frame count, fps and audio."""
     t0 = time.perf_counter()
     info, edited, notices = check_request(req)
-    settings = req.settings
+    span = check_span(req, info)
+    notices += list(span.notices)
+    settings = applied_settings(req.settings, span)
     progress(0.0, "loading backend")
     with _memory_errors():
         backend = registry.get(settings)
@@ -153,10 +173,11 @@ def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress)
 
     progress(0.02, "reading frames")
     with _memory_errors():
-        working = np.stack([plan.fit(f) for f in io.iter_frames(req.source)])
-    if len(working) != info.n_frames:  # the reader's count is the contract; never go on with a different one
+        working = np.stack([plan.fit(f) for f in io.iter_frames(req.source, start=span.first, stop=span.last + 1)])
+    if len(working) != span.window:  # the reader's count is the contract; never go on with a different one
         raise InputError(
-            f"{Path(req.source).name}: decoded {len(working)} frames but the container reports {info.n_frames}"
+            f"{Path(req.source).name}: decoded {len(working)} frames of {span.first}–{span.last} but the container "
+            f"reports {span.window}"
         )
     edited_work = plan.fit(edited)
 
@@ -165,18 +186,31 @@ def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress)
 
     with _memory_errors():
         result, sched_notices = schedule.propagate_clip(
-            working, req.edit_index, edited_work, backend, settings, float(info.fps), sub(0.05, 0.9)
+            working, req.edit_index - span.first, edited_work, backend, settings, float(info.fps), sub(0.05, 0.9)
         )
     notices += sched_notices
 
     progress(0.9, "writing result")
 
-    def unfitted():
+    def composed():
+        """Every source frame once, in order: the edit inside the span, blended in the fades, the source outside."""
+        count = 0
         for i, src in enumerate(io.iter_frames(req.source)):
-            yield edited if i == req.edit_index else plan.unfit(result[i], src)
+            count += 1
+            if i == req.edit_index:
+                yield edited
+            elif not span.first <= i <= span.last:
+                yield src  # outside the span and its fades: the source's own frame, untouched
+            else:
+                frame = plan.unfit(result[i - span.first], src)
+                w = span.weight(i)
+                yield frame if w >= 1 else io.fade_frames(src, frame, w)
+        if count != info.n_frames:  # raised inside write_video: nothing is left at --out
+            raise InputError(f"{Path(req.source).name}: decoded {count} frames but the container reports "
+                             f"{info.n_frames}")
 
     audio = Path(req.source) if info.has_audio else None
-    out = io.write_video(req.out, unfitted(), info.fps, audio_from=audio, notices=notices)
+    out = io.write_video(req.out, composed(), info.fps, audio_from=audio, notices=notices)
     sbs = None
     if req.side_by_side:
         progress(0.95, "writing side by side")
@@ -198,4 +232,5 @@ def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress)
         working_size=(edited_work.shape[1], edited_work.shape[0]),
         notices=notices,
         seconds=time.perf_counter() - t0,
+        span=span,
     )

@@ -100,14 +100,34 @@ def test_weights_resolve_from_a_local_folder_or_say_how_to_get_them(tmp_path, mo
 
     root = tmp_path / "w"
     monkeypatch.setenv("SYNCLORA_WEIGHTS_DIR", str(root))
-    with pytest.raises(ModelUnavailableError, match="lacks"):
+    with pytest.raises(ModelUnavailableError, match="is missing .* fetch-weights --to DIR"):
         weights.resolve_weights()
-    for sub in weights.BASE_SUBFOLDERS:
-        (root / "LTX-2.3-Diffusers" / sub).mkdir(parents=True)
-    for name in (weights.DISTILLED_LORA_FILE, weights.UPSAMPLER_FILE, weights.SYNC_LORA_FILE):
-        (root / name).write_bytes(b"x")
+    _fill_like_the_hub(root / weights.LOCAL_BASE, root)
     paths = weights.resolve_weights()
     assert paths.sync_lora == root / weights.SYNC_LORA_FILE and not paths.missing()
+    assert paths.base_dir == root / weights.LOCAL_BASE
+
+
+def _fill_like_the_hub(base, root):
+    """Every listed file, small but whole: safetensors with one tensor, indexes naming their shards, JSON configs."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from synclora.ltx import hub
+
+    for h in hub.HUB_FILES:
+        for name in h.files:
+            path = (base if h.repo == hub.BASE_REPO else root) / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if name.endswith(".index.json"):
+                shards = [f.rsplit("/", 1)[1] for f in h.files if f.startswith(name.rsplit("/", 1)[0] + "/")
+                          and "-of-" in f]
+                path.write_text(json.dumps({"weight_map": {f"w{i}": s for i, s in enumerate(shards)}}))
+            elif name.endswith(".json"):
+                path.write_text("{}")
+            else:
+                save_file({"w": torch.zeros(2)}, str(path))
 
 
 def test_training_and_inference_prepare_frames_with_the_same_resize():

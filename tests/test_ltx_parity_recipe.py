@@ -88,7 +88,7 @@ def test_tiled_decode_only_in_the_memory_saving_modes(memory):
 def test_a_whole_decode_that_runs_out_of_memory_is_retried_in_tiles():
     from synclora.ltx.lora import LoraFile, lora_module_shapes, random_lora_state_dict
     from synclora.ltx.tiny import tiny_components, tiny_prompt_embeds
-    from synclora.propagate.ltx import _decode, build_model
+    from synclora.propagate.ltx import build_model, decode_latents
 
     comps = tiny_components()
     lora = LoraFile(random_lora_state_dict(lora_module_shapes(comps["transformer"]), rank=2), {}, 2)
@@ -103,7 +103,7 @@ def test_a_whole_decode_that_runs_out_of_memory_is_retried_in_tiles():
         return real(latents, *a, **k)
 
     vae.decode = decode
-    video = _decode(model, torch.zeros(1, 4, 5, 8, 8))
+    video = decode_latents(model, torch.zeros(1, 4, 5, 8, 8))
     assert tiled == [False, True] and video.shape[2] == 9
     assert not vae.use_framewise_decoding
 

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from synclora.data.cluster import Ranks
 from synclora.data.manifest import read_manifest
 from synclora.data.pairs import Pair, discover_pairs
 from synclora.errors import InputError
@@ -203,47 +204,59 @@ def curate(
     rescore: bool = False,
     progress: Callable[[int, int, str], None] | None = None,
     scorer: Callable[[Pair, CurationThresholds], dict] = score_pair,
+    workers: int = 1,
+    ranks: Ranks | None = None,
 ) -> CurationSummary:
     """Score (or reuse the scores of) every pair under `pairs_root`, decide keep/reject, write the manifest.
 
-    Each newly measured pair is appended to the manifest at once (an interrupted run keeps its work); at the end the
+    Each newly measured pair is appended to a log at once (an interrupted run keeps its work); at the end the
     manifest is rewritten in pair order with every decision re-made under `thresholds`.
+
+    Parallel: `workers` processes measure pairs on this machine; under several ranks (`accelerate launch`,
+    `torchrun`) each rank measures its share of the sorted pairs into its own log beside the manifest, and rank 0,
+    once all are done, merges the logs into the one manifest. The returned summary is the whole run's on rank 0 and
+    this rank's share elsewhere.
     """
     th = thresholds or CurationThresholds()
+    ranks = ranks or Ranks()
     manifest = Path(manifest)
     manifest.parent.mkdir(parents=True, exist_ok=True)
     pairs = discover_pairs(pairs_root, include_incomplete=True)
     if not pairs:
         raise InputError(f"no pair folders (with {Path('NAME/source.mp4')} and target.mp4) in {pairs_root}")
-    old = {} if rescore else read_manifest(manifest, resuming=True)
-    records: list[dict] = []
+    if workers < 1:
+        raise InputError("--workers must be at least 1")
+    log_path = manifest if ranks.world == 1 else _rank_log(manifest, ranks.rank)
+    if rescore and ranks.world > 1:
+        log_path.unlink(missing_ok=True)
+    old = {} if rescore else _measured(manifest)
+    todo = [p for p in ranks.mine(pairs) if _reusable(old.get(p.name)) is None]
     measured = 0
-    with open(manifest, "a", encoding="utf-8") as log:
-        for i, pair in enumerate(pairs):
+    with open(log_path, "a", encoding="utf-8") as log:
+        for i, rec in enumerate(measure_pairs(todo, th, scorer, workers)):
+            log.write(json.dumps(_finish(rec, th)) + "\n")
+            log.flush()
+            measured += rec.get("scores") is not None
             if progress:
-                progress(i, len(pairs), pair.name)
-            prev = old.get(pair.name)
-            if prev and prev.get("scores") is not None and prev.get("score_version") == SCORE_VERSION:
-                rec = {"name": pair.name, "scores": prev["scores"], "score_version": SCORE_VERSION}
-            else:
-                rec = {"name": pair.name, "score_version": SCORE_VERSION}
-                try:
-                    if not pair.is_complete():
-                        missing = "source.mp4" if not pair.source.is_file() else "target.mp4"
-                        raise InputError(f"{missing} is missing")
-                    rec["scores"] = scorer(pair, th)
-                    measured += 1
-                except Exception as exc:  # noqa: BLE001 - an unreadable pair is reported and skipped, never ends the run
-                    rec["scores"] = None
-                    rec["error"] = f"{type(exc).__name__}: {exc}" if not isinstance(exc, InputError) else str(exc)
-                log.write(json.dumps(_finish(rec, th)) + "\n")
-                log.flush()
-            records.append(_finish(rec, th))
-        if progress:
-            progress(len(pairs), len(pairs), "done")
+                progress(i + 1, len(todo), rec["name"])
+    measured_all = sum(ranks.gather_json(measured))  # waits for every rank: all logs are complete after this
+    if not ranks.is_main:
+        return CurationSummary(manifest, None, len(todo), 0, 0, 0, measured)
+    # A rescore trusts only this run's logs (a single process logs into the manifest itself).
+    found = _measured(manifest, (ranks.world if ranks.world > 1 else 0) if rescore else None)
+    records = []
+    for pair in pairs:
+        rec = _reusable(found.get(pair.name))
+        if rec is None:  # measured in this run and unreadable (or, after a lost log, not measured at all)
+            prev = found.get(pair.name) or {"error": "not measured; run curate again"}
+            rec = {"name": pair.name, "scores": None, "error": prev.get("error", "not measured"),
+                   "score_version": SCORE_VERSION}
+        records.append(_finish(rec, th))
     tmp = manifest.with_name(f".{manifest.name}.tmp")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     os.replace(tmp, manifest)
+    for rank_log in manifest.parent.glob(_rank_log(manifest, "*").name):  # merged now: the manifest holds them
+        rank_log.unlink(missing_ok=True)
 
     plot_path = None
     if plot is not None:
@@ -255,8 +268,83 @@ def curate(
             reasons[_reason_key(reason)] = reasons.get(_reason_key(reason), 0) + 1
     errors = sum(1 for r in records if r.get("error"))
     kept = sum(1 for r in records if r["keep"])
-    return CurationSummary(manifest, plot_path, len(records), kept, len(records) - kept - errors, errors, measured,
-                           reasons)
+    return CurationSummary(manifest, plot_path, len(records), kept, len(records) - kept - errors, errors,
+                           measured_all, reasons)
+
+
+# --- the parallel driver: who measures what, and where it is logged ---------------------------------------------------
+def _rank_log(manifest: Path, rank) -> Path:
+    """Rank `rank`'s log of measured pairs, hidden beside the manifest (merged into it and removed at the end)."""
+    return manifest.with_name(f".{manifest.name}.rank-{rank if rank == '*' else f'{rank:05d}'}.jsonl")
+
+
+def _measured(manifest: Path, ranks: int | None = None) -> dict[str, dict]:
+    """Every pair's latest record: the manifest, then the rank logs — all of them (an interrupted run's too, whatever
+    its size), or only those of ranks below `ranks` (a rescore: the others hold measurements it replaced)."""
+    found = read_manifest(manifest, resuming=True)
+    if ranks is None:
+        logs = sorted(manifest.parent.glob(_rank_log(manifest, "*").name))
+    else:
+        logs = [_rank_log(manifest, r) for r in range(ranks)]
+    for path in logs:
+        found.update(read_manifest(path, resuming=True))
+    return found
+
+
+def _reusable(prev: dict | None) -> dict | None:
+    """The part of a stored record that can be used without measuring again, or None."""
+    if prev and prev.get("scores") is not None and prev.get("score_version") == SCORE_VERSION:
+        return {"name": prev["name"], "scores": prev["scores"], "score_version": SCORE_VERSION}
+    return None
+
+
+def measure_one(pair: Pair, th: CurationThresholds, scorer: Callable[[Pair, CurationThresholds], dict]) -> dict:
+    """One pair's raw record: its scores, or `scores: None` with an `error` sentence (never raises)."""
+    rec = {"name": pair.name, "score_version": SCORE_VERSION}
+    try:
+        if not pair.is_complete():
+            missing = "source.mp4" if not pair.source.is_file() else "target.mp4"
+            raise InputError(f"{missing} is missing")
+        rec["scores"] = scorer(pair, th)
+    except Exception as exc:  # noqa: BLE001 - an unreadable pair is reported and skipped, never ends the run
+        rec["scores"] = None
+        rec["error"] = f"{type(exc).__name__}: {exc}" if not isinstance(exc, InputError) else str(exc)
+    return rec
+
+
+def _worker_init() -> None:
+    # One thread per worker: N workers on N cores beat N workers fighting over N×N threads.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def measure_pairs(pairs: list[Pair], th: CurationThresholds, scorer, workers: int = 1):
+    """Yield each pair's raw record (in completion order), measured here or by `workers` processes.
+
+    Workers are spawned (not forked: MediaPipe and torch threads do not survive a fork), each loads the detectors once
+    and measures many pairs; the scorer must therefore be a module-level function."""
+    if workers <= 1 or len(pairs) <= 1:
+        for pair in pairs:
+            yield measure_one(pair, th, scorer)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    pool = ProcessPoolExecutor(min(workers, len(pairs)), mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_worker_init)
+    try:
+        futures = {pool.submit(measure_one, pair, th, scorer): pair for pair in pairs}
+        for future in as_completed(futures):
+            try:
+                yield future.result()
+            except BrokenProcessPool:  # a worker died (killed, out of memory): those pairs are retried next run
+                yield {"name": futures[future].name, "score_version": SCORE_VERSION, "scores": None,
+                       "error": "the worker process measuring it died; run curate again"}
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _finish(rec: dict, th: CurationThresholds) -> dict:

@@ -34,8 +34,12 @@ def register(subparsers) -> None:
     p.add_argument("--landmarks", type=Path, default=None, metavar="OUT.mp4",
                    help="write the landmark view: source and result side by side with their face landmarks")
     p.add_argument("--max-lag", type=int, default=5, help="largest lag searched, in frames (default 5)")
-    p.add_argument("--range", type=int, nargs=2, default=None, metavar=("START", "STOP"),
-                   help="compare frames START..STOP-1 of both videos (needed when their lengths differ)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--range", type=int, nargs=2, default=None, metavar=("START", "STOP"),
+                       help="compare frames START..STOP-1 of both videos (needed when their lengths differ)")
+    which.add_argument("--span", default=None, metavar="START:END",
+                       help="judge only the edited span, as `propagate --span` takes it (frames 12:40 or seconds "
+                       "2s:5.5s); the frames outside it are the source's own")
     p.add_argument("--min-corr", type=float, default=None, help="per-cue correlation below this is out of sync")
     p.set_defaults(func=run)
 
@@ -75,13 +79,19 @@ def run(args: argparse.Namespace) -> int:
     th = SyncThresholds()
     if args.min_corr is not None:
         th.min_corr = args.min_corr
+    frame_range = tuple(args.range) if args.range else None
+    if args.span:
+        from synclora.video import io, timing
+
+        span = timing.resolve_span(args.span, io.probe(args.source))
+        frame_range = (span.start, span.end + 1)
     with _quiet_native_stderr():
         report = compare_videos(
             args.source,
             args.result,
             edited_frame=args.edited,
             edit_index=args.edit_index,
-            frame_range=tuple(args.range) if args.range else None,
+            frame_range=frame_range,
             max_lag=args.max_lag,
             thresholds=th,
             landmarks_video=args.landmarks,

@@ -84,6 +84,8 @@ class SyncReport:
     fps: float | None = None
     source_track: CueTrack | None = field(default=None, repr=False)
     result_track: CueTrack | None = field(default=None, repr=False)
+    # The frames judged (first, last; inclusive, counted in the whole clip): an edited span, or all frames.
+    frames: tuple[int, int] | None = None
     edit: EditRegions | None = None  # what the edit hides, per cue region (None: no edited frame given)
     kept: EditKept | None = field(default=None, repr=False)  # how much of the edit each frame keeps
     edit_problems: list[str] = field(default_factory=list)
@@ -98,6 +100,7 @@ class SyncReport:
         th = self.thresholds
         return {
             "verdict": self.verdict,
+            "frames": None if self.frames is None else list(self.frames),
             "in_sync": self.in_sync,
             "problems": list(self.problems),
             "lag": self.lag,
@@ -124,6 +127,8 @@ class SyncReport:
     def summary(self) -> str:
         """The verdict and the numbers, as plain text (CLI output)."""
         lines = [f"verdict: {self.verdict}", f"overall lag: {self.lag:+d} frames (+ = result late)"]
+        if self.frames is not None:
+            lines.append(f"judged frames: {self.frames[0]}–{self.frames[1]}")
         if self.edit is not None:
             e = self.edit
             lines.append(f"edited frame: source frame {e.edit_index}"
@@ -211,7 +216,9 @@ class SyncReport:
             ax.tick_params(labelsize=7)
             ax.set_ylabel("z", fontsize=7)
         axes[0].legend(loc="upper right", fontsize=7, ncol=2)
-        axes[-1].set_xlabel("frame" + (f" (+{start} in the videos)" if start else ""), fontsize=8)
+        first = self.frames[0] if self.frames else start  # frame numbers of the clip, also when a span was judged
+        axes[-1].xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x + first:g}"))
+        axes[-1].set_xlabel("frame", fontsize=8)
         fig.suptitle(f"Sync report: {self.verdict}", fontsize=10, x=0.01, ha="left", wrap=True)
         fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))  # room for the verdict above the panels
         path = Path(path)
@@ -689,6 +696,7 @@ def compare_videos(
     kept = paired.edit_kept() if paired is not None else None
     report = score_tracks(src, res, max_lag, thresholds=th, identity=identity, edit=edit, kept=kept)
     report.notes += notes
+    report.frames = (start, stop - 1)
     report.landmarks_video = view_path
     for tr in (src, res):
         tr.kept = {}  # frames were only needed for identity

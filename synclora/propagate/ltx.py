@@ -22,6 +22,7 @@ Opt-in GPU speed levers (`synclora.ltx.speed`) hook in at the end of `build_mode
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -69,6 +70,14 @@ SPEC = BackendSpec(max_frames=81, frame_step=8, size_multiple=64, native_fps=FRA
 # small working size to keep its token count (and CPU time) small; long clips then exercise the chunked schedule.
 TINY_SPEC = BackendSpec(max_frames=17, frame_step=8, size_multiple=64, native_fps=FRAME_RATE, max_side=64)
 
+
+def spec_for(settings: PropagationSettings) -> BackendSpec:
+    """The input constraints for these settings: the tiny model's, also when the real loader runs on the CPU
+    (SYNCLORA_ALLOW_CPU, meant for tiny weights in a hub cache: the real sizes would take hours there)."""
+    if settings.model == "tiny" or (not torch.cuda.is_available() and runtime.current().allow_cpu):
+        return TINY_SPEC
+    return SPEC
+
 OOM_HINT = (
     "the GPU ran out of memory; try quality 'preview', memory mode 'fp8' or 'offload', a lower resolution, "
     "or a shorter clip"
@@ -104,7 +113,7 @@ class Parked:
             self.park()
 
 
-def _on_device(parked: Parked | None):
+def on_device(parked: Parked | None):
     return parked.on_device() if parked is not None else contextlib.nullcontext()
 
 
@@ -121,7 +130,7 @@ class LoadedModel:
     crf: int = DEFAULT_CRF
     parked_upsampler: Parked | None = None
     parked_decoder: Parked | None = None
-    tiled_decode: bool = False  # decode in VAE tiles (fp8 / offload: memory first), see `_decode`
+    tiled_decode: bool = False  # decode in VAE tiles (fp8 / offload: memory first), see `decode_latents`
     aot: object | None = None  # synclora.ltx.speed.AotBlocks when AoT-compiled blocks are in use
     speed_notes: list = field(default_factory=list)  # what the speed levers did (or why not)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -205,10 +214,10 @@ def build_model(
             use_stream=device.type == "cuda",
         )
     # VAE tiling off for every encode (as ICLoraPipeline); the final decode tiles only in the memory-saving modes or
-    # after running out of memory (`_decode`).
+    # after running out of memory (`decode_latents`).
     disable_tiling(vae)
     parked_upsampler = parked_decoder = None
-    if memory == "bf16" and device.type == "cuda":
+    if memory == "bf16" and device.type == "cuda" and not on_zerogpu():
         parked_upsampler, parked_decoder = Parked(upsampler, device), Parked(vae.decoder, device)
         free_memory()
     if compile:  # regional compilation of the 48 identical blocks; dynamic shapes cover both stages
@@ -230,6 +239,22 @@ def build_model(
 
         model.speed_notes = apply_speed(model, speed, run=_capture_run)
     return model
+
+
+def on_zerogpu() -> bool:
+    """True on a ZeroGPU Space. There the GPU is lent per `spaces.GPU` call: at load time CUDA is emulated (tensors
+    stay on the host, pinned memory cannot be allocated), and each call gets its own slice, so nothing is parked."""
+    config = sys.modules.get("spaces.config")  # only ever imported by the app, before any model is loaded
+    return bool(getattr(getattr(config, "Config", None), "zero_gpu", False))
+
+
+def _device() -> tuple[str, torch.dtype] | None:
+    """Where the real model runs: ("cuda", bf16), ("cpu", float32) when SYNCLORA_ALLOW_CPU says so, else None."""
+    if torch.cuda.is_available():
+        return "cuda", torch.bfloat16
+    if runtime.current().allow_cpu:
+        return "cpu", torch.float32
+    return None
 
 
 # --- loading ----------------------------------------------------------------------------------------------------------
@@ -262,12 +287,14 @@ def _load_real(settings: PropagationSettings) -> LoadedModel:
     from synclora.ltx.speed import SpeedOptions
     from synclora.ltx.weights import resolve_weights
 
-    if not torch.cuda.is_available():
+    where = _device()
+    if where is None:
         raise ModelUnavailableError("Sync-LoRA needs a CUDA GPU and none is visible")
+    device, dtype = where
     paths = resolve_weights()
-    dtype = torch.bfloat16
     components, embeds, mask = load_components(
-        "real", dtype, base_dir=paths.base_dir, upsampler=paths.upsampler, hint="run fetch-weights again"
+        "real", dtype, base_dir=paths.base_dir, upsampler=paths.upsampler,
+        hint="check the files with `python -m synclora doctor`",
     )
     sync = read_lora(settings.lora or paths.sync_lora, dtype=dtype)
     distilled = read_lora(paths.distilled_lora, dtype=dtype)
@@ -279,7 +306,7 @@ def _load_real(settings: PropagationSettings) -> LoadedModel:
     return build_model(
         components, embeds, mask, sync, distilled,
         distilled_strength=DISTILLED_STRENGTH if rt.distilled_strength is None else rt.distilled_strength,
-        memory=settings.memory, device="cuda", dtype=dtype,
+        memory=settings.memory if device == "cuda" else "bf16", device=device, dtype=dtype,
         crf=DEFAULT_CRF if rt.image_crf is None else rt.image_crf,
         compile=rt.compile,
         speed=SpeedOptions.from_runtime(rt),
@@ -296,17 +323,19 @@ def availability(settings: PropagationSettings) -> tuple[bool, str]:
             return False, f"the Python package {package} is not installed"
     if settings.model == "tiny":
         return True, ""
-    if not torch.cuda.is_available():
+    if _device() is None:
         return False, "no CUDA GPU is visible (the LTX-2.3 model needs about 40 GiB of GPU memory, 24 GiB in fp8)"
-    from synclora.ltx.prompt import default_prompt_cache
+    from synclora.ltx.prompt import expected_dim, find_prompt_cache
     from synclora.ltx.weights import resolve_weights
 
     try:
-        resolve_weights()
+        paths = resolve_weights()
     except ModelUnavailableError as exc:
         return False, str(exc)
-    if not default_prompt_cache().is_file():
-        return False, "the `3d1t` prompt cache is missing; build it once with `python -m synclora cache-prompt`"
+    found = find_prompt_cache(expected_dim(paths.base_dir))
+    if found.path is None:
+        return False, (f"{found.why_missing()}; the app makes it at start-up on a GPU, or build it once with "
+                       "`python -m synclora cache-prompt`")
     return True, ""
 
 
@@ -322,7 +351,7 @@ def _reference_pixels(frames: np.ndarray, height: int, width: int) -> torch.Tens
     return resize_frames(frames, height, width)
 
 
-def _edited_frame(edited: np.ndarray) -> object:
+def condition_image(edited: np.ndarray) -> object:
     """The edited frame at the working size for *both* stages: diffusers then H.264-compresses it at that size and
     resizes afterwards, as ltx-pipelines does with the image file. Resizing first (to stage 1's half size) and
     compressing the small image changed stage 1's first-frame latents by up to 0.3."""
@@ -331,11 +360,11 @@ def _edited_frame(edited: np.ndarray) -> object:
     return Image.fromarray(np.ascontiguousarray(edited))
 
 
-def _decode(model: LoadedModel, latents: torch.Tensor) -> torch.Tensor:
+def decode_latents(model: LoadedModel, latents: torch.Tensor) -> torch.Tensor:
     """Decode whole (as ICLoraPipeline does) unless the memory mode asks for tiles; a whole decode that does not fit
     in GPU memory is retried in tiles (`ltx.vae.decode`)."""
     vae = model.pipe.vae
-    with _on_device(model.parked_decoder):
+    with on_device(model.parked_decoder):
         return decode(vae, latents.to(device=model.device, dtype=vae.dtype), tiled=model.tiled_decode)
 
 
@@ -359,8 +388,7 @@ class SyncLoRAPropagator(Propagator):
 
     def __init__(self, settings: PropagationSettings, model: LoadedModel | None = None):
         self.settings = settings
-        if settings.model == "tiny":
-            self.spec = TINY_SPEC
+        self.spec = spec_for(settings)
         try:
             self.model = model if model is not None else load_model(settings)
         except torch.OutOfMemoryError as exc:
@@ -415,7 +443,7 @@ class SyncLoRAPropagator(Propagator):
 
         # Inputs prepared the ltx-pipelines way (section "parity with ICLoraPipeline" above).
         reference = LTX2ReferenceCondition(frames=_reference_pixels(segment.frames, h1 // ds, w1 // ds), strength=1.0)
-        edited = _edited_frame(segment.edited)
+        edited = condition_image(segment.edited)
         first = LTX2VideoCondition(frames=edited, index=0, strength=1.0, crf=model.crf)
         # Placeholder text input (FrozenConnectors ignores it); its dtype sets the transformer's input dtype.
         length = pipe.connectors.video.shape[1]  # (the frozen mask may be dropped by the attention lever)
@@ -458,7 +486,7 @@ class SyncLoRAPropagator(Propagator):
 
         if not preview:
             progress(stage1_share, "x2 latent upsampling")
-            with _on_device(model.parked_upsampler):
+            with on_device(model.parked_upsampler):
                 latents = model.upsample_pipe(
                     latents=latents, latents_normalized=False, output_type="latent", return_dict=False
                 )[0]
@@ -483,7 +511,7 @@ class SyncLoRAPropagator(Propagator):
             t0 = self._mark("stage2", t0)
 
         progress(0.9, "decoding")
-        video = _decode(model, latents)
+        video = decode_latents(model, latents)
         frames = to_uint8(video)
         if frames.shape[1:3] != (h, w):  # preview: stage 1 is half size
             up = F.interpolate(video[0].float().permute(1, 0, 2, 3), size=(h, w), mode="bilinear", align_corners=False)
