@@ -1,6 +1,6 @@
 """Speed, drift and make-up quality of the CPU flow backend, next to baselines measured in the same run.
 
-Run: .venv/bin/python benchmarks/bench_flow.py [--frames 200] [--size 512] [--threads 2]
+Run: python -m benchmarks.bench_flow [--frames 200] [--size 512] [--threads 2]
 
 The backend runs with face guidance (the default: inside faces the map follows the face mesh) and, as the baseline,
 without it (`FlowConfig(face_guide=False)`, the flow-only backend as it was).
@@ -25,18 +25,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
 import cv2
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from synclora.config import PropagationSettings  # noqa: E402
-from synclora.propagate.base import Segment  # noqa: E402
-from synclora.propagate.flow import FlowConfig, FlowPropagator  # noqa: E402
-from synclora.testing.media import noise_texture  # noqa: E402
+from synclora.config import PropagationSettings
+from synclora.propagate.base import Segment
+from synclora.propagate.flow import FlowConfig, FlowPropagator
+from synclora.testing.media import noise_texture
 
 
 def moving_clip(n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -76,9 +73,9 @@ def face_clip(n: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             x, y = truth[key][t]
             cv2.ellipse(m, (int(round(x)), int(round(y))), (int(0.085 * size), int(0.06 * size)), 0, 0, 360, 255, -1)
         lenses[t] = m > 0
-    anchor = frames[0].copy()
-    anchor[lenses[0]] = (0.55 * anchor[lenses[0]] + 0.45 * np.array([0, 40, 120])).astype(np.uint8)
-    return frames, lenses, anchor
+    edited = frames[0].copy()
+    edited[lenses[0]] = (0.55 * edited[lenses[0]] + 0.45 * np.array([0, 40, 120])).astype(np.uint8)
+    return frames, lenses, edited
 
 
 def mask_drift(out: np.ndarray, frames: np.ndarray, masks: np.ndarray, thr: int = 20) -> tuple[float, float]:
@@ -98,15 +95,15 @@ def mask_drift(out: np.ndarray, frames: np.ndarray, masks: np.ndarray, thr: int 
     return float(np.mean(errs)), float(np.max(errs))
 
 
-def direct_baseline(frames: np.ndarray, anchor: np.ndarray, method: str) -> np.ndarray:
+def direct_baseline(frames: np.ndarray, edited: np.ndarray, method: str) -> np.ndarray:
     """Naive propagation: per frame, full-resolution flow straight to frame 0, then warp the change."""
     n, h, w = frames.shape[:3]
-    change = anchor.astype(np.float32) - frames[0].astype(np.float32)
+    change = edited.astype(np.float32) - frames[0].astype(np.float32)
     g0 = cv2.cvtColor(frames[0], cv2.COLOR_RGB2GRAY)
     ident = np.dstack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)))
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
     out = np.empty_like(frames)
-    out[0] = anchor
+    out[0] = edited
     for t in range(1, n):
         g = cv2.cvtColor(frames[t], cv2.COLOR_RGB2GRAY)
         if method == "farneback":
@@ -134,24 +131,24 @@ def timed(fn, *args):
 BACKENDS = (("flow backend (face-guided)", True), ("flow only (baseline)", False))
 
 
-def run_backend(frames: np.ndarray, anchor: np.ndarray, guided: bool) -> tuple[np.ndarray, float, float, list[str]]:
+def run_backend(frames: np.ndarray, edited: np.ndarray, guided: bool) -> tuple[np.ndarray, float, float, list[str]]:
     """(result, fps, CPU ms per frame, notices) of one end-to-end propagation, after a short warm-up call."""
     settings = PropagationSettings(backend="flow")
     prop = FlowPropagator(settings, FlowConfig(face_guide=guided))
-    prop.propagate(Segment(frames[:4], anchor, 25.0, settings))  # warm-up (allocations, OpenCV and MediaPipe init)
-    seg = Segment(frames, anchor, 25.0, settings)
+    prop.propagate(Segment(frames[:4], edited, 25.0, settings))  # warm-up (allocations, OpenCV and MediaPipe init)
+    seg = Segment(frames, edited, 25.0, settings)
     cpu0 = time.process_time()
     out, dt = timed(prop.propagate, seg)
     cpu = (time.process_time() - cpu0) / len(frames) * 1000
     return out, len(frames) / dt, cpu, prop.notices([seg.facts])
 
 
-def compare(title: str, frames: np.ndarray, anchor: np.ndarray, masks: np.ndarray, thr: int) -> float:
+def compare(title: str, frames: np.ndarray, edited: np.ndarray, masks: np.ndarray, thr: int) -> float:
     n, size = len(frames), frames.shape[1]
     print(f"\n[{title}]")
     speeds = {}
     for label, guided in BACKENDS:
-        out, fps, cpu, notes = run_backend(frames, anchor, guided)
+        out, fps, cpu, notes = run_backend(frames, edited, guided)
         speeds[guided] = fps
         d_mean, d_max = mask_drift(out, frames, masks, thr)
         print(f"{label}: {fps:.1f} fps ({size}x{size}, {n} frames), {cpu:.1f} ms CPU/frame "
@@ -159,7 +156,7 @@ def compare(title: str, frames: np.ndarray, anchor: np.ndarray, masks: np.ndarra
     fps = speeds[True]
     print(f"face-guided / flow-only speed: {fps / speeds[False]:.2f}x")
     for method in ("farneback", "dis-medium"):
-        base_out, base_dt = timed(direct_baseline, frames, anchor, method)
+        base_out, base_dt = timed(direct_baseline, frames, edited, method)
         b_fps = n / base_dt
         b_mean, b_max = mask_drift(base_out, frames, masks, thr)
         print(
@@ -174,18 +171,19 @@ def makeup(name: str, n: int, size: int) -> None:
     from synclora.testing import faces as F
 
     clip = F.expressive_clip(name, n, size=size, mouth_px=0.09 * size)
-    anchor = F.eye_shadow(F.lipstick(clip.frames[0], clip.part(0, F.PART_LIPS)), clip.part(0, F.PART_LID))
+    edited = F.eye_shadow(F.lipstick(clip.frames[0], clip.part(0, F.PART_LIPS)), clip.part(0, F.PART_LID))
     print(f"\n[{name}: mouth opens wide (jaw drop up to {clip.mouth.max():.0f} px), {len(clip.blinks)} blinks, turns "
           f"+-{np.abs(clip.turn).max():.0f} deg; lipstick and eye shadow, {size}x{size}, {n} frames]")
     for label, guided in BACKENDS:
-        out, fps, _, notes = run_backend(clip.frames, anchor, guided)
+        out, fps, _, notes = run_backend(clip.frames, edited, guided)
         lips = F.part_scores(out, clip, (F.PART_LIPS,), (F.PART_MOUTH, F.PART_TEETH), others=(F.PART_LID,))
         lids = F.part_scores(out, clip, (F.PART_LID,), (F.PART_EYEBALL,), others=(F.PART_LIPS,))
         print(f"{label}: {fps:.1f} fps | lipstick on the lips in {100 * lips.kept:.0f} % of frames (coverage mean "
-              f"{lips.coverage[1:].mean():.2f}, min {lips.coverage[1:].min():.2f}), at most {100 * lips.landed.max():.1f} "
-              f"% of teeth and inner mouth | eye shadow on the lids in {100 * lids.kept:.0f} % (coverage mean "
-              f"{lids.coverage[1:].mean():.2f}, min {lids.coverage[1:].min():.2f}), at most "
-              f"{100 * lids.landed.max():.1f} % of the eyeballs" + "".join(f"\n    note: {m}" for m in notes))
+              f"{lips.coverage[1:].mean():.2f}, min {lips.coverage[1:].min():.2f}), at most "
+              f"{100 * lips.landed.max():.1f} % of teeth and inner mouth | eye shadow on the lids in "
+              f"{100 * lids.kept:.0f} % (coverage mean {lids.coverage[1:].mean():.2f}, min "
+              f"{lids.coverage[1:].min():.2f}), at most {100 * lids.landed.max():.1f} % of the eyeballs"
+              + "".join(f"\n    note: {m}" for m in notes))
 
 
 def main() -> int:
@@ -198,8 +196,8 @@ def main() -> int:
     n, size = args.frames, args.size
     print(f"opencv threads: {cv2.getNumThreads()}, cpu cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}")
 
-    frames, lenses, anchor = face_clip(n, size)
-    fps = compare("talking face, glasses edit", frames, anchor, lenses, 20)
+    frames, lenses, edited = face_clip(n, size)
+    fps = compare("talking face, glasses edit", frames, edited, lenses, 20)
 
     frames, mats = moving_clip(n, size)
     s = size / 512

@@ -1,6 +1,6 @@
 """How long one instruction edit takes on a GPU, with FLUX.2 [klein] 4B's exact architecture (random weights).
 
-    python benchmarks/bench_instruct.py [--sizes 512 768 1024] [--runs 3]
+    python -m benchmarks.bench_instruct [--sizes 512 768 1024] [--runs 3]
 
 Speed does not depend on the weights' values, so this measures the real model's latency and memory where its
 weights cannot be downloaded: the transformer (klein-4B config: 5 double + 20 single blocks, 24×128 heads, text
@@ -18,7 +18,12 @@ import time
 
 def _models(device: str, dtype):
     import torch
-    from diffusers import AutoencoderKLFlux2, FlowMatchEulerDiscreteScheduler, Flux2KleinPipeline, Flux2Transformer2DModel
+    from diffusers import (
+        AutoencoderKLFlux2,
+        FlowMatchEulerDiscreteScheduler,
+        Flux2KleinPipeline,
+        Flux2Transformer2DModel,
+    )
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
     with torch.device(device):

@@ -5,28 +5,24 @@ on the GPU, with a random rank-256 Sync-LoRA and a rank-384 distilled LoRA of th
 through `SyncLoRAPropagator` (the same `build_model` path the real loader uses; only the weights are injected).
 Timings of random weights equal those of real ones: the work does not depend on the values.
 
-    python benchmarks/bench_ltx.py            # GPU, real sizes
-    python benchmarks/bench_ltx.py --tiny     # CPU smoke run of the very same code path, tiny configs
+    python -m benchmarks.bench_ltx            # GPU, real sizes
+    python -m benchmarks.bench_ltx --tiny     # CPU smoke run of the very same code path, tiny configs
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from synclora.config import PropagationSettings  # noqa: E402
-from synclora.propagate.base import Segment  # noqa: E402
-from synclora.propagate.ltx import SyncLoRAPropagator, build_model  # noqa: E402
-from synclora.propagate.tiny import LORA_TARGETS, lora_module_shapes, random_lora_state_dict  # noqa: E402
-from synclora.propagate.weights import UPSAMPLER_CONFIG, LoraFile  # noqa: E402
+from synclora.config import PropagationSettings
+from synclora.ltx.components import UPSAMPLER_CONFIG
+from synclora.ltx.lora import LORA_TARGETS, LoraFile, lora_module_shapes, random_lora_state_dict
+from synclora.propagate.base import Segment
+from synclora.propagate.ltx import SyncLoRAPropagator, build_model
 
 # LTX-2.3 (diffusers scripts/convert_ltx2_to_diffusers.py, --version 2.3)
 TRANSFORMER_23 = dict(
@@ -75,8 +71,12 @@ def log(msg: str) -> None:
 
 def real_components(device: str) -> tuple[dict, torch.Tensor, torch.Tensor]:
     """LTX-2.3 modules born in bf16 on `device` (random init there: seconds, no 76 GB fp32 detour)."""
-    from diffusers import AutoencoderKLLTX2Audio, AutoencoderKLLTX2Video, FlowMatchEulerDiscreteScheduler
-    from diffusers import LTX2VideoTransformer3DModel
+    from diffusers import (
+        AutoencoderKLLTX2Audio,
+        AutoencoderKLLTX2Video,
+        FlowMatchEulerDiscreteScheduler,
+        LTX2VideoTransformer3DModel,
+    )
     from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel, LTX2TextConnectors
 
     previous = torch.get_default_dtype()
@@ -103,13 +103,13 @@ def real_components(device: str) -> tuple[dict, torch.Tensor, torch.Tensor]:
 
 
 def tiny_components_for_bench() -> tuple[dict, torch.Tensor, torch.Tensor]:
-    from synclora.propagate.tiny import tiny_components, tiny_prompt_embeds
+    from synclora.ltx.tiny import tiny_components, tiny_prompt_embeds
 
     embeds, mask = tiny_prompt_embeds()
     return tiny_components(), embeds, mask
 
 
-def make_model(args, memory: str, attention: str | None):
+def make_model(args, memory: str, attention: str | None, speed=None):
     device = "cpu" if args.tiny else "cuda"
     dtype = torch.float32 if args.tiny else torch.bfloat16
     t0 = time.perf_counter()
@@ -121,7 +121,8 @@ def make_model(args, memory: str, attention: str | None):
                          {}, args.distilled_rank)
     n_params = sum(p.numel() for p in comps["transformer"].parameters()) / 1e9
     crf = 0 if args.tiny or not _has_av() else 33
-    model = build_model(comps, embeds, mask, sync, distilled, memory=memory, device=device, dtype=dtype, crf=crf)
+    model = build_model(comps, embeds, mask, sync, distilled, memory=memory, device=device, dtype=dtype, crf=crf,
+                        speed=speed)
     del sync, distilled, comps
     gc.collect()
     if attention:
@@ -149,7 +150,7 @@ def _gib(b: int) -> float:
 
 def run_case(prop: SyncLoRAPropagator, frames: np.ndarray, quality: str, repeats: int, label: str) -> dict:
     settings = PropagationSettings(backend="synclora", model="real", quality=quality, seed=0)
-    seg = Segment(frames=frames, anchor=frames[0], fps=25.0, settings=settings)
+    seg = Segment(frames=frames, edited=frames[0], fps=25.0, settings=settings)
     best = None
     for i in range(repeats):
         out = prop.propagate(seg)
@@ -214,7 +215,7 @@ def main() -> int:
                     model.pipe.transformer.set_attention_backend(backend)
                     best = run_case(prop, frames, "full", 2, f"{memory}/{backend}")
                     summary.append((memory, backend, "full", best))
-                except Exception as exc:  # a backend may be unavailable on this machine
+                except Exception as exc:  # noqa: BLE001 - a backend may be unavailable on this machine
                     log(f"  attention backend {backend}: unavailable ({type(exc).__name__}: {exc})")
                 finally:  # the active backend is global in diffusers: set the default back explicitly
                     model.pipe.transformer.set_attention_backend("native")

@@ -1,10 +1,10 @@
 """Soak: many edits in a row in one process must not grow its memory (a hosted app runs for days).
 
-Runs `run_edit` N times (tiny talking-face clip, CPU flow backend, a different frame and seed each time) and prints
-the process RSS before, after the first (warm-up) request, at the end and at its peak, plus the growth per request
-after warm-up. Not a test: run it by hand.
+Runs `run_propagation` N times (tiny talking-face clip, CPU flow backend, a different edited frame and seed each
+time) and prints the process RSS before, after the first (warm-up) request, at the end and at its peak, plus the
+growth per request after warm-up. Not a test: run it by hand.
 
-    .venv/bin/python benchmarks/bench_soak.py [--n 100] [--size 96x128] [--frames 24]
+    python -m benchmarks.bench_soak [--n 100] [--size 96x128] [--frames 24]
 """
 
 from __future__ import annotations
@@ -12,12 +12,9 @@ from __future__ import annotations
 import argparse
 import gc
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 
 def rss_mb() -> float:
@@ -45,8 +42,8 @@ def main() -> None:
 
     from PIL import Image
 
-    from synclora.config import EditRequest, PropagationSettings
-    from synclora.pipeline import run_edit
+    from synclora.config import PropagationRequest, PropagationSettings
+    from synclora.pipeline import run_propagation
     from synclora.testing import media
     from synclora.video import io
 
@@ -66,8 +63,8 @@ def main() -> None:
     for i in range(args.n):
         k, ed = edits[i % len(edits)]
         t0 = time.perf_counter()
-        res = run_edit(EditRequest(src, ed, tmp / "out.mp4", frame=k, side_by_side=tmp / "sbs.mp4",
-                                   settings=PropagationSettings(backend="flow", seed=i)))
+        res = run_propagation(PropagationRequest(src, ed, tmp / "out.mp4", edit_index=k, side_by_side=tmp / "sbs.mp4",
+                                                 settings=PropagationSettings(backend="flow", seed=i)))
         times.append(time.perf_counter() - t0)
         assert res.source_info.n_frames == args.frames
         gc.collect()

@@ -1,19 +1,19 @@
 """Regenerate the app's examples: short talking-portrait clips with sound, each with a pre-made edited frame.
 
-    .venv/bin/python examples/make_examples.py
+    python -m examples.make_examples
 
 Material: two public-domain photographs that installed packages ship — Grace Hopper (US Navy photo, matplotlib's
 sample data) and Eileen Collins (NASA photo, scikit-image's `data.astronaut()`) — animated by
 `synclora.testing.faces.talking_clip` (jaw, blinks, gaze, head roll/drift). The sound is synthetic "speech": a
 voiced buzz whose loudness follows the mouth opening, so sync can be heard as well as seen. Edits are painted with
 OpenCV at the MediaPipe landmarks of the chosen frame (red nose, lipstick, moustache): local appearance edits that
-both backends can carry and that leave eyes and mouth visible, so the sync report can judge them. Every file stays well under 1 MB; `examples.json` lists them for the app.
+both backends can carry and that leave eyes and mouth visible, so the sync report can judge them. Every file stays
+well under 1 MB; `examples.json` lists them for the app.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -22,7 +22,6 @@ import numpy as np
 from PIL import Image
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # run from anywhere without installing the package
 FPS = 24
 SAMPLE_RATE = 24000
 
@@ -49,7 +48,7 @@ def speech_audio(mouth: np.ndarray, fps: float, seed: int) -> np.ndarray:
 
 
 def landmarks(img: np.ndarray) -> np.ndarray:
-    from synclora.metrics.landmarks import FaceMeshTracker
+    from synclora.face.mesh import FaceMeshTracker
 
     with FaceMeshTracker(static=True, search_side=100_000) as tracker:
         pts = tracker.landmarks(img)
@@ -132,7 +131,7 @@ def main() -> None:
         write_clip(video, frames, Fraction(FPS), audio=audio, sample_rate=SAMPLE_RATE, crf=26, gop=12)
         edited = edit(frames[k], landmarks(frames[k]))
         Image.fromarray(edited).save(HERE / f"{stem}-edit.png", optimize=True)
-        index.append({"label": label, "video": video.name, "edited": f"{stem}-edit.png", "frame": k})
+        index.append({"label": label, "video": video.name, "edited": f"{stem}-edit.png", "edit_index": k})
         sizes = [(HERE / f).stat().st_size // 1024 for f in (video.name, f"{stem}-edit.png")]
         print(f"{stem}: {len(frames)} frames {frames.shape[2]}×{frames.shape[1]}, edit at frame {k}, "
               f"{sizes[0]} KB video, {sizes[1]} KB edit")

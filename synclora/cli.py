@@ -1,7 +1,8 @@
 """`python -m synclora …`: thin faces over the core. Parse → typed request → core call → print.
 
 User mistakes (`SyncloraError`) print one line on stderr and exit with code 2; anything else is a bug and keeps
-its traceback. Each area registers its own subcommands (`register(subparsers)`) so this file stays small.
+its traceback. A propagation's summary goes to stdout, its notices (warnings) to stderr. Each area registers its own
+subcommands (`register(subparsers)`) so this file stays small.
 """
 
 from __future__ import annotations
@@ -11,53 +12,16 @@ import importlib
 import sys
 from pathlib import Path
 
-from synclora.config import PropagationSettings
+from synclora import config
 
 # Areas that add subcommands; each module has register(subparsers). Missing ones are skipped quietly only if the
 # module itself does not exist (an area not installed), never on an error inside it.
-_AREAS = ("synclora.metrics.cli", "synclora.data.cli", "synclora.train.cli", "synclora.propagate.cli")
+_AREAS = ("synclora.metrics.cli", "synclora.data.cli", "synclora.train.cli", "synclora.ltx.cli", "synclora.doctor")
 
 
 class _ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit 2, like every other user error
         self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _frame_index(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"frame index must be a whole number, got {text!r}") from None
-
-
-def add_settings_arguments(p: argparse.ArgumentParser) -> None:
-    """Propagation settings as CLI flags; shared by `edit` and `generate`."""
-    d = PropagationSettings()
-    p.add_argument("--backend", default=d.backend, help="auto | flow | synclora (default: auto)")
-    p.add_argument("--quality", default=d.quality, choices=["preview", "full"])
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--fit", default=d.fit, choices=["pad", "crop"], help="how the working size meets the aspect")
-    p.add_argument("--resolution", type=int, default=d.resolution, help="working size ≈ N×N pixels (generative)")
-    p.add_argument("--time-mode", default=d.time_mode, choices=["exact", "resample"])
-    p.add_argument("--chunk-overlap", type=int, default=d.chunk_overlap)
-    p.add_argument("--model", default=d.model, choices=["real", "tiny"], help="tiny: random-weight test model")
-    p.add_argument("--memory", default=d.memory, choices=["bf16", "fp8", "offload"])
-    p.add_argument("--lora", default=None, help="your own Sync-LoRA .safetensors (e.g. from `train`)")
-
-
-def settings_from_args(args: argparse.Namespace) -> PropagationSettings:
-    return PropagationSettings(
-        backend=args.backend,
-        quality=args.quality,
-        seed=args.seed,
-        fit=args.fit,
-        resolution=args.resolution,
-        time_mode=args.time_mode,
-        chunk_overlap=args.chunk_overlap,
-        model=args.model,
-        memory=args.memory,
-        lora=args.lora,
-    )
 
 
 def tqdm_progress(desc: str):
@@ -91,26 +55,34 @@ def _run_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_edit(args: argparse.Namespace) -> int:
-    from synclora.config import EditRequest
-    from synclora.pipeline import run_edit
+def _run_propagate(args: argparse.Namespace) -> int:
+    from synclora.config import PropagationRequest
+    from synclora.pipeline import run_propagation
 
-    req = EditRequest(
+    req = PropagationRequest(
         source=Path(args.source),
         edited=Path(args.edited),
         out=Path(args.out),
-        frame=args.frame,
+        edit_index=args.edit_index,
         side_by_side=Path(args.side_by_side) if args.side_by_side else None,
-        settings=settings_from_args(args),
+        settings=config.from_args(args),
     )
-    progress = tqdm_progress("edit") if not args.quiet else None
+    progress = tqdm_progress("propagate") if not args.quiet else None
     try:
-        result = run_edit(req, progress) if progress else run_edit(req)
+        result = run_propagation(req, progress) if progress else run_propagation(req)
     finally:
         if progress:
             progress.close()
     print(result.summary())
+    _print_notices(result.notices)
     return 0
+
+
+def _print_notices(notices: list[str]) -> None:
+    """What the user should know about a result (no face to follow, frames the tracker lost, a changed frame rate):
+    one `note:` line each on stderr, apart from the result's summary on stdout."""
+    for n in notices:
+        print(f"note: {n}", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,15 +97,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source")
     p.set_defaults(func=_run_info)
 
-    p = sub.add_parser("edit", help="propagate an edited frame through a video")
+    p = sub.add_parser("propagate", help="propagate an edited frame through a video")
     p.add_argument("source", help="source video (mp4, mov, webm, mkv, avi, gif)")
     p.add_argument("--edited", required=True, help="the edited frame (PNG/JPEG), same aspect as the video")
-    p.add_argument("--frame", type=_frame_index, default=0, help="index of the frame that was edited (default 0)")
+    config.add_edit_index_argument(p, "index of the frame that was edited, from 0 (default 0)")
     p.add_argument("--out", required=True, help="result .mp4 (source size, fps, frame count and audio)")
     p.add_argument("--side-by-side", help="also write source | result side by side to this .mp4")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_settings_arguments(p)
-    p.set_defaults(func=_run_edit)
+    config.add_arguments(p)
+    p.set_defaults(func=_run_propagate)
 
     for name in _AREAS:
         try:
@@ -143,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.register(sub)
+    # `edit` is the command's old name: still accepted, no longer listed.
+    sub.metavar = "{" + ",".join(sub.choices) + "}"
+    sub._name_parser_map["edit"] = sub.choices["propagate"]
     return parser
 
 

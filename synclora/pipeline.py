@@ -1,25 +1,24 @@
-"""One edit, end to end: read → fit → schedule → backend → unfit → write (+ source audio).
+"""One propagation, end to end: read → fit → schedule → backend → unfit → write (+ source audio).
 
-The CLI and the app both build an `EditRequest` and call `run_edit`; neither holds logic of its own.
+The CLI and the app both build a `PropagationRequest` and call `run_propagation`; neither holds logic of its own.
 """
 
 from __future__ import annotations
 
 import contextlib
-import gc
-import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from synclora.config import EditRequest, PropagationSettings
+from synclora.config import PropagationRequest, PropagationSettings
 from synclora.edit.image import load_image
 from synclora.errors import InputError, OutOfMemoryError
+from synclora.memory import free_memory, is_out_of_memory
 from synclora.propagate import registry, schedule
 from synclora.propagate.base import BackendSpec, ProgressFn, no_progress
-from synclora.video import geometry, io
+from synclora.video import geometry, io, timing
 
 # Longest clip we accept, in frames: beyond this, memory for the working frames and runtime are no longer sensible.
 MAX_FRAMES = 60 * 60  # one minute at 60 fps, two at 30
@@ -34,30 +33,34 @@ OOM_HINT = (
 
 
 @dataclass
-class EditResult:
+class PropagationResult:
     out: Path
     side_by_side: Path | None
     source_info: io.VideoInfo
-    frame: int
+    edit_index: int
     settings: PropagationSettings
     backend: str
     backend_label: str
     working_size: tuple[int, int]
     notices: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    span: timing.FrameSpan | None = None  # the frames that carry the edit (None: the whole clip)
 
     def summary(self) -> str:
+        """What was made, for the CLI's stdout; the notices are apart (the CLI prints them on stderr, the app lists
+        them under the result)."""
         s = self.settings
         lines = [
             f"result: {self.out}",
-            f"backend: {self.backend} ({s.quality}), seed {s.seed}, frame {self.frame}, fit {s.fit}, "
+            f"backend: {self.backend} ({s.quality}), seed {s.seed}, edited frame {self.edit_index}, fit {s.fit}, "
             f"working size {self.working_size[0]}×{self.working_size[1]}, time mode {s.time_mode}",
+            f"edited: {self.span.describe() if self.span else 'the whole clip'}",
             f"{self.source_info.n_frames} frames at {io.format_fps(self.source_info.fps)} fps, "
             f"{self.source_info.width}×{self.source_info.height}, took {self.seconds:.1f} s",
         ]
         if self.side_by_side:
             lines.insert(1, f"side by side: {self.side_by_side}")
-        return "\n".join(lines + [f"note: {n}" for n in self.notices])
+        return "\n".join(lines)
 
 
 def check_source(info: io.VideoInfo) -> None:
@@ -75,9 +78,8 @@ def check_source(info: io.VideoInfo) -> None:
         raise InputError(f"{name} has {info.n_frames} frames; at most {MAX_FRAMES} are accepted — trim the clip first")
 
 
-def check_request(req: EditRequest) -> tuple[io.VideoInfo, np.ndarray, list[str]]:
+def check_request(req: PropagationRequest) -> tuple[io.VideoInfo, np.ndarray, list[str]]:
     """Validate everything the user gave before any heavy work; returns (source facts, edited frame, notices)."""
-    registry.check_name(req.settings.backend)  # a typo is a user error, reported before any work
     if req.settings.lora and not Path(req.settings.lora).is_file():
         raise InputError(f"LoRA file not found: {Path(req.settings.lora).name}")
     source = Path(req.source)
@@ -85,10 +87,11 @@ def check_request(req: EditRequest) -> tuple[io.VideoInfo, np.ndarray, list[str]
         raise InputError(f"source video not found: {source.name}")
     info = io.probe(source)
     check_source(info)
-    if not isinstance(req.frame, (int, np.integer)) or isinstance(req.frame, bool):
-        raise InputError(f"frame index must be a whole number, got {req.frame!r}")
-    if not 0 <= req.frame < info.n_frames:
-        raise InputError(f"frame {req.frame} is out of range: {source.name} has frames 0 to {info.n_frames - 1}")
+    k = req.edit_index
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool):
+        raise InputError(f"the edit index (frame number) must be a whole number, got {k!r}")
+    if not 0 <= k < info.n_frames:
+        raise InputError(f"frame {k} is out of range: {source.name} has frames 0 to {info.n_frames - 1}")
     out = Path(req.out)
     if out.suffix.lower() != ".mp4":
         raise InputError(f"the output must be an .mp4 file, got {out.name}")
@@ -101,20 +104,18 @@ def check_request(req: EditRequest) -> tuple[io.VideoInfo, np.ndarray, list[str]
     return info, edited, notices + ([notice] if notice else [])
 
 
-def _free_memory() -> None:
-    """Drop what a failed run held: Python garbage, then CUDA's cached blocks (only if torch is already loaded)."""
-    gc.collect()
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()
+def check_span(req: PropagationRequest, info: io.VideoInfo) -> timing.FrameSpan:
+    """The frames that carry the edit (`settings.span`, with its fades), resolved against the probed clip: the one
+    place every face goes through, so a bad span gets the same sentence from the CLI, the app and the API."""
+    return timing.resolve_span(req.settings.span, info, fade=req.settings.fade, edit_index=req.edit_index)
 
 
-def _is_out_of_memory(exc: BaseException) -> bool:
-    if isinstance(exc, MemoryError):
-        return True
-    torch = sys.modules.get("torch")  # looked up now: a backend may have imported torch inside the block
-    oom = getattr(torch, "OutOfMemoryError", None) or getattr(getattr(torch, "cuda", None), "OutOfMemoryError", None)
-    return oom is not None and isinstance(exc, oom)
+def applied_settings(settings: PropagationSettings, span: timing.FrameSpan) -> PropagationSettings:
+    """The settings as applied: the span in frames with its fade (both unset for the whole clip), so the summary,
+    the reproduce line and the settings JSON say exactly which frames were edited."""
+    if span.whole:
+        return replace(settings, span=None, fade=None)
+    return replace(settings, span=span.text, fade=span.fade)
 
 
 @contextlib.contextmanager
@@ -130,13 +131,13 @@ def _memory_errors():
     except OutOfMemoryError as exc:
         message = str(exc)
     except Exception as exc:
-        if not _is_out_of_memory(exc):
+        if not is_out_of_memory(exc):
             raise
         message = OOM_HINT
     if message is None:
         return
     # Outside the except block: the traceback (and the tensors its frames hold) is gone, so memory can be freed.
-    _free_memory()
+    free_memory()
     raise OutOfMemoryError(message)
 
 
@@ -155,11 +156,15 @@ def working_plan(info: io.VideoInfo, settings: PropagationSettings, spec: Backen
     )
 
 
-def run_edit(req: EditRequest, progress: ProgressFn = no_progress) -> EditResult:
-    """Propagate the edit of frame `req.frame` through the whole source clip and write the result (and SBS)."""
+def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress) -> PropagationResult:
+    """Propagate the edited frame (frame `req.edit_index`) through its span of the source clip (the whole clip by
+    default); write the result (and SBS). Only the span and its fades reach the backend; every other frame of the
+    result is the source's own decoded frame, and the result keeps the source's frame count, fps and audio."""
     t0 = time.perf_counter()
     info, edited, notices = check_request(req)
-    settings = req.settings
+    span = check_span(req, info)
+    notices += list(span.notices)
+    settings = applied_settings(req.settings, span)
     progress(0.0, "loading backend")
     with _memory_errors():
         backend = registry.get(settings)
@@ -170,30 +175,44 @@ def run_edit(req: EditRequest, progress: ProgressFn = no_progress) -> EditResult
 
     progress(0.02, "reading frames")
     with _memory_errors():
-        working = np.stack([plan.fit(f) for f in io.iter_frames(req.source)])
-    if len(working) != info.n_frames:  # the reader's count is the contract; never go on with a different one
+        working = np.stack([plan.fit(f) for f in io.iter_frames(req.source, start=span.first, stop=span.last + 1)])
+    if len(working) != span.window:  # the reader's count is the contract; never go on with a different one
         raise InputError(
-            f"{Path(req.source).name}: decoded {len(working)} frames but the container reports {info.n_frames}"
+            f"{Path(req.source).name}: decoded {len(working)} frames of {span.first}–{span.last} but the container "
+            f"reports {span.window}"
         )
-    anchor = plan.fit(edited)
+    edited_work = plan.fit(edited)
 
     def sub(lo: float, hi: float) -> ProgressFn:
         return lambda f, label: progress(lo + (hi - lo) * f, label)
 
     with _memory_errors():
         result, sched_notices = schedule.propagate_clip(
-            working, req.frame, anchor, backend, settings, float(info.fps), sub(0.05, 0.9)
+            working, req.edit_index - span.first, edited_work, backend, settings, float(info.fps), sub(0.05, 0.9)
         )
     notices += sched_notices
 
     progress(0.9, "writing result")
 
-    def unfitted():
+    def composed():
+        """Every source frame once, in order: the edit inside the span, blended in the fades, the source outside."""
+        count = 0
         for i, src in enumerate(io.iter_frames(req.source)):
-            yield edited if i == req.frame else plan.unfit(result[i], src)
+            count += 1
+            if i == req.edit_index:
+                yield edited
+            elif not span.first <= i <= span.last:
+                yield src  # outside the span and its fades: the source's own frame, untouched
+            else:
+                frame = plan.unfit(result[i - span.first], src)
+                w = span.weight(i)
+                yield frame if w >= 1 else io.fade_frames(src, frame, w)
+        if count != info.n_frames:  # raised inside write_video: nothing is left at --out
+            raise InputError(f"{Path(req.source).name}: decoded {count} frames but the container reports "
+                             f"{info.n_frames}")
 
     audio = Path(req.source) if info.has_audio else None
-    out = io.write_video(req.out, unfitted(), info.fps, audio_from=audio, notices=notices)
+    out = io.write_video(req.out, composed(), info.fps, audio_from=audio, notices=notices)
     sbs = None
     if req.side_by_side:
         progress(0.95, "writing side by side")
@@ -204,15 +223,16 @@ def run_edit(req: EditRequest, progress: ProgressFn = no_progress) -> EditResult
             Path(out).unlink(missing_ok=True)
             raise
     progress(1.0, "done")
-    return EditResult(
+    return PropagationResult(
         out=Path(out),
         side_by_side=Path(sbs) if sbs else None,
         source_info=info,
-        frame=int(req.frame),
+        edit_index=int(req.edit_index),
         settings=settings,
         backend=backend.name,
         backend_label=backend.label,
-        working_size=(anchor.shape[1], anchor.shape[0]),
+        working_size=(edited_work.shape[1], edited_work.shape[0]),
         notices=notices,
         seconds=time.perf_counter() - t0,
+        span=span,
     )

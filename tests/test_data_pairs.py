@@ -143,6 +143,7 @@ def test_cli_generate_from_dataset_and_missing_inputs(tmp_path, capsys):
             "--target-column", "video", "--reference-column", "ref", "--copy"]
     assert main(args) == 0
     assert "1 pairs laid out" in capsys.readouterr().out
-    assert (tmp_path / "P" / "t" / "source.mp4").read_bytes() == b"r" and not (tmp_path / "P" / "t" / "source.mp4").is_symlink()
+    copied = tmp_path / "P" / "t" / "source.mp4"
+    assert copied.read_bytes() == b"r" and not copied.is_symlink()
     assert main(["generate", "--out", str(tmp_path / "P2")]) == 2
     assert "--sources and --edits" in capsys.readouterr().err

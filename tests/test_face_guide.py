@@ -201,7 +201,7 @@ def test_notices_sum_over_segments():
     assert face_guide.notices([{}]) == []
 
 
-def test_the_no_face_notice_reaches_the_cli(tmp_path, capsys):
+def test_the_no_face_notice_reaches_the_cli_on_stderr(tmp_path, capsys):
     from synclora.cli import main
     from synclora.testing.media import write_clip
 
@@ -213,7 +213,10 @@ def test_the_no_face_notice_reaches_the_cli(tmp_path, capsys):
     import cv2
 
     cv2.imwrite(str(tmp_path / "edited.png"), edited[:, :, ::-1])
-    assert main(["edit", str(src), "--edited", str(tmp_path / "edited.png"), "--frame", "5",
+    assert main(["propagate", str(src), "--edited", str(tmp_path / "edited.png"), "--edit-index", "5",
                  "--out", str(tmp_path / "out.mp4"), "--backend", "flow", "--quiet"]) == 0
-    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
+    cap = capsys.readouterr()
+    assert cap.out.startswith("result: ") and "note:" not in cap.out  # stdout: the summary alone
+    notes = cap.err.splitlines()
+    assert all(line.startswith("note: ") for line in notes), cap.err  # stderr: the notices, nothing else
     assert sum("No face was found in the clip" in n and "lip sync cannot be judged" in n for n in notes) == 1, notes

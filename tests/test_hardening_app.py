@@ -22,11 +22,10 @@ from PIL import Image
 
 from synclora.config import PropagationSettings
 from synclora.testing import media
+from synclora.testing.bad_inputs import CASES, Case
 from synclora.ui.glue import GradioPipeline
 from synclora.ui.session import SessionFiles
 from synclora.video import io
-
-from test_hardening_cli import CASES, Case, base  # noqa: F401 - `base` is a fixture used here too
 
 # CLI-only cases: output paths and CLI flags have no counterpart in the app (it chooses its own output names).
 _CLI_ONLY = {"out-not-mp4", "out-is-source", "out-folder-missing", "dotdot-in-paths", "seed-not-a-number",
@@ -47,7 +46,7 @@ def app(tmp_path) -> GradioPipeline:
 
 
 def _frame_value(spec: dict):
-    text = spec.get("frame", "0")
+    text = spec.get("edit_index", "0")
     try:
         return float(text)
     except ValueError:
@@ -56,7 +55,7 @@ def _frame_value(spec: dict):
 
 @pytest.mark.parametrize("case", APP_CASES,
                          ids=[c.id for c in APP_CASES])
-def test_bad_input_table_in_the_app(case: Case, base, tmp_path, app):  # noqa: F811
+def test_bad_input_table_in_the_app(case: Case, base, tmp_path, app):
     inputs = tmp_path / "in"
     inputs.mkdir()
     spec = case.make(inputs, base)
@@ -86,21 +85,21 @@ def test_app_table_is_broad():
 
 
 @pytest.mark.parametrize("frame", ["abc", None, float("nan"), 1e30, -0.5])
-def test_frame_values_an_api_caller_can_send(app, base, frame):  # noqa: F811
+def test_frame_values_an_api_caller_can_send(app, base, frame):
     with pytest.raises(gr.Error) as err:
         app.edit_video(str(base["src"]), str(base["edited"]), frame, "flow", request=_Req("v"))
     assert GENERIC not in str(err.value.message)
 
 
 @pytest.mark.parametrize("text", ["", "   ", "x" * 5000])
-def test_empty_or_absurd_instruction_is_a_sentence(app, base, text):  # noqa: F811
+def test_empty_or_absurd_instruction_is_a_sentence(app, base, text):
     with pytest.raises(gr.Error) as err:
         app.use_instruction(text, 0, str(base["src"]), 0, request=_Req("v"))
     msg = str(err.value.message)
     assert GENERIC not in msg and ("instruction" in msg.lower())
 
 
-def test_upload_over_the_cap_is_refused_before_reading(app, tmp_path, base):  # noqa: F811
+def test_upload_over_the_cap_is_refused_before_reading(app, tmp_path, base):
     big = tmp_path / "big.mp4"
     big.write_bytes(base["src"].read_bytes() + bytes(6_000_000))  # over the 5 MB cap of this app
     with pytest.raises(gr.Error) as err:
@@ -109,7 +108,7 @@ def test_upload_over_the_cap_is_refused_before_reading(app, tmp_path, base):  # 
 
 
 # ---------------------------------------------------------------------------------------------------- faults
-def test_gpu_out_of_memory_is_explained_freed_and_the_next_run_works(app, base, monkeypatch):  # noqa: F811
+def test_gpu_out_of_memory_is_explained_freed_and_the_next_run_works(app, base, monkeypatch):
     import torch
 
     from synclora.propagate import flow
@@ -128,8 +127,8 @@ def test_gpu_out_of_memory_is_explained_freed_and_the_next_run_works(app, base, 
     freed = {"n": 0}
     from synclora import pipeline
 
-    real_free = pipeline._free_memory
-    monkeypatch.setattr(pipeline, "_free_memory", lambda: (freed.__setitem__("n", freed["n"] + 1), real_free()))
+    real_free = pipeline.free_memory
+    monkeypatch.setattr(pipeline, "free_memory", lambda: (freed.__setitem__("n", freed["n"] + 1), real_free()))
     with pytest.raises(gr.Error) as err:
         app.edit_video(str(base["src"]), str(base["edited"]), 0, "flow", request=_Req("v"))
     msg = str(err.value.message)
@@ -141,7 +140,7 @@ def test_gpu_out_of_memory_is_explained_freed_and_the_next_run_works(app, base, 
     assert io.probe(out).n_frames == io.probe(base["src"]).n_frames
 
 
-def test_cli_reports_out_of_memory_in_one_line(base, tmp_path, monkeypatch, capsys):  # noqa: F811
+def test_cli_reports_out_of_memory_in_one_line(base, tmp_path, monkeypatch, capsys):
     import torch
 
     from synclora.cli import main
@@ -152,16 +151,16 @@ def test_cli_reports_out_of_memory_in_one_line(base, tmp_path, monkeypatch, caps
 
     monkeypatch.setattr(flow.FlowPropagator, "propagate", oom)
     out = tmp_path / "o.mp4"
-    rc = main(["edit", str(base["src"]), "--edited", str(base["edited"]), "--out", str(out), "--backend", "flow",
+    rc = main(["propagate", str(base["src"]), "--edited", str(base["edited"]), "--out", str(out), "--backend", "flow",
                "--quiet"])
     err = capsys.readouterr().err
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "preview" in err and not out.exists()
 
 
-def test_host_memory_error_is_translated_too(base, tmp_path, monkeypatch):  # noqa: F811
-    from synclora.config import EditRequest
+def test_host_memory_error_is_translated_too(base, tmp_path, monkeypatch):
+    from synclora.config import PropagationRequest
     from synclora.errors import OutOfMemoryError
-    from synclora.pipeline import run_edit
+    from synclora.pipeline import run_propagation
     from synclora.propagate import flow
 
     def boom(self, segment, progress=None):
@@ -169,8 +168,8 @@ def test_host_memory_error_is_translated_too(base, tmp_path, monkeypatch):  # no
 
     monkeypatch.setattr(flow.FlowPropagator, "propagate", boom)
     with pytest.raises(OutOfMemoryError, match="ran out of memory"):
-        run_edit(EditRequest(base["src"], base["edited"], tmp_path / "o.mp4",
-                             settings=PropagationSettings(backend="flow")))
+        run_propagation(PropagationRequest(base["src"], base["edited"], tmp_path / "o.mp4",
+                                           settings=PropagationSettings(backend="flow")))
 
 
 # ---------------------------------------------------------------------------------------------------- sessions
@@ -236,7 +235,7 @@ COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (255, 0, 255), 
 PATCH = np.s_[14:30, 20:44]
 
 
-def _patched(base, tmp: Path, i: int) -> Path:  # noqa: F811
+def _patched(base, tmp: Path, i: int) -> Path:
     img = io.read_frame(base["src"], 0).copy()
     img[PATCH] = COLOURS[i]
     p = tmp / f"edit-{i}.png"
@@ -244,7 +243,7 @@ def _patched(base, tmp: Path, i: int) -> Path:  # noqa: F811
     return p
 
 
-def test_served_app_answers_bad_input_with_sentences_and_keeps_serving(server, base, tmp_path):  # noqa: F811
+def test_served_app_answers_bad_input_with_sentences_and_keeps_serving(server, base, tmp_path):
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
 
@@ -264,7 +263,7 @@ def test_served_app_answers_bad_input_with_sentences_and_keeps_serving(server, b
     assert io.probe(_video_path(out)).n_frames == io.probe(base["src"]).n_frames
 
 
-def test_only_the_apps_own_files_are_served(server, base, tmp_path):  # noqa: F811
+def test_only_the_apps_own_files_are_served(server, base, tmp_path):
     from gradio_client import handle_file
 
     url = server[1]
@@ -285,7 +284,7 @@ def test_only_the_apps_own_files_are_served(server, base, tmp_path):  # noqa: F8
     assert Path(_video_path(out)).stat().st_size > 0
 
 
-def test_eight_clients_at_once_each_get_their_own_edit_and_see_the_queue(server, base, tmp_path):  # noqa: F811
+def test_eight_clients_at_once_each_get_their_own_edit_and_see_the_queue(server, base, tmp_path):
     from gradio_client import handle_file
     from gradio_client.utils import Status
 
@@ -327,7 +326,7 @@ def test_eight_clients_at_once_each_get_their_own_edit_and_see_the_queue(server,
     assert max(max(r) for r in ranks.values() if r) >= 1
 
 
-def test_a_full_queue_turns_visitors_away_politely(base, tmp_path):  # noqa: F811
+def test_a_full_queue_turns_visitors_away_politely(base, tmp_path):
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
     from gradio_client.utils import QueueError
@@ -336,13 +335,13 @@ def test_a_full_queue_turns_visitors_away_politely(base, tmp_path):  # noqa: F81
     try:
         gate = threading.Event()
         app = demo.synclora
-        real = app._run_edit
+        real = app._run_propagation
 
         def slow(req, progress=None):
             gate.wait(30)  # hold the one GPU slot until every visitor has knocked
             return real(req, progress)
 
-        app._run_edit = slow
+        app._run_propagation = slow
         outcomes: dict[int, str] = {}
 
         def visitor(i: int) -> None:
@@ -358,7 +357,11 @@ def test_a_full_queue_turns_visitors_away_politely(base, tmp_path):  # noqa: F81
         for t in threads:
             t.start()
             time.sleep(0.4)
-        time.sleep(1.0)
+        # One visitor runs, one waits, so two must be turned away while the slot is held. Keep holding it until they
+        # are (a loaded machine may take seconds to connect a client), then let the admitted ones finish.
+        deadline = time.monotonic() + 60
+        while len(outcomes) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
         gate.set()
         for t in threads:
             t.join(timeout=120)

@@ -122,6 +122,7 @@ def test_input_errors(clip):
     assert rep.faces.n_frames == 50 and rep.in_sync
 
 
+@pytest.mark.slow
 def test_cli_report_on_mp4_files(clip, tmp_path):
     from synclora.cli import main
     from synclora.video.io import write_video

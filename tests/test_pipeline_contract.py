@@ -59,7 +59,7 @@ def test_edit_keeps_timing_audio_and_frame_k(tmp_path, fps):
     k = 13
     edited_path, edited, _ = _edit(tmp_path, src, k, truth)
     out, sbs = tmp_path / "out.mp4", tmp_path / "sbs.mp4"
-    rc = main([
+    rc = main([  # the command's old spelling (`edit … --frame K`) is still accepted
         "edit", str(src), "--edited", str(edited_path), "--frame", str(k), "--out", str(out),
         "--side-by-side", str(sbs), "--backend", "flow", "--quiet",
     ])
@@ -87,7 +87,7 @@ def test_edit_follows_motion_and_keeps_the_mouth(tmp_path):
     k = 20
     edited_path, _, _ = _edit(tmp_path, src, k, truth)
     out = tmp_path / "out.mp4"
-    assert main(["edit", str(src), "--edited", str(edited_path), "--frame", str(k), "--out", str(out),
+    assert main(["propagate", str(src), "--edited", str(edited_path), "--edit-index", str(k), "--out", str(out),
                  "--backend", "flow", "--quiet"]) == 0
     result = io.read_frames(out)
     source = io.read_frames(src)
@@ -108,7 +108,7 @@ def test_any_aspect_comes_back_at_source_size(tmp_path, size, fit):
     src, _, truth = _clip(tmp_path, Fraction(25), size=size, n=12, audio=False)
     edited_path, _, _ = _edit(tmp_path, src, 0, truth)
     out = tmp_path / "out.mp4"
-    assert main(["edit", str(src), "--edited", str(edited_path), "--out", str(out), "--backend", "flow",
+    assert main(["propagate", str(src), "--edited", str(edited_path), "--out", str(out), "--backend", "flow",
                  "--fit", fit, "--quiet"]) == 0
     info = io.probe(out)
     assert (info.width, info.height) == (size[0] + size[0] % 2, size[1] + size[1] % 2) or \
@@ -134,16 +134,16 @@ def test_bad_inputs_give_one_line_and_exit_2(tmp_path, capsys):
     text.write_text("not a video at all\n" * 20)
     out = tmp_path / "out.mp4"
     cases = [
-        ("edit", src, "--edited", edited_path, "--frame", "10", "--out", out),  # frame out of range
-        ("edit", src, "--edited", edited_path, "--frame", "-1", "--out", out),
-        ("edit", src, "--edited", edited_path, "--frame", "two", "--out", out),
-        ("edit", src, "--edited", wide, "--out", out),  # another aspect ratio
-        ("edit", empty, "--edited", edited_path, "--out", out),
-        ("edit", text, "--edited", edited_path, "--out", out),
-        ("edit", tmp_path / "missing.mp4", "--edited", edited_path, "--out", out),
-        ("edit", src, "--edited", text, "--out", out),  # not an image
+        ("propagate", src, "--edited", edited_path, "--edit-index", "10", "--out", out),  # frame out of range
+        ("propagate", src, "--edited", edited_path, "--edit-index", "-1", "--out", out),
+        ("propagate", src, "--edited", edited_path, "--edit-index", "two", "--out", out),
+        ("propagate", src, "--edited", wide, "--out", out),  # another aspect ratio
+        ("propagate", empty, "--edited", edited_path, "--out", out),
+        ("propagate", text, "--edited", edited_path, "--out", out),
+        ("propagate", tmp_path / "missing.mp4", "--edited", edited_path, "--out", out),
+        ("propagate", src, "--edited", text, "--out", out),  # not an image
         ("info", empty),
-        ("edit", src, "--edited", edited_path, "--out", out, "--backend", "nonsense"),
+        ("propagate", src, "--edited", edited_path, "--out", out, "--backend", "nonsense"),
     ]
     for case in cases:
         code = _main_exit_code([str(c) for c in case])
@@ -159,7 +159,7 @@ def test_own_lora_file_is_used_and_a_corrupt_one_is_refused(tmp_path, capsys):
     src, _, truth = _clip(tmp_path, Fraction(25), size=(64, 64), n=9, audio=False)
     edited_path, _, _ = _edit(tmp_path, src, 0, truth)
     out = tmp_path / "out.mp4"
-    base = ["edit", str(src), "--edited", str(edited_path), "--out", str(out), "--backend", "synclora",
+    base = ["propagate", str(src), "--edited", str(edited_path), "--out", str(out), "--backend", "synclora",
             "--model", "tiny", "--quiet"]
     missing = _main_exit_code(base + ["--lora", str(tmp_path / "nope.safetensors")])
     assert missing == 2 and "LoRA file not found" in capsys.readouterr().err
@@ -170,17 +170,19 @@ def test_own_lora_file_is_used_and_a_corrupt_one_is_refused(tmp_path, capsys):
     assert "corrupt" in err and len(err.strip().splitlines()) == 1 and not out.exists()
 
 
+@pytest.mark.slow
 def test_generative_backend_in_chunks_keeps_the_contract(tmp_path):
     """The tiny Sync-LoRA model (17-frame chunks) on a 29.97 fps clip longer than one chunk, edited mid-clip."""
-    from synclora.config import EditRequest, PropagationSettings
-    from synclora.pipeline import run_edit
+    from synclora.config import PropagationRequest, PropagationSettings
+    from synclora.pipeline import run_propagation
 
     n = 30
     src, _, truth = _clip(tmp_path, Fraction(30000, 1001), size=(64, 48), n=n)
     k = 7
     edited_path, edited, _ = _edit(tmp_path, src, k, truth)
     settings = PropagationSettings(backend="synclora", model="tiny", chunk_overlap=4)
-    result = run_edit(EditRequest(source=src, edited=edited_path, out=tmp_path / "out.mp4", frame=k, settings=settings))
+    result = run_propagation(PropagationRequest(source=src, edited=edited_path, out=tmp_path / "out.mp4", edit_index=k,
+                                                settings=settings))
     assert any("chunks" in n for n in result.notices)
     a, b = io.probe(src), io.probe(result.out)
     assert (b.fps, b.n_frames, b.width, b.height) == (a.fps, n, a.width, a.height) and b.has_audio

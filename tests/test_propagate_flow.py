@@ -53,9 +53,9 @@ def _clip(n: int, occluder: bool = False, mouth: bool = False, seed: int = 0):
 
 def _edit(frame0: np.ndarray) -> np.ndarray:
     x0, y0, x1, y1 = BOX
-    anchor = frame0.copy()
-    anchor[y0:y1, x0:x1] = (0.3 * anchor[y0:y1, x0:x1] + 0.7 * np.array([20, 200, 40])).astype(np.uint8)
-    return anchor
+    edited = frame0.copy()
+    edited[y0:y1, x0:x1] = (0.3 * edited[y0:y1, x0:x1] + 0.7 * np.array([20, 200, 40])).astype(np.uint8)
+    return edited
 
 
 def _patch_mask(mat: np.ndarray) -> np.ndarray:
@@ -69,9 +69,9 @@ def _changed(out: np.ndarray, src: np.ndarray, thr: int = 30) -> np.ndarray:
     return np.abs(out.astype(np.int16) - src.astype(np.int16)).max(axis=2) > thr
 
 
-def _run(frames: np.ndarray, anchor: np.ndarray, progress=None) -> np.ndarray:
+def _run(frames: np.ndarray, edited: np.ndarray, progress=None) -> np.ndarray:
     settings = PropagationSettings(backend="flow")
-    seg = Segment(frames=frames, anchor=anchor, fps=25.0, settings=settings)
+    seg = Segment(frames=frames, edited=edited, fps=25.0, settings=settings)
     prop = FlowPropagator(settings)
     return prop.propagate(seg, progress) if progress else prop.propagate(seg)
 
@@ -79,8 +79,8 @@ def _run(frames: np.ndarray, anchor: np.ndarray, progress=None) -> np.ndarray:
 @pytest.fixture(scope="module")
 def moving():
     frames, mats, _ = _clip(40, mouth=True)
-    anchor = _edit(frames[0])
-    return frames, mats, anchor, _run(frames, anchor)
+    edited = _edit(frames[0])
+    return frames, mats, edited, _run(frames, edited)
 
 
 def test_contract():
@@ -92,9 +92,9 @@ def test_contract():
 
 
 def test_shape_dtype_and_anchor_exact(moving):
-    frames, _, anchor, out = moving
+    frames, _, edited, out = moving
     assert out.shape == frames.shape and out.dtype == np.uint8
-    np.testing.assert_array_equal(out[0], anchor)
+    np.testing.assert_array_equal(out[0], edited)
 
 
 def test_patch_follows_known_motion(moving):
@@ -200,10 +200,10 @@ def test_lipstick_stays_off_the_open_mouth(face):
         cv2.ellipse(near, (int(x), int(y)), (int(0.11 * FACE), int(0.1 * FACE)), 0, 0, 360, 255, -1)
         return (near > 0) & (np.abs(frames[t].astype(int) - lips_rgb).sum(-1) < 60)
 
-    anchor = frames[0].copy()
+    edited = frames[0].copy()
     m0 = lips(0)
-    anchor[m0] = np.clip(anchor[m0].astype(int) + [60, -40, -20], 0, 255).astype(np.uint8)
-    out = _run(frames, anchor)
+    edited[m0] = np.clip(edited[m0].astype(int) + [60, -40, -20], 0, 255).astype(np.uint8)
+    out = _run(frames, edited)
     opened = [t for t in range(1, len(frames)) if truth["mouth"][t] > 0.3]
     assert opened
     for t in opened:
@@ -242,8 +242,8 @@ def test_views_are_accepted():
     """The scheduler may hand in reversed or cropped views; the result must match a plain copy's."""
     frames, _, _ = _clip(8)
     view = frames[::-1, 8:-8, 16:-16]
-    anchor = _edit(np.ascontiguousarray(view[0]))
-    np.testing.assert_array_equal(_run(view, anchor), _run(np.ascontiguousarray(view), anchor))
+    edited = _edit(np.ascontiguousarray(view[0]))
+    np.testing.assert_array_equal(_run(view, edited), _run(np.ascontiguousarray(view), edited))
 
 
 def test_too_small_frames_rejected():

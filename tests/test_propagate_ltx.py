@@ -1,6 +1,6 @@
 """The Sync-LoRA backend on the tiny LTX-2.3 model: the real two-stage code path, offline, on the CPU.
 
-One tiny model is built per session (`load_model` caches it, as the app does) and shared by all tests.
+One tiny model is built per process (the backend registry keeps it, as the app does) and shared by all tests.
 """
 
 from __future__ import annotations
@@ -24,25 +24,26 @@ TINY = PropagationSettings(backend="synclora", model="tiny", quality="full", see
 
 @pytest.fixture(scope="module")
 def prop():
-    from synclora.propagate.ltx import SyncLoRAPropagator
+    from synclora.propagate import registry
 
-    return SyncLoRAPropagator(TINY)
+    return registry.get(TINY)
 
 
 def _segment(n: int = 9, size: int = 64, seed: int = 0, **settings) -> Segment:
     rng = np.random.default_rng(seed)
     frames = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
-    anchor = 255 - frames[0]
+    edited = 255 - frames[0]
     s = PropagationSettings(**{**TINY.to_dict(), **settings})
-    return Segment(frames=frames, anchor=anchor, fps=25.0, settings=s)
+    return Segment(frames=frames, edited=edited, fps=25.0, settings=s)
 
 
+@pytest.mark.slow
 def test_cli_edit_end_to_end_keeps_the_video_contract(tmp_path):
     """`python -m synclora edit … --backend synclora --model tiny`: frames, fps, duration and audio survive."""
+    from PIL import Image
+
     from synclora.testing.media import tone, write_clip
     from synclora.video.io import audio_samples, probe
-
-    from PIL import Image
 
     n = 9  # one backend call (frame 0 forward); chunking and reversal are the scheduler's, tested there
     frames = np.random.default_rng(1).integers(0, 256, (n, 64, 64, 3), dtype=np.uint8)
@@ -50,8 +51,8 @@ def test_cli_edit_end_to_end_keeps_the_video_contract(tmp_path):
     Image.fromarray(255 - frames[0]).save(tmp_path / "edit.png")
     out = tmp_path / "out.mp4"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "synclora", "edit", str(src), "--edited", str(tmp_path / "edit.png"),
-           "--frame", "0", "--out", str(out), "--backend", "synclora", "--model", "tiny", "--resolution", "64",
+    cmd = [sys.executable, "-m", "synclora", "propagate", str(src), "--edited", str(tmp_path / "edit.png"),
+           "--edit-index", "0", "--out", str(out), "--backend", "synclora", "--model", "tiny", "--resolution", "64",
            "--quiet"]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -115,9 +116,9 @@ def test_progress_is_reported_per_stage_and_step(prop):
 def test_sync_lora_loads_without_unmatched_keys_and_changes_the_output(prop, tmp_path):
     from peft.utils import get_peft_model_state_dict
 
-    from synclora.propagate.ltx import SYNC_ADAPTER, _load_adapter
-    from synclora.propagate.tiny import write_tiny_lora
-    from synclora.propagate.weights import read_lora, released_to_diffusers
+    from synclora.ltx.lora import load_adapter, read_lora, released_to_diffusers
+    from synclora.ltx.tiny import write_tiny_lora
+    from synclora.propagate.ltx import SYNC_ADAPTER
 
     pipe = prop.model.pipe
     transformer = pipe.transformer
@@ -153,87 +154,8 @@ def test_sync_lora_loads_without_unmatched_keys_and_changes_the_output(prop, tmp
     bad["transformer_blocks.0.attn1.to_nowhere.lora_A.weight"] = torch.zeros(4, 16)
     bad["transformer_blocks.0.attn1.to_nowhere.lora_B.weight"] = torch.zeros(16, 4)
     with pytest.raises(ModelUnavailableError, match="does not fit"):
-        _load_adapter(pipe, bad, "bad")
+        load_adapter(pipe, bad, "bad")
     assert "bad" not in transformer.peft_config
-
-
-def test_alpha_is_folded_into_lora_b(tmp_path):
-    from safetensors.torch import load_file, save_file
-
-    from synclora.propagate.tiny import write_tiny_lora
-    from synclora.propagate.weights import read_lora
-
-    plain = read_lora(write_tiny_lora(tmp_path / "a.safetensors", rank=4, seed=5))
-    same = read_lora(write_tiny_lora(tmp_path / "b.safetensors", rank=4, seed=5, with_alpha=True))  # alpha = rank
-    assert set(same.state_dict) == set(plain.state_dict)
-    for k in plain.state_dict:
-        torch.testing.assert_close(same.state_dict[k], plain.state_dict[k])
-    raw = load_file(tmp_path / "b.safetensors")
-    raw = {k: (v * 2 if k.endswith(".alpha") else v) for k, v in raw.items()}  # alpha = 2 * rank
-    save_file(raw, tmp_path / "c.safetensors", metadata={"reference_downscale_factor": "2"})
-    doubled = read_lora(tmp_path / "c.safetensors")
-    assert doubled.reference_downscale_factor == 2 and doubled.rank == 4
-    for k, v in plain.state_dict.items():
-        torch.testing.assert_close(doubled.state_dict[k], v * (2 if ".lora_B." in k else 1))
-
-
-def test_released_key_format_round_trips_and_matches_diffusers():
-    from diffusers import LTX2VideoTransformer3DModel
-    from diffusers.loaders.lora_conversion_utils import _convert_non_diffusers_ltx2_lora_to_diffusers
-
-    from synclora.propagate.tiny import tiny_transformer_config
-    from synclora.propagate.weights import diffusers_to_released, released_to_diffusers
-
-    with torch.device("meta"):
-        transformer = LTX2VideoTransformer3DModel(**tiny_transformer_config())
-    names = [n for n, m in transformer.named_modules() if isinstance(m, torch.nn.Linear)]
-    peft_sd = {f"{n}.lora_{ab}.weight": torch.zeros(1) for n in names for ab in "AB"}
-    released = diffusers_to_released(peft_sd)
-    assert all(k.startswith("diffusion_model.") for k in released)
-    assert released_to_diffusers(released).keys() == peft_sd.keys()
-    theirs = _convert_non_diffusers_ltx2_lora_to_diffusers(released)
-    assert {k.removeprefix("transformer.") for k in theirs} == set(peft_sd)
-    # adapter names inside PEFT keys and a `transformer.` prefix are both accepted
-    named = {f"transformer.{n}.lora_A.sync.weight": torch.zeros(1) for n in names}
-    plain = {f"{n}.lora_A.weight": torch.zeros(1) for n in names}
-    assert set(diffusers_to_released(named)) == set(diffusers_to_released(plain))
-
-
-def test_prompt_cache_round_trips_to_the_same_connector_output(tmp_path):
-    from diffusers.pipelines.ltx2 import LTX2TextConnectors
-
-    from synclora.propagate.tiny import tiny_connectors_config, tiny_prompt_embeds
-    from synclora.propagate.weights import load_prompt_cache, save_prompt_cache
-
-    embeds, mask = tiny_prompt_embeds(seed=7)
-    path = save_prompt_cache(tmp_path / "p.safetensors", embeds, mask, text_encoder="tiny")
-    assert path.stat().st_size < embeds.numel() * 4  # only the valid rows are stored
-    back, back_mask, meta = load_prompt_cache(path)
-    assert meta["prompt"] == "3d1t" and meta["text_encoder"] == "tiny"
-    assert torch.equal(back_mask, mask)
-    valid = mask[0].bool()
-    assert torch.equal(back[0, valid], embeds[0, valid]) and torch.all(back[0, ~valid] == 0)
-    torch.manual_seed(0)
-    connectors = LTX2TextConnectors(**tiny_connectors_config()).eval()
-    with torch.no_grad():
-        ours = connectors(back, back_mask, padding_side="left")
-        for a, b in zip(connectors(embeds, mask, padding_side="left"), ours):
-            torch.testing.assert_close(a, b)
-
-
-def test_missing_or_corrupt_files_raise_model_unavailable(tmp_path):
-    from synclora.propagate.tiny import write_tiny_lora
-    from synclora.propagate.weights import load_prompt_cache, read_lora
-
-    with pytest.raises(ModelUnavailableError, match="not found"):
-        read_lora(tmp_path / "nope.safetensors")
-    path = write_tiny_lora(tmp_path / "t.safetensors")
-    data = path.read_bytes()
-    (tmp_path / "cut.safetensors").write_bytes(data[: len(data) // 2])
-    with pytest.raises(ModelUnavailableError, match="corrupt"):
-        read_lora(tmp_path / "cut.safetensors")
-    with pytest.raises(ModelUnavailableError, match="cache-prompt"):
-        load_prompt_cache(tmp_path / "none.safetensors")
 
 
 def test_availability_and_input_checks(prop, monkeypatch, tmp_path):
@@ -247,7 +169,7 @@ def test_availability_and_input_checks(prop, monkeypatch, tmp_path):
     with pytest.raises(InputError, match="8k\\+1"):
         prop.propagate(_segment(n=10))
     bad = _segment(size=64)
-    bad = Segment(frames=np.zeros((9, 64, 96 + 4, 3), np.uint8), anchor=np.zeros((64, 100, 3), np.uint8), fps=25.0,
+    bad = Segment(frames=np.zeros((9, 64, 96 + 4, 3), np.uint8), edited=np.zeros((64, 100, 3), np.uint8), fps=25.0,
                   settings=bad.settings)
     with pytest.raises(InputError, match="divisible by 64"):
         prop.propagate(bad)
@@ -264,11 +186,11 @@ def test_out_of_memory_becomes_a_user_error(prop, monkeypatch):
 
 
 def test_fp8_mode_stores_float8_weights_and_keeps_lora_in_compute_dtype():
-    from synclora.propagate.ltx import SyncLoRAPropagator, build_model
-    from synclora.propagate.tiny import tiny_components, tiny_prompt_embeds, write_tiny_lora
-    from synclora.propagate.weights import read_lora
-
     import tempfile
+
+    from synclora.ltx.lora import read_lora
+    from synclora.ltx.tiny import tiny_components, tiny_prompt_embeds, write_tiny_lora
+    from synclora.propagate.ltx import SyncLoRAPropagator, build_model
 
     with tempfile.TemporaryDirectory() as tmp:
         sync = read_lora(write_tiny_lora(f"{tmp}/s.safetensors", rank=4, seed=1))
@@ -282,32 +204,10 @@ def test_fp8_mode_stores_float8_weights_and_keeps_lora_in_compute_dtype():
     assert out.shape == (9, 64, 64, 3) and out.std() > 0
 
 
-def test_weights_resolve_from_a_local_folder_or_say_how_to_get_them(tmp_path, monkeypatch):
-    from synclora.propagate import weights
-
-    monkeypatch.setenv("SYNCLORA_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
-    monkeypatch.delenv("SYNCLORA_WEIGHTS_DIR", raising=False)
-    with pytest.raises(ModelUnavailableError, match="fetch-weights"):
-        weights.resolve_weights()
-    with pytest.raises(ModelUnavailableError, match="HF_HUB_OFFLINE"):
-        weights.fetch_weights()
-
-    root = tmp_path / "w"
-    monkeypatch.setenv("SYNCLORA_WEIGHTS_DIR", str(root))
-    with pytest.raises(ModelUnavailableError, match="lacks"):
-        weights.resolve_weights()
-    for sub in weights.BASE_SUBFOLDERS:
-        (root / "LTX-2.3-Diffusers" / sub).mkdir(parents=True)
-    for name in (weights.DISTILLED_LORA_FILE, weights.UPSAMPLER_FILE, weights.SYNC_LORA_FILE):
-        (root / name).write_bytes(b"x")
-    paths = weights.resolve_weights()
-    assert paths.sync_lora == root / weights.SYNC_LORA_FILE and not paths.missing()
-
-
 def test_the_model_is_loaded_once_per_process(prop):
-    from synclora.propagate.ltx import SyncLoRAPropagator, load_model
+    """One cache (the registry): per-call settings (seed, quality, fit, …) reuse the loaded model."""
+    from synclora.propagate import registry
 
-    assert load_model(TINY) is prop.model
-    assert SyncLoRAPropagator(PropagationSettings(**{**TINY.to_dict(), "seed": 9})).model is prop.model
+    assert registry.get(TINY) is prop
+    other = PropagationSettings(**{**TINY.to_dict(), "seed": 9, "quality": "preview", "chunk_overlap": 4})
+    assert registry.get(other).model is prop.model

@@ -12,7 +12,7 @@ from synclora.testing.media import indexed_frames, read_index
 
 
 class OffsetBackend(Propagator):
-    """Adds the anchor's change (anchor - frames[0]) to every frame: the ideal propagator for a flat colour edit.
+    """Adds the edited frame's change (edited - frames[0]) to every frame: the ideal propagator for a flat colour edit.
 
     Records each call so tests can check what the scheduler sent.
     """
@@ -29,7 +29,7 @@ class OffsetBackend(Propagator):
         n = len(segment.frames)
         assert n <= (self.spec.max_frames or n)
         assert (n - 1) % self.spec.frame_step == 0
-        delta = segment.anchor.astype(np.int16) - segment.frames[0].astype(np.int16)
+        delta = segment.edited.astype(np.int16) - segment.frames[0].astype(np.int16)
         for i in range(n):
             progress((i + 1) / n, f"frame {i + 1}/{n}")
         return np.clip(segment.frames.astype(np.int16) + delta, 0, 255).astype(np.uint8)
@@ -43,12 +43,12 @@ LTX_LIKE = BackendSpec(max_frames=17, frame_step=8, size_multiple=8, native_fps=
 @pytest.mark.parametrize("mode", ["exact", "resample"])
 def test_result_keeps_every_frame_in_place(n, k, fps, mode):
     frames = indexed_frames(n, size=(64, 48)) // 2 + 40  # stays readable; +40 below never clips
-    anchor = frames[k] + 40  # brighten: a global edit
+    edited = frames[k] + 40  # brighten: a global edit
     backend = OffsetBackend(LTX_LIKE)
     settings = PropagationSettings(time_mode=mode, chunk_overlap=4)
-    out, notices = propagate_clip(frames, k, anchor, backend, settings, fps)
+    out, notices = propagate_clip(frames, k, edited, backend, settings, fps)
     assert out.shape == frames.shape and out.dtype == np.uint8
-    assert np.array_equal(out[k], anchor)
+    assert np.array_equal(out[k], edited)
     if mode == "exact":
         # Every frame is its own source frame + the edit: catches any dropped, repeated or shifted frame.
         assert np.array_equal(out, frames + 40)
@@ -71,15 +71,15 @@ def test_backward_half_is_time_reversed_and_starts_at_k():
 
 def test_chunks_respect_limits_and_chain_anchors():
     frames = indexed_frames(100, size=(64, 48))
-    anchor = frames[0].copy()
-    anchor[:10] = 255
-    frames[:, :10] = 0  # the edited band: every frame must end up 255 there, through all chunk anchors
+    edited = frames[0].copy()
+    edited[:10] = 255
+    frames[:, :10] = 0  # the edited band: every frame must end up 255 there, through all chunk edited frames
     backend = OffsetBackend(LTX_LIKE)
-    out, notices = propagate_clip(frames, 0, anchor, backend, PropagationSettings(chunk_overlap=4), 25.0)
+    out, notices = propagate_clip(frames, 0, edited, backend, PropagationSettings(chunk_overlap=4), 25.0)
     assert len(backend.calls) > 1
-    for prev, seg in zip(backend.calls, backend.calls[1:]):
-        # The next chunk's anchor is the previous output at its first frame: the edit carries over.
-        assert (seg.anchor[:10] == 255).all()
+    for seg in backend.calls[1:]:
+        # The next chunk's edited frame is the previous output at its first frame: the edit carries over.
+        assert (seg.edited[:10] == 255).all()
     assert (out[:, :10] == 255).all()
     assert any("chunks" in n for n in notices)
 

@@ -49,8 +49,9 @@ def test_pad_removes_exactly_the_padding():
     plan = plan_fit(1080, 1920, area=384 * 640, multiple=64, mode="pad")
     W, H = plan.work_size
     assert H > W
-    l, t, r, b = plan.padding
-    assert l + r + t + b > 0 and plan.inner[2] + l + r == W and plan.inner[3] + t + b == H
+    left, top, right, bottom = plan.padding
+    assert left + right + top + bottom > 0
+    assert plan.inner[2] + left + right == W and plan.inner[3] + top + bottom == H
     assert "padded" in plan.notice and "scaled back to 1080×1920" in plan.notice
     # a marker on the working frame's content area lands where it should after unfit
     work = np.zeros((H, W, 3), np.uint8)

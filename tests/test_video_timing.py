@@ -96,7 +96,7 @@ def test_chunk_plans_cover_every_frame_once(n, max_frames, step, overlap):
             assert c.padded_length <= max_frames
         assert len(c.indices()) == c.padded_length and c.indices().max() < c.stop
     for a, b in zip(chunks, chunks[1:]):
-        assert b.start == a.stop - overlap and b.overlap == overlap  # shared frames, anchor first
+        assert b.start == a.stop - overlap and b.overlap == overlap  # shared frames, the edited frame first
         assert b.stop > a.stop  # progress
     assert all(c.pad == 0 for c in chunks[:-1])
     # outputs that carry the frame index: stitching gives each frame exactly once, in order
@@ -113,7 +113,7 @@ def test_stitch_cross_fades_shared_frames_and_keeps_the_anchor():
     out = stitch_chunks(chunks, [a, b])
     assert out.shape == (14, 2, 2, 3) and out.dtype == np.uint8
     vals = out[:, 0, 0, 0].tolist()
-    assert vals[:6] == [0] * 6  # the anchor (frame 5) keeps the previous chunk's result
+    assert vals[:6] == [0] * 6  # the shared frame the chunk starts from (frame 5) keeps the previous chunk's result
     assert vals[6:9] == [50, 100, 150] and vals[9:] == [200] * 5
 
 

@@ -1,8 +1,8 @@
 """Make candidate pairs: (source clip, edited frame) → PAIRS/<name>/{source.mp4, target.mp4, edit.png, meta.json}.
 
-The target is made by `pipeline.run_edit` with any backend, the same call the CLI and the app use, so a pair is
+The target is made by `pipeline.run_propagation` with any backend, the same call the CLI and the app use, so a pair is
 exactly what this project would produce for that edit. The paper generated its pairs with Wan2.2 image-to-video
-from an original and an edited still (paper.md §4); here any propagator (flow on CPU, Sync-LoRA on GPU, or a new
+from an original and an edited still (docs/METHOD.md); here any propagator (flow on CPU, Sync-LoRA on GPU, or a new
 base model registered as a backend) is the generator, and `curate` decides which pairs are in sync enough to train on.
 
 Matching sources with edits: an edit named `<clip stem>.png` or `<clip stem>__<tag>.png` belongs to that clip (one
@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
-from synclora.config import EditRequest, PropagationSettings
+from synclora.config import PropagationRequest, PropagationSettings
 from synclora.data.pairs import EDIT_NAME, SOURCE_NAME, TARGET_NAME, pair_dir, safe_name, write_meta
 from synclora.errors import InputError, SyncloraError
 
@@ -31,7 +31,7 @@ class GenerateJob:
     name: str
     source: Path
     edit: Path
-    frame: int = 0
+    edit_index: int = 0
 
 
 @dataclass
@@ -61,12 +61,12 @@ def _collect(paths: list[Path], suffixes: set[str], what: str) -> list[Path]:
     return out
 
 
-def plan_jobs(sources: list[Path], edits: list[Path], frame: int = 0) -> list[GenerateJob]:
+def plan_jobs(sources: list[Path], edits: list[Path], edit_index: int = 0) -> list[GenerateJob]:
     """Match edited frames to source clips by name (see the module docstring)."""
     clips = _collect(sources, VIDEO_SUFFIXES, "source clips")
     images = _collect(edits, IMAGE_SUFFIXES, "edited frames")
     if len(clips) == 1 and len(images) == 1:
-        return [GenerateJob(safe_name(clips[0].stem), clips[0], images[0], frame)]
+        return [GenerateJob(safe_name(clips[0].stem), clips[0], images[0], edit_index)]
     by_stem = {c.stem: c for c in clips}
     jobs, unmatched = [], []
     for img in images:
@@ -75,7 +75,7 @@ def plan_jobs(sources: list[Path], edits: list[Path], frame: int = 0) -> list[Ge
         if clip is None:
             unmatched.append(img.name)
             continue
-        jobs.append(GenerateJob(safe_name(f"{stem}__{tag}" if tag else stem), clip, img, frame))
+        jobs.append(GenerateJob(safe_name(f"{stem}__{tag}" if tag else stem), clip, img, edit_index))
     if unmatched:
         raise InputError(f"edited frame(s) {', '.join(unmatched[:3])} match no source clip; name an edit "
                          "<clip stem>.png or <clip stem>__<tag>.png")
@@ -116,8 +116,8 @@ def generate_pairs(
     progress: Callable[[int, int, str], None] | None = None,
     edit_progress: Callable[[float, str], None] | None = None,
 ) -> GenerateSummary:
-    """Make each job's pair folder with `run_edit`; finished pairs are skipped (resumable), failures recorded."""
-    from synclora.pipeline import run_edit
+    """Make each job's pair folder with `run_propagation`; finished pairs are skipped (resumable), failures recorded."""
+    from synclora.pipeline import run_propagation
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -138,9 +138,11 @@ def generate_pairs(
                     raise InputError(f"{what} not found: {path}")
             _copy_source(job.source, folder / SOURCE_NAME)
             _save_edit(job.edit, folder / EDIT_NAME)
-            request = EditRequest(source=folder / SOURCE_NAME, edited=folder / EDIT_NAME, out=folder / TARGET_NAME,
-                                  frame=job.frame, settings=replace(settings))
-            result = run_edit(request, edit_progress) if edit_progress else run_edit(request)
+            request = PropagationRequest(
+                source=folder / SOURCE_NAME, edited=folder / EDIT_NAME, out=folder / TARGET_NAME,
+                edit_index=job.edit_index, settings=replace(settings),
+            )
+            result = run_propagation(request, edit_progress) if edit_progress else run_propagation(request)
         except (SyncloraError, OSError) as exc:  # one bad job is reported, the others still run
             summary.failed.append((job.name, str(exc)))
             if created:  # leave no half-made pair folder behind
@@ -150,7 +152,7 @@ def generate_pairs(
             "origin": "generate",
             "source": str(job.source),
             "edit": str(job.edit),
-            "frame": job.frame,
+            "edit_index": job.edit_index,
             "backend": result.backend,
             "settings": settings.to_dict(),
             "working_size": list(result.working_size),

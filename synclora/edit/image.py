@@ -13,28 +13,29 @@ from synclora.errors import InputError
 MAX_IMAGE_PIXELS = 64_000_000
 
 
-def load_image(path: str | Path) -> tuple[np.ndarray, list[str]]:
+def load_image(path: str | Path, what: str = "edited image") -> tuple[np.ndarray, list[str]]:
     """Return (H, W, 3) uint8 RGB and notices about what was converted.
 
-    Handles EXIF orientation, alpha (composited on white), palette, greyscale, CMYK and 16-bit images.
+    Handles EXIF orientation, alpha (composited on white), palette, greyscale, CMYK and 16-bit images. `what` names
+    the image in the messages (e.g. "still" for pair generation).
     """
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"edited image not found: {path.name}")
+        raise InputError(f"{what} not found: {path.name}")
     if path.stat().st_size == 0:
-        raise InputError(f"the edited image {path.name} is an empty file")
+        raise InputError(f"the {what} {path.name} is an empty file")
     notices: list[str] = []
     try:
         with Image.open(path) as im:
             if im.width * im.height > MAX_IMAGE_PIXELS:
                 raise InputError(
-                    f"the edited image is {im.width}×{im.height}; images over {MAX_IMAGE_PIXELS // 1_000_000} megapixels "
-                    "are not accepted"
+                    f"the {what} is {im.width}×{im.height}; images over "
+                    f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels are not accepted"
                 )
             frames = getattr(im, "n_frames", 1)
             if frames > 1:
                 raise InputError(
-                    f"the edited image {path.name} is animated ({frames} frames); upload one still image (PNG or JPEG)"
+                    f"the {what} {path.name} is animated ({frames} frames); upload one still image (PNG or JPEG)"
                 )
             im = ImageOps.exif_transpose(im)
             rgb = _to_rgb(im, notices)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from synclora import runtime
 from synclora.errors import InputError, ModelUnavailableError, OutOfMemoryError
 
 DEFAULT_MODEL = "black-forest-labs/FLUX.2-klein-4B"
@@ -39,11 +40,11 @@ class InstructSettings:
 
 def model_id() -> str:
     """The repo id or local folder of the instruction model (env SYNCLORA_INSTRUCT_MODEL overrides)."""
-    return os.environ.get("SYNCLORA_INSTRUCT_MODEL", DEFAULT_MODEL)
+    return runtime.current().instruct_model or DEFAULT_MODEL
 
 
 def working_size(width: int, height: int, area: int = DEFAULT_AREA) -> tuple[int, int]:
-    """(w, h) multiples of 16 near `area` pixels at the frame's aspect ratio; small frames are not upscaled past 512²."""
+    """(w, h), multiples of 16 near `area` pixels at the frame's aspect; small frames are not upscaled past 512²."""
     if width <= 0 or height <= 0:
         raise ValueError(f"bad frame size {width}×{height}")
     target = min(area, max(width * height, 512 * 512))
@@ -72,7 +73,7 @@ def _weights_present(repo: str) -> tuple[bool, str]:
 
         snapshot_download(repo, local_files_only=True, allow_patterns=["model_index.json"])
     except Exception:  # noqa: BLE001 - any failure means "not in the local cache"
-        if os.environ.get("SYNCLORA_ALLOW_DOWNLOAD") == "1":
+        if runtime.current().allow_download:
             return True, ""
         return False, (
             f"the weights of {repo} are not in the local Hugging Face cache "
@@ -83,7 +84,7 @@ def _weights_present(repo: str) -> tuple[bool, str]:
 
 def availability() -> tuple[bool, str]:
     """(can run here, why not) — cheap: no model is loaded and nothing is downloaded."""
-    if os.environ.get("SYNCLORA_DISABLE_INSTRUCT") == "1":
+    if runtime.current().disable_instruct:
         return False, "instruction editing is switched off on this server (SYNCLORA_DISABLE_INSTRUCT=1)"
     try:
         import torch
@@ -101,8 +102,9 @@ def availability() -> tuple[bool, str]:
 class InstructEditor:
     """One resident FLUX.2 [klein] pipeline; `edit` is safe to call from several threads (calls are serialised)."""
 
-    def __init__(self) -> None:
-        self._pipe = None
+    def __init__(self, pipe=None, device: str = "cuda") -> None:
+        self._pipe = pipe  # a ready pipeline (e.g. the tiny one, on the CPU) skips `load`
+        self.device = device
         self._lock = threading.Lock()
         self.load_seconds: float | None = None
 
@@ -125,7 +127,7 @@ class InstructEditor:
             pipe = Flux2KleinPipeline.from_pretrained(
                 model_id(),
                 torch_dtype=torch.bfloat16,
-                local_files_only=os.environ.get("SYNCLORA_ALLOW_DOWNLOAD") != "1",
+                local_files_only=not runtime.current().allow_download,
             )
             pipe.set_progress_bar_config(disable=True)
             self._pipe = pipe.to("cuda")
@@ -143,7 +145,7 @@ class InstructEditor:
         ww, wh = working_size(w, h, settings.area)
         image = Image.fromarray(frame).resize((ww, wh), Image.Resampling.LANCZOS)
         with self._lock:
-            generator = torch.Generator("cuda").manual_seed(int(settings.seed))
+            generator = torch.Generator(self.device).manual_seed(int(settings.seed))
             try:
                 out = self._pipe(
                     image=image,

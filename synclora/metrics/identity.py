@@ -39,7 +39,9 @@ def _model_dir() -> Path:
     # Not `import face_recognition_models`: its __init__ needs pkg_resources, gone from current setuptools.
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
-        raise ModelUnavailableError("identity scoring needs the face-recognition-models package (pip install face-recognition-models)")
+        raise ModelUnavailableError(
+            "identity scoring needs the face-recognition-models package (pip install face-recognition-models)"
+        )
     return Path(next(iter(spec.submodule_search_locations))) / "models"
 
 

@@ -1,16 +1,18 @@
 """The backend interface: what every propagation backend receives and must return.
 
 A backend never sees the user's clip directly. `propagate.schedule` hands it one *segment*: frames already at the
-backend's working size, frame count and frame rate, whose frame 0 is the anchor (the edited frame, or the last
-frame of the previous chunk). The backend returns one output frame per input frame. All conversions (fps, 8k+1,
-sizes, time reversal, chunking) live in `video.timing`, `video.geometry` and `propagate.schedule`, never here.
+backend's working size, frame count and frame rate, and `edited`, the edited version of frame 0 (the user's edited
+frame, or for a later chunk the previous chunk's output at that frame). The backend returns one output frame per
+input frame. All conversions (fps, 8k+1, sizes, time reversal, chunking) live in `video.timing`, `video.geometry` and
+`propagate.schedule`, never here.
 """
 
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -30,7 +32,7 @@ LABELS = {
 ProgressFn = Callable[[float, str], None]
 
 
-def no_progress(fraction: float, label: str) -> None:  # noqa: ARG001 - the null object
+def no_progress(fraction: float, label: str) -> None:
     return None
 
 
@@ -49,10 +51,12 @@ class BackendSpec:
 
 @dataclass
 class Segment:
-    """One backend call. `frames[0]` is the source frame the anchor was made from."""
+    """One backend call: carry the edit of `frames[0]` (that is, `edited`) through `frames`."""
 
     frames: np.ndarray  # (T, H, W, 3) uint8 RGB source frames at working size
-    anchor: np.ndarray  # (H, W, 3) uint8 RGB edited version of frames[0]
+    # (H, W, 3) uint8 RGB: the edited version of frames[0] — the user's edited frame, or for a later chunk the
+    # previous chunk's output at its first shared frame
+    edited: np.ndarray
     fps: float  # the frame rate the backend should assume for these frames
     settings: PropagationSettings
     # What the backend learned while propagating this segment (counts, flags), for `Propagator.notices`: a backend
@@ -62,8 +66,8 @@ class Segment:
     def __post_init__(self) -> None:
         if self.frames.ndim != 4 or self.frames.shape[-1] != 3 or self.frames.dtype != np.uint8:
             raise ValueError(f"segment frames must be (T,H,W,3) uint8, got {self.frames.shape} {self.frames.dtype}")
-        if self.anchor.shape != self.frames.shape[1:] or self.anchor.dtype != np.uint8:
-            raise ValueError(f"anchor {self.anchor.shape} does not match frames {self.frames.shape[1:]}")
+        if self.edited.shape != self.frames.shape[1:] or self.edited.dtype != np.uint8:
+            raise ValueError(f"edited frame {self.edited.shape} does not match frames {self.frames.shape[1:]}")
 
 
 class Propagator(abc.ABC):

@@ -48,18 +48,16 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-# Holes of the mesh as (upper, lower) rings from one corner to the other (MediaPipe face-mesh indices).
-_MOUTH = ((78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308), (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308))
-_EYE_R = ((33, 246, 161, 160, 159, 158, 157, 173, 133), (33, 7, 163, 144, 145, 153, 154, 155, 133))
-_EYE_L = ((263, 466, 388, 387, 386, 385, 384, 398, 362), (263, 249, 390, 373, 374, 380, 381, 382, 362))
-_HOLES = (_MOUTH, _EYE_R, _EYE_L)
-_HOLE_RINGS = tuple(np.array(up + lo[-2:0:-1]) for up, lo in _HOLES)  # each opening's outline, in order
+from synclora.face import parts as fp
+
+# Holes of the mesh, the mouth's opening and the eyes', as (upper, lower) sides from one corner to the other, and
+# their outlines in order.
+_HOLES = tuple(fp.sides(ring) for ring in (fp.LIPS_INNER, fp.RIGHT_EYE, fp.LEFT_EYE))
+_HOLE_RINGS = tuple(np.array(ring) for ring in (fp.LIPS_INNER, fp.RIGHT_EYE, fp.LEFT_EYE))
 # Opening of each hole: (upper, lower) landmark pairs whose mean distance says how open it is.
-_OPENING = (((13, 14), (82, 87), (312, 317)), ((159, 145), (158, 153), (160, 144)), ((386, 374), (385, 380), (387, 373)))
-_EYE_SPAN = (33, 263)  # outer eye corners: the face's size, robust to mouth and lid motion
-# The mesh's outline (MediaPipe's face oval), in order.
-_OUTLINE = np.array((10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152, 148,
-                     176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109))
+_OPENING = (((13, 14), (82, 87), (312, 317)), ((159, 145), (158, 153), (160, 144)),
+            ((386, 374), (385, 380), (387, 373)))
+_OUTLINE = np.array(fp.FACE_OVAL)  # the mesh's outline, in order
 
 SURFACE, HOLE = 0, 1
 
@@ -213,7 +211,7 @@ class FaceGuide:
 
     @classmethod
     def _start(cls, frames: np.ndarray, flow_size: tuple[int, int], cfg: FaceGuideConfig) -> FaceGuide:
-        from synclora.metrics.landmarks import FaceMeshTracker
+        from synclora.face.mesh import FaceMeshTracker
 
         n, h, w = frames.shape[:3]
         guide = cls(config=cfg, size=(w, h), flow_size=flow_size)
@@ -224,7 +222,7 @@ class FaceGuide:
             return guide
         guide._tracker = FaceMeshTracker(max_faces=guide.seen, min_confidence=cfg.min_confidence)
         for pts in guide._detect(frames[0]):
-            span = float(np.linalg.norm(pts[_EYE_SPAN[0], :2] - pts[_EYE_SPAN[1], :2]))
+            span = fp.eye_span(pts)  # outer eye corners: the face's size, robust to mouth and lid motion
             if span < 4:
                 continue
             tr = _Track(ref=pts, last=pts[:, :2].mean(0), size=span)

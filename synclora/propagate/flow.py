@@ -3,7 +3,7 @@
 Why this design (each choice measured on synthetic clips with known motion: tests/test_propagate_flow.py,
 benchmarks/bench_flow.py):
 
-* **What is carried**: the edit as a per-pixel local gain and offset, ``anchor = source_0 + gain * source_0 + offset``
+* **What is carried**: the edit as a per-pixel local gain and offset, ``edited = source_0 + gain * source_0 + offset``
   (gain from a small guided-filter fit regularised towards 1, offset takes the rest, so frame 0 is reproduced
   exactly). Both are cut to zero where the edit did not touch the frame (a soft threshold absorbs rounding and
   compression noise). Frame t is ``source_t + confidence * (gain * source_t + offset)`` warped to frame t: whatever
@@ -65,9 +65,9 @@ class FlowConfig:
     # grey levels by which the refined map is preferred: on ties (flat skin, where the photometric error cannot tell)
     # the refined map, smoothed from its textured surroundings, beats the chain's slowly accumulating drift
     refine_bias: float = 1.0
-    change_lo: float = 2.0  # |anchor - source| (max over RGB, 3x3 mean) below this is noise, not an edit
+    change_lo: float = 2.0  # |edited - source| (max over RGB, 3x3 mean) below this is noise, not an edit
     change_hi: float = 6.0  # ... above this the change is carried in full
-    # "linear": carry a local gain and offset (see _change); "residual": carry anchor - source (measured worse)
+    # "linear": carry a local gain and offset (see _change); "residual": carry edited - source (measured worse)
     model: Literal["linear", "residual"] = "linear"
     fit_radius: int = 3  # window radius (px) of the local linear fit
     fit_eps: float = 400.0  # its regulariser (grey levels squared): flat areas keep gain 1
@@ -88,7 +88,7 @@ class FlowConfig:
 
 
 class FlowPropagator(Propagator):
-    """Fast CPU preview: the source's own motion carries the anchor's change to every frame.
+    """Fast CPU preview: the source's own motion carries the edited frame's change to every frame.
 
     Stateless between calls (one instance serves every request); `settings.quality` does not change it.
     """
@@ -115,17 +115,17 @@ class FlowPropagator(Propagator):
             )
 
     # ------------------------------------------------------------------ pieces
-    def _change(self, source: np.ndarray, anchor: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+    def _change(self, source: np.ndarray, edited: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
         """The edit as (gain - 1, offset) per pixel and channel, both exactly zero where the edit did not touch.
 
-        anchor = source + (gain - 1) * source + offset at frame 0, exactly. With `model="linear"` the gain comes from
-        a local linear fit anchor ~ a * source + b (a guided filter regularised towards a = 1): a tint or make-up is
+        edited = source + (gain - 1) * source + offset at frame 0, exactly. With `model="linear"` the gain comes from
+        a local linear fit edited ~ a * source + b (a guided filter regularised towards a = 1): a tint or make-up is
         then re-applied to whatever the source shows at frame t (a closing eyelid, a shadow) instead of pasting
         frame 0's pixels. `model="residual"` carries the plain difference (gain None).
         """
         c = self.config
         src = source.astype(np.float32)
-        edit = anchor.astype(np.float32)
+        edit = edited.astype(np.float32)
         change = edit - src
         mag = cv2.blur(np.abs(change).max(axis=2), (3, 3))
         keep = np.clip((mag - c.change_lo) / (c.change_hi - c.change_lo), 0.0, 1.0)[..., None]
@@ -203,19 +203,19 @@ class FlowPropagator(Propagator):
 
     # ------------------------------------------------------------------ main
     def propagate(self, segment: Segment, progress: ProgressFn = no_progress) -> np.ndarray:
-        """Return (T, H, W, 3) uint8; frame 0 is the anchor exactly, frame t is source_t plus the carried change."""
+        """(T, H, W, 3) uint8: frame 0 is the edited frame exactly, frame t is source_t plus the carried change."""
         self.check_inputs(segment)
         c = self.config
         frames = np.ascontiguousarray(segment.frames)  # OpenCV wants plain buffers; views (reversed, cropped) copy
         n, h, w = frames.shape[:3]
         out = np.empty_like(frames)
-        out[0] = segment.anchor
+        out[0] = segment.edited
         progress(0.0, f"flow: frame 1/{n}")
         if n == 1:
             progress(1.0, f"flow: frame {n}/{n}")
             return out
 
-        gain, change = self._change(frames[0], np.ascontiguousarray(segment.anchor))
+        gain, change = self._change(frames[0], np.ascontiguousarray(segment.edited))
         if not change.any() and (gain is None or not gain.any()):  # nothing was edited: the source is the answer
             out[1:] = frames[1:]
             progress(1.0, f"flow: frame {n}/{n}")
@@ -309,7 +309,7 @@ class FlowPropagator(Propagator):
                     roi_map = full_map[y0:y1, x0:x1]
                     src_t = frames[t, y0:y1, x0:x1]
                     moved = self._carry(change, gain, roi_map, src_t)
-                    holes, edited = guide.holes(faces, (x0, y0, x1, y1)) if guide is not None else (None, None)
+                    holes, edited_holes = guide.holes(faces, (x0, y0, x1, y1)) if guide is not None else (None, None)
                     if holes is not None:  # the surface's change stays off the mouth and eye openings, and near the
                         # mouth's rim lands only where frame t looks like what the map brings there
                         keep = 1 - holes
@@ -317,9 +317,9 @@ class FlowPropagator(Propagator):
                         if rim is not None:
                             keep *= rim
                         moved = cv2.multiply(moved, cv2.merge([keep] * 3))
-                    if edited is not None and hole_change is not None:  # the holes' own change, inside them
+                    if edited_holes is not None and hole_change is not None:  # the holes' own change, inside them
                         inside = self._carry(hole_change, hole_gain, roi_map, src_t)
-                        moved = cv2.add(moved, cv2.multiply(inside, cv2.merge([edited] * 3)))
+                        moved = cv2.add(moved, cv2.multiply(inside, cv2.merge([edited_holes] * 3)))
                     alpha = cv2.resize(cv2.blur(conf, (3, 3)), (w, h), interpolation=cv2.INTER_LINEAR)[y0:y1, x0:x1]
                     moved = cv2.multiply(moved, cv2.merge([alpha, alpha, alpha]))
                     # saturating add; where nothing moved in (moved == 0) the source comes through exactly

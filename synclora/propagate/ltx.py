@@ -1,6 +1,6 @@
 """Sync-LoRA on LTX-2.3 through diffusers: the released IC-LoRA run as its authors run it, frame for frame.
 
-The recipe (the checkpoint's card + ltx-pipelines' `ICLoraPipeline`, see docs/diffusers.md §1c, §2, §8):
+The recipe (the checkpoint's card + ltx-pipelines' `ICLoraPipeline`; docs/LTX.md says why each step and guard):
 1. Stage 1 at half resolution: `LTX2InContextPipeline` with Sync-LoRA on top of the distilled model, the source
    clip as reference video (strength 1, clean tokens on the target's RoPE grid) and the edited frame at latent
    index 0 (strength 1, CRF-33 re-compressed as in training). 8 distilled sigmas, no guidance of any kind.
@@ -10,16 +10,19 @@ The recipe (the checkpoint's card + ltx-pipelines' `ICLoraPipeline`, see docs/di
 4. Decode the video latents with the VAE ourselves (the model's audio is never decoded; the I/O layer muxes the
    source audio). `preview` quality stops after stage 1 and decodes that.
 
-What is done once per process (`load_model`): distilled LoRA fused into the transformer and unloaded (PEFT ignores
-unfused adapters on a layer once another one is merged), Sync-LoRA loaded as an adapter, the text connectors run
-once on the cached `3d1t` embedding and dropped (the prompt never changes: 5.9 GiB less on the GPU).
+What is done once per loaded model (`build_model`; the backend registry keeps one per process): distilled LoRA fused
+into the transformer and unloaded (PEFT ignores unfused adapters on a layer once another one is merged), Sync-LoRA
+loaded as an adapter, the text connectors run once on the cached `3d1t` embedding and dropped (the prompt never
+changes: 5.9 GiB less on the GPU). Weights, LoRA files, the prompt cache, component loading and VAE helpers are the
+LTX core's (`synclora.ltx`); this file is the recipe only, including where it follows ICLoraPipeline rather than
+diffusers' defaults (section "parity with ICLoraPipeline"; benchmarks/parity_ltx.py proves it, docs/PARITY.md).
+Opt-in GPU speed levers (`synclora.ltx.speed`) hook in at the end of `build_model`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import gc
-import os
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -28,8 +31,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from synclora import runtime
 from synclora.config import PropagationSettings
 from synclora.errors import InputError, ModelUnavailableError, OutOfMemoryError
+from synclora.ltx.components import place
+from synclora.ltx.lora import load_adapter, released_to_diffusers
+from synclora.ltx.prompt import FrozenConnectors, encode_text
+from synclora.ltx.vae import decode, disable_tiling, resize_frames, to_uint8
+from synclora.memory import free_memory
 from synclora.propagate.base import LABELS, BackendSpec, ProgressFn, Propagator, Segment, no_progress
 
 LABEL = LABELS["synclora"]
@@ -52,6 +61,7 @@ STAGE_2_SIGMAS = [0.909375, 0.725, 0.421875]
 STAGE_2_NOISE_SCALE = 0.909375
 FRAME_RATE = 25.0  # Sync-LoRA was trained at 25 fps; RoPE time is frame / fps
 DEFAULT_CRF = 33  # LTX-2.3 trains on H.264-compressed first frames
+DISTILLED_STRENGTH = 1.0  # the card's value was not recoverable; diffusers' docs use 1.0
 SYNC_ADAPTER = "sync"
 DISTILLED_ADAPTER = "distilled"
 
@@ -60,31 +70,18 @@ SPEC = BackendSpec(max_frames=81, frame_step=8, size_multiple=64, native_fps=FRA
 # small working size to keep its token count (and CPU time) small; long clips then exercise the chunked schedule.
 TINY_SPEC = BackendSpec(max_frames=17, frame_step=8, size_multiple=64, native_fps=FRAME_RATE, max_side=64)
 
+
+def spec_for(settings: PropagationSettings) -> BackendSpec:
+    """The input constraints for these settings: the tiny model's, also when the real loader runs on the CPU
+    (SYNCLORA_ALLOW_CPU, meant for tiny weights in a hub cache: the real sizes would take hours there)."""
+    if settings.model == "tiny" or (not torch.cuda.is_available() and runtime.current().allow_cpu):
+        return TINY_SPEC
+    return SPEC
+
 OOM_HINT = (
     "the GPU ran out of memory; try quality 'preview', memory mode 'fp8' or 'offload', a lower resolution, "
     "or a shorter clip"
 )
-
-
-class FrozenConnectors(torch.nn.Module):
-    """Stands in for `LTX2TextConnectors`: returns its output for the constant prompt, computed once."""
-
-    def __init__(self, video: torch.Tensor, audio: torch.Tensor, mask: torch.Tensor):
-        super().__init__()
-        self.register_buffer("video", video, persistent=False)
-        self.register_buffer("audio", audio, persistent=False)
-        self.register_buffer("mask", mask, persistent=False)
-
-    @property
-    def device(self) -> torch.device:
-        return self.video.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.video.dtype
-
-    def forward(self, prompt_embeds, attention_mask, padding_side: str = "left"):  # noqa: ARG002 - fixed prompt
-        return self.video, self.audio, self.mask
 
 
 class Parked:
@@ -116,7 +113,7 @@ class Parked:
             self.park()
 
 
-def _on_device(parked: Parked | None):
+def on_device(parked: Parked | None):
     return parked.on_device() if parked is not None else contextlib.nullcontext()
 
 
@@ -133,6 +130,9 @@ class LoadedModel:
     crf: int = DEFAULT_CRF
     parked_upsampler: Parked | None = None
     parked_decoder: Parked | None = None
+    tiled_decode: bool = False  # decode in VAE tiles (fp8 / offload: memory first), see `decode_latents`
+    aot: object | None = None  # synclora.ltx.speed.AotBlocks when AoT-compiled blocks are in use
+    speed_notes: list = field(default_factory=list)  # what the speed levers did (or why not)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -148,16 +148,16 @@ def build_model(
     dtype: torch.dtype = torch.bfloat16,
     crf: int = DEFAULT_CRF,
     compile: bool = False,
+    speed=None,
 ) -> LoadedModel:
     """Assemble the pipelines from loaded modules (real or tiny) and apply the LoRA recipe and memory mode.
 
     `sync_lora`/`distilled_lora` are `weights.LoraFile`s (released key format). Modules may still be on the CPU;
     they are moved here, transformer last, so the connectors' one-off run never shares the GPU with it.
+    `speed` (`synclora.ltx.speed.SpeedOptions`) turns on GPU speed levers (attention backend, fp8 matmuls, AoT).
     """
     from diffusers import FlowMatchEulerDiscreteScheduler, LTX2InContextPipeline
     from diffusers.pipelines.ltx2 import LTX2LatentUpsamplePipeline
-
-    from synclora.propagate.weights import released_to_diffusers
 
     device = torch.device(device)
     components = dict(components)
@@ -170,17 +170,12 @@ def build_model(
     vae = components.pop("vae")
 
     # 1. The prompt is constant: run the connectors once, keep their output (a few MB), drop their 5.9 GiB.
-    _place(connectors, device, dtype)
-    with torch.no_grad():
-        video_ctx, audio_ctx, ctx_mask = connectors(
-            prompt_embeds.to(device=device, dtype=dtype), prompt_mask.to(device), padding_side="left"
-        )
-    frozen = FrozenConnectors(video_ctx, audio_ctx, ctx_mask)
+    frozen = FrozenConnectors(*encode_text(connectors, prompt_embeds, prompt_mask, device, dtype))
     del connectors
-    _free_memory()
+    free_memory()
 
     for module in (vae, upsampler) + ((transformer,) if memory != "offload" else ()):
-        _place(module, device, dtype)
+        place(module, device, dtype)
 
     pipe = LTX2InContextPipeline(
         scheduler=scheduler,
@@ -198,16 +193,16 @@ def build_model(
 
     # 2. Distilled LoRA: fuse, then unload so the fused weights stay and PEFT holds no merged adapter.
     if distilled_lora is not None:
-        _load_adapter(pipe, released_to_diffusers(distilled_lora.state_dict), DISTILLED_ADAPTER)
+        load_adapter(pipe, released_to_diffusers(distilled_lora.state_dict), DISTILLED_ADAPTER)
         pipe.fuse_lora(components=["transformer"], lora_scale=distilled_strength, adapter_names=[DISTILLED_ADAPTER])
         pipe.unload_lora_weights()
-        _free_memory()
+        free_memory()
 
     # 3. Sync-LoRA as an adapter (stage 1 on, stage 2 off), then the memory mode. fp8 stores the base weights in
     # float8 and upcasts each layer for its matmul; the LoRA matrices (and norms) stay in the compute dtype, else
     # PEFT would run them in float8.
-    _load_adapter(pipe, released_to_diffusers(sync_lora.state_dict), SYNC_ADAPTER)
-    if memory == "fp8":
+    load_adapter(pipe, released_to_diffusers(sync_lora.state_dict), SYNC_ADAPTER)
+    if memory == "fp8" and not (speed is not None and speed.fp8_matmul):  # else real fp8 matmuls, see speed.py
         transformer.enable_layerwise_casting(
             storage_dtype=torch.float8_e4m3fn, compute_dtype=dtype, skip_modules_pattern=("norm", "lora_")
         )
@@ -218,18 +213,16 @@ def build_model(
             num_blocks_per_group=1,
             use_stream=device.type == "cuda",
         )
-    # Decode/encode 81 frames in temporal tiles: the full-resolution decoder activations would otherwise need
-    # several GiB; spatial tiles only kick in above 512 px.
-    vae.use_framewise_decoding = True
-    vae.use_framewise_encoding = True
-    vae.enable_tiling()
+    # VAE tiling off for every encode (as ICLoraPipeline); the final decode tiles only in the memory-saving modes or
+    # after running out of memory (`decode_latents`).
+    disable_tiling(vae)
     parked_upsampler = parked_decoder = None
-    if memory == "bf16" and device.type == "cuda":
+    if memory == "bf16" and device.type == "cuda" and not on_zerogpu():
         parked_upsampler, parked_decoder = Parked(upsampler, device), Parked(vae.decoder, device)
-        _free_memory()
+        free_memory()
     if compile:  # regional compilation of the 48 identical blocks; dynamic shapes cover both stages
         transformer.compile_repeated_blocks(fullgraph=True, dynamic=True)
-    return LoadedModel(
+    model = LoadedModel(
         pipe=pipe,
         upsample_pipe=upsample_pipe,
         reference_downscale_factor=sync_lora.reference_downscale_factor,
@@ -239,114 +232,84 @@ def build_model(
         crf=crf,
         parked_upsampler=parked_upsampler,
         parked_decoder=parked_decoder,
+        tiled_decode=memory in ("fp8", "offload"),
     )
+    if speed is not None:  # the speed levers live in synclora/ltx/speed.py; this is their only hook
+        from synclora.ltx.speed import apply as apply_speed
+
+        model.speed_notes = apply_speed(model, speed, run=_capture_run)
+    return model
 
 
-def _load_adapter(pipe, state_dict: dict, adapter_name: str) -> None:
-    """Load a LoRA into the transformer and fail loudly unless every tensor found its module."""
-    from peft.utils import get_peft_model_state_dict
-
-    transformer = pipe.transformer
-    transformer.load_lora_adapter(state_dict, adapter_name=adapter_name, prefix=None)
-    loaded = get_peft_model_state_dict(transformer, adapter_name=adapter_name)
-    unmatched = sorted(set(state_dict) - set(loaded))
-    if unmatched:
-        pipe.delete_adapters(adapter_name)
-        raise ModelUnavailableError(
-            f"the {adapter_name} LoRA does not fit this model: {len(unmatched)} tensors match no module "
-            f"(first: {unmatched[0]})"
-        )
+def on_zerogpu() -> bool:
+    """True on a ZeroGPU Space. There the GPU is lent per `spaces.GPU` call: at load time CUDA is emulated (tensors
+    stay on the host, pinned memory cannot be allocated), and each call gets its own slice, so nothing is parked."""
+    config = sys.modules.get("spaces.config")  # only ever imported by the app, before any model is loaded
+    return bool(getattr(getattr(config, "Config", None), "zero_gpu", False))
 
 
-def _place(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> None:
-    """Move to `device` and cast to `dtype`, each only if needed (a 19 B-parameter no-op cast still costs)."""
-    param = next(module.parameters())
-    if param.device != device:
-        module.to(device)
-    if param.dtype != dtype:
-        module.to(dtype)
-
-
-def _free_memory() -> None:
-    gc.collect()
+def _device() -> tuple[str, torch.dtype] | None:
+    """Where the real model runs: ("cuda", bf16), ("cpu", float32) when SYNCLORA_ALLOW_CPU says so, else None."""
     if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+        return "cuda", torch.bfloat16
+    if runtime.current().allow_cpu:
+        return "cpu", torch.float32
+    return None
 
 
 # --- loading ----------------------------------------------------------------------------------------------------------
-_MODELS: dict[tuple, LoadedModel] = {}
-_MODELS_LOCK = threading.Lock()
-
-
 def load_model(settings: PropagationSettings) -> LoadedModel:
-    """The loaded model for `settings.model` + `settings.memory`, built on first use and kept for the process."""
-    key = (settings.model, settings.memory, settings.lora)
-    with _MODELS_LOCK:
-        if key not in _MODELS:
-            _MODELS[key] = _load_tiny(settings) if settings.model == "tiny" else _load_real(settings)
-        return _MODELS[key]
+    """Build the model for `settings.model` + `settings.memory` (+ `settings.lora`). Not cached here: the backend
+    registry keeps one loaded backend per such key for the process (`propagate.registry.get`)."""
+    return _load_tiny(settings) if settings.model == "tiny" else _load_real(settings)
 
 
 def _load_tiny(settings: PropagationSettings) -> LoadedModel:
     import tempfile
 
-    from synclora.propagate.tiny import tiny_components, tiny_prompt_embeds, write_tiny_lora
-    from synclora.propagate.weights import read_lora
+    from synclora.ltx.components import load_components
+    from synclora.ltx.lora import read_lora
+    from synclora.ltx.tiny import write_tiny_lora
 
     with tempfile.TemporaryDirectory() as tmp:
         sync = read_lora(settings.lora or write_tiny_lora(f"{tmp}/sync.safetensors", rank=4, seed=1))
         distilled = read_lora(write_tiny_lora(f"{tmp}/distilled.safetensors", rank=8, seed=2, scale=0.1))
-    embeds, mask = tiny_prompt_embeds()
+    components, embeds, mask = load_components("tiny", torch.float32, seed=0)
     # float32 on the CPU: bf16 matmuls are slow there and the tiny model exists to test the code path.
     return build_model(
-        tiny_components(seed=0), embeds, mask, sync, distilled, memory="bf16", device="cpu", dtype=torch.float32,
-        crf=0,
+        components, embeds, mask, sync, distilled, memory="bf16", device="cpu", dtype=torch.float32, crf=0,
     )
 
 
 def _load_real(settings: PropagationSettings) -> LoadedModel:
-    from diffusers import AutoencoderKLLTX2Audio, AutoencoderKLLTX2Video, FlowMatchEulerDiscreteScheduler
-    from diffusers import LTX2VideoTransformer3DModel
-    from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel, LTX2TextConnectors
-    from safetensors.torch import load_file
+    from synclora.ltx.components import load_components
+    from synclora.ltx.lora import read_lora
+    from synclora.ltx.speed import SpeedOptions
+    from synclora.ltx.weights import resolve_weights
 
-    from synclora.propagate.weights import UPSAMPLER_CONFIG, default_prompt_cache, load_prompt_cache, read_lora
-    from synclora.propagate.weights import resolve_weights
-
-    if not torch.cuda.is_available():
+    where = _device()
+    if where is None:
         raise ModelUnavailableError("Sync-LoRA needs a CUDA GPU and none is visible")
+    device, dtype = where
     paths = resolve_weights()
-    embeds, mask, _ = load_prompt_cache(default_prompt_cache())
-    dtype = torch.bfloat16
-    try:
-        base = paths.base_dir
-        components = dict(
-            transformer=LTX2VideoTransformer3DModel.from_pretrained(base / "transformer", torch_dtype=dtype),
-            connectors=LTX2TextConnectors.from_pretrained(base / "connectors", torch_dtype=dtype),
-            vae=AutoencoderKLLTX2Video.from_pretrained(base / "vae", torch_dtype=dtype),
-            audio_vae=AutoencoderKLLTX2Audio.from_pretrained(base / "audio_vae", torch_dtype=dtype),
-            scheduler=FlowMatchEulerDiscreteScheduler.from_pretrained(base / "scheduler"),
-        )
-        upsampler = LTX2LatentUpsamplerModel(**UPSAMPLER_CONFIG)
-        upsampler.load_state_dict(load_file(str(paths.upsampler)), strict=True)
-        components["latent_upsampler"] = upsampler.to(dtype)
-    except (OSError, RuntimeError, ValueError) as exc:
-        raise ModelUnavailableError(
-            f"the LTX-2.3 weights could not be loaded ({exc}); run fetch-weights again"
-        ) from exc
+    components, embeds, mask = load_components(
+        "real", dtype, base_dir=paths.base_dir, upsampler=paths.upsampler,
+        hint="check the files with `python -m synclora doctor`",
+    )
     sync = read_lora(settings.lora or paths.sync_lora, dtype=dtype)
     distilled = read_lora(paths.distilled_lora, dtype=dtype)
     if sync.reference_temporal_scale_factor != 1:
         raise ModelUnavailableError("this Sync-LoRA asks for a temporal reference scale, which diffusers lacks")
-    # Knobs for people who know why (all documented in the report/README): distilled-LoRA strength (the card's value
-    # was not recoverable; diffusers' docs use 1.0), first-frame CRF (33 as in LTX-2.3 training; 0 disables) and
-    # regional torch.compile (about 2 minutes once per process, then ~1.5x faster).
+    # Knobs for people who know why (docs/CONFIG.md): distilled-LoRA strength, first-frame CRF (0 disables),
+    # regional torch.compile (about 2 minutes once per process, then ~1.5x faster) and the speed levers.
+    rt = runtime.current()
     return build_model(
         components, embeds, mask, sync, distilled,
-        distilled_strength=float(os.environ.get("SYNCLORA_DISTILLED_STRENGTH", "1.0")),
-        memory=settings.memory, device="cuda", dtype=dtype,
-        crf=int(os.environ.get("SYNCLORA_IMAGE_CRF", str(DEFAULT_CRF))),
-        compile=os.environ.get("SYNCLORA_COMPILE", "0") == "1",
+        distilled_strength=DISTILLED_STRENGTH if rt.distilled_strength is None else rt.distilled_strength,
+        memory=settings.memory if device == "cuda" else "bf16", device=device, dtype=dtype,
+        crf=DEFAULT_CRF if rt.image_crf is None else rt.image_crf,
+        compile=rt.compile,
+        speed=SpeedOptions.from_runtime(rt),
     )
 
 
@@ -360,41 +323,62 @@ def availability(settings: PropagationSettings) -> tuple[bool, str]:
             return False, f"the Python package {package} is not installed"
     if settings.model == "tiny":
         return True, ""
-    if not torch.cuda.is_available():
+    if _device() is None:
         return False, "no CUDA GPU is visible (the LTX-2.3 model needs about 40 GiB of GPU memory, 24 GiB in fp8)"
-    from synclora.propagate.weights import default_prompt_cache, resolve_weights
+    from synclora.ltx.prompt import expected_dim, find_prompt_cache
+    from synclora.ltx.weights import resolve_weights
 
     try:
-        resolve_weights()
+        paths = resolve_weights()
     except ModelUnavailableError as exc:
         return False, str(exc)
-    if not default_prompt_cache().is_file():
-        return False, "the `3d1t` prompt cache is missing; build it once with `python -m synclora cache-prompt`"
+    found = find_prompt_cache(expected_dim(paths.base_dir))
+    if found.path is None:
+        return False, (f"{found.why_missing()}; the app makes it at start-up on a GPU, or build it once with "
+                       "`python -m synclora cache-prompt`")
     return True, ""
 
 
-# --- the backend ------------------------------------------------------------------------------------------------------
-def _resize(frames: np.ndarray, height: int, width: int) -> torch.Tensor:
-    """ltx-pipelines' resize: bilinear F.interpolate, align_corners=False, on (T, 3, H, W) float in [0, 1]."""
-    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255.0
-    if x.shape[-2:] != (height, width):
-        x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False)
-    return x.clamp(0, 1)
+# --- parity with ICLoraPipeline (benchmarks/parity_ltx.py, docs/PARITY.md) -------------------------------------------
+# Each helper below mirrors one step of ltx-pipelines 1.0.0 that diffusers' pipeline would otherwise do differently
+# (the fourth, the bytes, is the LTX core's `to_uint8`); tests/test_ltx_parity_recipe.py pins them.
+def _reference_pixels(frames: np.ndarray, height: int, width: int) -> torch.Tensor:
+    """The reference clip as ltx-pipelines feeds it: resized in float and never re-quantized to uint8.
+
+    (T, 3, H, W) float in [0, 1] at exactly the pipeline's size, so diffusers' video processor only maps it to
+    [-1, 1]. Rounding the resized frames back to uint8 (as PIL input would) moved the reference latents by ~1e-3.
+    """
+    return resize_frames(frames, height, width)
 
 
-def _to_pil(x: torch.Tensor) -> list:
+def condition_image(edited: np.ndarray) -> object:
+    """The edited frame at the working size for *both* stages: diffusers then H.264-compresses it at that size and
+    resizes afterwards, as ltx-pipelines does with the image file. Resizing first (to stage 1's half size) and
+    compressing the small image changed stage 1's first-frame latents by up to 0.3."""
     from PIL import Image
 
-    arr = (x.permute(0, 2, 3, 1).numpy() * 255.0).round().astype(np.uint8)
-    return [Image.fromarray(a) for a in arr]
+    return Image.fromarray(np.ascontiguousarray(edited))
 
 
-def _to_uint8(video: torch.Tensor) -> np.ndarray:
-    """VAE output (1, 3, T, H, W) in [-1, 1] -> (T, H, W, 3) uint8."""
-    video = ((video[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return video.permute(1, 2, 3, 0).cpu().numpy()
+def decode_latents(model: LoadedModel, latents: torch.Tensor) -> torch.Tensor:
+    """Decode whole (as ICLoraPipeline does) unless the memory mode asks for tiles; a whole decode that does not fit
+    in GPU memory is retried in tiles (`ltx.vae.decode`)."""
+    vae = model.pipe.vae
+    with on_device(model.parked_decoder):
+        return decode(vae, latents.to(device=model.device, dtype=vae.dtype), tiled=model.tiled_decode)
 
 
+def _capture_run(model: LoadedModel) -> None:
+    """One two-stage run on a short synthetic clip: what the AoT lever records the blocks' inputs from (token counts
+    are dynamic there, so the clip's size does not matter)."""
+    size = 64 if model.device.type == "cpu" else 256
+    frames = np.random.default_rng(0).integers(0, 256, (9, size, size, 3), dtype=np.uint8)
+    settings = PropagationSettings(backend="synclora", model="real", quality="full", seed=0)
+    segment = Segment(frames=frames, edited=frames[0], fps=FRAME_RATE, settings=settings)
+    SyncLoRAPropagator(settings, model=model).propagate(segment)
+
+
+# --- the backend ------------------------------------------------------------------------------------------------------
 class SyncLoRAPropagator(Propagator):
     """The generative backend: Sync-LoRA IC-LoRA on LTX-2.3, two-stage distilled (or stage 1 only for previews)."""
 
@@ -404,12 +388,11 @@ class SyncLoRAPropagator(Propagator):
 
     def __init__(self, settings: PropagationSettings, model: LoadedModel | None = None):
         self.settings = settings
-        if settings.model == "tiny":
-            self.spec = TINY_SPEC
+        self.spec = spec_for(settings)
         try:
             self.model = model if model is not None else load_model(settings)
         except torch.OutOfMemoryError as exc:
-            _free_memory()
+            free_memory()
             raise OutOfMemoryError(
                 f"the GPU has too little free memory to load LTX-2.3 in {settings.memory}; "
                 "try memory mode 'fp8' (about 24 GiB) or 'offload' (about 6 GiB)"
@@ -431,7 +414,7 @@ class SyncLoRAPropagator(Propagator):
             try:
                 return self._run(segment, progress)
             except torch.OutOfMemoryError as exc:
-                _free_memory()
+                free_memory()
                 raise OutOfMemoryError(OOM_HINT) from exc
 
     def _mark(self, name: str, start: float) -> float:
@@ -458,14 +441,14 @@ class SyncLoRAPropagator(Propagator):
         generator = torch.Generator(device=model.device).manual_seed(int(settings.seed))  # one for both stages
         start = t0 = time.perf_counter()
 
-        # Inputs at exactly the size the pipeline wants, resized the ltx-pipelines way, so its PIL path is a no-op.
-        reference = LTX2ReferenceCondition(frames=_to_pil(_resize(segment.frames, h1 // ds, w1 // ds)), strength=1.0)
-        anchor = _to_pil(_resize(segment.anchor[None], h, w))[0]
-        anchor_half = _to_pil(_resize(segment.anchor[None], h1, w1))[0]
-        first = LTX2VideoCondition(frames=anchor_half, index=0, strength=1.0, crf=model.crf)
+        # Inputs prepared the ltx-pipelines way (section "parity with ICLoraPipeline" above).
+        reference = LTX2ReferenceCondition(frames=_reference_pixels(segment.frames, h1 // ds, w1 // ds), strength=1.0)
+        edited = condition_image(segment.edited)
+        first = LTX2VideoCondition(frames=edited, index=0, strength=1.0, crf=model.crf)
         # Placeholder text input (FrozenConnectors ignores it); its dtype sets the transformer's input dtype.
-        mask = pipe.connectors.mask
-        embeds = pipe.connectors.video.new_zeros(1, mask.shape[1], 1)
+        length = pipe.connectors.video.shape[1]  # (the frozen mask may be dropped by the attention lever)
+        embeds = pipe.connectors.video.new_zeros(1, length, 1)
+        mask = torch.ones(1, length, dtype=torch.long, device=model.device)
         stage1_share = 0.85 if preview else 0.55
 
         def on_step(stage_from: float, stage_to: float, steps: int, label: str):
@@ -503,7 +486,7 @@ class SyncLoRAPropagator(Propagator):
 
         if not preview:
             progress(stage1_share, "x2 latent upsampling")
-            with _on_device(model.parked_upsampler):
+            with on_device(model.parked_upsampler):
                 latents = model.upsample_pipe(
                     latents=latents, latents_normalized=False, output_type="latent", return_dict=False
                 )[0]
@@ -511,7 +494,7 @@ class SyncLoRAPropagator(Propagator):
             progress(0.6, "stage 2 (full resolution)")
             pipe.disable_lora()  # stage 2 runs the distilled model alone
             try:
-                first_full = LTX2VideoCondition(frames=anchor, index=0, strength=1.0, crf=model.crf)
+                first_full = LTX2VideoCondition(frames=edited, index=0, strength=1.0, crf=model.crf)
                 latents, _ = pipe(
                     conditions=[first_full],
                     latents=latents,
@@ -528,13 +511,11 @@ class SyncLoRAPropagator(Propagator):
             t0 = self._mark("stage2", t0)
 
         progress(0.9, "decoding")
-        vae = pipe.vae
-        with _on_device(model.parked_decoder):
-            video = vae.decode(latents.to(device=model.device, dtype=vae.dtype), None, return_dict=False)[0]
-        frames = _to_uint8(video)
+        video = decode_latents(model, latents)
+        frames = to_uint8(video)
         if frames.shape[1:3] != (h, w):  # preview: stage 1 is half size
             up = F.interpolate(video[0].float().permute(1, 0, 2, 3), size=(h, w), mode="bilinear", align_corners=False)
-            frames = _to_uint8(up.permute(1, 0, 2, 3)[None])
+            frames = to_uint8(up.permute(1, 0, 2, 3)[None])
         t0 = self._mark("decode", t0)
         self.last_stats["total_s"] = time.perf_counter() - start
         progress(1.0, "done")

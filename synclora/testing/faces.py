@@ -4,7 +4,8 @@ Why: the sync measure must be proven on faces MediaPipe and dlib really see, wit
 Cartoon faces are often not detected, and no package ships a talking-head video, so we animate a real portrait:
 the jaw is warped open on a schedule (with a dark mouth cavity painted in), eyelids are painted shut for blinks, and
 the whole frame is rotated/shifted for head motion. Photos: Grace Hopper (matplotlib's sample data, always installed)
-and Eileen Collins (scikit-image's `data.astronaut()`, test-only dependency).
+and Eileen Collins (scikit-image's `data.astronaut()`, test-only dependency). Edits people make (sunglasses, a mask
+over the mouth, lipstick, eye shadow) are drawn from the landmarks, so a "right" result exists for each.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from functools import lru_cache
 
 import numpy as np
 
+from synclora.face import parts as fp
+
 # Landmark indices used to place the edits (MediaPipe face mesh topology).
 _LIP_TOP, _LIP_BOTTOM, _MOUTH_L, _MOUTH_R, _CHIN = 13, 14, 61, 291, 152
-_R_EYE_RING = (33, 246, 161, 160, 159, 158, 157, 173, 133, 155, 154, 153, 145, 144, 163, 7)
-_L_EYE_RING = (263, 466, 388, 387, 386, 385, 384, 398, 362, 382, 381, 380, 374, 373, 390, 249)
 
 
 def _still(name: str) -> np.ndarray:
@@ -37,7 +38,7 @@ def _still(name: str) -> np.ndarray:
 
 
 def _landmarks(img: np.ndarray) -> np.ndarray:
-    from synclora.metrics.landmarks import FaceMeshTracker
+    from synclora.face.mesh import FaceMeshTracker
 
     with FaceMeshTracker(static=True, search_side=100_000) as t:
         pts = t.landmarks(img)
@@ -73,6 +74,7 @@ class FaceClip:
     shift: np.ndarray  # (T, 2) pixels
     gaze: np.ndarray  # (T,) sideways shift of the eye content, × eye width
     blinks: list[int] = field(default_factory=list)  # frames where a blink is fully shut
+    transforms: np.ndarray | None = None  # (T, 2, 3) where the portrait's landmarks are in each frame (`moved`)
 
 
 def open_mouth(img: np.ndarray, pts: np.ndarray, amount: float) -> np.ndarray:
@@ -108,7 +110,7 @@ def close_eyes(img: np.ndarray, pts: np.ndarray, amount: float) -> np.ndarray:
     if amount <= 0:
         return img.copy()
     out = img.copy()
-    for ring in (_R_EYE_RING, _L_EYE_RING):
+    for ring in (fp.RIGHT_EYE, fp.LEFT_EYE):
         poly = pts[list(ring), :2]
         x0, y0 = poly.min(0)
         x1, y1 = poly.max(0)
@@ -135,7 +137,7 @@ def shift_gaze(img: np.ndarray, pts: np.ndarray, amount: float) -> np.ndarray:
     if amount == 0:
         return img.copy()
     out = img.copy()
-    for ring in (_R_EYE_RING, _L_EYE_RING):
+    for ring in (fp.RIGHT_EYE, fp.LEFT_EYE):
         poly = pts[list(ring), :2]
         width = poly[:, 0].max() - poly[:, 0].min()
         mask = np.zeros(img.shape[:2], np.uint8)
@@ -158,11 +160,22 @@ def talking_clip(
     roll_deg: float = 4.0,
     shift_px: float = 4.0,
     gaze: float = 0.16,
+    edit: str | tuple[str, ...] | None = None,
 ) -> FaceClip:
-    """A clip of `n` frames: irregular talking mouth, blinks at the given frames, gaze swings, slow roll and drift."""
+    """A clip of `n` frames: irregular talking mouth, blinks at the given frames, gaze swings, slow roll and drift.
+
+    `edit` (a key of `EDITS`, or several) gives the same clip with that edit on every frame, as a perfect propagation
+    would: a recolouring edit is made on the still portrait and animated with it (lipstick opens with the jaw), an
+    occluding one is drawn on each finished frame where the face is then (sunglasses stay over the eyes in blinks).
+    """
     import cv2
 
     base, pts = portrait(name, size)
+    edits = [EDITS[e] for e in ((edit,) if isinstance(edit, str) else edit or ())]
+    for kind, fn in edits:
+        if kind == "look":
+            base = fn(base, pts)
+    overlays = [fn for kind, fn in edits if kind == "overlay"]
     rng = np.random.default_rng(seed)
     t = np.arange(n)
     mouth_px = 0.09 * size if mouth_px is None else mouth_px
@@ -177,16 +190,179 @@ def talking_clip(
     phase = rng.uniform(0, 2 * np.pi, 4)
     look = gaze * np.sin(2 * np.pi * t / (0.45 * n) + phase[3])
     roll = roll_deg * np.sin(2 * np.pi * t / (0.9 * n) + phase[0])
-    shift = shift_px * np.stack([np.sin(2 * np.pi * t / (0.7 * n) + phase[1]), np.sin(2 * np.pi * t / (1.3 * n) + phase[2])], 1)
+    shift = shift_px * np.stack(
+        [np.sin(2 * np.pi * t / (0.7 * n) + phase[1]), np.sin(2 * np.pi * t / (1.3 * n) + phase[2])], 1
+    )
     frames = np.empty((n, size, size, 3), np.uint8)
+    transforms = np.empty((n, 2, 3))
     for i in range(n):
         f = open_mouth(base, pts, float(mouth[i]))
         f = shift_gaze(f, pts, float(look[i]))
         f = close_eyes(f, pts, float(closed[i]))
         m = cv2.getRotationMatrix2D((size / 2, size / 2), -float(roll[i]), 1.0)
         m[:, 2] += shift[i]
+        transforms[i] = m
         frames[i] = cv2.warpAffine(f, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return FaceClip(frames=frames, mouth=mouth, eyes_closed=closed, roll=roll, shift=shift, gaze=look, blinks=list(blinks))
+        for fn in overlays:
+            frames[i] = fn(frames[i], moved(pts, m))
+    return FaceClip(frames=frames, mouth=mouth, eyes_closed=closed, roll=roll, shift=shift, gaze=look,
+                    blinks=list(blinks), transforms=transforms)
+
+
+def moved(pts: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Landmarks (N, 2+) moved by a 2×3 affine matrix (x, y only; z kept)."""
+    out = np.array(pts, dtype=np.float64, copy=True)
+    out[:, :2] = pts[:, :2] @ m[:, :2].T + m[:, 2]
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Edits people make, drawn from the landmarks: two that hide cues (sunglasses, a mask over the mouth) and two that only
+# recolour them (lipstick, eye shadow: painted over a mask, here the part's mask from the landmarks). `EDITS` holds
+# each as a function of (RGB image, landmarks) that returns a new image.
+
+
+def _feather(mask: np.ndarray, sigma: float) -> np.ndarray:
+    """(H, W, 1) float32 0..1 from a boolean or 0/255 mask, its edge softened by a Gaussian of `sigma` px."""
+    import cv2
+
+    alpha = mask.astype(np.float32) * (1.0 if mask.dtype == bool else 1 / 255)
+    return cv2.GaussianBlur(alpha, (0, 0), sigma)[..., None]
+
+
+def _tint(img: np.ndarray, alpha: np.ndarray, colour: tuple[int, int, int], strength: float,
+          darken: float) -> np.ndarray:
+    """Recolour where `alpha` > 0: chroma moves towards `colour` (Lab a, b), lightness is kept (× `darken`), so the
+    texture and every edge the landmarker reads stay. Blended in RGB, so pixels with alpha 0 stay exactly as they
+    were (a Lab round trip alone moves them by a level)."""
+    import cv2
+
+    lab = cv2.cvtColor(img, cv2.COLOR_RGB2LAB).astype(np.float32)
+    target = cv2.cvtColor(np.uint8([[colour]]), cv2.COLOR_RGB2LAB).astype(np.float32)[0, 0]
+    lab[..., 0] *= darken
+    lab[..., 1:] += strength * (target[1:] - lab[..., 1:])
+    tinted = cv2.cvtColor(np.clip(lab, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB).astype(np.float32)
+    return np.clip(img + alpha * (tinted - img) + 0.5, 0, 255).astype(np.uint8)
+
+
+def lips_mask(shape: tuple[int, int], pts: np.ndarray) -> np.ndarray:
+    """uint8 mask (0/255) of the lip surface: the outer lip line minus the opening."""
+    mask = fp.polygon_mask(shape, pts, fp.LIPS_OUTER)
+    mask[fp.polygon_mask(shape, pts, fp.LIPS_INNER) > 0] = 0
+    return mask
+
+
+def lids_mask(shape: tuple[int, int], pts: np.ndarray) -> np.ndarray:
+    """uint8 mask (0/255) of both upper lids, from the lash line up towards the brow; the eye openings excluded."""
+    import cv2
+
+    mask = np.zeros(shape, np.uint8)
+    for eye, brow in ((fp.LEFT_EYE, fp.LEFT_BROW), (fp.RIGHT_EYE, fp.RIGHT_BROW)):
+        lid = np.zeros(shape, np.uint8)
+        upper = pts[list(fp.sides(eye)[0]), :2]  # outer corner, over the top, to the inner corner
+        brow_low = pts[list(brow), :2]
+        ring = np.concatenate([upper, 0.45 * upper[::-1] + 0.55 * _nearest(brow_low, upper[::-1])])
+        cv2.fillPoly(lid, [np.round(ring).astype(np.int32)], 255, cv2.LINE_AA)
+        lid[fp.polygon_mask(shape, pts, eye, grow=1) > 0] = 0
+        np.maximum(mask, lid, out=mask)
+    return mask
+
+
+def lipstick(img: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int] = (178, 24, 58),
+             strength: float = 0.8, soft: float = 0.7) -> np.ndarray:
+    """Red lips: `mask` (boolean or 0/255: `lips_mask`, or an `ExpressiveClip` part) recoloured with an edge `soft`
+    px wide (Gaussian sigma), lightness and texture kept."""
+    return _tint(img, _feather(mask, soft), colour, strength, 0.88)
+
+
+def eye_shadow(img: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int] = (128, 60, 170),
+               strength: float = 0.7, soft: float = 0.7) -> np.ndarray:
+    """Violet shadow over `mask` (boolean or 0/255: `lids_mask`, or an `ExpressiveClip` part), edge `soft` px wide,
+    lightness and texture kept."""
+    return _tint(img, _feather(mask, soft), colour, strength, 0.9)
+
+
+def _nearest(candidates: np.ndarray, points: np.ndarray) -> np.ndarray:
+    d = np.linalg.norm(points[:, None] - candidates[None], axis=-1)
+    return candidates[d.argmin(1)]
+
+
+def sunglasses(img: np.ndarray, pts: np.ndarray, offset: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+    """Dark round lenses over both eyes (with lids and lashes), a frame, a bridge and the start of the temples.
+
+    `offset` moves the glasses (in eye spans), e.g. to make a result where they slide down the nose.
+    """
+    import cv2
+
+    out = img.astype(np.float32)
+    span = fp.eye_span(pts)
+    axis = pts[fp.LEFT_EYE[0], :2] - pts[fp.RIGHT_EYE[0], :2]
+    angle = float(np.degrees(np.arctan2(axis[1], axis[0])))
+    down = np.array([-axis[1], axis[0]]) / max(np.linalg.norm(axis), 1e-6)
+    shift = offset[0] * span * axis / max(np.linalg.norm(axis), 1e-6) + offset[1] * span * down
+    ss = 4  # sub-pixel drawing
+    h, w = img.shape[:2]
+    lens = np.zeros((h, w), np.uint8)
+    rim = np.zeros((h, w), np.uint8)
+    centres = []
+    for eye in (fp.LEFT_EYE, fp.RIGHT_EYE):
+        c = pts[list(eye), :2].mean(0) - 0.05 * span * down + shift
+        centres.append(c)
+        axes = (int(0.26 * span * ss), int(0.19 * span * ss))
+        cc = tuple(int(v) for v in np.round(c * ss))
+        cv2.ellipse(lens, cc, axes, angle, 0, 360, 255, -1, cv2.LINE_AA, shift=2)
+        cv2.ellipse(rim, cc, axes, angle, 0, 360, 255, max(1, int(0.035 * span)), cv2.LINE_AA, shift=2)
+    (lc, rc) = centres
+    inner = [c + 0.26 * span * (rc - lc) / np.linalg.norm(rc - lc) * s for c, s in ((lc, -1), (rc, 1))]
+    cv2.line(rim, tuple(int(v) for v in np.round(inner[0] * ss - 0.08 * span * ss * down)),
+             tuple(int(v) for v in np.round(inner[1] * ss - 0.08 * span * ss * down)), 255,
+             max(1, int(0.03 * span)), cv2.LINE_AA, shift=2)
+    for c, s in ((lc, 1), (rc, -1)):
+        a = c + s * 0.26 * span * (lc - rc) / np.linalg.norm(lc - rc)
+        b = a + s * 0.18 * span * (lc - rc) / np.linalg.norm(lc - rc) - 0.03 * span * down
+        cv2.line(rim, tuple(int(v) for v in np.round(a * ss)), tuple(int(v) for v in np.round(b * ss)), 255,
+                 max(1, int(0.03 * span)), cv2.LINE_AA, shift=2)
+    yy = np.arange(h, dtype=np.float32)[:, None, None]
+    glass = np.array([22, 24, 30], np.float32) + 18 * np.clip((yy - lc[1]) / (0.2 * span), -1, 1)  # faint gradient
+    a = lens[..., None].astype(np.float32) / 255 * 0.94
+    out = out * (1 - a) + glass * a
+    r = rim[..., None].astype(np.float32) / 255
+    out = out * (1 - r) + np.array([12, 12, 14], np.float32) * r
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def mouth_mask(img: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """A light-blue surgical mask from the middle of the nose to under the chin, cheek to cheek, with pleats."""
+    import cv2
+
+    h, w = img.shape[:2]
+    oval = list(fp.FACE_OVAL)
+    lower = oval[oval.index(323): oval.index(93) + 1]  # right cheek → chin → left cheek (image order)
+    outline = pts[lower + [195], :2]
+    mask = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(mask, [np.round(outline * 4).astype(np.int32)], 255, cv2.LINE_AA, shift=2)
+    span = fp.eye_span(pts)
+    cloth = np.empty((h, w, 3), np.float32)
+    cloth[:] = (160, 192, 222)
+    top = pts[195, :2]
+    down = pts[fp.CHIN, :2] - top
+    down /= max(np.linalg.norm(down), 1e-6)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    along = (xx - top[0]) * down[0] + (yy - top[1]) * down[1]
+    pleats = 0.5 + 0.5 * np.cos(2 * np.pi * along / (0.22 * span))
+    cloth *= (0.86 + 0.14 * pleats)[..., None]
+    a = mask[..., None].astype(np.float32) / 255
+    out = img.astype(np.float32) * (1 - a) + cloth * a
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+# name -> ("look": made on the still portrait and animated, "overlay": drawn on each finished frame, function)
+EDITS = {
+    "lipstick": ("look", lambda img, pts: lipstick(img, lips_mask(img.shape[:2], pts), soft=1.0)),
+    "eye_shadow": ("look", lambda img, pts: eye_shadow(img, lids_mask(img.shape[:2], pts), soft=1.5)),
+    "sunglasses": ("overlay", sunglasses),
+    "mouth_mask": ("overlay", mouth_mask),
+}
 
 
 def delay(frames: np.ndarray, k: int) -> np.ndarray:
@@ -222,18 +398,18 @@ def mouth_box(name: str = "grace_hopper", size: int = 256) -> tuple[int, int, in
 PART_OTHER, PART_LIPS, PART_MOUTH, PART_TEETH, PART_EYEBALL, PART_LID, PART_SKIN = range(7)
 PART_NAMES = ("other", "lips", "mouth", "teeth", "eyeball", "lid", "skin")
 
-_LIP_OUT = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146)
-_LIP_IN_UP = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)
-_LIP_IN_LO = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)
-# per eye: corners (outer, inner), upper contour, lower contour, the ring under the brow that bounds the lid
-_EYES = (
-    ((33, 133), (246, 161, 160, 159, 158, 157, 173), (7, 163, 144, 145, 153, 154, 155),
-     (113, 225, 224, 223, 222, 221, 189)),
-    ((263, 362), (466, 388, 387, 386, 385, 384, 398), (249, 390, 373, 374, 380, 381, 382),
-     (342, 445, 444, 443, 442, 441, 413)),
-)
-_FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152, 148, 176,
-              149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109)
+
+
+def _eye(ring: tuple[int, ...], brow: tuple[int, ...]):
+    """(outer, inner) corners, the upper and lower sides between them, and the ring under the brow that bounds the
+    lid."""
+    up, lo = fp.sides(ring)
+    return (up[0], up[-1]), up[1:-1], lo[1:-1], brow
+
+
+_EYES = (_eye(fp.RIGHT_EYE, (113, 225, 224, 223, 222, 221, 189)),
+         _eye(fp.LEFT_EYE, (342, 445, 444, 443, 442, 441, 413)))
+_LIP_IN_UP, _LIP_IN_LO = fp.sides(fp.LIPS_INNER)
 
 
 @dataclass
@@ -267,11 +443,11 @@ def _base_labels(shape: tuple[int, int], pts: np.ndarray) -> np.ndarray:
     def fill(poly, value):
         cv2.fillPoly(lab, [np.round(np.asarray(poly)[:, :2] * 16).astype(np.int32)], int(value), cv2.LINE_8, 4)
 
-    fill(pts[list(_FACE_OVAL)], PART_SKIN)
+    fill(pts[list(fp.FACE_OVAL)], PART_SKIN)
     for corners, up, lo, brow in _EYES:
         fill(np.concatenate([pts[[corners[0]]], pts[list(brow)], pts[[corners[1]]], pts[list(up[::-1])]]), PART_LID)
         fill(np.concatenate([pts[[corners[0]]], pts[list(up)], pts[[corners[1]]], pts[list(lo[::-1])]]), PART_EYEBALL)
-    fill(pts[list(_LIP_OUT)], PART_LIPS)
+    fill(pts[list(fp.LIPS_OUTER)], PART_LIPS)
     inner = np.concatenate([pts[list(_LIP_IN_UP)], pts[list(_LIP_IN_LO[::-1])]])
     fill(inner, PART_TEETH)  # what shows between the lips at rest (teeth in a smile; nothing when closed)
     return lab
@@ -462,25 +638,6 @@ def _head_motion(c: np.ndarray, size: int, turn: float, roll: float, zoom: float
     sim = np.vstack([cv2.getRotationMatrix2D((float(c[0]), float(c[1])), -float(roll), float(zoom)), [0, 0, 1]])
     sim[:2, 2] += shift
     return sim @ hom
-
-
-def lipstick(frame: np.ndarray, mask: np.ndarray, strength: float = 0.75) -> np.ndarray:
-    """Strong red lipstick over `mask` (soft 1-px edge), keeping the lips' shading and texture."""
-    return _recolour(frame, mask, np.array([1.35, 0.42, 0.5]), np.array([18, 0, 6]), strength)
-
-
-def eye_shadow(frame: np.ndarray, mask: np.ndarray, strength: float = 0.7) -> np.ndarray:
-    """Violet eye shadow over `mask` (soft 1-px edge)."""
-    return _recolour(frame, mask, np.array([0.8, 0.5, 1.15]), np.array([10, 0, 30]), strength)
-
-
-def _recolour(frame: np.ndarray, mask: np.ndarray, gain: np.ndarray, offset: np.ndarray, strength: float):
-    import cv2
-
-    lum = frame.astype(np.float32).mean(axis=2, keepdims=True)
-    target = np.clip(lum * gain + offset, 0, 255)
-    a = cv2.GaussianBlur(mask.astype(np.float32), (3, 3), 0.7)[..., None] * strength
-    return np.clip(frame * (1 - a) + target * a + 0.5, 0, 255).astype(np.uint8)
 
 
 @dataclass

@@ -57,7 +57,7 @@ CONTAINER_DEFAULTS: dict[str, tuple[str, str, str | None]] = {
 
 
 def textured_background(size: tuple[int, int], seed: int = 0) -> np.ndarray:
-    """A static, detailed RGB background (smooth colour blobs + fine noise + a faint grid): good optical-flow texture."""
+    """A static, detailed RGB background (smooth colour blobs, fine noise, a faint grid): good optical-flow texture."""
     w, h = size
     rng = np.random.default_rng(seed)
     coarse = rng.uniform(40, 200, size=(max(2, h // 16), max(2, w // 16), 3)).astype(np.float32)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
-    from synclora.train.trainer import TrainConfig
+    from synclora.train.config import TrainConfig
 
     d = TrainConfig(data=Path("."), output=Path("."))
     p = subparsers.add_parser(
@@ -54,7 +54,7 @@ def register(subparsers) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
-    from synclora.train.trainer import TrainConfig
+    from synclora.train.config import TrainConfig
 
     return TrainConfig(
         data=args.data, output=args.out, manifest=args.manifest, model=args.model, base_dir=args.base,

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from synclora.errors import InputError
+from synclora.ltx.vae import encode_video, resize_frames
 
 
 @dataclass(frozen=True)
@@ -63,30 +64,11 @@ def usable_frames(n: int, wanted: int, step: int) -> int:
 def frames_to_pixels(frames: np.ndarray, size: ClipSize) -> torch.Tensor:
     """(T, H, W, 3) uint8 → (1, 3, T, h, w) float in [-1, 1]: centre crop to the aspect, then bilinear resize.
 
-    The same recipe as ltx-pipelines' `resize_and_center_crop` (F.interpolate, bilinear, align_corners=False), so the
-    model is trained on frames prepared exactly like the frames it is given at inference.
+    The very helper inference uses (`ltx.vae.resize_frames`, ltx-pipelines' recipe), so the model is trained on frames
+    prepared exactly like the frames it is given at inference.
     """
-    import torch.nn.functional as F
-
-    x = torch.from_numpy(np.ascontiguousarray(frames[: size.frames])).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-    _, _, h, w = x.shape
-    scale = max(size.height / h, size.width / w)
-    rh, rw = max(size.height, round(h * scale)), max(size.width, round(w * scale))
-    x = F.interpolate(x, size=(rh, rw), mode="bilinear", align_corners=False)
-    top, left = (rh - size.height) // 2, (rw - size.width) // 2
-    x = x[:, :, top: top + size.height, left: left + size.width]
+    x = resize_frames(frames[: size.frames], size.height, size.width, crop=True) * 2.0 - 1.0
     return x.permute(1, 0, 2, 3).unsqueeze(0).contiguous()
-
-
-@torch.no_grad()
-def encode_video(vae: torch.nn.Module, pixels: torch.Tensor) -> torch.Tensor:
-    """(1, 3, T, H, W) in [-1, 1] → normalized latents (C, F, h, w), as the LTX-2 pipelines normalize them."""
-    param = next(vae.parameters())
-    latents = vae.encode(pixels.to(param.device, param.dtype)).latent_dist.mode()
-    mean = vae.latents_mean.view(1, -1, 1, 1, 1).to(latents)
-    std = vae.latents_std.view(1, -1, 1, 1, 1).to(latents)
-    latents = (latents - mean) * vae.config.scaling_factor / std
-    return latents[0].float().cpu()
 
 
 class LatentCache:

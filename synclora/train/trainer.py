@@ -15,149 +15,42 @@ strategy), so what is learnt is exactly what the Sync-LoRA backend uses:
   equivalent of ltx-core's video-only training (no audio modality, no cross-modal attention).
 
 Distributed training is accelerate's (DDP, multi-node through `accelerate launch`); randomness is a pure function of
-(seed, process rank, step), so a resumed run draws exactly the data, σ and noise an uninterrupted run would.
+(seed, global draw index), so a resumed run draws exactly the data, σ and noise an uninterrupted run would.
 Checkpoints hold the LoRA in the released key format (loadable by the backend and by LTX-2 tools) and the optimizer
 state as safetensors + JSON: nothing is ever unpickled.
+
+This module is the loop; the pieces live beside it: `config` (TrainConfig), `sigmas` (σ and randomness),
+`checkpoint` (LoRA, optimizer and state files), `sampling` (the preview denoiser). Pairs and curation manifests are
+`synclora.data`'s, the model core `synclora.ltx`'s.
 """
 
 from __future__ import annotations
 
-import gc
 import json
-import math
-import os
-import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
+from synclora.data.manifest import select_pairs
 from synclora.errors import InputError, ModelUnavailableError
-from synclora.propagate.tiny import LORA_TARGETS
-
-REAL_SIZE = (512, 512, 81)  # width, height, frames of the released Sync-LoRA (model card)
-TINY_SIZE = (32, 32, 9)
-CHECKPOINT_PREFIX = "step-"
-LORA_FILE = "lora.safetensors"
-OPTIMIZER_FILE = "optimizer.safetensors"
-STATE_FILE = "state.json"  # written last: a checkpoint folder without it is incomplete and ignored
-
-
-@dataclass
-class TrainConfig:
-    """Everything a run depends on; saved in every checkpoint so a run can be audited and resumed."""
-
-    data: Path  # PAIRS folder
-    output: Path  # run folder: checkpoints/, samples/, loss.jsonl, lora.safetensors
-    manifest: Path | None = None  # curate's manifest.jsonl: only `keep: true` pairs are used
-    model: str = "real"  # "real" (LTX-2.3 dev, GPU) or "tiny" (random tiny model, CPU)
-    base_dir: Path | None = None  # diffusers-layout LTX-2.3 folder (default: the backend's pinned weights)
-    prompt_cache: Path | None = None  # the `3d1t` Gemma embedding cache (default: the backend's)
-    rank: int = 256  # released Sync-LoRA: rank = alpha = 256
-    alpha: float = 256.0
-    targets: tuple[str, ...] = LORA_TARGETS
-    learning_rate: float = 1e-4
-    lr_scheduler: str = "linear"  # constant | linear | cosine (diffusers.optimization names)
-    warmup_steps: int = 0
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    steps: int = 5000  # optimizer steps (the released checkpoint is step 5000)
-    grad_accum: int = 1
-    width: int | None = None  # None: 512 (real) / 32 (tiny)
-    height: int | None = None
-    num_frames: int | None = None  # None: 81 (real) / 9 (tiny); shorter pairs use their longest 8k+1 prefix
-    fps: float = 25.0  # RoPE time axis: frame / fps (the release trained at 25 fps)
-    reference_downscale_factor: int = 1
-    first_frame_p: float = 1.0
-    uniform_sigma_p: float = 0.1  # share of σ drawn uniformly (keeps the ends of the schedule trained)
-    checkpoint_every: int = 250
-    sample_every: int | None = None  # None: with every checkpoint; 0: never
-    sample_steps: int = 30
-    keep_checkpoints: int = 3
-    seed: int = 0
-    gradient_checkpointing: bool = True
-    mixed_precision: str = "auto"  # auto (bf16 on GPU, no on CPU) | no | bf16
-    save_dtype: str = "bf16"  # dtype of the exported lora.safetensors (checkpoints keep fp32 for exact resume)
-    resume: bool = True
-    cache_dir: Path | None = None  # latent cache (default: <output>/latents)
-
-    def __post_init__(self) -> None:
-        self.data, self.output = Path(self.data), Path(self.output)
-        for name in ("manifest", "base_dir", "prompt_cache", "cache_dir"):
-            value = getattr(self, name)
-            setattr(self, name, Path(value) if value is not None else None)
-        self.targets = tuple(self.targets)
-        w, h, f = TINY_SIZE if self.model == "tiny" else REAL_SIZE
-        self.width = self.width or w
-        self.height = self.height or h
-        self.num_frames = self.num_frames or f
-        if self.sample_every is None:
-            self.sample_every = self.checkpoint_every
-        if self.cache_dir is None:
-            self.cache_dir = self.output / "latents"
-
-    def check(self) -> None:
-        if self.model not in ("real", "tiny"):
-            raise InputError(f"--model must be real or tiny, got {self.model!r}")
-        if self.rank < 1 or self.alpha <= 0:
-            raise InputError("LoRA rank must be ≥ 1 and alpha > 0")
-        if self.steps < 1 or self.grad_accum < 1 or self.checkpoint_every < 1:
-            raise InputError("--steps, --grad-accum and --checkpoint-every must be ≥ 1")
-        if not 0.0 <= self.first_frame_p <= 1.0 or not 0.0 <= self.uniform_sigma_p <= 1.0:
-            raise InputError("probabilities must lie in [0, 1]")
-        if self.reference_downscale_factor < 1:
-            raise InputError("--reference-downscale-factor must be ≥ 1")
-        if self.mixed_precision not in ("auto", "no", "bf16"):
-            raise InputError("--mixed-precision must be auto, no or bf16")
-        if self.save_dtype not in ("bf16", "fp32"):
-            raise InputError("--save-dtype must be bf16 or fp32")
-        if not self.data.is_dir():
-            raise InputError(f"pairs folder not found: {self.data}")
-        if self.manifest is not None and not self.manifest.is_file():
-            raise InputError(f"manifest not found: {self.manifest}")
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        return {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
-
-
-@dataclass
-class TrainResult:
-    lora: Path  # the exported LoRA (released format)
-    step: int
-    start_step: int  # 0 for a fresh run, the checkpoint's step when resumed
-    losses: list[float] = field(default_factory=list)  # per optimizer step, this process, this invocation
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (pair name, why)
-
-
-# --- randomness as a pure function of (seed, rank, step) -------------------------------------------------------------
-def _rng(*keys: int) -> torch.Generator:
-    seed = int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1, dtype=np.uint64)[0]) >> 1
-    return torch.Generator().manual_seed(seed)
-
-
-def sigma_shift(seq_len: int, lo: tuple[int, float] = (1024, 0.95), hi: tuple[int, float] = (4096, 2.05)) -> float:
-    """Logit-normal mean as a linear function of the token count (LTX's schedule: more tokens → noisier)."""
-    n = min(seq_len, hi[0])
-    return lo[1] + (hi[1] - lo[1]) * (n - lo[0]) / (hi[0] - lo[0])
-
-
-def sample_sigma(g: torch.Generator, seq_len: int, uniform_p: float = 0.1, eps: float = 1e-3) -> float:
-    """σ ∈ (0, 1] from a shifted logit-normal stretched to cover [0, 1] between its 0.5 % and 99.9 % points.
-
-    With probability `uniform_p` σ is uniform instead, so the low- and high-noise ends are never starved.
-    """
-    mu = sigma_shift(seq_len)
-    z, u, pick = torch.randn(1, generator=g).item(), torch.rand(1, generator=g).item(), torch.rand(1, generator=g).item()
-    if pick < uniform_p:
-        return eps + (1 - eps) * u
-    lo, hi = 1 / (1 + math.exp(-(mu - 2.5758))), 1 / (1 + math.exp(-(mu + 3.0902)))
-    s = (1 / (1 + math.exp(-(z + mu))) - lo) / (hi - lo)
-    s = 2 * eps - s if s < eps else s  # reflect tiny values away from 0
-    return float(min(max(s, eps), 1.0))
+from synclora.ltx.prompt import encode_text
+from synclora.ltx.vae import decode_normalized, enable_tiling, to_uint8
+from synclora.memory import free_memory
+from synclora.train.checkpoint import (
+    CHECKPOINT_PREFIX,
+    LORA_FILE,
+    find_checkpoints,
+    restore_checkpoint,
+    save_checkpoint,
+    save_lora,
+)
+from synclora.train.config import TrainConfig, TrainResult
+from synclora.train.sampling import euler_sample, sampling_sigmas
+from synclora.train.sigmas import rng, sample_sigma
 
 
 # --- data ------------------------------------------------------------------------------------------------------------
@@ -169,162 +62,18 @@ class Sample:
     frames: int
 
 
-def read_manifest(path: Path) -> dict[str, dict]:
-    """{name: record} of a curate manifest (last line per name wins; broken lines are an input error)."""
-    out = {}
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path.name} line {i} is not JSON ({exc})") from None
-        if not isinstance(rec, dict) or "name" not in rec:
-            raise InputError(f"{path.name} line {i} has no 'name'")
-        out[rec["name"]] = rec
-    return out
-
-
-def select_pairs(data: Path, manifest: Path | None) -> tuple[list, list[tuple[str, str]]]:
-    """Pairs to train on: all complete ones, or only those the manifest keeps. Returns (pairs, skipped reasons)."""
-    from synclora.data.pairs import discover_pairs
-
-    pairs = discover_pairs(data)
-    skipped: list[tuple[str, str]] = []
-    if manifest is not None:
-        records = read_manifest(manifest)
-        kept = []
-        for pair in pairs:
-            rec = records.get(pair.name)
-            if rec is None:
-                skipped.append((pair.name, "not in the manifest"))
-            elif not rec.get("keep"):
-                skipped.append((pair.name, "rejected by curation"))
-            else:
-                kept.append(pair)
-        pairs = kept
-    if not pairs:
-        raise InputError(f"no pairs to train on in {data}" + (f" kept by {manifest.name}" if manifest else ""))
-    return pairs, skipped
-
-
 # --- model loading ---------------------------------------------------------------------------------------------------
 def load_components(config: TrainConfig, dtype: torch.dtype) -> dict:
     """transformer, vae, connectors, and the `3d1t` prompt embedding + mask (before the connectors)."""
-    if config.model == "tiny":
-        from synclora.propagate.tiny import tiny_components, tiny_prompt_embeds
+    from synclora.ltx.components import TRAINING_PARTS
+    from synclora.ltx.components import load_components as load
 
-        comps = tiny_components(seed=config.seed)
-        embeds, mask = tiny_prompt_embeds(seed=config.seed)
-        return dict(transformer=comps["transformer"], vae=comps["vae"], connectors=comps["connectors"],
-                    prompt_embeds=embeds, prompt_mask=mask)
-    from diffusers import AutoencoderKLLTX2Video, LTX2VideoTransformer3DModel
-    from diffusers.pipelines.ltx2 import LTX2TextConnectors
-
-    from synclora.propagate import weights
-
-    base = config.base_dir or weights.resolve_weights().base_dir
-    for sub in ("transformer", "vae", "connectors"):
-        if not (Path(base) / sub).is_dir():
-            raise ModelUnavailableError(f"{base} has no {sub}/ folder; pass --base with a diffusers LTX-2.3 folder")
-    embeds, mask, _ = weights.load_prompt_cache(config.prompt_cache or weights.default_prompt_cache())
-    kw = dict(torch_dtype=dtype)
-    return dict(
-        transformer=LTX2VideoTransformer3DModel.from_pretrained(base, subfolder="transformer", **kw),
-        vae=AutoencoderKLLTX2Video.from_pretrained(base, subfolder="vae", **kw),
-        connectors=LTX2TextConnectors.from_pretrained(base, subfolder="connectors", **kw),
-        prompt_embeds=embeds,
-        prompt_mask=mask,
+    comps, embeds, mask = load(
+        config.model, dtype, parts=TRAINING_PARTS, base_dir=config.base_dir, prompt_cache=config.prompt_cache,
+        seed=config.seed, hint="pass --base with a diffusers LTX-2.3 folder",
     )
-
-
-# --- LoRA <-> released file ------------------------------------------------------------------------------------------
-def lora_state_dict(transformer: torch.nn.Module, alpha: float, rank: int) -> dict[str, torch.Tensor]:
-    """The adapter's tensors with diffusers names, alpha/rank folded into lora_B (released files carry no alpha)."""
-    from peft.utils import get_peft_model_state_dict
-
-    sd = get_peft_model_state_dict(transformer)
-    scale = alpha / rank
-    return {k: (v.detach().float() * scale if ".lora_B." in k and scale != 1.0 else v.detach().float()) for k, v in sd.items()}
-
-
-def save_lora(path: Path, transformer: torch.nn.Module, config: TrainConfig, step: int, dtype: torch.dtype) -> Path:
-    from synclora.propagate.weights import save_released_lora
-
-    sd = {k: v.to(dtype) for k, v in lora_state_dict(transformer, config.alpha, config.rank).items()}
-    return save_released_lora(
-        path, sd, reference_downscale_factor=config.reference_downscale_factor,
-        rank=config.rank, alpha=config.rank, step=step, caption="3d1t", trainer="synclora",
-        base_model="tiny" if config.model == "tiny" else "LTX-2.3-dev",
-    )
-
-
-def load_lora_into(transformer: torch.nn.Module, path: Path, config: TrainConfig) -> None:
-    """Put a released-format file back into the peft adapter (alpha/rank un-folded); every key must match."""
-    from peft.utils import set_peft_model_state_dict
-
-    from synclora.propagate.weights import read_lora, released_to_diffusers
-
-    sd = released_to_diffusers(read_lora(path).state_dict)
-    scale = config.alpha / config.rank
-    sd = {k: (v / scale if ".lora_B." in k and scale != 1.0 else v) for k, v in sd.items()}
-    result = set_peft_model_state_dict(transformer, sd)
-    unexpected = getattr(result, "unexpected_keys", []) or []
-    expected = {k for k in transformer.state_dict() if "lora_" in k}
-    if unexpected or len(sd) != len(expected):
-        raise ModelUnavailableError(
-            f"{path} does not fit this model ({len(sd)} tensors for {len(expected)} LoRA weights"
-            + (f", e.g. unexpected {unexpected[0]}" if unexpected else "") + "); was it trained with another rank or base?"
-        )
-
-
-# --- optimizer state as safetensors + JSON (no pickle) ---------------------------------------------------------------
-def save_optimizer(path: Path, optimizer: torch.optim.Optimizer) -> None:
-    from safetensors.torch import save_file
-
-    sd = optimizer.state_dict()
-    tensors, scalars = {}, {}
-    for idx, state in sd["state"].items():
-        for key, value in state.items():
-            if torch.is_tensor(value):
-                tensors[f"{idx}.{key}"] = value.detach().contiguous().cpu()
-            else:
-                scalars[f"{idx}.{key}"] = value
-    groups = json.dumps(sd["param_groups"], default=lambda o: list(o) if isinstance(o, tuple) else str(o))
-    save_file(tensors, str(path), metadata={"param_groups": groups, "scalars": json.dumps(scalars)})
-
-
-def load_optimizer(path: Path, optimizer: torch.optim.Optimizer) -> None:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata()
-        state: dict[int, dict] = {}
-        for key in f.keys():
-            idx, name = key.split(".", 1)
-            state.setdefault(int(idx), {})[name] = f.get_tensor(key)
-    for key, value in json.loads(meta["scalars"]).items():
-        idx, name = key.split(".", 1)
-        state.setdefault(int(idx), {})[name] = value
-    groups = json.loads(meta["param_groups"])
-    for g in groups:
-        if "betas" in g:
-            g["betas"] = tuple(g["betas"])
-    optimizer.load_state_dict({"state": state, "param_groups": groups})
-
-
-def find_checkpoints(output: Path) -> list[tuple[int, Path]]:
-    """Complete checkpoints (state.json present), oldest first."""
-    root = output / "checkpoints"
-    found = []
-    if root.is_dir():
-        for d in root.iterdir():
-            if d.name.startswith(CHECKPOINT_PREFIX) and (d / STATE_FILE).is_file():
-                try:
-                    found.append((int(d.name[len(CHECKPOINT_PREFIX):]), d))
-                except ValueError:
-                    continue
-    return sorted(found)
+    return dict(transformer=comps["transformer"], vae=comps["vae"], connectors=comps["connectors"],
+                prompt_embeds=embeds, prompt_mask=mask)
 
 
 # --- the trainer -----------------------------------------------------------------------------------------------------
@@ -340,7 +89,7 @@ class ICLoRATrainer:
         self._prepared = False
 
     # -- setup --
-    def prepare(self) -> "ICLoRATrainer":
+    def prepare(self) -> ICLoRATrainer:
         from accelerate import Accelerator
         from peft import LoraConfig
 
@@ -348,31 +97,27 @@ class ICLoRATrainer:
         mp = c.mixed_precision
         if mp == "auto":
             mp = "bf16" if torch.cuda.is_available() else "no"
-        self.accelerator = Accelerator(mixed_precision=mp, gradient_accumulation_steps=c.grad_accum)
+        # cpu=True without CUDA: otherwise accelerate ignores torchrun's ranks on a CPU machine and every process
+        # trains alone, all writing the same run folder.
+        self.accelerator = Accelerator(mixed_precision=mp, gradient_accumulation_steps=c.grad_accum,
+                                       cpu=not torch.cuda.is_available())
         acc = self.accelerator
         self.device = acc.device
         self.weight_dtype = torch.bfloat16 if mp == "bf16" else torch.float32
         comps = load_components(c, self.weight_dtype)
         transformer, vae, connectors = comps["transformer"], comps["vae"], comps["connectors"]
         self.vae = vae.to(self.device).eval().requires_grad_(False)
-        if c.model == "real":  # 81 frames at 512²: encode/decode in tiles (the tiny VAE must not: see tiny.py)
-            self.vae.use_framewise_encoding = self.vae.use_framewise_decoding = True
-            self.vae.enable_tiling()
+        if c.model == "real":  # 81 frames at 512²: encode/decode in tiles (the tiny VAE must not: see ltx/tiny.py)
+            enable_tiling(self.vae)
         self.temporal_ratio = int(vae.temporal_compression_ratio)
         self.spatial_ratio = int(vae.spatial_compression_ratio)
         self._check_size()
 
         # Text: the constant prompt through the frozen connectors, once; then the connectors can go.
-        with torch.no_grad():
-            connectors.to(self.device)
-            pe = comps["prompt_embeds"].to(self.device, self.weight_dtype)
-            pm = comps["prompt_mask"].to(self.device)
-            video_text, audio_text, text_mask = connectors(pe, pm, padding_side="left")
-        self.text = (video_text.detach(), audio_text.detach(), text_mask.detach())
+        self.text = encode_text(connectors, comps["prompt_embeds"], comps["prompt_mask"], self.device,
+                                self.weight_dtype)
         del connectors, comps
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        free_memory()
 
         self._cache_latents()
 
@@ -421,7 +166,7 @@ class ICLoRATrainer:
         for pair in pairs:
             try:
                 src, tgt = io.probe(pair.source), io.probe(pair.target)
-            except Exception as exc:  # unreadable file: skip the pair, say why
+            except Exception as exc:  # noqa: BLE001 - unreadable file: skip the pair, say why
                 self.skipped.append((pair.name, f"unreadable: {exc}"))
                 continue
             if src.n_frames != tgt.n_frames:
@@ -441,7 +186,7 @@ class ICLoRATrainer:
                     t = cache.get(pair.target, ClipSize(c.width, c.height, frames))
                 except torch.OutOfMemoryError:
                     raise
-                except Exception as exc:  # a damaged video skips its pair, with the reason in the log
+                except Exception as exc:  # noqa: BLE001 - a damaged video skips its pair, with the reason in the log
                     self.skipped.append((pair.name, f"unreadable: {exc}"))
                     continue
                 self.samples.append(Sample(pair.name, s, t, frames))
@@ -517,15 +262,19 @@ class ICLoRATrainer:
         return (per_token * keep).sum() / keep.sum().clamp(min=1.0)
 
     def _draw(self, micro_step: int) -> tuple[Sample, float, torch.Tensor, torch.Tensor, dict]:
-        """Data, σ, noise and condition mask of one micro-step: a pure function of (seed, rank, micro_step)."""
+        """Data, σ, noise and condition mask of one micro-step: a pure function of (seed, global draw index).
+
+        The global index counts draws across processes (micro_step × processes + rank), so how the batch is split
+        does not change what is drawn: N processes with accumulation A see exactly the pairs, σ and noise of one
+        process with accumulation N·A (tests/test_train_distributed.py holds the two runs to each other)."""
         acc, c = self.accelerator, self.config
         n = len(self.samples)
         g_index = micro_step * acc.num_processes + acc.process_index
         epoch, pos = divmod(g_index, n)
-        order = torch.randperm(n, generator=_rng(c.seed, 1, epoch))
+        order = torch.randperm(n, generator=rng(c.seed, 1, epoch))
         sample = self.samples[int(order[pos])]
         tok = self._tokens(sample)
-        g = _rng(c.seed, 2, acc.process_index, micro_step)
+        g = rng(c.seed, 2, g_index)
         sigma = sample_sigma(g, tok["x0"].shape[1], c.uniform_sigma_p)
         noise = torch.randn(tok["x0"].shape, generator=g).to(self.device)
         cond = torch.zeros(1, tok["x0"].shape[1], dtype=torch.bool, device=self.device)
@@ -539,7 +288,7 @@ class ICLoRATrainer:
         losses = []
         for i, sample in enumerate(self.samples[:max_pairs]):
             tok = self._tokens(sample)
-            g = _rng(seed, i)
+            g = rng(seed, i)
             cond = torch.zeros(1, tok["x0"].shape[1], dtype=torch.bool, device=self.device)
             cond[:, : tok["per_frame"]] = True
             for sigma in sigmas:
@@ -563,59 +312,24 @@ class ICLoRATrainer:
         x0 = tok["x0"]
         cond = torch.zeros(1, x0.shape[1], dtype=torch.bool, device=self.device)
         cond[:, : tok["per_frame"]] = True
-        g = _rng(seed, 3)
-        x = torch.randn(x0.shape, generator=g).to(self.device)
-        x = torch.where(cond[..., None], x0, x)
-        shift = math.exp(sigma_shift(x0.shape[1]))
-        lin = torch.linspace(1.0, 0.0, steps + 1)
-        sigmas = (shift * lin / (1 + (shift - 1) * lin)).tolist()
-        for s, s_next in zip(sigmas[:-1], sigmas[1:]):
+        noise = torch.randn(x0.shape, generator=rng(seed, 3)).to(self.device)
+
+        def velocity(x: torch.Tensor, sigma: float) -> torch.Tensor:
             with self.accelerator.autocast():
-                v = self._velocity(self.transformer_raw, x, tok["ref"], s, cond, tok["coords"])
-            x = torch.where(cond[..., None], x0, x + (s_next - s) * v)
+                return self._velocity(self.transformer_raw, x, tok["ref"], sigma, cond, tok["coords"])
+
+        x = euler_sample(velocity, x0, cond, noise, sampling_sigmas(steps, x0.shape[1]))
         f, h, w = tok["shape"]
         tr = self.transformer_raw
         lat = LTX2InContextPipeline._unpack_latents(x, f, h, w, tr.config.patch_size, tr.config.patch_size_t)
-        vae = self.vae
-        mean = vae.latents_mean.view(1, -1, 1, 1, 1).to(lat)
-        std = vae.latents_std.view(1, -1, 1, 1, 1).to(lat)
-        lat = lat * std / vae.config.scaling_factor + mean
-        temb = torch.zeros(1, device=self.device, dtype=vae.dtype) if vae.config.timestep_conditioning else None
-        video = vae.decode(lat.to(vae.dtype), temb, return_dict=False)[0]  # (1, 3, T, H, W) in [-1, 1]
-        frames = ((video[0].float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 3, 0).cpu().numpy()
-        return frames
+        return to_uint8(decode_normalized(self.vae, lat))
 
     # -- checkpoints --
     def _save_checkpoint(self, step: int) -> Path:
-        c = self.config
-        folder = c.output / "checkpoints" / f"{CHECKPOINT_PREFIX}{step:08d}"
-        folder.mkdir(parents=True, exist_ok=True)
-        save_lora(folder / LORA_FILE, self.transformer_raw, c, step, torch.float32)
-        save_optimizer(folder / OPTIMIZER_FILE, self.optimizer)
-        state = {"step": step, "lr_scheduler": self.lr_scheduler.state_dict(), "config": c.to_dict(),
-                 "time": time.strftime("%Y-%m-%d %H:%M:%S")}
-        tmp = folder / f".{STATE_FILE}.tmp"
-        tmp.write_text(json.dumps(state, indent=2, default=str))
-        os.replace(tmp, folder / STATE_FILE)
-        for _, old in find_checkpoints(c.output)[: -c.keep_checkpoints] if c.keep_checkpoints > 0 else []:
-            shutil.rmtree(old, ignore_errors=True)
-        return folder
+        return save_checkpoint(self.config, step, self.transformer_raw, self.optimizer, self.lr_scheduler)
 
     def _resume(self) -> int:
-        found = find_checkpoints(self.config.output)
-        if not found:
-            return 0
-        step, folder = found[-1]
-        state = json.loads((folder / STATE_FILE).read_text())
-        saved = state.get("config", {})
-        for key in ("rank", "alpha", "model", "reference_downscale_factor"):
-            if key in saved and saved[key] != self.config.to_dict()[key]:
-                raise InputError(f"checkpoint {folder.name} was trained with {key}={saved[key]}, this run asks "
-                                 f"{self.config.to_dict()[key]}; use another --output or the same setting")
-        load_lora_into(self.transformer_raw, folder / LORA_FILE, self.config)
-        load_optimizer(folder / OPTIMIZER_FILE, self.optimizer)
-        self.lr_scheduler.load_state_dict(state["lr_scheduler"])
-        return int(state["step"])
+        return restore_checkpoint(self.config, self.transformer_raw, self.optimizer, self.lr_scheduler)
 
     def _log_line(self, record: dict) -> None:
         with open(self.config.output / "loss.jsonl", "a", encoding="utf-8") as f:

@@ -9,18 +9,19 @@ Outside a Space `spaces.GPU` returns the function unchanged, so this costs nothi
 from __future__ import annotations
 
 import math
-import os
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
+from synclora import runtime
 from synclora.config import PropagationSettings
 
 F = TypeVar("F", bound=Callable)
 
 # Frames one Sync-LoRA call covers (LTX-2.3 at 8k+1 frames) and new frames per chunk after the shared overlap.
 CHUNK_FRAMES = 81
-# Seconds of GPU per 81-frame chunk at 512² working size. Derived from the H100 forward timings in
-# docs/diffusers.md §4 (stage 1 ≈ 0.6 s × 8 steps, stage 2 ≈ 0.8 s × 3 steps, plus VAE encode/decode and upsampling)
-# with a 1.5× margin for the slower ZeroGPU slice; override with SYNCLORA_GPU_S_PER_CHUNK_FULL / _PREVIEW.
+# Seconds of GPU per 81-frame chunk at 512² working size. Derived from H100 forward-pass timings of the full-size
+# transformer (stage 1 ≈ 0.6 s × 8 steps, stage 2 ≈ 0.8 s × 3 steps, plus VAE encode/decode and upsampling)
+# with a 1.5× margin for the slower ZeroGPU slice; SYNCLORA_GPU_S_PER_CHUNK_FULL / _PREVIEW override them.
 SECONDS_PER_CHUNK = {"full": 24.0, "preview": 10.0}
 # Model warm-up per call (LoRA state, prompt embeddings to GPU), writing the result and the side-by-side.
 FIXED_SECONDS = 20.0
@@ -28,11 +29,15 @@ MIN_SECONDS, MAX_SECONDS = 30, 600
 # One 4-step FLUX.2 [klein] 4B edit at 1024² took 0.87 s on an H200 (benchmarks/bench_instruct.py, random weights);
 # the rest is slack for a slower ZeroGPU slice and the first call's kernel warm-up.
 INSTRUCT_SECONDS = 20
+# Making the `3d1t` prompt cache once at start-up: read Gemma 3 12B (49 GB of float32 files) into the GPU in bf16 and
+# run it on one prompt. Reading dominates; 5 minutes leaves room for a slow disk.
+PROMPT_SECONDS = 300
 
 
 def _per_chunk(quality: str) -> float:
-    env = os.environ.get(f"SYNCLORA_GPU_S_PER_CHUNK_{quality.upper()}")
-    return float(env) if env else SECONDS_PER_CHUNK.get(quality, SECONDS_PER_CHUNK["full"])
+    rt = runtime.current()
+    override = rt.gpu_s_per_chunk_preview if quality == "preview" else rt.gpu_s_per_chunk_full
+    return override if override is not None else SECONDS_PER_CHUNK.get(quality, SECONDS_PER_CHUNK["full"])
 
 
 def gpu_seconds(n_frames: int, settings: PropagationSettings) -> int:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from synclora import config
 from synclora.config import PropagationSettings
 from synclora.pipeline import MAX_FRAMES
 from synclora.ui.glue import ASSETS, GradioPipeline, asset
@@ -33,12 +34,21 @@ PAUSE_JS = """(fps, k) => {
   return Math.min(last, Math.max(0, Math.floor(v.currentTime * fps + 1e-6)));
 }"""
 
-BACKEND_CHOICES = [
-    ("Auto — best available here", "auto"),
-    ("Sync-LoRA — generative, GPU", "synclora"),
-    ("CPU preview — optical flow", "flow"),
-]
-QUALITY_CHOICES = [("Full (two stages)", "full"), ("Preview (first stage, about 2× faster)", "preview")]
+
+def setting_widget(name: str, value, **kw) -> gr.components.Component:
+    """The widget of one propagation setting, from its metadata in `synclora.config` (label, choices, range, hint)."""
+    meta = config.metadata(name)
+    kw.setdefault("label", meta["label"])
+    if meta["info"]:
+        kw.setdefault("info", meta["info"])
+    if meta["choices"]:
+        return gr.Radio([(label, v) for v, label in meta["choices"]], value=value, **kw)
+    if meta["text"]:
+        return gr.Textbox(value=value, **kw)
+    if meta["slider"]:
+        lo, hi, step = meta["slider"]
+        return gr.Slider(lo, hi, value=value, step=step, **kw)
+    return gr.Number(value, precision=0, **kw)
 
 
 def theme() -> gr.themes.Base:
@@ -56,8 +66,14 @@ def css() -> str:
     return (ASSETS / "ui.css").read_text(encoding="utf-8")
 
 
+# Gradio scopes `css` to its content area; the page's own side padding (32 px, an eighth of a phone's width) sits
+# outside it, so it is set in the page head.
+HEAD = ("<style>@media (max-width: 640px) { .gradio-container .main.app { padding-left: 8px; padding-right: 8px; } }"
+        "</style>")
+
+
 def example_rows() -> tuple[list[list], list[str]]:
-    """[video, edited frame, frame index, edit frame] rows and labels from examples/examples.json."""
+    """[video, edited frame, frame index shown, edit index] rows and labels from examples/examples.json."""
     import json
 
     index = EXAMPLES_DIR / "examples.json"
@@ -67,7 +83,7 @@ def example_rows() -> tuple[list[list], list[str]]:
     for ex in json.loads(index.read_text(encoding="utf-8")):
         video, edited = EXAMPLES_DIR / ex["video"], EXAMPLES_DIR / ex["edited"]
         if video.is_file() and edited.is_file():
-            rows.append([str(video), str(edited), int(ex["frame"]), int(ex["frame"])])
+            rows.append([str(video), str(edited), int(ex["edit_index"]), int(ex["edit_index"])])
             labels.append(ex["label"])
     return rows, labels
 
@@ -97,6 +113,19 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
                 frame = gr.Slider(0, MAX_FRAMES - 1, value=0, step=1, label="Frame index", elem_id="frame-slider",
                                   interactive=False, info=asset("help_frame.md"))
                 caption = gr.Markdown("No video yet.", elem_id="frame-caption", label="Frame")
+                # The edited span: a range next to the frame picker, kept around the chosen frame (ui.glue).
+                with gr.Group(elem_id="span-group"):
+                    with gr.Row():
+                        span_start = gr.Slider(0, 1, value=0, step=1, label="Edit from frame", interactive=False,
+                                               elem_id="span-start", min_width=160)
+                        span_end = gr.Slider(0, 1, value=1, step=1, label="… to frame", interactive=False,
+                                             elem_id="span-end", min_width=160)
+                    with gr.Row():
+                        w = {"span": setting_widget("span", d.span, elem_id="span", scale=3, min_width=160,
+                                                    placeholder="whole clip"),
+                             "fade": setting_widget("fade", d.fade, elem_id="fade", scale=2, min_width=120,
+                                                    placeholder="auto")}
+                    span_caption = gr.Markdown("No video yet.", elem_id="span-caption", label="Edited span")
         fps_num = gr.Number(0.0, visible=False, elem_id="fps", label="fps")
 
         # Examples right under the first two steps, so a visitor sees them without scrolling. Their outputs (step 5)
@@ -109,7 +138,7 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
                           buttons=["download"], render=False)
         result_md = gr.Markdown(asset("help_result.md"), elem_id="result-info", render=False, label="Settings")
         edited = gr.Image(label="Edited frame", type="filepath", visible=False, elem_id="edited", render=False)
-        edit_frame = gr.Number(-1, visible=False, precision=0, label="Edited frame index", render=False)
+        edit_frame = gr.Number(-1, visible=False, precision=0, label="Edit index", render=False)
         rows, labels = example_rows()
         if rows:
             gr.Examples(
@@ -136,7 +165,7 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
                         )
                         use_draw = gr.Button("Use this drawing", variant="secondary", elem_id="use-drawing")
                     with gr.Tab("Instruction", id="instruct"):
-                        instruct_status = gr.Markdown(instruct_md, elem_id="instruct-status")
+                        gr.Markdown(instruct_md, elem_id="instruct-status")
                         instruction = gr.Textbox(label="Instruction", lines=2, elem_id="instruction",
                                                  placeholder="e.g. give her round black sunglasses",
                                                  interactive=instruct_ok)
@@ -159,32 +188,23 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
         gr.Markdown("## 4 · Propagate", elem_classes="step")
         with gr.Row(equal_height=False):
             with gr.Column(scale=7, min_width=320):
-                backend = gr.Radio(BACKEND_CHOICES, value=d.backend, label="Backend", elem_id="backend",
-                                   info="Sync-LoRA for any edit; the CPU preview for local colour or accessory edits")
+                # Widgets come from the settings' metadata; this only places them.
+                w["backend"] = setting_widget("backend", d.backend, elem_id="backend")
                 with gr.Row():
-                    quality = gr.Radio(QUALITY_CHOICES, value=d.quality, label="Quality", elem_id="quality", scale=3)
-                    seed = gr.Number(d.seed, precision=0, label="Seed", min_width=120, elem_id="seed", scale=1)
+                    w["quality"] = setting_widget("quality", d.quality, elem_id="quality", scale=3)
+                    w["seed"] = setting_widget("seed", d.seed, min_width=120, elem_id="seed", scale=1)
                 with gr.Accordion("Advanced settings", open=False):
-                    with gr.Row():
-                        fit = gr.Radio([("Pad (keep everything)", "pad"), ("Crop (fill the frame)", "crop")],
-                                       value=d.fit, label="Fit to the model's size")
-                        resolution = gr.Slider(256, 1024, value=d.resolution, step=64, label="Working resolution",
-                                               info="Sync-LoRA works at about N×N pixels")
-                    with gr.Row():
-                        time_mode = gr.Radio([("Exact frames", "exact"), ("Resample to model fps", "resample")],
-                                             value=d.time_mode, label="Timing")
-                        chunk_overlap = gr.Slider(0, 24, value=d.chunk_overlap, step=1, label="Chunk overlap",
-                                                  info="frames shared between chunks of long clips")
-                    with gr.Row():
-                        model = gr.Radio([("Real weights", "real"), ("Tiny test model", "tiny")], value=d.model,
-                                         label="Model")
-                        memory = gr.Radio(["bf16", "fp8", "offload"], value=d.memory, label="GPU memory mode")
+                    for row in (("fit", "resolution"), ("time_mode", "chunk_overlap"), ("model", "memory")):
+                        with gr.Row():
+                            for name in row:
+                                w[name] = setting_widget(name, getattr(d, name))
             with gr.Column(scale=5, min_width=320):
                 run = gr.Button("▶ Propagate the edit", variant="primary", size="lg", elem_id="propagate")
                 gr.Markdown(app.backend_summary(), elem_id="backend-summary")
-                with gr.Accordion("Which backend?", open=False):
+                with gr.Accordion("Which backend? What does this server have?", open=False):
                     gr.Markdown(asset("help_propagate.md"))
-                    gr.Markdown(app.backend_markdown(), elem_id="backends")
+                    backends_md = gr.Markdown(app.backend_markdown(), elem_id="backends")
+                    recheck = gr.Button("Check again", size="sm", variant="secondary", elem_id="recheck")
 
         # 5 -----------------------------------------------------------------------------------------------------
         gr.Markdown("## 5 · Result", elem_classes="step")
@@ -198,26 +218,41 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
                 result_md.render()
             with gr.Column(scale=4, min_width=280):
                 gr.Markdown("### Sync report")
+                report_md = gr.Markdown(asset("help_report.md"), elem_id="report-verdict", label="Verdict")
                 report_img = gr.Image(label="Sync report plot", show_label=False, interactive=False, type="filepath",
                                       elem_id="report-plot", buttons=["fullscreen", "download"])
-                report_md = gr.Markdown(asset("help_report.md"), elem_id="report-verdict", label="Verdict")
+                # No label chip: it would cover the video's own "source" / "result" captions (the verdict names it).
+                report_lm = gr.Video(label="Landmarks the report read (source | result)", show_label=False,
+                                     interactive=False, elem_id="report-landmarks", buttons=["download"], height=240)
 
         # Wiring -------------------------------------------------------------------------------------------------
         light = dict(concurrency_limit=4, concurrency_id="light")
         video.upload(app.prepare_upload, [video], [video], api_visibility="private", **light).then(
-            lambda: (None, None, -1, "No edit yet.", None, None, None), None,
-            [edited, upload, edit_frame, edit_status, result, sbs, report_img], api_visibility="private",
+            lambda: (None, None, -1, "No edit yet.", None, None, None, None), None,
+            [edited, upload, edit_frame, edit_status, result, sbs, report_img, report_lm], api_visibility="private",
         )
-        video.clear(lambda: (None, -1, "No edit yet.", None, None, None), None,
-                    [edited, edit_frame, edit_status, result, sbs, report_img], api_visibility="private")
+        video.clear(lambda: (None, -1, "No edit yet.", None, None, None, None), None,
+                    [edited, edit_frame, edit_status, result, sbs, report_img, report_lm], api_visibility="private")
+        span_inputs = [video, frame, span_start, span_end, w["span"], w["fade"]]
+        span_outputs = [span_start, span_end, w["span"], span_caption]
         video.change(app.load_video, [video, frame, edit_frame, edited],
                      [facts, frame, preview, caption, fps_num, editor, before_after, edit_status],
-                     api_name="load_video", **light)
+                     api_name="load_video", **light).then(
+            app.span_reset, [video], [*span_outputs, w["fade"]], api_visibility="private", **light)
         frame.change(app.pick_frame, [video, frame, edit_frame, edited],
                      [preview, caption, editor, before_after, edit_status], api_name="pick_frame",
                      show_progress="minimal", trigger_mode="always_last", **light)
         frame.change(None, [frame, fps_num], None, js=SEEK_JS, api_visibility="private")
-        video.pause(None, [fps_num, frame], [frame], js=PAUSE_JS, api_visibility="private")
+        video.pause(None, [fps_num, frame], [frame], js=PAUSE_JS, api_visibility="private").then(
+            app.span_follow_frame, span_inputs, span_outputs, api_visibility="private", **light)
+        # Only a person's moves (input, not change) drive the span, so the span and frame updates never loop.
+        span_events = dict(api_visibility="private", show_progress="hidden", trigger_mode="always_last", **light)
+        frame.input(app.span_follow_frame, span_inputs, span_outputs, **span_events)
+        span_start.input(app.span_from_sliders, span_inputs, span_outputs, **span_events)
+        span_end.input(app.span_from_sliders, span_inputs, span_outputs, **span_events)
+        for box in (w["span"], w["fade"]):
+            box.submit(app.span_from_text, span_inputs, span_outputs, **span_events)
+            box.blur(app.span_from_text, span_inputs, span_outputs, **span_events)
 
         edit_outputs = [edited, before_after, edit_frame, edit_status]
         use_draw.click(app.use_drawing, [editor, video, frame], edit_outputs, api_visibility="private", **light)
@@ -227,16 +262,17 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
         instruction.submit(app.use_instruction, [instruction, instruct_seed, video, frame], edit_outputs,
                            api_visibility="private", concurrency_limit=1, concurrency_id="gpu")
 
-        settings_inputs = [backend, quality, seed, fit, resolution, time_mode, chunk_overlap, model, memory]
+        settings_inputs = [w[f.name] for f in config.setting_fields(ui_only=True)]  # edit_video's parameter order
         run.click(app.check_ready, [video, edited, frame, edit_frame], None, api_visibility="private",
                   **light).success(
             app.edit_video, [video, edited, frame, *settings_inputs], [result, sbs, result_md], api_name="edit_video",
-            api_description="Propagate an edited frame through a video: (source video, edited frame image, frame "
-            "index[, backend, quality, seed, fit, resolution, time_mode, chunk_overlap, model, memory]) -> "
-            "(result video, side-by-side video, settings Markdown).",
+            api_description=config.api_description(),
             concurrency_limit=1, concurrency_id="gpu", scroll_to_output=True,
         )
-        result.change(app.sync_report, [video, result, edited], [report_img, report_md], api_name="sync_report",
-                      concurrency_limit=1, concurrency_id="report", show_progress_on=[report_img])
+        result.change(app.sync_report, [video, result, edited, edit_frame, w["span"]],
+                      [report_img, report_md, report_lm], api_name="sync_report", concurrency_limit=1,
+                      concurrency_id="report", show_progress_on=[report_img])
+        recheck.click(app.backend_markdown, None, backends_md, api_name="backend_status", concurrency_limit=1,
+                      concurrency_id="status")
         demo.unload(app.end_session)
     return demo

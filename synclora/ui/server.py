@@ -1,40 +1,56 @@
 """Build the app once per process (models loaded at start-up, as ZeroGPU asks) and launch it with safe defaults.
 
-Settings come from the environment so a Space can be configured without code (all optional):
-SYNCLORA_BACKEND (auto|flow|synclora), SYNCLORA_QUALITY (full|preview), SYNCLORA_MODEL (real|tiny),
-SYNCLORA_MAX_UPLOAD_MB (200), SYNCLORA_QUEUE_SIZE (16), SYNCLORA_PRELOAD (1), SYNCLORA_CACHE_EXAMPLES (1).
+A Space is configured without code, through `SYNCLORA_*` environment variables (all optional; docs/CONFIG.md), read
+once into `synclora.runtime.Runtime`.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
+import time
 
 import gradio as gr
 
+from synclora import runtime
 from synclora.config import PropagationSettings
 from synclora.errors import SyncloraError
-from synclora.ui.glue import DEFAULT_MAX_UPLOAD_MB, GradioPipeline
-from synclora.ui.layout import build, css, theme
+from synclora.ui import gpu
+from synclora.ui.glue import GradioPipeline
+from synclora.ui.layout import HEAD, build, css, theme
 from synclora.ui.session import SessionFiles
 
 log = logging.getLogger(__name__)
 
-DEFAULT_QUEUE_SIZE = 16
+
+def default_settings(rt: runtime.Runtime | None = None) -> PropagationSettings:
+    """The app's default settings: the dataclass's, with the backend, quality and model the environment names."""
+    rt = rt or runtime.current()
+    try:
+        return PropagationSettings.from_values(dict(backend=rt.backend, quality=rt.quality, model=rt.model))
+    except SyncloraError as exc:
+        raise SyncloraError(f"the app's environment (SYNCLORA_BACKEND/QUALITY/MODEL) is invalid: {exc}") from None
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name, default)
+def prepare_prompt_cache(app: GradioPipeline) -> list[str]:
+    """Make the `3d1t` prompt cache now if Sync-LoRA could run but the cache is missing (or corrupt): inside a GPU call
+    (`spaces.GPU` on ZeroGPU, where CUDA exists only inside such calls), fetching only the text encoder. Runs before
+    the model is loaded, so on ZeroGPU the call carries no other weights. Returns notes for the backend panel."""
+    from synclora.ltx import prompt, weights
 
-
-def default_settings() -> PropagationSettings:
-    d = PropagationSettings()
-    return PropagationSettings(
-        backend=_env("SYNCLORA_BACKEND", d.backend),  # type: ignore[arg-type]
-        quality=_env("SYNCLORA_QUALITY", d.quality),  # type: ignore[arg-type]
-        model=_env("SYNCLORA_MODEL", d.model),  # type: ignore[arg-type]
-    )
+    s = app.defaults
+    if s.model == "tiny" or s.backend == "flow":
+        return []
+    try:
+        paths = weights.resolve_weights()
+    except SyncloraError as exc:
+        return [f"Sync-LoRA weights: {exc}"]
+    encode = gpu.gpu(duration=gpu.PROMPT_SECONDS)(prompt.encode_and_store)
+    status = prompt.ensure_prompt_cache(paths.base_dir, encode=encode, say=log.info)
+    (log.info if status.ok else log.warning)("%s", status.message)
+    return [status.message]
 
 
 def preload(app: GradioPipeline) -> list[str]:
@@ -42,11 +58,16 @@ def preload(app: GradioPipeline) -> list[str]:
     from synclora.edit import instruct
     from synclora.propagate import registry
 
-    notes = []
+    notes = prepare_prompt_cache(app)
     try:
-        notes.append(f"backend {registry.preload(app.defaults)} loaded")
+        t0 = time.perf_counter()
+        name = registry.preload(app.defaults)
+        notes.append(f"backend {name} loaded in {time.perf_counter() - t0:.0f} s")
     except SyncloraError as exc:  # the page still works and says why in the backend panel
         notes.append(f"backend not preloaded: {exc}")
+    except Exception as exc:  # a bug or a broken file we did not foresee: the CPU preview still serves everyone
+        log.exception("loading the backend failed")
+        notes.append(f"backend not preloaded: {type(exc).__name__}: {exc}")
     if app.instruct is not None:
         ok, why = instruct.availability()
         if ok:
@@ -59,28 +80,29 @@ def preload(app: GradioPipeline) -> list[str]:
             notes.append(f"instruction editing off: {why}")
     for n in notes:
         log.info(n)
+    app.startup_notes = notes
     return notes
 
 
-def create_app(*, preload_models: bool | None = None, cache_examples: bool | None = None) -> gr.Blocks:
-    """The Blocks app with its `GradioPipeline` (as `demo.synclora`); loads models unless SYNCLORA_PRELOAD=0."""
+def create_app(rt: runtime.Runtime | None = None, *, preload_models: bool | None = None,
+               cache_examples: bool | None = None) -> gr.Blocks:
+    """The Blocks app with its `GradioPipeline` (as `demo.synclora`), configured by `rt` (default: the environment);
+    loads the models unless `rt.preload` is off."""
     from synclora.edit.instruct import shared_editor
 
+    rt = rt or runtime.current()
     app = GradioPipeline(
         files=SessionFiles(),
         instruct=shared_editor(),
-        defaults=default_settings(),
-        max_upload_mb=float(_env("SYNCLORA_MAX_UPLOAD_MB", str(DEFAULT_MAX_UPLOAD_MB))),
+        defaults=default_settings(rt),
+        max_upload_mb=rt.max_upload_mb,
     )
-    if preload_models if preload_models is not None else _env("SYNCLORA_PRELOAD", "1") == "1":
+    if preload_models if preload_models is not None else rt.preload:
         preload(app)
-    if cache_examples is None:
-        cache_examples = _env("SYNCLORA_CACHE_EXAMPLES", "1") == "1"
-    demo = build(app, cache_examples=cache_examples)
+    demo = build(app, cache_examples=rt.cache_examples if cache_examples is None else cache_examples)
     demo.synclora = app  # type: ignore[attr-defined]
-    queue_size = int(_env("SYNCLORA_QUEUE_SIZE", str(DEFAULT_QUEUE_SIZE)))
     # One GPU job at a time (concurrency_id "gpu" has limit 1); light events run beside it; the queue is bounded.
-    demo.queue(max_size=queue_size, default_concurrency_limit=1)
+    demo.queue(max_size=rt.queue_size, default_concurrency_limit=1)
     return demo
 
 
@@ -96,6 +118,7 @@ def launch(demo: gr.Blocks, *, server_name: str | None = None, server_port: int 
         allowed_paths=[],  # results live under the system temp dir, which Gradio serves via its cache only
         theme=theme(),
         css=css(),
+        head=HEAD,
         footer_links=["api", "gradio", "settings"],
         show_error=False,
         prevent_thread_lock=prevent_thread_lock,
@@ -105,7 +128,8 @@ def launch(demo: gr.Blocks, *, server_name: str | None = None, server_port: int 
 
 
 def launch_from_cli(demo: gr.Blocks, argv: list[str] | None = None):
-    """`python app.py [--host H] [--port P] [--share]`; everything else is configured by SYNCLORA_* variables."""
+    """`python app.py [--host H] [--port P] [--share]`; everything else is configured by SYNCLORA_* variables
+    (docs/CONFIG.md)."""
     p = argparse.ArgumentParser(description="Sync-LoRA portrait video editing app")
     p.add_argument("--host", default=None,
                    help="interface to listen on (default: 127.0.0.1, or GRADIO_SERVER_NAME on a Space)")
@@ -129,14 +153,8 @@ def local_server(backend: str = "flow") -> tuple[gr.Blocks, str]:
 
     if backend in _local:
         return _local[backend]
-    env = {"SYNCLORA_BACKEND": backend, "SYNCLORA_CACHE_EXAMPLES": "0", "GRADIO_ANALYTICS_ENABLED": "False"}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        demo = create_app()
-    finally:
-        for k, v in old.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    demo = create_app(dataclasses.replace(runtime.current(), backend=backend, cache_examples=False))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

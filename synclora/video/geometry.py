@@ -67,10 +67,10 @@ class FitPlan:
             return np.ascontiguousarray(_resize(frame[y: y + h, x: x + w], self.work_size))
         x, y, w, h = self.inner
         small = _resize(frame, (w, h))
-        l, t, r, b = self.padding
-        if l or t or r or b:
-            border = cv2.BORDER_REFLECT_101 if min(w, h) > max(l, t, r, b) else cv2.BORDER_REPLICATE
-            small = cv2.copyMakeBorder(small, t, b, l, r, border)
+        left, top, right, bottom = self.padding
+        if left or top or right or bottom:
+            border = cv2.BORDER_REFLECT_101 if min(w, h) > max(self.padding) else cv2.BORDER_REPLICATE
+            small = cv2.copyMakeBorder(small, top, bottom, left, right, border)
         return np.ascontiguousarray(small)
 
     def fit_frames(self, frames: np.ndarray) -> np.ndarray:
@@ -155,7 +155,10 @@ def _choose_size(src_w: int, src_h: int, area: int, multiple: int, max_side: int
                 best, best_cost = (w, h), cost
     if best is None:  # max_side smaller than any candidate: the largest multiple that fits
         side = max(m, (max_side // m) * m if max_side else m)
-        best = (side, max(m, _round_to(side / aspect, m))) if aspect >= 1 else (max(m, _round_to(side * aspect, m)), side)
+        if aspect >= 1:
+            best = (side, max(m, _round_to(side / aspect, m)))
+        else:
+            best = (max(m, _round_to(side * aspect, m)), side)
     return best
 
 

@@ -1,0 +1,102 @@
+"""MediaPipe's face mesh as synclora uses it: tracking mode on frames shrunk by a whole factor, every face's 478
+landmarks in the original frame's pixels.
+
+Shared by the sync report (`metrics.landmarks`: cues per frame), the CPU preview's face guidance
+(`propagate.face_guide`: the map back to the edited frame follows the mesh), the pair curation and the test media.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+
+def landmark_array(landmarks) -> np.ndarray:
+    """(N, 3) float64 from MediaPipe's NormalizedLandmarkList.
+
+    Reads the protobuf wire format directly when every point is (x, y, z) only — 17 bytes each: field tag, length,
+    then three tagged little-endian float32s — which is ~20× faster than 478 × 3 attribute reads (a quarter of a
+    millisecond a frame). Any other layout (visibility or presence set) takes the plain path.
+    """
+    n = len(landmarks.landmark)
+    buf = np.frombuffer(landmarks.SerializeToString(), np.uint8)
+    if buf.size == 17 * n and n:
+        rows = buf.reshape(n, 17)
+        if ((rows[:, 0] == 0x0A) & (rows[:, 1] == 15) & (rows[:, 2] == 0x0D) & (rows[:, 7] == 0x15)
+                & (rows[:, 12] == 0x1D)).all():
+            xyz = np.ascontiguousarray(rows[:, [3, 4, 5, 6, 8, 9, 10, 11, 13, 14, 15, 16]]).view("<f4")
+            return xyz.reshape(n, 3).astype(np.float64)
+    return np.array([(p.x, p.y, p.z) for p in landmarks.landmark], dtype=np.float64)
+
+
+class FaceMeshTracker:
+    """MediaPipe face mesh in tracking mode on downscaled frames. One instance per video (it keeps state).
+
+    Frames are shrunk by a whole factor k (cv2's INTER_AREA fast path: 0.3 ms for 720p against 6 ms for a
+    fractional factor) chosen from the first face found, so the face stays at least `face_px` wide — the landmark
+    model's own input is 192 px, so larger gains nothing. Until a face is found, k keeps the long side near
+    `search_side` (the detector works at 128–192 px anyway).
+    """
+
+    def __init__(self, *, face_px: int = 192, search_side: int = 640, static: bool = False,
+                 min_confidence: float = 0.5, max_faces: int = 1):
+        os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ warnings are not for the user
+        import mediapipe as mp
+
+        self.face_px = face_px
+        self.search_side = search_side
+        self.factor: int | None = None  # fixed after the first face
+        self._mesh = mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=static,
+            max_num_faces=max_faces,
+            refine_landmarks=True,
+            min_detection_confidence=min_confidence,
+            min_tracking_confidence=min_confidence,
+        )
+
+    def close(self) -> None:
+        self._mesh.close()
+
+    def __enter__(self) -> FaceMeshTracker:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def scale(self, width: int, height: int) -> int:
+        """The whole factor the next frame of this size is shrunk by."""
+        return self.factor if self.factor is not None else max(1, int(round(max(height, width) / self.search_side)))
+
+    def landmarks(self, frame) -> np.ndarray | None:
+        """(478, 3) landmarks in the original frame's pixels, or None if no face.
+
+        `frame`: an RGB uint8 array or a lazy frame (`synclora.video.lazy`), which shrinks straight from its planes.
+        """
+        found = self.faces(frame)
+        return found[0] if found else None
+
+    def faces(self, frame) -> list[np.ndarray]:
+        """(478, 3) landmarks of each face found (up to `max_faces`), in the original frame's pixels.
+
+        x, y are MediaPipe's normalised coordinates times the frame size (a pixel's centre is at index + 0.5).
+        """
+        from synclora.video.lazy import as_frame
+
+        frame = as_frame(frame)
+        k = self.scale(frame.width, frame.height)
+        img = frame.reduced(k)  # drops < k edge pixels so the factor is exact
+        res = self._mesh.process(np.ascontiguousarray(img))
+        if not res.multi_face_landmarks:
+            return []
+        ih, iw = img.shape[:2]
+        found = []
+        for face in res.multi_face_landmarks:
+            pts = landmark_array(face)
+            pts *= (iw * k, ih * k, iw * k)
+            found.append(pts)
+        if self.factor is None:
+            face_w = float(found[0][:, 0].max() - found[0][:, 0].min())
+            # Fixed from here on: tracking state and cue scale stay consistent for the whole video.
+            self.factor = max(1, int(face_w // self.face_px))
+        return found

@@ -1,0 +1,163 @@
+"""Reading frames of the CFR clip `probe` describes: frame i is at time i / fps, rotation applied, RGB uint8."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import av
+import cv2
+import numpy as np
+
+from synclora.errors import InputError
+from synclora.video.colour import frame_to_rgb
+from synclora.video.container import open_input, short_error
+from synclora.video.probe import Timeline, VideoInfo, probe, timeline
+
+T = TypeVar("T")
+
+
+def check_range(info: VideoInfo, start: int, stop: int | None) -> tuple[int, int]:
+    n = info.n_frames
+    stop = n if stop is None else stop
+    if not (0 <= start <= n) or not (start <= stop <= n):
+        raise InputError(f"Frame range [{start}, {stop}) is outside {info.path.name}, which has frames 0 to {n - 1}.")
+    return start, stop
+
+
+def iter_frames(
+    path: str | os.PathLike,
+    *,
+    start: int = 0,
+    stop: int | None = None,
+    size: tuple[int, int] | None = None,
+) -> Iterator[np.ndarray]:
+    """Yield RGB uint8 (H, W, 3) frames start..stop-1 of the CFR clip, rotation applied.
+
+    `size=(w, h)` resizes each frame on the fly (cv2.INTER_AREA) so long clips at working size fit in memory.
+    """
+    path = Path(path)
+    tl = timeline(path)
+    start, stop = check_range(tl.info, start, stop)
+    if start == stop:
+        return
+    if size is not None:
+        size = (int(size[0]), int(size[1]))
+        if size[0] <= 0 or size[1] <= 0:
+            raise ValueError(f"size must be positive, got {size}")
+
+    def convert(frame: av.VideoFrame) -> np.ndarray:
+        img = frame_to_rgb(frame)
+        if tl.rot_k:
+            img = np.rot90(img, tl.rot_k)
+        if size is not None and (img.shape[1], img.shape[0]) != size:
+            img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+        return np.ascontiguousarray(img)
+
+    yield from iter_slots(path, tl, start, stop, convert)
+
+
+def iter_slots(path: Path, tl: Timeline, start: int, stop: int, convert: Callable[[av.VideoFrame], T]
+               ) -> Iterator[T]:
+    """`convert(av.VideoFrame)` for every CFR slot start..stop-1 of the timeline; a slot that repeats a frame gets
+    `.copy()` of the converted value (`synclora.video.lazy` passes frames that convert only on demand)."""
+    slots = tl.slot_src
+    first_src = int(slots[start])
+
+    with open_input(path) as container:
+        vs = container.streams.video[[s.index for s in container.streams.video].index(tl.stream_index)]
+        vs.thread_type = "AUTO"
+        counter = 0
+        if first_src > 0 and tl.seekable:
+            try:
+                container.seek(int(tl.src_pts[first_src]), stream=vs, backward=True, any_frame=False)
+                counter = -1  # unknown until a frame with a known pts arrives
+            except av.FFmpegError:
+                container.seek(0)
+        j = start
+        prev: av.VideoFrame | None = None
+        prev_img: np.ndarray | None = None
+        prev_k = -1
+        try:
+            for frame in container.decode(vs):
+                if tl.seekable and frame.pts is not None:
+                    i = int(np.searchsorted(tl.src_pts, frame.pts))
+                    if i >= len(tl.src_pts) or tl.src_pts[i] != frame.pts:
+                        continue  # not on the timeline (e.g. cut by an edit list)
+                    k = i
+                elif counter < 0:
+                    # after a seek, a frame without a timestamp cannot be placed: decode from the start instead
+                    yield from _iter_slots_sequential(path, tl, start, stop, convert)
+                    return
+                else:
+                    k = counter
+                counter = k + 1
+                if k <= prev_k:
+                    continue  # a duplicate presentation time; the timeline counted it once
+                if prev_k < 0 and k > first_src:
+                    # the seek landed after the target (broken index): fall back to plain decoding
+                    yield from _iter_slots_sequential(path, tl, start, stop, convert)
+                    return
+                # slots that show a frame before k show the previous frame
+                while j < stop and slots[j] < k:
+                    if prev is None:
+                        raise InputError(f"{path.name}: frame {j} could not be decoded.")
+                    yield (prev_img := convert(prev)) if prev_img is None else prev_img.copy()
+                    j += 1
+                prev, prev_img, prev_k = frame, None, k
+                while j < stop and slots[j] == k:
+                    yield (prev_img := convert(frame)) if prev_img is None else prev_img.copy()
+                    j += 1
+                if j >= stop:
+                    return
+        except av.FFmpegError as e:
+            raise InputError(f"{path.name} could not be decoded after frame {j} ({short_error(e)}).") from e
+        while j < stop and prev is not None and slots[j] <= prev_k:
+            yield (prev_img := convert(prev)) if prev_img is None else prev_img.copy()
+            j += 1
+        if j < stop:
+            raise InputError(f"{path.name} is damaged: only {j} of its {tl.info.n_frames} frames could be decoded.")
+
+
+def _iter_slots_sequential(path: Path, tl: Timeline, start: int, stop: int, convert: Callable[[av.VideoFrame], T]
+                           ) -> Iterator[T]:
+    """Decode from the first frame counting frames in presentation order (no seeking, no pts lookups)."""
+    slots = tl.slot_src
+    j = start
+    with open_input(path) as container:
+        vs = container.streams.video[[s.index for s in container.streams.video].index(tl.stream_index)]
+        vs.thread_type = "AUTO"
+        for k, frame in enumerate(container.decode(vs)):
+            img = None
+            while j < stop and slots[j] <= k:
+                yield (img := convert(frame)) if img is None else img.copy()
+                j += 1
+            if j >= stop:
+                return
+    if j < stop:
+        raise InputError(f"{path.name} is damaged: only {j} of its {tl.info.n_frames} frames could be decoded.")
+
+
+def read_frames(
+    path: str | os.PathLike, *, start: int = 0, stop: int | None = None, size: tuple[int, int] | None = None
+) -> np.ndarray:
+    """All frames start..stop-1 as one (T, H, W, 3) uint8 array (see `iter_frames`)."""
+    info = probe(path)
+    start, stop = check_range(info, start, stop)
+    w, h = size if size is not None else (info.width, info.height)
+    out = np.empty((stop - start, h, w, 3), dtype=np.uint8)
+    i = 0
+    for i, img in enumerate(iter_frames(path, start=start, stop=stop, size=size)):
+        out[i] = img
+    return out
+
+
+def read_frame(path: str | os.PathLike, index: int) -> np.ndarray:
+    """Frame `index` of the CFR clip (seeks to the nearest keyframe before it)."""
+    info = probe(path)
+    if not 0 <= index < info.n_frames:
+        raise InputError(f"Frame {index} does not exist: {info.path.name} has frames 0 to {info.n_frames - 1}.")
+    return next(iter_frames(path, start=index, stop=index + 1))
+
