@@ -250,3 +250,37 @@ def test_too_small_frames_rejected():
     frames = np.zeros((3, 8, 8, 3), np.uint8)
     with pytest.raises(InputError):
         _run(frames, frames[0])
+
+
+@pytest.mark.parametrize("size", [(512, 512), (1280, 720), (1920, 1080), (1000, 600), (333, 777), (200, 200)])
+def test_the_map_is_upsampled_only_where_needed_with_the_full_resize_values(size):
+    """The final warp's map and confidence come from a crop of the small map; every box must read what upsampling the
+    whole map would have given (same bilinear weights), up to float rounding."""
+    from synclora.propagate.flow import _Upsampler
+
+    w, h = size
+    s = min(1.0, 256 / max(w, h))
+    fw, fh = max(8, round(w * s)), max(8, round(h * s))
+    rng = np.random.default_rng(0)
+    m = (rng.normal(size=(fh, fw, 2)) * 50).astype(np.float32)
+    full = cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR)
+    up = _Upsampler((fw, fh), (w, h))
+    boxes = [(0, 0, w, h), (0, 0, 1, 1), (w - 1, h - 1, w, h)]
+    for _ in range(50):
+        x0, y0 = int(rng.integers(0, w)), int(rng.integers(0, h))
+        boxes.append((x0, y0, int(rng.integers(x0 + 1, w + 1)), int(rng.integers(y0 + 1, h + 1))))
+    for x0, y0, x1, y1 in boxes:
+        got = up.box(m, (x0, y0, x1, y1))
+        assert got.shape == (y1 - y0, x1 - x0, 2)
+        np.testing.assert_allclose(got, full[y0:y1, x0:x1], atol=0.01)
+
+
+def test_opencv_threads_are_restored_after_overlapping_propagations():
+    from synclora.propagate.flow import _opencv_serial
+
+    before = cv2.getNumThreads()
+    with _opencv_serial():
+        with _opencv_serial():
+            assert cv2.getNumThreads() == 1  # 0 = run in the calling thread (reported as one)
+        assert cv2.getNumThreads() == 1
+    assert cv2.getNumThreads() == before

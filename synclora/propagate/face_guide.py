@@ -25,7 +25,8 @@ so the map from frame t back to frame 0 is known directly, without chaining: pie
   map and the two agree; a hand over the face fails both and fades the edit as before.
 * **Cost.** Faces are counted once per segment with MediaPipe's face detector on a few frames; the mesh then runs in
   tracking mode with that many faces (its detector only runs again after a face is lost), and only for faces the edit
-  touches. Tracking, the mesh's map and its judgement run on the flow's worker thread, at the flow's resolution.
+  touches. Tracking, the mesh's map and its judgement run on a worker thread of their own, at the flow's
+  resolution, beside the flow's.
 * **Notices.** Each segment reports facts (faces found, frames guided, frames a face was lost); `notices` turns the
   facts of all segments of a clip into what the user reads: no face at all (the preview cannot follow a face and lip
   sync cannot be judged), no face in the edited frame, several faces followed, frames where a face was lost.
@@ -167,6 +168,7 @@ class _Track:
     size: float  # eye span in frame 0 (px)
     ref_ids: np.ndarray | None = None  # frame 0's triangle ids at flow resolution (-1: none)
     ref_box: tuple[int, int] = (0, 0)  # offset of ref_ids
+    ref_pad: np.ndarray | None = None  # ref_ids with a border of -1 (lookups one pixel outside its box)
     edited: tuple[bool, ...] = (False,) * len(_HOLES)  # per hole: does the edit reach inside it in frame 0?
     active: np.ndarray | None = None  # (K,) bool: the triangles near the edit, the only ones mapped (None: all)
 
@@ -227,7 +229,7 @@ class FaceGuide:
                 continue
             tr = _Track(ref=pts, last=pts[:, :2].mean(0), size=span)
             ids, box = guide._raster(guide._to_flow(pts))
-            tr.ref_ids, tr.ref_box = ids, box
+            tr.ref_ids, tr.ref_box, tr.ref_pad = ids, box, np.pad(ids, 1, constant_values=-1)
             guide.tracks.append(tr)
         guide.found = len(guide.tracks)
         if not guide.tracks:
@@ -258,7 +260,7 @@ class FaceGuide:
     def track(self, frame: np.ndarray, g: np.ndarray, g0: np.ndarray) -> list[Seen | None]:
         """Each tracked face in `frame` (None where lost) with its map to frame 0; `g`, `g0` are frames t and 0 in grey
         at the flow's size. Call once per frame, in order, from one thread (the tracker has state); it needs nothing
-        from the flow, so it runs ahead on the flow's worker thread."""
+        from the flow, so it runs ahead on a worker thread of its own."""
         if not self.active:
             return []
         found = self._detect(frame)
@@ -273,11 +275,12 @@ class FaceGuide:
                 self.tracks[i].last = found[j][:, :2].mean(0)
                 got = self._face_map(self.tracks[i], self._to_flow(found[j]))
                 if got is not None:
-                    seen.box, seen.face_map, seen.weight, surface = got
-                    seen.error, seen.ok = self._judge(self.tracks[i], seen, surface, g, g0)
+                    seen.box, seen.face_map, seen.weight, surface, mapped = got
+                    seen.error, seen.ok = self._judge(self.tracks[i], seen, surface, mapped, g, g0)
         return out
 
-    def _judge(self, tr: _Track, seen: Seen, surface: np.ndarray, g: np.ndarray, g0: np.ndarray):
+    def _judge(self, tr: _Track, seen: Seen, surface: np.ndarray, mapped: np.ndarray, g: np.ndarray,
+               g0: np.ndarray):
         """How well frame 0 seen through the mesh's map explains frame t: the error over the choice window, and 0..1
         trust. Trust is judged over the face's surface only (thin lips next to an opened mouth must not be judged by
         the teeth and throat) and over a window a fraction of the face wide (an occluder, a hand, is a region; a lip
@@ -287,13 +290,15 @@ class FaceGuide:
         x0, y0, x1, y1 = seen.box
         scale = tr.size * self.flow_size[0] / self.size[0]  # the eye span in flow pixels
         warped = cv2.remap(g0, seen.face_map, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        diff = cv2.absdiff(warped, g[y0:y1, x0:x1]).astype(np.float32)
+        # judged over the mapped pixels only (elsewhere the map means nothing)
+        diff = cv2.absdiff(warped, g[y0:y1, x0:x1]).astype(np.float32) * mapped
         win = max(3, int(c.choice_win * scale) | 1)
-        error = cv2.blur(diff, (win, win))
+        error = cv2.blur(diff, (win, win)) / np.maximum(cv2.blur(mapped, (win, win)), 1e-3)
         win = max(3, int(c.photo_win * scale) | 1)
         err = cv2.blur(diff * surface, (win, win)) / np.maximum(cv2.blur(surface, (win, win)), 1e-3)
         ok = np.clip((c.photo_hi - err) / (c.photo_hi - c.photo_lo), 0.0, 1.0)
-        px = np.clip((c.pixel_hi - cv2.blur(diff, (3, 3))) / (c.pixel_hi - c.pixel_lo), 0.0, 1.0)
+        px = np.clip((c.pixel_hi - cv2.blur(diff, (3, 3)) / np.maximum(cv2.blur(mapped, (3, 3)), 1e-3))
+                     / (c.pixel_hi - c.pixel_lo), 0.0, 1.0)
         # not inside the openings: what shows there changes by itself (a look aside, a lid, the tongue), and what the
         # edit put there (a lens's tint) is re-applied to it
         np.minimum(ok, 1.0 - surface * (1.0 - px), out=ok)
@@ -421,8 +426,9 @@ class FaceGuide:
         out[:, 1] = (pts[:, 1] + 0.5) * fh / h - 0.5
         return out
 
-    def _visible(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(triangle ids to draw, in far-to-near order; all triangles' 2-D corners) for landmarks `p` (flow px)."""
+    def _visible(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(triangle ids to draw, in far-to-near order; all triangles' 2-D corners; all triangles' depths) for
+        landmarks `p` (flow px)."""
         top = topology()
         corners = p[top.tris, :2]  # (K, 3, 2)
         e1, e2 = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
@@ -431,16 +437,16 @@ class FaceGuide:
         front = np.sign(area[surf].sum()) or 1.0
         draw = np.where(surf, area * front > 1e-3, np.abs(area) > 1e-3)
         ids = np.flatnonzero(draw)
-        depth = p[top.tris[ids], 2].mean(1)
-        return ids[np.argsort(-depth, kind="stable")], corners  # MediaPipe's z grows away from the camera
+        depth = p[:, 2][top.tris].mean(1)
+        return ids[np.argsort(-depth[ids], kind="stable")], corners, depth  # MediaPipe's z grows away from the camera
 
     def _raster(self, p: np.ndarray, active: np.ndarray | None = None) -> tuple[np.ndarray, tuple[int, int]]:
-        """Triangle id per flow pixel over the box of the (active) triangles, and the box's offset: -1 off the face,
-        -2 on a triangle that is not active. Each active triangle is one drawing call, nearer over farther; the others
-        are two calls in all, those farther than the active ones' median depth first and the rest last, so they still
-        hide what they hide (a nose over a cheek) at the cost of a wrong pixel where they merely touch."""
+        """Triangle id per flow pixel over the box of the (active) triangles, and the box's offset; -1 off the face and
+        on triangles that are not active. Each active triangle is one drawing call, nearer over farther; the inactive
+        ones nearer than the active ones' median depth are then one call over them, so they still hide what they hide
+        (a nose over a cheek) at the cost of a wrong pixel where they merely touch."""
         fw, fh = self.flow_size
-        order, corners = self._visible(p)
+        order, corners, depth = self._visible(p)
         on = order if active is None else order[active[order]]
         span = corners[on].reshape(-1, 2) if len(on) else p[:, :2]
         x0, y0 = (max(0, int(np.floor(v)) - 1) for v in span.min(0))
@@ -449,31 +455,39 @@ class FaceGuide:
         if not ids.size or not len(on):
             return ids, (x0, y0)
         q = np.round((corners - (x0, y0)) * 16).astype(np.int32)
-        off = order[~active[order]] if active is not None else order[:0]
-        tris = topology().tris
-        depth = p[tris[off], 2].mean(1)
-        middle = float(np.median(p[tris[on], 2].mean(1)))
-        if (depth >= middle).any():
-            cv2.fillPoly(ids, list(q[off[depth >= middle]]), -2, cv2.LINE_8, 4)
-        for k in on.tolist():
-            cv2.fillConvexPoly(ids, q[k], k, cv2.LINE_8, 4)
-        if (depth < middle).any():
-            cv2.fillPoly(ids, list(q[off[depth < middle]]), -2, cv2.LINE_8, 4)
+        for k, poly in zip(on.tolist(), q[on]):
+            cv2.fillConvexPoly(ids, poly, k, cv2.LINE_8, 4)
+        if active is not None:
+            off = order[~active[order]]  # drawn (facing the camera) and not active
+            near = off[depth[off] < np.median(depth[on])]
+            lo, hi = q[near].min(1), q[near].max(1)  # only those that reach into the box
+            near = near[(hi >= 0).all(1) & (lo[:, 0] < 16 * ids.shape[1]) & (lo[:, 1] < 16 * ids.shape[0])]
+            if len(near):
+                cv2.fillPoly(ids, list(q[near]), -1, cv2.LINE_8, 4)
         return ids, (x0, y0)
 
     def _face_map(self, tr: _Track, p: np.ndarray):
-        """Piecewise-affine map of the face's pixels to frame 0, the blend weight and the surface mask, over the face's
-        box at the flow's resolution."""
+        """Piecewise-affine map of the face's pixels to frame 0, the blend weight, the surface mask and the mapped
+        pixels (the map means nothing elsewhere), over the face's box at the flow's resolution."""
         ids, (x0, y0) = self._raster(p, tr.active)
         if not ids.size:
             return None
         inside = ids >= 0
         if not inside.any():
             return None
+        # a crack of a pixel or two between drawn triangles (rounding, an occluder's edge) is part of the mapped
+        # region: it takes a neighbour's triangle, whose map carries on smoothly across it
+        mapped = cv2.morphologyEx(np.pad(inside.astype(np.uint8), 1), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
+        cracks = (mapped[1:-1, 1:-1] > 0) & ~inside
+        if cracks.any():
+            near = cv2.dilate(ids.astype(np.float32), np.ones((3, 3), np.uint8)).astype(np.int32)
+            ids = np.where(cracks, near, ids)
+            inside = ids >= 0
         top = topology()
         ref = self._to_flow(tr.ref)
-        aff = _affines(p[top.tris, :2], ref[top.tris, :2]).reshape(-1, 6)  # frame t -> frame 0, one row per triangle
-        aff = np.vstack([aff, np.zeros((1, 6), np.float32)])  # row -1: outside the face
+        aff = np.zeros((len(top.tris) + 1, 6), np.float32)  # frame t -> frame 0, one row per triangle; -1: outside
+        use = np.arange(len(top.tris)) if tr.active is None else np.flatnonzero(tr.active)
+        aff[use] = _affines(p[top.tris[use], :2], ref[top.tris[use], :2]).reshape(-1, 6)
         bh, bw = ids.shape
         xs = np.arange(x0, x0 + bw, dtype=np.float32)[None, :]
         ys = np.arange(y0, y0 + bh, dtype=np.float32)[:, None]
@@ -484,7 +498,7 @@ class FaceGuide:
         rh, rw = tr.ref_ids.shape
         rx = np.clip(np.rint(face_map[..., 0]).astype(np.int32) - tr.ref_box[0], -1, rw)
         ry = np.clip(np.rint(face_map[..., 1]).astype(np.int32) - tr.ref_box[1], -1, rh)
-        under = np.pad(tr.ref_ids, 1, constant_values=-1)[ry + 1, rx + 1]
+        under = tr.ref_pad[ry + 1, rx + 1]
         pair = np.maximum(ids, 0) * len(top.tris) + np.maximum(under, 0)
         hidden = (under >= 0) & inside & ~np.take(top.near_surface.ravel(), pair)
         # blend weight: 0 at the face's outline, 1 a feather's width inside (a smooth step); a short ramp where the
@@ -497,13 +511,13 @@ class FaceGuide:
         oval[:, [0, -1]] |= (oval[:, [1, -2]] > 0).astype(np.uint8)
         wgt = np.clip(cv2.distanceTransform(oval, cv2.DIST_L2, 3)[1:-1, 1:-1] / feather, 0.0, 1.0)
         wgt = wgt * wgt * (3 - 2 * wgt)
-        mapped = cv2.morphologyEx(np.pad(inside.astype(np.uint8), 1), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
         wgt *= np.clip(cv2.distanceTransform(mapped, cv2.DIST_L2, 3)[1:-1, 1:-1] / 3, 0, 1)
         if hidden.any():
             gone = hidden.astype(np.float32)
             wgt *= 1 - np.minimum(cv2.blur(cv2.dilate(gone, np.ones((3, 3), np.uint8)), (5, 5)) * 2, 1)
         surface = ((ids >= 0) & (top.kind[np.maximum(ids, 0)] == SURFACE)).astype(np.float32)
-        return (x0, y0, x0 + ids.shape[1], y0 + ids.shape[0]), face_map, wgt.astype(np.float32), surface
+        box = (x0, y0, x0 + ids.shape[1], y0 + ids.shape[0])
+        return box, face_map, wgt.astype(np.float32), surface, inside.astype(np.float32)
 
     @staticmethod
     def _hole_polys(pts: np.ndarray) -> list[np.ndarray]:
@@ -528,7 +542,7 @@ def _quiet_native_logs() -> Iterator[None]:
     MediaPipe's C++ (absl, TFLite) writes a few lines there when its graphs start and run their first frame ("Created
     TensorFlow Lite XNNPACK delegate", "Feedback manager requires ..."); no environment variable silences them, and a
     user who runs `python -m synclora propagate` must see only what synclora says. Used only around graph start-up
-    (tens of ms, on the calling thread, before the flow's worker thread starts)."""
+    (tens of ms, on the calling thread, before the worker threads start)."""
     try:
         sys.stderr.flush()
         saved = os.dup(2)

@@ -21,10 +21,10 @@ benchmarks/bench_flow.py):
   geometrically) and restored where the refined map matches frame 0 again (an occluder has passed). The change is
   faded by it, so it does not smear onto a hand, the inside of an opening mouth or newly revealed background.
 * **Speed**: flow runs on small grey frames (longer side about 256 px) and the pairwise flows are computed ahead on
-  a worker thread; maps are upsampled, and only the final warp runs at full resolution, cropped to where the change
-  can land.
+  a worker thread; only the final warp runs at full resolution, and it and the maps it needs only where the change
+  can land. OpenCV's own thread pool is off meanwhile (the backend's threads already fill the cores).
 * **Faces** (`face_guide`, on by default): inside each face the map follows MediaPipe's face mesh instead, tracked on
-  the worker thread: lips that open, stretch and close and lids that blink carry their make-up, and the mesh's
+  a second worker thread: lips that open, stretch and close and lids that blink carry their make-up, and the mesh's
   openings keep lipstick off teeth and tongue and eye shadow off eyeballs. Outside faces (hair, ears, glasses' arms,
   hats, background) the flow decides, blended at the face border; frames where a face is lost fall back to the flow,
   and the notices say how many. A clip without a face gets a notice and the flow alone.
@@ -36,8 +36,12 @@ mouth it misreads (a wide-open mouth whose thin, pale lower lip it puts on the t
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from math import gcd
 from typing import Literal
 
 import cv2
@@ -85,6 +89,62 @@ class FlowConfig:
     # inside faces, the map follows the face mesh's landmarks (see face_guide); False: flow only
     face_guide: bool = True
     face: FaceGuideConfig = field(default_factory=FaceGuideConfig)
+
+
+_serial_lock = threading.Lock()
+_serial_users = 0
+_serial_before = 0
+
+
+@contextmanager
+def _opencv_serial() -> Iterator[None]:
+    """OpenCV's own thread pool off while a propagation runs: the backend's threads (flows, face tracking, the warp)
+    already keep the cores busy, and OpenCV splitting each small call over the same cores again only adds hand-offs
+    and spinning workers (measured on 2 cores: ~10 % more CPU a frame, ~10 % fewer frames a second). Counted, so
+    overlapping propagations restore the caller's setting only when the last one ends."""
+    global _serial_users, _serial_before
+    with _serial_lock:
+        if _serial_users == 0:
+            _serial_before = cv2.getNumThreads()
+            cv2.setNumThreads(0)
+        _serial_users += 1
+    try:
+        yield
+    finally:
+        with _serial_lock:
+            _serial_users -= 1
+            if _serial_users == 0:
+                cv2.setNumThreads(_serial_before)
+
+
+class _Upsampler:
+    """`cv2.resize(m, full, INTER_LINEAR)[y0:y1, x0:x1]` without upsampling the rest of the frame.
+
+    The final warp needs the map and its confidence at full resolution only where the change lands (often a tenth of
+    the frame). A crop of the small map is resized instead, starting on a whole period of the two sizes' ratio and as
+    long as whole periods, so the scale and every output pixel's source coordinate are those of the full resize, with
+    a margin of a small pixel so its edges sample what the full resize samples.
+    """
+
+    def __init__(self, small: tuple[int, int], full: tuple[int, int]):
+        self.axes = [(n, big, n // gcd(n, big), big // gcd(n, big)) for n, big in zip(small, full)]
+
+    def _span(self, axis: int, lo: int, hi: int) -> tuple[int, int, int]:
+        """Small-map crop [a, b) and its full-resolution origin for full-resolution pixels [lo, hi)."""
+        n, big, q, p = self.axes[axis]
+        first = (lo + 0.5) * n / big - 0.5  # source coordinates of the first and last output pixel
+        last = (hi - 0.5) * n / big - 0.5
+        a = max(0, (int(np.floor(first)) - 1) // q * q)
+        b = min(n, -(-(int(np.floor(last)) + 3) // q) * q)
+        return a, b, a // q * p
+
+    def box(self, m: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+        x0, y0, x1, y1 = box
+        a, b, ox = self._span(0, x0, x1)
+        c, d, oy = self._span(1, y0, y1)
+        (_, _, qx, px), (_, _, qy, py) = self.axes
+        big = cv2.resize(m[c:d, a:b], ((b - a) // qx * px, (d - c) // qy * py), interpolation=cv2.INTER_LINEAR)
+        return big[y0 - oy:y1 - oy, x0 - ox:x1 - ox]
 
 
 class FlowPropagator(Propagator):
@@ -205,6 +265,10 @@ class FlowPropagator(Propagator):
     def propagate(self, segment: Segment, progress: ProgressFn = no_progress) -> np.ndarray:
         """(T, H, W, 3) uint8: frame 0 is the edited frame exactly, frame t is source_t plus the carried change."""
         self.check_inputs(segment)
+        with _opencv_serial():
+            return self._propagate(segment, progress)
+
+    def _propagate(self, segment: Segment, progress: ProgressFn) -> np.ndarray:
         c = self.config
         frames = np.ascontiguousarray(segment.frames)  # OpenCV wants plain buffers; views (reversed, cropped) copy
         n, h, w = frames.shape[:3]
@@ -228,6 +292,7 @@ class FlowPropagator(Propagator):
         ident = np.dstack(np.meshgrid(np.arange(fw, dtype=np.float32), np.arange(fh, dtype=np.float32)))
         up_scale = np.array([sx, sy], np.float32)
         up_shift = (up_scale - 1) / 2
+        upsample = _Upsampler((fw, fh), (w, h))
         ref = cv2.DISOpticalFlow_create(c.refine_preset)  # calc() starts from a given flow of the right shape
         guide = FaceGuide.start(frames, (fw, fh), c.face) if c.face_guide else None
         if guide is not None:
@@ -248,13 +313,24 @@ class FlowPropagator(Propagator):
         # GIL), so the second core works while this thread chains maps and warps the change.
         dis = cv2.DISOpticalFlow_create(c.preset)  # used by the single worker thread only
 
-        def pair(t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
+        def pair(t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            out[t] = frames[t]  # the source, which the change is added to where it lands (first touch of `out`)
             a, b = self._grey(frames[t - 1], (fw, fh)), self._grey(frames[t], (fw, fh))
-            faces = guide.track(frames[t], b, g0) if guide is not None else []  # in frame order: the tracker has state
-            return b, dis.calc(b, a, None), dis.calc(a, b, None), faces  # b(x) ~ a(x + back(x)); fwd the other way
+            return b, dis.calc(b, a, None), dis.calc(a, b, None)  # b(x) ~ a(x + back(x)); fwd the other way
+
+        # The face tracker needs nothing from the flow either: a second worker runs it (one thread, so in frame order:
+        # the tracker has state) while the first computes flows; MediaPipe and OpenCV release the GIL.
+        tracking = guide is not None and guide.active
+        track_pool = ThreadPoolExecutor(max_workers=1) if tracking else None
+
+        def faces_at(t: int) -> list:
+            return guide.track(frames[t], self._grey(frames[t], (fw, fh)), g0)
+
+        def submit(t: int) -> tuple:
+            return pool.submit(pair, t), track_pool.submit(faces_at, t) if tracking else None
 
         pool = ThreadPoolExecutor(max_workers=1)
-        ahead = {t: pool.submit(pair, t) for t in range(1, min(n, 1 + _LOOKAHEAD))}
+        ahead = {t: submit(t) for t in range(1, min(n, 1 + _LOOKAHEAD))}
         mapping = ident.copy()  # frame-t pixel -> frame-0 position (flow px)
         conf = np.ones((fh, fw), np.float32)
         # where the change lives in frame 0, at flow resolution and a little grown, to crop the full-res work
@@ -267,9 +343,11 @@ class FlowPropagator(Propagator):
         every = max(1, n // 50)
         try:
             for t in range(1, n):
-                g, back, fwd, faces = ahead.pop(t).result()
+                flows, tracked = ahead.pop(t)
+                g, back, fwd = flows.result()
+                faces = tracked.result() if tracked is not None else []
                 if t + _LOOKAHEAD < n:
-                    ahead[t + _LOOKAHEAD] = pool.submit(pair, t + _LOOKAHEAD)
+                    ahead[t + _LOOKAHEAD] = submit(t + _LOOKAHEAD)
                 pos = ident + back
                 mapping = cv2.remap(mapping, pos, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
                 carried = cv2.remap(conf, pos, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
@@ -297,7 +375,6 @@ class FlowPropagator(Propagator):
                 prev = g
 
                 # full resolution: only the final warp of the change, and only where it can land
-                out[t] = frames[t]
                 landed = cv2.remap(support, mapping, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
                 x, y, bw, bh = cv2.boundingRect(((landed > 0) & (conf > 0)).astype(np.uint8))
                 if bw and bh:
@@ -305,8 +382,7 @@ class FlowPropagator(Propagator):
                     x0, y0 = max(0, int((x - 2) * sx)), max(0, int((y - 2) * sy))
                     x1, y1 = min(w, int(np.ceil((x + bw + 2) * sx))), min(h, int(np.ceil((y + bh + 2) * sy)))
                     # full-res coordinate x_f = (x_l + 0.5) * s - 0.5; scale at low res, then upsample the map itself
-                    full_map = cv2.resize(mapping * up_scale + up_shift, (w, h), interpolation=cv2.INTER_LINEAR)
-                    roi_map = full_map[y0:y1, x0:x1]
+                    roi_map = upsample.box(mapping * up_scale + up_shift, (x0, y0, x1, y1))
                     src_t = frames[t, y0:y1, x0:x1]
                     moved = self._carry(change, gain, roi_map, src_t)
                     holes, edited_holes = guide.holes(faces, (x0, y0, x1, y1)) if guide is not None else (None, None)
@@ -320,7 +396,7 @@ class FlowPropagator(Propagator):
                     if edited_holes is not None and hole_change is not None:  # the holes' own change, inside them
                         inside = self._carry(hole_change, hole_gain, roi_map, src_t)
                         moved = cv2.add(moved, cv2.multiply(inside, cv2.merge([edited_holes] * 3)))
-                    alpha = cv2.resize(cv2.blur(conf, (3, 3)), (w, h), interpolation=cv2.INTER_LINEAR)[y0:y1, x0:x1]
+                    alpha = upsample.box(cv2.blur(conf, (3, 3)), (x0, y0, x1, y1))
                     moved = cv2.multiply(moved, cv2.merge([alpha, alpha, alpha]))
                     # saturating add; where nothing moved in (moved == 0) the source comes through exactly
                     out[t, y0:y1, x0:x1] = cv2.add(src_t, moved, dtype=cv2.CV_8U)
@@ -328,6 +404,8 @@ class FlowPropagator(Propagator):
                     progress(t / (n - 1), f"flow: frame {t + 1}/{n}")
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+            if track_pool is not None:
+                track_pool.shutdown(wait=True, cancel_futures=True)
             if guide is not None:
                 guide.close()
                 segment.facts.update(guide.facts())
