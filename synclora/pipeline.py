@@ -12,19 +12,21 @@ from pathlib import Path
 
 import numpy as np
 
+from synclora import limits
 from synclora.config import PropagationRequest, PropagationSettings
 from synclora.edit.image import load_image
 from synclora.errors import InputError, OutOfMemoryError
 from synclora.memory import free_memory, is_out_of_memory
+from synclora.paths import Output, check_input, check_outputs, remove_outputs
 from synclora.propagate import registry, schedule
 from synclora.propagate.base import BackendSpec, ProgressFn, no_progress
 from synclora.video import geometry, io
 
-# Longest clip we accept, in frames: beyond this, memory for the working frames and runtime are no longer sensible.
-MAX_FRAMES = 60 * 60  # one minute at 60 fps, two at 30
-# Largest source frame we accept, in pixels: 4096×4096 covers 4K UHD and DCI 4K. The result is written at the source
-# size, so an 8K clip would cost ~100 MB per decoded frame and minutes of encoding for a preview-sized model output.
-MAX_PIXELS = 4096 * 4096
+# The limits a propagation checks (synclora.limits says why each is what it is; docs/LIMITS.md what users see).
+MAX_FRAMES = limits.MAX_FRAMES
+MAX_PIXELS = limits.MAX_PIXELS
+MAX_DURATION_S = limits.MAX_DURATION_S
+MAX_WORKING_BYTES = limits.MAX_WORKING_BYTES
 # What to try when memory runs out (shown to the user; the GPU backend has its own, more specific hint).
 OOM_HINT = (
     "the server ran out of memory for this clip; try quality 'preview', a lower resolution, memory mode 'fp8' or "
@@ -72,15 +74,30 @@ def check_source(info: io.VideoInfo) -> None:
         )
     if info.n_frames > MAX_FRAMES:
         raise InputError(f"{name} has {info.n_frames} frames; at most {MAX_FRAMES} are accepted — trim the clip first")
+    if info.duration > MAX_DURATION_S:
+        raise InputError(f"{name} lasts {info.duration / 60:.1f} minutes; clips of at most {MAX_DURATION_S // 60} "
+                         "minutes are accepted — trim the clip first")
+
+
+def check_paths(req: PropagationRequest) -> None:
+    """Every file the propagation reads exists and is a file; every file it writes can be written and is none of
+    them (nor each other) — before anything is decoded."""
+    lora = req.settings.lora
+    if lora:
+        check_input(lora, "LoRA file")
+    check_input(req.source, "source video")
+    check_input(req.edited, "edited image")
+    outputs = [Output(Path(req.out), "the result", (".mp4",))]
+    if req.side_by_side:
+        outputs.append(Output(Path(req.side_by_side), "the side-by-side video", (".mp4",)))
+    check_outputs(outputs, [(req.source, "the source video"), (req.edited, "the edited image"),
+                            (lora, "the LoRA file")])
 
 
 def check_request(req: PropagationRequest) -> tuple[io.VideoInfo, np.ndarray, list[str]]:
     """Validate everything the user gave before any heavy work; returns (source facts, edited frame, notices)."""
-    if req.settings.lora and not Path(req.settings.lora).is_file():
-        raise InputError(f"LoRA file not found: {Path(req.settings.lora).name}")
+    check_paths(req)
     source = Path(req.source)
-    if not source.is_file():
-        raise InputError(f"source video not found: {source.name}")
     info = io.probe(source)
     check_source(info)
     k = req.edit_index
@@ -88,13 +105,7 @@ def check_request(req: PropagationRequest) -> tuple[io.VideoInfo, np.ndarray, li
         raise InputError(f"the edit index (frame number) must be a whole number, got {k!r}")
     if not 0 <= k < info.n_frames:
         raise InputError(f"frame {k} is out of range: {source.name} has frames 0 to {info.n_frames - 1}")
-    out = Path(req.out)
-    if out.suffix.lower() != ".mp4":
-        raise InputError(f"the output must be an .mp4 file, got {out.name}")
-    if out.resolve() == source.resolve():
-        raise InputError("the output path is the source video itself; choose another name so the source is kept")
-    if not out.parent.is_dir():
-        raise InputError(f"output folder does not exist: {out.parent}")
+    check_plan(info, req.settings)
     edited, notices = load_image(req.edited)
     edited, notice = geometry.fit_edited_image(edited, info.width, info.height)
     return info, edited, notices + ([notice] if notice else [])
@@ -138,6 +149,40 @@ def working_plan(info: io.VideoInfo, settings: PropagationSettings, spec: Backen
     )
 
 
+def check_plan(info: io.VideoInfo, settings: PropagationSettings) -> None:
+    """What the working plan asks of this clip fits the backend and the memory limit (said in the user's sizes),
+    from the backend's spec alone: before any model loads or any frame is decoded."""
+    name = Path(info.path).name
+    spec = registry.spec(settings)
+    W, H = working_plan(info, settings, spec).work_size
+    if min(W, H) < spec.min_side:
+        raise InputError(f"{name} is {info.width}×{info.height}, too small for the {registry.resolve(settings)} "
+                         f"backend: it needs at least "
+                         f"{spec.min_side} pixels on each side of its {W}×{H} working frames — use a larger clip")
+    need = info.n_frames * W * H * 3
+    if need > MAX_WORKING_BYTES:
+        raise InputError(f"{name} has {info.n_frames} frames of {info.width}×{info.height}; at the working size "
+                         f"{W}×{H} they need {need / 1024**3:.1f} GiB, over the {MAX_WORKING_BYTES / 1024**3:.0f} GiB "
+                         "a propagation may hold — trim the clip or "
+                         + ("downscale it" if spec.native_size else "lower the working resolution"))
+
+
+def _read_working(path: Path, info: io.VideoInfo, plan) -> np.ndarray:
+    """The clip at working size, in one preallocated array (no list of frames, no second copy from stacking)."""
+    W, H = plan.work_size
+    working = np.empty((info.n_frames, H, W, 3), np.uint8)
+    n = 0
+    for i, f in enumerate(io.iter_frames(path)):
+        if i >= info.n_frames:  # the reader's count is the contract; never go on with a different one
+            n = i + 1
+            break
+        working[i] = plan.fit(f)
+        n = i + 1
+    if n != info.n_frames:
+        raise InputError(f"{path.name}: decoded {n} frames but the container reports {info.n_frames}")
+    return working
+
+
 def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress) -> PropagationResult:
     """Propagate the edited frame (frame `req.edit_index`) through the whole source clip; write the result (and SBS)."""
     t0 = time.perf_counter()
@@ -153,11 +198,7 @@ def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress)
 
     progress(0.02, "reading frames")
     with _memory_errors():
-        working = np.stack([plan.fit(f) for f in io.iter_frames(req.source)])
-    if len(working) != info.n_frames:  # the reader's count is the contract; never go on with a different one
-        raise InputError(
-            f"{Path(req.source).name}: decoded {len(working)} frames but the container reports {info.n_frames}"
-        )
+        working = _read_working(Path(req.source), info, plan)
     edited_work = plan.fit(edited)
 
     def sub(lo: float, hi: float) -> ProgressFn:
@@ -176,16 +217,16 @@ def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress)
             yield edited if i == req.edit_index else plan.unfit(result[i], src)
 
     audio = Path(req.source) if info.has_audio else None
-    out = io.write_video(req.out, unfitted(), info.fps, audio_from=audio, notices=notices)
-    sbs = None
-    if req.side_by_side:
-        progress(0.95, "writing side by side")
-        pairs = io.side_by_side(io.iter_frames(req.source), io.iter_frames(out))
-        try:
+    out = sbs = None
+    try:  # a failed or stopped call leaves no result behind, not half of one
+        out = io.write_video(req.out, unfitted(), info.fps, audio_from=audio, notices=notices)
+        if req.side_by_side:
+            progress(0.95, "writing side by side")
+            pairs = io.side_by_side(io.iter_frames(req.source), io.iter_frames(out))
             sbs = io.write_video(req.side_by_side, pairs, info.fps, audio_from=audio)
-        except BaseException:  # a failed call leaves no result behind, not half of one
-            Path(out).unlink(missing_ok=True)
-            raise
+    except BaseException:
+        remove_outputs([out, sbs])
+        raise
     progress(1.0, "done")
     return PropagationResult(
         out=Path(out),

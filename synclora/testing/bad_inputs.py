@@ -265,7 +265,7 @@ CASES = [
     Case("too-long", _long, 2, f"at most {pipeline.MAX_FRAMES}"),
     Case("8k", _eight_k, 2, "megapixels"),
     Case("missing-source", lambda d, b: {"source": d / "nope.mp4"}, 2, "not found"),
-    Case("source-is-folder", lambda d, b: {"source": d}, 2, "not found"),
+    Case("source-is-folder", lambda d, b: {"source": d}, 2, "is a folder"),
     Case("tiny-16x16", clip(lambda b: media.talking_face_frames(N, size=(16, 16), seed=1)[0], "tiny.mp4"), 0),
     Case("odd-size-65x49", clip(lambda b: media.talking_face_frames(N, size=(65, 49), seed=1)[0], "odd.mp4",
                                 pix_fmt="yuv444p", video_codec="libx264"), 0, "odd"),
