@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -71,18 +72,24 @@ def run_generate(args: argparse.Namespace) -> int:
     from synclora.data.generate import generate_pairs, plan_jobs
     from synclora.data.pairs import import_dataset
     from synclora.errors import InputError
+    from synclora.paths import Output, check_input, check_outputs
 
+    out = Output(args.out, "--out (the pairs folder)", folder=True)
     if args.from_dataset:
+        check_input(args.from_dataset, "dataset listing")
+        check_outputs([out], [(args.from_dataset, "the dataset listing")])
         pairs = import_dataset(args.from_dataset, args.out, args.target_column, args.reference_column, args.copy)
         print(f"{len(pairs)} pairs laid out in {args.out}")
         return 0
     if not args.sources or not args.edits:
         raise InputError("give --sources and --edits (or --from-dataset)")
+    settings = config.from_args(args)
     jobs = plan_jobs(args.sources, args.edits, args.edit_index)
+    check_outputs([out], [(p, what) for j in jobs for p, what in ((j.source, "a source clip"),
+                                                                     (j.edit, "an edited frame"))])
     progress, close = _bar("generate", False)
     try:
-        summary = generate_pairs(jobs, args.out, config.from_args(args), overwrite=args.overwrite,
-                                 progress=progress)
+        summary = generate_pairs(jobs, args.out, settings, overwrite=args.overwrite, progress=progress)
     finally:
         close()
     print(summary.text())
@@ -99,9 +106,12 @@ def parse_thresholds(items: list[str]):
         if not sep or name not in th:
             raise InputError(f"--threshold {item!r}: use NAME=VALUE with NAME one of {', '.join(th)}")
         try:
-            th[name] = type(th[name])(float(value)) if isinstance(th[name], int) else float(value)
-        except ValueError:
-            raise InputError(f"--threshold {item!r}: {value!r} is not a number") from None
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError(value)
+            th[name] = type(th[name])(number) if isinstance(th[name], int) else number
+        except (ValueError, OverflowError):
+            raise InputError(f"--threshold {item!r}: {value!r} is not a finite number") from None
     return CurationThresholds.from_dict(th)
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 from synclora.data.manifest import read_manifest
 from synclora.data.pairs import Pair, discover_pairs
 from synclora.errors import InputError
+from synclora.paths import Output, atomic_output, check_outputs
 
 SCORE_VERSION = 1  # bump when the meaning of a stored score changes: old lines are then re-measured
 
@@ -140,6 +140,7 @@ class CurationSummary:
     errors: int
     measured: int  # pairs measured in this run (the rest came from the manifest)
     reasons: dict[str, int] = field(default_factory=dict)  # first word(s) of each rejection reason → count
+    notes: list[str] = field(default_factory=list)  # what was done about a damaged manifest line, etc.
 
     def text(self) -> str:
         lines = [f"{self.kept} of {self.total} pairs kept, {self.rejected} rejected, {self.errors} unreadable "
@@ -147,6 +148,7 @@ class CurationSummary:
         if self.plot:
             lines.append(f"plot: {self.plot}")
         lines += [f"  rejected for {k}: {v}" for k, v in sorted(self.reasons.items(), key=lambda kv: -kv[1])]
+        lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 
 
@@ -172,11 +174,14 @@ def curate(
     """
     th = thresholds or CurationThresholds()
     manifest = Path(manifest)
-    manifest.parent.mkdir(parents=True, exist_ok=True)
     pairs = discover_pairs(pairs_root, include_incomplete=True)
     if not pairs:
         raise InputError(f"no pair folders (with {Path('NAME/source.mp4')} and target.mp4) in {pairs_root}")
-    old = {} if rescore else read_manifest(manifest, resuming=True)
+    plot_path = None if plot is None else manifest.with_suffix(".png") if plot == "auto" else Path(plot)
+    _check_outputs(pairs, manifest, plot_path)
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    notes: list[str] = []
+    old = {} if rescore else read_manifest(manifest, resuming=True, notes=notes)
     records: list[dict] = []
     measured = 0
     with open(manifest, "a", encoding="utf-8") as log:
@@ -202,13 +207,10 @@ def curate(
             records.append(_finish(rec, th))
         if progress:
             progress(len(pairs), len(pairs), "done")
-    tmp = manifest.with_name(f".{manifest.name}.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    os.replace(tmp, manifest)
+    with atomic_output(manifest) as tmp:
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
 
-    plot_path = None
-    if plot is not None:
-        plot_path = manifest.with_suffix(".png") if plot == "auto" else Path(plot)
+    if plot_path is not None:
         plot_summary(records, th, plot_path)
     reasons: dict[str, int] = {}
     for r in records:
@@ -217,7 +219,17 @@ def curate(
     errors = sum(1 for r in records if r.get("error"))
     kept = sum(1 for r in records if r["keep"])
     return CurationSummary(manifest, plot_path, len(records), kept, len(records) - kept - errors, errors, measured,
-                           reasons)
+                           reasons, notes)
+
+
+def _check_outputs(pairs: list[Pair], manifest: Path, plot: Path | None) -> None:
+    """The manifest and the plot are writable files of their type, and none of the pairs' files (nor each other)."""
+    outputs = [Output(manifest, "the manifest (--out)", (".jsonl", ".json"), make_parents=True)]
+    if plot is not None:
+        outputs.append(Output(plot, "the plot (--plot)", (".png",), make_parents=True))
+    inputs = [(p, f"a file of pair {pair.name}") for pair in pairs
+              for p in (pair.source, pair.target, pair.root / "edit.png", pair.meta_path)]
+    check_outputs(outputs, inputs)
 
 
 def _finish(rec: dict, th: CurationThresholds) -> dict:
@@ -278,6 +290,9 @@ def plot_summary(records: list[dict], th: CurationThresholds, path: str | Path) 
     n_err = sum(1 for r in records if r.get("error"))
     fig.suptitle(f"curation: {n_keep} of {len(records)} pairs kept ({n_err} unreadable)")
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    try:
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, dpi=80, format="png")
+    finally:
+        plt.close(fig)
     return path

@@ -47,7 +47,10 @@ def register(subparsers) -> None:
 
 def run_fetch(args: argparse.Namespace) -> int:
     from synclora.ltx.weights import LOCK_NAME, fetch_weights, home
+    from synclora.paths import Output, check_outputs
 
+    if args.to is not None:
+        check_outputs([Output(args.to, "--to (the weights folder)", folder=True)])
     paths = fetch_weights(dict(args.revision), include_text_encoder=args.with_text_encoder, local_dir=args.to)
     for repo, rev in paths.revisions.items():
         print(f"{repo}@{rev}")
@@ -60,7 +63,10 @@ def run_cache_prompt(args: argparse.Namespace) -> int:
 
     from synclora.ltx.prompt import PROMPT, default_prompt_cache, encode_prompt_with_gemma, save_prompt_cache
     from synclora.ltx.weights import BASE_REPO, fetch_weights
+    from synclora.paths import Output, check_outputs
 
+    if args.out is not None:
+        check_outputs([Output(args.out, "--out (the prompt cache)", (".safetensors",), make_parents=True)])
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError("cache-prompt runs Gemma 3 12B and needs a CUDA GPU; pass --device cpu to run it slowly")
     paths = fetch_weights(include_text_encoder=True)

@@ -35,7 +35,10 @@ def save_prompt_cache(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = embeds[0, valid].detach().contiguous().cpu()
-    save_file({"embeds": rows, "positions": valid.nonzero()[:, 0].to(torch.int64).cpu()}, str(path), metadata=meta)
+    from synclora.paths import atomic_output
+
+    with atomic_output(path) as tmp:
+        save_file({"embeds": rows, "positions": valid.nonzero()[:, 0].to(torch.int64).cpu()}, str(tmp), metadata=meta)
     return path
 
 

@@ -106,9 +106,12 @@ def _fetch(revs: dict, include_text_encoder: bool, local_dir: Path | None) -> We
         LTX_REPO: files[DISTILLED_LORA_FILE].parent.name,
         SYNC_REPO: files[SYNC_LORA_FILE].parent.name,
     }
+    from synclora.paths import atomic_output
+
     lock = home() / LOCK_NAME
     lock.parent.mkdir(parents=True, exist_ok=True)
-    lock.write_text(json.dumps({"revisions": pinned}, indent=2))
+    with atomic_output(lock) as tmp:
+        tmp.write_text(json.dumps({"revisions": pinned}, indent=2))
     paths = WeightPaths(base, files[DISTILLED_LORA_FILE], files[UPSAMPLER_FILE], files[SYNC_LORA_FILE], pinned)
     if local_dir is not None:  # a self-contained folder, e.g. to copy to an offline machine
         import shutil
@@ -119,8 +122,10 @@ def _fetch(revs: dict, include_text_encoder: bool, local_dir: Path | None) -> We
             (paths.distilled_lora, paths.upsampler, paths.sync_lora),
             (target.distilled_lora, target.upsampler, target.sync_lora),
         ):
-            shutil.copy2(src, dst)
-        (Path(local_dir) / LOCK_NAME).write_text(json.dumps({"revisions": pinned}, indent=2))
+            with atomic_output(dst) as tmp:
+                shutil.copyfile(src, tmp)
+        with atomic_output(Path(local_dir) / LOCK_NAME) as tmp:
+            tmp.write_text(json.dumps({"revisions": pinned}, indent=2))
     return paths
 
 

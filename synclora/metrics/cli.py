@@ -54,13 +54,36 @@ def _quiet_native_stderr():
                 sys.stderr.write(tmp.read().decode(errors="replace"))
 
 
+def check_paths(args: argparse.Namespace) -> None:
+    """Inputs are files; --json and --plot are writable files of the right type, and none of the inputs (before
+    anything is measured, so a bad --plot is said at once, not after the report)."""
+    from synclora.paths import Output, check_input, check_outputs
+
+    check_input(args.source, "source video")
+    check_input(args.result, "result video")
+    if args.edited is not None:
+        check_input(args.edited, "edited image")
+    outputs = []
+    if args.json is not None:
+        outputs.append(Output(args.json, "--json", (".json",), make_parents=True))
+    if args.plot is not None:
+        outputs.append(Output(args.plot, "--plot", (".png",), make_parents=True))
+    check_outputs(outputs, [(args.source, "the source video"), (args.result, "the result video"),
+                            (args.edited, "the edited image")])
+
+
 def run(args: argparse.Namespace) -> int:
+    import math
+
     from synclora.errors import InputError
     from synclora.metrics.report import compare_videos
     from synclora.metrics.scores import SyncThresholds
 
     if args.max_lag < 0:
         raise InputError(f"--max-lag must be ≥ 0, got {args.max_lag}")
+    if args.min_corr is not None and not (math.isfinite(args.min_corr) and -1 <= args.min_corr <= 1):
+        raise InputError(f"--min-corr must be a correlation from -1 to 1, got {args.min_corr}")
+    check_paths(args)
     th = SyncThresholds()
     if args.min_corr is not None:
         th.min_corr = args.min_corr

@@ -93,9 +93,12 @@ class SyncReport:
         }
 
     def save_json(self, path: str | Path) -> Path:
+        from synclora.paths import atomic_output
+
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2))
+        with atomic_output(path) as tmp:
+            tmp.write_text(json.dumps(self.to_dict(), indent=2))
         return path
 
     def summary(self) -> str:
@@ -166,10 +169,15 @@ class SyncReport:
         axes[-1].set_xlabel("frame", fontsize=8)
         fig.suptitle(f"Sync report: {self.verdict}", fontsize=10, x=0.01, ha="left")
         fig.tight_layout()
+        from synclora.paths import atomic_output
+
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
+        try:
+            with atomic_output(path) as tmp:
+                fig.savefig(tmp, dpi=90, format="png")
+        finally:
+            plt.close(fig)
         return path
 
 

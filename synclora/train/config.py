@@ -6,7 +6,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from synclora.errors import InputError
-from synclora.ltx.lora import LORA_TARGETS
+
+
+def _lora_targets() -> tuple[str, ...]:
+    # Imported when a config is made, not when this module is: the CLI's parser reads TrainConfig's defaults, and
+    # `python -m synclora info` must not pay for importing torch.
+    from synclora.ltx.lora import LORA_TARGETS
+
+    return LORA_TARGETS
 
 REAL_SIZE = (512, 512, 81)  # width, height, frames of the released Sync-LoRA (model card)
 TINY_SIZE = (32, 32, 9)
@@ -24,7 +31,7 @@ class TrainConfig:
     prompt_cache: Path | None = None  # the `3d1t` Gemma embedding cache (default: the backend's)
     rank: int = 256  # released Sync-LoRA: rank = alpha = 256
     alpha: float = 256.0
-    targets: tuple[str, ...] = LORA_TARGETS
+    targets: tuple[str, ...] = field(default_factory=_lora_targets)
     learning_rate: float = 1e-4
     lr_scheduler: str = "linear"  # constant | linear | cosine (diffusers.optimization names)
     warmup_steps: int = 0

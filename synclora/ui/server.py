@@ -7,13 +7,14 @@ once into `synclora.runtime.Runtime`.
 from __future__ import annotations
 
 import argparse
+import atexit
 import dataclasses
 import logging
 import os
 
 import gradio as gr
 
-from synclora import runtime
+from synclora import runtime, signals
 from synclora.config import PropagationSettings
 from synclora.errors import SyncloraError
 from synclora.ui.glue import GradioPipeline
@@ -81,8 +82,25 @@ def create_app(rt: runtime.Runtime | None = None, *, preload_models: bool | None
 
 def launch(demo: gr.Blocks, *, server_name: str | None = None, server_port: int | None = None, share: bool = False,
            prevent_thread_lock: bool = False, quiet: bool = False):
-    """Launch with the hardening defaults: no share link, upload size cap, nothing served but our temp folders."""
+    """Launch with the hardening defaults: no share link, upload size cap, nothing served but our temp folders.
+
+    Blocking (the app's own entry point), SIGTERM and SIGHUP — how a Space, a container or a queue worker is
+    stopped — end it like Ctrl-C: the server closes, running jobs stop at their next step and remove their partial
+    files, and every session's folder is deleted (`GradioPipeline.shutdown`)."""
     app: GradioPipeline = demo.synclora  # type: ignore[attr-defined]
+    atexit.register(app.files.close)  # whatever ends the process normally, the session folders go with it
+    if prevent_thread_lock:
+        return _launch(demo, app, server_name, server_port, share, prevent_thread_lock, quiet)
+    try:
+        with signals.stop_cleanly():
+            return _launch(demo, app, server_name, server_port, share, prevent_thread_lock, quiet)
+    finally:
+        idle = app.shutdown()
+        log.info("server stopped; session files deleted%s", "" if idle else " (some jobs were still running)")
+        demo.close()
+
+
+def _launch(demo, app, server_name, server_port, share, prevent_thread_lock, quiet):
     return demo.launch(
         server_name=server_name,
         server_port=server_port,
@@ -120,7 +138,6 @@ def local_server(backend: str = "flow") -> tuple[gr.Blocks, str]:
     Built with the given default backend and no example caching; later calls return the same server, so several
     test modules share one start-up. It is closed when the process exits.
     """
-    import atexit
     import socket
 
     if backend in _local:

@@ -63,12 +63,12 @@ def write_video(
       appended to `notices` (as is any audio re-encoding), so the caller can tell the user.
     - Atomic: frames are written to a hidden temp file next to `path` that replaces `path` only when complete; on any
       exception (KeyboardInterrupt and the stop signals of `synclora.signals` included) the temp file is removed and
-      `path` is untouched. The folder must exist (it is never created here: a folder removed meanwhile, like a closed
-      app session's, must stay removed).
+      `path` is untouched.
     """
     path = Path(path)
     rate = _to_rate(fps)
     notes: list[str] = notices if notices is not None else []
+    path.parent.mkdir(parents=True, exist_ok=True)
     if audio_from is not None:
         audio_from = Path(audio_from)
         if not probe(audio_from).has_audio:
