@@ -60,10 +60,9 @@ def user_error(exc: BaseException) -> SyncloraError | None:
         return exc
     image = sys.modules.get("PIL.Image")
     if image is not None and isinstance(exc, (image.DecompressionBombError, image.DecompressionBombWarning)):
-        from synclora.limits import MAX_IMAGE_PIXELS
-
-        return InputError(f"the image declares more than {MAX_IMAGE_PIXELS // 1_000_000} megapixels (a "
-                          "decompression bomb?); images up to that size are accepted")
+        limit = 2 * (image.MAX_IMAGE_PIXELS or 0) // 1_000_000  # Pillow refuses at twice its setting
+        return InputError(f"the image declares more than {limit} megapixels (a decompression bomb?); images up to "
+                          "that size are accepted")
     if image is not None and isinstance(exc, image.UnidentifiedImageError):
         return InputError(f"{_file(exc) or 'the file'} is not a readable image; use PNG or JPEG")
     if isinstance(exc, MemoryError):

@@ -13,6 +13,10 @@ Two kinds:
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from synclora.errors import InputError
+
 # --- one propagation -------------------------------------------------------------------------------------------------
 # Longest clip, in frames: the working frames are held in memory and runtime grows linearly.
 MAX_FRAMES = 60 * 60  # one minute at 60 fps, two at 30
@@ -41,3 +45,21 @@ MAX_AUDIO_CHANNELS = 64
 # Decompression bombs: a few KB of PNG can declare gigapixels. Checked from the header before decoding; Pillow's own
 # guard (`PIL.Image.MAX_IMAGE_PIXELS`) is set to the same number for every other decode in the process (Gradio's).
 MAX_IMAGE_PIXELS = 64_000_000
+
+
+def check_clip(info) -> None:
+    """The propagation limits (frames, frame size, duration) from a clip's probe facts alone, before any frame is
+    decoded. Used wherever a clip is taken on: a propagation, the app right after an upload, a sync report."""
+    name = Path(info.path).name
+    if info.n_frames < 2:
+        raise InputError(f"{name} has {info.n_frames} frame(s); a video of at least 2 frames is needed")
+    if info.width * info.height > MAX_PIXELS:
+        raise InputError(
+            f"{name} is {info.width}×{info.height}; frames of at most {MAX_PIXELS // 1_000_000} megapixels "
+            "(e.g. 3840×2160) are accepted — downscale the clip first"
+        )
+    if info.n_frames > MAX_FRAMES:
+        raise InputError(f"{name} has {info.n_frames} frames; at most {MAX_FRAMES} are accepted — trim the clip first")
+    if info.duration > MAX_DURATION_S:
+        raise InputError(f"{name} lasts {info.duration / 60:.1f} minutes; clips of at most {MAX_DURATION_S // 60} "
+                         "minutes are accepted — trim the clip first")

@@ -22,11 +22,10 @@ from synclora.propagate import registry, schedule
 from synclora.propagate.base import BackendSpec, ProgressFn, no_progress
 from synclora.video import geometry, io
 
-# The limits a propagation checks (synclora.limits says why each is what it is; docs/LIMITS.md what users see).
+# The limits a propagation checks, for readers of this module (synclora.limits holds them, says why each is what it
+# is, and checks them; docs/LIMITS.md says what users see).
 MAX_FRAMES = limits.MAX_FRAMES
 MAX_PIXELS = limits.MAX_PIXELS
-MAX_DURATION_S = limits.MAX_DURATION_S
-MAX_WORKING_BYTES = limits.MAX_WORKING_BYTES
 # What to try when memory runs out (shown to the user; the GPU backend has its own, more specific hint).
 OOM_HINT = (
     "the server ran out of memory for this clip; try quality 'preview', a lower resolution, memory mode 'fp8' or "
@@ -62,21 +61,9 @@ class PropagationResult:
 
 
 def check_source(info: io.VideoInfo) -> None:
-    """The limits a source clip must meet (frame count, frame size), from its probe facts alone: the app calls this
-    right after an upload so a visitor hears about a too-long or 8K clip before editing a frame of it."""
-    name = Path(info.path).name
-    if info.n_frames < 2:
-        raise InputError(f"{name} has {info.n_frames} frame(s); a video of at least 2 frames is needed")
-    if info.width * info.height > MAX_PIXELS:
-        raise InputError(
-            f"{name} is {info.width}×{info.height}; frames of at most {MAX_PIXELS // 1_000_000} megapixels "
-            "(e.g. 3840×2160) are accepted — downscale the clip first"
-        )
-    if info.n_frames > MAX_FRAMES:
-        raise InputError(f"{name} has {info.n_frames} frames; at most {MAX_FRAMES} are accepted — trim the clip first")
-    if info.duration > MAX_DURATION_S:
-        raise InputError(f"{name} lasts {info.duration / 60:.1f} minutes; clips of at most {MAX_DURATION_S // 60} "
-                         "minutes are accepted — trim the clip first")
+    """The limits a source clip must meet (frame count, frame size, duration), from its probe facts alone: the app
+    calls this right after an upload so a visitor hears about a too-long or 8K clip before editing a frame of it."""
+    limits.check_clip(info)
 
 
 def check_paths(req: PropagationRequest) -> None:
@@ -160,9 +147,10 @@ def check_plan(info: io.VideoInfo, settings: PropagationSettings) -> None:
                          f"backend: it needs at least "
                          f"{spec.min_side} pixels on each side of its {W}×{H} working frames — use a larger clip")
     need = info.n_frames * W * H * 3
-    if need > MAX_WORKING_BYTES:
+    if need > limits.MAX_WORKING_BYTES:
         raise InputError(f"{name} has {info.n_frames} frames of {info.width}×{info.height}; at the working size "
-                         f"{W}×{H} they need {need / 1024**3:.1f} GiB, over the {MAX_WORKING_BYTES / 1024**3:.0f} GiB "
+                         f"{W}×{H} they need {need / 1024**3:.1f} GiB, over the "
+                         f"{limits.MAX_WORKING_BYTES / 1024**3:.0f} GiB "
                          "a propagation may hold — trim the clip or "
                          + ("downscale it" if spec.native_size else "lower the working resolution"))
 

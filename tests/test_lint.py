@@ -47,21 +47,24 @@ def test_no_sys_path_patches():
             assert patch not in path.read_text(encoding="utf-8"), path
 
 
-# Which top-level parts of the package may import which: each edge points one way (video ← ltx ← propagate, train;
-# metrics ← data; ui and cli on top). Imports inside functions count too.
+# Which top-level parts of the package may import which: each edge points one way (errors ← limits, paths ← video ←
+# ltx ← propagate, train; metrics ← data; ui and cli on top). Imports inside functions count too.
 _ALLOWED = {
     "errors": set(),
     "memory": set(),
+    "limits": {"errors"},
+    "paths": {"errors"},
+    "signals": set(),
     "runtime": {"errors"},
     "config": {"errors"},
-    "video": {"errors"},
-    "edit": {"errors", "memory", "runtime", "video"},
-    "ltx": {"errors", "memory", "runtime", "video"},
+    "video": {"errors", "limits", "paths"},
+    "edit": {"errors", "limits", "memory", "paths", "runtime", "video"},
+    "ltx": {"errors", "memory", "paths", "runtime", "video"},
     "propagate": {"config", "errors", "memory", "runtime", "ltx", "video"},
-    "metrics": {"errors", "edit", "video"},
-    "pipeline": {"config", "errors", "memory", "edit", "propagate", "video"},
-    "data": {"config", "errors", "metrics", "pipeline", "video"},
-    "train": {"config", "errors", "memory", "runtime", "data", "ltx", "video"},
+    "metrics": {"errors", "edit", "limits", "paths", "video"},
+    "pipeline": {"config", "errors", "limits", "memory", "edit", "paths", "propagate", "video"},
+    "data": {"config", "edit", "errors", "metrics", "paths", "pipeline", "video"},
+    "train": {"config", "errors", "memory", "paths", "runtime", "data", "ltx", "video"},
     "testing": {"config", "errors", "metrics", "pipeline", "video"},
 }
 

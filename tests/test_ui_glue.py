@@ -266,11 +266,11 @@ def test_backend_summary_says_what_auto_runs_and_why_synclora_is_off(app, monkey
 
 
 def test_limits_are_said_right_after_the_upload(app, tmp_path, monkeypatch):
-    from synclora import pipeline
+    from synclora import limits
 
     frames, _ = media.talking_face_frames(12, size=(64, 48), seed=2)
     clip = media.write_clip(tmp_path / "short.mp4", frames, FPS)
-    monkeypatch.setattr(pipeline, "MAX_FRAMES", 10)
+    monkeypatch.setattr(limits, "MAX_FRAMES", 10)
     with pytest.raises(gr.Error, match="at most 10"):
         app.load_video(str(clip), 0)
 

@@ -304,9 +304,12 @@ def _load_reference(edited_frame) -> np.ndarray:
 
 def _count(video) -> int:
     if isinstance(video, (str, Path)):
+        from synclora import limits
         from synclora.video import io
 
-        return io.probe(video).n_frames
+        info = io.probe(video)
+        limits.check_clip(info)  # the clips a propagation takes: a report never runs for hours on a forged length
+        return info.n_frames
     arr = np.asarray(video)
     if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
         raise InputError(f"frames must be a (T, H, W, 3) uint8 array, got shape {arr.shape} and dtype {arr.dtype}")

@@ -13,7 +13,7 @@ import gradio as gr
 from synclora import config
 from synclora.config import PropagationSettings
 from synclora.pipeline import MAX_FRAMES
-from synclora.ui.components import CheckedImage
+from synclora.ui.components import checked_image
 from synclora.ui.glue import ASSETS, GradioPipeline, asset
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
@@ -117,8 +117,8 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
         result = gr.Video(label="Result", show_label=False, interactive=False, elem_id="result-video", height=420,
                           buttons=["download"], render=False)
         result_md = gr.Markdown(asset("help_result.md"), elem_id="result-info", render=False, label="Settings")
-        # image_mode=None: Gradio hands the file over as is (no decode); CheckedImage refuses bombs from the header.
-        edited = CheckedImage(label="Edited frame", type="filepath", image_mode=None, visible=False, elem_id="edited",
+        # image_mode=None: Gradio hands the file over as is (no decode); checked_image refuses bombs from the header.
+        edited = checked_image(label="Edited frame", type="filepath", image_mode=None, visible=False, elem_id="edited",
                               render=False)
         edit_frame = gr.Number(-1, visible=False, precision=0, label="Edit index", render=False)
         rows, labels = example_rows()
@@ -156,7 +156,7 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
                             instruct_btn = gr.Button("Edit with FLUX.2 [klein]", interactive=instruct_ok,
                                                      elem_id="instruct-button")
                     with gr.Tab("Upload", id="upload"):
-                        upload = CheckedImage(label="Edited frame from another tool (PNG or JPEG, same framing)",
+                        upload = checked_image(label="Edited frame from another tool (PNG or JPEG, same framing)",
                                               type="filepath", image_mode=None, sources=["upload", "clipboard"],
                                               height=400, elem_id="upload-edit")
             with gr.Column(scale=5, min_width=320):
