@@ -240,10 +240,11 @@ def _vm(field: str) -> int:
 
 
 def run_bounded(main: Callable[[list[str]], int], argv: list[str], limit_mb: int = 1024,
-                timeout: float = 120.0) -> Bounded:
+                timeout: float = 120.0, file_limit: int | None = None) -> Bounded:
     """Run `main(argv)` (the CLI's `synclora.cli.main`) in a forked child whose address space may grow by at most
     `limit_mb` (so a hostile file cannot take the machine down if a bound is missing: the allocation fails instead),
-    and report its exit code, output and peak memory. Forking keeps the imports: no interpreter start-up."""
+    and report its exit code, output and peak memory. Forking keeps the imports: no interpreter start-up.
+    `file_limit` (bytes) caps every file the child writes (RLIMIT_FSIZE): a disk that fills up mid-write."""
     out_f, err_f, mem_f = tempfile.TemporaryFile(), tempfile.TemporaryFile(), tempfile.TemporaryFile()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -259,6 +260,11 @@ def run_bounded(main: Callable[[list[str]], int], argv: list[str], limit_mb: int
             sys.stderr = os.fdopen(2, "w", closefd=False)
             limit = _vm("VmSize") + limit_mb * 1024 * 1024
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+            if file_limit is not None:
+                import signal
+
+                signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+                resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
             rc = main(argv)
         except SystemExit as exc:
             rc = exc.code if isinstance(exc.code, int) else 1

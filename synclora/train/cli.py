@@ -90,9 +90,9 @@ def check_paths(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_paths(args)  # before torch and the models load
     from synclora.train.trainer import ICLoRATrainer
 
-    check_paths(args)
     trainer = ICLoRATrainer(config_from_args(args), log=lambda s: print(s, file=sys.stderr))
     trainer.prepare()
     bar = None

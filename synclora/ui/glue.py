@@ -178,8 +178,11 @@ class GradioPipeline:
         return info
 
     def _check_size(self, path: str | Path) -> None:
-        if not Path(path).is_file():
+        from synclora.paths import check_input
+
+        if not Path(path).exists():
             raise _error("The video file was not found on the server; upload it again.")
+        check_input(path, "the video")  # a folder, pipe or device: said as what it is
         mb = Path(path).stat().st_size / 1e6
         if mb > self.max_upload_mb:
             raise _error(f"The video is {mb:.0f} MB; this server accepts up to {self.max_upload_mb:.0f} MB.")
