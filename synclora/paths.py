@@ -119,11 +119,11 @@ def _check_one(out: Output) -> None:
             raise InputError(f"{out.what} {p} cannot be created: {target} is not a folder")
         _check_writable(target, out.what)
         return
-    if out.suffixes and p.suffix.lower() not in out.suffixes:
-        raise InputError(f"{out.what} must be a {' or '.join(out.suffixes)} file, got {p.name}")
     if st is not None and stat.S_ISDIR(st.st_mode):
         raise InputError(f"{out.what} {p} is an existing folder; give a file name"
                          + (f" ending in {out.suffixes[0]}" if out.suffixes else ""))
+    if out.suffixes and p.suffix.lower() not in out.suffixes:
+        raise InputError(f"{out.what} must be a {' or '.join(out.suffixes)} file, got {p.name}")
     parent = p.absolute().parent
     if not parent.exists():
         if not out.make_parents:

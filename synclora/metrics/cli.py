@@ -42,8 +42,8 @@ def _quiet_native_stderr():
         try:
             yield
             ok = True
-        except SyncloraError:
-            ok = True  # a user error: its own one-line message is enough
+        except (SyncloraError, KeyboardInterrupt):
+            ok = True  # a user error or a stop signal: its own one-line message is enough
             raise
         finally:
             sys.stderr.flush()

@@ -8,6 +8,7 @@ against the edited frame, and frames without a face counted and listed.
 from __future__ import annotations
 
 import json
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -349,12 +350,14 @@ def compare_videos(
     every = max(1, int(np.ceil((stop - start) / max(1, identity_frames)))) if ref is not None else 0
 
     done = {"source": 0.0, "result": 0.0}
+    stopping = threading.Event()  # set when the caller unwinds (an error, a stop signal): the workers end too
 
     def part(key: str):
-        if progress is None:
-            return None
-
         def cb(frac: float, _msg: str) -> None:
+            if stopping.is_set():
+                raise InputError("stopped")
+            if progress is None:
+                return
             done[key] = frac
             progress(0.9 * (done["source"] + done["result"]) / 2, "measuring face cues")
 
@@ -363,7 +366,11 @@ def compare_videos(
     with ThreadPoolExecutor(max_workers=2) as pool:
         fs = pool.submit(extract_cues, source, part("source"), frame_range=(start, stop))
         fr = pool.submit(extract_cues, result, part("result"), frame_range=(start, stop), keep_every=every)
-        src, res = fs.result(), fr.result()
+        try:
+            src, res = fs.result(), fr.result()
+        except BaseException:
+            stopping.set()  # the pool's exit waits for the workers: they stop at their next progress report
+            raise
     if len(src) != len(res):
         raise InputError(f"read {len(src)} source and {len(res)} result frames; the videos do not line up")
 
