@@ -34,6 +34,9 @@ class Output:
     make_parents: bool = False
 
 
+_NAME_MAX = 230  # bytes of a file name we write: 255 (what file systems allow) less room for the temp name
+
+
 def _kind(mode: int) -> str | None:
     """What a non-regular, non-folder file is, in words (None for a regular file or a folder)."""
     if stat.S_ISFIFO(mode):
@@ -66,7 +69,10 @@ def check_input(path: str | os.PathLike, what: str) -> Path:
 def _identity(path: Path) -> tuple[str, tuple[int, int] | None]:
     """(resolved path, (device, inode) when the file exists): two paths are the same file when either matches, which
     catches `..` spellings, symlinks and hard links alike."""
-    resolved = os.path.normcase(str(path.resolve()))
+    try:
+        resolved = os.path.normcase(str(path.resolve()))
+    except (OSError, RuntimeError):  # a symlink loop (Python 3.11 raises RuntimeError): compare the spelling
+        resolved = os.path.normcase(os.path.abspath(path))
     try:
         st = path.stat()
         return resolved, (st.st_dev, st.st_ino)
@@ -102,6 +108,9 @@ def _check_one(out: Output) -> None:
     p = Path(out.path)
     if not str(p) or p.name in ("", ".", ".."):
         raise InputError(f"{out.what} needs a {'folder' if out.folder else 'file'} name, got {str(p)!r}")
+    if len(os.fsencode(p.name)) > _NAME_MAX:  # the temp name adds ~16 bytes; file systems allow 255
+        raise InputError(f"the name given for {out.what} is {len(os.fsencode(p.name))} bytes long; file names of at "
+                         f"most {_NAME_MAX} bytes can be written")
     try:
         st: os.stat_result | None = p.stat()
     except FileNotFoundError:

@@ -277,3 +277,25 @@ def test_atomic_output_leaves_nothing_on_failure_or_signal(tmp_path):
     with atomic_output(target) as tmp:
         tmp.write_text("new")
     assert target.read_text() == "new" and _listing(tmp_path) == {"r.json"}
+
+
+def test_symlink_loops_are_sentences_as_input_and_as_output(work, capsys):
+    loop = work["dir"] / "loop.mp4"
+    loop.symlink_to(loop)
+    _refused(work, capsys, "loop of symbolic links", out=loop)
+    rc = main(["propagate", str(loop), "--edited", str(work["edited"]), "--out", str(work["dir"] / "o.mp4"),
+               "--backend", "flow", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "loop of symbolic links" in err and "Traceback" not in err
+
+
+@pytest.mark.skipif(ROOT_USER, reason="root reads any file")
+def test_unreadable_edited_image_says_permission_denied(work, capsys):
+    work["edited"].chmod(0)
+    try:
+        rc = main(["propagate", str(work["src"]), "--edited", str(work["edited"]), "--out",
+                   str(work["dir"] / "o.mp4"), "--backend", "flow", "--quiet"])
+    finally:
+        work["edited"].chmod(0o600)
+    err = capsys.readouterr().err
+    assert rc == 2 and "permission denied" in err and not (work["dir"] / "o.mp4").exists()

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from synclora.errors import InputError
+from synclora.errors import InputError, user_error
 from synclora.limits import MAX_IMAGE_PIXELS
 from synclora.paths import check_input
 
@@ -44,6 +44,8 @@ def check_image(path: str | Path, what: str = "edited image") -> tuple[int, int]
     except Image.DecompressionBombError as exc:
         raise _too_large(path.name, None, exc) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:  # permission denied, I/O error, ...: say that
+            raise user_error(exc) or InputError(f"{path.name} cannot be read ({exc.strerror})") from None
         raise InputError(f"{path.name} is not a readable image ({type(exc).__name__}); use PNG or JPEG") from None
     if size[0] * size[1] > MAX_IMAGE_PIXELS:
         raise _too_large(path.name, size)

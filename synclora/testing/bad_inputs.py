@@ -312,5 +312,10 @@ CASES = [
     Case("out-folder-missing", _out("no/such/folder/out.mp4"), 2, "does not exist"),
     Case("unknown-backend", _args("--backend", "magic"), 2, "unknown backend"),
     Case("seed-not-a-number", _args("--seed", "x"), 2, "whole number"),
+    Case("resolution-zero-synclora", _args("--backend", "synclora", "--resolution", "0"), 2, "resolution must be"),
+    Case("resolution-negative", _args("--resolution", "-512"), 2, "resolution must be"),
+    Case("chunk-overlap-negative", _args("--chunk-overlap", "-1"), 2, "chunk overlap must be"),
+    Case("out-name-too-long", _out("r" * 240 + ".mp4"), 2, "bytes long"),
+    Case("side-by-side-is-source", lambda d, b: {"extra": ["--side-by-side", str(b["src"])]}, 2, "source video"),
     Case("model-files-missing", _missing_weights, 2, "synclora"),
 ]

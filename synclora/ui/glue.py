@@ -361,6 +361,9 @@ class GradioPipeline:
 
         text = check_instruction(text)
         seed = _index(seed, "seed")
+        lo, hi = config.SEED_RANGE
+        if not lo <= seed <= hi:
+            raise _error(f"The seed must be a whole number from {lo} to {hi}, got {seed}.")
         ok, why = self.instruct_status()
         if not ok:
             raise _error(why)

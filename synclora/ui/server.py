@@ -89,19 +89,7 @@ def launch(demo: gr.Blocks, *, server_name: str | None = None, server_port: int 
     files, and every session's folder is deleted (`GradioPipeline.shutdown`)."""
     app: GradioPipeline = demo.synclora  # type: ignore[attr-defined]
     atexit.register(app.files.close)  # whatever ends the process normally, the session folders go with it
-    if prevent_thread_lock:
-        return _launch(demo, app, server_name, server_port, share, prevent_thread_lock, quiet)
-    try:
-        with signals.stop_cleanly():
-            return _launch(demo, app, server_name, server_port, share, prevent_thread_lock, quiet)
-    finally:
-        idle = app.shutdown()
-        log.info("server stopped; session files deleted%s", "" if idle else " (some jobs were still running)")
-        demo.close()
-
-
-def _launch(demo, app, server_name, server_port, share, prevent_thread_lock, quiet):
-    return demo.launch(
+    options = dict(
         server_name=server_name,
         server_port=server_port,
         share=share,
@@ -115,6 +103,15 @@ def _launch(demo, app, server_name, server_port, share, prevent_thread_lock, qui
         quiet=quiet,
         ssr_mode=False,
     )
+    if prevent_thread_lock:
+        return demo.launch(**options)
+    try:
+        with signals.stop_cleanly():
+            return demo.launch(**options)
+    finally:
+        idle = app.shutdown()
+        log.info("server stopped; session files deleted%s", "" if idle else " (some jobs were still running)")
+        demo.close()
 
 
 def launch_from_cli(demo: gr.Blocks, argv: list[str] | None = None):

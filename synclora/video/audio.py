@@ -146,7 +146,8 @@ class AudioSource:
 
     The output never plays longer than its video: the audio is cut at the span's (or the whole clip's) last video
     frame. The whole clip's AAC/MP3 is copied packet for packet (sample-identical), leaving out packets that start
-    after the last frame, when that ends it within one video frame; otherwise it is re-encoded, trimmed exactly."""
+    after the last frame, when that ends it within a video frame or `OVERRUN_S`; otherwise it is re-encoded and
+    trimmed exactly."""
 
     def __init__(self, out: av.container.OutputContainer, src: Path, span: tuple[int, int] | None, fps: Fraction,
                  notices: list[str]):
