@@ -266,3 +266,5 @@ def test_served_app_stopped_with_sigterm_deletes_its_session_folders(tmp_path):
     assert "Traceback" not in text, text
     assert not list(tmp.glob("synclora-app-*")), "the session folders survived the shutdown"
     assert not [p for p in tmp.rglob("*.part")], "a half-written file survived the shutdown"
+    left = {p.name for p in tmp.rglob("*") if p.is_file()}
+    assert not left & {src.name, edited.name}, "the visitor's uploads survived the shutdown"  # (examples stay)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -83,6 +84,13 @@ class TrainConfig:
             raise InputError("probabilities must lie in [0, 1]")
         if self.reference_downscale_factor < 1:
             raise InputError("--reference-downscale-factor must be ≥ 1")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise InputError(f"--lr must be a positive number, got {self.learning_rate}")
+        if not (math.isfinite(self.fps) and 0 < self.fps <= 1000):
+            raise InputError(f"--fps must be a frame rate from above 0 to 1000, got {self.fps}")
+        if min(self.width, self.height, self.num_frames) < 1 or self.warmup_steps < 0 or self.keep_checkpoints < 0:
+            raise InputError("--width, --height and --num-frames must be ≥ 1; --warmup-steps and "
+                             "--keep-checkpoints ≥ 0")
         if self.mixed_precision not in ("auto", "no", "bf16"):
             raise InputError("--mixed-precision must be auto, no or bf16")
         if self.save_dtype not in ("bf16", "fp32"):

@@ -84,7 +84,8 @@ def example_rows() -> tuple[list[list], list[str]]:
 def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
     d: PropagationSettings = app.defaults
     instruct_ok, instruct_md = app.instruct_status()
-    with gr.Blocks(title="Sync-LoRA · portrait video editing") as demo:
+    # Visitors' uploads in Gradio's own cache go like our session folders: after 6 h, and all at shutdown.
+    with gr.Blocks(title="Sync-LoRA · portrait video editing", delete_cache=(3600, 6 * 3600)) as demo:
         gr.Markdown(asset("header.md"), elem_id="header")
 
         # 1 + 2 -------------------------------------------------------------------------------------------------
