@@ -76,8 +76,11 @@ def too_large(path: Path, w: int | None = None, h: int | None = None) -> InputEr
                       "most 4096×4096 (e.g. 3840×2160) are read — downscale the clip first.")
 
 
-def is_size_refusal(e: BaseException) -> bool:
-    """The decoder refused a frame for exceeding `max_pixels` (FFmpeg says only "Invalid argument", EINVAL)."""
-    return isinstance(e, av.error.ArgumentError)
+def decode_error(path: Path, e: av.FFmpegError, where: str = "") -> InputError:
+    """A decoder's failure as a sentence; a frame refused for exceeding `max_pixels` (FFmpeg says only "Invalid
+    argument", EINVAL) is said as the size limit."""
+    if isinstance(e, av.error.ArgumentError):
+        return too_large(path)
+    return InputError(f"{path.name} could not be decoded{where} ({short_error(e)}).")
 
 

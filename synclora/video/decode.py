@@ -13,7 +13,7 @@ import numpy as np
 from synclora import limits
 from synclora.errors import InputError
 from synclora.video.colour import frame_to_rgb
-from synclora.video.container import DECODER_OPTIONS, is_size_refusal, open_input, short_error, too_large
+from synclora.video.container import DECODER_OPTIONS, decode_error, open_input
 from synclora.video.probe import Timeline, VideoInfo, probe, timeline
 
 
@@ -110,9 +110,7 @@ def _iter_slots(path: Path, tl: Timeline, start: int, stop: int, size: tuple[int
                 if j >= stop:
                     return
         except av.FFmpegError as e:
-            if is_size_refusal(e):
-                raise too_large(path) from None
-            raise InputError(f"{path.name} could not be decoded after frame {j} ({short_error(e)}).") from e
+            raise decode_error(path, e, f" after frame {j}") from e
         while j < stop and prev is not None and slots[j] <= prev_k:
             yield (prev_img := convert(prev)) if prev_img is None else prev_img.copy()
             j += 1
@@ -143,9 +141,7 @@ def _iter_slots_sequential(path: Path, tl: Timeline, start: int, stop: int, conv
                 if j >= stop:
                     return
         except av.FFmpegError as e:
-            if is_size_refusal(e):
-                raise too_large(path) from None
-            raise InputError(f"{path.name} could not be decoded after frame {j} ({short_error(e)}).") from e
+            raise decode_error(path, e, f" after frame {j}") from e
     if j < stop:
         raise InputError(f"{path.name} is damaged: only {j} of its {tl.info.n_frames} frames could be decoded.")
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from synclora import limits
 from synclora.errors import InputError
-from synclora.video.container import check_file, is_size_refusal, open_input, short_error, too_large, video_stream
+from synclora.video.container import check_file, decode_error, open_input, short_error, video_stream
 
 # Frame rates people and cameras use; a measured rate is snapped to one of these when it is within rounding error.
 STANDARD_RATES: tuple[Fraction, ...] = tuple(
@@ -239,10 +239,7 @@ def _build_timeline(path: Path) -> Timeline:
                 if len(decoded_pts) > limits.MAX_TIMELINE_FRAMES:
                     raise _too_long(path, frames=len(decoded_pts))
         except av.FFmpegError as e:
-            if is_size_refusal(e):
-                raise too_large(path) from None
-            where = f" after frame {len(decoded_pts)}" if decoded_pts else ""
-            raise InputError(f"{path.name} could not be decoded{where} ({short_error(e)}).") from e
+            raise decode_error(path, e, f" after frame {len(decoded_pts)}" if decoded_pts else "") from e
         if first is None:
             raise InputError(f"{path.name} contains no decodable video frames.")
 
