@@ -24,6 +24,11 @@ MemoryMode = Literal["bf16", "fp8", "offload"]
 
 # Seeds go to torch.Generator.manual_seed, which takes exactly this range.
 SEED_RANGE = (-(2**63), 2**64 - 1)
+# What `--span` accepts (parsed and resolved in `synclora.video.timing`, which says the same in its errors).
+SPAN_SYNTAX_HELP = (
+    "START:END in frame indices, both inclusive (12:40), or in seconds (2s:5.5s: from the frame on screen at 2 s to "
+    "the last frame that starts before 5.5 s); an open end runs to the clip's edge (:120, 2s:)"
+)
 
 
 def setting(
@@ -37,16 +42,19 @@ def setting(
     info: str = "",
     ui: bool = True,
     generative_only: bool = False,
+    text: bool = False,
+    api: str = "",
 ) -> Any:
     """A settings field with what every face needs to know about it.
 
     label: the app's widget label; help: the CLI's help text; choices: (value, label in the app), in display order;
     bounds: inclusive range of a whole-number setting; slider: (min, max, step) of the app's slider (a narrower,
     useful range; the API accepts `bounds`); info: a hint under the widget; ui: shown in the app (and a parameter of
-    its API); generative_only: matters only for the Sync-LoRA backend (left out of the reproduce line otherwise).
+    its API); generative_only: matters only for the Sync-LoRA backend (left out of the reproduce line otherwise);
+    text: free text (a text box in the app); api: how docs/API.md states its values.
     """
     meta = dict(label=label, help=help, choices=choices, bounds=bounds, slider=slider, info=info, ui=ui,
-                generative_only=generative_only)
+                generative_only=generative_only, text=text, api=api)
     return field(default=default, metadata=meta)
 
 
@@ -96,6 +104,18 @@ class PropagationSettings:
         "bf16", label="GPU memory mode", help="Sync-LoRA weights on the GPU: bf16 (about 40 GiB), fp8 (about 24 GiB) "
         "or offload (about 6 GiB, slower)",
         choices=(("bf16", "bf16"), ("fp8", "fp8"), ("offload", "offload")), generative_only=True,
+    )
+    # Which frames carry the edit (text, resolved against the probed clip by `video.timing.resolve_span`; None: the
+    # whole clip), and how many frames the edit fades in and out over just outside it (None: about 1/3 s).
+    span: str | None = setting(
+        None, label="Edited span", help="frames that carry the edit: " + SPAN_SYNTAX_HELP + " (default: the whole "
+        "clip)", info="frames 12:40 or seconds 2s:5.5s; empty: the whole clip", text=True,
+        api="text: `12:40` (frames, inclusive), `2s:5.5s` (seconds), open ends `:120` / `2s:`; empty = whole clip",
+    )
+    fade: int | None = setting(
+        None, label="Fade (frames)", help="frames over which the edit fades in before the span and out after it "
+        "(default: about a third of a second at the clip's fps; 0: hard cuts)", bounds=(0, 1000),
+        info="empty: about ⅓ s; 0: hard cuts", api="int, 0–1000; empty = about ⅓ s",
     )
     # A Sync-LoRA file of your own (released key format, e.g. from `python -m synclora train`) instead of the
     # released one; None uses the released weights (or the tiny model's own LoRA).
@@ -155,6 +175,12 @@ def _check(f: Field, value: Any) -> None:
         allowed = [v for v, _ in meta["choices"]]
         if value not in allowed:
             raise InputError(f"unknown {_name(f)} {value!r}; choose one of: {', '.join(allowed)}")
+    elif value is None and f.default is None:
+        return  # an optional setting left unset (resolved later, e.g. against the clip)
+    elif f.name == "span":
+        from synclora.video.timing import parse_span
+
+        parse_span(value)  # its one sentence when the form is wrong
     elif _is_int(f):
         lo, hi = meta["bounds"]
         if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
@@ -196,7 +222,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         meta = f.metadata
         default = getattr(d, f.name)
         text = meta["help"] + (f" (default {default})" if default is not None else "")
-        metavar = "N" if _is_int(f) else None
+        metavar = "N" if _is_int(f) else ("START:END" if f.name == "span" else None)
         if meta["choices"]:
             metavar = "{" + ",".join(v for v, _ in meta["choices"]) + "}"
         parser.add_argument(flag(f.name), dest=f.name, default=None, metavar=metavar, help=text.replace("%", "%%"))
@@ -224,6 +250,8 @@ def api_parameters() -> str:
         meta = f.metadata
         if meta["choices"]:
             parts.append(f"`{f.name}` (" + " \\| ".join(f"`{v}`" for v, _ in meta["choices"]) + ")")
+        elif meta["api"]:
+            parts.append(f"`{f.name}` ({meta['api']})")
         else:
             lo, hi = meta["bounds"]
             parts.append(f"`{f.name}` (int" + ("" if f.name == "seed" else f", {lo}–{hi}") + ")")
@@ -244,9 +272,9 @@ def _edit_index(text: str) -> int:
         raise argparse.ArgumentTypeError(f"the edit index must be a whole number, got {text!r}") from None
 
 
-def add_edit_index_argument(parser: argparse.ArgumentParser, help: str) -> None:
+def add_edit_index_argument(parser: argparse.ArgumentParser, help: str, *, default: int | None = 0) -> None:
     """`--edit-index K` (the index of the edited frame); the older `--frame K` still works but is not advertised."""
-    parser.add_argument("--edit-index", dest="edit_index", type=_edit_index, default=0, metavar="K", help=help)
+    parser.add_argument("--edit-index", dest="edit_index", type=_edit_index, default=default, metavar="K", help=help)
     parser.add_argument("--frame", dest="edit_index", type=_edit_index, default=argparse.SUPPRESS,
                         help=argparse.SUPPRESS)
 

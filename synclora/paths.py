@@ -52,17 +52,18 @@ def check_input(path: str | os.PathLike, what: str) -> Path:
     """An existing regular file, or one sentence saying what it is instead. Folders, pipes and devices are refused
     before anything opens them (opening a FIFO waits for a writer forever; /dev/zero never ends)."""
     path = Path(path)
+    name = path.name or str(path)  # the name only: in the app, a server's paths are not the visitor's business
     try:
         st = path.stat()
     except FileNotFoundError:
-        raise InputError(f"{what} not found: {path}") from None
+        raise InputError(f"{what} not found: {name}") from None
     except OSError as exc:
-        raise user_error(exc) or InputError(f"{what} {path} cannot be read ({exc.strerror})") from None
+        raise user_error(exc) or InputError(f"{what} {name} cannot be read ({exc.strerror})") from None
     if stat.S_ISDIR(st.st_mode):
-        raise InputError(f"{what} {path} is a folder, not a file")
+        raise InputError(f"{what} {name} is a folder, not a file")
     kind = _kind(st.st_mode)
     if kind:
-        raise InputError(f"{what} {path} is {kind}, not a regular file")
+        raise InputError(f"{what} {name} is {kind}, not a regular file")
     return path
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ from synclora.memory import free_memory, is_out_of_memory
 from synclora.paths import Output, check_input, check_outputs, remove_outputs
 from synclora.propagate import registry, schedule
 from synclora.propagate.base import BackendSpec, ProgressFn, no_progress
-from synclora.video import geometry, io
+from synclora.video import geometry, io, timing
 
 # The limits a propagation checks, for readers of this module (synclora.limits holds them, says why each is what it
 # is, and checks them; docs/LIMITS.md says what users see).
@@ -45,6 +45,7 @@ class PropagationResult:
     working_size: tuple[int, int]
     notices: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    span: timing.FrameSpan | None = None  # the frames that carry the edit (None: the whole clip)
 
     def summary(self) -> str:
         s = self.settings
@@ -52,6 +53,7 @@ class PropagationResult:
             f"result: {self.out}",
             f"backend: {self.backend} ({s.quality}), seed {s.seed}, edited frame {self.edit_index}, fit {s.fit}, "
             f"working size {self.working_size[0]}×{self.working_size[1]}, time mode {s.time_mode}",
+            f"edited: {self.span.describe() if self.span else 'the whole clip'}",
             f"{self.source_info.n_frames} frames at {io.format_fps(self.source_info.fps)} fps, "
             f"{self.source_info.width}×{self.source_info.height}, took {self.seconds:.1f} s",
         ]
@@ -92,10 +94,24 @@ def check_request(req: PropagationRequest) -> tuple[io.VideoInfo, np.ndarray, li
         raise InputError(f"the edit index (frame number) must be a whole number, got {k!r}")
     if not 0 <= k < info.n_frames:
         raise InputError(f"frame {k} is out of range: {source.name} has frames 0 to {info.n_frames - 1}")
-    check_plan(info, req.settings)
+    check_plan(info, req.settings, check_span(req, info).window)
     edited, notices = load_image(req.edited)
     edited, notice = geometry.fit_edited_image(edited, info.width, info.height)
     return info, edited, notices + ([notice] if notice else [])
+
+
+def check_span(req: PropagationRequest, info: io.VideoInfo) -> timing.FrameSpan:
+    """The frames that carry the edit (`settings.span`, with its fades), resolved against the probed clip: the one
+    place every face goes through, so a bad span gets the same sentence from the CLI, the app and the API."""
+    return timing.resolve_span(req.settings.span, info, fade=req.settings.fade, edit_index=req.edit_index)
+
+
+def applied_settings(settings: PropagationSettings, span: timing.FrameSpan) -> PropagationSettings:
+    """The settings as applied: the span in frames with its fade (both unset for the whole clip), so the summary,
+    the reproduce line and the settings JSON say exactly which frames were edited."""
+    if span.whole:
+        return replace(settings, span=None, fade=None)
+    return replace(settings, span=span.text, fade=span.fade)
 
 
 @contextlib.contextmanager
@@ -136,9 +152,10 @@ def working_plan(info: io.VideoInfo, settings: PropagationSettings, spec: Backen
     )
 
 
-def check_plan(info: io.VideoInfo, settings: PropagationSettings) -> None:
-    """What the working plan asks of this clip fits the backend and the memory limit (said in the user's sizes),
-    from the backend's spec alone: before any model loads or any frame is decoded."""
+def check_plan(info: io.VideoInfo, settings: PropagationSettings, frames: int | None = None) -> None:
+    """What the working plan asks of this clip (`frames` of it: the span and its fades) fits the backend and the
+    memory limit, said in the user's sizes, from the backend's spec alone: before any model loads or any frame is
+    decoded."""
     name = Path(info.path).name
     spec = registry.spec(settings)
     W, H = working_plan(info, settings, spec).work_size
@@ -146,36 +163,43 @@ def check_plan(info: io.VideoInfo, settings: PropagationSettings) -> None:
         raise InputError(f"{name} is {info.width}×{info.height}, too small for the {registry.resolve(settings)} "
                          f"backend: it needs at least "
                          f"{spec.min_side} pixels on each side of its {W}×{H} working frames — use a larger clip")
-    need = info.n_frames * W * H * 3
+    frames = info.n_frames if frames is None else frames
+    need = frames * W * H * 3
     if need > limits.MAX_WORKING_BYTES:
-        raise InputError(f"{name} has {info.n_frames} frames of {info.width}×{info.height}; at the working size "
+        raise InputError(f"{name}: {frames} frames of {info.width}×{info.height} to propagate; at the working size "
                          f"{W}×{H} they need {need / 1024**3:.1f} GiB, over the "
                          f"{limits.MAX_WORKING_BYTES / 1024**3:.0f} GiB "
                          "a propagation may hold — trim the clip or "
                          + ("downscale it" if spec.native_size else "lower the working resolution"))
 
 
-def _read_working(path: Path, info: io.VideoInfo, plan) -> np.ndarray:
-    """The clip at working size, in one preallocated array (no list of frames, no second copy from stacking)."""
+def _read_working(path: Path, info: io.VideoInfo, plan, start: int, stop: int) -> np.ndarray:
+    """Frames start..stop-1 at working size, in one preallocated array (no list of frames, no second copy from
+    stacking)."""
     W, H = plan.work_size
-    working = np.empty((info.n_frames, H, W, 3), np.uint8)
+    working = np.empty((stop - start, H, W, 3), np.uint8)
     n = 0
-    for i, f in enumerate(io.iter_frames(path)):
-        if i >= info.n_frames:  # the reader's count is the contract; never go on with a different one
+    for i, f in enumerate(io.iter_frames(path, start=start, stop=stop)):
+        if i >= len(working):  # the reader's count is the contract; never go on with a different one
             n = i + 1
             break
         working[i] = plan.fit(f)
         n = i + 1
-    if n != info.n_frames:
-        raise InputError(f"{path.name}: decoded {n} frames but the container reports {info.n_frames}")
+    if n != len(working):
+        raise InputError(f"{path.name}: decoded {n} frames of {start}–{stop - 1} but the container reports "
+                         f"{len(working)}")
     return working
 
 
 def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress) -> PropagationResult:
-    """Propagate the edited frame (frame `req.edit_index`) through the whole source clip; write the result (and SBS)."""
+    """Propagate the edited frame (frame `req.edit_index`) through its span of the source clip (the whole clip by
+    default); write the result (and SBS). Only the span and its fades reach the backend; every other frame of the
+    result is the source's own decoded frame, and the result keeps the source's frame count, fps and audio."""
     t0 = time.perf_counter()
     info, edited, notices = check_request(req)
-    settings = req.settings
+    span = check_span(req, info)
+    notices += list(span.notices)
+    settings = applied_settings(req.settings, span)
     progress(0.0, "loading backend")
     with _memory_errors():
         backend = registry.get(settings)
@@ -186,7 +210,7 @@ def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress)
 
     progress(0.02, "reading frames")
     with _memory_errors():
-        working = _read_working(Path(req.source), info, plan)
+        working = _read_working(Path(req.source), info, plan, span.first, span.last + 1)
     edited_work = plan.fit(edited)
 
     def sub(lo: float, hi: float) -> ProgressFn:
@@ -194,20 +218,33 @@ def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress)
 
     with _memory_errors():
         result, sched_notices = schedule.propagate_clip(
-            working, req.edit_index, edited_work, backend, settings, float(info.fps), sub(0.05, 0.9)
+            working, req.edit_index - span.first, edited_work, backend, settings, float(info.fps), sub(0.05, 0.9)
         )
     notices += sched_notices
 
     progress(0.9, "writing result")
 
-    def unfitted():
+    def composed():
+        """Every source frame once, in order: the edit inside the span, blended in the fades, the source outside."""
+        count = 0
         for i, src in enumerate(io.iter_frames(req.source)):
-            yield edited if i == req.edit_index else plan.unfit(result[i], src)
+            count += 1
+            if i == req.edit_index:
+                yield edited
+            elif not span.first <= i <= span.last:
+                yield src  # outside the span and its fades: the source's own frame, untouched
+            else:
+                frame = plan.unfit(result[i - span.first], src)
+                w = span.weight(i)
+                yield frame if w >= 1 else io.fade_frames(src, frame, w)
+        if count != info.n_frames:  # raised inside write_video: nothing is left at --out
+            raise InputError(f"{Path(req.source).name}: decoded {count} frames but the container reports "
+                             f"{info.n_frames}")
 
     audio = Path(req.source) if info.has_audio else None
     out = sbs = None
     try:  # a failed or stopped call leaves no result behind, not half of one
-        out = io.write_video(req.out, unfitted(), info.fps, audio_from=audio, notices=notices)
+        out = io.write_video(req.out, composed(), info.fps, audio_from=audio, notices=notices)
         if req.side_by_side:
             progress(0.95, "writing side by side")
             pairs = io.side_by_side(io.iter_frames(req.source), io.iter_frames(out))
@@ -227,4 +264,5 @@ def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress)
         working_size=(edited_work.shape[1], edited_work.shape[0]),
         notices=notices,
         seconds=time.perf_counter() - t0,
+        span=span,
     )

@@ -19,6 +19,17 @@ def base(tmp_path_factory) -> dict:
     return make_base(tmp_path_factory.mktemp("base"))
 
 
+@pytest.fixture()
+def app(tmp_path):
+    """The app's logic (`GradioPipeline`) on the CPU flow backend, with its session files under `tmp_path`."""
+    from synclora.config import PropagationSettings
+    from synclora.ui.glue import GradioPipeline
+    from synclora.ui.session import SessionFiles
+
+    return GradioPipeline(files=SessionFiles(tmp_path / "sessions"), instruct=None,
+                          defaults=PropagationSettings(backend="flow"), max_upload_mb=5)
+
+
 # Fixtures that start the app on a local port, or drive a real browser: tests using them get the matching marker, so
 # `-m "not server"` / `-m "not browser"` give a quick in-process pass (markers are declared in pyproject.toml).
 _MARK_BY_FIXTURE = {"server": "server", "app_url": "server", "browser": "browser"}

@@ -39,7 +39,9 @@ def test_api_lists_the_named_endpoints(client):
     params = [p["parameter_name"] for p in api["named_endpoints"]["/edit_video"]["parameters"]]
     assert params[:3] == ["video", "edited", "frame"]
     assert params[3:] == ["backend", "quality", "seed", "fit", "resolution", "time_mode", "chunk_overlap", "model",
-                          "memory"]
+                          "memory", "span", "fade"]
+    report = [p["parameter_name"] for p in api["named_endpoints"]["/sync_report"]["parameters"]]
+    assert report == ["video", "result", "edited", "edit_frame", "span"]
 
 
 @pytest.fixture(scope="module")
@@ -74,10 +76,13 @@ def test_sync_report_endpoint_gives_plot_and_verdict(client, edit_run, tmp_path)
 
     local = tmp_path / "result.mp4"
     shutil.copy(edit_run[0], local)
-    plot, verdict = client.predict(handle_file(str(CLIP)), handle_file(str(local)), handle_file(str(EDIT)),
-                                   api_name="/sync_report")
+    plot, verdict, landmarks = client.predict(handle_file(str(CLIP)), handle_file(str(local)),
+                                              handle_file(str(EDIT)), 0, api_name="/sync_report")
     assert Path(plot).is_file() and Image.open(plot).size[0] > 300
     assert "in sync" in verdict.lower() and "lag" in verdict.lower()
+    assert "The edit on frame 0" in verdict  # what the red nose did to the eyes, mouth and face
+    view = landmarks["video"] if isinstance(landmarks, dict) else landmarks
+    assert Path(view).is_file() and Path(view).stat().st_size > 1000
 
 
 def test_settings_other_than_the_defaults_are_used_and_reported(client):
@@ -86,6 +91,28 @@ def test_settings_other_than_the_defaults_are_used_and_reported(client):
     _, _, md = client.predict(handle_file(str(CLIP)), handle_file(str(EDIT)), 0, backend="flow",
                               quality="preview", seed=7, fit="crop", api_name="/edit_video")
     assert "seed **7**" in md and "(preview)" in md and "fit crop" in md and "--seed 7" in md
+
+
+def test_a_span_of_the_clip_through_the_api(client, tmp_path):
+    """`span` and `fade` by name: only frames 1 s–2 s carry the edit (the red nose), faded over 3 frames each side;
+    the rest is the source; the report judges the span."""
+    from gradio_client import handle_file
+
+    # The edit was made on frame 0, so as frame 30's edit it is only a look to carry along (the flow backend warps it).
+    result, _, md = client.predict(handle_file(str(CLIP)), handle_file(str(EDIT)), 30, span="1s:2s", fade=3,
+                                   api_name="/edit_video")
+    assert "edited frames 24–47 (1.000–2.000 s), fading in over frames 21–23 and out over frames 48–50" in md
+    assert "--span 24:47 --fade 3" in md
+    res, src = io.read_frames(result), io.read_frames(CLIP)
+    assert len(res) == len(src) == 72 and io.probe(result).has_audio
+    diff = np.abs(res.astype(int) - src.astype(int)).mean(axis=(1, 2, 3))
+    assert diff[:21].max() < 3 and diff[51:].max() < 3  # the source's own frames, up to H.264
+    assert diff[24:48].min() > 2 * max(diff[:21].max(), diff[51:].max())
+    local = tmp_path / "result.mp4"
+    shutil.copy(result, local)
+    _, verdict, _ = client.predict(handle_file(str(CLIP)), handle_file(str(local)), None, span="1s:2s",
+                                   api_name="/sync_report")
+    assert "frames 24–47" in verdict
 
 
 def test_load_video_endpoint_reports_the_facts(client):

@@ -125,6 +125,21 @@ def test_whole_workflow_in_chromium(app_url, browser, tmp_path):
     page.wait_for_selector(f"#frame-caption :text('Frame {FRAME} of 0–71')", timeout=TIMEOUT_MS)
 
     mark("frame picked")
+    # 2b. Edit only part of the clip: a span typed in seconds moves the range sliders; a span slider stops at the
+    # chosen frame (it must stay inside the span).
+    page.wait_for_selector("#span-caption :text('the whole clip')", timeout=TIMEOUT_MS)
+    span_box = page.locator("#span textarea, #span input").first
+    span_box.fill("0.25s:1s")
+    span_box.press("Enter")
+    page.wait_for_selector("#span-caption :text('frames 6–23 (0.250–1.000 s)')", timeout=TIMEOUT_MS)
+    start_box = page.locator("#span-start input[type=number]")
+    assert start_box.input_value() == "6" and page.locator("#span-end input[type=number]").input_value() == "23"
+    start_box.fill("15")
+    start_box.press("Enter")
+    page.wait_for_selector(f"#span-caption :text('frames {FRAME}–23')", timeout=TIMEOUT_MS)
+    assert span_box.input_value() == f"{FRAME}:23"
+
+    mark("span chosen")
     # 3a. Draw on the frame with the in-app editor's brush: the strokes become an edit of exactly this frame.
     page.click("#editor button[aria-label=Brush]")
     bb = page.locator("#editor canvas").first.bounding_box()
@@ -156,6 +171,7 @@ def test_whole_workflow_in_chromium(app_url, browser, tmp_path):
     page.evaluate("() => document.querySelector('#result-sbs video').pause()")
     info = page.inner_text("#result-info")
     assert f"Edited frame {FRAME}" in info and "seed 0" in info and "--edit-index 10" in info
+    assert f"--span {FRAME}:23 --fade 8" in info  # 24 fps: the default fade of a third of a second
     page.get_by_role("tab", name="Result only").click()
     page.wait_for_selector("#result-video video", timeout=TIMEOUT_MS)
     state = _plays(page, "#result-video video")
@@ -165,6 +181,9 @@ def test_whole_workflow_in_chromium(app_url, browser, tmp_path):
     mark("result played")
     # The sync report follows on its own (it never blocks the result).
     page.wait_for_selector("#report-verdict :text('Overall lag')", timeout=TIMEOUT_MS)
+    assert f"Judged the edited span, frames {FRAME}–23" in page.inner_text("#report-verdict")
+    assert f"The edit on frame {FRAME}" in page.inner_text("#report-verdict")  # what the edit did, in words
+    page.wait_for_selector("#report-landmarks video", timeout=TIMEOUT_MS)  # the landmark view beside the curves
     mark("report")
     page.screenshot(path=str(ARTIFACTS / "browser-2-result-1280.png"), full_page=True)
     page.set_viewport_size({"width": 1920, "height": 1080})

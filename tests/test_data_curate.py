@@ -135,3 +135,73 @@ def test_cli_curate_with_threshold_override(pairs, tmp_path, curated, capsys):
     assert rc == 0
     assert "2 of 5 pairs kept" in capsys.readouterr().out
     assert main(["curate", str(pairs), "--out", str(out), "--threshold", "min_nothing=1"]) == 2
+
+
+EDIT_N, EDIT_K = 40, 10
+
+
+@pytest.fixture(scope="module")
+def edit_pairs(tmp_path_factory):
+    """Pairs whose edit hides cues (sunglasses, a mask over the mouth) or only recolours them (lipstick, eye shadow):
+    a right target, one 3 frames late and one frozen on the edited frame each; a lipstick that fades for 8 frames;
+    and a right sunglasses pair without edit.png (the target's frame 0 is then the edit)."""
+    from PIL import Image
+
+    from synclora.data.pairs import write_meta
+
+    root = tmp_path_factory.mktemp("edit_pairs")
+    src = faces.talking_clip("grace_hopper", EDIT_N).frames
+
+    def add(name: str, target: np.ndarray, edited: np.ndarray | None) -> None:
+        d = root / name
+        d.mkdir()
+        io.write_video(d / "source.mp4", src, 25)
+        io.write_video(d / "target.mp4", target, 25)
+        if edited is not None:
+            Image.fromarray(edited).save(d / "edit.png")
+            # eye-shadow folders carry the key generate wrote before the rename ("frame"): still read
+            write_meta(d, {"frame" if name.startswith("eye_shadow") else "edit_index": EDIT_K})
+
+    for edit in ("sunglasses", "mouth_mask", "lipstick", "eye_shadow"):
+        good = faces.talking_clip("grace_hopper", EDIT_N, edit=edit).frames
+        add(f"{edit}-right", good, good[EDIT_K])
+        add(f"{edit}-late", faces.delay(good, 3), good[EDIT_K])
+        add(f"{edit}-frozen", np.repeat(good[EDIT_K: EDIT_K + 1], EDIT_N, axis=0), good[EDIT_K])
+        if edit == "lipstick":
+            faded = good.copy()
+            faded[24:32] = src[24:32]
+            add("lipstick-faded", faded, good[EDIT_K])
+        if edit == "sunglasses":
+            add("sunglasses-no-edit-png", good, None)
+    return root
+
+
+def test_curation_keeps_right_edit_pairs_and_rejects_late_frozen_and_faded(edit_pairs, tmp_path):
+    summary = curate(edit_pairs, tmp_path / "m.jsonl", plot=tmp_path / "m.png")
+    recs = read_manifest(tmp_path / "m.jsonl")
+    for name, rec in recs.items():
+        assert rec["keep"] == name.endswith(("-right", "-no-edit-png")), (name, rec["reasons"], rec["scores"])
+    sg = recs["sunglasses-right"]["scores"]
+    assert sg["hidden"] == ["left_eye", "right_eye"] and sg["edit_index"] == EDIT_K
+    assert sg["eyes"] is None and sg["gaze"] is None and sg["blink"] is None  # not judged, not failed
+    assert sg["mouth"] > 0.9 and sg["pose"] > 0.8 and sg["edit_kept"] > 0.8
+    assert recs["mouth_mask-right"]["scores"]["hidden"] == ["mouth"]
+    assert recs["mouth_mask-right"]["scores"]["mouth"] is None
+    assert recs["lipstick-right"]["scores"]["hidden"] == [] and recs["lipstick-right"]["scores"]["mouth"] > 0.9
+    assert recs["eye_shadow-right"]["scores"]["edit_index"] == EDIT_K  # from the old "frame" key
+    no_png = recs["sunglasses-no-edit-png"]["scores"]
+    assert no_png["hidden"] == ["left_eye", "right_eye"] and no_png["edit_index"] == 0 and no_png["identity"] is None
+    # Each bad pair is rejected for what stays visible, never for what the edit hides.
+    for edit in ("sunglasses", "mouth_mask", "lipstick", "eye_shadow"):
+        assert any("lags by 3" in r for r in recs[f"{edit}-late"]["reasons"]), recs[f"{edit}-late"]["reasons"]
+        hidden = recs[f"{edit}-right"]["scores"]["hidden"]
+        for rec in (recs[f"{edit}-late"], recs[f"{edit}-frozen"]):
+            for reason in rec["reasons"]:
+                assert not (("eyes" in hidden or "left_eye" in hidden) and reason.startswith(("eyes", "gaze",
+                                                                                              "blink"))), reason
+                assert not ("mouth" in hidden and reason.startswith("mouth")), reason
+    faded = recs["lipstick-faded"]
+    assert len(faded["reasons"]) == 1 and faded["scores"]["edit_kept"] < 0.1, faded
+    assert faded["reasons"][0].endswith("< 0.5 (the edit on the lips faded on frames 24–31)"), faded
+    assert summary.reasons.get("edit", 0) >= 1  # frozen recolours also leave their place on the moving face
+    assert summary.plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -474,3 +474,21 @@ def test_served_app_refuses_hostile_files_and_keeps_serving(tmp_path, base):
     out, _, _ = client.predict(handle_file(str(base["src"])), handle_file(str(base["edited"])), 0,
                                api_name="/edit_video")
     assert Path(out["video"] if isinstance(out, dict) else out).is_file()
+
+
+def test_hostile_instructions_file_is_refused_before_reading_it(tmp_path):
+    """`generate --stills … --instructions FILE`: a pipe (never ends) or a 20 GB sparse file (read whole) are said
+    as what they are, at once."""
+    from synclora.data.stills import read_text_list
+    from synclora.errors import InputError
+
+    os.mkfifo(tmp_path / "pipe.txt")
+    with pytest.raises(InputError, match="named pipe"):
+        read_text_list(tmp_path / "pipe.txt", "instructions")
+    with open(tmp_path / "huge.txt", "wb") as f:
+        f.truncate(20 * 1024**3)  # sparse: nothing is written to disk
+    with pytest.raises(InputError, match="MB"):
+        read_text_list(tmp_path / "huge.txt", "instructions")
+    (tmp_path / "dir.txt").mkdir()
+    with pytest.raises(InputError, match="folder"):
+        read_text_list(tmp_path / "dir.txt", "prompts")

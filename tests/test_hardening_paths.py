@@ -184,6 +184,8 @@ def test_report_outputs_are_checked_before_measuring(work, capsys, monkeypatch):
                         (["--plot", str(d / "r.txt")], ".png"),
                         (["--json", str(d / "plots")], "existing folder"),
                         (["--json", str(d / "r.json")], "named pipe"),
+                        (["--landmarks", str(d / "view.avi")], ".mp4"),
+                        (["--landmarks", str(work["src"])], "is the source video itself"),
                         (["--json", str(d / "x.json"), "--plot", str(d / "x.png"), "--edited", str(d / "x.png")],
                          "not found")):
         rc, out, err = _cli(["report", src, src, *extra], capsys)

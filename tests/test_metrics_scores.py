@@ -174,6 +174,12 @@ def test_cues_from_landmarks_geometry():
     pts[10], pts[152] = (100, 70, 0), (100, 150, 0)  # forehead, chin
     pts[13], pts[14] = (100, 130, 0), (100, 134, 0)  # lips: gap 4 over eye span 40
     pts[468], pts[473] = (87.5, 100, 0), (112.5, 100, 0)  # irises centred
+    from synclora.metrics.landmarks import _MIRROR
+
+    for left, right in _MIRROR:  # a symmetric face: each mirror pair straddles the midline x = 100
+        if (left, right) not in ((263, 33), (362, 133)):
+            pts[left] = (100 + rng.uniform(5, 30), rng.uniform(70, 150), 0)
+            pts[right] = (200 - pts[left, 0], pts[left, 1], 0)
     c = cues_from_landmarks(pts)
     assert c["yaw"] == pytest.approx(0, abs=1e-6) and c["pitch"] == pytest.approx(0, abs=1e-6)
     assert c["roll"] == pytest.approx(0, abs=1e-6)
@@ -209,3 +215,75 @@ def test_track_cache_roundtrip(tmp_path):
     rep = score_tracks(t, back)
     assert rep.in_sync  # a frame without a face in both videos is counted, not held against the result
     assert rep.faces.source_missing == [3] and rep.faces.result_missing == [3] and rep.faces.lost == []
+
+
+def _edit(*hidden: str):
+    """What an edit did, as the occlusion analysis reports it: `hidden` regions hidden, the rest unchanged."""
+    from synclora.metrics.occlusion import EditRegions, RegionEvidence
+
+    regions = {n: RegionEvidence("hidden" if n in hidden else "unchanged", 0.1 if n in hidden else 1.0, 0.1, 0.2,
+                                 0.0, 0.01) for n in ("left_eye", "right_eye", "mouth", "face")}
+    return EditRegions(edit_index=0, index_from="given", regions=regions)
+
+
+def test_cues_the_edit_hides_are_scored_but_not_judged():
+    src = _track()
+    res = _track()
+    # Behind dark lenses the landmarker guesses eyes that neither blink nor look around.
+    for name in ("left_eye", "right_eye"):
+        res.cues[name] = 0.28 + 0.01 * _signal(70 + len(name))
+    for name in ("gaze_x", "gaze_y"):
+        res.cues[name] = 0.05 * _signal(80 + len(name))
+    blind = score_tracks(src, res, 5)
+    assert not blind.in_sync and "blinks missed" in blind.verdict and "eyes frozen" in blind.verdict
+    rep = score_tracks(src, res, 5, edit=_edit("left_eye", "right_eye"))
+    assert rep.in_sync and rep.lag == 0
+    assert rep.verdict == ("in sync (mean r 1.00 over 4 moving cues; both eyes are hidden by the edit, "
+                           "not judged)")
+    assert rep.hidden == {"left_eye", "right_eye", "gaze_x", "gaze_y"}
+    assert rep.cues["left_eye"].corr is not None  # still measured
+    assert not rep.blinks.judged and rep.blinks.missed == 3  # measured, not held against the result
+    d = rep.to_dict()
+    assert d["cues"]["gaze_x"]["hidden"] is True and d["blinks"]["judged"] is False
+    # A late result is still caught by what stays visible.
+    late = score_tracks(src, _track(shift=3), 5, edit=_edit("left_eye", "right_eye"))
+    assert late.lag == 3 and late.verdict.startswith("lags by 3 frames")
+
+
+def test_one_hidden_eye_uses_the_other_for_blinks_and_gaze():
+    src, res = _track(), _track()
+    for t in (src, res):  # each eye's own gaze, as extract_cues stores it
+        for side in ("left", "right"):
+            t.cues[f"{side}_gaze_x"] = t.cues["gaze_x"].copy()
+            t.cues[f"{side}_gaze_y"] = t.cues["gaze_y"].copy()
+    res.cues["left_eye"] = np.full(N, 0.28)  # the hidden eye never blinks in the result ...
+    res.cues["gaze_x"] = 0.05 * _signal(90)  # ... and spoils the averaged gaze
+    rep = score_tracks(src, res, 5, edit=_edit("left_eye"))
+    assert rep.in_sync, rep.verdict
+    assert rep.blinks.judged and rep.blinks.matched == 3
+    assert rep.cues["gaze_x"].corr == pytest.approx(1.0) and not rep.cues["gaze_x"].hidden
+    assert rep.verdict.endswith("the left eye is hidden by the edit, not judged)")
+
+
+def test_when_every_moving_cue_is_hidden_sync_is_not_judged():
+    rep = score_tracks(_track(), _track(shift=2), 5, edit=_edit("left_eye", "right_eye", "mouth", "face"))
+    assert rep.in_sync is None and rep.lag == 0
+    assert rep.verdict == ("sync not judged: the edit hides everything that moves (both eyes, the mouth and the face "
+                           "(head pose))")
+    assert rep.to_dict()["in_sync"] is None
+
+
+def test_landmark_array_reads_the_wire_format_exactly():
+    from mediapipe.framework.formats import landmark_pb2
+
+    from synclora.metrics.landmarks import landmark_array
+
+    rng = np.random.default_rng(3)
+    xyz = rng.uniform(-1, 1, (478, 3)).astype(np.float32)
+    xyz[5] = 0.0  # zeros are still written (proto2 optional fields)
+    msg = landmark_pb2.NormalizedLandmarkList()
+    for x, y, z in xyz:
+        msg.landmark.add(x=float(x), y=float(y), z=float(z))
+    assert np.array_equal(landmark_array(msg), xyz.astype(np.float64))
+    msg.landmark[7].visibility = 0.5  # another layout: the plain path, same numbers
+    assert np.array_equal(landmark_array(msg), xyz.astype(np.float64))

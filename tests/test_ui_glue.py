@@ -294,6 +294,7 @@ def test_sync_report_is_measured_once_per_result_and_forgotten_with_the_session(
 
     class _Rep:
         verdict, lag, corr, in_sync, problems, notes = "in sync (mean r 0.9)", 0, 0.9, True, [], []
+        edit = kept = landmarks_video = None
 
         def plot(self, path):
             Image.new("RGB", (400, 300)).save(path)
@@ -301,12 +302,36 @@ def test_sync_report_is_measured_once_per_result_and_forgotten_with_the_session(
 
     monkeypatch.setattr(report, "compare_videos", lambda *a, **k: calls.append(a) or _Rep())
     monkeypatch.setattr(app, "check_clip", lambda path: None)  # the clips are names only: nothing is read
-    first = app.sync_report("src.mp4", "res.mp4", "e.png", _Req("s10"))
-    again = app.sync_report("src.mp4", "res.mp4", "e.png", _Req("s10"))  # e.g. the result tab re-sends "change"
+    first = app.sync_report("src.mp4", "res.mp4", "e.png", request=_Req("s10"))
+    # e.g. the result tab re-sends "change"
+    again = app.sync_report("src.mp4", "res.mp4", "e.png", request=_Req("s10"))
     assert first == again and len(calls) == 1
     assert "In sync" in first[1] and "Overall lag **+0** frames" in first[1] and Path(first[0]).is_file()
-    app.sync_report("src.mp4", "other.mp4", "e.png", _Req("s10"))
+    app.sync_report("src.mp4", "other.mp4", "e.png", request=_Req("s10"))
     assert len(calls) == 2
     app.end_session(_Req("s10"))
-    app.sync_report("src.mp4", "res.mp4", "e.png", _Req("s10"))
+    app.sync_report("src.mp4", "res.mp4", "e.png", request=_Req("s10"))
     assert len(calls) == 3
+
+
+def test_sync_report_on_a_real_result_and_its_bad_inputs(app, tmp_path):
+    """The panel's three outputs from real files: plot, verdict with what the edit did, and the landmark view."""
+    from synclora.testing import faces
+
+    src = faces.talking_clip("grace_hopper", 30)
+    good = faces.talking_clip("grace_hopper", 30, edit="sunglasses").frames
+    video, result = io.write_video(tmp_path / "src.mp4", src.frames, 25), io.write_video(tmp_path / "res.mp4", good, 25)
+    edited = tmp_path / "edited.png"
+    Image.fromarray(good[7]).save(edited)
+    plot, md, view = app.sync_report(str(video), str(result), str(edited), 7, request=_Req("s12"))
+    assert Path(plot).is_file() and Path(view).is_file() and io.probe(view).n_frames == 30
+    assert md.startswith("#### In sync") and "both eyes are hidden by the edit, not judged" in md
+    assert "The edit on frame 7: left eye **hidden**, right eye **hidden**, mouth **unchanged**" in md
+    # an edit frame past the end is ignored (the best-matching frame is found), not an error
+    _, md2, _ = app.sync_report(str(video), str(result), str(edited), 999, request=_Req("s12"))
+    assert "The edit on frame 7" in md2
+    with pytest.raises(gr.Error, match=r"Edited image not found: missing\.png\."):
+        app.sync_report(str(video), str(result), str(tmp_path / "missing.png"), 7, request=_Req("s12"))
+    with pytest.raises(gr.Error, match="frames"):
+        short = io.write_video(tmp_path / "short.mp4", good[:10], 25)
+        app.sync_report(str(video), str(short), str(edited), 7, request=_Req("s12"))

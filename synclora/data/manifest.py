@@ -64,16 +64,31 @@ def _problem(rec) -> str | None:
         if not isinstance(scores, dict):
             return "'scores' is not an object"
         for key, value in scores.items():
-            if key in _TEXT_SCORES:
-                if value is not None and not isinstance(value, str):
-                    return f"score {key!r} is not text"
-            elif isinstance(value, bool) or not (value is None or isinstance(value, (int, float))
-                                                 and math.isfinite(value)):
+            kind = _SCORE_KINDS.get(key)
+            if value is None or kind is None:  # unknown keys are not read by the decision: kept as they are
+                continue
+            if kind == "number" and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                     or not math.isfinite(value)):
                 return f"score {key!r} is not a number"
+            if kind == "bool" and not isinstance(value, bool):
+                return f"score {key!r} is not true or false"
+            if kind == "text" and not isinstance(value, str):
+                return f"score {key!r} is not text"
+            if kind == "texts" and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+                return f"score {key!r} is not a list of words"
     return None
 
 
-_TEXT_SCORES = {"motion_ratio_cue", "report_verdict"}  # the only scores that are words (curate.scores_from_report)
+# What each score the decision reads must be (curate.scores_from_report writes them; a manifest anyone edited may not).
+_SCORE_KINDS = {
+    **dict.fromkeys(("pose", "mouth", "gaze", "eyes", "blink", "blinks_source", "blinks_target", "lag", "motion_ratio",
+                     "identity", "face_lost", "source_faces", "corr", "edit_index", "edit_kept"), "number"),
+    "judged": "bool",
+    "motion_ratio_cue": "text",
+    "report_verdict": "text",
+    "hidden": "texts",
+    "edit_problems": "texts",
+}
 
 
 def select_pairs(data: Path, manifest: Path | None) -> tuple[list, list[tuple[str, str]]]:

@@ -126,6 +126,37 @@ def pair_dir(root: str | Path, name: str) -> Path:
     return Path(root) / check_name(name)
 
 
+# --- writing a pair folder all at once ------------------------------------------------------------------------------
+# A pair is written into a hidden `.partial-<name>` folder beside its final place and renamed into place when every
+# file is there: rename is atomic on one filesystem, so no reader (curate, train, another rank, a rerun) ever sees
+# half a pair, and a crash leaves only a hidden folder that the next attempt at that pair clears.
+PARTIAL_PREFIX = ".partial-"
+
+
+def begin_pair(root: str | Path, name: str) -> Path:
+    """An empty hidden folder to write pair `name` into (a leftover of an interrupted attempt is cleared)."""
+    import shutil
+
+    tmp = Path(root) / f"{PARTIAL_PREFIX}{check_name(name)}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def commit_pair(tmp: Path, root: str | Path, name: str) -> Path:
+    """Rename the finished folder into place; refuses (OSError) to replace an existing, non-empty pair folder."""
+    final = pair_dir(root, name)
+    os.rename(tmp, final)
+    return final
+
+
+def discard_pair(tmp: Path) -> None:
+    import shutil
+
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 # --- importing a dataset that lists (reference, target) videos in a metadata file -------------------------------
 
 # ltx-trainer's IC-LoRA datasets (the public Sync-LoRA dataset is one, "for training LTX-2 IC-LoRAs") list each

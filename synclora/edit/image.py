@@ -52,20 +52,21 @@ def check_image(path: str | Path, what: str = "edited image") -> tuple[int, int]
     return size
 
 
-def load_image(path: str | Path) -> tuple[np.ndarray, list[str]]:
+def load_image(path: str | Path, what: str = "edited image") -> tuple[np.ndarray, list[str]]:
     """Return (H, W, 3) uint8 RGB and notices about what was converted.
 
-    Handles EXIF orientation, alpha (composited on white), palette, greyscale, CMYK and 16-bit images.
+    Handles EXIF orientation, alpha (composited on white), palette, greyscale, CMYK and 16-bit images. `what` names
+    the image in the messages (e.g. "still" for pair generation).
     """
     path = Path(path)
-    check_image(path)
+    check_image(path, what)
     notices: list[str] = []
     try:
         with Image.open(path) as im:
             frames = getattr(im, "n_frames", 1)
             if frames > 1:
                 raise InputError(
-                    f"the edited image {path.name} is animated ({frames} frames); upload one still image (PNG or JPEG)"
+                    f"the {what} {path.name} is animated ({frames} frames); upload one still image (PNG or JPEG)"
                 )
             im = ImageOps.exif_transpose(im)
             rgb = _to_rgb(im, notices)

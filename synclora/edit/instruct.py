@@ -102,8 +102,9 @@ def availability() -> tuple[bool, str]:
 class InstructEditor:
     """One resident FLUX.2 [klein] pipeline; `edit` is safe to call from several threads (calls are serialised)."""
 
-    def __init__(self) -> None:
-        self._pipe = None
+    def __init__(self, pipe=None, device: str = "cuda") -> None:
+        self._pipe = pipe  # a ready pipeline (e.g. the tiny one, on the CPU) skips `load`
+        self.device = device
         self._lock = threading.Lock()
         self.load_seconds: float | None = None
 
@@ -144,7 +145,7 @@ class InstructEditor:
         ww, wh = working_size(w, h, settings.area)
         image = Image.fromarray(frame).resize((ww, wh), Image.Resampling.LANCZOS)
         with self._lock:
-            generator = torch.Generator("cuda").manual_seed(int(settings.seed))
+            generator = torch.Generator(self.device).manual_seed(int(settings.seed))
             try:
                 out = self._pipe(
                     image=image,

@@ -71,25 +71,42 @@ def default_prompt_cache() -> Path:
     return shipped if shipped.is_file() else home() / PROMPT_CACHE_NAME
 
 
-def encode_prompt_with_gemma(base_dir: Path, device: str = "cuda", dtype: torch.dtype = torch.bfloat16):
-    """Run LTX-2.3's Gemma 3 text encoder on `3d1t` exactly as the pipeline would (left pad to 1024, all layers)."""
+def load_gemma(base_dir: Path, device: str = "cuda", dtype: torch.dtype = torch.bfloat16):
+    """LTX-2.3's Gemma 3 text encoder and tokenizer from a diffusers-layout folder (fetched `--with-text-encoder`)."""
     import transformers
-    from diffusers import LTX2Pipeline
 
     base_dir = Path(base_dir)
     config = json.loads((base_dir / "text_encoder" / "config.json").read_text())
     encoder_cls = getattr(transformers, config["architectures"][0])  # the class the repo was saved with
     text_encoder = encoder_cls.from_pretrained(base_dir / "text_encoder", torch_dtype=dtype).to(device).eval()
-    tokenizer = transformers.AutoTokenizer.from_pretrained(base_dir / "tokenizer")
+    return text_encoder, transformers.AutoTokenizer.from_pretrained(base_dir / "tokenizer")
+
+
+@torch.no_grad()
+def encode_prompts(
+    text_encoder, tokenizer, prompts: list[str], *, max_length: int = PROMPT_MAX_LENGTH, device: str = "cuda"
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(embeds (1, L, D), mask (1, L)) of each prompt on the CPU, exactly as LTX-2's pipelines encode a prompt (left
+    padded to `max_length`, the hidden states of all layers stacked). Works for Gemma and for the tiny stand-in."""
+    from diffusers import LTX2Pipeline
+
     pipe = LTX2Pipeline(
         scheduler=None, vae=None, audio_vae=None, text_encoder=text_encoder, tokenizer=tokenizer, connectors=None,
         transformer=None, vocoder=None,
     )
-    with torch.no_grad():
+    out = []
+    for prompt in prompts:
         embeds, mask, _, _ = pipe.encode_prompt(
-            PROMPT, do_classifier_free_guidance=False, max_sequence_length=PROMPT_MAX_LENGTH, device=device
+            prompt, do_classifier_free_guidance=False, max_sequence_length=max_length, device=device
         )
-    return embeds.cpu(), mask.cpu()
+        out.append((embeds.cpu(), mask.cpu()))
+    return out
+
+
+def encode_prompt_with_gemma(base_dir: Path, device: str = "cuda", dtype: torch.dtype = torch.bfloat16):
+    """Run LTX-2.3's Gemma 3 text encoder on `3d1t` exactly as the pipeline would (left pad to 1024, all layers)."""
+    text_encoder, tokenizer = load_gemma(base_dir, device, dtype)
+    return encode_prompts(text_encoder, tokenizer, [PROMPT], device=device)[0]
 
 
 class FrozenConnectors(torch.nn.Module):

@@ -223,3 +223,48 @@ def write_tiny_lora(
     with atomic_output(path) as tmp:
         save_file(sd, str(tmp), metadata={"reference_downscale_factor": str(reference_downscale_factor)})
     return path
+
+
+# --- tiny text encoders (for prompts that change: the image-to-video pair generator's motion prompts) --------------
+SPECIAL_TOKENS = ("<pad>", "<eos>", "<bos>", "<unk>")
+
+
+def word_tokenizer(texts, *, max_length: int, padding_side: str = "left", chat_template: str | None = None):
+    """An offline `PreTrainedTokenizerFast`: one id per lowercase word of `texts` (others are `<unk>`), `<bos>` first.
+
+    Why: the real tokenizers (Gemma's, Qwen's) live on the Hub; a word-level vocabulary built in memory gives
+    different prompts different ids, which is all a random tiny text encoder needs. Deterministic for the same texts.
+    """
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    pre = pre_tokenizers.Whitespace()
+    words = sorted({w.lower() for text in texts for w, _ in pre.pre_tokenize_str(str(text))} - set(SPECIAL_TOKENS))
+    vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS + tuple(words))}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre
+    tok.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 2)])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>", unk_token="<unk>",
+        padding_side=padding_side, model_max_length=max_length, chat_template=chat_template,
+    )
+
+
+def tiny_gemma(vocab_size: int, seed: int = 0):
+    """A tiny Gemma 3 of LTX-2.3's text-encoder class whose stacked hidden states fit the tiny connectors."""
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3TextConfig, SiglipVisionConfig
+
+    n = vocab_size + 3  # + begin/end-of-image and image tokens, which Gemma 3's config asks for
+    text = Gemma3TextConfig(
+        vocab_size=n, hidden_size=TINY_CAPTION_CHANNELS, intermediate_size=32, num_hidden_layers=TINY_TEXT_LAYERS - 1,
+        num_attention_heads=2, num_key_value_heads=1, head_dim=8, max_position_embeddings=128, sliding_window=16,
+        pad_token_id=0, eos_token_id=1, bos_token_id=2,
+    )
+    vision = SiglipVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                image_size=16, patch_size=8)
+    config = Gemma3Config(text_config=text.to_dict(), vision_config=vision.to_dict(), mm_tokens_per_image=4,
+                          boi_token_index=n - 3, eoi_token_index=n - 2, image_token_index=n - 1)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return Gemma3ForConditionalGeneration(config).eval().requires_grad_(False)

@@ -9,24 +9,37 @@ import sys
 import tempfile
 from pathlib import Path
 
+from synclora import config
 from synclora.errors import SyncloraError
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "report",
-        help="measure how well a result follows its source (lips, pose, gaze, blinks, identity)",
+        help="measure how well a result follows its source (lips, pose, gaze, blinks, identity, edit kept)",
         description="Per-cue correlation and lag of source vs result, blinks matched as events, frames without a "
-        "face, identity against the edited frame, and one verdict.",
+        "face, identity against the edited frame, and one verdict. With the edited frame, cues the edit hides "
+        "(sunglasses over the eyes, a mask over the mouth) are measured but not judged, and every frame is checked "
+        "for how much of the edit it keeps.",
     )
     p.add_argument("source", type=Path, help="source video")
     p.add_argument("result", type=Path, help="result video (same frame count)")
-    p.add_argument("--edited", type=Path, default=None, help="edited frame (image) for the identity score")
+    p.add_argument("--edited", type=Path, default=None,
+                   help="the edited frame (image): identity, what the edit hides, how much of it is kept")
+    config.add_edit_index_argument(
+        p, "the edit index: the source frame the edited frame was made from (default: the source frame that matches "
+        "it best). Without --edited, the result's frame K is taken as the edit", default=None)
     p.add_argument("--json", type=Path, default=None, metavar="OUT.json", help="write the full report as JSON")
     p.add_argument("--plot", type=Path, default=None, metavar="OUT.png", help="write the curves plot as PNG")
+    p.add_argument("--landmarks", type=Path, default=None, metavar="OUT.mp4",
+                   help="write the landmark view: source and result side by side with their face landmarks")
     p.add_argument("--max-lag", type=int, default=5, help="largest lag searched, in frames (default 5)")
-    p.add_argument("--range", type=int, nargs=2, default=None, metavar=("START", "STOP"),
-                   help="compare frames START..STOP-1 of both videos (needed when their lengths differ)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--range", type=int, nargs=2, default=None, metavar=("START", "STOP"),
+                       help="compare frames START..STOP-1 of both videos (needed when their lengths differ)")
+    which.add_argument("--span", default=None, metavar="START:END",
+                       help="judge only the edited span, as `propagate --span` takes it (frames 12:40 or seconds "
+                       "2s:5.5s); the frames outside it are the source's own")
     p.add_argument("--min-corr", type=float, default=None, help="per-cue correlation below this is out of sync")
     p.set_defaults(func=run)
 
@@ -55,8 +68,8 @@ def _quiet_native_stderr():
 
 
 def check_paths(args: argparse.Namespace) -> None:
-    """Inputs are files; --json and --plot are writable files of the right type, and none of the inputs (before
-    anything is measured, so a bad --plot is said at once, not after the report)."""
+    """Inputs are files; --json, --plot and --landmarks are writable files of the right type, and none of the inputs
+    (before anything is measured, so a bad --plot is said at once, not after the report)."""
     from synclora.paths import Output, check_input, check_outputs
 
     check_input(args.source, "source video")
@@ -68,6 +81,8 @@ def check_paths(args: argparse.Namespace) -> None:
         outputs.append(Output(args.json, "--json", (".json",), make_parents=True))
     if args.plot is not None:
         outputs.append(Output(args.plot, "--plot", (".png",), make_parents=True))
+    if args.landmarks is not None:
+        outputs.append(Output(args.landmarks, "--landmarks", (".mp4",), make_parents=True))
     check_outputs(outputs, [(args.source, "the source video"), (args.result, "the result video"),
                             (args.edited, "the edited image")])
 
@@ -87,18 +102,36 @@ def run(args: argparse.Namespace) -> int:
     th = SyncThresholds()
     if args.min_corr is not None:
         th.min_corr = args.min_corr
+    frame_range = tuple(args.range) if args.range else None
+    if args.span:
+        from synclora.video import io, timing
+
+        span = timing.resolve_span(args.span, io.probe(args.source))
+        frame_range = (span.start, span.end + 1)
     with _quiet_native_stderr():
         report = compare_videos(
             args.source,
             args.result,
             edited_frame=args.edited,
-            frame_range=tuple(args.range) if args.range else None,
+            edit_index=args.edit_index,
+            frame_range=frame_range,
             max_lag=args.max_lag,
             thresholds=th,
+            landmarks_video=args.landmarks,
         )
+    written: dict[str, Path | None] = {"json": None, "plot": None, "landmarks": report.landmarks_video}
+    try:  # a failed or stopped call leaves none of its outputs, not some of them
+        if args.json:
+            written["json"] = report.save_json(args.json)
+        if args.plot:
+            written["plot"] = report.plot(args.plot)
+    except BaseException:
+        from synclora.paths import remove_outputs
+
+        remove_outputs(list(written.values()))
+        raise
     print(report.summary())
-    if args.json:
-        print(f"json: {report.save_json(args.json)}")
-    if args.plot:
-        print(f"plot: {report.plot(args.plot)}")
+    for label, path in written.items():
+        if path is not None:
+            print(f"{label}: {path}")
     return 0

@@ -46,7 +46,8 @@ class SyncThresholds:
     min_frames: int = 8  # fewer common face frames than this: no score
     cue_min_corr: dict[str, float] = field(default_factory=dict)  # per-cue overrides of min_corr, e.g. {"gaze_x": 0.3}
     activity_floor: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_ACTIVITY_FLOOR))
-
+    min_edit_kept: float = 0.5  # a part of the edit kept less than this (share of its change) has faded or slid off
+    edit_min_run: int = 2  # ... for at least this many frames in a row (one odd frame is not a fade)
 
     def min_corr_for(self, name: str) -> float:
         return self.cue_min_corr.get(name, self.min_corr)
@@ -62,6 +63,7 @@ class CueScore:
     active: bool  # the source moves this cue more than the landmarker's jitter: it can judge sync
     frozen: bool  # active in the source, (nearly) still in the result
     n: int  # frames used at lag 0
+    hidden: bool = False  # the edit hides what this cue is read from: measured, not judged
 
     def to_dict(self) -> dict:
         return {k: _json_number(v) for k, v in asdict(self).items()}
@@ -75,6 +77,7 @@ class BlinkScore:
     missed: int  # in the source, not in the result
     extra: int  # in the result, not in the source
     offsets: list[int]  # result − source frame per matched blink
+    judged: bool = True  # False when the edit hides both eyes
 
     def to_dict(self) -> dict:
         return asdict(self)

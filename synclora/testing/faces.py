@@ -4,7 +4,8 @@ Why: the sync measure must be proven on faces MediaPipe and dlib really see, wit
 Cartoon faces are often not detected, and no package ships a talking-head video, so we animate a real portrait:
 the jaw is warped open on a schedule (with a dark mouth cavity painted in), eyelids are painted shut for blinks, and
 the whole frame is rotated/shifted for head motion. Photos: Grace Hopper (matplotlib's sample data, always installed)
-and Eileen Collins (scikit-image's `data.astronaut()`, test-only dependency).
+and Eileen Collins (scikit-image's `data.astronaut()`, test-only dependency). Edits people make (sunglasses, a mask
+over the mouth, lipstick, eye shadow) are drawn from the landmarks, so a "right" result exists for each.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ class FaceClip:
     shift: np.ndarray  # (T, 2) pixels
     gaze: np.ndarray  # (T,) sideways shift of the eye content, × eye width
     blinks: list[int] = field(default_factory=list)  # frames where a blink is fully shut
+    transforms: np.ndarray | None = None  # (T, 2, 3) where the portrait's landmarks are in each frame (`moved`)
 
 
 def open_mouth(img: np.ndarray, pts: np.ndarray, amount: float) -> np.ndarray:
@@ -158,11 +160,22 @@ def talking_clip(
     roll_deg: float = 4.0,
     shift_px: float = 4.0,
     gaze: float = 0.16,
+    edit: str | tuple[str, ...] | None = None,
 ) -> FaceClip:
-    """A clip of `n` frames: irregular talking mouth, blinks at the given frames, gaze swings, slow roll and drift."""
+    """A clip of `n` frames: irregular talking mouth, blinks at the given frames, gaze swings, slow roll and drift.
+
+    `edit` (a key of `EDITS`, or several) gives the same clip with that edit on every frame, as a perfect propagation
+    would: a recolouring edit is made on the still portrait and animated with it (lipstick opens with the jaw), an
+    occluding one is drawn on each finished frame where the face is then (sunglasses stay over the eyes in blinks).
+    """
     import cv2
 
     base, pts = portrait(name, size)
+    edits = [EDITS[e] for e in ((edit,) if isinstance(edit, str) else edit or ())]
+    for kind, fn in edits:
+        if kind == "look":
+            base = fn(base, pts)
+    overlays = [fn for kind, fn in edits if kind == "overlay"]
     rng = np.random.default_rng(seed)
     t = np.arange(n)
     mouth_px = 0.09 * size if mouth_px is None else mouth_px
@@ -181,16 +194,170 @@ def talking_clip(
         [np.sin(2 * np.pi * t / (0.7 * n) + phase[1]), np.sin(2 * np.pi * t / (1.3 * n) + phase[2])], 1
     )
     frames = np.empty((n, size, size, 3), np.uint8)
+    transforms = np.empty((n, 2, 3))
     for i in range(n):
         f = open_mouth(base, pts, float(mouth[i]))
         f = shift_gaze(f, pts, float(look[i]))
         f = close_eyes(f, pts, float(closed[i]))
         m = cv2.getRotationMatrix2D((size / 2, size / 2), -float(roll[i]), 1.0)
         m[:, 2] += shift[i]
+        transforms[i] = m
         frames[i] = cv2.warpAffine(f, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return FaceClip(
-        frames=frames, mouth=mouth, eyes_closed=closed, roll=roll, shift=shift, gaze=look, blinks=list(blinks)
-    )
+        for fn in overlays:
+            frames[i] = fn(frames[i], moved(pts, m))
+    return FaceClip(frames=frames, mouth=mouth, eyes_closed=closed, roll=roll, shift=shift, gaze=look,
+                    blinks=list(blinks), transforms=transforms)
+
+
+def moved(pts: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Landmarks (N, 2+) moved by a 2×3 affine matrix (x, y only; z kept)."""
+    out = np.array(pts, dtype=np.float64, copy=True)
+    out[:, :2] = pts[:, :2] @ m[:, :2].T + m[:, 2]
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Edits people make, drawn from the landmarks: two that hide cues (sunglasses, a mask over the mouth) and two that only
+# recolour them (lipstick, eye shadow). Each takes (RGB image, landmarks) and returns a new image.
+
+
+def _feather(mask: np.ndarray, sigma: float) -> np.ndarray:
+    import cv2
+
+    return cv2.GaussianBlur(mask.astype(np.float32) / 255.0, (0, 0), sigma)[..., None]
+
+
+def _tint(img: np.ndarray, alpha: np.ndarray, colour: tuple[int, int, int], strength: float,
+          darken: float) -> np.ndarray:
+    """Recolour where `alpha` > 0: chroma moves towards `colour` (Lab a, b), lightness is kept (× `darken`), so the
+    texture and every edge the landmarker reads stay."""
+    import cv2
+
+    lab = cv2.cvtColor(img, cv2.COLOR_RGB2LAB).astype(np.float32)
+    target = cv2.cvtColor(np.uint8([[colour]]), cv2.COLOR_RGB2LAB).astype(np.float32)[0, 0]
+    out = lab.copy()
+    out[..., 0] *= darken
+    out[..., 1:] = lab[..., 1:] + strength * (target[1:] - lab[..., 1:])
+    out = lab + alpha * (out - lab)
+    return cv2.cvtColor(np.clip(out, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
+
+
+def lipstick(img: np.ndarray, pts: np.ndarray, colour: tuple[int, int, int] = (178, 24, 58),
+             strength: float = 0.8) -> np.ndarray:
+    """Red lips: the lip surface (outer lip line minus the opening) recoloured, lightness and texture kept."""
+    from synclora.metrics import face_parts as fp
+
+    shape = img.shape[:2]
+    mask = fp.polygon_mask(shape, pts, fp.LIPS_OUTER)
+    mask[fp.polygon_mask(shape, pts, fp.LIPS_INNER) > 0] = 0
+    return _tint(img, _feather(mask, 1.0), colour, strength, 0.88)
+
+
+def eye_shadow(img: np.ndarray, pts: np.ndarray, colour: tuple[int, int, int] = (128, 60, 170),
+               strength: float = 0.7) -> np.ndarray:
+    """Violet upper lids, from the lash line up towards the brow; the eye opening itself untouched."""
+    import cv2
+
+    from synclora.metrics import face_parts as fp
+
+    shape = img.shape[:2]
+    alpha = np.zeros((*shape, 1), np.float32)
+    for eye, brow in ((fp.LEFT_EYE, fp.LEFT_BROW), (fp.RIGHT_EYE, fp.RIGHT_BROW)):
+        lid = np.zeros(shape, np.uint8)
+        upper = pts[list(eye[:9]), :2]  # outer corner, over the top, to the inner corner
+        brow_low = pts[list(brow), :2]
+        ring = np.concatenate([upper, 0.45 * upper[::-1] + 0.55 * _nearest(brow_low, upper[::-1])])
+        cv2.fillPoly(lid, [np.round(ring).astype(np.int32)], 255, cv2.LINE_AA)
+        lid[fp.polygon_mask(shape, pts, eye, grow=1) > 0] = 0
+        alpha = np.maximum(alpha, _feather(lid, 1.5))
+    return _tint(img, alpha, colour, strength, 0.9)
+
+
+def _nearest(candidates: np.ndarray, points: np.ndarray) -> np.ndarray:
+    d = np.linalg.norm(points[:, None] - candidates[None], axis=-1)
+    return candidates[d.argmin(1)]
+
+
+def sunglasses(img: np.ndarray, pts: np.ndarray, offset: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+    """Dark round lenses over both eyes (with lids and lashes), a frame, a bridge and the start of the temples.
+
+    `offset` moves the glasses (in eye spans), e.g. to make a result where they slide down the nose.
+    """
+    import cv2
+
+    from synclora.metrics import face_parts as fp
+
+    out = img.astype(np.float32)
+    span = fp.eye_span(pts)
+    axis = pts[fp.LEFT_EYE[0], :2] - pts[fp.RIGHT_EYE[0], :2]
+    angle = float(np.degrees(np.arctan2(axis[1], axis[0])))
+    down = np.array([-axis[1], axis[0]]) / max(np.linalg.norm(axis), 1e-6)
+    shift = offset[0] * span * axis / max(np.linalg.norm(axis), 1e-6) + offset[1] * span * down
+    ss = 4  # sub-pixel drawing
+    h, w = img.shape[:2]
+    lens = np.zeros((h, w), np.uint8)
+    rim = np.zeros((h, w), np.uint8)
+    centres = []
+    for eye in (fp.LEFT_EYE, fp.RIGHT_EYE):
+        c = pts[list(eye), :2].mean(0) - 0.05 * span * down + shift
+        centres.append(c)
+        axes = (int(0.26 * span * ss), int(0.19 * span * ss))
+        cc = tuple(int(v) for v in np.round(c * ss))
+        cv2.ellipse(lens, cc, axes, angle, 0, 360, 255, -1, cv2.LINE_AA, shift=2)
+        cv2.ellipse(rim, cc, axes, angle, 0, 360, 255, max(1, int(0.035 * span)), cv2.LINE_AA, shift=2)
+    (lc, rc) = centres
+    inner = [c + 0.26 * span * (rc - lc) / np.linalg.norm(rc - lc) * s for c, s in ((lc, -1), (rc, 1))]
+    cv2.line(rim, tuple(int(v) for v in np.round(inner[0] * ss - 0.08 * span * ss * down)),
+             tuple(int(v) for v in np.round(inner[1] * ss - 0.08 * span * ss * down)), 255,
+             max(1, int(0.03 * span)), cv2.LINE_AA, shift=2)
+    for c, s in ((lc, 1), (rc, -1)):
+        a = c + s * 0.26 * span * (lc - rc) / np.linalg.norm(lc - rc)
+        b = a + s * 0.18 * span * (lc - rc) / np.linalg.norm(lc - rc) - 0.03 * span * down
+        cv2.line(rim, tuple(int(v) for v in np.round(a * ss)), tuple(int(v) for v in np.round(b * ss)), 255,
+                 max(1, int(0.03 * span)), cv2.LINE_AA, shift=2)
+    yy = np.arange(h, dtype=np.float32)[:, None, None]
+    glass = np.array([22, 24, 30], np.float32) + 18 * np.clip((yy - lc[1]) / (0.2 * span), -1, 1)  # faint gradient
+    a = lens[..., None].astype(np.float32) / 255 * 0.94
+    out = out * (1 - a) + glass * a
+    r = rim[..., None].astype(np.float32) / 255
+    out = out * (1 - r) + np.array([12, 12, 14], np.float32) * r
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def mouth_mask(img: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """A light-blue surgical mask from the middle of the nose to under the chin, cheek to cheek, with pleats."""
+    import cv2
+
+    from synclora.metrics import face_parts as fp
+
+    h, w = img.shape[:2]
+    oval = list(fp.FACE_OVAL)
+    lower = oval[oval.index(323): oval.index(93) + 1]  # right cheek → chin → left cheek (image order)
+    outline = pts[lower + [195], :2]
+    mask = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(mask, [np.round(outline * 4).astype(np.int32)], 255, cv2.LINE_AA, shift=2)
+    span = fp.eye_span(pts)
+    cloth = np.empty((h, w, 3), np.float32)
+    cloth[:] = (160, 192, 222)
+    top = pts[195, :2]
+    down = pts[fp.CHIN, :2] - top
+    down /= max(np.linalg.norm(down), 1e-6)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    along = (xx - top[0]) * down[0] + (yy - top[1]) * down[1]
+    pleats = 0.5 + 0.5 * np.cos(2 * np.pi * along / (0.22 * span))
+    cloth *= (0.86 + 0.14 * pleats)[..., None]
+    a = mask[..., None].astype(np.float32) / 255
+    out = img.astype(np.float32) * (1 - a) + cloth * a
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+# name -> ("look": made on the still portrait and animated, "overlay": drawn on each finished frame, function)
+EDITS = {
+    "lipstick": ("look", lipstick),
+    "eye_shadow": ("look", eye_shadow),
+    "sunglasses": ("overlay", sunglasses),
+    "mouth_mask": ("overlay", mouth_mask),
+}
 
 
 def delay(frames: np.ndarray, k: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Noise levels for training, and randomness as a pure function of (seed, process rank, step).
+"""Noise levels for training, and randomness as a pure function of (seed, which draw).
 
 σ comes from a logit-normal whose mean grows with the token count (LTX's schedule: more tokens → noisier), stretched
 to cover (0, 1], with a share drawn uniformly so the ends of the schedule are never starved. Every random draw takes

@@ -15,7 +15,7 @@ strategy), so what is learnt is exactly what the Sync-LoRA backend uses:
   equivalent of ltx-core's video-only training (no audio modality, no cross-modal attention).
 
 Distributed training is accelerate's (DDP, multi-node through `accelerate launch`); randomness is a pure function of
-(seed, process rank, step), so a resumed run draws exactly the data, σ and noise an uninterrupted run would.
+(seed, global draw index), so a resumed run draws exactly the data, σ and noise an uninterrupted run would.
 Checkpoints hold the LoRA in the released key format (loadable by the backend and by LTX-2 tools) and the optimizer
 state as safetensors + JSON: nothing is ever unpickled.
 
@@ -98,7 +98,10 @@ class ICLoRATrainer:
         mp = c.mixed_precision
         if mp == "auto":
             mp = "bf16" if torch.cuda.is_available() else "no"
-        self.accelerator = Accelerator(mixed_precision=mp, gradient_accumulation_steps=c.grad_accum)
+        # cpu=True without CUDA: otherwise accelerate ignores torchrun's ranks on a CPU machine and every process
+        # trains alone, all writing the same run folder.
+        self.accelerator = Accelerator(mixed_precision=mp, gradient_accumulation_steps=c.grad_accum,
+                                       cpu=not torch.cuda.is_available())
         acc = self.accelerator
         self.device = acc.device
         self.weight_dtype = torch.bfloat16 if mp == "bf16" else torch.float32
@@ -260,7 +263,11 @@ class ICLoRATrainer:
         return (per_token * keep).sum() / keep.sum().clamp(min=1.0)
 
     def _draw(self, micro_step: int) -> tuple[Sample, float, torch.Tensor, torch.Tensor, dict]:
-        """Data, σ, noise and condition mask of one micro-step: a pure function of (seed, rank, micro_step)."""
+        """Data, σ, noise and condition mask of one micro-step: a pure function of (seed, global draw index).
+
+        The global index counts draws across processes (micro_step × processes + rank), so how the batch is split
+        does not change what is drawn: N processes with accumulation A see exactly the pairs, σ and noise of one
+        process with accumulation N·A (tests/test_train_distributed.py holds the two runs to each other)."""
         acc, c = self.accelerator, self.config
         n = len(self.samples)
         g_index = micro_step * acc.num_processes + acc.process_index
@@ -268,7 +275,7 @@ class ICLoRATrainer:
         order = torch.randperm(n, generator=rng(c.seed, 1, epoch))
         sample = self.samples[int(order[pos])]
         tok = self._tokens(sample)
-        g = rng(c.seed, 2, acc.process_index, micro_step)
+        g = rng(c.seed, 2, g_index)
         sigma = sample_sigma(g, tok["x0"].shape[1], c.uniform_sigma_p)
         noise = torch.randn(tok["x0"].shape, generator=g).to(self.device)
         cond = torch.zeros(1, tok["x0"].shape[1], dtype=torch.bool, device=self.device)

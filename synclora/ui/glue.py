@@ -132,7 +132,7 @@ class GradioPipeline:
         self.instruct = instruct
         self.defaults = defaults
         self.max_upload_mb = runtime.current().max_upload_mb if max_upload_mb is None else max_upload_mb
-        self._reports: dict[tuple, tuple[str, str]] = {}  # (session, video, result, edited) -> (plot, verdict)
+        self._reports: dict[tuple, tuple] = {}  # (session, video, result, edited, edit index) -> (plot, verdict, view)
         self._gpu_propagate = gpu.gpu(duration=self._gpu_duration)(self._run_propagation)
         self._gpu_instruct = gpu.gpu(duration=gpu.INSTRUCT_SECONDS)(self._run_instruct)
         self._active = 0  # calls in flight (see `user_errors`)
@@ -298,6 +298,81 @@ class GradioPipeline:
         caption = self.frame_caption(k, info.n_frames, info.fps)
         return img, caption, editor_mod.editor_value(img), (img, after), status
 
+    # ------------------------------------------------------------------------------------------ 2 · the edited span
+    # The range next to the frame picker: two sliders (first and last edited frame), the span as text (frames or
+    # seconds, what the API and `--span` take) and the fade. They are kept consistent with each other and with the
+    # frame slider: the chosen frame always lies inside the span (moving the frame outside widens the span; a span
+    # slider stops at the frame). All return (start slider, end slider, span text, caption).
+    @staticmethod
+    def span_caption(span) -> str:
+        """The span in frames and seconds, with its fades."""
+        if span.whole:
+            return (f"**Edited span:** the whole clip (all {span.n_frames} frames, 0–{span.seconds(span.n_frames):.3f}"
+                    " s). Narrow it with the two sliders or type a span such as `2s:5.5s`.")
+        count = f"{span.length} frame{'s' if span.length != 1 else ''}"
+        return f"**Edited span ({count}):** {span.describe()}."
+
+    def _span_outputs(self, span, text: str | None = None):
+        text = ("" if span.whole else span.text) if text is None else text
+        return gr.update(value=span.start), gr.update(value=span.end), text, self.span_caption(span)
+
+    @staticmethod
+    def _fade(fade) -> int | None:
+        return PropagationSettings.from_values({"fade": fade}).fade
+
+    @user_errors
+    def span_reset(self, video: str | None):
+        """A new clip (or none): the span is the whole clip, the sliders cover its frames, and the fade box shows
+        this clip's default fade (about a third of a second at its fps). Returns the four span outputs + the fade."""
+        if not video:
+            off = gr.update(value=0, maximum=1, interactive=False)
+            return off, off, "", "No video yet.", gr.skip()
+        from synclora.video import io, timing
+
+        info = io.probe(video)
+        span = timing.resolve_span(None, info, fade=self.defaults.fade)
+        last = max(1, info.n_frames - 1)
+        return (gr.update(value=0, maximum=last, interactive=True),
+                gr.update(value=info.n_frames - 1, maximum=last, interactive=True), "", self.span_caption(span),
+                span.fade)
+
+    @user_errors
+    def span_from_sliders(self, video: str | None, frame: float | None, start: float | None, end: float | None,
+                          text: str | None = None, fade: float | None = None):
+        """A span slider moved: keep start ≤ frame ≤ end (the slider stops at the chosen frame)."""
+        if not video:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        from synclora.video import io, timing
+
+        info = io.probe(video)
+        k = int(min(max(0, int(frame or 0)), info.n_frames - 1))
+        a = min(int(start if start is not None else 0), k)
+        b = max(int(end if end is not None else info.n_frames - 1), k)
+        span = timing.resolve_span((max(0, a), min(b, info.n_frames - 1)), info, fade=self._fade(fade))
+        return self._span_outputs(span)
+
+    @user_errors
+    def span_from_text(self, video: str | None, frame: float | None, start: float | None = None,
+                       end: float | None = None, text: str | None = None, fade: float | None = None):
+        """The span typed (frames or seconds) or the fade changed: the sliders follow; a bad span is one sentence."""
+        if not video:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        from synclora.video import io, timing
+
+        info = io.probe(video)
+        k = int(min(max(0, int(frame or 0)), info.n_frames - 1))
+        span = timing.resolve_span(PropagationSettings.from_values({"span": text}).span, info,
+                                   fade=self._fade(fade), edit_index=k)
+        return self._span_outputs(span, text=(text or "").strip())
+
+    @user_errors
+    def span_follow_frame(self, video: str | None, frame: float | None, start: float | None = None,
+                          end: float | None = None, text: str | None = None, fade: float | None = None):
+        """The frame picker moved: widen the span to keep the chosen frame inside it (nothing changes otherwise)."""
+        if not video or start is None or end is None or frame is None or start <= frame <= end:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        return self.span_from_sliders(video, frame, start, end, text, fade)
+
     # ---------------------------------------------------------------------------------------------------------- 3
     def _source_frame(self, video: str | None, frame: float | None) -> tuple[np.ndarray, int]:
         if not video:
@@ -425,10 +500,12 @@ class GradioPipeline:
         return PropagationSettings.from_values(values, self.defaults)
 
     def _gpu_duration(self, req: PropagationRequest, progress=None) -> int:
+        from synclora.pipeline import check_span
         from synclora.video import io
 
         try:
-            n = io.probe(req.source).n_frames
+            info = io.probe(req.source)
+            n = check_span(req, info).window  # only the span and its fades are propagated
         except SyncloraError:
             n = 0
         return gpu.gpu_seconds(n, req.settings)
@@ -458,10 +535,13 @@ class GradioPipeline:
         chunk_overlap: float | None = None,
         model: str | None = None,
         memory: str | None = None,
+        span: str | None = None,
+        fade: float | None = None,
         request: gr.Request | None = None,
         progress=gr.Progress(),
     ):
-        """Propagate the edited frame through the clip → (result video, side-by-side video, settings Markdown)."""
+        """Propagate the edited frame through the clip (or its `span`, fading in and out over `fade` frames)
+        → (result video, side-by-side video, settings Markdown)."""
         if not video:
             raise _error("Give a source video.")
         if not edited:
@@ -479,6 +559,11 @@ class GradioPipeline:
         sbs = out.with_name(out.stem + "-side-by-side.mp4")
         req = PropagationRequest(source=Path(video), edited=Path(edited), out=out, edit_index=int(float(frame)),
                                  side_by_side=sbs, settings=settings)
+        if settings.span:  # a bad span is said now, before waiting for a GPU
+            from synclora.pipeline import check_span
+            from synclora.video import io
+
+            check_span(req, io.probe(video))
         progress(0.0, desc="queued for the GPU" if name != "flow" else "starting")
         run = self._gpu_propagate if name != "flow" else self._run_propagation
         result = run(req, progress)  # its notices are listed under the result (a toast would cover the page)
@@ -492,8 +577,10 @@ class GradioPipeline:
             "--edit-index", str(result.edit_index), "--out", "result.mp4", *config.cli_args(s, result.backend),
         ]
         info = result.source_info
+        span = result.span.describe() if result.span else "the whole clip"
         head = (
-            f"**Edited frame {result.edit_index}** · seed **{s.seed}** · **{result.backend}** ({s.quality}) · "
+            f"**Edited frame {result.edit_index}** · edited {span} · seed **{s.seed}** · **{result.backend}** "
+            f"({s.quality}) · "
             f"fit {s.fit} · working size {result.working_size[0]}×{result.working_size[1]} · {info.n_frames} frames at "
             f"{format_fps(info.fps)} fps · took {result.seconds:.1f} s"
         )
@@ -503,35 +590,83 @@ class GradioPipeline:
 
     # ---------------------------------------------------------------------------------------------------------- 5
     @user_errors
-    def sync_report(self, video: str | None, result: str | None, edited: str | None,
-                    request: gr.Request | None = None, progress=gr.Progress()):
-        """Measure how well the result follows the source → (plot PNG, verdict Markdown)."""
+    def sync_report(self, video: str | None, result: str | None, edited: str | None, edit_frame: float | None = None,
+                    span: str | None = None, request: gr.Request | None = None, progress=gr.Progress()):
+        """Measure how well the result follows the source over the edited `span` (default: the whole clip) →
+        (plot PNG, verdict Markdown, landmark view mp4).
+
+        `edit_frame`: the source frame the edit was made on (what the edit hides and keeps is measured from it; when
+        unknown, the best-matching source frame is used).
+        """
         if not video or not result:
-            return None, "*Run a propagation to see its sync report.*"
+            return None, "*Run a propagation to see its sync report.*", None
+        k = int(float(edit_frame)) if _whole_number(edit_frame) and float(edit_frame) >= 0 else None
         # The result player re-sends "change" when its tab is first shown; measure each result once per session.
-        key = (_session(request), str(video), str(result), str(edited))
-        if key in self._reports and Path(self._reports[key][0]).is_file():
+        key = (_session(request), str(video), str(result), str(edited), k, str(span or ""))
+        if key in self._reports and all(p is None or Path(p).is_file() for p in self._reports[key][::2]):
             return self._reports[key]
         from synclora.metrics.report import compare_videos
+        from synclora.video import io, timing
 
         for clip in (video, result):  # an API caller may send any clip: the app's limits hold here too
             self.check_clip(clip)
 
         def report(f: float, label: str) -> None:
-            self.check_running()
+            self.check_running()  # a server being stopped ends the measuring here
             progress(float(min(max(f, 0.0), 1.0)), desc=label)
 
-        rep = compare_videos(video, result, edited_frame=edited or None, progress=report)
+        span = PropagationSettings.from_values({"span": span}).span
+        info = io.probe(video) if k is not None or span else None
+        if k is not None and k >= info.n_frames:
+            k = None
+        judged = timing.resolve_span(span, info) if span else None
+        if judged is not None and judged.length < 2:
+            return None, (f"*Only frame {judged.start} was edited: one frame has no motion to judge. The other frames "
+                          "are the source's own.*"), None
         png = self.files.new_file(_session(request), "sync-report", ".png")
+        view = self.files.new_file(_session(request), "landmarks", ".mp4")
+        rep = compare_videos(
+            video, result, edited_frame=edited or None, edit_index=k if edited else None, landmarks_video=view,
+            frame_range=None if judged is None or judged.whole else (judged.start, judged.end + 1),
+            progress=report,
+        )
         rep.plot(png)
-        corr = "n/a" if rep.corr is None else f"{rep.corr:.2f}"
-        md = [f"#### {sentence(rep.verdict)}", f"Overall lag **{rep.lag:+d}** frames · mean r **{corr}**"]
-        md += [f"- {sentence(p)}" for p in rep.problems]
-        md += [f"- {sentence(n)}" for n in rep.notes]
-        self._reports[key] = (str(png), "\n".join(md))
+        md = self.report_markdown(rep)
+        if judged is not None and not judged.whole:
+            md += (f"\n- Judged the edited span, frames {judged.start}–{judged.end}; the other frames are the "
+                   "source's own.")
+        lm = str(rep.landmarks_video) if rep.landmarks_video is not None else None
+        self._reports[key] = (str(png), md, lm)
         while len(self._reports) > 256:
             self._reports.pop(next(iter(self._reports)))
         return self._reports[key]
+
+    @staticmethod
+    def report_markdown(rep) -> str:
+        """The verdict first, then the numbers and what the edit did, in words."""
+        corr = "n/a" if rep.corr is None else f"{rep.corr:.2f}"
+        head = f"Overall lag **{rep.lag:+d}** frames · mean r **{corr}**"
+        if rep.kept is not None:
+            worst = rep.kept.worst(rep.thresholds.edit_min_run)
+            if worst is not None:
+                head += f" · edit kept **{min(max(worst, 0.0), 1.0):.0%}** at its lowest"
+        md = [f"#### {sentence(rep.verdict)}", head, ""]
+        if rep.edit is not None:
+            from synclora.metrics.face_parts import REGION_LABEL
+
+            e = rep.edit
+            parts = [f"{REGION_LABEL[n]} **{r.state}**" for n, r in e.regions.items()]
+            line = f"The edit on frame {e.edit_index}: " + ", ".join(parts) + "."
+            if e.hidden:
+                line += (" Cues behind the edit are still measured and drawn in grey, but not judged: a result cannot "
+                         "follow what it no longer shows.")
+            md += [line, ""]
+        md += [f"- {sentence(p)}" for p in rep.problems]
+        md += [f"- {sentence(n)}" for n in rep.notes]
+        if rep.landmarks_video is not None:
+            md += ["", "Below: the curves (source blue, result red), then the face landmarks the report read on both "
+                       "videos (source | result)."]
+        return "\n".join(md)
 
     # -------------------------------------------------------------------------------------------------- examples
     def run_example(self, video: str, edited: str, frame: float, edit_frame: float | None = None,

@@ -44,6 +44,8 @@ def setting_widget(name: str, value, **kw) -> gr.components.Component:
         kw.setdefault("info", meta["info"])
     if meta["choices"]:
         return gr.Radio([(label, v) for v, label in meta["choices"]], value=value, **kw)
+    if meta["text"]:
+        return gr.Textbox(value=value, **kw)
     if meta["slider"]:
         lo, hi, step = meta["slider"]
         return gr.Slider(lo, hi, value=value, step=step, **kw)
@@ -107,6 +109,19 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
                 frame = gr.Slider(0, MAX_FRAMES - 1, value=0, step=1, label="Frame index", elem_id="frame-slider",
                                   interactive=False, info=asset("help_frame.md"))
                 caption = gr.Markdown("No video yet.", elem_id="frame-caption", label="Frame")
+                # The edited span: a range next to the frame picker, kept around the chosen frame (ui.glue).
+                with gr.Group(elem_id="span-group"):
+                    with gr.Row():
+                        span_start = gr.Slider(0, 1, value=0, step=1, label="Edit from frame", interactive=False,
+                                               elem_id="span-start", min_width=160)
+                        span_end = gr.Slider(0, 1, value=1, step=1, label="… to frame", interactive=False,
+                                             elem_id="span-end", min_width=160)
+                    with gr.Row():
+                        w = {"span": setting_widget("span", d.span, elem_id="span", scale=3, min_width=160,
+                                                    placeholder="whole clip"),
+                             "fade": setting_widget("fade", d.fade, elem_id="fade", scale=2, min_width=120,
+                                                    placeholder="auto")}
+                    span_caption = gr.Markdown("No video yet.", elem_id="span-caption", label="Edited span")
         fps_num = gr.Number(0.0, visible=False, elem_id="fps", label="fps")
 
         # Examples right under the first two steps, so a visitor sees them without scrolling. Their outputs (step 5)
@@ -172,7 +187,6 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
         with gr.Row(equal_height=False):
             with gr.Column(scale=7, min_width=320):
                 # Widgets come from the settings' metadata; this only places them.
-                w = {}
                 w["backend"] = setting_widget("backend", d.backend, elem_id="backend")
                 with gr.Row():
                     w["quality"] = setting_widget("quality", d.quality, elem_id="quality", scale=3)
@@ -201,26 +215,41 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
                 result_md.render()
             with gr.Column(scale=4, min_width=280):
                 gr.Markdown("### Sync report")
+                report_md = gr.Markdown(asset("help_report.md"), elem_id="report-verdict", label="Verdict")
                 report_img = gr.Image(label="Sync report plot", show_label=False, interactive=False, type="filepath",
                                       elem_id="report-plot", buttons=["fullscreen", "download"])
-                report_md = gr.Markdown(asset("help_report.md"), elem_id="report-verdict", label="Verdict")
+                # No label chip: it would cover the video's own "source" / "result" captions (the verdict names it).
+                report_lm = gr.Video(label="Landmarks the report read (source | result)", show_label=False,
+                                     interactive=False, elem_id="report-landmarks", buttons=["download"], height=240)
 
         # Wiring -------------------------------------------------------------------------------------------------
         light = dict(concurrency_limit=4, concurrency_id="light")
         video.upload(app.prepare_upload, [video], [video], api_visibility="private", **light).then(
-            lambda: (None, None, -1, "No edit yet.", None, None, None), None,
-            [edited, upload, edit_frame, edit_status, result, sbs, report_img], api_visibility="private",
+            lambda: (None, None, -1, "No edit yet.", None, None, None, None), None,
+            [edited, upload, edit_frame, edit_status, result, sbs, report_img, report_lm], api_visibility="private",
         )
-        video.clear(lambda: (None, -1, "No edit yet.", None, None, None), None,
-                    [edited, edit_frame, edit_status, result, sbs, report_img], api_visibility="private")
+        video.clear(lambda: (None, -1, "No edit yet.", None, None, None, None), None,
+                    [edited, edit_frame, edit_status, result, sbs, report_img, report_lm], api_visibility="private")
+        span_inputs = [video, frame, span_start, span_end, w["span"], w["fade"]]
+        span_outputs = [span_start, span_end, w["span"], span_caption]
         video.change(app.load_video, [video, frame, edit_frame, edited],
                      [facts, frame, preview, caption, fps_num, editor, before_after, edit_status],
-                     api_name="load_video", **light)
+                     api_name="load_video", **light).then(
+            app.span_reset, [video], [*span_outputs, w["fade"]], api_visibility="private", **light)
         frame.change(app.pick_frame, [video, frame, edit_frame, edited],
                      [preview, caption, editor, before_after, edit_status], api_name="pick_frame",
                      show_progress="minimal", trigger_mode="always_last", **light)
         frame.change(None, [frame, fps_num], None, js=SEEK_JS, api_visibility="private")
-        video.pause(None, [fps_num, frame], [frame], js=PAUSE_JS, api_visibility="private")
+        video.pause(None, [fps_num, frame], [frame], js=PAUSE_JS, api_visibility="private").then(
+            app.span_follow_frame, span_inputs, span_outputs, api_visibility="private", **light)
+        # Only a person's moves (input, not change) drive the span, so the span and frame updates never loop.
+        span_events = dict(api_visibility="private", show_progress="hidden", trigger_mode="always_last", **light)
+        frame.input(app.span_follow_frame, span_inputs, span_outputs, **span_events)
+        span_start.input(app.span_from_sliders, span_inputs, span_outputs, **span_events)
+        span_end.input(app.span_from_sliders, span_inputs, span_outputs, **span_events)
+        for box in (w["span"], w["fade"]):
+            box.submit(app.span_from_text, span_inputs, span_outputs, **span_events)
+            box.blur(app.span_from_text, span_inputs, span_outputs, **span_events)
 
         edit_outputs = [edited, before_after, edit_frame, edit_status]
         use_draw.click(app.use_drawing, [editor, video, frame], edit_outputs, api_visibility="private", **light)
@@ -237,7 +266,8 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
             api_description=config.api_description(),
             concurrency_limit=1, concurrency_id="gpu", scroll_to_output=True,
         )
-        result.change(app.sync_report, [video, result, edited], [report_img, report_md], api_name="sync_report",
-                      concurrency_limit=1, concurrency_id="report", show_progress_on=[report_img])
+        result.change(app.sync_report, [video, result, edited, edit_frame, w["span"]],
+                      [report_img, report_md, report_lm], api_name="sync_report", concurrency_limit=1,
+                      concurrency_id="report", show_progress_on=[report_img])
         demo.unload(app.end_session)
     return demo

@@ -16,7 +16,7 @@ _KRKB = {1: (0.2126, 0.0722), 4: (0.30, 0.11), 5: (0.299, 0.114), 6: (0.299, 0.1
 
 
 
-def _yuv_matrix(colorspace: int, full_range: bool, height: int) -> np.ndarray:
+def yuv_matrix(colorspace: int, full_range: bool, height: int) -> np.ndarray:
     """3x4 affine matrix Y'CbCr (0..255 codes) -> RGB (0..255), for cv2.transform."""
     kr, kb = _KRKB.get(int(colorspace), (0.2126, 0.0722) if height >= 720 else (0.299, 0.114))
     kg = 1 - kr - kb
@@ -30,7 +30,7 @@ def _yuv_matrix(colorspace: int, full_range: bool, height: int) -> np.ndarray:
     return np.concatenate([m, off[:, None]], axis=1).astype(np.float32)
 
 
-_RGB2YUV709 = np.linalg.inv(np.vstack([_yuv_matrix(1, False, 1080), [0, 0, 0, 1]]))[:3].astype(np.float32)
+_RGB2YUV709 = np.linalg.inv(np.vstack([yuv_matrix(1, False, 1080), [0, 0, 0, 1]]))[:3].astype(np.float32)
 
 
 def frame_to_rgb(frame: av.VideoFrame) -> np.ndarray:
@@ -47,7 +47,7 @@ def frame_to_rgb(frame: av.VideoFrame) -> np.ndarray:
         u = cv2.resize(u, (w, h), interpolation=cv2.INTER_LINEAR)
         v = cv2.resize(v, (w, h), interpolation=cv2.INTER_LINEAR)
         full = name == "yuvj420p" or int(frame.color_range) == 2
-        return cv2.transform(cv2.merge([y, u, v]), _yuv_matrix(frame.colorspace, full, h))
+        return cv2.transform(cv2.merge([y, u, v]), yuv_matrix(frame.colorspace, full, h))
     return frame.to_ndarray(format="rgb24", interpolation=_SWS_READ)
 
 

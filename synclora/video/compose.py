@@ -1,4 +1,5 @@
-"""Composing frames for people: source and result side by side at the same height, each labelled."""
+"""Composing frames for people: source and result side by side at the same height, each labelled; the source
+blended into the result where an edit fades in or out."""
 
 from __future__ import annotations
 
@@ -53,3 +54,13 @@ def _label(canvas: np.ndarray, text: str, x0: int) -> None:
     cv2.rectangle(canvas, (x0, 0), (x0 + tw + 2 * pad, th + base + 2 * pad), (0, 0, 0), thickness=-1)
     cv2.putText(canvas, text, (x0 + pad, th + pad), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick,
                 cv2.LINE_AA)
+
+
+def fade_frames(source: np.ndarray, edited: np.ndarray, weight: float) -> np.ndarray:
+    """`edited` over `source` at `weight` (0: the source, 1: the edited frame), rounded to uint8 — the blend of an
+    edit's fade-in and fade-out, monotonic in `weight` for every pixel."""
+    if source.shape != edited.shape:
+        raise ValueError(f"fade_frames: source {source.shape} and edited {edited.shape} differ")
+    w = float(min(max(weight, 0.0), 1.0))
+    mixed = source.astype(np.float32) * (1.0 - w) + edited.astype(np.float32) * w
+    return np.clip(np.rint(mixed), 0, 255).astype(np.uint8)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import av
 import cv2
@@ -16,8 +17,10 @@ from synclora.video.colour import frame_to_rgb
 from synclora.video.container import DECODER_OPTIONS, decode_error, open_input
 from synclora.video.probe import Timeline, VideoInfo, probe, timeline
 
+T = TypeVar("T")
 
-def _check_range(info: VideoInfo, start: int, stop: int | None) -> tuple[int, int]:
+
+def check_range(info: VideoInfo, start: int, stop: int | None) -> tuple[int, int]:
     n = info.n_frames
     stop = n if stop is None else stop
     if not (0 <= start <= n) or not (start <= stop <= n):
@@ -38,31 +41,32 @@ def iter_frames(
     """
     path = Path(path)
     tl = timeline(path)
-    start, stop = _check_range(tl.info, start, stop)
+    start, stop = check_range(tl.info, start, stop)
     if start == stop:
         return
     if size is not None:
         size = (int(size[0]), int(size[1]))
         if size[0] <= 0 or size[1] <= 0:
             raise ValueError(f"size must be positive, got {size}")
-    yield from _iter_slots(path, tl, start, stop, size)
-
-
-def _iter_slots(path: Path, tl: Timeline, start: int, stop: int, size: tuple[int, int] | None) -> Iterator[np.ndarray]:
-    slots = tl.slot_src
-    first_src = int(slots[start])
-    stored = (tl.info.height, tl.info.width) if tl.rot_k % 2 == 0 else (tl.info.width, tl.info.height)
 
     def convert(frame: av.VideoFrame) -> np.ndarray:
-        if (frame.height, frame.width) != stored:  # a stream that changes size midway: never a silent resize
-            raise InputError(f"{path.name} changes its frame size from {stored[1]}×{stored[0]} to "
-                             f"{frame.width}×{frame.height} partway through; re-encode it at one size first.")
         img = frame_to_rgb(frame)
         if tl.rot_k:
             img = np.rot90(img, tl.rot_k)
         if size is not None and (img.shape[1], img.shape[0]) != size:
             img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
         return np.ascontiguousarray(img)
+
+    yield from iter_slots(path, tl, start, stop, convert)
+
+
+def iter_slots(path: Path, tl: Timeline, start: int, stop: int, convert: Callable[[av.VideoFrame], T]
+               ) -> Iterator[T]:
+    """`convert(av.VideoFrame)` for every CFR slot start..stop-1 of the timeline; a slot that repeats a frame gets
+    `.copy()` of the converted value (`synclora.video.lazy` passes frames that convert only on demand)."""
+    slots = tl.slot_src
+    first_src = int(slots[start])
+    check = _size_check(path, tl)
 
     with open_input(path) as container:
         vs = _stream(container, tl)
@@ -79,6 +83,7 @@ def _iter_slots(path: Path, tl: Timeline, start: int, stop: int, size: tuple[int
         prev_k = -1
         try:
             for frame in container.decode(vs):
+                check(frame)
                 if tl.seekable and frame.pts is not None:
                     i = int(np.searchsorted(tl.src_pts, frame.pts))
                     if i >= len(tl.src_pts) or tl.src_pts[i] != frame.pts:
@@ -126,14 +131,30 @@ def _stream(container: av.container.InputContainer, tl: Timeline) -> av.video.st
     return vs
 
 
-def _iter_slots_sequential(path: Path, tl: Timeline, start: int, stop: int, convert) -> Iterator[np.ndarray]:
+def _size_check(path: Path, tl: Timeline) -> Callable[[av.VideoFrame], None]:
+    """Every decoded frame has the probed size: a stream that changes size midway is refused, never resized
+    silently (and a bigger frame never reaches a converter sized for the first)."""
+    stored = (tl.info.height, tl.info.width) if tl.rot_k % 2 == 0 else (tl.info.width, tl.info.height)
+
+    def check(frame: av.VideoFrame) -> None:
+        if (frame.height, frame.width) != stored:
+            raise InputError(f"{path.name} changes its frame size from {stored[1]}×{stored[0]} to "
+                             f"{frame.width}×{frame.height} partway through; re-encode it at one size first.")
+
+    return check
+
+
+def _iter_slots_sequential(path: Path, tl: Timeline, start: int, stop: int, convert: Callable[[av.VideoFrame], T]
+                           ) -> Iterator[T]:
     """Decode from the first frame counting frames in presentation order (no seeking, no pts lookups)."""
     slots = tl.slot_src
     j = start
+    check = _size_check(path, tl)
     with open_input(path) as container:
         vs = _stream(container, tl)
         try:
             for k, frame in enumerate(container.decode(vs)):
+                check(frame)
                 img = None
                 while j < stop and slots[j] <= k:
                     yield (img := convert(frame)) if img is None else img.copy()
@@ -151,7 +172,7 @@ def read_frames(
 ) -> np.ndarray:
     """All frames start..stop-1 as one (T, H, W, 3) uint8 array (see `iter_frames`)."""
     info = probe(path)
-    start, stop = _check_range(info, start, stop)
+    start, stop = check_range(info, start, stop)
     w, h = size if size is not None else (info.width, info.height)
     need = (stop - start) * int(w) * int(h) * 3
     if need > limits.MAX_WORKING_BYTES:

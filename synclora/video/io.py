@@ -16,7 +16,7 @@ The work is done in one module per concern — `probe`, `decode`, `colour`, `aud
 """
 
 from synclora.video.audio import audio_samples
-from synclora.video.compose import side_by_side
+from synclora.video.compose import fade_frames, side_by_side
 from synclora.video.decode import iter_frames, read_frame, read_frames
 from synclora.video.encode import even_size, write_video
 from synclora.video.probe import STANDARD_RATES, VideoInfo, format_fps, probe, sensible_rate
@@ -29,6 +29,7 @@ __all__ = [
     "read_frame",
     "write_video",
     "side_by_side",
+    "fade_frames",
     "audio_samples",
     "sensible_rate",
     "format_fps",

@@ -8,11 +8,15 @@ always has the source's frame count and fps and frame i of the result belongs to
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
+
+from synclora.errors import InputError
 
 __all__ = [
     "TimePlan",
@@ -23,6 +27,10 @@ __all__ = [
     "valid_length",
     "padded_length",
     "pad_indices",
+    "FrameSpan",
+    "parse_span",
+    "resolve_span",
+    "default_fade",
 ]
 
 
@@ -248,3 +256,234 @@ def stitch_chunks(chunks: list[Chunk], outputs: list[np.ndarray]) -> np.ndarray:
             result[c.start + 1: c.start + k] = blend.astype(result.dtype)
         result[c.start + k: c.stop] = out[k:]
     return result
+
+
+# --- the edited span --------------------------------------------------------------------------------------------------
+# Which frames of the clip carry the edit. The user's text (`--span`, see `config.SPAN_SYNTAX_HELP`) is parsed without
+# the clip, so a typo is refused at once in every face, and resolved against the probed clip here, in one place.
+
+_SPAN_END = re.compile(r"^(?:(?P<seconds>\d+(?:\.\d*)?|\.\d+)\s*s|(?P<frame>\d+))$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class SpanEnd:
+    """One end of a span as the user wrote it: a frame index, or a time in seconds (exact)."""
+
+    value: Fraction
+    seconds: bool
+
+
+def _malformed(text: str) -> InputError:
+    return InputError(f"the span {text!r} is not START:END; use frame indices (12:40) or seconds (2s:5.5s)")
+
+
+def parse_span(text: Any) -> tuple[SpanEnd | None, SpanEnd | None] | None:
+    """The user's span text → (start, end), None for an open end; None for the whole clip (None, "" or ":").
+
+    Only the form is checked here (no clip is needed): a malformed or reversed span is one sentence."""
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise InputError(f"the span must be text like 12:40 or 2s:5.5s, got {text!r}")
+    parts = text.strip().split(":")
+    if parts == [""]:
+        return None
+    if len(parts) != 2:
+        raise _malformed(text)
+    ends: list[SpanEnd | None] = []
+    for part in parts:
+        part = part.strip()
+        if not part:
+            ends.append(None)
+            continue
+        m = _SPAN_END.match(part)
+        if m is None and part.startswith("-"):
+            raise InputError(f"the span {text!r} has a negative end; frames count from 0 and times from 0 s")
+        if m is None:
+            raise _malformed(text)
+        if m["seconds"] is not None:
+            ends.append(SpanEnd(Fraction(m["seconds"]), True))
+        else:
+            ends.append(SpanEnd(Fraction(int(m["frame"])), False))
+    start, end = ends
+    if start is not None and end is not None and start.seconds == end.seconds:
+        if end.value < start.value:
+            raise InputError(f"the span {text!r} ends before it starts; give START:END with START first")
+        if start.seconds and end.value == start.value:
+            raise InputError(f"the span {text!r} is empty: its end must come after its start")
+    return start, end
+
+
+def default_fade(fps: Fraction | float) -> int:
+    """The fade used when none is given: about a third of a second, in frames."""
+    return max(1, int(Fraction(fps) / 3 + Fraction(1, 2)))
+
+
+@dataclass(frozen=True)
+class FrameSpan:
+    """Frames `start`..`end` (inclusive) of an `n_frames` clip carry the edit in full.
+
+    The fades lie *outside* the span: the `fade_in` frames just before `start` and the `fade_out` frames just after
+    `end` blend from the source to the edit and back with weights 1/(F+1), 2/(F+1), …, F/(F+1) (F = that fade's
+    length), so frame `start - fade_in - 1` is still the source's own frame and frame `start` is fully edited. A fade
+    is shortened where the clip ends first (a span at the clip's edge has no fade there). Frames `first`..`last` (the
+    span and its fades) are all the backend has to propagate; every other frame is the source's own.
+    """
+
+    start: int
+    end: int
+    n_frames: int
+    fps: Fraction
+    fade_in: int = 0
+    fade_out: int = 0
+    fade: int = 0  # the fade asked for (each side), before shortening at the clip's edges
+    notices: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def first(self) -> int:
+        """The first frame that changes (start of the fade-in)."""
+        return self.start - self.fade_in
+
+    @property
+    def last(self) -> int:
+        """The last frame that changes (end of the fade-out)."""
+        return self.end + self.fade_out
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start + 1
+
+    @property
+    def window(self) -> int:
+        """Frames the backend propagates: the span and its fades."""
+        return self.last - self.first + 1
+
+    @property
+    def whole(self) -> bool:
+        return self.start == 0 and self.end == self.n_frames - 1
+
+    @property
+    def text(self) -> str:
+        """The span in frames, as `--span` takes it (what the reproduce line shows)."""
+        return f"{self.start}:{self.end}"
+
+    def weight(self, i: int) -> float:
+        """How much of the propagated frame `i` shows (0: the source's own frame, 1: the edit in full)."""
+        if self.start <= i <= self.end:
+            return 1.0
+        if self.first <= i < self.start:
+            return (i - self.first + 1) / (self.fade_in + 1)
+        if self.end < i <= self.last:
+            return (self.last - i + 1) / (self.fade_out + 1)
+        return 0.0
+
+    def weights(self) -> np.ndarray:
+        """`weight(i)` for every frame of the clip."""
+        return np.array([self.weight(i) for i in range(self.n_frames)], dtype=np.float64)
+
+    def seconds(self, frame: int) -> float:
+        return float(frame / self.fps)
+
+    def describe(self) -> str:
+        """Which frames were edited, for people: 'frames 50–137 (2.000–5.520 s), fading in over 42–49 and out over
+        138–145; the other frames are the source's own'."""
+        if self.whole:
+            return f"all {self.n_frames} frames (the whole clip)"
+        frames = f"frame {self.start}" if self.length == 1 else f"frames {self.start}–{self.end}"
+        text = f"{frames} ({self.seconds(self.start):.3f}–{self.seconds(self.end + 1):.3f} s)"
+        fades = []
+        if self.fade_in:
+            fades.append(f"fading in over {_frames(self.first, self.start - 1)}")
+        if self.fade_out:
+            fades.append(f"{'and out' if fades else 'fading out'} over {_frames(self.end + 1, self.last)}")
+        if fades:
+            text += ", " + " ".join(fades)
+        elif self.fade == 0:
+            text += ", hard cuts"
+        return text + "; the other frames are the source's own"
+
+
+def _frames(a: int, b: int) -> str:
+    return f"frame {a}" if a == b else f"frames {a}–{b}"
+
+
+def _clip_name(info: Any) -> str:
+    path = getattr(info, "path", None)
+    return Path(path).name if path else "the clip"
+
+
+def resolve_span(
+    span: Any,
+    info: Any,
+    *,
+    fade: int | None = None,
+    edit_index: int | None = None,
+) -> FrameSpan:
+    """The span (text as `--span` takes it, an (start, end) pair of frames, a `FrameSpan`, or None for the whole
+    clip) on a probed clip (`info` has `n_frames`, `fps` and `path`), with its fades (`fade` frames each side;
+    None: about a third of a second). With `edit_index`, the edited frame must lie inside the span.
+
+    Seconds are exact: START picks the frame on screen at that time (floor(t·fps)); END the last frame that starts
+    before it (ceil(t·fps) − 1), so 2s:5s at 25 fps is frames 50–124, three seconds. Every mistake is one sentence.
+    """
+    n, fps, name = int(info.n_frames), Fraction(info.fps), _clip_name(info)
+    duration = Fraction(n) / fps
+    if isinstance(span, FrameSpan):
+        span = (span.start, span.end)
+    if isinstance(span, (tuple, list)):
+        if len(span) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in span):
+            raise InputError(f"a span must be two frame indices (start, end), got {span!r}")
+        text = f"{span[0]}:{span[1]}"
+        if span[0] < 0 or span[1] < 0:
+            raise InputError(f"the span {text} is out of range: {name} has frames 0 to {n - 1}")
+    else:
+        text = "" if span is None else str(span).strip()
+    ends = parse_span(text)
+    start_end, end_end = ends if ends is not None else (None, None)
+
+    def out_of_range(frame: int) -> InputError:
+        return InputError(f"frame {frame} of the span {text} is out of range: {name} has frames 0 to {n - 1}")
+
+    def too_late(which: str, t: Fraction) -> InputError:
+        return InputError(f"the span {text} {which} at {float(t):g} s but {name} lasts {float(duration):.3f} s")
+
+    if start_end is None:
+        start = 0
+    elif start_end.seconds:
+        if start_end.value >= duration:
+            raise too_late("starts", start_end.value)
+        start = math.floor(start_end.value * fps)
+    else:
+        start = int(start_end.value)
+        if start > n - 1:
+            raise out_of_range(start)
+    if end_end is None:
+        end = n - 1
+    elif end_end.seconds:
+        if end_end.value > duration:
+            raise too_late("ends", end_end.value)
+        end = math.ceil(end_end.value * fps) - 1
+    else:
+        end = int(end_end.value)
+        if end > n - 1:
+            raise out_of_range(end)
+    if end < start:
+        raise InputError(f"the span {text} ends (frame {end}) before it starts (frame {start}); give START:END with "
+                         "START first")
+    if edit_index is not None and not start <= int(edit_index) <= end:
+        raise InputError(f"the edited frame {int(edit_index)} is outside the span {text} (frames {start}–{end}); "
+                         "choose a span that contains it, or edit a frame inside it")
+
+    if fade is not None and (isinstance(fade, bool) or not isinstance(fade, (int, np.integer)) or fade < 0):
+        raise InputError(f"the fade must be a whole number of frames ≥ 0, got {fade!r}")
+    want = default_fade(fps) if fade is None else int(fade)
+    if start == 0 and end == n - 1:
+        return FrameSpan(0, n - 1, n, fps, 0, 0, want)
+    fade_in, fade_out = min(want, start), min(want, n - 1 - end)
+    notices = []
+    for side, got, room in (("in", fade_in, start), ("out", fade_out, n - 1 - end)):
+        if 0 < room < want:
+            notices.append(f"The fade-{side} is {got} frame{'s' if got != 1 else ''} instead of {want}: the clip "
+                           f"{'starts' if side == 'in' else 'ends'} {room} frame{'s' if room != 1 else ''} "
+                           f"{'before' if side == 'in' else 'after'} the span.")
+    return FrameSpan(start, end, n, fps, fade_in, fade_out, want, tuple(notices))
