@@ -109,7 +109,7 @@ def tiny_components_for_bench() -> tuple[dict, torch.Tensor, torch.Tensor]:
     return tiny_components(), embeds, mask
 
 
-def make_model(args, memory: str, attention: str | None):
+def make_model(args, memory: str, attention: str | None, speed=None):
     device = "cpu" if args.tiny else "cuda"
     dtype = torch.float32 if args.tiny else torch.bfloat16
     t0 = time.perf_counter()
@@ -121,7 +121,8 @@ def make_model(args, memory: str, attention: str | None):
                          {}, args.distilled_rank)
     n_params = sum(p.numel() for p in comps["transformer"].parameters()) / 1e9
     crf = 0 if args.tiny or not _has_av() else 33
-    model = build_model(comps, embeds, mask, sync, distilled, memory=memory, device=device, dtype=dtype, crf=crf)
+    model = build_model(comps, embeds, mask, sync, distilled, memory=memory, device=device, dtype=dtype, crf=crf,
+                        speed=speed)
     del sync, distilled, comps
     gc.collect()
     if attention:

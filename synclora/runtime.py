@@ -55,12 +55,39 @@ class Runtime:
         "SYNCLORA_WEIGHTS_DIR", "a folder filled by `fetch-weights --to DIR`, used instead of the hub cache")
     hub_offline: bool = _var("HF_HUB_OFFLINE", "Hugging Face's offline switch: `fetch-weights` only looks in the cache",
                              False)
+    hf_hub_cache: Path | None = _var("HF_HUB_CACHE", "the Hugging Face cache the weights are looked up in")
+    hf_home: Path | None = _var(
+        "HF_HOME", "Hugging Face's home; its hub/ folder is the cache unless HF_HUB_CACHE is set")
+    allow_cpu: bool = _var(
+        "SYNCLORA_ALLOW_CPU", "let the real Sync-LoRA loader run on the CPU in float32 (start-up tests, tiny weights)",
+        False)
+    # --- the `3d1t` prompt cache
+    prepare_prompt: bool = _var(
+        "SYNCLORA_PREPARE_PROMPT", "make a missing prompt cache at start-up on a GPU (fetches only the text encoder)",
+        True)
+    persistent_dir: Path | None = _var(
+        "SYNCLORA_PERSISTENT_DIR", "persistent storage; a prompt cache made at start-up is kept there if it exists",
+        Path("/data"))
+    prompt_cache_repo: str | None = _var(
+        "SYNCLORA_PROMPT_CACHE_REPO", "a Hub repository with a ready-made prompt cache (preloaded: Gemma never runs)")
+    prompt_cache_file: str = _var(
+        "SYNCLORA_PROMPT_CACHE_FILE", "the prompt cache's file name in that repository", "prompt-3d1t.safetensors")
     distilled_strength: float | None = _var(
         "SYNCLORA_DISTILLED_STRENGTH", "strength the distilled LoRA is fused with")
     image_crf: int | None = _var(
         "SYNCLORA_IMAGE_CRF", "H.264 CRF the edited frame is re-compressed with, as in LTX-2.3 training (0: off)")
     compile: bool = _var("SYNCLORA_COMPILE", "regional torch.compile of the transformer (~2 min once, then faster)",
                          False)
+    # --- opt-in GPU speed levers of the Sync-LoRA backend (synclora/ltx/speed.py)
+    attention: str | None = _var(
+        "SYNCLORA_ATTENTION", "a diffusers attention backend for the transformer, e.g. _flash_3 (text mask dropped)")
+    fp8_matmul: bool = _var("SYNCLORA_FP8_MATMUL", "memory mode fp8 with real fp8 matmuls instead of upcasting",
+                            False)
+    aot: str | None = _var("SYNCLORA_AOT", "ahead-of-time compiled transformer blocks: compile, load or off")
+    aot_dir: Path | None = _var("SYNCLORA_AOT_DIR", "where AoT packages are saved, and loaded from by later processes")
+    # --- benchmarks only
+    parity_site: Path | None = _var(
+        "SYNCLORA_PARITY_SITE", "where benchmarks/parity_ltx.py installs ltx-core and ltx-pipelines")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Runtime:

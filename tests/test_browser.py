@@ -2,7 +2,8 @@
 
 Open the app, upload a clip, pick a frame (slider and player agree), upload an edit of that frame, propagate, and
 check the result video really plays. Screenshots at 1280×800 and 1920×1080 go to test-artifacts/ for people to look
-at. Chromium is a test requirement (CI installs it): if it is missing the test fails and says how to install it.
+at. The same steps on a phone (390×844, touch, the page's own viewport rules): no step may scroll sideways.
+Chromium is a test requirement (CI installs it): if it is missing the test fails and says how to install it.
 """
 
 from __future__ import annotations
@@ -193,3 +194,69 @@ def test_whole_workflow_in_chromium(app_url, browser, tmp_path):
     print("browser workflow timings (s since start):", marks)
     assert not errors, errors
     page.close()
+
+
+PHONE = {"width": 390, "height": 844}
+
+
+def _fits_phone(page, step: str) -> None:
+    """Nothing on the page is wider than the phone's screen (so nothing scrolls sideways), and a screenshot."""
+    page.wait_for_timeout(400)
+    width = page.evaluate("() => Math.max(document.documentElement.scrollWidth, document.body.scrollWidth)")
+    if width > PHONE["width"]:
+        wide = page.evaluate(
+            """(w) => [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > w + 0.5
+                && ![...e.children].some(c => c.getBoundingClientRect().right > w + 0.5)).slice(0, 5)
+                .map(e => `${e.tagName}#${e.id}.${e.className} ${Math.round(e.getBoundingClientRect().right)}`)""",
+            PHONE["width"])
+        pytest.fail(f"step '{step}': the page is {width} px wide on a {PHONE['width']} px phone; widest: {wide}")
+    page.screenshot(path=str(ARTIFACTS / f"phone-{step}.png"), full_page=True)
+
+
+def test_every_step_fits_a_phone(app_url, browser, tmp_path):
+    ARTIFACTS.mkdir(exist_ok=True)
+    clip = tmp_path / "talk.mp4"
+    shutil.copy(CLIP, clip)
+    frame = io.read_frame(clip, FRAME).copy()
+    frame[150:175, 140:180] = (255, 0, 0)
+    edited = tmp_path / f"edit-frame{FRAME}.png"
+    Image.fromarray(frame).save(edited)
+
+    context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True, device_scale_factor=2)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(app_url)
+    page.wait_for_selector("#source-video", timeout=TIMEOUT_MS)
+    _fits_phone(page, "1-start")
+
+    page.set_input_files("#source-video input[type=file]", str(clip))
+    page.wait_for_selector("#facts :text('72 frames')", timeout=TIMEOUT_MS)
+    page.wait_for_selector("#source-video video", timeout=TIMEOUT_MS)
+    _fits_phone(page, "2-video")
+
+    box = page.locator("#frame-slider input[type=number]")
+    box.fill(str(FRAME))
+    box.press("Enter")
+    page.wait_for_selector(f"#frame-caption :text('Frame {FRAME} of 0–71')", timeout=TIMEOUT_MS)
+    page.locator("#editor").scroll_into_view_if_needed()
+    _fits_phone(page, "3-frame-and-editor")
+
+    page.get_by_role("tab", name="Upload").click()
+    page.set_input_files("#upload-edit input[type=file]", str(edited))
+    page.wait_for_selector(f"#edit-status :text('Edited frame {FRAME} (uploaded)')", timeout=TIMEOUT_MS)
+    page.locator("#before-after").scroll_into_view_if_needed()
+    _fits_phone(page, "4-edit")
+
+    page.get_by_text("Advanced settings").click()
+    page.get_by_text("Which backend?").click()
+    page.locator("#backends").scroll_into_view_if_needed()
+    _fits_phone(page, "5-settings-and-backends")
+
+    page.click("#propagate")
+    page.wait_for_selector("#result-sbs video", timeout=TIMEOUT_MS)
+    page.wait_for_selector("#report-verdict :text('Overall lag')", timeout=TIMEOUT_MS)
+    page.locator("#result-sbs").scroll_into_view_if_needed()
+    _fits_phone(page, "6-result-and-report")
+    assert not errors, errors
+    context.close()

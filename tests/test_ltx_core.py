@@ -100,14 +100,34 @@ def test_weights_resolve_from_a_local_folder_or_say_how_to_get_them(tmp_path, mo
 
     root = tmp_path / "w"
     monkeypatch.setenv("SYNCLORA_WEIGHTS_DIR", str(root))
-    with pytest.raises(ModelUnavailableError, match="lacks"):
+    with pytest.raises(ModelUnavailableError, match="is missing .* fetch-weights --to DIR"):
         weights.resolve_weights()
-    for sub in weights.BASE_SUBFOLDERS:
-        (root / "LTX-2.3-Diffusers" / sub).mkdir(parents=True)
-    for name in (weights.DISTILLED_LORA_FILE, weights.UPSAMPLER_FILE, weights.SYNC_LORA_FILE):
-        (root / name).write_bytes(b"x")
+    _fill_like_the_hub(root / weights.LOCAL_BASE, root)
     paths = weights.resolve_weights()
     assert paths.sync_lora == root / weights.SYNC_LORA_FILE and not paths.missing()
+    assert paths.base_dir == root / weights.LOCAL_BASE
+
+
+def _fill_like_the_hub(base, root):
+    """Every listed file, small but whole: safetensors with one tensor, indexes naming their shards, JSON configs."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from synclora.ltx import hub
+
+    for h in hub.HUB_FILES:
+        for name in h.files:
+            path = (base if h.repo == hub.BASE_REPO else root) / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if name.endswith(".index.json"):
+                shards = [f.rsplit("/", 1)[1] for f in h.files if f.startswith(name.rsplit("/", 1)[0] + "/")
+                          and "-of-" in f]
+                path.write_text(json.dumps({"weight_map": {f"w{i}": s for i, s in enumerate(shards)}}))
+            elif name.endswith(".json"):
+                path.write_text("{}")
+            else:
+                save_file({"w": torch.zeros(2)}, str(path))
 
 
 def test_training_and_inference_prepare_frames_with_the_same_resize():
@@ -132,7 +152,8 @@ def test_training_and_inference_prepare_frames_with_the_same_resize():
 
 
 def test_vae_latents_round_trip_and_uint8_output():
-    """encode → normalised latents → decode_normalized gives the VAE's own reconstruction; to_uint8 is exact."""
+    """encode → normalised latents → decode_normalized gives the VAE's own reconstruction; to_uint8 is ltx-core's
+    (clamp, then truncate: training's sample frames and inference's frames share it)."""
     from synclora.ltx.tiny import tiny_components
     from synclora.ltx.vae import decode_normalized, encode_video, to_uint8
 
@@ -143,4 +164,4 @@ def test_vae_latents_round_trip_and_uint8_output():
         direct = vae.decode(vae.encode(pixels).latent_dist.mode(), None, return_dict=False)[0]
     torch.testing.assert_close(decode_normalized(vae, latents[None]), direct, rtol=1e-4, atol=1e-4)
     video = torch.tensor([-1.0, -0.5, 0.0, 1.0, 2.0]).view(1, 1, 5, 1, 1).expand(1, 3, 5, 1, 1)
-    assert to_uint8(video)[:, 0, 0, 0].tolist() == [0, 64, 128, 255, 255]
+    assert to_uint8(video)[:, 0, 0, 0].tolist() == [0, 63, 127, 255, 255]

@@ -21,7 +21,6 @@ connectors once per prompt per process; `FrozenConnectors` then hands the pipeli
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -185,17 +184,25 @@ class ImageToVideo:
         """(num_frames, height, width, 3) uint8; `image` is (height, width, 3) uint8 at the clip's size."""
         from diffusers.pipelines.ltx2.pipeline_ltx2_condition import LTX2VideoCondition
 
-        from synclora.ltx.vae import resize_frames, to_pil, to_uint8
-        from synclora.propagate.ltx import NO_GUIDANCE, STAGE_1_SIGMAS, STAGE_2_NOISE_SCALE, STAGE_2_SIGMAS
+        from synclora.ltx.vae import to_uint8
+        from synclora.propagate.ltx import (
+            NO_GUIDANCE,
+            STAGE_1_SIGMAS,
+            STAGE_2_NOISE_SCALE,
+            STAGE_2_SIGMAS,
+            condition_image,
+            decode_latents,
+            on_device,
+        )
 
         model, pipe = self.model, self.pipe
         h, w, t = clip.height, clip.width, clip.num_frames
         if image.shape != (h, w, 3):
             raise ValueError(f"image is {image.shape}, the clip {h}x{w}")
         context = self.contexts[prompt]
-        frames = np.array(image[None])  # a writable copy (an edit may come back as a read-only view)
-        half = to_pil(resize_frames(frames, h // 2, w // 2))[0]
-        full = to_pil(resize_frames(frames, h, w))[0]  # same size: only the type changes
+        # The still at the clip's size for both stages, compressed there and resized by the pipeline (as the
+        # Sync-LoRA recipe and ltx-pipelines do).
+        still = condition_image(np.array(image))  # a writable copy (an edit may come back as a read-only view)
         with model.lock:  # the transformer is shared with the Sync-LoRA backend: one call at a time
             pipe.connectors = context
             model.pipe.disable_lora()
@@ -212,22 +219,20 @@ class ImageToVideo:
                     **NO_GUIDANCE,
                 )
                 latents, audio_latents = pipe(
-                    conditions=[LTX2VideoCondition(frames=half, index=0, strength=1.0, crf=model.crf)],
+                    conditions=[LTX2VideoCondition(frames=still, index=0, strength=1.0, crf=model.crf)],
                     height=h // 2, width=w // 2, sigmas=STAGE_1_SIGMAS, **common,
                 )
                 if clip.quality == "full":
-                    with _on_device(model.parked_upsampler):
+                    with on_device(model.parked_upsampler):
                         latents = model.upsample_pipe(
                             latents=latents, latents_normalized=False, output_type="latent", return_dict=False
                         )[0]
                     latents, _ = pipe(
-                        conditions=[LTX2VideoCondition(frames=full, index=0, strength=1.0, crf=model.crf)],
+                        conditions=[LTX2VideoCondition(frames=still, index=0, strength=1.0, crf=model.crf)],
                         latents=latents, audio_latents=audio_latents, height=h, width=w, sigmas=STAGE_2_SIGMAS,
                         noise_scale=STAGE_2_NOISE_SCALE, **common,
                     )
-                vae = pipe.vae
-                with _on_device(model.parked_decoder):
-                    video = vae.decode(latents.to(device=model.device, dtype=vae.dtype), None, return_dict=False)[0]
+                video = decode_latents(model, latents)
             finally:
                 model.pipe.enable_lora()
         if video.shape[-2:] != (h, w):  # preview: stage 1 is half size
@@ -237,7 +242,3 @@ class ImageToVideo:
         if frames.shape[0] != t:
             raise RuntimeError(f"the model returned {frames.shape[0]} frames for {t}")
         return frames
-
-
-def _on_device(parked):
-    return parked.on_device() if parked is not None else contextlib.nullcontext()

@@ -5,6 +5,8 @@
 - `prompt`: the cached `3d1t` prompt embedding and running the text connectors on it once.
 - `components`: the modules, real (from a diffusers-layout folder) or tiny (`tiny`: random weights, true classes).
 - `vae`: frames into and out of the video VAE (resize, tiling, latent normalisation, uint8).
+- `convert`: a released single-file checkpoint (ltx-core's layout) into diffusers modules.
+- `speed`: opt-in GPU speed levers (attention backend, real fp8 matmuls, ahead-of-time compiled blocks).
 - `cli`: `python -m synclora fetch-weights` and `cache-prompt`.
 
 Nothing is imported here, so `import synclora.ltx.weights` does not load diffusers.

@@ -1,4 +1,5 @@
-"""Subcommands of the LTX core: `fetch-weights` (download and pin) and `cache-prompt` (the `3d1t` embedding).
+"""Subcommands of the LTX core: `fetch-weights` (download and pin), `cache-prompt` (the `3d1t` embedding) and
+`hub-files` (the Space front matter that preloads what the loader reads).
 
 Heavy imports stay inside `run_*` so `python -m synclora --help` stays fast.
 """
@@ -36,13 +37,25 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser(
         "cache-prompt",
-        help="encode the constant prompt `3d1t` with Gemma once and store it (needs a GPU and the text encoder)",
-        description="Run LTX-2.3's Gemma 3 text encoder on `3d1t` and store the valid token rows of its embedding in "
-        "a small safetensors file; at run time the text encoder is never loaded.",
+        help="encode the constant prompt `3d1t` with Gemma once and store it (needs a GPU; fetches the text encoder)",
+        description="Fetch only the text encoder and tokenizer of LTX-2.3 (unless cached), run Gemma 3 on `3d1t` and "
+        "store the valid token rows of its embedding in a small safetensors file; at run time the text encoder is "
+        "never loaded. The app does the same by itself at start-up on a GPU when the cache is missing.",
     )
-    p.add_argument("--out", type=Path, default=None, help="where to write it (default: the runtime lookup path)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="where to write it (default: persistent storage /data if present, else SYNCLORA_HOME)")
     p.add_argument("--device", default="cuda")
     p.set_defaults(func=run_cache_prompt)
+
+    p = subparsers.add_parser(
+        "hub-files",
+        help="print the Space front matter block that preloads exactly the files Sync-LoRA loads",
+        description="Print the `preload_from_hub` block for the README front matter of a Hugging Face Space, from "
+        "the one list of files the loader reads (synclora/ltx/hub.py). --verify checks every name against the Hub "
+        "(needs the network).",
+    )
+    p.add_argument("--verify", action="store_true", help="check the listed files against the Hub (network)")
+    p.set_defaults(func=run_hub_files)
 
 
 def run_fetch(args: argparse.Namespace) -> int:
@@ -61,19 +74,53 @@ def run_fetch(args: argparse.Namespace) -> int:
 def run_cache_prompt(args: argparse.Namespace) -> int:
     import torch
 
-    from synclora.ltx.prompt import PROMPT, default_prompt_cache, encode_prompt_with_gemma, save_prompt_cache
-    from synclora.ltx.weights import BASE_REPO, fetch_weights
+    from synclora.errors import ModelUnavailableError
+    from synclora.ltx.hub import BASE_REPO
+    from synclora.ltx.prompt import encode_and_store, store_path
+    from synclora.ltx.weights import read_lock, text_encoder_dir
     from synclora.paths import Output, check_outputs
 
     if args.out is not None:
         check_outputs([Output(args.out, "--out (the prompt cache)", (".safetensors",), make_parents=True)])
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError("cache-prompt runs Gemma 3 12B and needs a CUDA GPU; pass --device cpu to run it slowly")
-    paths = fetch_weights(include_text_encoder=True)
-    embeds, mask = encode_prompt_with_gemma(paths.base_dir, device=args.device)
-    out = save_prompt_cache(
-        args.out or default_prompt_cache(), embeds, mask, prompt=PROMPT,
-        text_encoder=f"{BASE_REPO}@{paths.revisions.get(BASE_REPO, '')}",
-    )
-    print(f"wrote {out} ({int(mask.sum())} tokens of {mask.shape[1]})")
+    folder, how = text_encoder_dir(fetch=True)  # only text_encoder/ and tokenizer/, at the pinned revision
+    if folder is None:
+        raise ModelUnavailableError(how)
+    revision = read_lock().get("revisions", {}).get(BASE_REPO, folder.name)
+    ok, message = encode_and_store(str(folder), str(args.out or store_path()), args.device, revision)
+    if not ok:
+        raise ModelUnavailableError(message)
+    print(message)
     return 0
+
+
+def run_hub_files(args: argparse.Namespace) -> int:
+    from synclora.ltx import hub
+
+    if not args.verify:
+        print(hub.front_matter(), end="")
+        return 0
+    from huggingface_hub import HfApi
+
+    from synclora.errors import ModelUnavailableError
+
+    problems = 0
+    for h in hub.HUB_FILES:
+        try:
+            listed = set(HfApi().list_repo_files(h.repo, revision=h.revision or "main"))
+        except Exception as exc:  # offline, no network, a typo: one sentence either way
+            raise ModelUnavailableError(f"could not list {h.repo} on the Hub ({type(exc).__name__}); --verify needs "
+                                        "the network") from exc
+        missing = [f for f in h.files if f not in listed]
+        folders = {f.rsplit("/", 1)[0] for f in h.files if "/" in f}
+        extra = sorted(f for f in listed if "/" in f and f.rsplit("/", 1)[0] in folders and f not in h.files)
+        for f in missing:
+            print(f"not on the Hub: {h.repo}/{f}")
+        for f in extra:
+            print(f"on the Hub but not preloaded: {h.repo}/{f}")
+        problems += len(missing) + len(extra)
+        print(f"{h.repo}: {len(h.files) - len(missing)} of {len(h.files)} listed files found")
+    if problems:
+        print("update synclora/ltx/hub.py, then the README front matter (python -m synclora hub-files)")
+    return 1 if problems else 0

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from synclora.errors import ModelUnavailableError
+from synclora.ltx import hub
 
 # x2 spatial upsampler v1.1 of LTX-2.3 (diffusers' conversion values; no diffusers repo ships v1.1).
 UPSAMPLER_CONFIG = dict(
@@ -23,8 +24,9 @@ UPSAMPLER_CONFIG = dict(
     temporal_upsample=False,
     use_rational_resampler=False,
 )
-# What the two-stage recipe loads from the base folder (the upsampler comes from its own file) and what training needs.
-PIPELINE_PARTS = ("transformer", "connectors", "vae", "audio_vae", "scheduler")
+# What the two-stage recipe loads from the base folder (the upsampler comes from its own file; the list lives with
+# the Hub file list, which must preload exactly these) and what training needs.
+PIPELINE_PARTS = hub.PIPELINE_PARTS
 TRAINING_PARTS = ("transformer", "connectors", "vae")
 
 
@@ -51,20 +53,30 @@ def load_components(
 
         embeds, mask = tiny_prompt_embeds(seed=seed)
         return tiny_components(seed=seed), embeds, mask
-    from synclora.ltx.prompt import default_prompt_cache, load_prompt_cache
+    from synclora.ltx.prompt import expected_dim, find_prompt_cache, load_prompt_cache
     from synclora.ltx.weights import resolve_weights
 
     base = Path(base_dir) if base_dir is not None else resolve_weights().base_dir
     for sub in parts:
         if not (base / sub).is_dir():
             raise ModelUnavailableError(f"{base} has no {sub}/ folder; {hint}")
-    embeds, mask, _ = load_prompt_cache(prompt_cache or default_prompt_cache())
+    if prompt_cache is None:
+        found = find_prompt_cache(expected_dim(base))
+        if found.path is None:
+            raise ModelUnavailableError(f"{found.why_missing()}; build it once with `python -m synclora cache-prompt`")
+        prompt_cache = found.path
+    embeds, mask, _ = load_prompt_cache(prompt_cache)
     try:
         modules = {name: _load_part(name, base / name, dtype) for name in parts}
         if upsampler is not None:
             modules["latent_upsampler"] = _load_upsampler(Path(upsampler), dtype)
-    except (OSError, RuntimeError, ValueError) as exc:
-        raise ModelUnavailableError(f"the LTX-2.3 weights could not be loaded ({exc}); {hint}") from exc
+    except MemoryError:
+        raise
+    except Exception as exc:
+        if type(exc).__name__ == "OutOfMemoryError":
+            raise
+        raise ModelUnavailableError(f"the LTX-2.3 weights could not be loaded ({type(exc).__name__}: {exc}); "
+                                    f"{hint}") from exc
     return modules, embeds, mask
 
 
@@ -84,11 +96,30 @@ def _load_part(name: str, folder: Path, dtype: torch.dtype):
     return cls.from_pretrained(folder, torch_dtype=dtype)
 
 
+def upsampler_config(path: Path) -> dict:
+    """The upsampler's constructor arguments: from the file's own safetensors metadata (`config`, written by
+    Lightricks' tools with their parameter names) when present, else the LTX-2.3 v1.1 values. `load_state_dict(
+    strict=True)` then proves the two agree."""
+    import json
+
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        raw = (f.metadata() or {}).get("config")
+    if not raw:
+        return dict(UPSAMPLER_CONFIG)
+    cfg = json.loads(raw)
+    renames = {"spatial_scale": "rational_spatial_scale", "rational_resampler": "use_rational_resampler"}
+    known = set(UPSAMPLER_CONFIG) | set(renames.values())
+    out = {renames.get(k, k): v for k, v in cfg.items() if renames.get(k, k) in known}
+    return {**UPSAMPLER_CONFIG, **out}
+
+
 def _load_upsampler(path: Path, dtype: torch.dtype):
     from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel
     from safetensors.torch import load_file
 
-    upsampler = LTX2LatentUpsamplerModel(**UPSAMPLER_CONFIG)
+    upsampler = LTX2LatentUpsamplerModel(**upsampler_config(path))
     upsampler.load_state_dict(load_file(str(path)), strict=True)
     return upsampler.to(dtype)
 

@@ -225,7 +225,7 @@ def write_tiny_lora(
     return path
 
 
-# --- tiny text encoders (for prompts that change: the image-to-video pair generator's motion prompts) --------------
+# --- tiny text encoders: Gemma 3 with offline word tokenizers (pair generator's prompts, the prompt cache) ---
 SPECIAL_TOKENS = ("<pad>", "<eos>", "<bos>", "<unk>")
 
 
@@ -251,15 +251,15 @@ def word_tokenizer(texts, *, max_length: int, padding_side: str = "left", chat_t
     )
 
 
-def tiny_gemma(vocab_size: int, seed: int = 0):
+def tiny_gemma(vocab_size: int, seed: int = 0, max_positions: int = 128):
     """A tiny Gemma 3 of LTX-2.3's text-encoder class whose stacked hidden states fit the tiny connectors."""
     from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3TextConfig, SiglipVisionConfig
 
     n = vocab_size + 3  # + begin/end-of-image and image tokens, which Gemma 3's config asks for
     text = Gemma3TextConfig(
         vocab_size=n, hidden_size=TINY_CAPTION_CHANNELS, intermediate_size=32, num_hidden_layers=TINY_TEXT_LAYERS - 1,
-        num_attention_heads=2, num_key_value_heads=1, head_dim=8, max_position_embeddings=128, sliding_window=16,
-        pad_token_id=0, eos_token_id=1, bos_token_id=2,
+        num_attention_heads=2, num_key_value_heads=1, head_dim=8, max_position_embeddings=max_positions,
+        sliding_window=16, pad_token_id=0, eos_token_id=1, bos_token_id=2,
     )
     vision = SiglipVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
                                 image_size=16, patch_size=8)
@@ -268,3 +268,118 @@ def tiny_gemma(vocab_size: int, seed: int = 0):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return Gemma3ForConditionalGeneration(config).eval().requires_grad_(False)
+
+def tiny_text_encoder(seed: int = 0):
+    """The tiny Gemma 3 and its word tokenizer that make the `3d1t` prompt cache: (text_encoder, tokenizer).
+
+    Positions reach the real prompt length (the cache is left-padded to `PROMPT_MAX_LENGTH` tokens, like Gemma's).
+    """
+    from synclora.ltx.prompt import PROMPT, PROMPT_MAX_LENGTH
+
+    tokenizer = word_tokenizer([PROMPT], max_length=2 * PROMPT_MAX_LENGTH)
+    return tiny_gemma(len(tokenizer), seed, max_positions=2 * PROMPT_MAX_LENGTH), tokenizer
+
+
+# --- a tiny model in a Hugging Face cache, as a Space's `preload_from_hub` would leave it -----------------------------
+def _save_part(module, folder: Path, files: tuple[str, ...]) -> None:
+    """Save one pipeline part under `folder` with exactly the file names `files` (relative to `folder`'s parent)."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from synclora.ltx.hub import _WEIGHTS
+
+    if not isinstance(module, torch.nn.Module):  # the scheduler
+        module.save_config(folder)
+        return
+    module.save_config(folder)
+    sd = {k: v.detach().contiguous() for k, v in module.state_dict().items()}
+    shards = [Path(f).name for f in files if f.endswith(".safetensors") and "-of-" in f]
+    if not shards:
+        save_file(sd, str(folder / f"{_WEIGHTS}.safetensors"), metadata={"format": "pt"})
+        return
+    keys = list(sd)
+    per = -(-len(keys) // len(shards))
+    weight_map = {}
+    for i, name in enumerate(shards):
+        part = {k: sd[k] for k in keys[i * per:(i + 1) * per]}
+        save_file(part, str(folder / name), metadata={"format": "pt"})
+        weight_map.update({k: name for k in part})
+    total = sum(v.numel() * v.element_size() for v in sd.values())
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (folder / f"{_WEIGHTS}.safetensors.index.json").write_text(json.dumps(index, indent=2))
+
+
+def _write_snapshot(cache: Path, repo: str, files: dict[str, Path], commit: str) -> Path:
+    """Put `files` (name in the repo -> a local file) into `cache` the way huggingface_hub does: content-addressed
+    blobs, a snapshot folder of relative links named by the commit, and refs/main naming the commit."""
+    import hashlib
+    import os
+    import shutil
+
+    root = cache / ("models--" + repo.replace("/", "--"))
+    (root / "blobs").mkdir(parents=True, exist_ok=True)
+    snap = root / "snapshots" / commit
+    for name, src in files.items():
+        digest = hashlib.sha256(Path(src).read_bytes()).hexdigest()
+        blob = root / "blobs" / digest
+        if not blob.exists():
+            shutil.copyfile(src, blob)
+        link = snap / name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(os.path.relpath(blob, link.parent))
+    (root / "refs").mkdir(exist_ok=True)
+    (root / "refs" / "main").write_text(commit)
+    return snap
+
+
+def tiny_commit(repo: str) -> str:
+    """A fixed fake commit hash per repository (40 hex digits, like the Hub's)."""
+    import hashlib
+
+    return hashlib.sha1(f"tiny:{repo}".encode()).hexdigest()
+
+
+def write_tiny_hub_cache(cache: str | Path, text_encoder: bool = True, seed: int = 0) -> dict[str, str]:
+    """Tiny weights of the true architectures in a Hugging Face cache, under the real repository and file names of
+    `hub.HUB_FILES` (shards and index included), as a Space's `preload_from_hub` leaves them; with `text_encoder`,
+    also a tiny Gemma 3 + tokenizer under the base repository's text_encoder/ and tokenizer/ (what the app fetches
+    to make the prompt cache). The real loader builds working tiny models from it. Returns repo -> commit.
+    """
+    import json
+    import tempfile
+
+    from safetensors.torch import save_file
+
+    from synclora.ltx import hub
+
+    cache = Path(cache)
+    modules = tiny_components(seed=seed)
+    commits = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        base = tmp / "base"
+        for part in hub.PIPELINE_PARTS:
+            (base / part).mkdir(parents=True)
+            _save_part(modules[part], base / part, tuple(f for f in hub.BASE_FILES.files if f.startswith(part + "/")))
+        if text_encoder:
+            encoder, tokenizer = tiny_text_encoder(seed)
+            encoder.save_pretrained(base / "text_encoder")
+            tokenizer.save_pretrained(base / "tokenizer")
+        files = {str(p.relative_to(base)): p for p in sorted(base.rglob("*")) if p.is_file()}
+        commits[hub.BASE_REPO] = tiny_commit(hub.BASE_REPO)
+        _write_snapshot(cache, hub.BASE_REPO, files, commits[hub.BASE_REPO])
+
+        up = modules["latent_upsampler"]
+        cfg = dict(tiny_upsampler_config(), dims=3, spatial_upsample=True, temporal_upsample=False)
+        cfg["rational_resampler"] = cfg.pop("use_rational_resampler")  # Lightricks' own parameter name
+        save_file({k: v.contiguous() for k, v in up.state_dict().items()}, str(tmp / hub.UPSAMPLER_FILE),
+                  metadata={"config": json.dumps(cfg)})
+        write_tiny_lora(tmp / hub.DISTILLED_LORA_FILE, rank=8, seed=2, scale=0.1)
+        write_tiny_lora(tmp / hub.SYNC_LORA_FILE, rank=4, seed=1)
+        for h in (hub.LTX_FILES, hub.SYNC_FILES):
+            commits[h.repo] = tiny_commit(h.repo)
+            _write_snapshot(cache, h.repo, {name: tmp / name for name in h.files}, commits[h.repo])
+    return commits

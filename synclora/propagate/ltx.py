@@ -14,12 +14,15 @@ What is done once per loaded model (`build_model`; the backend registry keeps on
 into the transformer and unloaded (PEFT ignores unfused adapters on a layer once another one is merged), Sync-LoRA
 loaded as an adapter, the text connectors run once on the cached `3d1t` embedding and dropped (the prompt never
 changes: 5.9 GiB less on the GPU). Weights, LoRA files, the prompt cache, component loading and VAE helpers are the
-LTX core's (`synclora.ltx`); this file is the recipe only.
+LTX core's (`synclora.ltx`); this file is the recipe only, including where it follows ICLoraPipeline rather than
+diffusers' defaults (section "parity with ICLoraPipeline"; benchmarks/parity_ltx.py proves it, docs/PARITY.md).
+Opt-in GPU speed levers (`synclora.ltx.speed`) hook in at the end of `build_model`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -34,7 +37,7 @@ from synclora.errors import InputError, ModelUnavailableError, OutOfMemoryError
 from synclora.ltx.components import place
 from synclora.ltx.lora import load_adapter, released_to_diffusers
 from synclora.ltx.prompt import FrozenConnectors, encode_text
-from synclora.ltx.vae import enable_tiling, resize_frames, to_pil, to_uint8
+from synclora.ltx.vae import decode, disable_tiling, resize_frames, to_uint8
 from synclora.memory import free_memory
 from synclora.propagate.base import LABELS, BackendSpec, ProgressFn, Propagator, Segment, no_progress
 
@@ -66,6 +69,14 @@ SPEC = BackendSpec(max_frames=81, frame_step=8, size_multiple=64, native_fps=FRA
 # The tiny VAE compresses only 2× (the real one 32× in space, 8× in time), so the tiny model gets short chunks and a
 # small working size to keep its token count (and CPU time) small; long clips then exercise the chunked schedule.
 TINY_SPEC = BackendSpec(max_frames=17, frame_step=8, size_multiple=64, native_fps=FRAME_RATE, max_side=64)
+
+
+def spec_for(settings: PropagationSettings) -> BackendSpec:
+    """The input constraints for these settings: the tiny model's, also when the real loader runs on the CPU
+    (SYNCLORA_ALLOW_CPU, meant for tiny weights in a hub cache: the real sizes would take hours there)."""
+    if settings.model == "tiny" or (not torch.cuda.is_available() and runtime.current().allow_cpu):
+        return TINY_SPEC
+    return SPEC
 
 OOM_HINT = (
     "the GPU ran out of memory; try quality 'preview', memory mode 'fp8' or 'offload', a lower resolution, "
@@ -102,7 +113,7 @@ class Parked:
             self.park()
 
 
-def _on_device(parked: Parked | None):
+def on_device(parked: Parked | None):
     return parked.on_device() if parked is not None else contextlib.nullcontext()
 
 
@@ -119,6 +130,9 @@ class LoadedModel:
     crf: int = DEFAULT_CRF
     parked_upsampler: Parked | None = None
     parked_decoder: Parked | None = None
+    tiled_decode: bool = False  # decode in VAE tiles (fp8 / offload: memory first), see `decode_latents`
+    aot: object | None = None  # synclora.ltx.speed.AotBlocks when AoT-compiled blocks are in use
+    speed_notes: list = field(default_factory=list)  # what the speed levers did (or why not)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -134,11 +148,13 @@ def build_model(
     dtype: torch.dtype = torch.bfloat16,
     crf: int = DEFAULT_CRF,
     compile: bool = False,
+    speed=None,
 ) -> LoadedModel:
     """Assemble the pipelines from loaded modules (real or tiny) and apply the LoRA recipe and memory mode.
 
     `sync_lora`/`distilled_lora` are `weights.LoraFile`s (released key format). Modules may still be on the CPU;
     they are moved here, transformer last, so the connectors' one-off run never shares the GPU with it.
+    `speed` (`synclora.ltx.speed.SpeedOptions`) turns on GPU speed levers (attention backend, fp8 matmuls, AoT).
     """
     from diffusers import FlowMatchEulerDiscreteScheduler, LTX2InContextPipeline
     from diffusers.pipelines.ltx2 import LTX2LatentUpsamplePipeline
@@ -186,7 +202,7 @@ def build_model(
     # float8 and upcasts each layer for its matmul; the LoRA matrices (and norms) stay in the compute dtype, else
     # PEFT would run them in float8.
     load_adapter(pipe, released_to_diffusers(sync_lora.state_dict), SYNC_ADAPTER)
-    if memory == "fp8":
+    if memory == "fp8" and not (speed is not None and speed.fp8_matmul):  # else real fp8 matmuls, see speed.py
         transformer.enable_layerwise_casting(
             storage_dtype=torch.float8_e4m3fn, compute_dtype=dtype, skip_modules_pattern=("norm", "lora_")
         )
@@ -197,14 +213,16 @@ def build_model(
             num_blocks_per_group=1,
             use_stream=device.type == "cuda",
         )
-    enable_tiling(vae)  # 81 frames at full resolution decode in temporal tiles
+    # VAE tiling off for every encode (as ICLoraPipeline); the final decode tiles only in the memory-saving modes or
+    # after running out of memory (`decode_latents`).
+    disable_tiling(vae)
     parked_upsampler = parked_decoder = None
-    if memory == "bf16" and device.type == "cuda":
+    if memory == "bf16" and device.type == "cuda" and not on_zerogpu():
         parked_upsampler, parked_decoder = Parked(upsampler, device), Parked(vae.decoder, device)
         free_memory()
     if compile:  # regional compilation of the 48 identical blocks; dynamic shapes cover both stages
         transformer.compile_repeated_blocks(fullgraph=True, dynamic=True)
-    return LoadedModel(
+    model = LoadedModel(
         pipe=pipe,
         upsample_pipe=upsample_pipe,
         reference_downscale_factor=sync_lora.reference_downscale_factor,
@@ -214,7 +232,29 @@ def build_model(
         crf=crf,
         parked_upsampler=parked_upsampler,
         parked_decoder=parked_decoder,
+        tiled_decode=memory in ("fp8", "offload"),
     )
+    if speed is not None:  # the speed levers live in synclora/ltx/speed.py; this is their only hook
+        from synclora.ltx.speed import apply as apply_speed
+
+        model.speed_notes = apply_speed(model, speed, run=_capture_run)
+    return model
+
+
+def on_zerogpu() -> bool:
+    """True on a ZeroGPU Space. There the GPU is lent per `spaces.GPU` call: at load time CUDA is emulated (tensors
+    stay on the host, pinned memory cannot be allocated), and each call gets its own slice, so nothing is parked."""
+    config = sys.modules.get("spaces.config")  # only ever imported by the app, before any model is loaded
+    return bool(getattr(getattr(config, "Config", None), "zero_gpu", False))
+
+
+def _device() -> tuple[str, torch.dtype] | None:
+    """Where the real model runs: ("cuda", bf16), ("cpu", float32) when SYNCLORA_ALLOW_CPU says so, else None."""
+    if torch.cuda.is_available():
+        return "cuda", torch.bfloat16
+    if runtime.current().allow_cpu:
+        return "cpu", torch.float32
+    return None
 
 
 # --- loading ----------------------------------------------------------------------------------------------------------
@@ -244,28 +284,32 @@ def _load_tiny(settings: PropagationSettings) -> LoadedModel:
 def _load_real(settings: PropagationSettings) -> LoadedModel:
     from synclora.ltx.components import load_components
     from synclora.ltx.lora import read_lora
+    from synclora.ltx.speed import SpeedOptions
     from synclora.ltx.weights import resolve_weights
 
-    if not torch.cuda.is_available():
+    where = _device()
+    if where is None:
         raise ModelUnavailableError("Sync-LoRA needs a CUDA GPU and none is visible")
+    device, dtype = where
     paths = resolve_weights()
-    dtype = torch.bfloat16
     components, embeds, mask = load_components(
-        "real", dtype, base_dir=paths.base_dir, upsampler=paths.upsampler, hint="run fetch-weights again"
+        "real", dtype, base_dir=paths.base_dir, upsampler=paths.upsampler,
+        hint="check the files with `python -m synclora doctor`",
     )
     sync = read_lora(settings.lora or paths.sync_lora, dtype=dtype)
     distilled = read_lora(paths.distilled_lora, dtype=dtype)
     if sync.reference_temporal_scale_factor != 1:
         raise ModelUnavailableError("this Sync-LoRA asks for a temporal reference scale, which diffusers lacks")
-    # Knobs for people who know why (docs/CONFIG.md): distilled-LoRA strength, first-frame CRF (0 disables) and
-    # regional torch.compile (about 2 minutes once per process, then ~1.5x faster).
+    # Knobs for people who know why (docs/CONFIG.md): distilled-LoRA strength, first-frame CRF (0 disables),
+    # regional torch.compile (about 2 minutes once per process, then ~1.5x faster) and the speed levers.
     rt = runtime.current()
     return build_model(
         components, embeds, mask, sync, distilled,
         distilled_strength=DISTILLED_STRENGTH if rt.distilled_strength is None else rt.distilled_strength,
-        memory=settings.memory, device="cuda", dtype=dtype,
+        memory=settings.memory if device == "cuda" else "bf16", device=device, dtype=dtype,
         crf=DEFAULT_CRF if rt.image_crf is None else rt.image_crf,
         compile=rt.compile,
+        speed=SpeedOptions.from_runtime(rt),
     )
 
 
@@ -279,18 +323,59 @@ def availability(settings: PropagationSettings) -> tuple[bool, str]:
             return False, f"the Python package {package} is not installed"
     if settings.model == "tiny":
         return True, ""
-    if not torch.cuda.is_available():
+    if _device() is None:
         return False, "no CUDA GPU is visible (the LTX-2.3 model needs about 40 GiB of GPU memory, 24 GiB in fp8)"
-    from synclora.ltx.prompt import default_prompt_cache
+    from synclora.ltx.prompt import expected_dim, find_prompt_cache
     from synclora.ltx.weights import resolve_weights
 
     try:
-        resolve_weights()
+        paths = resolve_weights()
     except ModelUnavailableError as exc:
         return False, str(exc)
-    if not default_prompt_cache().is_file():
-        return False, "the `3d1t` prompt cache is missing; build it once with `python -m synclora cache-prompt`"
+    found = find_prompt_cache(expected_dim(paths.base_dir))
+    if found.path is None:
+        return False, (f"{found.why_missing()}; the app makes it at start-up on a GPU, or build it once with "
+                       "`python -m synclora cache-prompt`")
     return True, ""
+
+
+# --- parity with ICLoraPipeline (benchmarks/parity_ltx.py, docs/PARITY.md) -------------------------------------------
+# Each helper below mirrors one step of ltx-pipelines 1.0.0 that diffusers' pipeline would otherwise do differently
+# (the fourth, the bytes, is the LTX core's `to_uint8`); tests/test_ltx_parity_recipe.py pins them.
+def _reference_pixels(frames: np.ndarray, height: int, width: int) -> torch.Tensor:
+    """The reference clip as ltx-pipelines feeds it: resized in float and never re-quantized to uint8.
+
+    (T, 3, H, W) float in [0, 1] at exactly the pipeline's size, so diffusers' video processor only maps it to
+    [-1, 1]. Rounding the resized frames back to uint8 (as PIL input would) moved the reference latents by ~1e-3.
+    """
+    return resize_frames(frames, height, width)
+
+
+def condition_image(edited: np.ndarray) -> object:
+    """The edited frame at the working size for *both* stages: diffusers then H.264-compresses it at that size and
+    resizes afterwards, as ltx-pipelines does with the image file. Resizing first (to stage 1's half size) and
+    compressing the small image changed stage 1's first-frame latents by up to 0.3."""
+    from PIL import Image
+
+    return Image.fromarray(np.ascontiguousarray(edited))
+
+
+def decode_latents(model: LoadedModel, latents: torch.Tensor) -> torch.Tensor:
+    """Decode whole (as ICLoraPipeline does) unless the memory mode asks for tiles; a whole decode that does not fit
+    in GPU memory is retried in tiles (`ltx.vae.decode`)."""
+    vae = model.pipe.vae
+    with on_device(model.parked_decoder):
+        return decode(vae, latents.to(device=model.device, dtype=vae.dtype), tiled=model.tiled_decode)
+
+
+def _capture_run(model: LoadedModel) -> None:
+    """One two-stage run on a short synthetic clip: what the AoT lever records the blocks' inputs from (token counts
+    are dynamic there, so the clip's size does not matter)."""
+    size = 64 if model.device.type == "cpu" else 256
+    frames = np.random.default_rng(0).integers(0, 256, (9, size, size, 3), dtype=np.uint8)
+    settings = PropagationSettings(backend="synclora", model="real", quality="full", seed=0)
+    segment = Segment(frames=frames, edited=frames[0], fps=FRAME_RATE, settings=settings)
+    SyncLoRAPropagator(settings, model=model).propagate(segment)
 
 
 # --- the backend ------------------------------------------------------------------------------------------------------
@@ -303,8 +388,7 @@ class SyncLoRAPropagator(Propagator):
 
     def __init__(self, settings: PropagationSettings, model: LoadedModel | None = None):
         self.settings = settings
-        if settings.model == "tiny":
-            self.spec = TINY_SPEC
+        self.spec = spec_for(settings)
         try:
             self.model = model if model is not None else load_model(settings)
         except torch.OutOfMemoryError as exc:
@@ -357,15 +441,14 @@ class SyncLoRAPropagator(Propagator):
         generator = torch.Generator(device=model.device).manual_seed(int(settings.seed))  # one for both stages
         start = t0 = time.perf_counter()
 
-        # Inputs at exactly the size the pipeline wants, resized the ltx-pipelines way, so its PIL path is a no-op.
-        reference_frames = to_pil(resize_frames(segment.frames, h1 // ds, w1 // ds))
-        reference = LTX2ReferenceCondition(frames=reference_frames, strength=1.0)
-        edited = to_pil(resize_frames(segment.edited[None], h, w))[0]
-        edited_half = to_pil(resize_frames(segment.edited[None], h1, w1))[0]
-        first = LTX2VideoCondition(frames=edited_half, index=0, strength=1.0, crf=model.crf)
+        # Inputs prepared the ltx-pipelines way (section "parity with ICLoraPipeline" above).
+        reference = LTX2ReferenceCondition(frames=_reference_pixels(segment.frames, h1 // ds, w1 // ds), strength=1.0)
+        edited = condition_image(segment.edited)
+        first = LTX2VideoCondition(frames=edited, index=0, strength=1.0, crf=model.crf)
         # Placeholder text input (FrozenConnectors ignores it); its dtype sets the transformer's input dtype.
-        mask = pipe.connectors.mask
-        embeds = pipe.connectors.video.new_zeros(1, mask.shape[1], 1)
+        length = pipe.connectors.video.shape[1]  # (the frozen mask may be dropped by the attention lever)
+        embeds = pipe.connectors.video.new_zeros(1, length, 1)
+        mask = torch.ones(1, length, dtype=torch.long, device=model.device)
         stage1_share = 0.85 if preview else 0.55
 
         def on_step(stage_from: float, stage_to: float, steps: int, label: str):
@@ -403,7 +486,7 @@ class SyncLoRAPropagator(Propagator):
 
         if not preview:
             progress(stage1_share, "x2 latent upsampling")
-            with _on_device(model.parked_upsampler):
+            with on_device(model.parked_upsampler):
                 latents = model.upsample_pipe(
                     latents=latents, latents_normalized=False, output_type="latent", return_dict=False
                 )[0]
@@ -428,9 +511,7 @@ class SyncLoRAPropagator(Propagator):
             t0 = self._mark("stage2", t0)
 
         progress(0.9, "decoding")
-        vae = pipe.vae
-        with _on_device(model.parked_decoder):
-            video = vae.decode(latents.to(device=model.device, dtype=vae.dtype), None, return_dict=False)[0]
+        video = decode_latents(model, latents)
         frames = to_uint8(video)
         if frames.shape[1:3] != (h, w):  # preview: stage 1 is half size
             up = F.interpolate(video[0].float().permute(1, 0, 2, 3), size=(h, w), mode="bilinear", align_corners=False)

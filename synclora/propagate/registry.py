@@ -39,9 +39,9 @@ def _flow_spec(settings: PropagationSettings) -> BackendSpec:
 
 
 def _ltx_spec(settings: PropagationSettings) -> BackendSpec:
-    from synclora.propagate.ltx import SPEC, TINY_SPEC
+    from synclora.propagate.ltx import spec_for
 
-    return TINY_SPEC if settings.model == "tiny" else SPEC
+    return spec_for(settings)
 
 
 def _ltx_available(settings: PropagationSettings) -> tuple[bool, str]:
@@ -71,7 +71,8 @@ def backends(settings: PropagationSettings | None = None) -> list[BackendInfo]:
     out = []
     for name, (available, _, _) in _BACKENDS.items():
         try:
-            ok, why = available(settings)
+            # A loaded backend runs whatever happened to its files since (ZeroGPU may prune them after packing).
+            ok, why = (True, "") if _key(name, settings) in _instances else available(settings)
         except ImportError as exc:  # an optional dependency is missing
             ok, why = False, f"missing dependency: {exc.name}"
         out.append(BackendInfo(name, LABELS[name], ok, "" if ok else why))
@@ -91,6 +92,14 @@ def resolve(settings: PropagationSettings) -> str:
 def _key(name: str, settings: PropagationSettings) -> tuple:
     # Only what changes the loaded model; seed/quality/fit are per call.
     return (name, settings.model, settings.memory, settings.lora) if name == "synclora" else (name,)
+
+
+def loaded(settings: PropagationSettings) -> bool:
+    """Whether the backend `settings` resolve to is already loaded in this process."""
+    try:
+        return _key(resolve(settings), settings) in _instances
+    except ModelUnavailableError:
+        return False
 
 
 def get(settings: PropagationSettings) -> Propagator:

@@ -133,6 +133,7 @@ class GradioPipeline:
         self.defaults = defaults
         self.max_upload_mb = runtime.current().max_upload_mb if max_upload_mb is None else max_upload_mb
         self._reports: dict[tuple, tuple] = {}  # (session, video, result, edited, edit index) -> (plot, verdict, view)
+        self.startup_notes: list[str] = []  # what start-up did (prompt cache, model loading), for the backend panel
         self._gpu_propagate = gpu.gpu(duration=self._gpu_duration)(self._run_propagation)
         self._gpu_instruct = gpu.gpu(duration=gpu.INSTRUCT_SECONDS)(self._run_instruct)
         self._active = 0  # calls in flight (see `user_errors`)
@@ -452,17 +453,28 @@ class GradioPipeline:
 
     # ---------------------------------------------------------------------------------------------------------- 4
     def backend_markdown(self) -> str:
+        """The backend panel: each backend, then the same report as `python -m synclora doctor` (what each needs,
+        what is here, how to fix it) and what start-up did."""
+        from synclora import doctor
         from synclora.propagate import registry
 
         lines = []
         for b in registry.backends(self.defaults):
-            state = "available" if b.available else f"*not available here: {b.why}*"
+            state = "available" if b.available else "*not available here*"
             lines.append(f"- **{b.name}** ({state}): {b.label}")
         try:
-            auto = registry.resolve(PropagationSettings(backend="auto"))
+            auto = registry.resolve(PropagationSettings(backend="auto", model=self.defaults.model))
             lines.append(f"- **auto** uses **{auto}** on this server.")
         except SyncloraError:
             pass
+        try:
+            report = doctor.diagnose(self.defaults).to_markdown()
+        except Exception as exc:  # the panel must render whatever the disk holds
+            log.exception("the doctor report failed")
+            report = f"The status report failed ({type(exc).__name__}); the server log has the details."
+        lines += ["", "#### What this server has (`python -m synclora doctor`)", "", report]
+        if self.startup_notes:
+            lines += ["", "#### Start-up", ""] + [f"- {sentence(n)}" for n in self.startup_notes]
         return "\n".join(lines)
 
     def backend_summary(self) -> str:

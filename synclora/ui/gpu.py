@@ -29,6 +29,9 @@ MIN_SECONDS, MAX_SECONDS = 30, 600
 # One 4-step FLUX.2 [klein] 4B edit at 1024² took 0.87 s on an H200 (benchmarks/bench_instruct.py, random weights);
 # the rest is slack for a slower ZeroGPU slice and the first call's kernel warm-up.
 INSTRUCT_SECONDS = 20
+# Making the `3d1t` prompt cache once at start-up: read Gemma 3 12B (49 GB of float32 files) into the GPU in bf16 and
+# run it on one prompt. Reading dominates; 5 minutes leaves room for a slow disk.
+PROMPT_SECONDS = 300
 
 
 def _per_chunk(quality: str) -> float:

@@ -67,6 +67,12 @@ def css() -> str:
     return (ASSETS / "ui.css").read_text(encoding="utf-8")
 
 
+# Gradio scopes `css` to its content area; the page's own side padding (32 px, an eighth of a phone's width) sits
+# outside it, so it is set in the page head.
+HEAD = ("<style>@media (max-width: 640px) { .gradio-container .main.app { padding-left: 8px; padding-right: 8px; } }"
+        "</style>")
+
+
 def example_rows() -> tuple[list[list], list[str]]:
     """[video, edited frame, frame index shown, edit index] rows and labels from examples/examples.json."""
     import json
@@ -199,9 +205,10 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
             with gr.Column(scale=5, min_width=320):
                 run = gr.Button("▶ Propagate the edit", variant="primary", size="lg", elem_id="propagate")
                 gr.Markdown(app.backend_summary(), elem_id="backend-summary")
-                with gr.Accordion("Which backend?", open=False):
+                with gr.Accordion("Which backend? What does this server have?", open=False):
                     gr.Markdown(asset("help_propagate.md"))
-                    gr.Markdown(app.backend_markdown(), elem_id="backends")
+                    backends_md = gr.Markdown(app.backend_markdown(), elem_id="backends")
+                    recheck = gr.Button("Check again", size="sm", variant="secondary", elem_id="recheck")
 
         # 5 -----------------------------------------------------------------------------------------------------
         gr.Markdown("## 5 · Result", elem_classes="step")
@@ -269,5 +276,7 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
         result.change(app.sync_report, [video, result, edited, edit_frame, w["span"]],
                       [report_img, report_md, report_lm], api_name="sync_report", concurrency_limit=1,
                       concurrency_id="report", show_progress_on=[report_img])
+        recheck.click(app.backend_markdown, None, backends_md, api_name="backend_status", concurrency_limit=1,
+                      concurrency_id="status")
         demo.unload(app.end_session)
     return demo

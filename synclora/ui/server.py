@@ -11,14 +11,16 @@ import atexit
 import dataclasses
 import logging
 import os
+import time
 
 import gradio as gr
 
 from synclora import runtime, signals
 from synclora.config import PropagationSettings
 from synclora.errors import SyncloraError
+from synclora.ui import gpu
 from synclora.ui.glue import GradioPipeline
-from synclora.ui.layout import build, css, theme
+from synclora.ui.layout import HEAD, build, css, theme
 from synclora.ui.session import SessionFiles
 
 log = logging.getLogger(__name__)
@@ -33,16 +35,40 @@ def default_settings(rt: runtime.Runtime | None = None) -> PropagationSettings:
         raise SyncloraError(f"the app's environment (SYNCLORA_BACKEND/QUALITY/MODEL) is invalid: {exc}") from None
 
 
+def prepare_prompt_cache(app: GradioPipeline) -> list[str]:
+    """Make the `3d1t` prompt cache now if Sync-LoRA could run but the cache is missing (or corrupt): inside a GPU call
+    (`spaces.GPU` on ZeroGPU, where CUDA exists only inside such calls), fetching only the text encoder. Runs before
+    the model is loaded, so on ZeroGPU the call carries no other weights. Returns notes for the backend panel."""
+    from synclora.ltx import prompt, weights
+
+    s = app.defaults
+    if s.model == "tiny" or s.backend == "flow":
+        return []
+    try:
+        paths = weights.resolve_weights()
+    except SyncloraError as exc:
+        return [f"Sync-LoRA weights: {exc}"]
+    encode = gpu.gpu(duration=gpu.PROMPT_SECONDS)(prompt.encode_and_store)
+    status = prompt.ensure_prompt_cache(paths.base_dir, encode=encode, say=log.info)
+    (log.info if status.ok else log.warning)("%s", status.message)
+    return [status.message]
+
+
 def preload(app: GradioPipeline) -> list[str]:
     """Load the propagation backend and the instruction model now, not on the first request. Returns notes."""
     from synclora.edit import instruct
     from synclora.propagate import registry
 
-    notes = []
+    notes = prepare_prompt_cache(app)
     try:
-        notes.append(f"backend {registry.preload(app.defaults)} loaded")
+        t0 = time.perf_counter()
+        name = registry.preload(app.defaults)
+        notes.append(f"backend {name} loaded in {time.perf_counter() - t0:.0f} s")
     except SyncloraError as exc:  # the page still works and says why in the backend panel
         notes.append(f"backend not preloaded: {exc}")
+    except Exception as exc:  # a bug or a broken file we did not foresee: the CPU preview still serves everyone
+        log.exception("loading the backend failed")
+        notes.append(f"backend not preloaded: {type(exc).__name__}: {exc}")
     if app.instruct is not None:
         ok, why = instruct.availability()
         if ok:
@@ -55,6 +81,7 @@ def preload(app: GradioPipeline) -> list[str]:
             notes.append(f"instruction editing off: {why}")
     for n in notes:
         log.info(n)
+    app.startup_notes = notes
     return notes
 
 
@@ -97,6 +124,7 @@ def launch(demo: gr.Blocks, *, server_name: str | None = None, server_port: int 
         allowed_paths=[],  # results live under the system temp dir, which Gradio serves via its cache only
         theme=theme(),
         css=css(),
+        head=HEAD,
         footer_links=["api", "gradio", "settings"],
         show_error=False,
         prevent_thread_lock=prevent_thread_lock,
