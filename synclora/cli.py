@@ -1,7 +1,8 @@
 """`python -m synclora …`: thin faces over the core. Parse → typed request → core call → print.
 
-User mistakes (`SyncloraError`) print one line on stderr and exit with code 2; anything else is a bug and keeps
-its traceback. A propagation's summary goes to stdout, its notices (warnings) to stderr. Each area registers its own
+User mistakes (`SyncloraError`, and disk/permission/codec/image failures via `errors.user_error`) print one line on
+stderr and exit with code 2; a stop signal exits 128+N after cleaning up; anything else is a bug and keeps its
+traceback. A propagation's summary goes to stdout, its notices (warnings) to stderr. Each area registers its own
 subcommands (`register(subparsers)`) so this file stays small.
 """
 
@@ -122,15 +123,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from synclora.errors import SyncloraError
+    from synclora import signals
+    from synclora.errors import user_error
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except SyncloraError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    with signals.stop_cleanly():  # SIGTERM/SIGHUP/SIGINT unwind like Ctrl-C: no temp file or half output stays
+        try:
+            return int(args.func(args) or 0)
+        except signals.Terminated as exc:
+            print(f"stopped by {signal_name(exc.signum)}; nothing was left half-written", file=sys.stderr)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+        except Exception as exc:
+            error = user_error(exc)  # ours, or a disk/permission/codec/image failure said as a sentence
+            if error is None:
+                raise
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+
+
+def signal_name(signum: int) -> str:
+    import signal
+
+    return signal.Signals(signum).name

@@ -12,19 +12,20 @@ from pathlib import Path
 
 import numpy as np
 
+from synclora import limits
 from synclora.config import PropagationRequest, PropagationSettings
 from synclora.edit.image import load_image
 from synclora.errors import InputError, OutOfMemoryError
 from synclora.memory import free_memory, is_out_of_memory
+from synclora.paths import Output, check_input, check_outputs, remove_outputs
 from synclora.propagate import registry, schedule
 from synclora.propagate.base import BackendSpec, ProgressFn, no_progress
 from synclora.video import geometry, io, timing
 
-# Longest clip we accept, in frames: beyond this, memory for the working frames and runtime are no longer sensible.
-MAX_FRAMES = 60 * 60  # one minute at 60 fps, two at 30
-# Largest source frame we accept, in pixels: 4096×4096 covers 4K UHD and DCI 4K. The result is written at the source
-# size, so an 8K clip would cost ~100 MB per decoded frame and minutes of encoding for a preview-sized model output.
-MAX_PIXELS = 4096 * 4096
+# The limits a propagation checks, for readers of this module (synclora.limits holds them, says why each is what it
+# is, and checks them; docs/LIMITS.md says what users see).
+MAX_FRAMES = limits.MAX_FRAMES
+MAX_PIXELS = limits.MAX_PIXELS
 # What to try when memory runs out (shown to the user; the GPU backend has its own, more specific hint).
 OOM_HINT = (
     "the server ran out of memory for this clip; try quality 'preview', a lower resolution, memory mode 'fp8' or "
@@ -64,27 +65,30 @@ class PropagationResult:
 
 
 def check_source(info: io.VideoInfo) -> None:
-    """The limits a source clip must meet (frame count, frame size), from its probe facts alone: the app calls this
-    right after an upload so a visitor hears about a too-long or 8K clip before editing a frame of it."""
-    name = Path(info.path).name
-    if info.n_frames < 2:
-        raise InputError(f"{name} has {info.n_frames} frame(s); a video of at least 2 frames is needed")
-    if info.width * info.height > MAX_PIXELS:
-        raise InputError(
-            f"{name} is {info.width}×{info.height}; frames of at most {MAX_PIXELS // 1_000_000} megapixels "
-            "(e.g. 3840×2160) are accepted — downscale the clip first"
-        )
-    if info.n_frames > MAX_FRAMES:
-        raise InputError(f"{name} has {info.n_frames} frames; at most {MAX_FRAMES} are accepted — trim the clip first")
+    """The limits a source clip must meet (frame count, frame size, duration), from its probe facts alone: the app
+    calls this right after an upload so a visitor hears about a too-long or 8K clip before editing a frame of it."""
+    limits.check_clip(info)
+
+
+def check_paths(req: PropagationRequest) -> None:
+    """Every file the propagation reads exists and is a file; every file it writes can be written and is none of
+    them (nor each other) — before anything is decoded."""
+    lora = req.settings.lora
+    if lora:
+        check_input(lora, "LoRA file")
+    check_input(req.source, "source video")
+    check_input(req.edited, "edited image")
+    outputs = [Output(Path(req.out), "the result", (".mp4",))]
+    if req.side_by_side:
+        outputs.append(Output(Path(req.side_by_side), "the side-by-side video", (".mp4",)))
+    check_outputs(outputs, [(req.source, "the source video"), (req.edited, "the edited image"),
+                            (lora, "the LoRA file")])
 
 
 def check_request(req: PropagationRequest) -> tuple[io.VideoInfo, np.ndarray, list[str]]:
     """Validate everything the user gave before any heavy work; returns (source facts, edited frame, notices)."""
-    if req.settings.lora and not Path(req.settings.lora).is_file():
-        raise InputError(f"LoRA file not found: {Path(req.settings.lora).name}")
+    check_paths(req)
     source = Path(req.source)
-    if not source.is_file():
-        raise InputError(f"source video not found: {source.name}")
     info = io.probe(source)
     check_source(info)
     k = req.edit_index
@@ -92,13 +96,7 @@ def check_request(req: PropagationRequest) -> tuple[io.VideoInfo, np.ndarray, li
         raise InputError(f"the edit index (frame number) must be a whole number, got {k!r}")
     if not 0 <= k < info.n_frames:
         raise InputError(f"frame {k} is out of range: {source.name} has frames 0 to {info.n_frames - 1}")
-    out = Path(req.out)
-    if out.suffix.lower() != ".mp4":
-        raise InputError(f"the output must be an .mp4 file, got {out.name}")
-    if out.resolve() == source.resolve():
-        raise InputError("the output path is the source video itself; choose another name so the source is kept")
-    if not out.parent.is_dir():
-        raise InputError(f"output folder does not exist: {out.parent}")
+    check_plan(info, req.settings, check_span(req, info).window)
     edited, notices = load_image(req.edited)
     edited, notice = geometry.fit_edited_image(edited, info.width, info.height)
     return info, edited, notices + ([notice] if notice else [])
@@ -156,6 +154,45 @@ def working_plan(info: io.VideoInfo, settings: PropagationSettings, spec: Backen
     )
 
 
+def check_plan(info: io.VideoInfo, settings: PropagationSettings, frames: int | None = None) -> None:
+    """What the working plan asks of this clip (`frames` of it: the span and its fades) fits the backend and the
+    memory limit, said in the user's sizes, from the backend's spec alone: before any model loads or any frame is
+    decoded."""
+    name = Path(info.path).name
+    spec = registry.spec(settings)
+    W, H = working_plan(info, settings, spec).work_size
+    if min(W, H) < spec.min_side:
+        raise InputError(f"{name} is {info.width}×{info.height}, too small for the {registry.resolve(settings)} "
+                         f"backend: it needs at least "
+                         f"{spec.min_side} pixels on each side of its {W}×{H} working frames — use a larger clip")
+    frames = info.n_frames if frames is None else frames
+    need = frames * W * H * 3
+    if need > limits.MAX_WORKING_BYTES:
+        raise InputError(f"{name}: {frames} frames of {info.width}×{info.height} to propagate; at the working size "
+                         f"{W}×{H} they need {need / 1024**3:.1f} GiB, over the "
+                         f"{limits.MAX_WORKING_BYTES / 1024**3:.0f} GiB "
+                         "a propagation may hold — trim the clip or "
+                         + ("downscale it" if spec.native_size else "lower the working resolution"))
+
+
+def _read_working(path: Path, info: io.VideoInfo, plan, start: int, stop: int) -> np.ndarray:
+    """Frames start..stop-1 at working size, in one preallocated array (no list of frames, no second copy from
+    stacking)."""
+    W, H = plan.work_size
+    working = np.empty((stop - start, H, W, 3), np.uint8)
+    n = 0
+    for i, f in enumerate(io.iter_frames(path, start=start, stop=stop)):
+        if i >= len(working):  # the reader's count is the contract; never go on with a different one
+            n = i + 1
+            break
+        working[i] = plan.fit(f)
+        n = i + 1
+    if n != len(working):
+        raise InputError(f"{path.name}: decoded {n} frames of {start}–{stop - 1} but the container reports "
+                         f"{len(working)}")
+    return working
+
+
 def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress) -> PropagationResult:
     """Propagate the edited frame (frame `req.edit_index`) through its span of the source clip (the whole clip by
     default); write the result (and SBS). Only the span and its fades reach the backend; every other frame of the
@@ -175,12 +212,7 @@ def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress)
 
     progress(0.02, "reading frames")
     with _memory_errors():
-        working = np.stack([plan.fit(f) for f in io.iter_frames(req.source, start=span.first, stop=span.last + 1)])
-    if len(working) != span.window:  # the reader's count is the contract; never go on with a different one
-        raise InputError(
-            f"{Path(req.source).name}: decoded {len(working)} frames of {span.first}–{span.last} but the container "
-            f"reports {span.window}"
-        )
+        working = _read_working(Path(req.source), info, plan, span.first, span.last + 1)
     edited_work = plan.fit(edited)
 
     def sub(lo: float, hi: float) -> ProgressFn:
@@ -212,16 +244,16 @@ def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress)
                              f"{info.n_frames}")
 
     audio = Path(req.source) if info.has_audio else None
-    out = io.write_video(req.out, composed(), info.fps, audio_from=audio, notices=notices)
-    sbs = None
-    if req.side_by_side:
-        progress(0.95, "writing side by side")
-        pairs = io.side_by_side(io.iter_frames(req.source), io.iter_frames(out))
-        try:
+    out = sbs = None
+    try:  # a failed or stopped call leaves no result behind, not half of one
+        out = io.write_video(req.out, composed(), info.fps, audio_from=audio, notices=notices)
+        if req.side_by_side:
+            progress(0.95, "writing side by side")
+            pairs = io.side_by_side(io.iter_frames(req.source), io.iter_frames(out))
             sbs = io.write_video(req.side_by_side, pairs, info.fps, audio_from=audio)
-        except BaseException:  # a failed call leaves no result behind, not half of one
-            Path(out).unlink(missing_ok=True)
-            raise
+    except BaseException:
+        remove_outputs([out, sbs])
+        raise
     progress(1.0, "done")
     return PropagationResult(
         out=Path(out),

@@ -29,7 +29,9 @@ from synclora.video import io
 
 # CLI-only cases: output paths and CLI flags have no counterpart in the app (it chooses its own output names).
 _CLI_ONLY = {"out-not-mp4", "out-is-source", "out-folder-missing", "dotdot-in-paths", "seed-not-a-number",
-             "unknown-backend", "model-files-missing", "frame-not-a-number", "source-is-folder"}
+             "unknown-backend", "model-files-missing", "frame-not-a-number", "source-is-folder",
+             "resolution-zero-synclora", "resolution-negative", "chunk-overlap-negative", "out-name-too-long",
+             "side-by-side-is-source"}
 APP_CASES = [c for c in CASES if c.id not in _CLI_ONLY]
 GENERIC = "Something went wrong"  # the app's words for a bug: no bad input may end there
 

@@ -47,23 +47,26 @@ def test_no_sys_path_patches():
             assert patch not in path.read_text(encoding="utf-8"), path
 
 
-# Which top-level parts of the package may import which: each edge points one way (video ← ltx ← propagate, train;
-# video ← face ← metrics, propagate; metrics, edit, propagate ← data, which runs the models to make pairs ← train; ui
-# and cli on top). Imports inside functions count too.
+# Which top-level parts of the package may import which: each edge points one way (errors ← limits, paths ← video ←
+# ltx ← propagate, train; video ← face ← metrics, propagate; metrics, edit, propagate ← data, which runs the models to
+# make pairs ← train; ui and cli on top). Imports inside functions count too.
 _ALLOWED = {
     "errors": set(),
     "memory": set(),
+    "limits": {"errors"},
+    "paths": {"errors"},
+    "signals": set(),
     "runtime": {"errors"},
     "config": {"errors", "video"},  # video.timing parses the span setting (never the other way round)
-    "video": {"errors"},
+    "video": {"errors", "limits", "paths"},
     "face": {"video"},  # the face mesh, read by the sync report, the preview's face guidance and the test media
-    "edit": {"errors", "memory", "runtime", "video"},
-    "ltx": {"errors", "memory", "runtime", "video"},
+    "edit": {"errors", "limits", "memory", "paths", "runtime", "video"},
+    "ltx": {"errors", "memory", "paths", "runtime", "video"},
     "propagate": {"config", "errors", "memory", "runtime", "face", "ltx", "video"},
-    "metrics": {"config", "errors", "edit", "face", "video"},  # config: the report CLI's shared --edit-index flag
-    "pipeline": {"config", "errors", "memory", "edit", "propagate", "video"},
-    "data": {"config", "errors", "memory", "edit", "face", "ltx", "metrics", "pipeline", "propagate", "video"},
-    "train": {"config", "errors", "memory", "runtime", "data", "ltx", "video"},
+    "metrics": {"config", "errors", "edit", "face", "limits", "paths", "video"},  # config: --edit-index
+    "pipeline": {"config", "errors", "limits", "memory", "edit", "paths", "propagate", "video"},
+    "data": {"config", "errors", "memory", "edit", "face", "ltx", "metrics", "paths", "pipeline", "propagate", "video"},
+    "train": {"config", "errors", "memory", "paths", "runtime", "data", "ltx", "video"},
     "testing": {"config", "errors", "face", "metrics", "pipeline", "train", "video"},
 }
 

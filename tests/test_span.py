@@ -395,6 +395,7 @@ def test_the_apps_sync_report_judges_the_span(app, monkeypatch, clip):
             return path
 
     monkeypatch.setattr(report, "compare_videos", lambda *a, **k: seen.append(k["frame_range"]) or _Rep())
+    monkeypatch.setattr(app, "check_clip", lambda path: None)  # "res.mp4" is a name only: nothing is read
     _, md, _ = app.sync_report(str(clip["src"]), "res.mp4", None, span="0.4s:1.2s", request=_request("r"))
     assert seen == [(10, 30)] and "Judged the edited span, frames 10–29" in md
     app.sync_report(str(clip["src"]), "res.mp4", None, span="", request=_request("r"))

@@ -266,11 +266,11 @@ def test_backend_summary_says_what_auto_runs_and_why_synclora_is_off(app, monkey
 
 
 def test_limits_are_said_right_after_the_upload(app, tmp_path, monkeypatch):
-    from synclora import pipeline
+    from synclora import limits
 
     frames, _ = media.talking_face_frames(12, size=(64, 48), seed=2)
     clip = media.write_clip(tmp_path / "short.mp4", frames, FPS)
-    monkeypatch.setattr(pipeline, "MAX_FRAMES", 10)
+    monkeypatch.setattr(limits, "MAX_FRAMES", 10)
     with pytest.raises(gr.Error, match="at most 10"):
         app.load_video(str(clip), 0)
 
@@ -301,6 +301,7 @@ def test_sync_report_is_measured_once_per_result_and_forgotten_with_the_session(
             return path
 
     monkeypatch.setattr(report, "compare_videos", lambda *a, **k: calls.append(a) or _Rep())
+    monkeypatch.setattr(app, "check_clip", lambda path: None)  # the clips are names only: nothing is read
     first = app.sync_report("src.mp4", "res.mp4", "e.png", request=_Req("s10"))
     # e.g. the result tab re-sends "change"
     again = app.sync_report("src.mp4", "res.mp4", "e.png", request=_Req("s10"))

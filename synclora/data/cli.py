@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -89,11 +90,21 @@ def _bar(desc: str, quiet: bool):
     return progress, bar.close
 
 
+def _check_out(args: argparse.Namespace, inputs: list) -> None:
+    """--out is a folder that can be made and written, and none of the run's inputs (before any model loads)."""
+    from synclora.paths import Output, check_outputs
+
+    check_outputs([Output(args.out, "--out (the pairs folder)", folder=True)], inputs)
+
+
 def run_generate(args: argparse.Namespace) -> int:
     from synclora.data.pairs import import_dataset
     from synclora.errors import InputError
+    from synclora.paths import check_input
 
     if args.from_dataset:
+        check_input(args.from_dataset, "dataset listing")
+        _check_out(args, [(args.from_dataset, "the dataset listing")])
         pairs = import_dataset(args.from_dataset, args.out, args.target_column, args.reference_column, args.copy)
         print(f"{len(pairs)} pairs laid out in {args.out}")
         return 0
@@ -111,11 +122,13 @@ def _run_from_backend(args: argparse.Namespace) -> int:
 
     if not args.sources or not args.edits:
         raise InputError("--from-backend needs --sources and --edits")
+    settings = config.from_args(args)
     jobs = plan_jobs(args.sources, args.edits, args.edit_index)
+    _check_out(args, [(p, what) for j in jobs
+                      for p, what in ((j.source, "a source clip"), (j.edit, "an edited frame"))])
     progress, close = _bar("generate", args.quiet)
     try:
-        summary = generate_pairs(jobs, args.out, config.from_args(args), overwrite=args.overwrite,
-                                 progress=progress)
+        summary = generate_pairs(jobs, args.out, settings, overwrite=args.overwrite, progress=progress)
     finally:
         close()
     print(summary.text())
@@ -157,6 +170,8 @@ def _run_from_stills(args: argparse.Namespace) -> int:
     instructions = read_text_list(args.instructions, "instructions")
     prompts = read_text_list(args.prompts, "prompts")
     jobs = plan_jobs(find_stills(args.stills), instructions, prompts, settings.seed, args.edits_per_still)
+    _check_out(args, [(args.instructions, "the instructions file"), (args.prompts, "the prompts file"),
+                      *((job.still, "a still") for job in jobs)])
     if settings.model == "real":
         import torch
 
@@ -183,9 +198,12 @@ def parse_thresholds(items: list[str]):
         if not sep or name not in th:
             raise InputError(f"--threshold {item!r}: use NAME=VALUE with NAME one of {', '.join(th)}")
         try:
-            th[name] = type(th[name])(float(value)) if isinstance(th[name], int) else float(value)
-        except ValueError:
-            raise InputError(f"--threshold {item!r}: {value!r} is not a number") from None
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError(value)
+            th[name] = type(th[name])(number) if isinstance(th[name], int) else number
+        except (ValueError, OverflowError):
+            raise InputError(f"--threshold {item!r}: {value!r} is not a finite number") from None
     return CurationThresholds.from_dict(th)
 
 

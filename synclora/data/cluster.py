@@ -116,9 +116,10 @@ def stable_int(*parts: object) -> int:
 
 def write_json_atomic(path: str | Path, data: object) -> Path:
     """Write JSON so that a reader (another rank, a rerun) sees the old file or the whole new one, never half."""
+    from synclora.paths import atomic_output
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:  # unique per writer, removed if the write fails or is stopped
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
     return path

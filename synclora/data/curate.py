@@ -30,6 +30,7 @@ from synclora.data.cluster import Ranks
 from synclora.data.manifest import read_manifest
 from synclora.data.pairs import Pair, discover_pairs
 from synclora.errors import InputError
+from synclora.paths import Output, atomic_output, check_outputs
 
 SCORE_VERSION = 2  # bump when the meaning of a stored score changes: old lines are then re-measured
 
@@ -180,6 +181,7 @@ class CurationSummary:
     errors: int
     measured: int  # pairs measured in this run (the rest came from the manifest)
     reasons: dict[str, int] = field(default_factory=dict)  # first word(s) of each rejection reason → count
+    notes: list[str] = field(default_factory=list)  # what was done about a damaged manifest line, etc.
 
     def text(self) -> str:
         lines = [f"{self.kept} of {self.total} pairs kept, {self.rejected} rejected, {self.errors} unreadable "
@@ -187,6 +189,7 @@ class CurationSummary:
         if self.plot:
             lines.append(f"plot: {self.plot}")
         lines += [f"  rejected for {k}: {v}" for k, v in sorted(self.reasons.items(), key=lambda kv: -kv[1])]
+        lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 
 
@@ -220,16 +223,19 @@ def curate(
     th = thresholds or CurationThresholds()
     ranks = ranks or Ranks()
     manifest = Path(manifest)
-    manifest.parent.mkdir(parents=True, exist_ok=True)
     pairs = discover_pairs(pairs_root, include_incomplete=True)
     if not pairs:
         raise InputError(f"no pair folders (with {Path('NAME/source.mp4')} and target.mp4) in {pairs_root}")
     if workers < 1:
         raise InputError("--workers must be at least 1")
+    plot_path = None if plot is None else manifest.with_suffix(".png") if plot == "auto" else Path(plot)
+    _check_outputs(pairs, manifest, plot_path)
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    notes: list[str] = []
     log_path = manifest if ranks.world == 1 else _rank_log(manifest, ranks.rank)
     if rescore and ranks.world > 1:
         log_path.unlink(missing_ok=True)
-    old = {} if rescore else _measured(manifest)
+    old = {} if rescore else _measured(manifest, notes=notes)
     todo = [p for p in ranks.mine(pairs) if _reusable(old.get(p.name)) is None]
     measured = 0
     with open(log_path, "a", encoding="utf-8") as log:
@@ -243,7 +249,7 @@ def curate(
     if not ranks.is_main:
         return CurationSummary(manifest, None, len(todo), 0, 0, 0, measured)
     # A rescore trusts only this run's logs (a single process logs into the manifest itself).
-    found = _measured(manifest, (ranks.world if ranks.world > 1 else 0) if rescore else None)
+    found = _measured(manifest, (ranks.world if ranks.world > 1 else 0) if rescore else None, notes)
     records = []
     for pair in pairs:
         rec = _reusable(found.get(pair.name))
@@ -252,15 +258,12 @@ def curate(
             rec = {"name": pair.name, "scores": None, "error": prev.get("error", "not measured"),
                    "score_version": SCORE_VERSION}
         records.append(_finish(rec, th))
-    tmp = manifest.with_name(f".{manifest.name}.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    os.replace(tmp, manifest)
+    with atomic_output(manifest) as tmp:
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     for rank_log in manifest.parent.glob(_rank_log(manifest, "*").name):  # merged now: the manifest holds them
         rank_log.unlink(missing_ok=True)
 
-    plot_path = None
-    if plot is not None:
-        plot_path = manifest.with_suffix(".png") if plot == "auto" else Path(plot)
+    if plot_path is not None:
         plot_summary(records, th, plot_path)
     reasons: dict[str, int] = {}
     for r in records:
@@ -269,7 +272,17 @@ def curate(
     errors = sum(1 for r in records if r.get("error"))
     kept = sum(1 for r in records if r["keep"])
     return CurationSummary(manifest, plot_path, len(records), kept, len(records) - kept - errors, errors,
-                           measured_all, reasons)
+                           measured_all, reasons, list(dict.fromkeys(notes)))
+
+
+def _check_outputs(pairs: list[Pair], manifest: Path, plot: Path | None) -> None:
+    """The manifest and the plot are writable files of their type, and none of the pairs' files (nor each other)."""
+    outputs = [Output(manifest, "the manifest (--out)", (".jsonl", ".json"), make_parents=True)]
+    if plot is not None:
+        outputs.append(Output(plot, "the plot (--plot)", (".png",), make_parents=True))
+    inputs = [(p, f"a file of pair {pair.name}") for pair in pairs
+              for p in (pair.source, pair.target, pair.root / "edit.png", pair.meta_path)]
+    check_outputs(outputs, inputs)
 
 
 # --- the parallel driver: who measures what, and where it is logged ---------------------------------------------------
@@ -278,16 +291,17 @@ def _rank_log(manifest: Path, rank) -> Path:
     return manifest.with_name(f".{manifest.name}.rank-{rank if rank == '*' else f'{rank:05d}'}.jsonl")
 
 
-def _measured(manifest: Path, ranks: int | None = None) -> dict[str, dict]:
+def _measured(manifest: Path, ranks: int | None = None, notes: list[str] | None = None) -> dict[str, dict]:
     """Every pair's latest record: the manifest, then the rank logs — all of them (an interrupted run's too, whatever
-    its size), or only those of ranks below `ranks` (a rescore: the others hold measurements it replaced)."""
-    found = read_manifest(manifest, resuming=True)
+    its size), or only those of ranks below `ranks` (a rescore: the others hold measurements it replaced). What is
+    done about a damaged line goes to `notes`."""
+    found = read_manifest(manifest, resuming=True, notes=notes)
     if ranks is None:
         logs = sorted(manifest.parent.glob(_rank_log(manifest, "*").name))
     else:
         logs = [_rank_log(manifest, r) for r in range(ranks)]
     for path in logs:
-        found.update(read_manifest(path, resuming=True))
+        found.update(read_manifest(path, resuming=True, notes=notes))
     return found
 
 
@@ -406,6 +420,9 @@ def plot_summary(records: list[dict], th: CurationThresholds, path: str | Path) 
     n_err = sum(1 for r in records if r.get("error"))
     fig.suptitle(f"curation: {n_keep} of {len(records)} pairs kept ({n_err} unreadable)")
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    try:
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, dpi=80, format="png")
+    finally:
+        plt.close(fig)
     return path

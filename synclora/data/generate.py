@@ -19,8 +19,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from synclora.config import PropagationRequest, PropagationSettings
-from synclora.data.pairs import EDIT_NAME, SOURCE_NAME, TARGET_NAME, pair_dir, safe_name, write_meta
-from synclora.errors import InputError, SyncloraError
+from synclora.data.pairs import EDIT_NAME, META_NAME, SOURCE_NAME, TARGET_NAME, pair_dir, safe_name, write_meta
+from synclora.errors import InputError, user_error
+from synclora.paths import Output, atomic_output, check_input, check_outputs
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".webm", ".mkv", ".avi", ".gif", ".m4v"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
@@ -88,23 +89,31 @@ def plan_jobs(sources: list[Path], edits: list[Path], edit_index: int = 0) -> li
 
 def _copy_source(src: Path, dst: Path) -> None:
     """mp4 sources are copied byte for byte; other containers are rewritten frame for frame at the same fps."""
-    if src.suffix.lower() == ".mp4":
-        shutil.copy2(src, dst)
-        return
     from synclora.video import io
 
-    info = io.probe(src)
+    info = io.probe(src)  # a copied file must be a readable video within the limits, like any other source
+    if src.suffix.lower() == ".mp4":
+        with atomic_output(dst) as tmp:
+            shutil.copyfile(src, tmp)
+        return
     io.write_video(dst, io.iter_frames(src), info.fps, audio_from=src if info.has_audio else None)
 
 
 def _save_edit(src: Path, dst: Path) -> None:
-    if src.suffix.lower() == ".png":
-        shutil.copy2(src, dst)
-        return
+    """The edited frame as PNG (checked like any edited image: no bombs, no animations)."""
     from PIL import Image
 
-    with Image.open(src) as im:
-        im.convert("RGB").save(dst)
+    from synclora.edit.image import load_image
+
+    rgb, _ = load_image(src)
+    with atomic_output(dst) as tmp:
+        Image.fromarray(rgb).save(tmp, format="PNG")
+
+
+def _pair_outputs(job: GenerateJob, folder: Path) -> None:
+    """The pair's files are none of the job's inputs (a source clip that *is* PAIRS/x/target.mp4, say)."""
+    check_outputs([Output(folder / n, f"the pair's {n}") for n in (SOURCE_NAME, EDIT_NAME, TARGET_NAME, META_NAME)],
+                  [(job.source, "the source clip"), (job.edit, "the edited frame")])
 
 
 def generate_pairs(
@@ -130,12 +139,12 @@ def generate_pairs(
             summary.skipped.append(job.name)
             continue
         created = not folder.exists()
-        folder.mkdir(parents=True, exist_ok=True)
         t0 = time.time()
         try:
-            for path, what in ((job.source, "source clip"), (job.edit, "edited frame")):
-                if not Path(path).is_file():
-                    raise InputError(f"{what} not found: {path}")
+            check_input(job.source, "source clip")
+            check_input(job.edit, "edited frame")
+            folder.mkdir(parents=True, exist_ok=True)
+            _pair_outputs(job, folder)
             _copy_source(job.source, folder / SOURCE_NAME)
             _save_edit(job.edit, folder / EDIT_NAME)
             request = PropagationRequest(
@@ -143,10 +152,13 @@ def generate_pairs(
                 edit_index=job.edit_index, settings=replace(settings),
             )
             result = run_propagation(request, edit_progress) if edit_progress else run_propagation(request)
-        except (SyncloraError, OSError) as exc:  # one bad job is reported, the others still run
-            summary.failed.append((job.name, str(exc)))
-            if created:  # leave no half-made pair folder behind
+        except BaseException as exc:
+            if created:  # leave no half-made pair folder behind (a stop signal included)
                 shutil.rmtree(folder, ignore_errors=True)
+            error = user_error(exc) if isinstance(exc, Exception) else None
+            if error is None:
+                raise
+            summary.failed.append((job.name, str(error)))  # one bad job is reported, the others still run
             continue
         write_meta(folder, {
             "origin": "generate",

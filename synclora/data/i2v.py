@@ -89,7 +89,6 @@ def _cached_embedding(prompt: str):
 
 def _gemma_embeddings(prompts: list[str], device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Gemma embeddings of the real model, from the disk cache or (for new prompts) by running Gemma once."""
-    import os
 
     from synclora.ltx.prompt import encode_prompts, load_gemma, save_prompt_cache
     from synclora.ltx.weights import resolve_weights
@@ -107,10 +106,8 @@ def _gemma_embeddings(prompts: list[str], device: torch.device) -> list[tuple[to
         text_encoder, tokenizer = load_gemma(base, str(device), torch.bfloat16)
         for prompt, (embeds, mask) in zip(missing, encode_prompts(text_encoder, tokenizer, missing,
                                                                   device=str(device))):
-            path = _prompt_cache_path(prompt)
-            tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp")
-            save_prompt_cache(tmp, embeds, mask, prompt=prompt)
-            os.replace(tmp, path)  # other ranks may write the same file: each write is whole
+            # other ranks may write the same file: each write is whole (save_prompt_cache writes atomically)
+            save_prompt_cache(_prompt_cache_path(prompt), embeds, mask, prompt=prompt)
             found[prompt] = (embeds, mask)
         del text_encoder
         free_memory()

@@ -89,11 +89,12 @@ def read_meta(folder: Path) -> dict:
 
 
 def write_meta(folder: Path, meta: dict) -> Path:
-    """Write meta.json atomically (a reader never sees half a file)."""
+    """Write meta.json atomically (a reader never sees half a file; an interrupted write leaves nothing)."""
+    from synclora.paths import atomic_output
+
     path = Path(folder) / META_NAME
-    tmp = path.with_name(f".{META_NAME}.tmp")
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
     return path
 
 
@@ -200,7 +201,9 @@ def import_dataset(
     """
     import shutil
 
-    metadata = Path(metadata)
+    from synclora.paths import atomic_output, check_input, temp_path
+
+    metadata = check_input(metadata, "dataset listing")
     rows = _read_rows(metadata)
     if not rows:
         raise InputError(f"{metadata} lists no samples")
@@ -215,8 +218,12 @@ def import_dataset(
     base = metadata.parent
     pairs, used = [], set()
     for i, row in enumerate(rows):
+        if target_column not in row or reference_column not in row:
+            raise InputError(f"{metadata.name} row {i} has no {target_column!r} or {reference_column!r}")
         target = (base / str(row[target_column])).resolve()
         reference = (base / str(row[reference_column])).resolve()
+        for video, what in ((target, "target"), (reference, "reference")):
+            check_input(video, f"{metadata.name} row {i}: the {what} video")
         name = safe_name(target.stem)
         if name in used:
             name = f"{name}-{i:05d}"
@@ -225,12 +232,21 @@ def import_dataset(
         folder.mkdir(exist_ok=True)
         for src, dst_name in ((reference, SOURCE_NAME), (target, TARGET_NAME)):
             dst = folder / dst_name
-            if dst.exists() or dst.is_symlink():
-                dst.unlink()
+            own = dst.parent.resolve() / dst.name  # where dst itself is (a link to src is fine: it is replaced)
+            if own == src or (dst.exists() and not dst.is_symlink() and os.path.samefile(dst, src)):
+                raise InputError(f"{metadata.name} row {i}: {dst} would replace the {dst_name} it lists; lay the "
+                                 "pairs out in another folder (--out)")
             if copy:
-                shutil.copy2(src, dst)
-            else:
-                dst.symlink_to(src)
+                with atomic_output(dst) as tmp:
+                    shutil.copyfile(src, tmp)
+            else:  # a new link under a temp name, then renamed over the old one: never a moment without one
+                tmp = temp_path(dst)
+                tmp.symlink_to(src)
+                try:
+                    os.replace(tmp, dst)
+                except BaseException:
+                    tmp.unlink(missing_ok=True)
+                    raise
         extra = {k: v for k, v in row.items() if k not in (target_column, reference_column)}
         write_meta(folder, {"origin": "import", "metadata": str(metadata), "row": i,
                             "reference": str(reference), "target": str(target), **extra})

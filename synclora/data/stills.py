@@ -82,15 +82,21 @@ def _check_line(kind: str, text: str) -> str | None:
     return None
 
 
+MAX_TEXT_LIST_BYTES = 16_000_000  # an instructions or prompts file is read whole: this bounds it (~100k lines)
+
+
 def read_text_list(path: str | Path | None, kind: str) -> TextList:
     """One item per line ('#' comments and blank lines skipped); `path` None reads the shipped defaults."""
     if path is None:
         ref = resources.files("synclora.data") / "defaults" / f"{kind}.txt"
         text, source, label = ref.read_text(encoding="utf-8"), "default", f"default {kind}"
     else:
-        path = Path(path)
-        if not path.is_file():
-            raise InputError(f"{kind} file not found: {path}")
+        from synclora.paths import check_input
+
+        path = check_input(path, f"{kind} file")  # a folder, pipe or device is said as such (a pipe never ends)
+        if path.stat().st_size > MAX_TEXT_LIST_BYTES:
+            raise InputError(f"the {kind} file {path.name} is {path.stat().st_size / 1e6:.0f} MB; lists of at most "
+                             f"{MAX_TEXT_LIST_BYTES // 1_000_000} MB are read")
         try:
             text = path.read_bytes().decode("utf-8")
         except (OSError, UnicodeDecodeError) as exc:

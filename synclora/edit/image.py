@@ -2,15 +2,54 @@
 
 from __future__ import annotations
 
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from synclora.errors import InputError
+from synclora.errors import InputError, user_error
+from synclora.limits import MAX_IMAGE_PIXELS
+from synclora.paths import check_input
 
-# Pillow's own guard against decompression bombs, but as a clear user error instead of a warning.
-MAX_IMAGE_PIXELS = 64_000_000
+# The process-wide policy for every decode Pillow does (ours, Gradio's): Pillow refuses images over twice its
+# MAX_IMAGE_PIXELS outright, so half our limit makes that refusal fall exactly at our limit. Our own loaders check
+# the header first and say it in a sentence; this catches decodes we do not control.
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS // 2
+
+
+def _too_large(name: str, size: tuple[int, int] | None, bomb: Exception | None = None) -> InputError:
+    if size:
+        what = f"is {size[0]}×{size[1]}"
+    else:  # Pillow refused it from the header: its message holds the pixel count
+        found = re.search(r"\((\d+) pixels\)", str(bomb or ""))
+        what = (f"declares {int(found.group(1)) / 1e6:,.0f} megapixels" if found else
+                f"declares more than {MAX_IMAGE_PIXELS // 1_000_000} megapixels")
+    return InputError(f"the image {name} {what}; images of at most {MAX_IMAGE_PIXELS // 1_000_000} megapixels are "
+                      "accepted (a larger one could be a decompression bomb)")
+
+
+def check_image(path: str | Path, what: str = "edited image") -> tuple[int, int]:
+    """(width, height) from the file's header, refusing a missing, empty, unreadable or oversized image before a
+    single pixel is decoded (a few KB of PNG or a forged JPEG header can declare gigapixels)."""
+    path = check_input(path, what)
+    if path.stat().st_size == 0:
+        raise InputError(f"the {what} {path.name} is an empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                size = im.size
+    except Image.DecompressionBombError as exc:
+        raise _too_large(path.name, None, exc) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:  # permission denied, I/O error, ...: say that
+            raise user_error(exc) or InputError(f"{path.name} cannot be read ({exc.strerror})") from None
+        raise InputError(f"{path.name} is not a readable image ({type(exc).__name__}); use PNG or JPEG") from None
+    if size[0] * size[1] > MAX_IMAGE_PIXELS:
+        raise _too_large(path.name, size)
+    return size
 
 
 def load_image(path: str | Path, what: str = "edited image") -> tuple[np.ndarray, list[str]]:
@@ -20,18 +59,10 @@ def load_image(path: str | Path, what: str = "edited image") -> tuple[np.ndarray
     the image in the messages (e.g. "still" for pair generation).
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{what} not found: {path.name}")
-    if path.stat().st_size == 0:
-        raise InputError(f"the {what} {path.name} is an empty file")
+    check_image(path, what)
     notices: list[str] = []
     try:
         with Image.open(path) as im:
-            if im.width * im.height > MAX_IMAGE_PIXELS:
-                raise InputError(
-                    f"the {what} is {im.width}×{im.height}; images over "
-                    f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels are not accepted"
-                )
             frames = getattr(im, "n_frames", 1)
             if frames > 1:
                 raise InputError(
@@ -41,6 +72,8 @@ def load_image(path: str | Path, what: str = "edited image") -> tuple[np.ndarray
             rgb = _to_rgb(im, notices)
     except InputError:
         raise
+    except Image.DecompressionBombError as exc:
+        raise _too_large(path.name, None, exc) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"{path.name} is not a readable image ({type(exc).__name__}); use PNG or JPEG") from None
     return rgb, notices

@@ -60,7 +60,10 @@ def register(subparsers) -> None:
 
 def run_fetch(args: argparse.Namespace) -> int:
     from synclora.ltx.weights import LOCK_NAME, fetch_weights, home
+    from synclora.paths import Output, check_outputs
 
+    if args.to is not None:
+        check_outputs([Output(args.to, "--to (the weights folder)", folder=True)])
     paths = fetch_weights(dict(args.revision), include_text_encoder=args.with_text_encoder, local_dir=args.to)
     for repo, rev in paths.revisions.items():
         print(f"{repo}@{rev}")
@@ -75,7 +78,10 @@ def run_cache_prompt(args: argparse.Namespace) -> int:
     from synclora.ltx.hub import BASE_REPO
     from synclora.ltx.prompt import encode_and_store, store_path
     from synclora.ltx.weights import read_lock, text_encoder_dir
+    from synclora.paths import Output, check_outputs
 
+    if args.out is not None:
+        check_outputs([Output(args.out, "--out (the prompt cache)", (".safetensors",), make_parents=True)])
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError("cache-prompt runs Gemma 3 12B and needs a CUDA GPU; pass --device cpu to run it slowly")
     folder, how = text_encoder_dir(fetch=True)  # only text_encoder/ and tokenizer/, at the pinned revision

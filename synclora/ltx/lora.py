@@ -154,9 +154,12 @@ def save_released_lora(
 
     sd = {k: v.detach().contiguous().cpu() for k, v in diffusers_to_released(state_dict).items()}
     meta = {"reference_downscale_factor": str(reference_downscale_factor), **{k: str(v) for k, v in metadata.items()}}
+    from synclora.paths import atomic_output
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(sd, str(path), metadata=meta)
+    with atomic_output(path) as tmp:  # a LoRA file is complete or absent, never half-written
+        save_file(sd, str(tmp), metadata=meta)
     return path
 
 

@@ -49,9 +49,10 @@ def save_prompt_cache(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = embeds[0, valid].detach().contiguous().cpu()
-    tmp = path.with_name(path.name + ".partial")  # never a half-written cache under the real name
-    save_file({"embeds": rows, "positions": valid.nonzero()[:, 0].to(torch.int64).cpu()}, str(tmp), metadata=meta)
-    tmp.replace(path)
+    from synclora.paths import atomic_output
+
+    with atomic_output(path) as tmp:  # never a half-written cache under the real name
+        save_file({"embeds": rows, "positions": valid.nonzero()[:, 0].to(torch.int64).cpu()}, str(tmp), metadata=meta)
     return path
 
 

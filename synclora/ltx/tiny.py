@@ -216,9 +216,12 @@ def write_tiny_lora(
     if with_alpha:
         for key in [k for k in sd if k.endswith(".lora_A.weight")]:
             sd[key.replace(".lora_A.weight", ".alpha")] = torch.tensor(float(rank))
+    from synclora.paths import atomic_output
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(sd, str(path), metadata={"reference_downscale_factor": str(reference_downscale_factor)})
+    with atomic_output(path) as tmp:
+        save_file(sd, str(tmp), metadata={"reference_downscale_factor": str(reference_downscale_factor)})
     return path
 
 

@@ -31,6 +31,7 @@ from synclora.ltx.hub import (
     SYNC_REPO,
     UPSAMPLER_FILE,
 )
+from synclora.paths import atomic_output
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,8 @@ def _write_lock(pinned: dict, path: Path | None = None) -> None:
     path = path or home() / LOCK_NAME
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"revisions": pinned}, indent=2))
+        with atomic_output(path) as tmp:
+            tmp.write_text(json.dumps({"revisions": pinned}, indent=2))
     except OSError as exc:  # a read-only home only loses the pin, not the run
         log.warning("could not write the weights lock file %s (%s)", path, exc)
 
@@ -273,7 +275,8 @@ def _fetch(revs: dict, include_text_encoder: bool, local_dir: Path | None) -> We
             (paths.distilled_lora, paths.upsampler, paths.sync_lora),
             (target.distilled_lora, target.upsampler, target.sync_lora),
         ):
-            shutil.copy2(src, dst)
+            with atomic_output(dst) as tmp:
+                shutil.copyfile(src, tmp)
         _write_lock(pinned, Path(local_dir) / LOCK_NAME)
     return paths
 

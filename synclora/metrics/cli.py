@@ -55,8 +55,8 @@ def _quiet_native_stderr():
         try:
             yield
             ok = True
-        except SyncloraError:
-            ok = True  # a user error: its own one-line message is enough
+        except (SyncloraError, KeyboardInterrupt):
+            ok = True  # a user error or a stop signal: its own one-line message is enough
             raise
         finally:
             sys.stderr.flush()
@@ -67,15 +67,38 @@ def _quiet_native_stderr():
                 sys.stderr.write(tmp.read().decode(errors="replace"))
 
 
+def check_paths(args: argparse.Namespace) -> None:
+    """Inputs are files; --json, --plot and --landmarks are writable files of the right type, and none of the inputs
+    (before anything is measured, so a bad --plot is said at once, not after the report)."""
+    from synclora.paths import Output, check_input, check_outputs
+
+    check_input(args.source, "source video")
+    check_input(args.result, "result video")
+    if args.edited is not None:
+        check_input(args.edited, "edited image")
+    outputs = []
+    if args.json is not None:
+        outputs.append(Output(args.json, "--json", (".json",), make_parents=True))
+    if args.plot is not None:
+        outputs.append(Output(args.plot, "--plot", (".png",), make_parents=True))
+    if args.landmarks is not None:
+        outputs.append(Output(args.landmarks, "--landmarks", (".mp4",), make_parents=True))
+    check_outputs(outputs, [(args.source, "the source video"), (args.result, "the result video"),
+                            (args.edited, "the edited image")])
+
+
 def run(args: argparse.Namespace) -> int:
+    import math
+
     from synclora.errors import InputError
     from synclora.metrics.report import compare_videos
     from synclora.metrics.scores import SyncThresholds
 
     if args.max_lag < 0:
         raise InputError(f"--max-lag must be ≥ 0, got {args.max_lag}")
-    if args.landmarks is not None and args.landmarks.suffix.lower() != ".mp4":
-        raise InputError(f"--landmarks writes an mp4 video; give a name ending in .mp4, not {args.landmarks.name}")
+    if args.min_corr is not None and not (math.isfinite(args.min_corr) and -1 <= args.min_corr <= 1):
+        raise InputError(f"--min-corr must be a correlation from -1 to 1, got {args.min_corr}")
+    check_paths(args)
     th = SyncThresholds()
     if args.min_corr is not None:
         th.min_corr = args.min_corr
@@ -96,11 +119,19 @@ def run(args: argparse.Namespace) -> int:
             thresholds=th,
             landmarks_video=args.landmarks,
         )
+    written: dict[str, Path | None] = {"json": None, "plot": None, "landmarks": report.landmarks_video}
+    try:  # a failed or stopped call leaves none of its outputs, not some of them
+        if args.json:
+            written["json"] = report.save_json(args.json)
+        if args.plot:
+            written["plot"] = report.plot(args.plot)
+    except BaseException:
+        from synclora.paths import remove_outputs
+
+        remove_outputs(list(written.values()))
+        raise
     print(report.summary())
-    if args.json:
-        print(f"json: {report.save_json(args.json)}")
-    if args.plot:
-        print(f"plot: {report.plot(args.plot)}")
-    if report.landmarks_video is not None:
-        print(f"landmarks: {report.landmarks_video}")
+    for label, path in written.items():
+        if path is not None:
+            print(f"{label}: {path}")
     return 0

@@ -13,6 +13,7 @@ CLI, the app and curation.
 from __future__ import annotations
 
 import json
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -119,9 +120,12 @@ class SyncReport:
         }
 
     def save_json(self, path: str | Path) -> Path:
+        from synclora.paths import atomic_output
+
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2))
+        with atomic_output(path) as tmp:
+            tmp.write_text(json.dumps(self.to_dict(), indent=2))
         return path
 
     def summary(self) -> str:
@@ -221,10 +225,15 @@ class SyncReport:
         axes[-1].set_xlabel("frame", fontsize=8)
         fig.suptitle(f"Sync report: {self.verdict}", fontsize=10, x=0.01, ha="left", wrap=True)
         fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))  # room for the verdict above the panels
+        from synclora.paths import atomic_output
+
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
+        try:
+            with atomic_output(path) as tmp:
+                fig.savefig(tmp, dpi=90, format="png")
+        finally:
+            plt.close(fig)
         return path
 
     def _plot_kept(self, ax, t: np.ndarray) -> None:
@@ -441,9 +450,12 @@ def _load_reference(edited_frame) -> np.ndarray:
 
 def _count(video) -> int:
     if isinstance(video, (str, Path)):
+        from synclora import limits
         from synclora.video import io
 
-        return io.probe(video).n_frames
+        info = io.probe(video)
+        limits.check_clip(info)  # the clips a propagation takes: a report never runs for hours on a forged length
+        return info.n_frames
     arr = np.asarray(video)
     if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
         raise InputError(f"frames must be a (T, H, W, 3) uint8 array, got shape {arr.shape} and dtype {arr.dtype}")
@@ -651,12 +663,14 @@ def compare_videos(
                             low=th.min_edit_kept)
 
     done = {"source": 0.0, "result": 0.0}
+    stopping = threading.Event()  # set when the caller unwinds (an error, a stop signal): the workers end too
 
     def part(key: str):
-        if progress is None:
-            return None
-
         def cb(frac: float, _msg: str) -> None:
+            if stopping.is_set():
+                raise InputError("stopped")
+            if progress is None:
+                return
             done[key] = frac
             progress(0.9 * (done["source"] + done["result"]) / 2, "measuring face cues")
 
@@ -679,7 +693,11 @@ def compare_videos(
         with ThreadPoolExecutor(max_workers=2) as pool:
             fs = pool.submit(measure, "source", source)
             fr = pool.submit(measure, "result", result, keep_every=every)
-            src, res = fs.result(), fr.result()
+            try:
+                src, res = fs.result(), fr.result()
+            except BaseException:
+                stopping.set()  # the pool's exit waits for the workers: they stop at their next progress report
+                raise
         if len(src) != len(res):
             raise InputError(f"read {len(src)} source and {len(res)} result frames; the videos do not line up")
         ok = True

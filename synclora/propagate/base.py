@@ -47,6 +47,7 @@ class BackendSpec:
     max_side: int | None = None  # cap on the working size's longer side
     # True: work at the source's own size (capped by max_side); False: at about settings.resolution**2 pixels.
     native_size: bool = False
+    min_side: int = 1  # the working size's shorter side must be at least this (checked against the user's clip)
 
 
 @dataclass

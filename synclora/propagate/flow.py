@@ -156,7 +156,8 @@ class FlowPropagator(Propagator):
     name = "flow"
     label = LABEL
     # Works at the source's own size (no upscaling), up to 1024 px on the long side.
-    spec = BackendSpec(max_frames=None, frame_step=1, size_multiple=8, native_fps=None, max_side=1024, native_size=True)
+    spec = BackendSpec(max_frames=None, frame_step=1, size_multiple=8, native_fps=None, max_side=1024, native_size=True,
+                       min_side=16)
 
     def __init__(self, settings: PropagationSettings, config: FlowConfig | None = None) -> None:
         self.settings = settings

@@ -4,7 +4,6 @@ a state file written last (a folder without it is incomplete and ignored). Nothi
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import torch
 
 from synclora.errors import InputError, ModelUnavailableError
+from synclora.paths import atomic_output
 from synclora.train.config import TrainConfig
 
 CHECKPOINT_PREFIX = "step-"
@@ -74,7 +74,8 @@ def save_optimizer(path: Path, optimizer: torch.optim.Optimizer) -> None:
             else:
                 scalars[f"{idx}.{key}"] = value
     groups = json.dumps(sd["param_groups"], default=lambda o: list(o) if isinstance(o, tuple) else str(o))
-    save_file(tensors, str(path), metadata={"param_groups": groups, "scalars": json.dumps(scalars)})
+    with atomic_output(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"param_groups": groups, "scalars": json.dumps(scalars)})
 
 
 def load_optimizer(path: Path, optimizer: torch.optim.Optimizer) -> None:
@@ -114,14 +115,19 @@ def save_checkpoint(config: TrainConfig, step: int, transformer, optimizer, lr_s
     """Write checkpoint `step` (LoRA, optimizer, then the state file) and drop all but the newest `keep_checkpoints`."""
     c = config
     folder = c.output / "checkpoints" / f"{CHECKPOINT_PREFIX}{step:08d}"
+    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
-    save_lora(folder / LORA_FILE, transformer, c, step, torch.float32)
-    save_optimizer(folder / OPTIMIZER_FILE, optimizer)
-    state = {"step": step, "lr_scheduler": lr_scheduler.state_dict(), "config": c.to_dict(),
-             "time": time.strftime("%Y-%m-%d %H:%M:%S")}
-    tmp = folder / f".{STATE_FILE}.tmp"
-    tmp.write_text(json.dumps(state, indent=2, default=str))
-    os.replace(tmp, folder / STATE_FILE)
+    try:
+        save_lora(folder / LORA_FILE, transformer, c, step, torch.float32)
+        save_optimizer(folder / OPTIMIZER_FILE, optimizer)
+        state = {"step": step, "lr_scheduler": lr_scheduler.state_dict(), "config": c.to_dict(),
+                 "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+        with atomic_output(folder / STATE_FILE) as tmp:
+            tmp.write_text(json.dumps(state, indent=2, default=str))
+    except BaseException:  # a stopped or failed save leaves no incomplete checkpoint folder
+        if created:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     for _, old in find_checkpoints(c.output)[: -c.keep_checkpoints] if c.keep_checkpoints > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return folder

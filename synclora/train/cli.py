@@ -8,9 +8,13 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
+    from dataclasses import MISSING, fields
+    from types import SimpleNamespace
+
     from synclora.train.config import TrainConfig
 
-    d = TrainConfig(data=Path("."), output=Path("."))
+    # The defaults without making a config (that would import torch, and `--help` or `info` must stay light).
+    d = SimpleNamespace(**{f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING})
     p = subparsers.add_parser(
         "train",
         help="train an in-context Sync-LoRA on curated pairs (LTX-2.3; --model tiny runs on CPU)",
@@ -69,7 +73,24 @@ def config_from_args(args: argparse.Namespace):
     )
 
 
+def check_paths(args: argparse.Namespace) -> None:
+    """The run folder (and latent cache) can be created and written, and is none of the inputs — before any model
+    loads."""
+    from synclora.paths import Output, check_input, check_outputs
+
+    if args.manifest is not None:
+        check_input(args.manifest, "manifest")
+    if args.prompt_cache is not None:
+        check_input(args.prompt_cache, "prompt cache")
+    outputs = [Output(args.out, "--out (the run folder)", folder=True)]
+    if args.cache_dir is not None:
+        outputs.append(Output(args.cache_dir, "--cache-dir", folder=True))
+    check_outputs(outputs, [(args.data, "the pairs folder (--data)"), (args.manifest, "the manifest"),
+                            (args.base, "the base model folder"), (args.prompt_cache, "the prompt cache")])
+
+
 def run(args: argparse.Namespace) -> int:
+    check_paths(args)  # before torch and the models load
     from synclora.train.trainer import ICLoRATrainer
 
     trainer = ICLoRATrainer(config_from_args(args), log=lambda s: print(s, file=sys.stderr))

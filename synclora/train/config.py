@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from synclora.errors import InputError
-from synclora.ltx.lora import LORA_TARGETS
+
+
+def _lora_targets() -> tuple[str, ...]:
+    # Imported when a config is made, not when this module is: the CLI's parser reads TrainConfig's defaults, and
+    # `python -m synclora info` must not pay for importing torch.
+    from synclora.ltx.lora import LORA_TARGETS
+
+    return LORA_TARGETS
 
 REAL_SIZE = (512, 512, 81)  # width, height, frames of the released Sync-LoRA (model card)
 TINY_SIZE = (32, 32, 9)
@@ -24,7 +32,7 @@ class TrainConfig:
     prompt_cache: Path | None = None  # the `3d1t` Gemma embedding cache (default: the backend's)
     rank: int = 256  # released Sync-LoRA: rank = alpha = 256
     alpha: float = 256.0
-    targets: tuple[str, ...] = LORA_TARGETS
+    targets: tuple[str, ...] = field(default_factory=_lora_targets)
     learning_rate: float = 1e-4
     lr_scheduler: str = "linear"  # constant | linear | cosine (diffusers.optimization names)
     warmup_steps: int = 0
@@ -76,6 +84,13 @@ class TrainConfig:
             raise InputError("probabilities must lie in [0, 1]")
         if self.reference_downscale_factor < 1:
             raise InputError("--reference-downscale-factor must be ≥ 1")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise InputError(f"--lr must be a positive number, got {self.learning_rate}")
+        if not (math.isfinite(self.fps) and 0 < self.fps <= 1000):
+            raise InputError(f"--fps must be a frame rate from above 0 to 1000, got {self.fps}")
+        if min(self.width, self.height, self.num_frames) < 1 or self.warmup_steps < 0 or self.keep_checkpoints < 0:
+            raise InputError("--width, --height and --num-frames must be ≥ 1; --warmup-steps and "
+                             "--keep-checkpoints ≥ 0")
         if self.mixed_precision not in ("auto", "no", "bf16"):
             raise InputError("--mixed-precision must be auto, no or bf16")
         if self.save_dtype not in ("bf16", "fp32"):

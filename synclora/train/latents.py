@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import torch
 
 from synclora.errors import InputError
 from synclora.ltx.vae import encode_video, resize_frames
+from synclora.paths import atomic_output
 
 
 @dataclass(frozen=True)
@@ -106,10 +106,9 @@ class LatentCache:
         frames = io.read_frames(video, stop=size.frames)
         latents = encode_video(self.vae, frames_to_pixels(frames, size))
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
         meta = {"video": str(video), "fps": str(float(info.fps)), "size": size.tag(), "vae": self.vae_id or ""}
-        save_file({"latents": latents.contiguous()}, str(tmp), metadata=meta)
-        os.replace(tmp, path)
+        with atomic_output(path) as tmp:
+            save_file({"latents": latents.contiguous()}, str(tmp), metadata=meta)
         return path
 
 

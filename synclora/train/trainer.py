@@ -40,6 +40,7 @@ from synclora.errors import InputError, ModelUnavailableError
 from synclora.ltx.prompt import encode_text
 from synclora.ltx.vae import decode_normalized, enable_tiling, to_uint8
 from synclora.memory import free_memory
+from synclora.paths import atomic_output
 from synclora.train.checkpoint import (
     CHECKPOINT_PREFIX,
     LORA_FILE,
@@ -340,7 +341,8 @@ class ICLoRATrainer:
         path = self.config.output / "loss.jsonl"
         if path.is_file():
             lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= step]
-            path.write_text("".join(ln + "\n" for ln in lines))
+            with atomic_output(path) as tmp:
+                tmp.write_text("".join(ln + "\n" for ln in lines))
 
     def _write_sample(self, step: int) -> Path | None:
         from synclora.video import io
@@ -363,7 +365,8 @@ class ICLoRATrainer:
             old.rename(old.with_name(f"checkpoints.old-{time.strftime('%Y%m%d-%H%M%S')}"))
         acc.wait_for_everyone()
         if acc.is_main_process:
-            (c.output / "config.json").write_text(json.dumps(c.to_dict(), indent=2))
+            with atomic_output(c.output / "config.json") as tmp:
+                tmp.write_text(json.dumps(c.to_dict(), indent=2))
             if start:
                 self.log(f"resuming from step {start}")
             self._trim_log(start)

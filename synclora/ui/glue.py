@@ -11,6 +11,7 @@ import functools
 import json
 import logging
 import shlex
+import threading
 import time
 from collections.abc import Callable
 from fractions import Fraction
@@ -25,7 +26,7 @@ from synclora.config import PropagationRequest, PropagationSettings
 from synclora.edit import editor as editor_mod
 from synclora.edit import upload as upload_mod
 from synclora.edit.instruct import InstructEditor, InstructSettings
-from synclora.errors import SyncloraError
+from synclora.errors import SyncloraError, user_error
 from synclora.ui import gpu
 from synclora.ui.session import SessionFiles
 from synclora.video.io import format_fps
@@ -43,23 +44,37 @@ def asset(name: str) -> str:
     return (ASSETS / name).read_text(encoding="utf-8").strip()
 
 
+class ServerStopping(SyncloraError):
+    """The server is shutting down (SIGTERM): running jobs stop at their next step, new ones are turned away."""
+
+
 def user_errors(fn: Callable) -> Callable:
-    """Show our errors as `gr.Error` with their sentence; show bugs as one neutral sentence (traceback to the log)."""
+    """Show our errors — and disk, permission, codec and image-library failures, through `errors.user_error`, the
+    same place the CLI uses — as `gr.Error` with their sentence; show bugs as one neutral sentence (traceback to the
+    log). Also counts the calls in flight, so a shutdown can wait for them to clean up."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        app = args[0] if args and isinstance(args[0], GradioPipeline) else None
         try:
-            return fn(*args, **kwargs)
+            if app is not None:
+                app._enter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                if app is not None:
+                    app._leave()
         except gr.Error:
             raise
-        except SyncloraError as exc:
-            raise gr.Error(_sentence(str(exc)), print_exception=False) from None
         except Exception as exc:
-            log.exception("unexpected error in %s", fn.__name__)
-            raise gr.Error(
-                f"Something went wrong on the server ({type(exc).__name__}); the details are in its log.",
-                print_exception=False,
-            ) from None
+            error = user_error(exc)
+            if error is None:
+                log.exception("unexpected error in %s", fn.__name__)
+                raise gr.Error(
+                    f"Something went wrong on the server ({type(exc).__name__}); the details are in its log.",
+                    print_exception=False,
+                ) from None
+            raise gr.Error(sentence(str(error)), print_exception=False) from None
 
     return wrapper
 
@@ -69,7 +84,7 @@ def _error(message: str) -> gr.Error:
     return gr.Error(message, print_exception=False)
 
 
-def _sentence(text: str) -> str:
+def sentence(text: str) -> str:
     text = text.strip()
     if not text:
         return "Something went wrong."
@@ -83,6 +98,20 @@ def _whole_number(value) -> bool:
         return value is not None and not isinstance(value, bool) and float(value) == int(float(value))
     except (TypeError, ValueError, OverflowError):
         return False
+
+
+def _index(value, what: str = "frame index", default: int = 0) -> int:
+    """A whole number from a widget or an API caller (None: `default`), else a sentence."""
+    if value is None or value == "":
+        return default
+    if not _whole_number(value):
+        raise _error(f"The {what} must be a whole number, got {value!r}.")
+    return int(float(value))
+
+
+def _edit_index(value) -> int:
+    """The hidden "edit made on frame" number: -1 (no edit yet) for anything that is not a frame index."""
+    return int(float(value)) if _whole_number(value) else -1
 
 
 def _session(request: gr.Request | None) -> str | None:
@@ -107,11 +136,54 @@ class GradioPipeline:
         self.startup_notes: list[str] = []  # what start-up did (prompt cache, model loading), for the backend panel
         self._gpu_propagate = gpu.gpu(duration=self._gpu_duration)(self._run_propagation)
         self._gpu_instruct = gpu.gpu(duration=gpu.INSTRUCT_SECONDS)(self._run_instruct)
+        self._active = 0  # calls in flight (see `user_errors`)
+        self._active_lock = threading.Condition()
+        self.stopping = False
+
+    # ------------------------------------------------------------------------------------------------- shutdown
+    def _enter(self) -> None:
+        with self._active_lock:
+            if self.stopping:
+                raise ServerStopping("the server is restarting; try again in a minute")
+            self._active += 1
+
+    def _leave(self) -> None:
+        with self._active_lock:
+            self._active -= 1
+            self._active_lock.notify_all()
+
+    def check_running(self) -> None:
+        """Called between steps of long jobs: a stopping server ends them (their clean-up removes partial files)."""
+        if self.stopping:
+            raise ServerStopping("the server is restarting; try again in a minute")
+
+    def shutdown(self, timeout: float = 10.0) -> bool:
+        """Stop taking calls, let the ones in flight end (up to `timeout` s; long jobs stop at their next step),
+        then delete every session's files. True when nothing was still running."""
+        with self._active_lock:
+            self.stopping = True
+            idle = self._active_lock.wait_for(lambda: self._active == 0, timeout)
+        self.files.close()
+        return idle
 
     # ---------------------------------------------------------------------------------------------------------- 1
+    def check_clip(self, path: str | Path):
+        """An uploaded clip within the upload cap and the pipeline's limits (length, duration, frame size); its facts.
+        Every endpoint that takes a clip says this at once, not after minutes of work."""
+        from synclora.pipeline import check_source
+        from synclora.video import io
+
+        self._check_size(path)
+        info = io.probe(path)
+        check_source(info)
+        return info
+
     def _check_size(self, path: str | Path) -> None:
-        if not Path(path).is_file():
+        from synclora.paths import check_input
+
+        if not Path(path).exists():
             raise _error("The video file was not found on the server; upload it again.")
+        check_input(path, "the video")  # a folder, pipe or device: said as what it is
         mb = Path(path).stat().st_size / 1e6
         if mb > self.max_upload_mb:
             raise _error(f"The video is {mb:.0f} MB; this server accepts up to {self.max_upload_mb:.0f} MB.")
@@ -131,13 +203,8 @@ class GradioPipeline:
                 None,
                 gr.skip(),
             )
-        from synclora.pipeline import check_source
-        from synclora.video import io
-
-        self._check_size(video)
-        info = io.probe(video)
-        check_source(info)  # the CLI's limits (length, frame size), said right after the upload, not at the end
-        k = int(min(max(0, int(frame or 0)), info.n_frames - 1))
+        info = self.check_clip(video)  # the CLI's limits, said right after the upload, not at the end
+        k = int(min(max(0, _index(frame)), info.n_frames - 1))
         img, caption, editor_value, before_after, status = self.pick_frame(video, k, edit_frame, edited)
         return (
             self.facts_markdown(info),
@@ -186,12 +253,9 @@ class GradioPipeline:
         """
         if not video:
             return gr.skip()
-        from synclora.pipeline import check_source
         from synclora.video import io
 
-        self._check_size(video)
-        info = io.probe(video)
-        check_source(info)
+        info = self.check_clip(video)
         if not self.needs_player_copy(info):
             return gr.skip()
         out = self.files.new_file(_session(request), Path(video).stem, ".mp4")
@@ -216,19 +280,21 @@ class GradioPipeline:
         """Slider moved: preview, caption, editor background, before/after (against the edit if it is this frame)."""
         if not video:
             return None, "No video yet.", None, None, gr.skip()
+        from synclora.edit.image import load_image
         from synclora.video import io
 
         info = io.probe(video)
-        k = int(min(max(0, int(frame or 0)), info.n_frames - 1))
+        k = int(min(max(0, _index(frame)), info.n_frames - 1))
         img = io.read_frame(video, k)
-        has_edit = edit_frame is not None and edit_frame >= 0 and edited
+        e = _edit_index(edit_frame)
+        has_edit = e >= 0 and edited
         after = img
         status = gr.skip()
-        if has_edit and int(edit_frame) == k:
-            after = np.asarray(Image.open(edited).convert("RGB"))
+        if has_edit and e == k:
+            after = load_image(edited)[0]
             status = f"Edited frame **{k}** is ready to propagate."
         elif has_edit:
-            status = (f"**Note:** your edit was made on frame **{int(edit_frame)}**; you are now on frame **{k}**. "
+            status = (f"**Note:** your edit was made on frame **{e}**; you are now on frame **{k}**. "
                       "Go back to that frame or edit this one.")
         caption = self.frame_caption(k, info.n_frames, info.fps)
         return img, caption, editor_mod.editor_value(img), (img, after), status
@@ -314,7 +380,7 @@ class GradioPipeline:
             raise _error("Upload a video or pick an example first.")
         from synclora.video import io
 
-        k = int(frame or 0)
+        k = _index(frame)
         return io.read_frame(video, k), k
 
     def _save_edit(self, img: np.ndarray, frame_img: np.ndarray, k: int, how: str, notices: list[str],
@@ -323,8 +389,8 @@ class GradioPipeline:
         path = self.files.new_file(_session(request), f"edited-frame{k}-{how}", ".png")
         Image.fromarray(img).save(path)
         for n in notices:
-            gr.Warning(_sentence(n))
-        note = f"Edited frame **{k}** ({how}). " + " ".join(_sentence(n) for n in notices)
+            gr.Warning(sentence(n))
+        note = f"Edited frame **{k}** ({how}). " + " ".join(sentence(n) for n in notices)
         return str(path), (frame_img, img), k, note.strip()
 
     @user_errors
@@ -370,15 +436,19 @@ class GradioPipeline:
         from synclora.edit.instruct import check_instruction
 
         text = check_instruction(text)
+        seed = _index(seed, "seed")
+        lo, hi = config.SEED_RANGE
+        if not lo <= seed <= hi:
+            raise _error(f"The seed must be a whole number from {lo} to {hi}, got {seed}.")
         ok, why = self.instruct_status()
         if not ok:
             raise _error(why)
         frame_img, k = self._source_frame(video, frame)
         progress(0.1, desc="editing the frame")
         t0 = time.perf_counter()
-        img = self._gpu_instruct(frame_img, text, int(seed or 0))
+        img = self._gpu_instruct(frame_img, text, seed)
         dt = time.perf_counter() - t0
-        return self._save_edit(img, frame_img, k, "instruction", [f"edited in {dt:.1f} s, seed {int(seed or 0)}"],
+        return self._save_edit(img, frame_img, k, "instruction", [f"edited in {dt:.1f} s, seed {seed}"],
                                request)
 
     # ---------------------------------------------------------------------------------------------------------- 4
@@ -404,7 +474,7 @@ class GradioPipeline:
             report = f"The status report failed ({type(exc).__name__}); the server log has the details."
         lines += ["", "#### What this server has (`python -m synclora doctor`)", "", report]
         if self.startup_notes:
-            lines += ["", "#### Start-up", ""] + [f"- {_sentence(n)}" for n in self.startup_notes]
+            lines += ["", "#### Start-up", ""] + [f"- {sentence(n)}" for n in self.startup_notes]
         return "\n".join(lines)
 
     def backend_summary(self) -> str:
@@ -430,10 +500,11 @@ class GradioPipeline:
             raise _error("Upload a video or pick an example first.")
         if not edited:
             raise _error("Edit the frame first: draw on it, give an instruction, or upload an edited image.")
-        if edit_frame is not None and edit_frame >= 0 and frame is not None and int(edit_frame) != int(frame):
+        e, k = _edit_index(edit_frame), _index(frame)
+        if e >= 0 and e != k:
             raise _error(
-                f"Your edit was made on frame {int(edit_frame)} but frame {int(frame)} is selected; move the slider "
-                f"back to {int(edit_frame)} or edit frame {int(frame)}."
+                f"Your edit was made on frame {e} but frame {k} is selected; move the slider back to {e} or edit "
+                f"frame {k}."
             )
 
     def settings_from(self, values: dict) -> PropagationSettings:
@@ -451,13 +522,15 @@ class GradioPipeline:
             n = 0
         return gpu.gpu_seconds(n, req.settings)
 
-    @staticmethod
-    def _run_propagation(req: PropagationRequest, progress=None):
+    def _run_propagation(self, req: PropagationRequest, progress=None):
         from synclora.pipeline import run_propagation
 
-        if progress is None:
-            return run_propagation(req)
-        return run_propagation(req, lambda f, label: progress(float(min(max(f, 0.0), 1.0)), desc=label))
+        def report(f: float, label: str) -> None:
+            self.check_running()  # a server being stopped ends the job here; its clean-up removes partial files
+            if progress is not None:
+                progress(float(min(max(f, 0.0), 1.0)), desc=label)
+
+        return run_propagation(req, report)
 
     @user_errors
     def edit_video(
@@ -524,7 +597,7 @@ class GradioPipeline:
             f"{format_fps(info.fps)} fps · took {result.seconds:.1f} s"
         )
         settings = json.dumps(dict(s.to_dict(), backend=result.backend, edit_index=result.edit_index))
-        notes = "".join(f"\n- {_sentence(n)}" for n in result.notices)
+        notes = "".join(f"\n- {sentence(n)}" for n in result.notices)
         return f"{head}{notes}\n\nReproduce:\n```\n{shlex.join(cmd)}\n```\nSettings: `{settings}`"
 
     # ---------------------------------------------------------------------------------------------------------- 5
@@ -547,6 +620,13 @@ class GradioPipeline:
         from synclora.metrics.report import compare_videos
         from synclora.video import io, timing
 
+        for clip in (video, result):  # an API caller may send any clip: the app's limits hold here too
+            self.check_clip(clip)
+
+        def report(f: float, label: str) -> None:
+            self.check_running()  # a server being stopped ends the measuring here
+            progress(float(min(max(f, 0.0), 1.0)), desc=label)
+
         span = PropagationSettings.from_values({"span": span}).span
         info = io.probe(video) if k is not None or span else None
         if k is not None and k >= info.n_frames:
@@ -560,7 +640,7 @@ class GradioPipeline:
         rep = compare_videos(
             video, result, edited_frame=edited or None, edit_index=k if edited else None, landmarks_video=view,
             frame_range=None if judged is None or judged.whole else (judged.start, judged.end + 1),
-            progress=lambda f, label: progress(float(min(max(f, 0.0), 1.0)), desc=label),
+            progress=report,
         )
         rep.plot(png)
         md = self.report_markdown(rep)
@@ -582,7 +662,7 @@ class GradioPipeline:
             worst = rep.kept.worst(rep.thresholds.edit_min_run)
             if worst is not None:
                 head += f" · edit kept **{min(max(worst, 0.0), 1.0):.0%}** at its lowest"
-        md = [f"#### {_sentence(rep.verdict)}", head, ""]
+        md = [f"#### {sentence(rep.verdict)}", head, ""]
         if rep.edit is not None:
             from synclora.face.parts import REGION_LABEL
 
@@ -593,8 +673,8 @@ class GradioPipeline:
                 line += (" Cues behind the edit are still measured and drawn in grey, but not judged: a result cannot "
                          "follow what it no longer shows.")
             md += [line, ""]
-        md += [f"- {_sentence(p)}" for p in rep.problems]
-        md += [f"- {_sentence(n)}" for n in rep.notes]
+        md += [f"- {sentence(p)}" for p in rep.problems]
+        md += [f"- {sentence(n)}" for n in rep.notes]
         if rep.landmarks_video is not None:
             md += ["", "Below: the curves (source blue, result red), then the face landmarks the report read on both "
                        "videos (source | result)."]

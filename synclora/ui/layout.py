@@ -13,6 +13,7 @@ import gradio as gr
 from synclora import config
 from synclora.config import PropagationSettings
 from synclora.pipeline import MAX_FRAMES
+from synclora.ui.components import checked_image
 from synclora.ui.glue import ASSETS, GradioPipeline, asset
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
@@ -91,7 +92,8 @@ def example_rows() -> tuple[list[list], list[str]]:
 def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
     d: PropagationSettings = app.defaults
     instruct_ok, instruct_md = app.instruct_status()
-    with gr.Blocks(title="Sync-LoRA · portrait video editing") as demo:
+    # Visitors' uploads in Gradio's own cache go like our session folders: after 6 h, and all at shutdown.
+    with gr.Blocks(title="Sync-LoRA · portrait video editing", delete_cache=(3600, 6 * 3600)) as demo:
         gr.Markdown(asset("header.md"), elem_id="header")
 
         # 1 + 2 -------------------------------------------------------------------------------------------------
@@ -137,7 +139,9 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
         result = gr.Video(label="Result", show_label=False, interactive=False, elem_id="result-video", height=420,
                           buttons=["download"], render=False)
         result_md = gr.Markdown(asset("help_result.md"), elem_id="result-info", render=False, label="Settings")
-        edited = gr.Image(label="Edited frame", type="filepath", visible=False, elem_id="edited", render=False)
+        # image_mode=None: Gradio hands the file over as is (no decode); checked_image refuses bombs from the header.
+        edited = checked_image(label="Edited frame", type="filepath", image_mode=None, visible=False, elem_id="edited",
+                              render=False)
         edit_frame = gr.Number(-1, visible=False, precision=0, label="Edit index", render=False)
         rows, labels = example_rows()
         if rows:
@@ -174,9 +178,9 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
                             instruct_btn = gr.Button("Edit with FLUX.2 [klein]", interactive=instruct_ok,
                                                      elem_id="instruct-button")
                     with gr.Tab("Upload", id="upload"):
-                        upload = gr.Image(label="Edited frame from another tool (PNG or JPEG, same framing)",
-                                          type="filepath", sources=["upload", "clipboard"], height=400,
-                                          elem_id="upload-edit")
+                        upload = checked_image(label="Edited frame from another tool (PNG or JPEG, same framing)",
+                                              type="filepath", image_mode=None, sources=["upload", "clipboard"],
+                                              height=400, elem_id="upload-edit")
             with gr.Column(scale=5, min_width=320):
                 before_after = gr.ImageSlider(label="Before / after (drag the divider)", interactive=False,
                                               elem_id="before-after", max_height=460, type="numpy")

@@ -7,6 +7,7 @@ once into `synclora.runtime.Runtime`.
 from __future__ import annotations
 
 import argparse
+import atexit
 import dataclasses
 import logging
 import os
@@ -14,7 +15,7 @@ import time
 
 import gradio as gr
 
-from synclora import runtime
+from synclora import runtime, signals
 from synclora.config import PropagationSettings
 from synclora.errors import SyncloraError
 from synclora.ui import gpu
@@ -108,9 +109,14 @@ def create_app(rt: runtime.Runtime | None = None, *, preload_models: bool | None
 
 def launch(demo: gr.Blocks, *, server_name: str | None = None, server_port: int | None = None, share: bool = False,
            prevent_thread_lock: bool = False, quiet: bool = False):
-    """Launch with the hardening defaults: no share link, upload size cap, nothing served but our temp folders."""
+    """Launch with the hardening defaults: no share link, upload size cap, nothing served but our temp folders.
+
+    Blocking (the app's own entry point), SIGTERM and SIGHUP — how a Space, a container or a queue worker is
+    stopped — end it like Ctrl-C: the server closes, running jobs stop at their next step and remove their partial
+    files, and every session's folder is deleted (`GradioPipeline.shutdown`)."""
     app: GradioPipeline = demo.synclora  # type: ignore[attr-defined]
-    return demo.launch(
+    atexit.register(app.files.close)  # whatever ends the process normally, the session folders go with it
+    options = dict(
         server_name=server_name,
         server_port=server_port,
         share=share,
@@ -125,6 +131,15 @@ def launch(demo: gr.Blocks, *, server_name: str | None = None, server_port: int 
         quiet=quiet,
         ssr_mode=False,
     )
+    if prevent_thread_lock:
+        return demo.launch(**options)
+    try:
+        with signals.stop_cleanly():
+            return demo.launch(**options)
+    finally:
+        idle = app.shutdown()
+        log.info("server stopped; session files deleted%s", "" if idle else " (some jobs were still running)")
+        demo.close()
 
 
 def launch_from_cli(demo: gr.Blocks, argv: list[str] | None = None):
@@ -148,7 +163,6 @@ def local_server(backend: str = "flow") -> tuple[gr.Blocks, str]:
     Built with the given default backend and no example caching; later calls return the same server, so several
     test modules share one start-up. It is closed when the process exits.
     """
-    import atexit
     import socket
 
     if backend in _local:

@@ -31,6 +31,7 @@ class SessionFiles:
         self.max_age_s = max_age_s
         self._lock = threading.Lock()
         self._last_sweep = 0.0
+        self.closed = False
 
     @staticmethod
     def key(session_hash: str | None) -> str:
@@ -41,6 +42,10 @@ class SessionFiles:
 
     def dir_for(self, session_hash: str | None) -> Path:
         """The session's folder (created on first use). Old folders of other sessions are swept now and then."""
+        if self.closed:  # after shutdown nothing may recreate the deleted root
+            from synclora.errors import SyncloraError
+
+            raise SyncloraError("the server is shutting down; try again in a minute")
         self.sweep()
         d = self.root / self.key(session_hash)
         d.mkdir(parents=True, exist_ok=True)
@@ -83,5 +88,6 @@ class SessionFiles:
         return removed
 
     def close(self) -> None:
-        """Remove the whole root (app shutdown)."""
+        """Remove the whole root (app shutdown); no session folder is made after this."""
+        self.closed = True
         shutil.rmtree(self.root, ignore_errors=True)

@@ -1,5 +1,8 @@
 """The source audio: decoding a span of it (sample-exact, measured from the first video frame) and the packets
-`write_video` muxes back (stream copy when possible, else AAC trimmed to the span)."""
+`write_video` muxes back (stream copy when the audio already fits the video, else AAC trimmed to the span).
+
+Audio is decoded and re-encoded as a stream of small chunks: memory does not grow with the clip's length, and decoding
+stops at the end of the span, whatever the container claims about the rest."""
 
 from __future__ import annotations
 
@@ -11,12 +14,16 @@ from pathlib import Path
 import av
 import numpy as np
 
+from synclora import limits
 from synclora.errors import InputError
 from synclora.video.container import open_input, short_error
-from synclora.video.probe import probe, timeline
+from synclora.video.probe import Timeline, probe, timeline
 
 # Audio codecs that can be copied into mp4 unchanged and that browsers play.
 MP4_AUDIO_COPY = {"aac", "mp3"}
+# Audio may end this much after the last video frame (an AAC packet is 21 ms at 48 kHz) and still count as fitting.
+OVERRUN_S = 0.05
+_BLOCK = 8192  # samples per chunk of zeros (gaps) and per frame handed to the encoder
 
 
 def span_seconds(span: tuple[int, int] | None, fps: Fraction) -> tuple[float, float | None]:
@@ -28,39 +35,94 @@ def span_seconds(span: tuple[int, int] | None, fps: Fraction) -> tuple[float, fl
     return float(a / fps), float(b / fps)
 
 
-def decode_audio(path: Path, t_start: float, t_stop: float | None) -> tuple[np.ndarray, int, str]:
-    """Decoded samples in [t_start, t_stop) s from the first video frame: ((channels, n) float32, rate, layout)."""
+def _audio_stream(container: av.container.InputContainer, tl: Timeline, path: Path):
+    if tl.audio_index is None:
+        raise InputError(f"{path.name} has no audio stream.")
+    return next(s for s in container.streams.audio if s.index == tl.audio_index)
+
+
+def audio_chunks(path: Path, t_start: float, t_stop: float | None) -> tuple[int, str, int, Iterator[np.ndarray]]:
+    """The samples in [t_start, t_stop) s from the first video frame, as (rate, layout, channels, chunks): chunks are
+    (channels, k) float32 arrays that together hold exactly that span (zeros where the audio does not reach).
+    t_stop None: until the audio ends. Decoding stops at t_stop; memory is one chunk at a time."""
     tl = timeline(path)
-    with open_input(path) as container:
-        if not container.streams.audio:
-            raise InputError(f"{path.name} has no audio stream.")
-        a = container.streams.audio[0]
+    container = open_input(path)
+    try:
+        a = _audio_stream(container, tl, path)
         rate = int(a.codec_context.sample_rate)
         layout = a.codec_context.layout.name
+        channels = len(av.AudioLayout(layout).channels)  # what the resampler hands out, whatever frames claim
         resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
-        chunks: list[np.ndarray] = []
-        first_time: float | None = None
-        try:
-            for frame in container.decode(a):
-                if first_time is None:
-                    first_time = float(frame.pts * frame.time_base) if frame.pts is not None else tl.t0
-                for rf in resampler.resample(frame):
-                    chunks.append(rf.to_ndarray())
-            for rf in resampler.resample(None):
-                chunks.append(rf.to_ndarray())
-        except av.FFmpegError as e:
-            raise InputError(f"The audio of {path.name} could not be decoded ({short_error(e)}).") from e
-    channels = a.codec_context.channels
-    data = np.concatenate(chunks, axis=1) if chunks else np.zeros((channels, 0), np.float32)
-    first_time = tl.t0 if first_time is None else first_time
-    offset = int(round((first_time - tl.t0) * rate))  # sample index (from the first video frame) of data[:, 0]
+    except BaseException:
+        container.close()
+        raise
     a_idx = int(round(t_start * rate))
-    b_idx = data.shape[1] + offset if t_stop is None else int(round(t_stop * rate))
-    out = np.zeros((data.shape[0], max(0, b_idx - a_idx)), np.float32)
-    lo, hi = max(a_idx, offset), min(b_idx, offset + data.shape[1])
-    if hi > lo:
-        out[:, lo - a_idx: hi - a_idx] = data[:, lo - offset: hi - offset]
-    return out, rate, layout
+    b_idx = None if t_stop is None else int(round(t_stop * rate))
+
+    def zeros(n: int) -> Iterator[np.ndarray]:
+        for i in range(0, n, _BLOCK):
+            yield np.zeros((channels, min(_BLOCK, n - i)), np.float32)
+
+    def chunks() -> Iterator[np.ndarray]:
+        pos = a_idx  # the next sample index (from the first video frame) to hand out
+        offset: int | None = None  # sample index of the next decoded sample
+
+        def place(data: np.ndarray) -> Iterator[np.ndarray]:
+            nonlocal pos, offset
+            first, offset = offset, offset + data.shape[1]
+            end = offset if b_idx is None else min(offset, b_idx)
+            if first > pos:  # a gap before this audio (or the audio starts after the first video frame)
+                stop = first if b_idx is None else min(first, b_idx)
+                yield from zeros(stop - pos)
+                pos = max(pos, stop)
+            if end > pos:
+                yield np.ascontiguousarray(data[:, pos - first: end - first], dtype=np.float32)
+                pos = end
+
+        with container:
+            try:
+                for frame in container.decode(a):
+                    if offset is None:
+                        t = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else tl.t0
+                        offset = int(round((t - tl.t0) * rate))
+                    for rf in resampler.resample(frame):
+                        yield from place(rf.to_ndarray())
+                    if b_idx is not None and pos >= b_idx:
+                        return  # the span is complete: the rest of the stream is never decoded
+                if offset is not None:
+                    for rf in resampler.resample(None):
+                        yield from place(rf.to_ndarray())
+            except (av.FFmpegError, ValueError) as e:  # ValueError: frames that change format midway
+                raise InputError(f"The audio of {path.name} could not be decoded ({short_error(e)}).") from e
+            if b_idx is not None and pos < b_idx:
+                yield from zeros(b_idx - pos)
+
+    return rate, layout, channels, chunks()
+
+
+def decode_audio(path: Path, t_start: float, t_stop: float | None) -> tuple[np.ndarray, int, str]:
+    """Decoded samples in [t_start, t_stop) s from the first video frame: ((channels, n) float32, rate, layout).
+
+    One array, so its size is checked: at most `limits.MAX_WORKING_BYTES` (before decoding when the span is known)."""
+    rate, layout, channels, chunks = audio_chunks(path, t_start, t_stop)
+    budget = limits.MAX_WORKING_BYTES // (4 * max(1, channels))
+
+    def too_long() -> InputError:
+        return InputError(f"The audio of {path.name} is too long to read at once (over {budget / rate / 3600:.1f} "
+                          "hours at its rate and channels); read a shorter span.")
+
+    if t_stop is not None and (t_stop - t_start) * rate > budget:
+        chunks.close()
+        raise too_long()
+    parts, n = [], 0
+    for c in chunks:
+        n += c.shape[1]
+        if n > budget:
+            chunks.close()
+            raise too_long()
+        parts.append(c)
+    data = np.concatenate(parts, axis=1) if parts else np.zeros((channels, 0), np.float32)
+    return data, rate, layout
 
 
 def audio_samples(path: str | os.PathLike, span: tuple[int, int] | None = None) -> tuple[np.ndarray, int]:
@@ -80,7 +142,12 @@ def audio_samples(path: str | os.PathLike, span: tuple[int, int] | None = None) 
 
 
 class AudioSource:
-    """Audio packets for the output, produced lazily so they can be interleaved with video."""
+    """Audio packets for the output, produced lazily so they can be interleaved with video.
+
+    The output never plays longer than its video: the audio is cut at the span's (or the whole clip's) last video
+    frame. The whole clip's AAC/MP3 is copied packet for packet (sample-identical), leaving out packets that start
+    after the last frame, when that ends it within a video frame or `OVERRUN_S`; otherwise it is re-encoded and
+    trimmed exactly."""
 
     def __init__(self, out: av.container.OutputContainer, src: Path, span: tuple[int, int] | None, fps: Fraction,
                  notices: list[str]):
@@ -88,12 +155,25 @@ class AudioSource:
         tl = timeline(src)
         self.t0 = tl.t0
         self.container = open_input(src)
-        a = self.container.streams.audio[0]
+        try:
+            a = _audio_stream(self.container, tl, src)
+        except BaseException:
+            self.container.close()
+            raise
         self.in_stream = a
         name = a.codec_context.name
         whole = span is None or (int(span[0]) == 0 and int(span[1]) >= tl.info.n_frames and fps == tl.info.fps)
-        self.copy = whole and name in MP4_AUDIO_COPY
+        if span is None:
+            span = (0, tl.info.n_frames)
+            fps = tl.info.fps
         self.t_start, self.t_stop = span_seconds(span, fps)
+        # Ending within a video frame (or 50 ms) of the last frame counts as ending there: not audible, not visible.
+        overrun = None if tl.audio_end is None else tl.audio_end - self.t_stop
+        slack = max(1 / float(tl.info.fps), OVERRUN_S)
+        fits = overrun is not None and (overrun <= slack or tl.audio_packet_s <= slack)
+        self.copy = whole and fits and name in MP4_AUDIO_COPY
+        if self.copy and overrun is not None and overrun > slack:
+            notices.append(f"Audio trimmed to the video's length (it ran {overrun:.2f} s past the last frame).")
         if self.copy:
             self.stream = out.add_stream_from_template(a)
             self.packets = self._copy_packets()
@@ -107,8 +187,13 @@ class AudioSource:
             self.stream = out.add_stream("aac", rate=rate, layout=layout)
             self.stream.bit_rate = 192_000 if a.codec_context.channels <= 2 else 384_000
             self.packets = self._encode_packets(rate, layout)
-            why = "re-encoded to AAC" + (f" (the {name} codec cannot go into mp4 unchanged)" if name not in
-                                         MP4_AUDIO_COPY else " (trimmed to the edited span)")
+            if name not in MP4_AUDIO_COPY:
+                why = f"re-encoded to AAC (the {name} codec cannot go into mp4 unchanged)"
+            elif not whole:
+                why = "re-encoded to AAC (trimmed to the edited span)"
+            else:
+                why = "re-encoded to AAC and trimmed to the video's length" + (
+                    f" (it ran {overrun:.2f} s past the last frame)" if overrun is not None else "")
             notices.append(f"Audio {why}.")
         self.pending: av.Packet | None = None
         self.done = False
@@ -119,6 +204,9 @@ class AudioSource:
         for p in self.container.demux(a):
             if p.size == 0 or p.dts is None:
                 continue
+            start = p.pts if p.pts is not None else p.dts
+            if a.time_base and self.t_stop is not None and float((start - shift) * a.time_base) >= self.t_stop:
+                continue  # starts after the last video frame: left out, so the result is no longer than its video
             if p.pts is not None:
                 p.pts -= shift
             p.dts -= shift
@@ -126,29 +214,37 @@ class AudioSource:
             yield p
 
     def _encode_packets(self, rate: int, layout: str) -> Iterator[av.Packet]:
-        data, src_rate, _ = decode_audio(self.src, self.t_start, self.t_stop)
-        if src_rate != rate or data.shape[0] != self.stream.codec_context.channels:
-            data = self._resample(data, src_rate, layout, rate)
-        n = data.shape[1]
-        step = 1024 * 8
-        for i in range(0, n, step):
-            chunk = np.ascontiguousarray(data[:, i: i + step])
-            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=layout)
-            frame.sample_rate = rate
-            frame.pts = i
-            frame.time_base = Fraction(1, rate)
-            yield from self.stream.encode(frame)
-        yield from self.stream.encode(None)
+        src_rate, src_layout, channels, chunks = audio_chunks(self.src, self.t_start, self.t_stop)
+        convert = src_rate != rate or channels != self.stream.codec_context.channels
+        res = av.AudioResampler(format="fltp", layout=layout, rate=rate) if convert else None
+        in_layout = src_layout if src_layout else {1: "mono", 2: "stereo"}.get(channels, f"{channels}c")
+        n = 0
 
-    @staticmethod
-    def _resample(data: np.ndarray, src_rate: int, layout: str, rate: int) -> np.ndarray:
-        in_layout = {1: "mono", 2: "stereo"}.get(data.shape[0], f"{data.shape[0]}c")
-        res = av.AudioResampler(format="fltp", layout=layout, rate=rate)
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format="fltp", layout=in_layout)
-        frame.sample_rate = src_rate
-        frame.pts = 0
-        out = [f.to_ndarray() for f in res.resample(frame)] + [f.to_ndarray() for f in res.resample(None)]
-        return np.concatenate(out, axis=1) if out else np.zeros((len(res.layout.channels), 0), np.float32)
+        def encode(frame: av.AudioFrame) -> Iterator[av.Packet]:
+            nonlocal n
+            frame.pts = n
+            frame.sample_rate = rate
+            frame.time_base = Fraction(1, rate)
+            n += frame.samples
+            yield from self.stream.encode(frame)
+
+        try:
+            for chunk in chunks:
+                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp",
+                                                   layout=in_layout if convert else layout)
+                frame.sample_rate = src_rate
+                if res is None:
+                    yield from encode(frame)
+                    continue
+                frame.pts = None
+                for rf in res.resample(frame):
+                    yield from encode(rf)
+            if res is not None:
+                for rf in res.resample(None):
+                    yield from encode(rf)
+            yield from self.stream.encode(None)
+        finally:
+            chunks.close()
 
     def mux_until(self, out: av.container.OutputContainer, t: float | None) -> None:
         """Mux audio packets whose time is before t seconds (all remaining when t is None)."""
@@ -167,5 +263,5 @@ class AudioSource:
             self.pending = None
 
     def close(self) -> None:
+        self.packets.close()
         self.container.close()
-

@@ -11,9 +11,10 @@ import av
 import cv2
 import numpy as np
 
+from synclora import limits
 from synclora.errors import InputError
 from synclora.video.colour import frame_to_rgb
-from synclora.video.container import open_input, short_error
+from synclora.video.container import DECODER_OPTIONS, decode_error, open_input
 from synclora.video.probe import Timeline, VideoInfo, probe, timeline
 
 T = TypeVar("T")
@@ -65,10 +66,10 @@ def iter_slots(path: Path, tl: Timeline, start: int, stop: int, convert: Callabl
     `.copy()` of the converted value (`synclora.video.lazy` passes frames that convert only on demand)."""
     slots = tl.slot_src
     first_src = int(slots[start])
+    check = _size_check(path, tl)
 
     with open_input(path) as container:
-        vs = container.streams.video[[s.index for s in container.streams.video].index(tl.stream_index)]
-        vs.thread_type = "AUTO"
+        vs = _stream(container, tl)
         counter = 0
         if first_src > 0 and tl.seekable:
             try:
@@ -82,6 +83,7 @@ def iter_slots(path: Path, tl: Timeline, start: int, stop: int, convert: Callabl
         prev_k = -1
         try:
             for frame in container.decode(vs):
+                check(frame)
                 if tl.seekable and frame.pts is not None:
                     i = int(np.searchsorted(tl.src_pts, frame.pts))
                     if i >= len(tl.src_pts) or tl.src_pts[i] != frame.pts:
@@ -113,7 +115,7 @@ def iter_slots(path: Path, tl: Timeline, start: int, stop: int, convert: Callabl
                 if j >= stop:
                     return
         except av.FFmpegError as e:
-            raise InputError(f"{path.name} could not be decoded after frame {j} ({short_error(e)}).") from e
+            raise decode_error(path, e, f" after frame {j}") from e
         while j < stop and prev is not None and slots[j] <= prev_k:
             yield (prev_img := convert(prev)) if prev_img is None else prev_img.copy()
             j += 1
@@ -121,21 +123,46 @@ def iter_slots(path: Path, tl: Timeline, start: int, stop: int, convert: Callabl
             raise InputError(f"{path.name} is damaged: only {j} of its {tl.info.n_frames} frames could be decoded.")
 
 
+def _stream(container: av.container.InputContainer, tl: Timeline) -> av.video.stream.VideoStream:
+    """The timeline's video stream, with the decoder's frame-size cap (`container.DECODER_OPTIONS`) and threads."""
+    vs = next(s for s in container.streams.video if s.index == tl.stream_index)
+    vs.codec_context.options = {**vs.codec_context.options, **DECODER_OPTIONS}
+    vs.thread_type = "AUTO"
+    return vs
+
+
+def _size_check(path: Path, tl: Timeline) -> Callable[[av.VideoFrame], None]:
+    """Every decoded frame has the probed size: a stream that changes size midway is refused, never resized
+    silently (and a bigger frame never reaches a converter sized for the first)."""
+    stored = (tl.info.height, tl.info.width) if tl.rot_k % 2 == 0 else (tl.info.width, tl.info.height)
+
+    def check(frame: av.VideoFrame) -> None:
+        if (frame.height, frame.width) != stored:
+            raise InputError(f"{path.name} changes its frame size from {stored[1]}×{stored[0]} to "
+                             f"{frame.width}×{frame.height} partway through; re-encode it at one size first.")
+
+    return check
+
+
 def _iter_slots_sequential(path: Path, tl: Timeline, start: int, stop: int, convert: Callable[[av.VideoFrame], T]
                            ) -> Iterator[T]:
     """Decode from the first frame counting frames in presentation order (no seeking, no pts lookups)."""
     slots = tl.slot_src
     j = start
+    check = _size_check(path, tl)
     with open_input(path) as container:
-        vs = container.streams.video[[s.index for s in container.streams.video].index(tl.stream_index)]
-        vs.thread_type = "AUTO"
-        for k, frame in enumerate(container.decode(vs)):
-            img = None
-            while j < stop and slots[j] <= k:
-                yield (img := convert(frame)) if img is None else img.copy()
-                j += 1
-            if j >= stop:
-                return
+        vs = _stream(container, tl)
+        try:
+            for k, frame in enumerate(container.decode(vs)):
+                check(frame)
+                img = None
+                while j < stop and slots[j] <= k:
+                    yield (img := convert(frame)) if img is None else img.copy()
+                    j += 1
+                if j >= stop:
+                    return
+        except av.FFmpegError as e:
+            raise decode_error(path, e, f" after frame {j}") from e
     if j < stop:
         raise InputError(f"{path.name} is damaged: only {j} of its {tl.info.n_frames} frames could be decoded.")
 
@@ -147,6 +174,10 @@ def read_frames(
     info = probe(path)
     start, stop = check_range(info, start, stop)
     w, h = size if size is not None else (info.width, info.height)
+    need = (stop - start) * int(w) * int(h) * 3
+    if need > limits.MAX_WORKING_BYTES:
+        raise InputError(f"{info.path.name}: frames {start}–{stop - 1} at {w}×{h} need {need / 1024**3:.1f} GiB; at "
+                         f"most {limits.MAX_WORKING_BYTES / 1024**3:.0f} GiB are read at once — read fewer frames.")
     out = np.empty((stop - start, h, w, 3), dtype=np.uint8)
     i = 0
     for i, img in enumerate(iter_frames(path, start=start, stop=stop, size=size)):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import uuid
 from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from synclora.paths import temp_path
 from synclora.video.audio import AudioSource
 from synclora.video.colour import rgb_to_yuv420_frame
 from synclora.video.probe import probe, sensible_rate
@@ -62,7 +62,8 @@ def write_video(
     - Odd widths/heights are padded by one replicated edge pixel (yuv420p needs even sizes); a sentence saying so is
       appended to `notices` (as is any audio re-encoding), so the caller can tell the user.
     - Atomic: frames are written to a hidden temp file next to `path` that replaces `path` only when complete; on any
-      exception (KeyboardInterrupt included) the temp file is removed and `path` is untouched.
+      exception (KeyboardInterrupt and the stop signals of `synclora.signals` included) the temp file is removed and
+      `path` is untouched.
     """
     path = Path(path)
     rate = _to_rate(fps)
@@ -72,7 +73,7 @@ def write_video(
         audio_from = Path(audio_from)
         if not probe(audio_from).has_audio:
             audio_from = None
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.part"
+    tmp = temp_path(path)
     out = None
     audio: AudioSource | None = None
     try:

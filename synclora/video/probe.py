@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+from array import array
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from fractions import Fraction
@@ -19,8 +20,9 @@ from pathlib import Path
 import av
 import numpy as np
 
+from synclora import limits
 from synclora.errors import InputError
-from synclora.video.container import check_file, open_input, short_error, video_stream
+from synclora.video.container import check_file, decode_error, open_input, short_error, video_stream
 
 # Frame rates people and cameras use; a measured rate is snapped to one of these when it is within rounding error.
 STANDARD_RATES: tuple[Fraction, ...] = tuple(
@@ -127,6 +129,9 @@ class Timeline:
     rot_k: int  # np.rot90 k (counter-clockwise quarter turns) that displays a stored frame
     t0: float  # seconds of the first video frame; audio spans are measured from here
     seekable: bool  # pts of decoded frames match src_pts, so seeking can find a frame by pts
+    audio_index: int | None = None  # container index of the audio stream used (None: no usable audio)
+    audio_end: float | None = None  # seconds from t0 where the audio packets end (None: not known without decoding)
+    audio_packet_s: float = 0.0  # the longest audio packet, in seconds (how finely a stream copy can be cut)
 
 
 _CACHE: OrderedDict[tuple, Timeline] = OrderedDict()
@@ -167,28 +172,47 @@ def _build_timeline(path: Path) -> Timeline:
         tb = vs.time_base or Fraction(1, 90000)
         fmt = container.format.name
         decode_count = any(f in _DECODE_COUNT_FORMATS for f in fmt.split(","))
+        aud = _audio_stream(container, path, notices)
 
-        pts_list: list[int] = []
-        durs: list[int] = []
+        # One pass over the packets: the video timestamps (bounded: a container may claim any number of frames) and
+        # where the audio ends (so the result can be trimmed to the video). Packets are counted, never kept.
+        pts_list = array("q")
+        durs = array("q")
         n_discard = 0
         demux_error: str | None = None
-        if not decode_count:
-            try:
-                for pkt in container.demux(vs):
-                    if pkt.size == 0:  # flush packet
-                        continue
-                    if pkt.is_discard:  # before the start of an edit list: decoded as a reference, never shown
-                        n_discard += 1
-                        continue
+        audio_end: float | None = None
+        audio_packet_s = 0.0
+        need_pts = not decode_count
+        try:
+            for pkt in container.demux(*([vs, aud] if aud is not None else [vs])) if need_pts or aud else ():
+                if pkt.size == 0:  # flush packet
+                    continue
+                if pkt.stream_index != vs.index:
                     t = pkt.pts if pkt.pts is not None else pkt.dts
-                    if t is None:
-                        decode_count = True
-                        break
-                    pts_list.append(int(t))
-                    durs.append(int(pkt.duration or 0))
-            except av.FFmpegError as e:
-                demux_error = short_error(e)
-            if demux_error is None and not decode_count and len(set(pts_list)) != len(pts_list):
+                    if t is not None and pkt.time_base:
+                        dur = float(max(0, pkt.duration or 0) * pkt.time_base)
+                        end = float(t * pkt.time_base) + dur
+                        audio_end = end if audio_end is None else max(audio_end, end)
+                        audio_packet_s = max(audio_packet_s, dur)
+                    continue
+                if not need_pts:
+                    continue
+                if pkt.is_discard:  # before the start of an edit list: decoded as a reference, never shown
+                    n_discard += 1
+                    continue
+                t = pkt.pts if pkt.pts is not None else pkt.dts
+                if t is None:
+                    decode_count, need_pts = True, False
+                    continue
+                pts_list.append(int(t))
+                durs.append(max(0, int(pkt.duration or 0)))
+                if len(pts_list) > limits.MAX_TIMELINE_FRAMES:
+                    raise _too_long(path, frames=len(pts_list))
+        except av.FFmpegError as e:
+            demux_error = short_error(e)
+            audio_end = None  # the audio's extent is not known either
+        if not decode_count:
+            if demux_error is None and len(set(pts_list)) != len(pts_list):
                 decode_count = True  # duplicate timestamps: only decoding tells how many frames there are
             if demux_error is not None:
                 raise InputError(f"{path.name} is damaged: reading stopped after {len(pts_list)} frames "
@@ -212,32 +236,40 @@ def _build_timeline(path: Path) -> Timeline:
                     if not decode_count:
                         break
                 decoded_pts.append(frame.pts)
+                if len(decoded_pts) > limits.MAX_TIMELINE_FRAMES:
+                    raise _too_long(path, frames=len(decoded_pts))
         except av.FFmpegError as e:
-            where = f" after frame {len(decoded_pts)}" if decoded_pts else ""
-            raise InputError(f"{path.name} could not be decoded{where} ({short_error(e)}).") from e
+            raise decode_error(path, e, f" after frame {len(decoded_pts)}" if decoded_pts else "") from e
         if first is None:
             raise InputError(f"{path.name} contains no decodable video frames.")
 
         if decode_count:
             seekable = all(p is not None for p in decoded_pts) and len(set(decoded_pts)) == len(decoded_pts)
             if seekable:
-                pts_list = [int(p) for p in decoded_pts]  # type: ignore[arg-type]
+                pts_list = array("q", [int(p) for p in decoded_pts])  # type: ignore[arg-type]
             else:  # no usable timestamps: frames are consecutive at the stream's nominal rate
-                rate = vs.average_rate or vs.guessed_rate or vs.base_rate or Fraction(25)
-                step = 1 / (Fraction(rate) * tb)
-                pts_list = [int(round(i * step)) for i in range(len(decoded_pts))]
-            durs = [0] * len(pts_list)
+                rates = [vs.average_rate, vs.guessed_rate, vs.base_rate]
+                rate = next((Fraction(r) for r in rates if r and 0 < float(r) <= limits.MAX_FPS), Fraction(25))
+                step = 1 / (rate * tb)
+                pts_list = array("q", [int(round(i * step)) for i in range(len(decoded_pts))])
+            durs = array("q", [0] * len(pts_list))
         else:
             seekable = True
-
-        src_pts = np.asarray(sorted(pts_list), dtype=np.int64)
-        order = np.argsort(np.asarray(pts_list, dtype=np.int64), kind="stable")
-        src_durs = np.asarray(durs, dtype=np.int64)[order] if durs else np.zeros(0, np.int64)
-        if len(src_pts) == 0:
+        if len(pts_list) == 0:
             raise InputError(f"{path.name} contains no video frames.")
+        span = Fraction(max(pts_list) - min(pts_list)) * Fraction(tb)  # exact: no int64 overflow
+        if span > limits.MAX_TIMELINE_S:
+            raise _too_long(path, seconds=float(span))
+
+        src_pts = np.sort(np.frombuffer(pts_list, dtype=np.int64))
+        order = np.argsort(np.frombuffer(pts_list, dtype=np.int64), kind="stable")
+        src_durs = np.frombuffer(durs, dtype=np.int64)[order] if len(durs) else np.zeros(0, np.int64)
 
         container_rates = [vs.average_rate, vs.base_rate, vs.guessed_rate, vs.codec_context.framerate]
-        fps, slot_src, vfr = _fit_rate(src_pts, src_durs, Fraction(tb), container_rates)
+        fps, slot_src, vfr = _fit_rate(src_pts, src_durs, Fraction(tb), container_rates, path)
+        if fps > limits.MAX_FPS:
+            raise InputError(f"{path.name}'s timestamps give {float(fps):.0f} frames per second; frame rates of at "
+                             f"most {limits.MAX_FPS} fps are read (the file's timing is broken).")
         if vfr:
             n_src = len(src_pts)
             used = len(np.unique(slot_src))
@@ -260,7 +292,6 @@ def _build_timeline(path: Path) -> Timeline:
             notices.append("The video has transparent areas; transparency is ignored (frames are read as opaque "
                            "RGB).")
 
-        aud = container.streams.audio[0] if container.streams.audio else None
         t0 = float(src_pts[0] * tb)
         n = len(slot_src)
         info = VideoInfo(
@@ -280,7 +311,35 @@ def _build_timeline(path: Path) -> Timeline:
             vfr=vfr,
             notices=tuple(notices),
         )
-        return Timeline(info, vs.index, Fraction(tb), src_pts, slot_src, ccw, t0, seekable)
+        return Timeline(info, vs.index, Fraction(tb), src_pts, slot_src, ccw, t0, seekable,
+                        audio_index=aud.index if aud is not None else None,
+                        audio_end=None if audio_end is None or aud is None else audio_end - t0,
+                        audio_packet_s=audio_packet_s)
+
+
+def _too_long(path: Path, *, frames: int | None = None, seconds: float | None = None) -> InputError:
+    claim = f"{frames} frames" if frames is not None else f"{seconds / 3600:,.0f} hours"
+    return InputError(f"{path.name} claims {claim}; files of at most {limits.MAX_TIMELINE_FRAMES} frames and "
+                      f"{limits.MAX_TIMELINE_S // 3600} hours are read (its timestamps may be broken).")
+
+
+def _audio_stream(container: av.container.InputContainer, path: Path, notices: list[str]):
+    """The first audio stream when it can be decoded (None with a notice when not); implausible claims are refused."""
+    if not container.streams.audio:
+        return None
+    a = container.streams.audio[0]
+    cc = a.codec_context
+    if cc is None:
+        notices.append("The audio stream's codec cannot be decoded here; the audio is ignored.")
+        return None
+    rate, channels = int(cc.sample_rate or 0), int(cc.channels or 0)
+    if rate > limits.MAX_AUDIO_RATE or channels > limits.MAX_AUDIO_CHANNELS:
+        raise InputError(f"{path.name}'s audio claims {rate} Hz and {channels} channels; audio of at most "
+                         f"{limits.MAX_AUDIO_RATE} Hz and {limits.MAX_AUDIO_CHANNELS} channels is read.")
+    if rate <= 0 or channels <= 0:
+        notices.append("The audio stream's format could not be read; the audio is ignored.")
+        return None
+    return a
 
 
 def _has_transparency(frame: av.VideoFrame) -> bool:
@@ -294,11 +353,12 @@ def _has_transparency(frame: av.VideoFrame) -> bool:
 
 
 def _fit_rate(
-    pts: np.ndarray, durs: np.ndarray, tb: Fraction, container_rates: list
+    pts: np.ndarray, durs: np.ndarray, tb: Fraction, container_rates: list, path: Path | None = None
 ) -> tuple[Fraction, np.ndarray, bool]:
     """Find the CFR rate that maps the sorted timestamps one-to-one, or convert VFR to CFR.
 
-    Returns (fps, slot_src, vfr): slot i of the CFR clip shows source frame slot_src[i].
+    Returns (fps, slot_src, vfr): slot i of the CFR clip shows source frame slot_src[i]. The CFR frame count is
+    checked against `limits.MAX_TIMELINE_FRAMES` before any array of that length exists.
     """
     n = len(pts)
     rel = (pts - pts[0]).astype(np.float64) * float(tb)  # seconds from the first frame
@@ -324,11 +384,15 @@ def _fit_rate(
 
     # Variable frame rate: average rate over the whole span including the last frame's display time.
     diffs = np.diff(rel)
+    longest = float(diffs.max()) if np.any(diffs > 0) else 0.04
     last = float(durs[-1] * tb) if len(durs) and durs[-1] > 0 else float(np.median(diffs[diffs > 0])) if np.any(
         diffs > 0) else 0.04
+    last = min(last, longest)  # a last frame "shown for hours" is a forged duration, not a hold
     total = rel[-1] + last
     fps = sensible_rate(n / total, vfr=True)
     n_out = max(1, int(round(total * float(fps))))
+    if n_out > limits.MAX_TIMELINE_FRAMES:
+        raise _too_long(path or Path("the video"), frames=n_out)
     t = np.arange(n_out, dtype=np.float64) / float(fps)
     # latest source frame whose time <= t (a microsecond of slack absorbs float rounding of exact timestamps)
     slot_src = np.searchsorted(rel, t + 1e-6, side="right") - 1

@@ -1,0 +1,374 @@
+"""Hostile files for the hardening tests, each a few KB and made on the fly: containers whose numbers lie, video and
+image decompression bombs, odd streams, and a runner that executes a command under a memory limit.
+
+Lying containers are made the way an attacker makes them: write a tiny honest clip with PyAV, then patch the numbers
+in its mp4 boxes (`mdhd` time scale, `stts` sample durations, `stsz` sample count, the edit list) or its Matroska
+elements (audio rate and channels). Every reader must refuse these in milliseconds and megabytes.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import struct
+import sys
+import tempfile
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image
+
+from synclora.testing import media
+
+# ISO-BMFF boxes that hold other boxes (the ones on the way to the sample tables).
+_CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts", b"dinf", b"udta", b"mvex"}
+
+
+def mp4_boxes(data: bytes, start: int = 0, end: int | None = None, path: tuple = ()):
+    """(path of box types, offset, header size, box size) for every box, depth first."""
+    end = len(data) if end is None else end
+    i = start
+    while i + 8 <= end:
+        size, kind = struct.unpack(">I4s", data[i: i + 8])
+        hdr = 8
+        if size == 1:
+            size, hdr = struct.unpack(">Q", data[i + 8: i + 16])[0], 16
+        elif size == 0:
+            size = end - i
+        if size < hdr:
+            return
+        yield path + (kind,), i, hdr, size
+        if kind in _CONTAINERS:
+            yield from mp4_boxes(data, i + hdr, i + size, path + (kind,))
+        i += size
+
+
+def _box(data: bytearray, kind: bytes) -> tuple[int, int, int]:
+    for path, i, hdr, size in mp4_boxes(data):
+        if path[-1] == kind:
+            return i, hdr, size
+    raise KeyError(kind)
+
+
+def patch_mp4(src: Path, dst: Path, *, stts: list[tuple[int, int]] | None = None, timescale: int | None = None,
+              sample_count: int | None = None, keep_edit_list: bool = False) -> Path:
+    """A copy of the single-track mp4 `src` with forged numbers: `stts` entries (count, delta), the media `timescale`,
+    a constant-size `stsz` claiming `sample_count` samples. The edit list (which would clip the lie) is dropped
+    unless `keep_edit_list`. Box sizes up the tree are fixed; the media data stays where it is (moov comes last)."""
+    data = bytearray(Path(src).read_bytes())
+    if not keep_edit_list:
+        i, _, _ = _box(data, b"edts")
+        data[i + 4: i + 8] = b"free"
+    if timescale is not None:
+        i, hdr, _ = _box(data, b"mdhd")
+        struct.pack_into(">I", data, i + hdr + 12, timescale)  # version 0: flags, ctime, mtime, timescale
+    if sample_count is not None:
+        i, hdr, _ = _box(data, b"stsz")
+        struct.pack_into(">II", data, i + hdr + 4, 1, sample_count)  # constant size 1, count
+        i, hdr, _ = _box(data, b"stsc")
+        struct.pack_into(">I", data, i + hdr + 12, sample_count)  # samples per chunk
+    if stts is not None:
+        i, hdr, size = _box(data, b"stts")
+        body = struct.pack(">II", 0, len(stts)) + b"".join(struct.pack(">II", c, d) for c, d in stts)
+        new = struct.pack(">I4s", 8 + len(body), b"stts") + body
+        delta = len(new) - size
+        parents = [j for p, j, _, s in mp4_boxes(data) if j < i < j + s and p[-1] in _CONTAINERS]
+        data[i: i + size] = new
+        for j in parents:
+            (old,) = struct.unpack(">I", data[j: j + 4])
+            struct.pack_into(">I", data, j, old + delta)
+    dst = Path(dst)
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def _honest(folder: Path, n: int = 10, name: str = "honest.mp4") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return media.write_clip(folder / name, media.indexed_frames(n, size=(64, 48)), 25)
+
+
+def lying_duration(folder: Path) -> Path:
+    """10 frames whose timestamps say each is shown for 2^31 s (time scale 1): ~680 years in a few KB. A reader
+    that believes it allocates one slot per frame time: 80 GiB."""
+    return patch_mp4(_honest(folder), folder / "lying-duration.mp4", stts=[(10, 2**31 - 1)], timescale=1)
+
+
+def lying_long(folder: Path) -> Path:
+    """Timestamps 512 s apart (time scale 1): 85 minutes, under every reading ceiling (so `info` shows it) but over
+    the propagation's duration limit."""
+    return patch_mp4(_honest(folder), folder / "lying-long.mp4", stts=[(10, 512)], timescale=1)
+
+
+def lying_rate(folder: Path) -> Path:
+    """Frames a nanosecond apart: two billion frames per second."""
+    return patch_mp4(_honest(folder), folder / "lying-rate.mp4", stts=[(10, 1)], timescale=10**9)
+
+
+def lying_last_frame(folder: Path) -> Path:
+    """Ordinary frames, then a gap of 2^31 ticks before the last one: a VFR clip whose conversion to CFR would
+    repeat a frame for hours."""
+    return patch_mp4(_honest(folder, 20), folder / "lying-gap.mp4", stts=[(18, 512), (1, 2**31 - 1), (1, 512)])
+
+
+def lying_sample_count(folder: Path) -> Path:
+    """An index claiming 100 million samples of one byte each."""
+    return patch_mp4(_honest(folder), folder / "lying-count.mp4", sample_count=100_000_000, stts=[(100_000_000, 512)])
+
+
+def _png(w: int, h: int, level: int = 1) -> bytes:
+    """A greyscale PNG of zeros, compressed as it is built (the decoded image is never in memory here)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    z = zlib.compressobj(level)
+    row = bytes(1 + w)
+    idat = b"".join(z.compress(row) for _ in range(h)) + z.flush()
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)) + chunk(b"IDAT", idat)
+            + chunk(b"IEND", b""))
+
+
+def png_video(path: Path, sizes: list[tuple[int, int]], header: tuple[int, int] | None = None) -> Path:
+    """A PNG-codec .mov whose frames have the given sizes (packets muxed as they are, nothing encoded): a frame of
+    16000×16000 is a 1 MB packet that decodes to 256 MB — a video decompression bomb — and mixed sizes make a
+    stream that changes size midway. `header`: the size the container declares (default: the first frame's)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cache: dict[tuple[int, int], bytes] = {}
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("png", rate=25)
+        s.width, s.height = header or sizes[0]
+        s.pix_fmt = "gray"
+        s.time_base = Fraction(1, 25)
+        for i, size in enumerate(sizes):
+            if size not in cache:
+                cache[size] = _png(*size)
+            p = av.Packet(cache[size])
+            p.stream = s
+            p.pts = p.dts = i
+            p.time_base = Fraction(1, 25)
+            out.mux(p)
+    return path
+
+
+def many_streams(path: Path, n: int = 100) -> Path:
+    """A Matroska file with one video stream and `n` tiny audio streams."""
+    path = Path(path)
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("mpeg4", rate=25)
+        vs.width, vs.height, vs.pix_fmt = 32, 32, "yuv420p"
+        auds = [out.add_stream("pcm_s16le", rate=8000, layout="mono") for _ in range(n)]
+        for _ in range(2):
+            for p in vs.encode(av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")):
+                out.mux(p)
+        for p in vs.encode(None):
+            out.mux(p)
+        for a in auds:
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 64), np.int16), format="s16", layout="mono")
+            frame.sample_rate, frame.pts = 8000, 0
+            for p in a.encode(frame):
+                out.mux(p)
+            for p in a.encode(None):
+                out.mux(p)
+    return path
+
+
+def audio_claims(folder: Path, rate: float, channels: int, name: str = "audio-claims.mkv") -> Path:
+    """A Matroska clip with PCM audio whose header claims `rate` Hz and `channels` channels."""
+    src = media.write_clip(Path(folder) / f"honest-{name}", media.indexed_frames(10, size=(64, 48)), 25,
+                           audio=media.tone(0.4), audio_codec="pcm_s16le")
+    data = bytearray(src.read_bytes())
+    i = data.index(b"\xb5\x88" + struct.pack(">d", 48000.0))  # SamplingFrequency, an 8-byte float
+    j = data.index(b"\x9f\x81\x02")  # Channels, one byte
+    struct.pack_into(">d", data, i + 2, float(rate))
+    data[j + 2] = channels & 0xFF
+    out = Path(folder) / name
+    out.write_bytes(bytes(data))
+    return out
+
+
+def png_bomb(path: Path, side: int = 30000) -> Path:
+    """A 1-bit PNG of side×side (30000²: 900 megapixels) in about 110 KB."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    z = zlib.compressobj(9)
+    row = bytes(1 + (side + 7) // 8)
+    idat = b"".join(z.compress(row) for _ in range(side)) + z.flush()
+    Path(path).write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0))
+                           + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return Path(path)
+
+
+def jpeg_header_bomb(path: Path, side: int = 65000) -> Path:
+    """A small JPEG whose frame header (SOF0) claims side×side."""
+    path = Path(path)
+    Image.new("RGB", (16, 16), (200, 40, 40)).save(path, quality=90)
+    data = bytearray(path.read_bytes())
+    i = data.index(b"\xff\xc0")
+    struct.pack_into(">HH", data, i + 5, side, side)
+    path.write_bytes(bytes(data))
+    return path
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Running a command under a memory limit
+
+
+@dataclass
+class Bounded:
+    rc: int  # exit code (negative: killed by that signal)
+    out: str
+    err: str
+    peak_mb: float  # the child's peak resident memory above what it had right after the fork
+    seconds: float
+
+
+def _vm(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+# Run in a fresh interpreter (never a fork of the test runner: MediaPipe's and OpenCV's native state does not survive a
+# fork once the parent has used them — the child aborts in malloc). The modules the caller had loaded are loaded first,
+# so the limits count what the run itself adds, as a forked child's would.
+_CHILD = r"""
+import importlib, json, os, resource, signal, sys
+
+def vm(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+spec = json.loads(sys.argv[1])
+for name in spec["preload"]:
+    try:
+        importlib.import_module(name)
+    except Exception:
+        pass
+mod, _, attr = spec["main"].partition(":")
+main = getattr(importlib.import_module(mod), attr)
+rc = 70
+start = vm("VmRSS")
+try:
+    limit = vm("VmSize") + spec["limit_mb"] * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    if spec["file_limit"] is not None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (spec["file_limit"], spec["file_limit"]))
+    rc = main(spec["argv"])
+except SystemExit as exc:
+    rc = exc.code if isinstance(exc.code, int) else 1
+except BaseException:  # reported through stderr, as a real process would
+    import traceback
+    traceback.print_exc()
+    rc = 1
+finally:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with open(spec["mem"], "w") as f:
+        f.write(str(vm("VmHWM") - start))
+    os._exit(rc)
+"""
+_PRELOAD = ("numpy", "av", "cv2", "PIL.Image", "mediapipe", "torch", "gradio")
+
+
+def run_bounded(main: Callable[[list[str]], int], argv: list[str], limit_mb: int = 1024,
+                timeout: float = 120.0, file_limit: int | None = None) -> Bounded:
+    """Run `main(argv)` (the CLI's `synclora.cli.main`) in a child process whose address space may grow by at most
+    `limit_mb` (so a hostile file cannot take the machine down if a bound is missing: the allocation fails instead),
+    and report its exit code, output and peak memory (above what the child had before the run).
+    `file_limit` (bytes) caps every file the child writes (RLIMIT_FSIZE): a disk that fills up mid-write."""
+    if "<locals>" in main.__qualname__:
+        return _run_forked(main, argv, limit_mb, timeout, file_limit)
+    import json
+    import subprocess
+
+    root = str(Path(__file__).resolve().parents[2])  # the folder that holds the synclora package
+    with tempfile.TemporaryDirectory() as d:
+        spec = {"main": f"{main.__module__}:{main.__name__}", "argv": [str(a) for a in argv], "limit_mb": limit_mb,
+                "file_limit": file_limit, "mem": str(Path(d) / "mem"),
+                "preload": [m for m in _PRELOAD if m in sys.modules]}
+        paths = [root] + [q for q in sys.path if q and Path(q).is_dir()]  # the caller's (a test module's folder too)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+        t0 = time.perf_counter()
+        try:
+            done = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(spec)], capture_output=True, env=env,
+                                  timeout=timeout)
+            rc, out, err = done.returncode, done.stdout, done.stderr
+        except subprocess.TimeoutExpired as exc:
+            rc, out, err = -9, exc.stdout or b"", exc.stderr or b""
+        seconds = time.perf_counter() - t0
+        mem = Path(spec["mem"]).read_text() if Path(spec["mem"]).exists() else ""
+    peak = int(mem) / 1024**2 if mem.strip().lstrip("-").isdigit() else float("nan")
+    return Bounded(rc, out.decode(errors="replace"), err.decode(errors="replace"), max(0.0, peak), seconds)
+
+
+def _run_forked(main: Callable[[list[str]], int], argv: list[str], limit_mb: int = 1024,
+                timeout: float = 120.0, file_limit: int | None = None) -> Bounded:
+    """`run_bounded` for a function a fresh interpreter cannot import (one defined inside a test): a forked child, which
+    must not use MediaPipe (see `_CHILD`)."""
+    out_f, err_f, mem_f = tempfile.TemporaryFile(), tempfile.TemporaryFile(), tempfile.TemporaryFile()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    t0 = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into the test runner
+        rc = 70
+        start = _vm("VmRSS")
+        try:
+            os.dup2(out_f.fileno(), 1)
+            os.dup2(err_f.fileno(), 2)
+            sys.stdout = os.fdopen(1, "w", closefd=False)
+            sys.stderr = os.fdopen(2, "w", closefd=False)
+            limit = _vm("VmSize") + limit_mb * 1024 * 1024
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+            if file_limit is not None:
+                import signal
+
+                signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+                resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
+            rc = main(argv)
+        except SystemExit as exc:
+            rc = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:  # noqa: BLE001 - reported through stderr, as a real process would
+            import traceback
+
+            traceback.print_exc()
+            rc = 1
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.write(mem_f.fileno(), str(_vm("VmHWM") - start).encode())
+            os._exit(rc)
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status, usage = os.wait4(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            done, status, usage = os.wait4(pid, 0)
+            break
+        time.sleep(0.01)
+    seconds = time.perf_counter() - t0
+    rc = os.waitstatus_to_exitcode(status)
+    texts = []
+    for f in (out_f, err_f, mem_f):
+        f.seek(0)
+        texts.append(f.read().decode(errors="replace"))
+        f.close()
+    peak = int(texts[2] or 0) / 1024**2 if texts[2].strip().lstrip("-").isdigit() else float("nan")
+    return Bounded(rc, texts[0], texts[1], max(0.0, peak), seconds)
