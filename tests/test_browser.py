@@ -138,7 +138,9 @@ def test_whole_workflow_in_chromium(app_url, browser, tmp_path):
     start_box.fill("15")
     start_box.press("Enter")
     page.wait_for_selector(f"#span-caption :text('frames {FRAME}–23')", timeout=TIMEOUT_MS)
-    assert span_box.input_value() == f"{FRAME}:23"
+    # the caption and the span box are two outputs of one event: wait for the box rather than read it at once
+    page.wait_for_function("v => { const e = document.querySelector('#span textarea, #span input'); "
+                           "return e !== null && e.value === v; }", arg=f"{FRAME}:23", timeout=TIMEOUT_MS)
 
     mark("span chosen")
     # 3a. Draw on the frame with the in-app editor's brush: the strokes become an edit of exactly this frame.
