@@ -240,8 +240,9 @@ def _vm(field: str) -> int:
 
 
 # Run in a fresh interpreter (never a fork of the test runner: MediaPipe's and OpenCV's native state does not survive a
-# fork once the parent has used them — the child aborts in malloc). The modules the caller had loaded are loaded first,
-# so the limits count what the run itself adds, as a forked child's would.
+# fork once the parent has used them — the child aborts in malloc). The libraries every run reads (`_PRELOAD`, when the
+# caller has them) are loaded before the limits are set, so the limits count what the run itself adds, as a forked
+# child's would; torch, gradio and MediaPipe are not (10 s a start; no hostile run reaches them).
 _CHILD = r"""
 import importlib, json, os, resource, signal, sys
 
@@ -282,7 +283,7 @@ finally:
         f.write(str(vm("VmHWM") - start))
     os._exit(rc)
 """
-_PRELOAD = ("numpy", "av", "cv2", "PIL.Image", "mediapipe", "torch", "gradio")
+_PRELOAD = ("numpy", "av", "cv2", "PIL.Image")
 
 
 def run_bounded(main: Callable[[list[str]], int], argv: list[str], limit_mb: int = 1024,
