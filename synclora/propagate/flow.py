@@ -314,9 +314,13 @@ class FlowPropagator(Propagator):
         # GIL), so the second core works while this thread chains maps and warps the change.
         dis = cv2.DISOpticalFlow_create(c.preset)  # used by the single worker thread only
 
+        greys = {0: g0}  # the flow worker's last grey frame: each frame is made grey once (only that thread uses it)
+
         def pair(t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             out[t] = frames[t]  # the source, which the change is added to where it lands (first touch of `out`)
-            a, b = self._grey(frames[t - 1], (fw, fh)), self._grey(frames[t], (fw, fh))
+            a = greys.pop(t - 1, None)
+            a = self._grey(frames[t - 1], (fw, fh)) if a is None else a
+            b = greys[t] = self._grey(frames[t], (fw, fh))
             return b, dis.calc(b, a, None), dis.calc(a, b, None)  # b(x) ~ a(x + back(x)); fwd the other way
 
         # The face tracker needs nothing from the flow either: a second worker runs it (one thread, so in frame order:
@@ -324,7 +328,7 @@ class FlowPropagator(Propagator):
         tracking = guide is not None and guide.active
         track_pool = ThreadPoolExecutor(max_workers=1) if tracking else None
 
-        def faces_at(t: int) -> list:
+        def faces_at(t: int) -> list:  # its own grey frame (0.1 ms): waiting for the flow worker's would cost more
             return guide.track(frames[t], self._grey(frames[t], (fw, fh)), g0)
 
         def submit(t: int) -> tuple:
