@@ -239,19 +239,46 @@ def _vm(field: str) -> int:
     return 0
 
 
+def _bounded_child(main: Callable[[list[str]], int], argv: list[str], limit_mb: int, file_limit: int | None,
+                   mem: str) -> None:
+    """The child's side of `run_bounded`: set the limits, run, write the peak memory it added to `mem`, and exit
+    with the run's code (it never returns)."""
+    rc = 70
+    start = _vm("VmRSS")
+    try:
+        limit = _vm("VmSize") + limit_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        if file_limit is not None:
+            import signal
+
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+            resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
+        rc = main(argv)
+    except SystemExit as exc:
+        rc = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:  # noqa: BLE001 - reported through stderr, as a real process would
+        import traceback
+
+        traceback.print_exc()
+        rc = 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        Path(mem).write_text(str(_vm("VmHWM") - start))
+        os._exit(rc)
+
+
+def _peak_mb(mem: Path) -> float:
+    text = mem.read_text() if mem.exists() else ""
+    return max(0.0, int(text) / 1024**2) if text.strip().lstrip("-").isdigit() else float("nan")
+
+
 # Run in a fresh interpreter (never a fork of the test runner: MediaPipe's and OpenCV's native state does not survive a
 # fork once the parent has used them — the child aborts in malloc). The libraries every run reads (`_PRELOAD`, when the
 # caller has them) are loaded before the limits are set, so the limits count what the run itself adds, as a forked
 # child's would; torch, gradio and MediaPipe are not (10 s a start; no hostile run reaches them).
 _CHILD = r"""
-import importlib, json, os, resource, signal, sys
-
-def vm(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    return 0
+import importlib, json, sys
 
 spec = json.loads(sys.argv[1])
 for name in spec["preload"]:
@@ -261,27 +288,9 @@ for name in spec["preload"]:
         pass
 mod, _, attr = spec["main"].partition(":")
 main = getattr(importlib.import_module(mod), attr)
-rc = 70
-start = vm("VmRSS")
-try:
-    limit = vm("VmSize") + spec["limit_mb"] * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    if spec["file_limit"] is not None:
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
-        resource.setrlimit(resource.RLIMIT_FSIZE, (spec["file_limit"], spec["file_limit"]))
-    rc = main(spec["argv"])
-except SystemExit as exc:
-    rc = exc.code if isinstance(exc.code, int) else 1
-except BaseException:  # reported through stderr, as a real process would
-    import traceback
-    traceback.print_exc()
-    rc = 1
-finally:
-    sys.stdout.flush()
-    sys.stderr.flush()
-    with open(spec["mem"], "w") as f:
-        f.write(str(vm("VmHWM") - start))
-    os._exit(rc)
+from synclora.testing.hostile import _bounded_child
+
+_bounded_child(main, spec["argv"], spec["limit_mb"], spec["file_limit"], spec["mem"])
 """
 _PRELOAD = ("numpy", "av", "cv2", "PIL.Image")
 
@@ -312,64 +321,42 @@ def run_bounded(main: Callable[[list[str]], int], argv: list[str], limit_mb: int
         except subprocess.TimeoutExpired as exc:
             rc, out, err = -9, exc.stdout or b"", exc.stderr or b""
         seconds = time.perf_counter() - t0
-        mem = Path(spec["mem"]).read_text() if Path(spec["mem"]).exists() else ""
-    peak = int(mem) / 1024**2 if mem.strip().lstrip("-").isdigit() else float("nan")
-    return Bounded(rc, out.decode(errors="replace"), err.decode(errors="replace"), max(0.0, peak), seconds)
+        peak = _peak_mb(Path(spec["mem"]))
+    return Bounded(rc, out.decode(errors="replace"), err.decode(errors="replace"), peak, seconds)
 
 
-def _run_forked(main: Callable[[list[str]], int], argv: list[str], limit_mb: int = 1024,
-                timeout: float = 120.0, file_limit: int | None = None) -> Bounded:
+def _run_forked(main: Callable[[list[str]], int], argv: list[str], limit_mb: int, timeout: float,
+                file_limit: int | None) -> Bounded:
     """`run_bounded` for a function a fresh interpreter cannot import (one defined inside a test): a forked child, which
     must not use MediaPipe (see `_CHILD`)."""
-    out_f, err_f, mem_f = tempfile.TemporaryFile(), tempfile.TemporaryFile(), tempfile.TemporaryFile()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    t0 = time.perf_counter()
-    pid = os.fork()
-    if pid == 0:  # the child: never returns into the test runner
-        rc = 70
-        start = _vm("VmRSS")
-        try:
+    out_f, err_f = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+    with tempfile.TemporaryDirectory() as d:
+        mem = Path(d) / "mem"
+        sys.stdout.flush()
+        sys.stderr.flush()
+        t0 = time.perf_counter()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns into the test runner
             os.dup2(out_f.fileno(), 1)
             os.dup2(err_f.fileno(), 2)
             sys.stdout = os.fdopen(1, "w", closefd=False)
             sys.stderr = os.fdopen(2, "w", closefd=False)
-            limit = _vm("VmSize") + limit_mb * 1024 * 1024
-            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-            if file_limit is not None:
-                import signal
-
-                signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
-                resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
-            rc = main(argv)
-        except SystemExit as exc:
-            rc = exc.code if isinstance(exc.code, int) else 1
-        except BaseException:  # noqa: BLE001 - reported through stderr, as a real process would
-            import traceback
-
-            traceback.print_exc()
-            rc = 1
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.write(mem_f.fileno(), str(_vm("VmHWM") - start).encode())
-            os._exit(rc)
-    deadline = time.monotonic() + timeout
-    while True:
-        done, status, usage = os.wait4(pid, os.WNOHANG)
-        if done:
-            break
-        if time.monotonic() > deadline:
-            os.kill(pid, 9)
-            done, status, usage = os.wait4(pid, 0)
-            break
-        time.sleep(0.01)
-    seconds = time.perf_counter() - t0
-    rc = os.waitstatus_to_exitcode(status)
+            _bounded_child(main, argv, limit_mb, file_limit, str(mem))
+        deadline = time.monotonic() + timeout
+        while True:
+            done, status, usage = os.wait4(pid, os.WNOHANG)
+            if done:
+                break
+            if time.monotonic() > deadline:
+                os.kill(pid, 9)
+                done, status, usage = os.wait4(pid, 0)
+                break
+            time.sleep(0.01)
+        seconds = time.perf_counter() - t0
+        peak = _peak_mb(mem)
     texts = []
-    for f in (out_f, err_f, mem_f):
+    for f in (out_f, err_f):
         f.seek(0)
         texts.append(f.read().decode(errors="replace"))
         f.close()
-    peak = int(texts[2] or 0) / 1024**2 if texts[2].strip().lstrip("-").isdigit() else float("nan")
-    return Bounded(rc, texts[0], texts[1], max(0.0, peak), seconds)
+    return Bounded(os.waitstatus_to_exitcode(status), texts[0], texts[1], peak, seconds)
