@@ -126,7 +126,7 @@ def test_hostile_video_is_refused_by_every_command(case, tmp_path, edited):
 
 
 def test_lying_duration_costs_nothing_before_and_after_the_fix_is_the_same_sentence(tmp_path):
-    """The issue's example: a few KB whose timestamps claim centuries. Before the bound it allocated 80 GiB (here
+    """A crafted clip: a few KB whose timestamps claim centuries. Before the bound it allocated 80 GiB (here
     that is a MemoryError under the limit); now the sentence says what the file claims."""
     src = hostile.lying_duration(tmp_path)
     assert src.stat().st_size < 25_000
