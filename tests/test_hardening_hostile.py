@@ -1,5 +1,5 @@
 """Hostile files: containers that lie about their numbers, video and image decompression bombs, odd streams, files
-that are not files. Each is made here (synclora.testing.hostile: a tiny honest clip with its boxes patched), and each
+that are not files. Each is made here (support.hostile: a tiny honest clip with its boxes patched), and each
 must be refused by `info`, `propagate` and `report` — and by the app's endpoints — with one sentence, exit code 2 or
 `gr.Error`, no traceback, nothing left behind, the input untouched, in well under a second and a few MB.
 
@@ -20,9 +20,11 @@ from PIL import Image
 
 from synclora.cli import main
 from synclora.config import PropagationSettings
-from synclora.testing import hostile, media
+from synclora.testing import media
 from synclora.ui.glue import GradioPipeline
 from synclora.ui.session import SessionFiles
+
+from support import hostile
 
 GENERIC = "Something went wrong"
 PEAK_MB = 200  # a refusal may cost this much resident memory above the forked process's own

@@ -17,7 +17,8 @@ import pytest
 from synclora.cli import main
 from synclora.errors import InputError
 from synclora.paths import Output, atomic_output, check_input, check_outputs
-from synclora.testing import hostile
+
+from support import hostile
 
 ROOT_USER = hasattr(os, "geteuid") and os.geteuid() == 0  # root writes into read-only-mode folders anyway
 
