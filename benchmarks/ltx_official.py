@@ -130,9 +130,7 @@ def ensure_side_env(wheels: str | Path | None = None, log=print) -> Path:
     import importlib.util
 
     if _installed():
-        import ltx_core
-
-        return Path(ltx_core.__file__).resolve().parents[1]
+        return Path(importlib.util.find_spec("ltx_core").origin).resolve().parents[1]
     site = side_dir()
     if not (site / "ltx_pipelines" / "ic_lora.py").is_file():
         # einops/torchaudio only where the environment lacks them (a GPU image usually has both)

@@ -56,7 +56,7 @@ def as_plain_user():
 
 
 def obeys_permission_bits(path) -> bool:
-    """True when `path` (a chmod 0 file, or a read-only folder) refuses us here: the check that the block above works."""
+    """True when `path` (a chmod 0 file, or a read-only folder) refuses us: the check that the block above works."""
     try:
         if os.path.isdir(path):
             os.close(os.open(os.path.join(path, ".probe"), os.O_CREAT | os.O_WRONLY, 0o600))
