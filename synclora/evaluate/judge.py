@@ -48,8 +48,11 @@ def _mtime(path: Path | None) -> float | None:
 
 def make_result(case: Case, method: Method, settings: PropagationSettings, out: Path) -> tuple[Path, float, list]:
     """(the result to judge, seconds the method took or NaN when made elsewhere, notices)."""
+    from synclora.paths import check_input
     from synclora.pipeline import run_propagation
 
+    check_input(case.clip, f"clip of case {case.name}")
+    check_input(case.edited, f"edited frame of case {case.name}")
     if not method.runs_here:
         result = case.results.get(method.name)
         if result is None:
