@@ -20,7 +20,7 @@ from synclora.evaluate.cases import Method
 class Column:
     key: str
     header: str
-    better: str  # "high", "low", "zero" (closest to 0) or "" (not ranked)
+    better: str  # "high", "low", "zero" (closest to 0), "one" (closest to 1) or "" (not ranked)
     digits: int = 3
 
 
@@ -31,8 +31,10 @@ COLUMNS = (
     Column("mouth_corr", "mouth r", "high"),
     Column("blinks", "blinks ✓/missed/extra", "low"),
     Column("identity", "identity", "high"),
-    Column("edit_kept_mean", "edit kept", "high"),
-    Column("edit_kept_min", "kept min", "high"),
+    # Edit kept is 1 when the edit is there as made; above 1 the result differs from the source more than the edit
+    # did (a frozen or smeared region), which is no better than below.
+    Column("edit_kept_mean", "edit kept", "one"),
+    Column("edit_kept_min", "kept min", "one"),
     Column("face_lost", "face lost", "low", 0),
     Column("flicker", "flicker", "low", 2),
     Column("preservation_psnr", "PSNR kept (dB)", "high", 1),
@@ -41,18 +43,24 @@ COLUMNS = (
 )
 
 
-def _rank_value(row: dict, col: Column) -> float | None:
-    """The number a column is ranked by (None: no value)."""
+def _number(row: dict, col: Column) -> float | None:
+    """The column's value as a number (None: no value); blinks count missed + extra."""
     v = row.get(col.key)
     if col.key == "blinks":
         if not isinstance(v, dict) or not v.get("judged", True):
             return None
         return float(v.get("missed", 0) + v.get("extra", 0))
-    if col.key == "in_sync":
-        return None if v is None else float(bool(v) if not isinstance(v, (int, float)) else v)
-    if v is None or isinstance(v, (dict, list)) or not math.isfinite(float(v)):
+    if v is None or isinstance(v, (dict, list, str)) or not math.isfinite(float(v)):
         return None
-    return abs(float(v)) if col.better == "zero" else float(v)
+    return float(v)
+
+
+def _rank_value(row: dict, col: Column) -> float | None:
+    """The number a column is ranked by: the value, or its distance to 0 or 1."""
+    v = _number(row, col)
+    if v is None or col.better not in ("zero", "one"):
+        return v
+    return abs(v - (col.better == "one"))
 
 
 def _best(rows: list[dict]) -> dict[int, set[str]]:
@@ -63,7 +71,7 @@ def _best(rows: list[dict]) -> dict[int, set[str]]:
         vals = {i: v for i, v in vals.items() if v is not None}
         if len(vals) < 2 or not col.better:
             continue
-        target = max(vals.values()) if col.better == "high" else min(vals.values())
+        target = max(vals.values()) if col.better == "high" else min(vals.values())  # low, zero, one: distances
         if all(v == target for v in vals.values()):
             continue  # everyone ties: nothing to point at
         for i, v in vals.items():
@@ -104,7 +112,9 @@ def summary(rows: list[dict], methods: list[Method]) -> dict[str, dict]:
                 s["blinks"] = None if not judged else {
                     k: round(sum(b[k] for b in judged) / len(judged), 2) for k in ("matched", "missed", "extra")}
                 continue
-            vals = [_rank_value(r, col) for r in mine]
+            vals = [_number(r, col) for r in mine]
+            if col.key == "lag":
+                vals = [None if v is None else abs(v) for v in vals]
             vals = [v for v in vals if v is not None]
             s[col.key] = round(sum(vals) / len(vals), 4) if vals else None
         out[m.name] = s
