@@ -15,9 +15,9 @@ import numpy as np
 from synclora import limits
 from synclora.config import PropagationRequest, PropagationSettings
 from synclora.edit.image import load_image
-from synclora.errors import InputError, OutOfMemoryError
+from synclora.errors import InputError, OutOfMemoryError, shown
 from synclora.memory import free_memory, is_out_of_memory
-from synclora.paths import Output, check_input, check_outputs, remove_outputs
+from synclora.paths import Output, check_input, check_outputs, staged_outputs
 from synclora.propagate import registry, schedule
 from synclora.propagate.base import BackendSpec, ProgressFn, no_progress
 from synclora.video import geometry, io, timing
@@ -52,7 +52,7 @@ class PropagationResult:
         them under the result)."""
         s = self.settings
         lines = [
-            f"result: {self.out}",
+            f"result: {shown(str(self.out))}",
             f"backend: {self.backend} ({s.quality}), seed {s.seed}, edited frame {self.edit_index}, fit {s.fit}, "
             f"working size {self.working_size[0]}×{self.working_size[1]}, time mode {s.time_mode}",
             f"edited: {self.span.describe() if self.span else 'the whole clip'}",
@@ -60,7 +60,7 @@ class PropagationResult:
             f"{self.source_info.width}×{self.source_info.height}, took {self.seconds:.1f} s",
         ]
         if self.side_by_side:
-            lines.insert(1, f"side by side: {self.side_by_side}")
+            lines.insert(1, f"side by side: {shown(str(self.side_by_side))}")
         return "\n".join(lines)
 
 
@@ -244,20 +244,17 @@ def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress)
                              f"{info.n_frames}")
 
     audio = Path(req.source) if info.has_audio else None
-    out = sbs = None
-    try:  # a failed or stopped call leaves no result behind, not half of one
-        out = io.write_video(req.out, composed(), info.fps, audio_from=audio, notices=notices)
-        if req.side_by_side:
+    # Both outputs or neither: a failed or stopped call leaves what was at --out and --side-by-side as it was.
+    with staged_outputs(req.out, req.side_by_side) as (out, sbs):
+        io.write_video(out, composed(), info.fps, audio_from=audio, notices=notices)
+        if sbs:
             progress(0.95, "writing side by side")
             pairs = io.side_by_side(io.iter_frames(req.source), io.iter_frames(out))
-            sbs = io.write_video(req.side_by_side, pairs, info.fps, audio_from=audio)
-    except BaseException:
-        remove_outputs([out, sbs])
-        raise
+            io.write_video(sbs, pairs, info.fps, audio_from=audio)
     progress(1.0, "done")
     return PropagationResult(
-        out=Path(out),
-        side_by_side=Path(sbs) if sbs else None,
+        out=Path(req.out),
+        side_by_side=Path(req.side_by_side) if req.side_by_side else None,
         source_info=info,
         edit_index=int(req.edit_index),
         settings=settings,
