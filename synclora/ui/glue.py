@@ -28,6 +28,7 @@ from synclora.edit import upload as upload_mod
 from synclora.edit.instruct import InstructEditor, InstructSettings
 from synclora.errors import SyncloraError, brief, shown, user_error
 from synclora.ui import gpu
+from synclora.ui.admission import MemoryGate
 from synclora.ui.session import SessionFiles
 from synclora.video.io import format_fps
 
@@ -127,8 +128,12 @@ class GradioPipeline:
         instruct: InstructEditor | None = None,
         defaults: PropagationSettings = PropagationSettings(),
         max_upload_mb: float | None = None,
+        memory: MemoryGate | None = None,
     ) -> None:
+        from synclora import limits
+
         self.files = files or SessionFiles()
+        self.memory = memory or MemoryGate(limits.memory_budget())  # propagations admitted by their memory need
         self.instruct = instruct
         self.defaults = defaults
         self.max_upload_mb = runtime.current().max_upload_mb if max_upload_mb is None else max_upload_mb
@@ -576,9 +581,15 @@ class GradioPipeline:
             from synclora.video import io
 
             check_span(req, io.probe(video))
-        progress(0.0, desc="queued for the GPU" if name != "flow" else "starting")
-        run = self._gpu_propagate if name != "flow" else self._run_propagation
-        result = run(req, progress)  # its notices are listed under the result (a toast would cover the page)
+        from synclora.pipeline import memory_need
+        from synclora.video import io
+
+        need = memory_need(io.probe(video), settings)  # refused now if it can never fit; waits if others hold memory
+        with self.memory.admit(need, waiting=lambda: (self.check_running(),
+                                                      progress(0.0, desc="waiting for memory (other clips running)"))):
+            progress(0.0, desc="queued for the GPU" if name != "flow" else "starting")
+            run = self._gpu_propagate if name != "flow" else self._run_propagation
+            result = run(req, progress)  # its notices are listed under the result (a toast would cover the page)
         return str(result.out), str(result.side_by_side), self.result_markdown(result, video, edited)
 
     def result_markdown(self, result, video: str, edited: str) -> str:
