@@ -13,6 +13,7 @@ import gradio as gr
 from synclora import config
 from synclora.config import PropagationSettings
 from synclora.pipeline import MAX_FRAMES
+from synclora.ui import gallery as last_results
 from synclora.ui.components import checked_image
 from synclora.ui.glue import ASSETS, GradioPipeline, asset
 
@@ -228,6 +229,7 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
                 # No label chip: it would cover the video's own "source" / "result" captions (the verdict names it).
                 report_lm = gr.Video(label="Landmarks the report read (source | result)", show_label=False,
                                      interactive=False, elem_id="report-landmarks", buttons=["download"], height=240)
+        gallery, kept, kept_md = last_results.build(app)
 
         # Wiring -------------------------------------------------------------------------------------------------
         light = dict(concurrency_limit=4, concurrency_id="light")
@@ -275,7 +277,8 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
         )
         result.change(app.sync_report, [video, result, edited, edit_frame, w["span"]],
                       [report_img, report_md, report_lm], api_name="sync_report", concurrency_limit=1,
-                      concurrency_id="report", show_progress_on=[report_img])
+                      concurrency_id="report", show_progress_on=[report_img]).success(
+            gallery.keep, [video, result, report_md, kept], [kept, kept_md], api_visibility="private")
         recheck.click(app.backend_markdown, None, backends_md, api_name="backend_status", concurrency_limit=1,
                       concurrency_id="status")
         demo.unload(app.end_session)
