@@ -98,9 +98,13 @@ def create_app(rt: runtime.Runtime | None = None, *, preload_models: bool | None
         defaults=default_settings(rt),
         max_upload_mb=rt.max_upload_mb,
     )
-    if preload_models if preload_models is not None else rt.preload:
-        preload(app)
-    demo = build(app, cache_examples=rt.cache_examples if cache_examples is None else cache_examples)
+    try:
+        if preload_models if preload_models is not None else rt.preload:
+            preload(app)
+        demo = build(app, cache_examples=rt.cache_examples if cache_examples is None else cache_examples)
+    except BaseException:  # stopped (or failed) while starting: the session root made above goes too
+        app.files.close()
+        raise
     demo.synclora = app  # type: ignore[attr-defined]
     # One GPU job at a time (concurrency_id "gpu" has limit 1); light events run beside it; the queue is bounded.
     demo.queue(max_size=rt.queue_size, default_concurrency_limit=1)
