@@ -28,7 +28,7 @@ from synclora.edit import upload as upload_mod
 from synclora.edit.instruct import InstructEditor, InstructSettings
 from synclora.errors import SyncloraError, brief, shown, user_error
 from synclora.ui import gpu
-from synclora.ui.session import SessionFiles
+from synclora.ui.session import SessionEnded, SessionFiles
 from synclora.video.io import format_fps
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,9 @@ def user_errors(fn: Callable) -> Callable:
         try:
             if app is not None:
                 app._enter()
+                request = next((a for a in args if isinstance(a, gr.Request)), kwargs.get("request"))
+                if request is not None:  # the visit's uploads, removed from Gradio's cache when it ends
+                    app.files.note(_session(request), [a for a in (*args, *kwargs.values()) if isinstance(a, str)])
             try:
                 return fn(*args, **kwargs)
             finally:
@@ -152,10 +155,19 @@ class GradioPipeline:
             self._active -= 1
             self._active_lock.notify_all()
 
-    def check_running(self) -> None:
-        """Called between steps of long jobs: a stopping server ends them (their clean-up removes partial files)."""
+    def check_running(self, out: str | Path | None = None) -> None:
+        """Called between steps of long jobs: a stopping server ends them (their clean-up removes partial files), and
+        so does a visitor who left (the session folder of the job's output `out` is gone)."""
         if self.stopping:
             raise ServerStopping("the server is restarting; try again in a minute")
+        if out is not None and not Path(out).parent.is_dir():
+            raise SessionEnded("this visit has ended; the job was stopped")
+
+    def _after_job(self, session: str | None) -> None:
+        """A visitor who left while their job ran: what the job wrote since goes too, and the job ends."""
+        if self.files.ended(session):
+            self.files.remove(session)
+            raise SessionEnded("this visit has ended; the job was stopped")
 
     def shutdown(self, timeout: float = 10.0) -> bool:
         """Stop taking calls, let the ones in flight end (up to `timeout` s; long jobs stop at their next step),
@@ -526,7 +538,7 @@ class GradioPipeline:
         from synclora.pipeline import run_propagation
 
         def report(f: float, label: str) -> None:
-            self.check_running()  # a server being stopped ends the job here; its clean-up removes partial files
+            self.check_running(req.out)  # a stopping server or a visitor who left ends the job; nothing stays
             if progress is not None:
                 progress(float(min(max(f, 0.0), 1.0)), desc=label)
 
@@ -578,7 +590,10 @@ class GradioPipeline:
             check_span(req, io.probe(video))
         progress(0.0, desc="queued for the GPU" if name != "flow" else "starting")
         run = self._gpu_propagate if name != "flow" else self._run_propagation
-        result = run(req, progress)  # its notices are listed under the result (a toast would cover the page)
+        try:
+            result = run(req, progress)  # its notices are listed under the result (a toast would cover the page)
+        finally:
+            self._after_job(session)
         return str(result.out), str(result.side_by_side), self.result_markdown(result, video, edited)
 
     def result_markdown(self, result, video: str, edited: str) -> str:
@@ -624,7 +639,7 @@ class GradioPipeline:
             self.check_clip(clip)
 
         def report(f: float, label: str) -> None:
-            self.check_running()  # a server being stopped ends the measuring here
+            self.check_running(png)  # a stopping server or a visitor who left ends the measuring here
             progress(float(min(max(f, 0.0), 1.0)), desc=label)
 
         span = PropagationSettings.from_values({"span": span}).span
@@ -637,12 +652,15 @@ class GradioPipeline:
                           "are the source's own.*"), None
         png = self.files.new_file(_session(request), "sync-report", ".png")
         view = self.files.new_file(_session(request), "landmarks", ".mp4")
-        rep = compare_videos(
-            video, result, edited_frame=edited or None, edit_index=k if edited else None, landmarks_video=view,
-            frame_range=None if judged is None or judged.whole else (judged.start, judged.end + 1),
-            progress=report,
-        )
-        rep.plot(png)
+        try:
+            rep = compare_videos(
+                video, result, edited_frame=edited or None, edit_index=k if edited else None, landmarks_video=view,
+                frame_range=None if judged is None or judged.whole else (judged.start, judged.end + 1),
+                progress=report,
+            )
+            rep.plot(png)
+        finally:
+            self._after_job(_session(request))
         md = self.report_markdown(rep)
         if judged is not None and not judged.whole:
             md += (f"\n- Judged the edited span, frames {judged.start}–{judged.end}; the other frames are the "
