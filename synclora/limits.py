@@ -104,3 +104,10 @@ def check_clip(info) -> None:
     if info.duration > MAX_DURATION_S:
         raise InputError(f"{name} lasts {info.duration / 60:.1f} minutes; clips of at most {MAX_DURATION_S // 60} "
                          "minutes are accepted — trim the clip first")
+
+# --- the served app's requests --------------------------------------------------------------------------------------
+# Any request body but an upload (uploads have their own cap, `SYNCLORA_MAX_UPLOAD_MB`): an event's JSON is a few
+# file references, numbers and short texts; anything longer is refused before it is read whole (`ui.guard`).
+MAX_REQUEST_BYTES = 1024**2
+# A text value an API caller may send (a span such as `2s:5.5s` is a few characters; an instruction at most 500).
+MAX_TEXT_CHARS = 10_000

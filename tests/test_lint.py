@@ -54,7 +54,7 @@ _ALLOWED = {
     "errors": set(),
     "memory": set(),
     "limits": {"errors"},
-    "paths": {"errors"},
+    "paths": {"errors", "signals"},
     "signals": set(),
     "runtime": {"errors"},
     "config": {"errors", "video"},  # video.timing parses the span setting (never the other way round)

@@ -310,7 +310,9 @@ def test_sync_report_is_measured_once_per_result_and_forgotten_with_the_session(
     app.sync_report("src.mp4", "other.mp4", "e.png", request=_Req("s10"))
     assert len(calls) == 2
     app.end_session(_Req("s10"))
-    app.sync_report("src.mp4", "res.mp4", "e.png", request=_Req("s10"))
+    with pytest.raises(gr.Error, match="visit has ended"):  # an ended visit gets no new files
+        app.sync_report("src.mp4", "res.mp4", "e.png", request=_Req("s10"))
+    app.sync_report("src.mp4", "res.mp4", "e.png", request=_Req("s11"))  # a new visit measures again
     assert len(calls) == 3
 
 

@@ -47,10 +47,10 @@ def setting_widget(name: str, value, **kw) -> gr.components.Component:
         return gr.Radio([(label, v) for v, label in meta["choices"]], value=value, **kw)
     if meta["text"]:
         return gr.Textbox(value=value, **kw)
-    if meta["slider"]:
-        lo, hi, step = meta["slider"]
-        return gr.Slider(lo, hi, value=value, step=step, **kw)
-    return gr.Number(value, precision=0, **kw)
+    lo, hi = meta["bounds"]  # the widget takes exactly what the CLI and docs/API.md take
+    if meta["step"]:
+        return gr.Slider(lo, hi, value=value, step=meta["step"], **kw)
+    return gr.Number(value, precision=0, minimum=lo, maximum=hi, **kw)
 
 
 def theme() -> gr.themes.Base:
