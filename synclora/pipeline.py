@@ -15,7 +15,7 @@ import numpy as np
 from synclora import limits
 from synclora.config import PropagationRequest, PropagationSettings
 from synclora.edit.image import load_image
-from synclora.errors import InputError, OutOfMemoryError
+from synclora.errors import OOM_HINT, InputError, OutOfMemoryError
 from synclora.memory import free_memory, is_out_of_memory
 from synclora.paths import Output, check_input, check_outputs, remove_outputs
 from synclora.propagate import registry, schedule
@@ -26,11 +26,6 @@ from synclora.video import geometry, io, timing
 # is, and checks them; docs/LIMITS.md says what users see).
 MAX_FRAMES = limits.MAX_FRAMES
 MAX_PIXELS = limits.MAX_PIXELS
-# What to try when memory runs out (shown to the user; the GPU backend has its own, more specific hint).
-OOM_HINT = (
-    "the server ran out of memory for this clip; try quality 'preview', a lower resolution, memory mode 'fp8' or "
-    "'offload', or a shorter or smaller clip"
-)
 
 
 @dataclass
@@ -131,7 +126,7 @@ def _memory_errors():
     except Exception as exc:
         if not is_out_of_memory(exc):
             raise
-        message = OOM_HINT
+        message = f"the server ran out of memory for this clip; {OOM_HINT}"
     if message is None:
         return
     # Outside the except block: the traceback (and the tensors its frames hold) is gone, so memory can be freed.

@@ -1,4 +1,7 @@
-"""The LTX-2.3 core, shared by the Sync-LoRA recipe (`propagate.ltx`) and training (`train`), like Lightricks' ltx-core.
+"""The LTX-2.3 core, shared by the Sync-LoRA backend (`propagate.ltx`), pair generation (`data.i2v`) and training
+(`train`), like Lightricks' ltx-core.
+
+- `recipe`: the two-stage run (constants, model assembly, one runner) every caller of the model shares.
 
 - `weights`: where the weights come from (hub with pinned revisions in a lock file, a local folder, offline).
 - `lora`: the released LoRA file format (read, save, key renames, target modules) and loading an adapter strictly.

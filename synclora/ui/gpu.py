@@ -52,15 +52,6 @@ def gpu_seconds(n_frames: int, settings: PropagationSettings) -> int:
     return int(min(MAX_SECONDS, max(MIN_SECONDS, math.ceil(estimate))))
 
 
-def on_zerogpu() -> bool:
-    """True when running on a ZeroGPU Space (where `spaces.GPU` really schedules a GPU)."""
-    try:
-        from spaces.config import Config
-    except ImportError:
-        return False
-    return bool(getattr(Config, "zero_gpu", False))
-
-
 def gpu(duration: int | Callable[..., int]) -> Callable[[F], F]:
     """`spaces.GPU(duration=...)` when the `spaces` package is installed; otherwise a no-op decorator."""
     try:
