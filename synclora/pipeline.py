@@ -22,11 +22,6 @@ from synclora.propagate import registry, schedule
 from synclora.propagate.base import BackendSpec, ProgressFn, no_progress
 from synclora.video import geometry, io, timing
 
-# The limits a propagation checks, for readers of this module (synclora.limits holds them, says why each is what it
-# is, and checks them; docs/LIMITS.md says what users see).
-MAX_FRAMES = limits.MAX_FRAMES
-MAX_PIXELS = limits.MAX_PIXELS
-
 
 @dataclass
 class PropagationResult:
@@ -59,12 +54,6 @@ class PropagationResult:
         return "\n".join(lines)
 
 
-def check_source(info: io.VideoInfo) -> None:
-    """The limits a source clip must meet (frame count, frame size, duration), from its probe facts alone: the app
-    calls this right after an upload so a visitor hears about a too-long or 8K clip before editing a frame of it."""
-    limits.check_clip(info)
-
-
 def check_paths(req: PropagationRequest) -> None:
     """Every file the propagation reads exists and is a file; every file it writes can be written and is none of
     them (nor each other) — before anything is decoded."""
@@ -85,7 +74,7 @@ def check_request(req: PropagationRequest) -> tuple[io.VideoInfo, np.ndarray, li
     check_paths(req)
     source = Path(req.source)
     info = io.probe(source)
-    check_source(info)
+    limits.check_clip(info)
     k = req.edit_index
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool):
         raise InputError(f"the edit index (frame number) must be a whole number, got {k!r}")
