@@ -31,3 +31,47 @@ def test_each_concept_is_defined_once():
         if where != [home]:
             problems.append(f"{what}: expected only in {home}, found in {where}")
     assert not problems, "\n".join(problems)
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """synclora module -> the synclora modules it imports (inside functions too; a package's own parents excluded)."""
+    import ast
+
+    mods = {}
+    for path in (ROOT / "synclora").rglob("*.py"):
+        name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        mods[name] = path
+    graph: dict[str, set[str]] = {m: set() for m in mods}
+    for name, path in mods.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            else:
+                continue
+            graph[name] |= {t for t in targets if t in mods and t != name and not name.startswith(t + ".")}
+    return graph
+
+
+def test_no_import_circle():
+    """No two modules import each other, however indirectly (a circle hides which one is the lower layer)."""
+    graph = _module_graph()
+    circles, done = [], set()
+
+    def reach(start: str) -> set[str]:
+        seen, todo = set(), [start]
+        while todo:
+            for nxt in graph[todo.pop()] - seen:
+                seen.add(nxt)
+                todo.append(nxt)
+        return seen
+
+    reachable = {m: reach(m) for m in graph}
+    for m in sorted(graph):
+        if m in done or m not in reachable[m]:
+            continue
+        circle = sorted(n for n in reachable[m] if m in reachable[n])
+        done |= set(circle)
+        circles.append(" ↔ ".join(circle))
+    assert not circles, "\n".join(circles)

@@ -122,11 +122,3 @@ def _load_upsampler(path: Path, dtype: torch.dtype):
     upsampler.load_state_dict(load_file(str(path)), strict=True)
     return upsampler.to(dtype)
 
-
-def place(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> None:
-    """Move to `device` and cast to `dtype`, each only if needed (a 19 B-parameter no-op cast still costs)."""
-    param = next(module.parameters())
-    if param.device != torch.device(device):
-        module.to(device)
-    if param.dtype != dtype:
-        module.to(dtype)

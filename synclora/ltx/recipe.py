@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from synclora import runtime
-from synclora.ltx.components import place
+from synclora.ltx.device import place
 from synclora.ltx.lora import load_adapter, released_to_diffusers
 from synclora.ltx.prompt import FrozenConnectors, encode_text
 from synclora.ltx.vae import decode, disable_tiling, resize_frames, to_uint8
