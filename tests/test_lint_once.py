@@ -13,6 +13,11 @@ ONCE = [
     ("LTX's frame rate", r"^\s*FRAME_RATE\s*=", "synclora/ltx/recipe.py"),
     ("the distilled sigmas", r"^\s*STAGE_[12]_(?:SIGMAS|NOISE_SCALE)\s*=", "synclora/ltx/recipe.py"),
     ("the progress callback's type", r"^\s*ProgressFn\s*=|^\s*def no_progress\b", "synclora/progress.py"),
+    ("the sync limits the report and curation share",
+     r"^\s*(?:MAX_IDENTITY_DISTANCE|MIN_EDIT_KEPT|EDIT_MIN_RUN|MAX_FACE_LOST|CUE_GROUPS\b[^=\n]*)\s*=|"
+     r"(?:max_identity_distance|min_edit_kept|max_face_lost|max_missing_face|edit_min_run)\s*:[^=]*=\s*[\d.]+|"
+     r"\(\s*\"yaw\",\s*\"pitch\",\s*\"roll\"\s*\)",
+     "synclora/metrics/scores.py"),
     ("the out-of-memory hint", r"^\s*OOM_HINT\s*=|try quality 'preview'", "synclora/errors.py"),
 ]
 
