@@ -163,9 +163,6 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.register(sub)
-    # `edit` is the command's old name: still accepted, no longer listed.
-    sub.metavar = "{" + ",".join(sub.choices) + "}"
-    sub._name_parser_map["edit"] = sub.choices["propagate"]
     return parser
 
 

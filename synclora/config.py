@@ -274,10 +274,8 @@ def _edit_index(text: str) -> int:
 
 
 def add_edit_index_argument(parser: argparse.ArgumentParser, help: str, *, default: int | None = 0) -> None:
-    """`--edit-index K` (the index of the edited frame); the older `--frame K` still works but is not advertised."""
+    """`--edit-index K`: the index of the edited frame, one spelling for every command."""
     parser.add_argument("--edit-index", dest="edit_index", type=_edit_index, default=default, metavar="K", help=help)
-    parser.add_argument("--frame", dest="edit_index", type=_edit_index, default=argparse.SUPPRESS,
-                        help=argparse.SUPPRESS)
 
 
 @dataclass

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from synclora import runtime
 from synclora.config import PropagationSettings
 from synclora.errors import InputError, ModelUnavailableError
 from synclora.testing import media
@@ -86,8 +87,12 @@ def test_gpu_duration_grows_with_frames_resolution_and_quality_and_is_clamped():
     assert gpu.gpu_seconds(100_000, big) == gpu.MAX_SECONDS
 
 
-def test_gpu_decorator_is_harmless_off_zerogpu():
-    assert not gpu.on_zerogpu()
+def test_gpu_decorator_is_harmless_off_zerogpu(monkeypatch):
+    assert not runtime.on_zerogpu()
+    for value, zero in (("true", True), ("1", True), ("T", True), ("false", False), ("", False)):
+        monkeypatch.setenv("SPACES_ZERO_GPU", value)
+        assert runtime.on_zerogpu() is zero, value  # the rule `spaces.config` applies
+    monkeypatch.delenv("SPACES_ZERO_GPU")
 
     def f(x):
         return x + 1

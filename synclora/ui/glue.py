@@ -206,12 +206,12 @@ class GradioPipeline:
     def check_clip(self, path: str | Path):
         """An uploaded clip within the upload cap and the pipeline's limits (length, duration, frame size); its facts.
         Every endpoint that takes a clip says this at once, not after minutes of work."""
-        from synclora.pipeline import check_source
+        from synclora.limits import check_clip
         from synclora.video import io
 
         self._check_size(path)
         info = io.probe(path)
-        check_source(info)
+        check_clip(info)
         return info
 
     def _check_size(self, path: str | Path) -> None:

@@ -12,7 +12,7 @@ import gradio as gr
 
 from synclora import config
 from synclora.config import PropagationSettings
-from synclora.pipeline import MAX_FRAMES
+from synclora.limits import MAX_FRAMES
 from synclora.ui import gallery as last_results
 from synclora.ui.components import checked_image
 from synclora.ui.glue import ASSETS, GradioPipeline, asset
