@@ -16,9 +16,9 @@ import numpy as np
 from synclora import limits
 from synclora.config import PropagationRequest, PropagationSettings
 from synclora.edit.image import load_image
-from synclora.errors import InputError, OutOfMemoryError
+from synclora.errors import InputError, OutOfMemoryError, shown
 from synclora.memory import free_memory, is_out_of_memory
-from synclora.paths import Output, check_input, check_outputs, remove_outputs
+from synclora.paths import Output, check_input, check_outputs, staged_outputs
 from synclora.propagate import registry, stream
 from synclora.propagate.base import BackendSpec, ProgressFn, no_progress
 from synclora.video import geometry, io, timing
@@ -55,7 +55,7 @@ class PropagationResult:
         them under the result)."""
         s = self.settings
         lines = [
-            f"result: {self.out}",
+            f"result: {shown(str(self.out))}",
             f"backend: {self.backend} ({s.quality}), seed {s.seed}, edited frame {self.edit_index}, fit {s.fit}, "
             f"working size {self.working_size[0]}×{self.working_size[1]}, time mode {s.time_mode}",
             f"edited: {self.span.describe() if self.span else 'the whole clip'}",
@@ -63,7 +63,7 @@ class PropagationResult:
             f"{self.source_info.width}×{self.source_info.height}, took {self.seconds:.1f} s",
         ]
         if self.side_by_side:
-            lines.insert(1, f"side by side: {self.side_by_side}")
+            lines.insert(1, f"side by side: {shown(str(self.side_by_side))}")
         return "\n".join(lines)
 
 
@@ -216,14 +216,14 @@ def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress,
     audio = Path(req.source) if info.has_audio else None
     written: list[str] = []  # what the encoder says (audio re-encoded, odd size)
     writers: list[FrameWriter] = []
-    out = sbs = None
     ok = False
     progress(0.02, "propagating")
-    try:  # a failed or stopped call leaves no result behind, not half of one
-        with _memory_errors():
-            writers.append(FrameWriter(io.write_video, req.out, info.fps, audio_from=audio, notices=written))
-            if req.side_by_side:
-                writers.append(FrameWriter(io.write_video, req.side_by_side, info.fps, audio_from=audio))
+    try:
+        # Both outputs or neither: a failed or stopped call leaves what was at --out and --side-by-side as it was.
+        with _memory_errors(), staged_outputs(req.out, req.side_by_side) as (out, sbs):
+            writers.append(FrameWriter(io.write_video, out, info.fps, audio_from=audio, notices=written))
+            if sbs:
+                writers.append(FrameWriter(io.write_video, sbs, info.fps, audio_from=audio))
             for i, src, carried in stream.stream(job, lambda f, label: progress(0.02 + 0.96 * f, label)):
                 for tap in taps:
                     tap.on_source(i, src)
@@ -235,17 +235,15 @@ def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress,
                 for tap in taps:
                     tap.on_result(i, frame)
                 writers[0].put(frame)
-                if req.side_by_side:
+                if sbs:
                     writers[1].put(next(io.side_by_side([src], [frame])))
             progress(0.98, "finishing the video")
-            out = writers[0].close()
-            if req.side_by_side:
-                sbs = writers[1].close()
+            for w in writers:
+                w.close()
         ok = True
     except BaseException:
         for w in writers:
             w.abort()
-        remove_outputs([out, sbs])
         raise
     finally:
         for tap in taps:
@@ -253,8 +251,8 @@ def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress,
     notices += job.notices + written
     progress(1.0, "done")
     return PropagationResult(
-        out=Path(out),
-        side_by_side=Path(sbs) if sbs else None,
+        out=Path(req.out),
+        side_by_side=Path(req.side_by_side) if req.side_by_side else None,
         source_info=info,
         edit_index=int(req.edit_index),
         settings=settings,

@@ -22,10 +22,11 @@ from PIL import Image
 
 from synclora.config import PropagationSettings
 from synclora.testing import media
-from synclora.testing.bad_inputs import CASES, Case
 from synclora.ui.glue import GradioPipeline
 from synclora.ui.session import SessionFiles
 from synclora.video import io
+
+from support.bad_inputs import CASES, Case
 
 # CLI-only cases: output paths and CLI flags have no counterpart in the app (it chooses its own output names).
 _CLI_ONLY = {"out-not-mp4", "out-is-source", "out-folder-missing", "dotdot-in-paths", "seed-not-a-number",
