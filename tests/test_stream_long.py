@@ -9,8 +9,10 @@ import pytest
 from PIL import Image
 
 from synclora.cli import main
-from synclora.testing import hostile, media
+from synclora.testing import media
 from synclora.video import io
+
+from support import hostile
 
 pytestmark = pytest.mark.slow
 
