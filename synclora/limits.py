@@ -36,8 +36,8 @@ MAX_WORKING_BYTES = 4 * 1024**3
 # float32 planes; the H.264 encoder's lookahead) and per working pixel of a segment backend's chunk. Fitted to peak
 # RSS measured by benchmarks/bench_e2e.py (1280×720: 0.8 GiB, 1920×1080: 1.1 GiB, 10 s and 60 s alike) with a margin.
 BASE_BYTES = 600 * 1024**2
-SOURCE_PIXEL_BYTES = 400
-SBS_PIXEL_BYTES = 180  # the side by side's frames and encoder (twice as wide)
+SOURCE_PIXEL_BYTES = 280
+SBS_PIXEL_BYTES = 120  # the side by side's frames and encoder (twice as wide)
 CHUNK_PIXEL_BYTES = 3 * 4  # a segment backend's chunk frames at working size: source, result, stitching, unfit
 SPILL_BYTES = 2 * 64 * 1024**2  # per-frame state kept in memory before it goes to disk (propagate.stream.Spill)
 # One propagation may need at most this (a 4K clip with its side by side stays under it); more is refused up front.
