@@ -394,3 +394,18 @@ def test_a_hostile_file_name_comes_back_escaped(served, tmp_path):
     assert event == "error" and payload["error"]
     assert not any(c in payload["error"] for c in "\x1b\x07\n"), payload
 
+
+
+def test_the_report_over_http_says_the_rates_and_judges_by_time(served, tmp_path):
+    """/sync_report with a result of the same frames at twice the rate: not in sync, and the rates are said."""
+    from gradio_client import handle_file
+
+    frames, _ = media.talking_face_frames(40, size=(128, 96), seed=2)
+    src = media.write_clip(tmp_path / "src25.mp4", frames, 25)
+    fast = media.write_clip(tmp_path / "fast50.mp4", frames, 50)
+    visitor = _client(served[1], tmp_path / "dl")
+    _, md, _ = visitor.predict(handle_file(str(src)), handle_file(str(fast)), None, -1, None,
+                               api_name="/sync_report")
+    assert "the result runs at 50 fps and the source at 25 fps" in md.lower()
+    assert not md.splitlines()[0].lower().startswith("#### in sync"), md
+    visitor.close()

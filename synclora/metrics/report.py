@@ -40,6 +40,7 @@ from synclora.metrics.scores import (
     shut_frames,
     zscore,
 )
+from synclora.metrics.timeline import line_up
 
 # Identity compares at most this many result frames, evenly spaced: dlib's ResNet descriptor (dlib-bin has no BLAS)
 # costs ~85 CPU-ms a face, as much as ~17 frames of cue extraction, and identity drifts slowly.
@@ -619,28 +620,22 @@ def compare_videos(
     identity_frames: int = IDENTITY_MAX_FRAMES,
     landmarks_video: str | Path | None = None,
 ) -> SyncReport:
-    """Measure how well `result` follows `source` (paths or (T, H, W, 3) uint8 RGB arrays, same frame count).
+    """Measure how well `result` follows `source` (paths or (T, H, W, 3) uint8 RGB arrays).
 
+    The result is compared by time: each source frame with the result frame on screen at its time, over the time
+    both cover (`metrics.timeline`); a different rate, size or length is said in the notes.
     `edited_frame` (image or path) enables the identity score and, with `edit_index` (the source frame it was made
     from; found by matching when None), what the edit hides and how much of it each frame keeps. Without an edited
     frame, `edit_index` alone takes the result's own frame there as the edit. `frame_range=(start, stop)` compares
-    that span of both videos (needed when their lengths differ). `identity_frames`: how many result frames identity
-    compares (0: no identity score). `landmarks_video`: write the landmark view (mp4).
+    that span of the source's frames (and the result over the same time). `identity_frames`: how many result frames
+    identity compares (0: no identity score). `landmarks_video`: write the landmark view (mp4).
     Both videos are analysed at once on two threads.
     """
     th = thresholds or SyncThresholds()
     n_src, n_res = _count(source), _count(result)
-    if frame_range is None:
-        if n_src != n_res:
-            raise InputError(
-                f"the source has {n_src} frames and the result {n_res}; give a frame range to compare a part of both"
-            )
-        frame_range = (0, n_src)
-    start, stop = (int(v) for v in frame_range)
-    if not (0 <= start < stop <= min(n_src, n_res)):
-        raise InputError(f"frame range {start}–{stop} does not fit the videos ({n_src} and {n_res} frames)")
-    if stop - start < 2:
-        raise InputError("a sync report needs at least 2 frames")
+    # By time, not frame index: another rate, size or length is said and lined up (`metrics.timeline`).
+    tl = line_up(n_src, n_res, _fps(source), _fps(result), _size(source), _size(result), frame_range)
+    start, stop = tl.start, tl.stop
     ref = _load_reference(edited_frame) if edited_frame is not None else None
     every = max(1, int(np.ceil((stop - start) / identity_frames))) if ref is not None and identity_frames > 0 else 0
 
@@ -676,10 +671,16 @@ def compare_videos(
 
         return cb
 
+    def result_hook(j: int, frame, pts, k: int) -> None:  # result frame j, paired with the source frames at its time
+        for i in tl.sources_of(j):
+            paired.result_frame(i, frame, pts, k)
+
     def measure(key: str, video, **kw):
-        hook = None if paired is None else paired.source_frame if key == "source" else paired.result_frame
+        hook = None if paired is None else paired.source_frame if key == "source" else (
+            paired.result_frame if tl.by_index else result_hook)
+        span = (start, stop) if key == "source" else tl.result_range
         try:
-            track = extract_cues(video, part(key), frame_range=(start, stop), on_frame=hook, **kw)
+            track = extract_cues(video, part(key), frame_range=span, on_frame=hook, **kw)
         except BaseException:
             if paired is not None:
                 paired.finish(key, failed=True)
@@ -698,6 +699,8 @@ def compare_videos(
             except BaseException:
                 stopping.set()  # the pool's exit waits for the workers: they stop at their next progress report
                 raise
+        if not tl.by_index:
+            res = tl.align(res)  # one result entry per source frame, the one on screen at its time
         if len(src) != len(res):
             raise InputError(f"read {len(src)} source and {len(res)} result frames; the videos do not line up")
         ok = True
@@ -713,7 +716,7 @@ def compare_videos(
             notes.append(note)
     kept = paired.edit_kept() if paired is not None else None
     report = score_tracks(src, res, max_lag, thresholds=th, identity=identity, edit=edit, kept=kept)
-    report.notes += notes
+    report.notes += tl.notes + notes
     report.frames = (start, stop - 1)
     report.landmarks_video = view_path
     for tr in (src, res):
