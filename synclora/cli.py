@@ -17,7 +17,8 @@ from synclora import config
 
 # Areas that add subcommands; each module has register(subparsers). Missing ones are skipped quietly only if the
 # module itself does not exist (an area not installed), never on an error inside it.
-_AREAS = ("synclora.metrics.cli", "synclora.data.cli", "synclora.train.cli", "synclora.ltx.cli", "synclora.doctor")
+_AREAS = ("synclora.metrics.cli", "synclora.data.cli", "synclora.evaluate.cli", "synclora.train.cli",
+          "synclora.ltx.cli", "synclora.doctor")
 
 
 class _ArgumentParser(argparse.ArgumentParser):

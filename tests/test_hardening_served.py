@@ -21,9 +21,11 @@ import pytest
 from PIL import Image
 
 from synclora import config
-from synclora.testing import hostile, media
+from synclora.testing import media
 from synclora.ui.session import SessionFiles
 from synclora.video import io
+
+from support import hostile
 
 NAMES = ["video", "edited", "frame"] + [f.name for f in config.setting_fields(ui_only=True)]
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from synclora.errors import InputError
-from synclora.metrics.landmarks import CueTrack
 
 _EPS = 1e-6  # a frame time computed in floating point that lands on a boundary belongs to the later frame
 
@@ -43,17 +42,6 @@ class Timeline:
         lo = int(np.searchsorted(self.result_index, j, side="left"))
         hi = int(np.searchsorted(self.result_index, j, side="right"))
         return range(self.start + lo, self.start + hi)
-
-    def align(self, track: CueTrack) -> CueTrack:
-        """The result's `track` (read over `result_range`) on the source's timeline: one entry per source frame."""
-        idx = self.result_index - self.result_range[0]
-        kept, seen = {}, set()
-        for new, old in enumerate(idx.tolist()):  # each sampled frame once, at the first source frame it serves
-            if old in track.kept and old not in seen:
-                kept[new] = track.kept[old]
-                seen.add(old)
-        return CueTrack(cues={k: v[idx] for k, v in track.cues.items()}, face=track.face[idx], boxes=track.boxes[idx],
-                        size=track.size, fps=track.fps, notes=list(track.notes), kept=kept)
 
 
 def _fmt(fps: float) -> str:

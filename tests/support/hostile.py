@@ -288,7 +288,7 @@ for name in spec["preload"]:
         pass
 mod, _, attr = spec["main"].partition(":")
 main = getattr(importlib.import_module(mod), attr)
-from synclora.testing.hostile import _bounded_child
+from support.hostile import _bounded_child
 
 _bounded_child(main, spec["argv"], spec["limit_mb"], spec["file_limit"], spec["mem"])
 """
