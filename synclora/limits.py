@@ -51,6 +51,10 @@ MAX_TIMELINE_S = 24 * 3600  # a day; beyond it a container's timestamps are not 
 MAX_FPS = 1000  # frame rates above this come from broken or forged timestamps, not cameras
 # Streams in one container (real files have a handful; each costs the demuxer and us a little).
 MAX_STREAMS = 64
+# Frames stored out of presentation order (timestamps going backwards in packet order, valid in Matroska): a reader
+# holds this many decoded frames back to put them in order (32 frames of 4K are ~400 MB); a file needing more is
+# refused. Real files need 0 (or a few, for B-frames).
+MAX_REORDER_FRAMES = 32
 # Audio a reader believes: sample rates and channel counts beyond these are not real recordings.
 MAX_AUDIO_RATE = 768_000
 MAX_AUDIO_CHANNELS = 64
