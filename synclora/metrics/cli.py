@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
-import sys
-import tempfile
 from pathlib import Path
 
 from synclora import config
 from synclora.errors import SyncloraError
+from synclora.face.mesh import quiet_native_stderr
 
 
 def register(subparsers) -> None:
@@ -39,29 +36,6 @@ def register(subparsers) -> None:
                    "seconds 2s:5.5s): the edited span, or the frames both videos share when their lengths differ")
     p.add_argument("--min-corr", type=float, default=None, help="per-cue correlation below this is out of sync")
     p.set_defaults(func=run)
-
-
-@contextlib.contextmanager
-def _quiet_native_stderr():
-    """MediaPipe/TFLite print start-up warnings from C++ straight to fd 2; hold them back unless something fails."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), 2)
-        ok = False
-        try:
-            yield
-            ok = True
-        except (SyncloraError, KeyboardInterrupt):
-            ok = True  # a user error or a stop signal: its own one-line message is enough
-            raise
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            if not ok:
-                tmp.seek(0)
-                sys.stderr.write(tmp.read().decode(errors="replace"))
 
 
 def check_paths(args: argparse.Namespace) -> None:
@@ -105,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
 
         span = timing.resolve_span(args.span, io.probe(args.source))
         frame_range = (span.start, span.end + 1)
-    with _quiet_native_stderr():
+    with quiet_native_stderr(expected=(SyncloraError, KeyboardInterrupt)):
         report = compare_videos(
             args.source,
             args.result,
