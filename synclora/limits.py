@@ -3,7 +3,7 @@
 Two kinds:
 
 - **Propagation limits** (`MAX_FRAMES`, `MAX_PIXELS`, `MAX_DURATION_S`, `MAX_WORKING_BYTES`): what one propagation
-  takes on. Checked from the probe facts before any frame is decoded (`pipeline.check_source`, `check_request`).
+  takes on. Checked from the probe facts before any frame is decoded (`limits.check_clip`, `check_request`).
 - **Reading ceilings** (`MAX_TIMELINE_FRAMES`, `MAX_TIMELINE_S`, `MAX_STREAMS`, audio rate and channels,
   `MAX_IMAGE_PIXELS`): how far any reader (`info`, `report`, the app's upload) believes a file. Containers carry
   numbers an attacker chooses — timestamps, time bases, frame sizes, sample counts — and every allocation made from

@@ -1,4 +1,4 @@
-"""One propagation, end to end: read → fit → schedule → backend → unfit → write (+ source audio).
+"""One propagation, end to end: decode → backend → encode (+ source audio), streamed.
 
 The CLI and the app both build a `PropagationRequest` and call `run_propagation`; neither holds logic of its own.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -15,12 +16,14 @@ import numpy as np
 from synclora import limits
 from synclora.config import PropagationRequest, PropagationSettings
 from synclora.edit.image import load_image
-from synclora.errors import OOM_HINT, InputError, OutOfMemoryError
+from synclora.errors import OOM_HINT, InputError, OutOfMemoryError, shown
 from synclora.memory import free_memory, is_out_of_memory
-from synclora.paths import Output, check_input, check_outputs, remove_outputs
-from synclora.propagate import registry, schedule
+from synclora.paths import Output, check_input, check_outputs, staged_outputs
+from synclora.propagate import registry, stream
 from synclora.propagate.base import BackendSpec, ProgressFn, no_progress
 from synclora.video import geometry, io, timing
+from synclora.video.stream import FrameWriter
+from synclora.video.taps import FrameTap
 
 
 @dataclass
@@ -42,7 +45,7 @@ class PropagationResult:
         them under the result)."""
         s = self.settings
         lines = [
-            f"result: {self.out}",
+            f"result: {shown(str(self.out))}",
             f"backend: {self.backend} ({s.quality}), seed {s.seed}, edited frame {self.edit_index}, fit {s.fit}, "
             f"working size {self.working_size[0]}×{self.working_size[1]}, time mode {s.time_mode}",
             f"edited: {self.span.describe() if self.span else 'the whole clip'}",
@@ -50,7 +53,7 @@ class PropagationResult:
             f"{self.source_info.width}×{self.source_info.height}, took {self.seconds:.1f} s",
         ]
         if self.side_by_side:
-            lines.insert(1, f"side by side: {self.side_by_side}")
+            lines.insert(1, f"side by side: {shown(str(self.side_by_side))}")
         return "\n".join(lines)
 
 
@@ -159,28 +162,15 @@ def check_plan(info: io.VideoInfo, settings: PropagationSettings, frames: int | 
                          + ("downscale it" if spec.native_size else "lower the working resolution"))
 
 
-def _read_working(path: Path, info: io.VideoInfo, plan, start: int, stop: int) -> np.ndarray:
-    """Frames start..stop-1 at working size, in one preallocated array (no list of frames, no second copy from
-    stacking)."""
-    W, H = plan.work_size
-    working = np.empty((stop - start, H, W, 3), np.uint8)
-    n = 0
-    for i, f in enumerate(io.iter_frames(path, start=start, stop=stop)):
-        if i >= len(working):  # the reader's count is the contract; never go on with a different one
-            n = i + 1
-            break
-        working[i] = plan.fit(f)
-        n = i + 1
-    if n != len(working):
-        raise InputError(f"{path.name}: decoded {n} frames of {start}–{stop - 1} but the container reports "
-                         f"{len(working)}")
-    return working
-
-
-def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress) -> PropagationResult:
+def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress,
+                    taps: Sequence[FrameTap] = ()) -> PropagationResult:
     """Propagate the edited frame (frame `req.edit_index`) through its span of the source clip (the whole clip by
     default); write the result (and SBS). Only the span and its fades reach the backend; every other frame of the
-    result is the source's own decoded frame, and the result keeps the source's frame count, fps and audio."""
+    result is the source's own decoded frame, and the result keeps the source's frame count, fps and audio.
+
+    One stream (`propagate.stream`): the source is decoded once front to back while the result and the side by side
+    are encoded, each on a thread of its own; memory holds a window of frames, not the clip. Every tap sees every
+    source frame and every result frame once, in order (see `video.taps`)."""
     t0 = time.perf_counter()
     info, edited, notices = check_request(req)
     span = check_span(req, info)
@@ -191,63 +181,58 @@ def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress)
         backend = registry.get(settings)
     plan = working_plan(info, settings, backend.spec)
     notices += list(info.notices)
-    if plan.notice:
+    tracks = stream.can_track(backend)
+    if plan.notice and not tracks:  # a frame-by-frame backend works at the clip's own size
         notices.append(plan.notice)
-
-    progress(0.02, "reading frames")
-    with _memory_errors():
-        working = _read_working(Path(req.source), info, plan, span.first, span.last + 1)
-    edited_work = plan.fit(edited)
-
-    def sub(lo: float, hi: float) -> ProgressFn:
-        return lambda f, label: progress(lo + (hi - lo) * f, label)
-
-    with _memory_errors():
-        result, sched_notices = schedule.propagate_clip(
-            working, req.edit_index - span.first, edited_work, backend, settings, float(info.fps), sub(0.05, 0.9)
-        )
-    notices += sched_notices
-
-    progress(0.9, "writing result")
-
-    def composed():
-        """Every source frame once, in order: the edit inside the span, blended in the fades, the source outside."""
-        count = 0
-        for i, src in enumerate(io.iter_frames(req.source)):
-            count += 1
-            if i == req.edit_index:
-                yield edited
-            elif not span.first <= i <= span.last:
-                yield src  # outside the span and its fades: the source's own frame, untouched
-            else:
-                frame = plan.unfit(result[i - span.first], src)
-                w = span.weight(i)
-                yield frame if w >= 1 else io.fade_frames(src, frame, w)
-        if count != info.n_frames:  # raised inside write_video: nothing is left at --out
-            raise InputError(f"{Path(req.source).name}: decoded {count} frames but the container reports "
-                             f"{info.n_frames}")
-
+    anchors = [stream.Anchor(int(req.edit_index), edited)]
+    job = stream.StreamJob(Path(req.source), info, anchors, stream.plan_runs(anchors, span.first, span.last),
+                           backend, settings, plan)
     audio = Path(req.source) if info.has_audio else None
-    out = sbs = None
-    try:  # a failed or stopped call leaves no result behind, not half of one
-        out = io.write_video(req.out, composed(), info.fps, audio_from=audio, notices=notices)
-        if req.side_by_side:
-            progress(0.95, "writing side by side")
-            pairs = io.side_by_side(io.iter_frames(req.source), io.iter_frames(out))
-            sbs = io.write_video(req.side_by_side, pairs, info.fps, audio_from=audio)
+    written: list[str] = []  # what the encoder says (audio re-encoded, odd size)
+    writers: list[FrameWriter] = []
+    ok = False
+    progress(0.02, "propagating")
+    try:
+        # Both outputs or neither: a failed or stopped call leaves what was at --out and --side-by-side as it was.
+        with _memory_errors(), staged_outputs(req.out, req.side_by_side) as (out, sbs):
+            writers.append(FrameWriter(io.write_video, out, info.fps, audio_from=audio, notices=written))
+            if sbs:
+                writers.append(FrameWriter(io.write_video, sbs, info.fps, audio_from=audio))
+            for i, src, carried in stream.stream(job, lambda f, label: progress(0.02 + 0.96 * f, label)):
+                for tap in taps:
+                    tap.on_source(i, src)
+                if carried is None or i == req.edit_index:
+                    frame = src if carried is None else carried  # outside the span: the source's own frame
+                else:
+                    w = span.weight(i)
+                    frame = carried if w >= 1 else io.fade_frames(src, carried, w)
+                for tap in taps:
+                    tap.on_result(i, frame)
+                writers[0].put(frame)
+                if sbs:
+                    writers[1].put(next(io.side_by_side([src], [frame])))
+            progress(0.98, "finishing the video")
+            for w in writers:
+                w.close()
+        ok = True
     except BaseException:
-        remove_outputs([out, sbs])
+        for w in writers:
+            w.abort()
         raise
+    finally:
+        for tap in taps:
+            tap.finish(ok)
+    notices += job.notices + written
     progress(1.0, "done")
     return PropagationResult(
-        out=Path(out),
-        side_by_side=Path(sbs) if sbs else None,
+        out=Path(req.out),
+        side_by_side=Path(req.side_by_side) if req.side_by_side else None,
         source_info=info,
         edit_index=int(req.edit_index),
         settings=settings,
         backend=backend.name,
         backend_label=backend.label,
-        working_size=(edited_work.shape[1], edited_work.shape[0]),
+        working_size=(info.width, info.height) if tracks else plan.work_size,
         notices=notices,
         seconds=time.perf_counter() - t0,
         span=span,

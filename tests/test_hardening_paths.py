@@ -99,7 +99,7 @@ def test_existing_folder_named_mp4_is_refused_before_the_run(work, capsys, monke
     (work["dir"] / "sbs.mp4").mkdir()
     from synclora.propagate import flow
 
-    monkeypatch.setattr(flow.FlowPropagator, "propagate", lambda *a, **k: pytest.fail("the run started"))
+    monkeypatch.setattr(flow.FlowPropagator, "track", lambda *a, **k: pytest.fail("the run started"))
     _refused(work, capsys, "existing folder")
     _refused(work, capsys, "existing folder", "--side-by-side", str(work["dir"] / "sbs.mp4"),
              out=work["dir"] / "o2.mp4")

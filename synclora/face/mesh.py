@@ -11,18 +11,18 @@ import contextlib
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
 
 @contextlib.contextmanager
-def quiet_native_stderr(expected: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
+def quiet_native_stderr(said: Callable[[BaseException], bool] | None = None) -> Iterator[None]:
     """Hold back what MediaPipe's C++ (absl, TFLite) writes straight to file descriptor 2 meanwhile ("Created TensorFlow
     Lite XNNPACK delegate", "Feedback manager requires ..."): no environment variable silences it, and a user must see
-    only what synclora says. Kept in a temporary file and written out after all if the block fails with anything but
-    `expected` (a user error or a stop signal carries its own one-line message). For graph start-up and whole
-    measurements on the calling thread, before worker threads write to stderr."""
+    only what synclora says. Kept in a temporary file and written out after all if the block fails, unless with a stop
+    signal or an error for which `said(exc)` is true (one that carries its own one-line sentence). For graph start-up
+    and whole measurements on the calling thread, before worker threads write to stderr."""
     try:
         sys.stderr.flush()
         saved = os.dup(2)
@@ -35,8 +35,11 @@ def quiet_native_stderr(expected: tuple[type[BaseException], ...] = ()) -> Itera
         try:
             yield
             quiet = True
-        except expected:
+        except KeyboardInterrupt:
             quiet = True
+            raise
+        except Exception as exc:
+            quiet = said is not None and said(exc)
             raise
         finally:
             sys.stderr.flush()

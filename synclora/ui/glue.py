@@ -26,7 +26,7 @@ from synclora.config import PropagationRequest, PropagationSettings
 from synclora.edit import editor as editor_mod
 from synclora.edit import upload as upload_mod
 from synclora.edit.instruct import InstructEditor, InstructSettings
-from synclora.errors import SyncloraError, user_error
+from synclora.errors import SyncloraError, brief, shown, user_error
 from synclora.ui import gpu
 from synclora.ui.session import SessionFiles
 from synclora.video.io import format_fps
@@ -74,7 +74,7 @@ def user_errors(fn: Callable) -> Callable:
                     f"Something went wrong on the server ({type(exc).__name__}); the details are in its log.",
                     print_exception=False,
                 ) from None
-            raise gr.Error(sentence(str(error)), print_exception=False) from None
+            raise gr.Error(sentence(shown(str(error))), print_exception=False) from None
 
     return wrapper
 
@@ -105,7 +105,7 @@ def _index(value, what: str = "frame index", default: int = 0) -> int:
     if value is None or value == "":
         return default
     if not _whole_number(value):
-        raise _error(f"The {what} must be a whole number, got {value!r}.")
+        raise _error(f"The {what} must be a whole number, got {brief(value)}.")
     return int(float(value))
 
 
@@ -559,7 +559,7 @@ class GradioPipeline:
         if not edited:
             raise _error("Give the edited frame (an image file).")
         if not _whole_number(frame):
-            raise _error(f"The frame index must be a whole number, got {frame!r}.")
+            raise _error(f"The frame index must be a whole number, got {brief(frame)}.")
         self._check_size(video)
         given = locals()  # the API's parameters are the settings fields, by name (a test holds the two together)
         settings = self.settings_from({f.name: given[f.name] for f in config.setting_fields(ui_only=True)})
