@@ -22,6 +22,7 @@ ONCE = [
     ("MediaPipe's stderr held back", r"os\.dup2\([^)]*,\s*2\)", "synclora/face/mesh.py"),
     ("MediaPipe itself (face/ is its boundary)", r"^\s*(?:import mediapipe|from mediapipe)",
      ("synclora/face/mesh.py", "synclora/face/parts.py")),
+    ("the backends' display names", r"[\"']Sync-LoRA[\"']|[\"']CPU preview[\"']", "synclora/config.py"),
     ("the out-of-memory hint", r"^\s*OOM_HINT\s*=|try quality 'preview'", "synclora/errors.py"),
 ]
 
