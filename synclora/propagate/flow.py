@@ -188,8 +188,7 @@ class FlowPropagator(Propagator):
         src = source.astype(np.float32)
         edit = edited.astype(np.float32)
         change = edit - src
-        mag = cv2.blur(np.abs(change).max(axis=2), (3, 3))
-        keep = np.clip((mag - c.change_lo) / (c.change_hi - c.change_lo), 0.0, 1.0)[..., None]
+        keep = self._touched(change)[..., None]
         if c.model == "residual":
             return None, change * keep
         k = (2 * c.fit_radius + 1,) * 2
@@ -202,6 +201,12 @@ class FlowPropagator(Propagator):
         gain = (a - 1.0) * keep
         offset = change * keep - gain * src  # whatever the fit misses (sharp edges) rides along in the offset
         return gain, offset
+
+    def _touched(self, change: np.ndarray) -> np.ndarray:
+        """0..1 per pixel: where the edit (`change`, float (H, W, 3)) touched the frame, above rounding noise."""
+        c = self.config
+        mag = cv2.blur(np.abs(change).max(axis=2), (3, 3))
+        return np.clip((mag - c.change_lo) / (c.change_hi - c.change_lo), 0.0, 1.0)
 
     @staticmethod
     def _carry(change: np.ndarray, gain: np.ndarray | None, roi_map: np.ndarray, src: np.ndarray) -> np.ndarray:
@@ -299,14 +304,26 @@ class FlowPropagator(Propagator):
         if guide is not None:
             segment.facts.update(guide.facts())
         # with faces, the change inside frame 0's open mouth and eyes travels apart from the rest (see face_guide)
-        hole_gain = hole_change = None
+        hole_gain = hole_change = parts = None
         if guide is not None and guide.active:
             parts = guide.focus(change if gain is None else np.abs(change) + np.abs(gain))
-            if parts is not None:
-                inner, outer = (m[..., None] for m in parts)
-                hole_change, change = change * inner, change * outer
-                if gain is not None:
-                    hole_gain, gain = gain * inner, gain * outer
+        # where the edit hides what was there (a mask, dark lenses, a beard) the edited frame's content travels instead
+        # of its change, unmasked by the openings: the source's motion beneath it never shows (see face_guide)
+        content = content_gain = None
+        touched = self._touched(segment.edited.astype(np.float32) - frames[0])
+        hidden, facts = face_guide.content_weight(guide, frames[0], segment.edited, touched)
+        segment.facts.update(facts)
+        if hidden is not None:
+            hid = (hidden * touched)[..., None]
+            content, content_gain = segment.edited * hid, np.repeat(-hid, 3, axis=2)
+            change = change * (1 - hid)
+            if gain is not None:
+                gain = gain * (1 - hid)
+        if parts is not None:
+            inner, outer = (m[..., None] for m in parts)
+            hole_change, change = change * inner, change * outer
+            if gain is not None:
+                hole_gain, gain = gain * inner, gain * outer
 
         g0 = self._grey(frames[0], (fw, fh))
         prev = g0
@@ -342,6 +359,8 @@ class FlowPropagator(Propagator):
         changed = (np.abs(change).max(axis=2) > 0) | (gain is not None and (np.abs(gain).max(axis=2) > 0))
         if hole_change is not None:
             changed |= (np.abs(hole_change).max(axis=2) > 0) | (hole_gain is not None and np.abs(hole_gain).max(2) > 0)
+        if content is not None:
+            changed |= content_gain[..., 0] < 0
         changed = changed.astype(np.uint8)
         support = cv2.resize(changed * 255, (fw, fh), interpolation=cv2.INTER_AREA)
         support = cv2.dilate(support, np.ones((3, 3), np.uint8)).astype(np.float32)
@@ -403,6 +422,12 @@ class FlowPropagator(Propagator):
                         moved = cv2.add(moved, cv2.multiply(inside, cv2.merge([edited_holes] * 3)))
                     alpha = upsample.box(cv2.blur(conf, (3, 3)), (x0, y0, x1, y1))
                     moved = cv2.multiply(moved, cv2.merge([alpha, alpha, alpha]))
+                    if content is not None:  # the hidden part's content, wherever the map brings it from; inside a
+                        # tracked face at full strength (frame t differs from frame 0 beneath it: the mouth opened)
+                        cover = guide.cover(faces, conf) if guide is not None else conf
+                        a_c = upsample.box(cv2.blur(cover, (3, 3)), (x0, y0, x1, y1))
+                        inner = self._carry(content, content_gain, roi_map, src_t)
+                        moved = cv2.add(moved, cv2.multiply(inner, cv2.merge([a_c, a_c, a_c])))
                     # saturating add; where nothing moved in (moved == 0) the source comes through exactly
                     out[t, y0:y1, x0:x1] = cv2.add(src_t, moved, dtype=cv2.CV_8U)
                 if t % every == 0 or t == n - 1:
