@@ -345,7 +345,9 @@ class FaceGuide:
         for seen in faces:
             if seen is not None and seen.box is not None:
                 x0, y0, x1, y1 = seen.box
-                np.maximum(out[y0:y1, x0:x1], seen.weight, out=out[y0:y1, x0:x1])
+                # full a quarter of the blend's width inside the outline: the jaw's rim moves against the background,
+                # and the flow's doubt there would let the source's shading through
+                np.maximum(out[y0:y1, x0:x1], np.minimum(4 * seen.weight, 1), out=out[y0:y1, x0:x1])
         return out
 
     def focus(self, change: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
