@@ -89,7 +89,7 @@ def test_a_mask_over_a_mouth_that_opens_wide_shows_nothing_moving_beneath_it(sd)
         chin.append(float(((below[..., 2].astype(int) - below[..., 0]) > 30).mean()))
     r, masked, chin = np.array(r), np.array(masked), np.array(chin)
     assert sd.mouth.max() > 0.1 * 480
-    # measured: median r 0.14, 3 % of frames above 0.5; the mouth under the mask in 93-100 % of its pixels
+    # measured: median r 0.10, 3 % of frames above 0.5; the mouth under the mask in 98-100 % of its pixels
     assert np.median(r) <= 0.2 and (r > 0.5).mean() <= 0.05, (np.median(r), np.round(r, 2))
     assert masked.min() >= 0.85, np.round(masked, 2)
     wide = sd.mouth[1:] > 0.6 * sd.mouth.max()
@@ -114,7 +114,7 @@ def _lenses(size: int):
 def test_dark_lenses_over_eyes_that_blink_and_widen_show_no_eye_whites(size):
     bright, shut, notices = _lenses(size)
     assert shut >= 0.7
-    # measured: no bright pixel on any eyeball at either size (flow-era preview: 15 % of frames above 5 %)
+    # measured: no bright pixel on any eyeball at either size
     assert bright.mean() <= 0.01 and (bright > 0.05).mean() <= 0.02, np.round(bright, 3)
     assert any("as drawn" in m and "eyes" in m for m in notices), notices
 
@@ -130,7 +130,7 @@ def test_a_beard_follows_the_chin(sd):
         chin = sd.part(t, F.PART_SKIN) & rows & (np.abs(np.arange(480)[None, :] - xs.mean()) < 0.08 * 480)
         covered.append(float((out[t][chin].mean(axis=1) < 110).mean()))
     covered = np.array(covered)
-    assert covered.min() >= 0.85, np.round(covered, 2)  # measured 0.94-1.0: dark hair, not the skin beneath
+    assert covered.min() >= 0.85, np.round(covered, 2)  # dark hair, not the skin beneath
     assert any("as drawn" in m and "chin" in m for m in notices), notices
 
 
