@@ -13,6 +13,7 @@ Everything is deterministic for a given seed.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from collections.abc import Iterable, Sequence
@@ -398,8 +399,12 @@ def write_clip(
     if audio is not None and acodec is None:
         raise ValueError(f"{ext} cannot hold audio")
     fps = Fraction(fps)
-    frames = list(frames)
-    h, w = frames[0].shape[:2]
+    if pts is not None:
+        frames = list(frames)
+    it = iter(frames)  # a generator is written as it comes (a long clip never sits in memory)
+    first = next(it)
+    frames = itertools.chain([first], it)
+    h, w = first.shape[:2]
     with av.open(str(path), mode="w") as out:
         vs = out.add_stream(vcodec, rate=fps)
         vs.width, vs.height = w, h
@@ -407,8 +412,9 @@ def write_clip(
         if pts is None:
             tb = 1 / fps
         else:
-            if len(pts) != len(frames):
+            if len(pts) != len(pts_frames := list(frames)):
                 raise ValueError("pts needs one time per frame")
+            frames = iter(pts_frames)
             tb = Fraction(1, 1000) if ext in (".mkv", ".webm", ".gif") else Fraction(1, 90000)
         if ext == ".gif":
             tb = Fraction(1, 100)
