@@ -161,9 +161,6 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.register(sub)
-    # `edit` is the command's old name: still accepted, no longer listed.
-    sub.metavar = "{" + ",".join(sub.choices) + "}"
-    sub._name_parser_map["edit"] = sub.choices["propagate"]
     return parser
 
 
@@ -171,18 +168,27 @@ def main(argv: list[str] | None = None) -> int:
     from synclora import signals
     from synclora.errors import shown, user_error
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    with signals.stop_cleanly():  # SIGTERM/SIGHUP/SIGINT unwind like Ctrl-C: no temp file or half output stays
+    # SIGTERM/SIGHUP/SIGINT unwind like Ctrl-C: no temp file or half output stays. From the start: building the
+    # parser imports every area, and a signal may land inside one of those imports.
+    with signals.stop_cleanly():
         try:
-            return int(args.func(args) or 0)
-        except signals.Terminated as exc:
-            print(f"stopped by {signal_name(exc.signum)}; nothing was left half-written", file=sys.stderr)
-            return exc.exit_code
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
-            return 130
-        except Exception as exc:
+            parser = build_parser()
+            args = parser.parse_args(argv)
+            rc = int(args.func(args) or 0)
+            signals.raise_if_stopped()  # a signal whose exception some library swallowed still ends the run
+            return rc
+        except BaseException as exc:
+            # The stop behind the exception: in its chain, or only on record (numpy's C import replaces the
+            # exception raised inside it by a bare ImportError).
+            stop = signals.stop_of(exc) or (signals.Terminated(signals.received()) if signals.received() else None)
+            if isinstance(stop, signals.Terminated):
+                print(f"stopped by {signal_name(stop.signum)}; nothing was left half-written", file=sys.stderr)
+                return stop.exit_code
+            if stop is not None:
+                print("interrupted", file=sys.stderr)
+                return 130
+            if isinstance(exc, SystemExit) or not isinstance(exc, Exception):
+                raise
             error = user_error(exc)  # ours, or a disk/permission/codec/image failure said as a sentence
             if error is None:
                 raise

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from synclora import runtime
 from synclora.config import PropagationSettings
 from synclora.errors import InputError, ModelUnavailableError
 from synclora.testing import media
@@ -86,8 +87,12 @@ def test_gpu_duration_grows_with_frames_resolution_and_quality_and_is_clamped():
     assert gpu.gpu_seconds(100_000, big) == gpu.MAX_SECONDS
 
 
-def test_gpu_decorator_is_harmless_off_zerogpu():
-    assert not gpu.on_zerogpu()
+def test_gpu_decorator_is_harmless_off_zerogpu(monkeypatch):
+    assert not runtime.on_zerogpu()
+    for value, zero in (("true", True), ("1", True), ("T", True), ("false", False), ("", False)):
+        monkeypatch.setenv("SPACES_ZERO_GPU", value)
+        assert runtime.on_zerogpu() is zero, value  # the rule `spaces.config` applies
+    monkeypatch.delenv("SPACES_ZERO_GPU")
 
     def f(x):
         return x + 1
@@ -310,7 +315,9 @@ def test_sync_report_is_measured_once_per_result_and_forgotten_with_the_session(
     app.sync_report("src.mp4", "other.mp4", "e.png", request=_Req("s10"))
     assert len(calls) == 2
     app.end_session(_Req("s10"))
-    app.sync_report("src.mp4", "res.mp4", "e.png", request=_Req("s10"))
+    with pytest.raises(gr.Error, match="visit has ended"):  # an ended visit gets no new files
+        app.sync_report("src.mp4", "res.mp4", "e.png", request=_Req("s10"))
+    app.sync_report("src.mp4", "res.mp4", "e.png", request=_Req("s11"))  # a new visit measures again
     assert len(calls) == 3
 
 

@@ -177,3 +177,21 @@ def spec(settings: PropagationSettings) -> BackendSpec:
 def preload(settings: PropagationSettings) -> str:
     """Load the backend `settings` resolve to, so the first request doesn't pay for it. Returns its name."""
     return get(settings).name
+
+
+def unload(settings: PropagationSettings) -> bool:
+    """Drop the loaded backend for these settings and free its memory (an evaluation of several LoRAs loads one at a
+    time; a training run gets its GPU back). Returns whether one was loaded."""
+    from synclora.memory import free_memory
+
+    try:
+        key = _key(resolve(settings), settings)
+    except ModelUnavailableError:
+        return False
+    with _lock:
+        instance = _instances.pop(key, None)
+    if instance is None:
+        return False
+    del instance
+    free_memory()
+    return True

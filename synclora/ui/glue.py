@@ -28,7 +28,8 @@ from synclora.edit import upload as upload_mod
 from synclora.edit.instruct import InstructEditor, InstructSettings
 from synclora.errors import SyncloraError, brief, shown, user_error
 from synclora.ui import gpu
-from synclora.ui.session import SessionFiles
+from synclora.ui.admission import MemoryGate
+from synclora.ui.session import SessionEnded, SessionFiles
 from synclora.video.io import format_fps
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,9 @@ def user_errors(fn: Callable) -> Callable:
         try:
             if app is not None:
                 app._enter()
+                request = next((a for a in args if isinstance(a, gr.Request)), kwargs.get("request"))
+                if request is not None:  # the visit's uploads, removed from Gradio's cache when it ends
+                    app.files.note(_session(request), [a for a in (*args, *kwargs.values()) if isinstance(a, str)])
             try:
                 return fn(*args, **kwargs)
             finally:
@@ -144,8 +148,12 @@ class GradioPipeline:
         instruct: InstructEditor | None = None,
         defaults: PropagationSettings = PropagationSettings(),
         max_upload_mb: float | None = None,
+        memory: MemoryGate | None = None,
     ) -> None:
+        from synclora import limits
+
         self.files = files or SessionFiles()
+        self.memory = memory or MemoryGate(limits.memory_budget())  # propagations admitted by their memory need
         self.instruct = instruct
         self.defaults = defaults
         self.max_upload_mb = runtime.current().max_upload_mb if max_upload_mb is None else max_upload_mb
@@ -174,10 +182,19 @@ class GradioPipeline:
             self._active -= 1
             self._active_lock.notify_all()
 
-    def check_running(self) -> None:
-        """Called between steps of long jobs: a stopping server ends them (their clean-up removes partial files)."""
+    def check_running(self, out: str | Path | None = None) -> None:
+        """Called between steps of long jobs: a stopping server ends them (their clean-up removes partial files), and
+        so does a visitor who left (the session folder of the job's output `out` is gone)."""
         if self.stopping:
             raise ServerStopping("the server is restarting; try again in a minute")
+        if out is not None and not Path(out).parent.is_dir():
+            raise SessionEnded("this visit has ended; the job was stopped")
+
+    def _after_job(self, session: str | None) -> None:
+        """A visitor who left while their job ran: what the job wrote since goes too, and the job ends."""
+        if self.files.ended(session):
+            self.files.remove(session)
+            raise SessionEnded("this visit has ended; the job was stopped")
 
     def shutdown(self, timeout: float = 10.0) -> bool:
         """Stop taking calls, let the ones in flight end (up to `timeout` s; long jobs stop at their next step),
@@ -192,12 +209,12 @@ class GradioPipeline:
     def check_clip(self, path: str | Path):
         """An uploaded clip within the upload cap and the pipeline's limits (length, duration, frame size); its facts.
         Every endpoint that takes a clip says this at once, not after minutes of work."""
-        from synclora.pipeline import check_source
+        from synclora.limits import check_clip
         from synclora.video import io
 
         self._check_size(path)
         info = io.probe(path)
-        check_source(info)
+        check_clip(info)
         return info
 
     def _check_size(self, path: str | Path) -> None:
@@ -566,7 +583,7 @@ class GradioPipeline:
         from synclora.pipeline import run_propagation
 
         def report(f: float, label: str) -> None:
-            self.check_running()  # a server being stopped ends the job here; its clean-up removes partial files
+            self.check_running(req.out)  # a stopping server or a visitor who left ends the job; nothing stays
             if progress is not None:
                 progress(float(min(max(f, 0.0), 1.0)), desc=label)
 
@@ -650,12 +667,21 @@ class GradioPipeline:
             from synclora.video import io
 
             check_span(req, io.probe(video))
-        progress(0.0, desc="queued for the GPU" if name != "flow" else "starting")
-        if name == "flow":  # the report is measured as the frames pass, so it is ready with the result
-            tap = self._report_tap(req, session)
-            result = self._run_propagation(req, progress, [tap] if tap is not None else [])
-        else:
-            result, tap = self._propagate_on_gpu(req, progress, session)
+        from synclora.pipeline import memory_need
+        from synclora.video import io
+
+        need = memory_need(io.probe(video), settings)  # refused now if it can never fit; waits if others hold memory
+        try:
+            with self.memory.admit(need, waiting=lambda: (self.check_running(), progress(
+                    0.0, desc="waiting for memory (other clips running)"))):
+                progress(0.0, desc="queued for the GPU" if name != "flow" else "starting")
+                if name == "flow":  # the report is measured as the frames pass, so it is ready with the result
+                    tap = self._report_tap(req, session)
+                    result = self._run_propagation(req, progress, [tap] if tap is not None else [])
+                else:
+                    result, tap = self._propagate_on_gpu(req, progress, session)
+        finally:
+            self._after_job(session)  # a visitor who left: what the job wrote goes too
         # its notices are listed under the result (a toast would cover the page)
         if tap is not None:
             self._keep_report(session, (str(video), str(edited), str(span or ""), _digest(result.out)), tap)
@@ -711,16 +737,20 @@ class GradioPipeline:
         key = (_session(request), str(video), str(result), str(edited), k, str(span or ""))
         if key in self._reports and all(p is None or Path(p).is_file() for p in self._reports[key][::2]):
             return self._reports[key]
-        rep = self._ready_report(_session(request), video, result, edited, span)
-        if rep is None:
-            from synclora.metrics.report import compare_videos
-
-            known = self._sources.get(_session(request))
-            rep = compare_videos(video, result, edited_frame=edited or None, edit_index=k if edited else None,
-                                 frame_range=self._judged_range(judged), progress=self._report_progress(progress),
-                                 source_cues=known[1] if known and known[0] == str(video) else None)
         png = self.files.new_file(_session(request), "sync-report", ".png")
-        rep.plot(png)
+        try:
+            rep = self._ready_report(_session(request), video, result, edited, span)
+            if rep is None:
+                from synclora.metrics.report import compare_videos
+
+                known = self._sources.get(_session(request))
+                rep = compare_videos(video, result, edited_frame=edited or None, edit_index=k if edited else None,
+                                     frame_range=self._judged_range(judged),
+                                     progress=self._report_progress(progress, png),
+                                     source_cues=known[1] if known and known[0] == str(video) else None)
+            rep.plot(png)
+        finally:
+            self._after_job(_session(request))
         md = self.report_markdown(rep)
         if judged is not None and not judged.whole:
             md += (f"\n- Judged the edited span, frames {judged.start}–{judged.end}; the other frames are the "
@@ -745,9 +775,12 @@ class GradioPipeline:
         from synclora.metrics.report import compare_videos
 
         view = self.files.new_file(_session(request), "landmarks", ".mp4")
-        rep = compare_videos(video, result, edited_frame=edited or None, edit_index=k if edited else None,
-                             landmarks_video=view, identity_frames=0, frame_range=self._judged_range(judged),
-                             progress=self._report_progress(progress))
+        try:
+            rep = compare_videos(video, result, edited_frame=edited or None, edit_index=k if edited else None,
+                                 landmarks_video=view, identity_frames=0, frame_range=self._judged_range(judged),
+                                 progress=self._report_progress(progress, view))
+        finally:
+            self._after_job(_session(request))
         return str(rep.landmarks_video)
 
     def _report_args(self, video: str, result: str, edited: str | None, edit_frame, span: str | None):
@@ -771,9 +804,9 @@ class GradioPipeline:
     def _judged_range(judged) -> tuple[int, int] | None:
         return None if judged is None or judged.whole else (judged.start, judged.end + 1)
 
-    def _report_progress(self, progress):
+    def _report_progress(self, progress, out: str | Path | None = None):
         def report(f: float, label: str) -> None:
-            self.check_running()  # a server being stopped ends the measuring here
+            self.check_running(out)  # a stopping server or a visitor who left ends the measuring here
             progress(float(min(max(f, 0.0), 1.0)), desc=label)
 
         return report

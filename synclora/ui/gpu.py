@@ -99,15 +99,6 @@ def check_chunk_fits(settings: PropagationSettings) -> None:
                          f"{MAX_SECONDS} s one GPU call may take here; choose a lower resolution or quality 'preview'")
 
 
-def on_zerogpu() -> bool:
-    """True when running on a ZeroGPU Space (where `spaces.GPU` really schedules a GPU)."""
-    try:
-        from spaces.config import Config
-    except ImportError:
-        return False
-    return bool(getattr(Config, "zero_gpu", False))
-
-
 def gpu(duration: int | Callable[..., int]) -> Callable[[F], F]:
     """`spaces.GPU(duration=...)` when the `spaces` package is installed; otherwise a no-op decorator."""
     try:
