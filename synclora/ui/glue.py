@@ -693,9 +693,6 @@ class GradioPipeline:
         except Exception:  # the report panel measures the files instead
             log.exception("the sync report measured with the propagation failed")
             self._made.pop(session, None)
-        known = self._sources.pop(session, None)
-        if known is not None:
-            known[1].close()
 
     def result_markdown(self, result, video: str, edited: str) -> str:
         """What was done, with everything needed to reproduce it (settings, seed, edit index, CLI line)."""
