@@ -667,10 +667,13 @@ class GradioPipeline:
             from synclora.video import io
 
             check_span(req, io.probe(video))
+        from synclora.metrics import tap as report_tap
         from synclora.pipeline import memory_need
         from synclora.video import io
 
-        need = memory_need(io.probe(video), settings)  # refused now if it can never fit; waits if others hold memory
+        info = io.probe(video)
+        # refused now if it can never fit; waits if others hold memory (the report measured alongside included)
+        need = memory_need(info, settings) + report_tap.memory_need(info.width, info.height)
         try:
             with self.memory.admit(need, waiting=lambda: (self.check_running(), progress(
                     0.0, desc="waiting for memory (other clips running)"))):
