@@ -272,7 +272,7 @@ class GradioPipeline:
             from synclora.propagate import registry
 
             name = registry.resolve(s)
-            title = "Sync-LoRA" if name == "synclora" else "CPU preview"
+            title = config.BACKEND_TITLES.get(name, name)
             lines.append(f"- {title} ({s.fit}): {working_plan(info, s).notice}")
         except (SyncloraError, ValueError, ImportError) as exc:
             log.info("no working-size plan for the facts panel: %s", exc)
@@ -526,8 +526,8 @@ class GradioPipeline:
             auto = registry.resolve(PropagationSettings(backend="auto", model=self.defaults.model))
         except SyncloraError as exc:
             return f"No backend can run on this server: {exc}"
-        names = {"synclora": "Sync-LoRA", "flow": "the CPU preview"}
-        line = f"On this server **auto** runs **{names.get(auto, auto)}**."
+        title = config.BACKEND_TITLES.get(auto, auto)
+        line = f"On this server **auto** runs **{'the ' if auto == 'flow' else ''}{title}**."
         ltx = infos.get("synclora")
         if ltx is not None and not ltx.available:
             line += f" Sync-LoRA is off here: {ltx.why}."
