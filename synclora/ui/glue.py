@@ -667,10 +667,13 @@ class GradioPipeline:
             from synclora.video import io
 
             check_span(req, io.probe(video))
+        from synclora.metrics import tap as report_tap
         from synclora.pipeline import memory_need
         from synclora.video import io
 
-        need = memory_need(io.probe(video), settings)  # refused now if it can never fit; waits if others hold memory
+        info = io.probe(video)
+        # refused now if it can never fit; waits if others hold memory (the report measured alongside included)
+        need = memory_need(info, settings) + report_tap.memory_need(info.width, info.height)
         try:
             with self.memory.admit(need, waiting=lambda: (self.check_running(), progress(
                     0.0, desc="waiting for memory (other clips running)"))):
@@ -693,9 +696,6 @@ class GradioPipeline:
         except Exception:  # the report panel measures the files instead
             log.exception("the sync report measured with the propagation failed")
             self._made.pop(session, None)
-        known = self._sources.pop(session, None)
-        if known is not None:
-            known[1].close()
 
     def result_markdown(self, result, video: str, edited: str) -> str:
         """What was done, with everything needed to reproduce it (settings, seed, edit index, CLI line)."""
