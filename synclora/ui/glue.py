@@ -576,8 +576,9 @@ class GradioPipeline:
             from synclora.video import io
 
             check_span(req, io.probe(video))
-        progress(0.0, desc="queued for the GPU" if name != "flow" else "starting")
-        run = self._gpu_propagate if name != "flow" else self._run_propagation
+        on_gpu = config.backend_record(name).gpu
+        progress(0.0, desc="queued for the GPU" if on_gpu else "starting")
+        run = self._gpu_propagate if on_gpu else self._run_propagation
         result = run(req, progress)  # its notices are listed under the result (a toast would cover the page)
         return str(result.out), str(result.side_by_side), self.result_markdown(result, video, edited)
 
