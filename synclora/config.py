@@ -27,12 +27,18 @@ class BackendRecord:
     choice: str  # what the choice says after the title
     gpu: bool  # runs on a GPU: the app queues it for one and sizes the ZeroGPU request
     generative: bool  # seed, model, memory and LoRA apply: they key its loaded model and its reproduce line
+    label: str  # what it is and is good for, in one line (the app's backend panel)
 
 
 # In order of preference ("auto" takes the first that can run here).
 BACKENDS = (
-    BackendRecord("synclora", "Sync-LoRA", "generative, GPU", gpu=True, generative=True),
-    BackendRecord("flow", "CPU preview", "optical flow", gpu=False, generative=False),
+    BackendRecord("synclora", "Sync-LoRA", "generative, GPU", gpu=True, generative=True,
+                  label="Sync-LoRA (LTX-2.3 IC-LoRA): generative propagation that keeps lips, pose, gaze and blinks in "
+                  "sync; handles shape, style and accessory edits; needs a GPU"),
+    BackendRecord("flow", "CPU preview", "optical flow", gpu=False, generative=False,
+                  label="fast CPU preview (optical flow, face mesh inside faces): carries local appearance edits "
+                  "(glasses, make-up, colour, accessories) along the source's own motion, lips and lids; not for "
+                  "changes of shape, style or expression"),
 )
 BACKEND_TITLES = {b.name: b.title for b in BACKENDS}
 
