@@ -142,9 +142,9 @@ def working_plan(info: io.VideoInfo, settings: PropagationSettings, spec: Backen
 
 
 def check_plan(info: io.VideoInfo, settings: PropagationSettings, frames: int | None = None) -> None:
-    """What the working plan asks of this clip (`frames` of it: the span and its fades) fits the backend and the
-    memory limit, said in the user's sizes, from the backend's spec alone: before any model loads or any frame is
-    decoded."""
+    """What the working plan asks of this clip fits the backend and the memory a propagation may take, said in the
+    user's sizes, from the backend's spec alone: before any model loads or any frame is decoded. (`frames`, the span
+    and its fades, no longer matters: memory does not grow with the clip's length.)"""
     name = Path(info.path).name
     spec = registry.spec(settings)
     W, H = working_plan(info, settings, spec).work_size
@@ -152,14 +152,24 @@ def check_plan(info: io.VideoInfo, settings: PropagationSettings, frames: int | 
         raise InputError(f"{name} is {info.width}×{info.height}, too small for the {registry.resolve(settings)} "
                          f"backend: it needs at least "
                          f"{spec.min_side} pixels on each side of its {W}×{H} working frames — use a larger clip")
-    frames = info.n_frames if frames is None else frames
-    need = frames * W * H * 3
-    if need > limits.MAX_WORKING_BYTES:
-        raise InputError(f"{name}: {frames} frames of {info.width}×{info.height} to propagate; at the working size "
-                         f"{W}×{H} they need {need / 1024**3:.1f} GiB, over the "
-                         f"{limits.MAX_WORKING_BYTES / 1024**3:.0f} GiB "
-                         "a propagation may hold — trim the clip or "
-                         + ("downscale it" if spec.native_size else "lower the working resolution"))
+    need = memory_need(info, settings, side_by_side=True, spec=spec)
+    if need > limits.MAX_JOB_BYTES:
+        raise InputError(f"{name}: a propagation of {info.width}×{info.height} frames needs about "
+                         f"{need / 1024**3:.1f} GiB of memory, over the {limits.MAX_JOB_BYTES / 1024**3:.0f} GiB one "
+                         "propagation may take — downscale the clip first")
+
+
+def memory_need(info: io.VideoInfo, settings: PropagationSettings, *, side_by_side: bool = True,
+                spec: BackendSpec | None = None) -> int:
+    """Bytes this propagation needs at its peak (from probe facts and settings; not the clip's length: it streams).
+    The app admits jobs by it, so visitors running at once cannot together exhaust the server's memory."""
+    spec = spec or registry.spec(settings)
+    frame_by_frame = registry.resolve(settings) == "flow"
+    if frame_by_frame:
+        return limits.memory_need(info.width, info.height, side_by_side=side_by_side)
+    chunk = spec.max_frames or info.n_frames
+    return limits.memory_need(info.width, info.height, side_by_side=side_by_side, chunk_frames=2 * chunk,
+                              work_size=working_plan(info, settings, spec).work_size)
 
 
 def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress,
@@ -195,30 +205,31 @@ def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress,
     try:
         # Both outputs or neither: a failed or stopped call leaves what was at --out and --side-by-side as it was.
         with _memory_errors(), staged_outputs(req.out, req.side_by_side) as (out, sbs):
-            writers.append(FrameWriter(io.write_video, out, info.fps, audio_from=audio, notices=written))
-            if sbs:
-                writers.append(FrameWriter(io.write_video, sbs, info.fps, audio_from=audio))
-            for i, src, carried in stream.stream(job, lambda f, label: progress(0.02 + 0.96 * f, label)):
-                for tap in taps:
-                    tap.on_source(i, src)
-                if carried is None or i == req.edit_index:
-                    frame = src if carried is None else carried  # outside the span: the source's own frame
-                else:
-                    w = span.weight(i)
-                    frame = carried if w >= 1 else io.fade_frames(src, carried, w)
-                for tap in taps:
-                    tap.on_result(i, frame)
-                writers[0].put(frame)
+            try:  # the writers stop (and remove what they wrote) before the staged files are cleared
+                writers.append(FrameWriter(io.write_video, out, info.fps, audio_from=audio, notices=written))
                 if sbs:
-                    writers[1].put(next(io.side_by_side([src], [frame])))
-            progress(0.98, "finishing the video")
-            for w in writers:
-                w.close()
+                    writers.append(FrameWriter(io.write_video, sbs, info.fps, audio_from=audio))
+                for i, src, carried in stream.stream(job, lambda f, label: progress(0.02 + 0.96 * f, label)):
+                    for tap in taps:
+                        tap.on_source(i, src)
+                    if carried is None or i == req.edit_index:
+                        frame = src if carried is None else carried  # outside the span: the source's own frame
+                    else:
+                        w = span.weight(i)
+                        frame = carried if w >= 1 else io.fade_frames(src, carried, w)
+                    for tap in taps:
+                        tap.on_result(i, frame)
+                    writers[0].put(frame)
+                    if sbs:
+                        writers[1].put(next(io.side_by_side([src], [frame])))
+                progress(0.98, "finishing the video")
+                for w in writers:
+                    w.close()
+            except BaseException:
+                for w in writers:
+                    w.abort()
+                raise
         ok = True
-    except BaseException:
-        for w in writers:
-            w.abort()
-        raise
     finally:
         for tap in taps:
             tap.finish(ok)

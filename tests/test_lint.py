@@ -54,7 +54,7 @@ _ALLOWED = {
     "errors": set(),
     "memory": set(),
     "limits": {"errors"},
-    "paths": {"errors"},
+    "paths": {"errors", "signals"},
     "signals": set(),
     "progress": set(),  # the progress callback's type, shared by backends, the report and the LTX recipe
     "runtime": {"errors"},
@@ -68,7 +68,7 @@ _ALLOWED = {
     "pipeline": {"config", "errors", "limits", "memory", "edit", "paths", "propagate", "video"},
     "data": {"config", "errors", "memory", "edit", "face", "ltx", "metrics", "paths", "pipeline", "propagate", "video"},
     # evaluate: runs propagations and judges them with the report's measures, into one table (train may call it)
-    "evaluate": {"config", "errors", "edit", "data", "metrics", "paths", "pipeline", "video"},
+    "evaluate": {"config", "errors", "edit", "data", "metrics", "paths", "pipeline", "propagate", "video"},
     "train": {"config", "errors", "memory", "paths", "runtime", "data", "evaluate", "ltx", "video"},
     "testing": {"config", "errors", "face", "metrics", "pipeline", "train", "video"},
 }

@@ -330,6 +330,18 @@ class FaceGuide:
             c = conf[y0:y1, x0:x1]
             c += weight * (np.maximum(seen.ok, c * agree) - c)
 
+    def cover(self, faces: list[Seen | None], conf: np.ndarray) -> np.ndarray:
+        """`conf` (flow resolution) raised to each tracked face's blend weight: the confidence of an edit's hidden
+        content, which the mesh carries whatever frame t shows beneath it."""
+        out = conf.copy()
+        for seen in faces:
+            if seen is not None and seen.box is not None:
+                x0, y0, x1, y1 = seen.box
+                # full a quarter of the blend's width inside the outline: the jaw's rim moves against the background,
+                # and the flow's doubt there would let the source's shading through
+                np.maximum(out[y0:y1, x0:x1], np.minimum(4 * seen.weight, 1), out=out[y0:y1, x0:x1])
+        return out
+
     def focus(self, change: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """Learn where frame 0's edit is (`change`: (H, W[, C])). Faces it does not touch are not followed (nothing of
         the edit is there to carry; if none is left, no landmarks are tracked at all). Returns, where the edit reaches
@@ -488,11 +500,16 @@ class FaceGuide:
         # frame 0 must have seen this part of the surface: where another, far part of the mesh covers the mapped
         # point in frame 0 (a cheek behind the nose), frame 0 shows something else and the flow decides
         rh, rw = tr.ref_ids.shape
-        rx = np.clip(np.rint(face_map[..., 0]).astype(np.int32) - tr.ref_box[0], -1, rw)
-        ry = np.clip(np.rint(face_map[..., 1]).astype(np.int32) - tr.ref_box[1], -1, rh)
-        under = tr.ref_pad[ry + 1, rx + 1]
-        pair = np.maximum(ids, 0) * len(top.tris) + np.maximum(under, 0)
-        hidden = (under >= 0) & inside & ~np.take(top.near_surface.ravel(), pair)
+        # (judged at the four flow pixels around the mapped point: a face a hundred flow pixels high has lips a pixel
+        # or two thick in frame 0, and rounding alone would land on a triangle of the other lip)
+        hidden = inside.copy()
+        fx, fy = np.floor(face_map[..., 0]), np.floor(face_map[..., 1])
+        for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
+            rx = np.clip(fx.astype(np.int32) + dx - tr.ref_box[0], -1, rw)
+            ry = np.clip(fy.astype(np.int32) + dy - tr.ref_box[1], -1, rh)
+            under = tr.ref_pad[ry + 1, rx + 1]
+            pair = np.maximum(ids, 0) * len(top.tris) + np.maximum(under, 0)
+            hidden &= (under >= 0) & ~np.take(top.near_surface.ravel(), pair)
         # blend weight: 0 at the face's outline, 1 a feather's width inside (a smooth step); a short ramp where the
         # mapped triangles end inside the face (far from the edit, nothing to blend there); 0 where frame 0 did not
         # see the surface
@@ -560,11 +577,68 @@ def _fill(polys: list[np.ndarray], box: tuple[int, int, int, int], grow: int = 0
     return mask.astype(np.float32) * (1 / 255.0)
 
 
+def content_weight(guide: FaceGuide | None, source: np.ndarray, edited: np.ndarray,
+                   touched: np.ndarray) -> tuple[np.ndarray | None, dict]:
+    """Where the edit hides what was there (0..1 per pixel of frame 0; None: nowhere) and, for the notices, which parts
+    of the face it carries as content and which as colour.
+
+    The evidence is the sync report's (`face.hidden`): how much of the source's structure the edited frame still shows,
+    over a window a quarter of the face's eye span wide around each pixel. Where it hides (a mask, dark lenses, a
+    beard), the preview carries the edited frame's pixels along the map, so the mouth opening or the eyes' whites
+    beneath never show, and the mesh's hole strips stretch it over an opening wider than frame 0's; where it recolours
+    (make-up, a tint), the change, re-applied to what each frame shows. `guide`: the faces the edit touches (their eye
+    span sets the window; None or none: the frame's size does)."""
+    from synclora.face.hidden import hidden_map
+
+    faces = guide.tracks if guide is not None else []
+    hidden = hidden_map(source, edited, touched, min(tr.size for tr in faces) if faces else None)
+    if hidden is None:
+        return None, {}
+    edit = touched > 0.5
+    if not faces:
+        return hidden, {"content": ["edit"] if float((hidden[edit] > 0.5).mean()) > 0.5 else [], "colour": []}
+    labels = np.full(edit.shape, -1, np.int8)
+    for tr in faces:
+        lab = fp.part_labels(edit.shape, tr.ref)
+        labels = np.where(labels < 0, lab, labels)
+    total = max(1, int(edit.sum()))
+    content, colour = [], []
+    for i, name in enumerate(fp.PART_NAMES):
+        on = edit & (labels == i)
+        if on.sum() >= _PART_SHARE * total:
+            (content if float((hidden[on] > 0.5).mean()) >= 0.5 else colour).append(name)
+    return hidden, {"content": content, "colour": colour}
+
+
+_PART_SHARE = 0.08  # parts holding less of the edit than this are not named
+
+
+def _names(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def _content_notice(facts: list[dict]) -> list[str]:
+    content = [p for p in fp.PART_NAMES if any(p in f.get("content", ()) for f in facts)]
+    colour = [p for p in fp.PART_NAMES if p not in content and any(p in f.get("colour", ()) for f in facts)]
+    if any("edit" in f.get("content", ()) for f in facts):
+        return ["The preview carries the edit as drawn where it hides what was there, so the motion beneath it does "
+                "not show through."]
+    if not content:
+        return []
+    line = (f"The preview carries the edit over the {_names(content)} as drawn: it hides what was there, so that "
+            "part's own motion does not show through.")
+    if colour:
+        line += f" Over the {_names(colour)} it carries the change of colour, and the source moves beneath it."
+    return [line]
+
+
 def notices(facts: list[dict]) -> list[str]:
     """What the user should know about face guidance over a whole propagation (all its segments)."""
     facts = [f for f in facts if f]
+    extra = _content_notice(facts)
+    facts = [f for f in facts if "frames" in f]
     if not facts:
-        return []
+        return extra
     frames = sum(f["frames"] for f in facts)
     faces = max(f["faces"] for f in facts)
     found = max(f["found"] for f in facts)
@@ -572,10 +646,10 @@ def notices(facts: list[dict]) -> list[str]:
     lost = sum(f["lost"] for f in facts)
     if not seen:
         return [("No face was found in the clip: the preview cannot follow a face (optical flow alone carries the "
-                 "edit) and lip sync cannot be judged.")]
+                 "edit) and lip sync cannot be judged."), *extra]
     if not found:
         return [("No face was found in the edited frame, so the preview cannot follow the face seen elsewhere in the "
-                 "clip: optical flow alone carries the edit.")]
+                 "clip: optical flow alone carries the edit."), *extra]
     out = []
     if faces > 1:
         out.append(f"{faces} faces are followed by their landmarks.")
@@ -583,4 +657,4 @@ def notices(facts: list[dict]) -> list[str]:
         what = "a face" if faces > 1 else "the face"
         out.append(f"The face tracker lost {what} in {lost} of {frames} frames; optical flow alone carried the edit "
                    "there.")
-    return out
+    return out + extra
