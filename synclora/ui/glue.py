@@ -677,8 +677,9 @@ class GradioPipeline:
         try:
             with self.memory.admit(need, waiting=lambda: (self.check_running(), progress(
                     0.0, desc="waiting for memory (other clips running)"))):
-                progress(0.0, desc="queued for the GPU" if name != "flow" else "starting")
-                if name == "flow":  # the report is measured as the frames pass, so it is ready with the result
+                on_gpu = config.backend_record(name).gpu
+                progress(0.0, desc="queued for the GPU" if on_gpu else "starting")
+                if not on_gpu:  # the report is measured as the frames pass, so it is ready with the result
                     tap = self._report_tap(req, session)
                     result = self._run_propagation(req, progress, [tap] if tap is not None else [])
                 else:
