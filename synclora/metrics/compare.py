@@ -31,16 +31,17 @@ def compare_videos(
     landmarks_video: str | Path | None = None,
     source_cues=None,
 ) -> SyncReport:
-    """Measure how well `result` follows `source` (paths, (T, H, W, 3) uint8 RGB arrays or `Frames`; same frame
-    count).
+    """Measure how well `result` follows `source` (paths, (T, H, W, 3) uint8 RGB arrays or `Frames`).
 
+    The result is compared by time: each source frame with the result frame on screen at its time, over the time
+    both cover (`metrics.timeline`); a different rate, size or length is said in the notes.
     `edited_frame` (image or path) enables the identity score and, with `edit_index` (the source frame it was made
     from; found by matching when None), what the edit hides and how much of it each frame keeps. Without an edited
     frame, `edit_index` alone takes the result's own frame there as the edit. `frame_range=(start, stop)` compares
-    that span of both videos (needed when their lengths differ). `identity_frames`: how many result frames identity
-    compares (0: no identity score). `landmarks_video`: write the landmark view (mp4). `source_cues`: the source's
-    cues measured ahead (`synclora.metrics.source_cues.SourceCues`): the source is then read only if the edit-kept
-    score needs its frames.
+    that span of the source's frames (and the result over the same time). `identity_frames`: how many result frames
+    identity compares (0: no identity score). `landmarks_video`: write the landmark view (mp4). `source_cues`: the
+    source's cues measured ahead (`synclora.metrics.source_cues.SourceCues`): the source is then read only if the
+    edit-kept score needs its frames.
     """
     tap = ReportTap(source, result, edited_frame=edited_frame, edit_index=edit_index, frame_range=frame_range,
                     max_lag=max_lag, progress=progress, thresholds=thresholds, identity_frames=identity_frames,
@@ -48,7 +49,8 @@ def compare_videos(
     start, stop = tap.start, tap.stop
 
     def measure(side: str, video: Frames) -> None:
-        tap.feed(side, video.lazy(start, stop), start)
+        first, last = (start, stop) if side == "source" else tap.timeline.result_range  # the same time on both
+        tap.feed(side, video.lazy(first, last), first)
 
     sides = [("source", tap.source), ("result", tap.result)] if tap.reads("source") else [("result", tap.result)]
     ok = False

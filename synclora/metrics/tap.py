@@ -22,6 +22,7 @@ import numpy as np
 from synclora.errors import InputError
 from synclora.metrics.landmarks import CueStream, CueTrack, ProgressFn
 from synclora.metrics.scores import SyncThresholds
+from synclora.metrics.timeline import line_up
 from synclora.video.frames import Frames
 
 # Identity compares at most this many result frames, evenly spaced: dlib's ResNet descriptor (dlib-bin has no BLAS)
@@ -197,20 +198,20 @@ class ReportTap:
         self.source = Frames.of(source).check_length()
         self.result = Frames.of(result).check_length() if result is not None else None
         n_src = self.source.n_frames
-        n_res = self.result.n_frames if self.result is not None else n_src
-        if frame_range is None:
-            if n_src != n_res:
-                raise InputError(f"the source has {n_src} frames and the result {n_res}; give a frame range to compare "
-                                 "a part of both")
-            frame_range = (0, n_src)
-        start, stop = (int(v) for v in frame_range)
-        if not (0 <= start < stop <= min(n_src, n_res)):
-            raise InputError(f"frame range {start}–{stop} does not fit the videos ({n_src} and {n_res} frames)")
-        if stop - start < 2:
-            raise InputError("a sync report needs at least 2 frames")
+        src_size = self.source.size
+        res_size = self.result.size if self.result is not None else (result_size or src_size)
+        # By time, not frame index (`metrics.timeline`): a result of another rate, size or length is said and each
+        # source frame is compared with the result frame on screen at its time. A result still being made has the
+        # source's frames; frames from memory have no rate of their own and go frame by frame with the other video.
+        if self.result is not None:
+            self.timeline = line_up(n_src, self.result.n_frames, self.source.fps, self.result.fps, src_size, res_size,
+                                    frame_range)
+        else:
+            self.timeline = line_up(n_src, n_src, None, None, src_size, res_size, frame_range)
+        start, stop = self.timeline.start, self.timeline.stop
         self.start, self.stop, self.n = start, stop, stop - start
         self.max_lag, self.progress = max_lag, progress
-        self.fps = fps if fps is not None else self.source.fps
+        self.fps = fps if fps is not None else self.source.fps or (self.result.fps if self.result is not None else None)
         self.strict = strict
         self.failed = threading.Event()
         self._error: BaseException | None = None
@@ -231,8 +232,6 @@ class ReportTap:
             self.ref_desc, self.identity_note = _reference_descriptor(ref)
         self.descs: dict[int, np.ndarray] = {}
 
-        src_size = self.source.size
-        res_size = self.result.size if self.result is not None else (result_size or src_size)
         self.paired = None
         if probe is not None or landmarks_video is not None:
             from synclora.metrics.paired import AHEAD, PairedPass
@@ -302,12 +301,16 @@ class ReportTap:
 
     # -- feeding from the caller's own threads (compare_videos: each decoder runs its side's work itself)
     def feed(self, side: str, frames, start: int) -> None:
-        """Measure `frames` (arrays or lazy frames, frame `start` first) on this thread, as side `side`."""
+        """Measure `frames` (arrays or lazy frames, frame `start` first) on this thread, as side `side`. The result's
+        frames are its own (`timeline.result_range`): each is measured once for every source frame it is on screen
+        at (`Timeline.sources_of`: once at the same rate; twice, or not at all, at half or twice the rate)."""
         s = self._source if side == "source" else self._result
+        on_timeline = side == "source" or self.timeline.by_index
         try:
-            for i, frame in enumerate(frames, start):
+            for j, frame in enumerate(frames, start):
                 self.raise_failure()
-                s.process(i, frame)
+                for i in ((j,) if on_timeline else self.timeline.sources_of(j)):
+                    s.process(i, frame)
         except BaseException as exc:
             self.fail(exc)
             s.end(failed=True)
@@ -365,7 +368,7 @@ class ReportTap:
         kept = self.paired.edit_kept() if self.paired is not None else None
         report = score_tracks(src, res, self.max_lag, thresholds=self.thresholds, identity=identity, edit=self.edit,
                               kept=kept)
-        report.notes += notes
+        report.notes += self.timeline.notes + notes
         report.frames = (self.start, self.stop - 1)
         report.landmarks_video = view_path
         if self.progress is not None:
