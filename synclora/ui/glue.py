@@ -742,7 +742,7 @@ class GradioPipeline:
         try:
             rep = self._ready_report(_session(request), video, result, edited, span)
             if rep is None:
-                from synclora.metrics.report import compare_videos
+                from synclora.metrics.compare import compare_videos
 
                 known = self._sources.get(_session(request))
                 rep = compare_videos(video, result, edited_frame=edited or None, edit_index=k if edited else None,
@@ -773,7 +773,7 @@ class GradioPipeline:
         if isinstance(args, str):
             raise _error(args.strip("*"))
         k, judged = args
-        from synclora.metrics.report import compare_videos
+        from synclora.metrics.compare import compare_videos
 
         view = self.files.new_file(_session(request), "landmarks", ".mp4")
         try:
