@@ -28,6 +28,9 @@ MAX_PIXELS = 4096 * 4096
 MAX_DURATION_S = 10 * 60
 # The working frames of one propagation (frames × working width × height × 3 bytes; the result takes as much again).
 MAX_WORKING_BYTES = 4 * 1024**3
+# Keyframes (edited frames) of one propagation: each is an image held in memory and a propagation of its own; a
+# hundred pins a two-minute clip every second or so.
+MAX_KEYFRAMES = 100
 
 # --- what any reader believes of a file -----------------------------------------------------------------------------
 # A file whose timeline (after VFR→CFR conversion) claims more frames than this is refused by every reader, `info`

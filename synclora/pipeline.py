@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from synclora import limits
-from synclora.config import PropagationRequest, PropagationSettings
+from synclora.config import Keyframe, PropagationRequest, PropagationSettings
 from synclora.edit.image import load_image
 from synclora.errors import InputError, OutOfMemoryError
 from synclora.memory import free_memory, is_out_of_memory
@@ -21,6 +21,7 @@ from synclora.paths import Output, check_input, check_outputs, remove_outputs
 from synclora.propagate import registry, schedule
 from synclora.propagate.base import BackendSpec, ProgressFn, no_progress
 from synclora.video import geometry, io, timing
+from synclora.video import keyframes as kf
 
 # The limits a propagation checks, for readers of this module (synclora.limits holds them, says why each is what it
 # is, and checks them; docs/LIMITS.md says what users see).
@@ -45,17 +46,27 @@ class PropagationResult:
     working_size: tuple[int, int]
     notices: list[str] = field(default_factory=list)
     seconds: float = 0.0
-    span: timing.FrameSpan | None = None  # the frames that carry the edit (None: the whole clip)
+    span: timing.FrameSpan | None = None  # the frames the first look covers (None: the whole clip)
+    keyframes: tuple[Keyframe, ...] = ()  # every keyframe, as given (spans in frames)
+    plan: kf.KeyframePlan | None = None  # which keyframe governs which frames
 
     def summary(self) -> str:
         """What was made, for the CLI's stdout; the notices are apart (the CLI prints them on stderr, the app lists
         them under the result)."""
         s = self.settings
+        several = len(self.keyframes) > 1
+        edited = (f"keyframes {', '.join(str(k.index) for k in self.keyframes)}" if several
+                  else f"edited frame {self.edit_index}")
         lines = [
             f"result: {self.out}",
-            f"backend: {self.backend} ({s.quality}), seed {s.seed}, edited frame {self.edit_index}, fit {s.fit}, "
+            f"backend: {self.backend} ({s.quality}), seed {s.seed}, {edited}, fit {s.fit}, "
             f"working size {self.working_size[0]}×{self.working_size[1]}, time mode {s.time_mode}",
-            f"edited: {self.span.describe() if self.span else 'the whole clip'}",
+        ]
+        if several and self.plan is not None:
+            lines += [f"edited: {line}" for line in self.plan.describe()]
+        else:
+            lines.append(f"edited: {self.span.describe() if self.span else 'the whole clip'}")
+        lines += [
             f"{self.source_info.n_frames} frames at {io.format_fps(self.source_info.fps)} fps, "
             f"{self.source_info.width}×{self.source_info.height}, took {self.seconds:.1f} s",
         ]
@@ -77,43 +88,77 @@ def check_paths(req: PropagationRequest) -> None:
     if lora:
         check_input(lora, "LoRA file")
     check_input(req.source, "source video")
-    check_input(req.edited, "edited image")
+    images = []
+    for key in req.keyframes:
+        what = "edited image" if len(req.keyframes) == 1 else f"edited image of keyframe {key.index}"
+        check_input(key.image, what)
+        images.append((key.image, f"the {what}"))
     outputs = [Output(Path(req.out), "the result", (".mp4",))]
     if req.side_by_side:
         outputs.append(Output(Path(req.side_by_side), "the side-by-side video", (".mp4",)))
-    check_outputs(outputs, [(req.source, "the source video"), (req.edited, "the edited image"),
-                            (lora, "the LoRA file")])
+    check_outputs(outputs, [(req.source, "the source video"), *images, (lora, "the LoRA file")])
 
 
-def check_request(req: PropagationRequest) -> tuple[io.VideoInfo, np.ndarray, list[str]]:
-    """Validate everything the user gave before any heavy work; returns (source facts, edited frame, notices)."""
+def check_request(req: PropagationRequest) -> tuple[io.VideoInfo, dict[int, np.ndarray], list[str]]:
+    """Validate everything the user gave before any heavy work; returns (source facts, each keyframe's edited frame
+    by its index, notices)."""
+    if len(req.keyframes) > limits.MAX_KEYFRAMES:  # before a thousand files are even looked at
+        raise InputError(f"{len(req.keyframes)} keyframes were given; a propagation takes at most "
+                         f"{limits.MAX_KEYFRAMES}")
     check_paths(req)
     source = Path(req.source)
     info = io.probe(source)
     check_source(info)
-    k = req.edit_index
-    if not isinstance(k, (int, np.integer)) or isinstance(k, bool):
-        raise InputError(f"the edit index (frame number) must be a whole number, got {k!r}")
-    if not 0 <= k < info.n_frames:
-        raise InputError(f"frame {k} is out of range: {source.name} has frames 0 to {info.n_frames - 1}")
-    check_plan(info, req.settings, check_span(req, info).window)
-    edited, notices = load_image(req.edited)
-    edited, notice = geometry.fit_edited_image(edited, info.width, info.height)
-    return info, edited, notices + ([notice] if notice else [])
+    plan = check_keyframes(req, info)
+    check_plan(info, req.settings, plan.frames)
+    images: dict[int, np.ndarray] = {}
+    notices: list[str] = []
+    for key in req.keyframes:
+        edited, more = load_image(key.image)
+        try:
+            edited, notice = geometry.fit_edited_image(edited, info.width, info.height)
+        except InputError as exc:
+            if len(req.keyframes) == 1:
+                raise
+            raise InputError(f"keyframe {key.index}: {exc}") from None
+        images[key.index] = edited
+        tag = f"Keyframe {key.index}: " if len(req.keyframes) > 1 else ""
+        notices += [tag + m for m in more + ([notice] if notice else [])]
+    return info, images, notices
+
+
+def check_keyframes(req: PropagationRequest, info: io.VideoInfo) -> kf.KeyframePlan:
+    """Which keyframe governs which frames (their spans, `settings.span` and its fades), resolved against the probed
+    clip: the one place every face goes through, so a bad keyframe or span gets the same sentence from the CLI, the
+    app and the API."""
+    keys = req.keyframes
+    return kf.plan_keyframes([k.index for k in keys], [k.span for k in keys], info, span=req.settings.span,
+                             fade=req.settings.fade)
 
 
 def check_span(req: PropagationRequest, info: io.VideoInfo) -> timing.FrameSpan:
-    """The frames that carry the edit (`settings.span`, with its fades), resolved against the probed clip: the one
-    place every face goes through, so a bad span gets the same sentence from the CLI, the app and the API."""
-    return timing.resolve_span(req.settings.span, info, fade=req.settings.fade, edit_index=req.edit_index)
+    """The frames the (first) look covers, with its fades; see `check_keyframes`."""
+    return check_keyframes(req, info).looks[0].span
 
 
-def applied_settings(settings: PropagationSettings, span: timing.FrameSpan) -> PropagationSettings:
-    """The settings as applied: the span in frames with its fade (both unset for the whole clip), so the summary,
-    the reproduce line and the settings JSON say exactly which frames were edited."""
+def applied_settings(settings: PropagationSettings, plan: kf.KeyframePlan) -> PropagationSettings:
+    """The settings as applied: the span in frames with its fade (both unset for the whole clip, and the span unset
+    where every keyframe has its own), so the summary, the reproduce line and the settings JSON say exactly which
+    frames were edited."""
+    span = plan.looks[0].span
+    if not plan.one_look:
+        return replace(settings, span=None, fade=span.fade)
     if span.whole:
         return replace(settings, span=None, fade=None)
     return replace(settings, span=span.text, fade=span.fade)
+
+
+def applied_keyframes(keys: tuple[Keyframe, ...], plan: kf.KeyframePlan) -> tuple[Keyframe, ...]:
+    """The keyframes as applied: each one's own span in frames."""
+    if plan.one_look:
+        return keys
+    spans = {look.keys[0]: look.span.text for look in plan.looks}
+    return tuple(replace(k, span=spans[k.index]) for k in keys)
 
 
 @contextlib.contextmanager
@@ -194,51 +239,74 @@ def _read_working(path: Path, info: io.VideoInfo, plan, start: int, stop: int) -
 
 
 def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress) -> PropagationResult:
-    """Propagate the edited frame (frame `req.edit_index`) through its span of the source clip (the whole clip by
-    default); write the result (and SBS). Only the span and its fades reach the backend; every other frame of the
-    result is the source's own decoded frame, and the result keeps the source's frame count, fps and audio."""
+    """Propagate the keyframes (edited copies of some frames) through their spans of the source clip (the whole clip
+    by default); write the result (and SBS). Only the spans and their fades reach the backend; every other frame of
+    the result is the source's own decoded frame, each keyframe is exactly its edited image, and the result keeps the
+    source's frame count, fps and audio."""
     t0 = time.perf_counter()
-    info, edited, notices = check_request(req)
-    span = check_span(req, info)
-    notices += list(span.notices)
-    settings = applied_settings(req.settings, span)
+    info, images, notices = check_request(req)
+    plan = check_keyframes(req, info)
+    notices += list(plan.notices)
+    settings = applied_settings(req.settings, plan)
     progress(0.0, "loading backend")
     with _memory_errors():
         backend = registry.get(settings)
-    plan = working_plan(info, settings, backend.spec)
+    wplan = working_plan(info, settings, backend.spec)
     notices += list(info.notices)
-    if plan.notice:
-        notices.append(plan.notice)
-
-    progress(0.02, "reading frames")
-    with _memory_errors():
-        working = _read_working(Path(req.source), info, plan, span.first, span.last + 1)
-    edited_work = plan.fit(edited)
+    if wplan.notice:
+        notices.append(wplan.notice)
 
     def sub(lo: float, hi: float) -> ProgressFn:
         return lambda f, label: progress(lo + (hi - lo) * f, label)
 
-    with _memory_errors():
-        result, sched_notices = schedule.propagate_clip(
-            working, req.edit_index - span.first, edited_work, backend, settings, float(info.fps), sub(0.05, 0.9)
-        )
-    notices += sched_notices
+    # Each look: its span and fades read at working size and propagated from its keyframes.
+    results: list[np.ndarray] = []
+    total = max(1, plan.frames)
+    done = 0
+    for look in plan.looks:
+        span = look.span
+        lo = 0.02 + 0.88 * done / total
+        hi = 0.02 + 0.88 * (done + span.window) / total
+        tag = f"keyframe {look.keys[0]}: " if not plan.one_look else ""
+        progress(lo, f"{tag}reading frames")
+        with _memory_errors():
+            working = _read_working(Path(req.source), info, wplan, span.first, span.last + 1)
+            keys = [(k - span.first, wplan.fit(images[k])) for k in look.keys]
+            result, sched_notices = schedule.propagate_keyframes(
+                working, keys, backend, settings, float(info.fps),
+                lambda f, label, a=lo + 0.03 * (hi - lo), b=hi, t=tag: progress(a + (b - a) * f, t + label),
+            )
+        del working
+        results.append(result)
+        done += span.window
+        for m in sched_notices:
+            if m not in notices:
+                notices.append(m)
 
     progress(0.9, "writing result")
 
     def composed():
-        """Every source frame once, in order: the edit inside the span, blended in the fades, the source outside."""
+        """Every source frame once, in order: each keyframe's edited image on its frame, each look inside its span,
+        blended in the fades (with the source, or the neighbouring look), the source outside every span."""
         count = 0
         for i, src in enumerate(io.iter_frames(req.source)):
             count += 1
-            if i == req.edit_index:
-                yield edited
-            elif not span.first <= i <= span.last:
-                yield src  # outside the span and its fades: the source's own frame, untouched
-            else:
-                frame = plan.unfit(result[i - span.first], src)
-                w = span.weight(i)
+            parts = plan.weights(i)
+            if i in images:
+                yield images[i]
+            elif not parts:
+                yield src  # outside every span and its fades: the source's own frame, untouched
+            elif len(parts) == 1:
+                n, w = parts[0]
+                look = plan.looks[n]
+                frame = wplan.unfit(results[n][i - look.span.first], src)
                 yield frame if w >= 1 else io.fade_frames(src, frame, w)
+            else:  # between two spans: one look fading out while the next fades in
+                mix = src.astype(np.float32) * (1 - sum(w for _, w in parts))
+                for n, w in parts:
+                    look = plan.looks[n]
+                    mix += wplan.unfit(results[n][i - look.span.first], src).astype(np.float32) * w
+                yield np.clip(np.rint(mix), 0, 255).astype(np.uint8)
         if count != info.n_frames:  # raised inside write_video: nothing is left at --out
             raise InputError(f"{Path(req.source).name}: decoded {count} frames but the container reports "
                              f"{info.n_frames}")
@@ -255,16 +323,19 @@ def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress)
         remove_outputs([out, sbs])
         raise
     progress(1.0, "done")
+    first = req.keyframes[0]
     return PropagationResult(
         out=Path(out),
         side_by_side=Path(sbs) if sbs else None,
         source_info=info,
-        edit_index=int(req.edit_index),
+        edit_index=first.index,
         settings=settings,
         backend=backend.name,
         backend_label=backend.label,
-        working_size=(edited_work.shape[1], edited_work.shape[0]),
+        working_size=wplan.work_size,
         notices=notices,
         seconds=time.perf_counter() - t0,
-        span=span,
+        span=plan.looks[0].span,
+        keyframes=applied_keyframes(req.keyframes, plan),
+        plan=plan,
     )
