@@ -267,6 +267,14 @@ def api_description() -> str:
             f"[, {names}]) -> (result video, side-by-side video, settings Markdown).")
 
 
+def keyframes_api_description() -> str:
+    """The app's description of `/edit_keyframes` (shown on its API page)."""
+    names = ", ".join(f.name for f in setting_fields(ui_only=True))
+    return ("Propagate several edited frames through a video: (source video, edited frame image or None, its index, "
+            "keyframe images, keyframe lines (one per image: INDEX, or INDEX SPAN for a look of its own)"
+            f"[, {names}]) -> (result video, side-by-side video, settings Markdown).")
+
+
 def _edit_index(text: str) -> int:
     try:
         return int(text)
