@@ -17,7 +17,8 @@ from synclora import config
 
 # Areas that add subcommands; each module has register(subparsers). Missing ones are skipped quietly only if the
 # module itself does not exist (an area not installed), never on an error inside it.
-_AREAS = ("synclora.metrics.cli", "synclora.data.cli", "synclora.train.cli", "synclora.ltx.cli", "synclora.doctor")
+_AREAS = ("synclora.metrics.cli", "synclora.data.cli", "synclora.evaluate.cli", "synclora.train.cli",
+          "synclora.ltx.cli", "synclora.doctor")
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -89,8 +90,10 @@ def _run_propagate(args: argparse.Namespace) -> int:
 def _print_notices(notices: list[str]) -> None:
     """What the user should know about a result (no face to follow, frames the tracker lost, a changed frame rate):
     one `note:` line each on stderr, apart from the result's summary on stdout."""
+    from synclora.errors import shown
+
     for n in notices:
-        print(f"note: {n}", file=sys.stderr)
+        print(f"note: {shown(n)}", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from synclora import signals
-    from synclora.errors import user_error
+    from synclora.errors import shown, user_error
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -153,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             error = user_error(exc)  # ours, or a disk/permission/codec/image failure said as a sentence
             if error is None:
                 raise
-            print(f"error: {error}", file=sys.stderr)
+            print(f"error: {shown(error)}", file=sys.stderr)  # one line, whatever a file name holds
             return 2
 
 

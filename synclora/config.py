@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from synclora.errors import InputError
+from synclora.errors import InputError, brief
 
 Backend = Literal["auto", "synclora", "flow"]
 Quality = Literal["full", "preview"]
@@ -159,7 +159,7 @@ def _is_int(f: Field) -> bool:
 def _whole(f: Field, value: Any) -> int:
     """3, 3.0 or "3" -> 3; anything else a sentence."""
     if isinstance(value, bool):
-        raise InputError(f"{_name(f)} must be a whole number, got {value!r}")
+        raise InputError(f"{_name(f)} must be a whole number, got {brief(value)}")
     if isinstance(value, int):
         return value
     try:
@@ -168,7 +168,7 @@ def _whole(f: Field, value: Any) -> int:
             return int(number)
     except (TypeError, ValueError, OverflowError):
         pass
-    raise InputError(f"{_name(f)} must be a whole number, got {value!r}")
+    raise InputError(f"{_name(f)} must be a whole number, got {brief(value)}")
 
 
 def _check(f: Field, value: Any) -> None:
@@ -176,7 +176,7 @@ def _check(f: Field, value: Any) -> None:
     if meta.get("choices"):
         allowed = [v for v, _ in meta["choices"]]
         if value not in allowed:
-            raise InputError(f"unknown {_name(f)} {value!r}; choose one of: {', '.join(allowed)}")
+            raise InputError(f"unknown {_name(f)} {brief(value)}; choose one of: {', '.join(allowed)}")
     elif value is None and f.default is None:
         return  # an optional setting left unset (resolved later, e.g. against the clip)
     elif f.name == "span":
@@ -186,9 +186,9 @@ def _check(f: Field, value: Any) -> None:
     elif _is_int(f):
         lo, hi = meta["bounds"]
         if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-            raise InputError(f"{_name(f)} must be a whole number from {lo} to {hi}, got {value!r}")
+            raise InputError(f"{_name(f)} must be a whole number from {lo} to {hi}, got {brief(value)}")
     elif f.name == "lora" and value is not None and not isinstance(value, (str, Path)):
-        raise InputError(f"lora must be the path of a .safetensors file, got {value!r}")
+        raise InputError(f"lora must be the path of a .safetensors file, got {brief(value)}")
 
 
 # --- faces ------------------------------------------------------------------------------------------------------------

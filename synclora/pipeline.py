@@ -1,4 +1,4 @@
-"""One propagation, end to end: read → fit → schedule → backend → unfit → write (+ source audio).
+"""One propagation, end to end: decode → backend → encode (+ source audio), streamed.
 
 The CLI and the app both build a `PropagationRequest` and call `run_propagation`; neither holds logic of its own.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -15,13 +16,15 @@ import numpy as np
 from synclora import limits
 from synclora.config import Keyframe, PropagationRequest, PropagationSettings
 from synclora.edit.image import load_image
-from synclora.errors import InputError, OutOfMemoryError
+from synclora.errors import InputError, OutOfMemoryError, shown
 from synclora.memory import free_memory, is_out_of_memory
-from synclora.paths import Output, check_input, check_outputs, remove_outputs
-from synclora.propagate import registry, schedule
+from synclora.paths import Output, check_input, check_outputs, staged_outputs
+from synclora.propagate import registry, schedule, stream
 from synclora.propagate.base import BackendSpec, ProgressFn, no_progress
 from synclora.video import geometry, io, timing
 from synclora.video import keyframes as kf
+from synclora.video.stream import FrameWriter
+from synclora.video.taps import FrameTap
 
 # The limits a propagation checks, for readers of this module (synclora.limits holds them, says why each is what it
 # is, and checks them; docs/LIMITS.md says what users see).
@@ -58,7 +61,7 @@ class PropagationResult:
         edited = (f"keyframes {', '.join(str(k.index) for k in self.keyframes)}" if several
                   else f"edited frame {self.edit_index}")
         lines = [
-            f"result: {self.out}",
+            f"result: {shown(str(self.out))}",
             f"backend: {self.backend} ({s.quality}), seed {s.seed}, {edited}, fit {s.fit}, "
             f"working size {self.working_size[0]}×{self.working_size[1]}, time mode {s.time_mode}",
         ]
@@ -71,7 +74,7 @@ class PropagationResult:
             f"{self.source_info.width}×{self.source_info.height}, took {self.seconds:.1f} s",
         ]
         if self.side_by_side:
-            lines.insert(1, f"side by side: {self.side_by_side}")
+            lines.insert(1, f"side by side: {shown(str(self.side_by_side))}")
         return "\n".join(lines)
 
 
@@ -220,122 +223,86 @@ def check_plan(info: io.VideoInfo, settings: PropagationSettings, frames: int | 
                          + ("downscale it" if spec.native_size else "lower the working resolution"))
 
 
-def _read_working(path: Path, info: io.VideoInfo, plan, start: int, stop: int) -> np.ndarray:
-    """Frames start..stop-1 at working size, in one preallocated array (no list of frames, no second copy from
-    stacking)."""
-    W, H = plan.work_size
-    working = np.empty((stop - start, H, W, 3), np.uint8)
-    n = 0
-    for i, f in enumerate(io.iter_frames(path, start=start, stop=stop)):
-        if i >= len(working):  # the reader's count is the contract; never go on with a different one
-            n = i + 1
-            break
-        working[i] = plan.fit(f)
-        n = i + 1
-    if n != len(working):
-        raise InputError(f"{path.name}: decoded {n} frames of {start}–{stop - 1} but the container reports "
-                         f"{len(working)}")
-    return working
-
-
-def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress) -> PropagationResult:
+def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress,
+                    taps: Sequence[FrameTap] = ()) -> PropagationResult:
     """Propagate the keyframes (edited copies of some frames) through their spans of the source clip (the whole clip
     by default); write the result (and SBS). Only the spans and their fades reach the backend; every other frame of
     the result is the source's own decoded frame, each keyframe is exactly its edited image, and the result keeps the
-    source's frame count, fps and audio."""
+    source's frame count, fps and audio.
+
+    One stream (`propagate.stream`): the source is decoded once front to back while the result and the side by side
+    are encoded, each on a thread of its own; memory holds a window of frames, not the clip. Every tap sees every
+    source frame and every result frame once, in order (see `video.taps`)."""
     t0 = time.perf_counter()
     info, images, notices = check_request(req)
-    plan = check_keyframes(req, info)
-    notices += list(plan.notices)
-    settings = applied_settings(req.settings, plan)
+    keyplan = check_keyframes(req, info)
+    notices += list(keyplan.notices)
+    settings = applied_settings(req.settings, keyplan)
     progress(0.0, "loading backend")
     with _memory_errors():
         backend = registry.get(settings)
-    wplan = working_plan(info, settings, backend.spec)
+    plan = working_plan(info, settings, backend.spec)
     notices += list(info.notices)
-    if wplan.notice:
-        notices.append(wplan.notice)
-
-    def sub(lo: float, hi: float) -> ProgressFn:
-        return lambda f, label: progress(lo + (hi - lo) * f, label)
-
-    # Each look: its span and fades read at working size and propagated from its keyframes.
-    results: list[np.ndarray] = []
-    total = max(1, plan.frames)
-    done = 0
-    for look in plan.looks:
-        span = look.span
-        lo = 0.02 + 0.88 * done / total
-        hi = 0.02 + 0.88 * (done + span.window) / total
-        tag = f"keyframe {look.keys[0]}: " if not plan.one_look else ""
-        progress(lo, f"{tag}reading frames")
-        with _memory_errors():
-            working = _read_working(Path(req.source), info, wplan, span.first, span.last + 1)
-            keys = [(k - span.first, wplan.fit(images[k])) for k in look.keys]
-            result, sched_notices = schedule.propagate_keyframes(
-                working, keys, backend, settings, float(info.fps),
-                lambda f, label, a=lo + 0.03 * (hi - lo), b=hi, t=tag: progress(a + (b - a) * f, t + label),
-            )
-        del working
-        results.append(result)
-        done += span.window
-        for m in sched_notices:
-            if m not in notices:
-                notices.append(m)
-
-    progress(0.9, "writing result")
-
-    def composed():
-        """Every source frame once, in order: each keyframe's edited image on its frame, each look inside its span,
-        blended in the fades (with the source, or the neighbouring look), the source outside every span."""
-        count = 0
-        for i, src in enumerate(io.iter_frames(req.source)):
-            count += 1
-            parts = plan.weights(i)
-            if i in images:
-                yield images[i]
-            elif not parts:
-                yield src  # outside every span and its fades: the source's own frame, untouched
-            elif len(parts) == 1:
-                n, w = parts[0]
-                look = plan.looks[n]
-                frame = wplan.unfit(results[n][i - look.span.first], src)
-                yield frame if w >= 1 else io.fade_frames(src, frame, w)
-            else:  # between two spans: one look fading out while the next fades in
-                mix = src.astype(np.float32) * (1 - sum(w for _, w in parts))
-                for n, w in parts:
-                    look = plan.looks[n]
-                    mix += wplan.unfit(results[n][i - look.span.first], src).astype(np.float32) * w
-                yield np.clip(np.rint(mix), 0, 255).astype(np.uint8)
-        if count != info.n_frames:  # raised inside write_video: nothing is left at --out
-            raise InputError(f"{Path(req.source).name}: decoded {count} frames but the container reports "
-                             f"{info.n_frames}")
-
+    tracks = stream.can_track(backend)
+    if plan.notice and not tracks:  # a frame-by-frame backend works at the clip's own size
+        notices.append(plan.notice)
+    # Every keyframe is an anchor; each look's runs cover its span and fades, blended by distance between two
+    # keyframes of one look (over all the way for a tracking backend, around the middle for a chunked one).
+    anchors = {k: stream.Anchor(k, img) for k, img in images.items()}
+    meet = schedule.meet_frames(backend, settings)
+    runs = [r for look in keyplan.looks
+            for r in stream.plan_runs([anchors[k] for k in look.keys], look.span.first, look.span.last, meet)]
+    job = stream.StreamJob(Path(req.source), info, list(anchors.values()), runs, backend, settings, plan)
     audio = Path(req.source) if info.has_audio else None
-    out = sbs = None
-    try:  # a failed or stopped call leaves no result behind, not half of one
-        out = io.write_video(req.out, composed(), info.fps, audio_from=audio, notices=notices)
-        if req.side_by_side:
-            progress(0.95, "writing side by side")
-            pairs = io.side_by_side(io.iter_frames(req.source), io.iter_frames(out))
-            sbs = io.write_video(req.side_by_side, pairs, info.fps, audio_from=audio)
+    written: list[str] = []  # what the encoder says (audio re-encoded, odd size)
+    writers: list[FrameWriter] = []
+    ok = False
+    progress(0.02, "propagating")
+    try:
+        # Both outputs or neither: a failed or stopped call leaves what was at --out and --side-by-side as it was.
+        with _memory_errors(), staged_outputs(req.out, req.side_by_side) as (out, sbs):
+            writers.append(FrameWriter(io.write_video, out, info.fps, audio_from=audio, notices=written))
+            if sbs:
+                writers.append(FrameWriter(io.write_video, sbs, info.fps, audio_from=audio))
+            for i, src, carried in stream.stream(job, lambda f, label: progress(0.02 + 0.96 * f, label)):
+                for tap in taps:
+                    tap.on_source(i, src)
+                if carried is None or i in images:
+                    frame = src if carried is None else carried  # outside every span: the source's own frame
+                else:
+                    parts = keyplan.weights(i)  # the looks' windows never share a frame (video.keyframes)
+                    w = parts[0][1] if parts else 1.0
+                    frame = carried if w >= 1 else io.fade_frames(src, carried, w)
+                for tap in taps:
+                    tap.on_result(i, frame)
+                writers[0].put(frame)
+                if sbs:
+                    writers[1].put(next(io.side_by_side([src], [frame])))
+            progress(0.98, "finishing the video")
+            for w in writers:
+                w.close()
+        ok = True
     except BaseException:
-        remove_outputs([out, sbs])
+        for w in writers:
+            w.abort()
         raise
+    finally:
+        for tap in taps:
+            tap.finish(ok)
+    notices += job.notices + written
     progress(1.0, "done")
-    first = req.keyframes[0]
     return PropagationResult(
-        out=Path(out),
-        side_by_side=Path(sbs) if sbs else None,
+        out=Path(req.out),
+        side_by_side=Path(req.side_by_side) if req.side_by_side else None,
         source_info=info,
-        edit_index=first.index,
+        edit_index=req.keyframes[0].index,
         settings=settings,
         backend=backend.name,
         backend_label=backend.label,
-        working_size=wplan.work_size,
+        working_size=(info.width, info.height) if tracks else plan.work_size,
         notices=notices,
         seconds=time.perf_counter() - t0,
-        span=plan.looks[0].span,
-        keyframes=applied_keyframes(req.keyframes, plan),
-        plan=plan,
+        span=keyplan.looks[0].span,
+        keyframes=applied_keyframes(req.keyframes, keyplan),
+        plan=keyplan,
     )

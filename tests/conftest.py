@@ -14,7 +14,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 @pytest.fixture(scope="module")
 def base(tmp_path_factory) -> dict:
     """A small talking-face clip, its frame 0 with a red patch as PNG, and the frames (the bad-input table's base)."""
-    from synclora.testing.bad_inputs import make_base
+    from support.bad_inputs import make_base
 
     return make_base(tmp_path_factory.mktemp("base"))
 

@@ -66,7 +66,9 @@ _ALLOWED = {
     "metrics": {"config", "errors", "edit", "face", "limits", "paths", "video"},  # config: --edit-index
     "pipeline": {"config", "errors", "limits", "memory", "edit", "paths", "propagate", "video"},
     "data": {"config", "errors", "memory", "edit", "face", "ltx", "metrics", "paths", "pipeline", "propagate", "video"},
-    "train": {"config", "errors", "memory", "paths", "runtime", "data", "ltx", "video"},
+    # evaluate: runs propagations and judges them with the report's measures, into one table (train may call it)
+    "evaluate": {"config", "errors", "edit", "data", "metrics", "paths", "pipeline", "video"},
+    "train": {"config", "errors", "memory", "paths", "runtime", "data", "evaluate", "ltx", "video"},
     "testing": {"config", "errors", "face", "metrics", "pipeline", "train", "video"},
 }
 

@@ -1,5 +1,6 @@
-"""The sync report on real faces with known motion: photos shipped by matplotlib (Grace Hopper) and scikit-image
-(Eileen Collins), animated with a talking jaw, blinks, gaze swings and head roll (synclora.testing.faces)."""
+"""The sync report on real faces with known motion: photos shipped by matplotlib (Grace Hopper) and synclora.testing
+(Eileen Collins, scikit-image's sample), animated with a talking jaw, blinks, gaze swings and head roll
+(synclora.testing.faces)."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from synclora import config
-from synclora.errors import SyncloraError
+from synclora.errors import user_error
 
 
 def register(subparsers) -> None:
@@ -55,8 +55,11 @@ def _quiet_native_stderr():
         try:
             yield
             ok = True
-        except (SyncloraError, KeyboardInterrupt):
-            ok = True  # a user error or a stop signal: its own one-line message is enough
+        except KeyboardInterrupt:
+            ok = True  # a stop signal: its own one-line message is enough
+            raise
+        except Exception as exc:
+            ok = user_error(exc) is not None  # a user error, a full disk, ...: its own sentence is enough
             raise
         finally:
             sys.stderr.flush()
@@ -108,28 +111,28 @@ def run(args: argparse.Namespace) -> int:
 
         span = timing.resolve_span(args.span, io.probe(args.source))
         frame_range = (span.start, span.end + 1)
-    with _quiet_native_stderr():
-        report = compare_videos(
-            args.source,
-            args.result,
-            edited_frame=args.edited,
-            edit_index=args.edit_index,
-            frame_range=frame_range,
-            max_lag=args.max_lag,
-            thresholds=th,
-            landmarks_video=args.landmarks,
-        )
-    written: dict[str, Path | None] = {"json": None, "plot": None, "landmarks": report.landmarks_video}
-    try:  # a failed or stopped call leaves none of its outputs, not some of them
-        if args.json:
-            written["json"] = report.save_json(args.json)
-        if args.plot:
-            written["plot"] = report.plot(args.plot)
-    except BaseException:
-        from synclora.paths import remove_outputs
+    from synclora.paths import staged_outputs
 
-        remove_outputs(list(written.values()))
-        raise
+    # All outputs or none, and a failed or stopped call leaves what was at --json, --plot and --landmarks as it was.
+    with staged_outputs(args.json, args.plot, args.landmarks) as (json_tmp, plot_tmp, landmarks_tmp):
+        with _quiet_native_stderr():
+            report = compare_videos(
+                args.source,
+                args.result,
+                edited_frame=args.edited,
+                edit_index=args.edit_index,
+                frame_range=frame_range,
+                max_lag=args.max_lag,
+                thresholds=th,
+                landmarks_video=landmarks_tmp,
+            )
+        if report.landmarks_video is not None:
+            report.landmarks_video = Path(args.landmarks)  # where it will be once committed (the JSON says so too)
+        if json_tmp is not None:
+            report.save_json(json_tmp)
+        if plot_tmp is not None:
+            report.plot(plot_tmp)
+    written = {"json": args.json, "plot": args.plot, "landmarks": report.landmarks_video}
     print(report.summary())
     for label, path in written.items():
         if path is not None:

@@ -1,6 +1,6 @@
 """Scores between two cue curves: correlation, lag, activity, blink events — and the rules of the verdict.
 
-Kept free of MediaPipe and dlib so curation (issue 7) can score cached tracks with its own thresholds.
+Kept free of MediaPipe and dlib so curation can score cached tracks with its own thresholds.
 Conventions: `lag > 0` means the result is late (result frame t + lag shows what the source shows at frame t).
 """
 

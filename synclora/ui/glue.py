@@ -26,7 +26,7 @@ from synclora.config import Keyframe, PropagationRequest, PropagationSettings
 from synclora.edit import editor as editor_mod
 from synclora.edit import upload as upload_mod
 from synclora.edit.instruct import InstructEditor, InstructSettings
-from synclora.errors import SyncloraError, user_error
+from synclora.errors import SyncloraError, brief, shown, user_error
 from synclora.limits import MAX_KEYFRAMES
 from synclora.ui import gpu
 from synclora.ui import keyframes as keyframe_list
@@ -76,7 +76,7 @@ def user_errors(fn: Callable) -> Callable:
                     f"Something went wrong on the server ({type(exc).__name__}); the details are in its log.",
                     print_exception=False,
                 ) from None
-            raise gr.Error(sentence(str(error)), print_exception=False) from None
+            raise gr.Error(sentence(shown(str(error))), print_exception=False) from None
 
     return wrapper
 
@@ -107,7 +107,7 @@ def _index(value, what: str = "frame index", default: int = 0) -> int:
     if value is None or value == "":
         return default
     if not _whole_number(value):
-        raise _error(f"The {what} must be a whole number, got {value!r}.")
+        raise _error(f"The {what} must be a whole number, got {brief(value)}.")
     return int(float(value))
 
 
@@ -565,7 +565,7 @@ class GradioPipeline:
         if not edited:
             raise _error("Give the edited frame (an image file).")
         if not _whole_number(frame):
-            raise _error(f"The frame index must be a whole number, got {frame!r}.")
+            raise _error(f"The frame index must be a whole number, got {brief(frame)}.")
         given = locals()  # the API's parameters are the settings fields, by name (a test holds the two together)
         settings = self.settings_from({f.name: given[f.name] for f in config.setting_fields(ui_only=True)})
         return self._propagate(video, (Keyframe(int(float(frame)), Path(edited)),), settings, request, progress)
@@ -601,7 +601,7 @@ class GradioPipeline:
             raise _error("Give a source video.")
         listed = keyframe_list.parse(keyframe_images, keyframes)
         if edited and not _whole_number(frame):
-            raise _error(f"The frame index must be a whole number, got {frame!r}.")
+            raise _error(f"The frame index must be a whole number, got {brief(frame)}.")
         keys, span = keyframe_list.merged(listed, edited, int(float(frame)) if edited else None, span)
         if not keys:
             raise _error("Give the edited frame (an image file), or a list of keyframes.")

@@ -120,7 +120,7 @@ class KeyframePlan:
         parts = [(n, look.span.weight(i)) for n, look in enumerate(self.looks)]
         parts = [(n, w) for n, w in parts if w > 0]
         total = sum(w for _, w in parts)
-        if total > 1:  # two looks' fades share the frames between their spans: a cross-fade, no source
+        if total > 1:  # never for a plan from `plan_keyframes` (its looks share no frame)
             parts = [(n, w / total) for n, w in parts]
         return parts
 
@@ -215,18 +215,20 @@ def plan_keyframes(
 
 
 def _fit_fades(looks: list[Look]) -> tuple[list[Look], list[str]]:
-    """Fades between two looks stay in the frames between their spans (a span is its own look on every frame): a
-    fade longer than that gap is shortened to it, and where both fades share the gap they cross-fade."""
+    """Fades between two looks stay in the frames between their spans (a span is its own look on every frame) and
+    never share a frame: where both do not fit, the gap is split between the fade-out of one and the fade-in of the
+    next (said in a notice), so each frame shows at most one look over the source."""
     notices = [n for look in looks for n in look.span.notices]
     out = list(looks)
     for j in range(len(out) - 1):
         a, b = out[j], out[j + 1]
         gap = b.span.start - a.span.end - 1
-        fa, fb = min(a.span.fade_out, gap), min(b.span.fade_in, gap)
-        if (fa, fb) != (a.span.fade_out, b.span.fade_in):
-            notices.append(f"The fades between the spans {a.span.text} and {b.span.text} are {max(fa, fb)} frame"
-                           f"{'s' if max(fa, fb) != 1 else ''} instead of {a.span.fade}: only {gap} frame"
-                           f"{'s' if gap != 1 else ''} lie between them.")
+        fa, fb = a.span.fade_out, b.span.fade_in
+        if fa + fb > gap:
+            fa = min(fa, max(gap - fb, (gap + 1) // 2))
+            fb = min(fb, gap - fa)
+            notices.append(f"The fades between the spans {a.span.text} and {b.span.text} are {fa} and {fb} frames "
+                           f"instead of {a.span.fade}: only {gap} frame{'s' if gap != 1 else ''} lie between them.")
         out[j] = replace(a, span=replace(a.span, fade_out=fa))
         out[j + 1] = replace(b, span=replace(b.span, fade_in=fb))
     return out, notices

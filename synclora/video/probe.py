@@ -21,7 +21,7 @@ import av
 import numpy as np
 
 from synclora import limits
-from synclora.errors import InputError
+from synclora.errors import InputError, shown
 from synclora.video.container import check_file, decode_error, open_input, short_error, video_stream
 
 # Frame rates people and cameras use; a measured rate is snapped to one of these when it is within rounding error.
@@ -66,7 +66,7 @@ class VideoInfo:
 
     def summary(self) -> str:
         lines = [
-            f"File:       {self.path}",
+            f"File:       {shown(str(self.path))}",
             f"Container:  {self.container} (video codec {self.codec})",
             f"Size:       {self.width}×{self.height}"
             + (f" (rotation {self.rotation}° applied)" if self.rotation else ""),
@@ -78,7 +78,7 @@ class VideoInfo:
             lines.append(f"Audio:      {self.audio_codec}, {self.sample_rate} Hz, {self.channels} channel(s)")
         else:
             lines.append("Audio:      none")
-        lines += [f"Note:       {n}" for n in self.notices]
+        lines += [f"Note:       {shown(n)}" for n in self.notices]
         return "\n".join(lines)
 
     def to_dict(self) -> dict:

@@ -288,7 +288,7 @@ for name in spec["preload"]:
         pass
 mod, _, attr = spec["main"].partition(":")
 main = getattr(importlib.import_module(mod), attr)
-from synclora.testing.hostile import _bounded_child
+from support.hostile import _bounded_child
 
 _bounded_child(main, spec["argv"], spec["limit_mb"], spec["file_limit"], spec["mem"])
 """
@@ -360,3 +360,15 @@ def _run_forked(main: Callable[[list[str]], int], argv: list[str], limit_mb: int
         texts.append(f.read().decode(errors="replace"))
         f.close()
     return Bounded(os.waitstatus_to_exitcode(status), texts[0], texts[1], peak, seconds)
+
+
+def many_channels(folder: Path, layout: str, codec: str, ext: str, frames: np.ndarray | None = None,
+                  fps: int = 25) -> Path:
+    """A clip whose audio has every channel of `layout` (e.g. "7.1": 8, "5.1.4": 10, "hexadecagonal": 16), in
+    `codec` (PCM is packed; AAC and Opus decode to planar frames), channel c a tone of its own (`media.tone`) so a
+    swapped or lost channel shows. The frames default to a small indexed clip."""
+    frames = media.indexed_frames(12, size=(64, 48)) if frames is None else frames
+    channels = len(av.AudioLayout(layout).channels)
+    name = f"{layout.replace('.', '_')}-{codec}{ext}"
+    return media.write_clip(Path(folder) / name, frames, fps, audio=media.tone(len(frames) / fps, channels=channels),
+                            audio_codec=codec, audio_layout=layout)
