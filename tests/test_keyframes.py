@@ -107,6 +107,23 @@ def test_two_looks_fade_between_their_spans_and_into_the_source():
     assert np.all(np.diff(wa) < 0) and np.all(np.diff(wb) > 0)
 
 
+@pytest.mark.parametrize("meet", [0, None, 4])
+@pytest.mark.parametrize("anchors", [[0], [39], [5, 6], [3, 20, 33], [2, 37]])
+def test_stream_runs_cover_every_frame_with_weights_summing_to_one(anchors, meet):
+    from synclora.propagate.stream import Anchor, plan_runs
+
+    img = np.zeros((2, 2, 3), np.uint8)
+    runs = plan_runs([Anchor(a, img) for a in anchors], 0, 39, meet)
+    share = np.zeros(40)
+    for r in runs:
+        for i in list(r.frames)[1:]:
+            share[i] += r.weight(i)
+    share[anchors] += 1
+    np.testing.assert_allclose(share, 1.0)
+    if meet == 0:  # a cut halfway: every frame made by one run
+        assert sorted([i for r in runs for i in list(r.frames)[1:]] + anchors) == list(range(40))
+
+
 # ---------------------------------------------------------------------------------------------------- the scheduler
 class Constant(Propagator):
     """Answers every frame with the value of its segment's edited frame: shows which keyframe each frame came from."""
@@ -354,12 +371,13 @@ def test_the_cpu_preview_carries_two_keyframes(tmp_path):
 
 
 @pytest.mark.slow
-def test_sync_lora_conditions_each_call_on_its_governing_keyframe():
-    """The tiny Sync-LoRA model through the keyframe scheduler: every leg's first call is conditioned on its own
-    keyframe's image, the two legs meet in the middle, and each keyframe lands exactly."""
+def test_sync_lora_conditions_each_call_on_its_governing_keyframe(tmp_path, monkeypatch):
+    """The tiny Sync-LoRA model through the whole pipeline: each model call is conditioned on the keyframe whose run
+    it belongs to, the two runs meet in the middle (cross-faded over the chunk overlap), each keyframe lands."""
     from synclora.propagate.base import Segment
 
-    settings = PropagationSettings(backend="synclora", model="tiny", quality="preview", chunk_overlap=4)
+    settings = PropagationSettings(backend="synclora", model="tiny", quality="preview", chunk_overlap=4,
+                                   resolution=64)
     inner = registry.get(settings)
     seen: list[np.ndarray] = []
 
@@ -372,8 +390,19 @@ def test_sync_lora_conditions_each_call_on_its_governing_keyframe():
 
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (9, 64, 64, 3), dtype=np.uint8)
-    a, b = 255 - frames[0], frames[8] // 2
-    out, _ = propagate_keyframes(frames, [(0, a), (8, b)], Spy(), settings, 25.0)
-    assert out.shape == frames.shape and np.array_equal(out[0], a) and np.array_equal(out[8], b)
-    # two calls: forward from 0 past the middle, backward from 8 past it, cross-faded over 4 frames where they meet
-    assert len(seen) == 2 and np.array_equal(seen[0], a) and np.array_equal(seen[1], b)
+    src = media.write_clip(tmp_path / "src.mp4", frames, 25, audio=media.tone(9 / 25))
+    decoded = io.read_frames(src)
+    a, b = 255 - decoded[0], decoded[8] // 2
+    Image.fromarray(a).save(tmp_path / "a.png")
+    Image.fromarray(b).save(tmp_path / "b.png")
+    monkeypatch.setattr(registry, "get", lambda s: Spy())
+    req = PropagationRequest(source=src, edited=None, out=tmp_path / "out.mp4", settings=settings,
+                             keyframes=(Keyframe(0, tmp_path / "a.png"), Keyframe(8, tmp_path / "b.png")))
+    result = pipeline.run_propagation(req)
+    out = io.read_frames(result.out)
+    assert len(out) == 9 and io.probe(result.out).has_audio
+    for k, img in ((0, a), (8, b)):  # each keyframe is its image, up to the encoder (noise frames encode poorly)
+        assert np.abs(out[k].astype(int) - img).mean() < np.abs(out[k].astype(int) - decoded[k]).mean() / 4
+    # two calls: forward from 0 and backward from 8, each conditioned on its own keyframe (at working size)
+    assert len(seen) == 2
+    assert np.abs(seen[0].astype(int) - a).mean() < 3 and np.abs(seen[1].astype(int) - b).mean() < 3
