@@ -106,7 +106,8 @@ def main() -> None:
     print(f"{'run':<16} {'seconds':>8} {'frames carried':>15} {'edit shown':>11}")
     print(f"{'one keyframe':<16} {one_s:>8.2f} {one_n:>15d} {one_kept:>10.1%}   (baseline, frame {args.keys[0]})")
     print(f"{f'{len(keys)} keyframes':<16} {all_s:>8.2f} {all_n:>15d} {all_kept:>10.1%}")
-    print(f"{len(keys)} keyframes / one: {all_s / one_s:.2f}× the time, {all_n / max(1, one_n):.2f}× the frames carried")
+    print(f"{len(keys)} keyframes / one: {all_s / one_s:.2f}× the time, "
+          f"{all_n / max(1, one_n):.2f}× the frames carried")
 
 
 if __name__ == "__main__":
