@@ -132,3 +132,33 @@ def test_bad_keyframes_are_one_sentence_in_the_app(app, clip, tmp_path, given, s
     with pytest.raises(gr.Error, match="(?i)" + says):
         app.edit_keyframes(str(clip), edited, frame, images, text, "flow", request=_Req("k2"))
     assert not any(p.suffix == ".mp4" for p in app.files.root.rglob("*"))  # nothing written
+
+
+def test_the_sync_report_of_a_keyframed_result_judges_each_keyframes_part(app, clip, tmp_path, monkeypatch):
+    import synclora.metrics.keyframes as mk
+
+    e10, e50 = _edit_of(clip, 10, tmp_path), _edit_of(clip, 50, tmp_path, (0, 0, 255))
+    out, _, _ = app.edit_keyframes(str(clip), str(e50), 50, [str(e10)], "10 0:24", "flow", "preview",
+                                   span="35:59", fade=3, request=_Req("k3"))
+    seen = []
+
+    class _Rep:
+        lag, kept, thresholds = 0, None, None
+
+        def __init__(self, k):
+            self.verdict = "in sync"
+            self.problems = ["the edit faded on frames 40–59"] if k == 50 else []
+
+        def plot(self, path):
+            Image.new("RGB", (40, 30)).save(path)
+
+    def fake(source, result, images, governing, frame_range, progress=None, **kw):
+        parts = mk.governed_parts(governing, *frame_range)
+        seen.append((sorted(images), parts))
+        return [mk.KeyframePart(k, a, b, _Rep(k)) for k, a, b in parts]
+
+    monkeypatch.setattr(mk, "compare_keyframes", fake)
+    plot, md, _ = app.sync_report(str(clip), out, None, 50, request=_Req("k3"))
+    assert seen == [([10, 50], [(10, 0, 28), (50, 32, 60)])]  # spans and their fades; 28–31 are the source's own
+    assert "keyframe 50's part: the edit faded on frames 40–59" in md and "keyframe 10 (frames 0–27)" in md.lower()
+    assert plot is not None

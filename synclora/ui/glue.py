@@ -135,6 +135,9 @@ class GradioPipeline:
         self.defaults = defaults
         self.max_upload_mb = runtime.current().max_upload_mb if max_upload_mb is None else max_upload_mb
         self._reports: dict[tuple, tuple] = {}  # (session, video, result, edited, edit index) -> (plot, verdict, view)
+        # result path -> (keyframe plan, keyframe index -> image) of results made from several keyframes: their
+        # sync report judges each frame against the keyframe that governs it
+        self._keyframed: dict[str, tuple] = {}
         self.startup_notes: list[str] = []  # what start-up did (prompt cache, model loading), for the backend panel
         self._gpu_propagate = gpu.gpu(duration=self._gpu_duration)(self._run_propagation)
         self._gpu_instruct = gpu.gpu(duration=gpu.INSTRUCT_SECONDS)(self._run_instruct)
@@ -629,6 +632,10 @@ class GradioPipeline:
         progress(0.0, desc="queued for the GPU" if name != "flow" else "starting")
         run = self._gpu_propagate if name != "flow" else self._run_propagation
         result = run(req, progress)  # its notices are listed under the result (a toast would cover the page)
+        if len(result.keyframes) > 1 and result.plan is not None:
+            self._keyframed[str(result.out)] = (result.plan, {k.index: str(k.image) for k in result.keyframes})
+            while len(self._keyframed) > 256:
+                self._keyframed.pop(next(iter(self._keyframed)))
         return str(result.out), str(result.side_by_side), self.result_markdown(result, video)
 
     def result_markdown(self, result, video: str, edited: str | None = None) -> str:
@@ -759,6 +766,9 @@ class GradioPipeline:
             return None, (f"*Only frame {judged.start} was edited: one frame has no motion to judge. The other frames "
                           "are the source's own.*"), None
         png = self.files.new_file(_session(request), "sync-report", ".png")
+        if str(result) in self._keyframed:
+            self._reports[key] = self._keyframe_report(video, result, png, report)
+            return self._reports[key]
         view = self.files.new_file(_session(request), "landmarks", ".mp4")
         rep = compare_videos(
             video, result, edited_frame=edited or None, edit_index=k if edited else None, landmarks_video=view,
@@ -775,6 +785,24 @@ class GradioPipeline:
         while len(self._reports) > 256:
             self._reports.pop(next(iter(self._reports)))
         return self._reports[key]
+
+    def _keyframe_report(self, video: str, result: str, png: Path, progress) -> tuple:
+        """The report of a result made from several keyframes: each keyframe's part judged against it."""
+        from synclora.metrics.keyframes import compare_keyframes, verdict
+        from synclora.video import io
+
+        plan, images = self._keyframed[str(result)]
+        parts = compare_keyframes(video, result, images, plan.governing, (0, io.probe(video).n_frames),
+                                  progress=progress)
+        head, lines = verdict(parts)
+        judged = [p for p in parts if p.report is not None]
+        md = [f"#### {sentence(head)}", ""] + [f"- {sentence(line)}" for line in lines]
+        if judged:
+            longest = max(judged, key=lambda p: p.stop - p.start)
+            longest.report.plot(png)
+            md += ["", f"The plot shows keyframe {longest.index}'s part ({longest.frames}); each part is judged "
+                       "against its own keyframe, the frames outside every span are the source's own."]
+        return (str(png) if judged else None), "\n".join(md), None
 
     @staticmethod
     def report_markdown(rep) -> str:
