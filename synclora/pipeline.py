@@ -16,7 +16,7 @@ import numpy as np
 from synclora import limits
 from synclora.config import Keyframe, PropagationRequest, PropagationSettings
 from synclora.edit.image import load_image
-from synclora.errors import InputError, OutOfMemoryError, shown
+from synclora.errors import OOM_HINT, InputError, OutOfMemoryError, shown
 from synclora.memory import free_memory, is_out_of_memory
 from synclora.paths import Output, check_input, check_outputs, staged_outputs
 from synclora.propagate import registry, schedule, stream
@@ -25,16 +25,6 @@ from synclora.video import geometry, io, timing
 from synclora.video import keyframes as kf
 from synclora.video.stream import FrameWriter
 from synclora.video.taps import FrameTap
-
-# The limits a propagation checks, for readers of this module (synclora.limits holds them, says why each is what it
-# is, and checks them; docs/LIMITS.md says what users see).
-MAX_FRAMES = limits.MAX_FRAMES
-MAX_PIXELS = limits.MAX_PIXELS
-# What to try when memory runs out (shown to the user; the GPU backend has its own, more specific hint).
-OOM_HINT = (
-    "the server ran out of memory for this clip; try quality 'preview', a lower resolution, memory mode 'fp8' or "
-    "'offload', or a shorter or smaller clip"
-)
 
 
 @dataclass
@@ -78,12 +68,6 @@ class PropagationResult:
         return "\n".join(lines)
 
 
-def check_source(info: io.VideoInfo) -> None:
-    """The limits a source clip must meet (frame count, frame size, duration), from its probe facts alone: the app
-    calls this right after an upload so a visitor hears about a too-long or 8K clip before editing a frame of it."""
-    limits.check_clip(info)
-
-
 def check_paths(req: PropagationRequest) -> None:
     """Every file the propagation reads exists and is a file; every file it writes can be written and is none of
     them (nor each other) — before anything is decoded."""
@@ -111,7 +95,7 @@ def check_request(req: PropagationRequest) -> tuple[io.VideoInfo, dict[int, np.n
     check_paths(req)
     source = Path(req.source)
     info = io.probe(source)
-    check_source(info)
+    limits.check_clip(info)
     plan = check_keyframes(req, info)
     check_plan(info, req.settings, plan.frames)
     images: dict[int, np.ndarray] = {}
@@ -179,7 +163,7 @@ def _memory_errors():
     except Exception as exc:
         if not is_out_of_memory(exc):
             raise
-        message = OOM_HINT
+        message = f"the server ran out of memory for this clip; {OOM_HINT}"
     if message is None:
         return
     # Outside the except block: the traceback (and the tensors its frames hold) is gone, so memory can be freed.
@@ -203,9 +187,9 @@ def working_plan(info: io.VideoInfo, settings: PropagationSettings, spec: Backen
 
 
 def check_plan(info: io.VideoInfo, settings: PropagationSettings, frames: int | None = None) -> None:
-    """What the working plan asks of this clip (`frames` of it: the span and its fades) fits the backend and the
-    memory limit, said in the user's sizes, from the backend's spec alone: before any model loads or any frame is
-    decoded."""
+    """What the working plan asks of this clip fits the backend and the memory a propagation may take, said in the
+    user's sizes, from the backend's spec alone: before any model loads or any frame is decoded. (`frames`, the span
+    and its fades, no longer matters: memory does not grow with the clip's length.)"""
     name = Path(info.path).name
     spec = registry.spec(settings)
     W, H = working_plan(info, settings, spec).work_size
@@ -213,14 +197,24 @@ def check_plan(info: io.VideoInfo, settings: PropagationSettings, frames: int | 
         raise InputError(f"{name} is {info.width}×{info.height}, too small for the {registry.resolve(settings)} "
                          f"backend: it needs at least "
                          f"{spec.min_side} pixels on each side of its {W}×{H} working frames — use a larger clip")
-    frames = info.n_frames if frames is None else frames
-    need = frames * W * H * 3
-    if need > limits.MAX_WORKING_BYTES:
-        raise InputError(f"{name}: {frames} frames of {info.width}×{info.height} to propagate; at the working size "
-                         f"{W}×{H} they need {need / 1024**3:.1f} GiB, over the "
-                         f"{limits.MAX_WORKING_BYTES / 1024**3:.0f} GiB "
-                         "a propagation may hold — trim the clip or "
-                         + ("downscale it" if spec.native_size else "lower the working resolution"))
+    need = memory_need(info, settings, side_by_side=True, spec=spec)
+    if need > limits.MAX_JOB_BYTES:
+        raise InputError(f"{name}: a propagation of {info.width}×{info.height} frames needs about "
+                         f"{need / 1024**3:.1f} GiB of memory, over the {limits.MAX_JOB_BYTES / 1024**3:.0f} GiB one "
+                         "propagation may take — downscale the clip first")
+
+
+def memory_need(info: io.VideoInfo, settings: PropagationSettings, *, side_by_side: bool = True,
+                spec: BackendSpec | None = None) -> int:
+    """Bytes this propagation needs at its peak (from probe facts and settings; not the clip's length: it streams).
+    The app admits jobs by it, so visitors running at once cannot together exhaust the server's memory."""
+    spec = spec or registry.spec(settings)
+    frame_by_frame = registry.resolve(settings) == "flow"
+    if frame_by_frame:
+        return limits.memory_need(info.width, info.height, side_by_side=side_by_side)
+    chunk = spec.max_frames or info.n_frames
+    return limits.memory_need(info.width, info.height, side_by_side=side_by_side, chunk_frames=2 * chunk,
+                              work_size=working_plan(info, settings, spec).work_size)
 
 
 def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress,

@@ -169,7 +169,7 @@ def test_a_killed_run_resumes_to_the_same_table(evaluated, media, tmp_path):
     proc.communicate(timeout=120)
     done = {p.stem + "@" + p.parent.parent.name for p in out.glob("*/rows/*.json")}
     assert 1 <= len(done) < 4 and proc.returncode != 0
-    assert not list(out.rglob("*.tmp*")) and not (out / "results.json").exists()
+    assert not list(out.rglob("*.part")) and not (out / "results.json").exists()
     rerun = _cli("evaluate", str(cases), "--out", str(out), "--quiet", "--workers", "2")
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert f"({4 - len(done)} measured now, {len(done)} reused" in rerun.stdout
@@ -247,3 +247,23 @@ def test_a_method_name_given_twice_is_refused_before_anything_runs(media, tmp_pa
     assert main(["evaluate", str(cases), "--out", str(tmp_path / "out"), "--lora", "noequals"]) == 2
     assert "NAME=FILE" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_two_ranks_split_the_cases_and_write_one_table(evaluated, media, tmp_path):
+    _, full = evaluated
+    _, cases = media
+    out = tmp_path / "out"
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    proc = subprocess.run([*torchrun, "-m", "synclora", "evaluate", str(cases), "--out", str(out), "--quiet"],
+                          capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("| case | method |") == 1  # rank 0 alone prints (and writes) the table
+    assert "(4 measured now, 0 reused" in proc.stdout
+    res = json.loads((out / "results.json").read_text())
+    assert len(res["rows"]) == 4
+    for row in res["rows"]:
+        ref = _row(full, row["case"], row["method"])
+        assert {k: row.get(k) for k in FIELDS} == {k: ref.get(k) for k in FIELDS}
+    assert (out / "hopper" / "grid.mp4").is_file() and (out / "still" / "grid.mp4").is_file()

@@ -16,9 +16,11 @@ from PIL import Image
 
 from synclora.cli import main
 from synclora.edit.image import load_image
-from synclora.testing import hostile, media
+from synclora.testing import media
 from synclora.video import io
 from synclora.video.audio import audio_samples, stereo_downmix
+
+from support import hostile
 
 # (layout, codec, container, channels the result's AAC keeps)
 MANY = [

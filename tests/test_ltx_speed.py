@@ -21,8 +21,8 @@ TINY = PropagationSettings(backend="synclora", model="tiny", quality="full", see
 
 def _model(memory="bf16", options=None):
     from synclora.ltx.lora import LoraFile, lora_module_shapes, random_lora_state_dict
+    from synclora.ltx.recipe import build_model
     from synclora.ltx.tiny import tiny_components, tiny_prompt_embeds
-    from synclora.propagate.ltx import build_model
 
     comps = tiny_components(seed=0)
     shapes = lora_module_shapes(comps["transformer"])

@@ -34,12 +34,9 @@ def register(subparsers) -> None:
     p.add_argument("--landmarks", type=Path, default=None, metavar="OUT.mp4",
                    help="write the landmark view: source and result side by side with their face landmarks")
     p.add_argument("--max-lag", type=int, default=5, help="largest lag searched, in frames (default 5)")
-    which = p.add_mutually_exclusive_group()
-    which.add_argument("--range", type=int, nargs=2, default=None, metavar=("START", "STOP"),
-                       help="compare frames START..STOP-1 of both videos (needed when their lengths differ)")
-    which.add_argument("--span", default=None, metavar="START:END",
-                       help="judge only the edited span, as `propagate --span` takes it (frames 12:40 or seconds "
-                       "2s:5.5s); the frames outside it are the source's own")
+    p.add_argument("--span", default=None, metavar="START:END",
+                   help="judge only these frames, as `propagate --span` takes them (frames 12:40, both inclusive, or "
+                   "seconds 2s:5.5s): the edited span, or the frames both videos share when their lengths differ")
     p.add_argument("--min-corr", type=float, default=None, help="per-cue correlation below this is out of sync")
     p.set_defaults(func=run)
 
@@ -105,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     th = SyncThresholds()
     if args.min_corr is not None:
         th.min_corr = args.min_corr
-    frame_range = tuple(args.range) if args.range else None
+    frame_range = None
     if args.span:
         from synclora.video import io, timing
 

@@ -496,11 +496,16 @@ class FaceGuide:
         # frame 0 must have seen this part of the surface: where another, far part of the mesh covers the mapped
         # point in frame 0 (a cheek behind the nose), frame 0 shows something else and the flow decides
         rh, rw = tr.ref_ids.shape
-        rx = np.clip(np.rint(face_map[..., 0]).astype(np.int32) - tr.ref_box[0], -1, rw)
-        ry = np.clip(np.rint(face_map[..., 1]).astype(np.int32) - tr.ref_box[1], -1, rh)
-        under = tr.ref_pad[ry + 1, rx + 1]
-        pair = np.maximum(ids, 0) * len(top.tris) + np.maximum(under, 0)
-        hidden = (under >= 0) & inside & ~np.take(top.near_surface.ravel(), pair)
+        # (judged at the four flow pixels around the mapped point: a face a hundred flow pixels high has lips a pixel
+        # or two thick in frame 0, and rounding alone would land on a triangle of the other lip)
+        hidden = inside.copy()
+        fx, fy = np.floor(face_map[..., 0]), np.floor(face_map[..., 1])
+        for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
+            rx = np.clip(fx.astype(np.int32) + dx - tr.ref_box[0], -1, rw)
+            ry = np.clip(fy.astype(np.int32) + dy - tr.ref_box[1], -1, rh)
+            under = tr.ref_pad[ry + 1, rx + 1]
+            pair = np.maximum(ids, 0) * len(top.tris) + np.maximum(under, 0)
+            hidden &= (under >= 0) & ~np.take(top.near_surface.ravel(), pair)
         # blend weight: 0 at the face's outline, 1 a feather's width inside (a smooth step); a short ramp where the
         # mapped triangles end inside the face (far from the edit, nothing to blend there); 0 where frame 0 did not
         # see the surface
