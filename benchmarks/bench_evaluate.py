@@ -5,14 +5,16 @@ Run: python -m benchmarks.bench_evaluate [--frames 72] [--repeats 1] [--table do
 Three real moving faces (`synclora.testing.cases`: two people, one with a still head), each edited with lipstick on
 frame 10; the methods are the CPU flow backend (run on every case) and a right result made elsewhere (`right`).
 Every repeat evaluates into a fresh folder with `--workers 1` (the baseline) and `--workers 2`, no grid, and checks
-that both tables hold the same numbers (the seconds column aside). Printed: wall seconds per run and the ratio.
-`--table` also writes the 1-worker table (with grids) there, as the documentation's sample.
+that both tables hold the same numbers (the seconds column aside). Printed: wall seconds per run and their ratio, and
+the CPU seconds of each (this process and its workers), which say whether the machine had a second core to give.
+`--table` also copies the 1-worker table there, as the documentation's sample.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shutil
 import tempfile
 import time
@@ -32,14 +34,19 @@ def _cases(root: Path, frames: int) -> Path:
     return write_cases(root, entries)
 
 
-def _run(cases: Path, out: Path, workers: int, grid: bool = False) -> tuple[float, dict]:
+def _cpu() -> float:
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _run(cases: Path, out: Path, workers: int) -> tuple[float, float, dict]:
     shutil.rmtree(out, ignore_errors=True)
-    t0 = time.perf_counter()
-    summary = evaluate(EvalConfig(cases=cases, out=out, backends=("flow",), workers=workers, grid=grid))
-    seconds = time.perf_counter() - t0
+    t0, c0 = time.perf_counter(), _cpu()
+    summary = evaluate(EvalConfig(cases=cases, out=out, backends=("flow",), workers=workers, grid=False))
+    seconds, cpu = time.perf_counter() - t0, _cpu() - c0
     assert summary.ok == 6, [r.get("error") for r in summary.rows]
     rows = json.loads((out / "results.json").read_text())["rows"]
-    return seconds, {(r["case"], r["method"]): tuple(r.get(k) for k in MEASURES) for r in rows}
+    return seconds, cpu, {(r["case"], r["method"]): tuple(r.get(k) for k in MEASURES) for r in rows}
 
 
 def main() -> None:
@@ -53,13 +60,13 @@ def main() -> None:
         cases = _cases(root, args.frames)
         print(f"evaluate: 3 cases × 2 methods (flow, right), {args.frames} frames of 256×256 each, 25 fps")
         for r in range(args.repeats):
-            one, rows_one = _run(cases, root / "w1", 1, grid=args.table is not None and r == 0)
+            one, cpu_one, rows_one = _run(cases, root / "w1", 1)
             if args.table is not None and r == 0:
                 shutil.copy(root / "w1" / "table.md", args.table)
-            two, rows_two = _run(cases, root / "w2", 2)
+            two, cpu_two, rows_two = _run(cases, root / "w2", 2)
             same = rows_one == rows_two
-            print(f"repeat {r + 1}: workers 1 {one:.1f} s, workers 2 {two:.1f} s → ×{one / two:.2f} "
-                  f"({6 * args.frames / one:.1f} vs {6 * args.frames / two:.1f} judged frames/s); same table: {same}")
+            print(f"repeat {r + 1}: workers 1 {one:.1f} s ({cpu_one:.0f} CPU-s), workers 2 {two:.1f} s "
+                  f"({cpu_two:.0f} CPU-s) → ×{one / two:.2f} wall; same table: {same}")
             if not same:
                 raise SystemExit("the tables differ between 1 and 2 workers")
 

@@ -109,23 +109,21 @@ def _report_tap(args: argparse.Namespace, req):
 
 
 def _write_report(tap, path: Path) -> None:
-    """The report's JSON and plot, both or neither; the verdict on stdout. A report that could not be made is said on
-    stderr and fails the command (the result is kept: it is complete)."""
+    """The report's JSON and plot, both or neither (what was at those paths stays as it was otherwise); the verdict
+    on stdout. A report that could not be made is said as the error and fails the command; the result is kept (it is
+    complete)."""
     from synclora.errors import InputError
-    from synclora.paths import remove_outputs
+    from synclora.paths import staged_outputs
 
     if tap is None:
         raise InputError("the edited span is one frame: it has no motion for a sync report to judge")
     report = tap.report()
-    written = []
-    try:
-        written.append(report.save_json(path))
-        written.append(report.plot(path.with_suffix(".png")))
-    except BaseException:
-        remove_outputs(written)
-        raise
+    plot = path.with_suffix(".png")
+    with staged_outputs(path, plot) as (json_tmp, plot_tmp):
+        report.save_json(json_tmp)
+        report.plot(plot_tmp)
     print(f"sync report: {report.verdict}")
-    print(f"report: {written[0]}\nplot: {written[1]}")
+    print(f"report: {path}\nplot: {plot}")
 
 
 def _print_notices(notices: list[str]) -> None:

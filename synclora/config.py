@@ -18,6 +18,8 @@ import numpy as np
 from synclora.errors import InputError, brief
 
 Backend = Literal["auto", "synclora", "flow"]
+# Each backend's name as the app, the settings' choices and the doctor say it (one table, so they never disagree).
+BACKEND_TITLES = {"synclora": "Sync-LoRA", "flow": "CPU preview"}
 Quality = Literal["full", "preview"]
 FitMode = Literal["pad", "crop"]
 TimeMode = Literal["exact", "resample"]
@@ -68,8 +70,9 @@ class PropagationSettings:
     backend: Backend = setting(
         "auto", label="Backend", help="which backend propagates the edit ('auto': Sync-LoRA when it can run here, "
         "else the CPU preview)",
-        choices=(("auto", "Auto — best available here"), ("synclora", "Sync-LoRA — generative, GPU"),
-                 ("flow", "CPU preview — optical flow")),
+        choices=(("auto", "Auto — best available here"),
+                 ("synclora", f"{BACKEND_TITLES['synclora']} — generative, GPU"),
+                 ("flow", f"{BACKEND_TITLES['flow']} — optical flow")),
         info="Sync-LoRA for any edit; the CPU preview for local colour or accessory edits",
     )
     quality: Quality = setting(

@@ -39,8 +39,8 @@ MAX_KEYFRAMES = 100
 # float32 planes; the H.264 encoder's lookahead) and per working pixel of a segment backend's chunk. Fitted to peak
 # RSS measured by benchmarks/bench_e2e.py (1280×720: 0.8 GiB, 1920×1080: 1.1 GiB, 10 s and 60 s alike) with a margin.
 BASE_BYTES = 600 * 1024**2
-SOURCE_PIXEL_BYTES = 400
-SBS_PIXEL_BYTES = 180  # the side by side's frames and encoder (twice as wide)
+SOURCE_PIXEL_BYTES = 280
+SBS_PIXEL_BYTES = 120  # the side by side's frames and encoder (twice as wide)
 CHUNK_PIXEL_BYTES = 3 * 4  # a segment backend's chunk frames at working size: source, result, stitching, unfit
 SPILL_BYTES = 2 * 64 * 1024**2  # per-frame state kept in memory before it goes to disk (propagate.stream.Spill)
 # One propagation may need at most this (a 4K clip with its side by side stays under it); more is refused up front.
@@ -54,6 +54,10 @@ MAX_TIMELINE_S = 24 * 3600  # a day; beyond it a container's timestamps are not 
 MAX_FPS = 1000  # frame rates above this come from broken or forged timestamps, not cameras
 # Streams in one container (real files have a handful; each costs the demuxer and us a little).
 MAX_STREAMS = 64
+# Frames stored out of presentation order (timestamps going backwards in packet order, valid in Matroska): a reader
+# holds this many decoded frames back to put them in order (32 frames of 4K are ~400 MB); a file needing more is
+# refused. Real files need 0 (or a few, for B-frames).
+MAX_REORDER_FRAMES = 32
 # Audio a reader believes: sample rates and channel counts beyond these are not real recordings.
 MAX_AUDIO_RATE = 768_000
 MAX_AUDIO_CHANNELS = 64

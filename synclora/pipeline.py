@@ -255,31 +255,32 @@ def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress,
     try:
         # Both outputs or neither: a failed or stopped call leaves what was at --out and --side-by-side as it was.
         with _memory_errors(), staged_outputs(req.out, req.side_by_side) as (out, sbs):
-            writers.append(FrameWriter(io.write_video, out, info.fps, audio_from=audio, notices=written))
-            if sbs:
-                writers.append(FrameWriter(io.write_video, sbs, info.fps, audio_from=audio))
-            for i, src, carried in stream.stream(job, lambda f, label: progress(0.02 + 0.96 * f, label)):
-                for tap in taps:
-                    tap.on_source(i, src)
-                if carried is None or i in images:
-                    frame = src if carried is None else carried  # outside every span: the source's own frame
-                else:
-                    parts = keyplan.weights(i)  # the looks' windows never share a frame (video.keyframes)
-                    w = parts[0][1] if parts else 1.0
-                    frame = carried if w >= 1 else io.fade_frames(src, carried, w)
-                for tap in taps:
-                    tap.on_result(i, frame)
-                writers[0].put(frame)
+            try:  # the writers stop (and remove what they wrote) before the staged files are cleared
+                writers.append(FrameWriter(io.write_video, out, info.fps, audio_from=audio, notices=written))
                 if sbs:
-                    writers[1].put(next(io.side_by_side([src], [frame])))
-            progress(0.98, "finishing the video")
-            for w in writers:
-                w.close()
+                    writers.append(FrameWriter(io.write_video, sbs, info.fps, audio_from=audio))
+                for i, src, carried in stream.stream(job, lambda f, label: progress(0.02 + 0.96 * f, label)):
+                    for tap in taps:
+                        tap.on_source(i, src)
+                    if carried is None or i in images:
+                        frame = src if carried is None else carried  # outside every span: the source's own frame
+                    else:
+                        parts = keyplan.weights(i)  # the looks' windows never share a frame (video.keyframes)
+                        w = parts[0][1] if parts else 1.0
+                        frame = carried if w >= 1 else io.fade_frames(src, carried, w)
+                    for tap in taps:
+                        tap.on_result(i, frame)
+                    writers[0].put(frame)
+                    if sbs:
+                        writers[1].put(next(io.side_by_side([src], [frame])))
+                progress(0.98, "finishing the video")
+                for w in writers:
+                    w.close()
+            except BaseException:
+                for w in writers:
+                    w.abort()
+                raise
         ok = True
-    except BaseException:
-        for w in writers:
-            w.abort()
-        raise
     finally:
         for tap in taps:
             tap.finish(ok)

@@ -189,9 +189,13 @@ def test_bad_inputs_are_one_sentence_each_and_the_rest_goes_on(media, tmp_path, 
     src = io.read_frames(root / "hopper" / "right.mp4")
     io.write_video(bad / "fast.mp4", src, 30)
     io.write_video(bad / "short.mp4", src[:-4], 25)
+    import cv2
+
+    io.write_video(bad / "big.mp4", np.stack([cv2.resize(f, (384, 384)) for f in src]), 25)
     entries = [
         {"name": "ok", "clip": "clip.mp4", "edited": "edited.png", "edit_index": 10,
-         "results": {"right": "right.mp4", "fast": "fast.mp4", "short": "short.mp4", "gone": "nowhere.mp4"}},
+         "results": {"right": "right.mp4", "fast": "fast.mp4", "short": "short.mp4", "big": "big.mp4",
+                     "gone": "nowhere.mp4"}},
         {"name": "noclip", "clip": "missing.mp4", "edited": "edited.png", "edit_index": 10,
          "results": {"right": "right.mp4"}},
         {"name": "broken", "clip": "clip.mp4"},
@@ -205,8 +209,10 @@ def test_bad_inputs_are_one_sentence_each_and_the_rest_goes_on(media, tmp_path, 
     err = capsys.readouterr().err
     res = json.loads((out / "results.json").read_text())
     judged = {r["method"]: r for r in res["rows"]}
-    assert set(judged) == {"right", "short"}
+    assert set(judged) == {"right", "short", "big"}
     assert any("has 68 frames and its clip 72: judged over frames 0–67" in n for n in judged["short"]["notes"])
+    assert any("resized to the source's 256×256" in n for n in judged["big"]["notes"])
+    assert judged["big"]["in_sync"] and judged["big"]["lag"] == 0
     missing = {(m["case"], m["method"]): m["error"] for m in res["missing"]}
     assert "30 fps" in missing["ok", "fast"] and "25 fps" in missing["ok", "fast"]
     assert "does not exist" in missing["ok", "gone"]

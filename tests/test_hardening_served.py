@@ -396,3 +396,33 @@ def test_a_hostile_file_name_comes_back_escaped(served, tmp_path):
     assert event == "error" and payload["error"]
     assert not any(c in payload["error"] for c in "\x1b\x07\n"), payload
 
+
+
+def test_the_report_over_http_says_the_rates_and_judges_by_time(served, tmp_path):
+    """/sync_report with a result of the same frames at twice the rate: not in sync, and the rates are said."""
+    from gradio_client import handle_file
+
+    frames, _ = media.talking_face_frames(40, size=(128, 96), seed=2)
+    src = media.write_clip(tmp_path / "src25.mp4", frames, 25)
+    fast = media.write_clip(tmp_path / "fast50.mp4", frames, 50)
+    visitor = _client(served[1], tmp_path / "dl")
+    _, md, _ = visitor.predict(handle_file(str(src)), handle_file(str(fast)), None, -1, None,
+                               api_name="/sync_report")
+    assert "the result runs at 50 fps and the source at 25 fps" in md.lower()
+    assert not md.splitlines()[0].lower().startswith("#### in sync"), md
+    visitor.close()
+
+
+def test_a_clip_stored_out_of_order_through_the_app(served, base, tmp_path):
+    """Matroska frames stored with timestamps going backwards: the app's result has every frame once, in order."""
+    from gradio_client import handle_file
+
+    n = len(base["frames"])
+    order = [k ^ 1 for k in range(n)] if n % 2 == 0 else [k ^ 1 for k in range(n - 1)] + [n - 1]
+    clip = hostile.reordered(tmp_path / "reordered.mkv", order, frames=base["frames"])
+    visitor = _client(served[1], tmp_path / "dl")
+    out, _, _ = visitor.predict(handle_file(str(clip)), handle_file(str(base["edited"])), 0, "flow", None, None,
+                                None, None, None, None, None, None, "0:1", 0, api_name="/edit_video")
+    got = [media.read_index(f) for f in io.iter_frames(out["video"] if isinstance(out, dict) else out)]
+    assert got[2:] == list(range(2, n)), got  # outside the edited span: the source's own frames, in order
+    visitor.close()

@@ -153,6 +153,7 @@ def _has_cxx() -> bool:
     return any(shutil.which(c) for c in ("g++", "c++", "clang++"))
 
 
+@pytest.mark.slow  # two AOTInductor packages compiled with g++: about a minute of CPU
 @pytest.mark.skipif(not _has_cxx(), reason="AOTInductor needs a C++ compiler on the CPU (apt-get install g++)")
 def test_aot_blocks_compile_save_load_and_match_eager(segment, baseline, tmp_path):
     """Stage 1 (Sync-LoRA on) and stage 2 (off) each get a package shared by every block; a second model loads the

@@ -45,7 +45,6 @@ class EvalSummary:
     rows: list[dict]  # every case × method: measures, or `error`
     computed: int  # rows measured in this run (all ranks)
     reused: int  # rows found finished on disk
-    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> int:

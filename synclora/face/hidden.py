@@ -71,14 +71,16 @@ def shifted(x: np.ndarray, dx: int, dy: int) -> np.ndarray:
 
 
 def hidden_map(source: np.ndarray, edited: np.ndarray, edit: np.ndarray, span: float | None, *,
-               window: float = 0.25, soft: float = 0.1, flat: float = 2.0) -> np.ndarray | None:
+               window: float = 0.4, soft: float = 0.1, flat: float = 0.5) -> np.ndarray | None:
     """0..1 per pixel of the full frame: how surely the edit hides what was there (1) rather than recolours it (0).
 
     `edit`: (H, W) float 0..1, where the edit changed the frame (the share outside it is 0). The visible share is
     averaged over a Gaussian window `window` eye spans wide (`span`: the face's eye span in px; None, no face: the
     frame is analysed at a long side of 4 x ANALYSIS_SPAN) around each pixel, over the edit only, and judged against
-    HIDDEN_BELOW with a ramp ±`soft` wide. Where the source has no structure to speak of (flat skin under the whole
-    window: less than `flat` L* of local contrast), nothing can show through and the change is called a recolour.
+    HIDDEN_BELOW: hidden in full `2 * soft` below it, not at all from it up (what the report calls visible is never
+    carried as content). Structure the edit adds where the source had little (hair over a smooth
+    chin) counts as not visible. Where neither has structure to speak of (less than `flat` L* of local contrast under
+    the whole window), nothing can show through and the change is called a recolour.
     A small misalignment of the edited frame (a generative editor's pixel or two) is searched away, per pixel, over
     ±1 px around the best global shift. None where nothing is hidden.
     """
@@ -106,17 +108,23 @@ def hidden_map(source: np.ndarray, edited: np.ndarray, edit: np.ndarray, span: f
         return cv2.GaussianBlur(x, (0, 0), sig)
 
     gdx, gdy = global_shift(a, b)
-    best = None
+    best = den = None
     for dy in (-1, 0, 1):
         for dx in (-1, 0, 1):
-            vis, sa, _, _ = visible_maps(a, shifted(b, gdx + dx, gdy + dy))
-            wgt = sa * e
-            num = avg(wgt * vis)
+            bs = shifted(b, gdx + dx, gdy + dy)
+            vis, sa, _, _ = visible_maps(a, bs)
+            if den is None:
+                # structure the edit brought where the source had little (a beard's hair, a mask's pleats on a smooth
+                # chin) counts as hiding it too: weighted by the edited frame's contrast, visible only in proportion
+                # (inside the edit: its own outline is an edge any recolour adds)
+                sb = structure_maps(bs, bs)[1]
+                added = np.maximum(sb - sa, 0) * cv2.erode(e, np.ones((7, 7), np.uint8))
+                den = avg(sa * e + added)
+            num = avg(sa * e * vis)
             best = num if best is None else np.maximum(best, num)
-    den = avg(sa * e)
     prior = flat * avg(e)  # flat skin counts as visible structure: a recolour
     visible = (best + prior) / np.maximum(den + prior, 1e-6)
-    hid = np.clip((HIDDEN_BELOW + soft - visible) / (2 * soft), 0.0, 1.0)
+    hid = np.clip((HIDDEN_BELOW - visible) / (2 * soft), 0.0, 1.0)
     if not (hid > 0.01).any():
         return None
     out = np.zeros((h, w), np.float32)

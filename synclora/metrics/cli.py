@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
-import sys
-import tempfile
 from pathlib import Path
 
 from synclora import config
 from synclora.errors import user_error
+from synclora.face.mesh import quiet_native_stderr
 
 
 def register(subparsers) -> None:
@@ -39,32 +36,6 @@ def register(subparsers) -> None:
                    "seconds 2s:5.5s): the edited span, or the frames both videos share when their lengths differ")
     p.add_argument("--min-corr", type=float, default=None, help="per-cue correlation below this is out of sync")
     p.set_defaults(func=run)
-
-
-@contextlib.contextmanager
-def _quiet_native_stderr():
-    """MediaPipe/TFLite print start-up warnings from C++ straight to fd 2; hold them back unless something fails."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), 2)
-        ok = False
-        try:
-            yield
-            ok = True
-        except KeyboardInterrupt:
-            ok = True  # a stop signal: its own one-line message is enough
-            raise
-        except Exception as exc:
-            ok = user_error(exc) is not None  # a user error, a full disk, ...: its own sentence is enough
-            raise
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            if not ok:
-                tmp.seek(0)
-                sys.stderr.write(tmp.read().decode(errors="replace"))
 
 
 def check_paths(args: argparse.Namespace) -> None:
@@ -112,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
 
     # All outputs or none, and a failed or stopped call leaves what was at --json, --plot and --landmarks as it was.
     with staged_outputs(args.json, args.plot, args.landmarks) as (json_tmp, plot_tmp, landmarks_tmp):
-        with _quiet_native_stderr():
+        with quiet_native_stderr(said=lambda exc: user_error(exc) is not None):  # its own sentence is enough
             report = compare_videos(
                 args.source,
                 args.result,

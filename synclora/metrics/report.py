@@ -619,15 +619,17 @@ def compare_videos(
     landmarks_video: str | Path | None = None,
     source_cues=None,
 ) -> SyncReport:
-    """Measure how well `result` follows `source` (paths or (T, H, W, 3) uint8 RGB arrays, same frame count).
+    """Measure how well `result` follows `source` (paths or (T, H, W, 3) uint8 RGB arrays).
 
+    The result is compared by time: each source frame with the result frame on screen at its time, over the time
+    both cover (`metrics.timeline`); a different rate, size or length is said in the notes.
     `edited_frame` (image or path) enables the identity score and, with `edit_index` (the source frame it was made
     from; found by matching when None), what the edit hides and how much of it each frame keeps. Without an edited
     frame, `edit_index` alone takes the result's own frame there as the edit. `frame_range=(start, stop)` compares
-    that span of both videos (needed when their lengths differ). `identity_frames`: how many result frames identity
-    compares (0: no identity score). `landmarks_video`: write the landmark view (mp4). `source_cues`: the source's
-    cues measured ahead (`synclora.metrics.source_cues.SourceCues`): the source is then read only if the edit-kept
-    score needs its frames.
+    that span of the source's frames (and the result over the same time). `identity_frames`: how many result frames
+    identity compares (0: no identity score). `landmarks_video`: write the landmark view (mp4). `source_cues`: the
+    source's cues measured ahead (`synclora.metrics.source_cues.SourceCues`): the source is then read only if the
+    edit-kept score needs its frames.
     Both videos are decoded and measured at once on two threads, by the same per-frame work a propagation's
     `synclora.metrics.tap.ReportTap` does as the frames pass.
     """
@@ -639,8 +641,8 @@ def compare_videos(
     start, stop = tap.start, tap.stop
 
     def measure(side: str, video) -> None:
-        frames = _frames(video, start, stop)
-        tap.feed(side, frames, start)
+        first, last = (start, stop) if side == "source" else tap.timeline.result_range  # the same time on both
+        tap.feed(side, _frames(video, first, last), first)
 
     sides = [("source", source), ("result", result)] if tap.reads("source") else [("result", result)]
     ok = False

@@ -22,6 +22,7 @@ import numpy as np
 from synclora.errors import InputError
 from synclora.metrics.landmarks import CueStream, CueTrack, ProgressFn
 from synclora.metrics.scores import SyncThresholds
+from synclora.metrics.timeline import line_up
 
 # Frames each worker's queue holds: enough to ride out the landmarker's uneven cost (a lost face runs the detector),
 # small enough that the copies stay a few dozen MB at 1080p.
@@ -186,17 +187,17 @@ class ReportTap:
         th = self.thresholds = thresholds or SyncThresholds()
         identity_frames = rp.IDENTITY_MAX_FRAMES if identity_frames is None else identity_frames
         n_src = rp._count(source)
-        n_res = rp._count(result) if result is not None else n_src
-        if frame_range is None:
-            if n_src != n_res:
-                raise InputError(f"the source has {n_src} frames and the result {n_res}; give a frame range to compare "
-                                 "a part of both")
-            frame_range = (0, n_src)
-        start, stop = (int(v) for v in frame_range)
-        if not (0 <= start < stop <= min(n_src, n_res)):
-            raise InputError(f"frame range {start}–{stop} does not fit the videos ({n_src} and {n_res} frames)")
-        if stop - start < 2:
-            raise InputError("a sync report needs at least 2 frames")
+        src_size = rp._size(source)
+        res_size = rp._size(result) if result is not None else (result_size or src_size)
+        # By time, not frame index (`metrics.timeline`): a result of another rate, size or length is said and each
+        # source frame is compared with the result frame on screen at its time. A result still being made has the
+        # source's frames.
+        if result is not None:
+            self.timeline = line_up(n_src, rp._count(result), rp._fps(source), rp._fps(result), src_size, res_size,
+                                    frame_range)
+        else:
+            self.timeline = line_up(n_src, n_src, 1.0, 1.0, src_size, res_size, frame_range)
+        start, stop = self.timeline.start, self.timeline.stop
         self.start, self.stop, self.n = start, stop, stop - start
         self.max_lag, self.progress = max_lag, progress
         self.fps = fps if fps is not None else (rp._fps(source) if isinstance(source, (str, Path)) else None)
@@ -220,8 +221,6 @@ class ReportTap:
             self.ref_desc, self.identity_note = _reference_descriptor(ref)
         self.descs: dict[int, np.ndarray] = {}
 
-        src_size = rp._size(source)
-        res_size = rp._size(result) if result is not None else (result_size or src_size)
         self.paired = None
         if probe is not None or landmarks_video is not None:
             from synclora.metrics.paired import AHEAD, PairedPass
@@ -288,12 +287,16 @@ class ReportTap:
 
     # -- feeding from the caller's own threads (compare_videos: each decoder runs its side's work itself)
     def feed(self, side: str, frames, start: int) -> None:
-        """Measure `frames` (arrays or lazy frames, frame `start` first) on this thread, as side `side`."""
+        """Measure `frames` (arrays or lazy frames, frame `start` first) on this thread, as side `side`. The result's
+        frames are its own (`timeline.result_range`): each is measured once for every source frame it is on screen
+        at (`Timeline.sources_of`: once at the same rate; twice, or not at all, at half or twice the rate)."""
         s = self._source if side == "source" else self._result
+        on_timeline = side == "source" or self.timeline.by_index
         try:
-            for i, frame in enumerate(frames, start):
+            for j, frame in enumerate(frames, start):
                 self.raise_failure()
-                s.process(i, frame)
+                for i in ((j,) if on_timeline else self.timeline.sources_of(j)):
+                    s.process(i, frame)
         except BaseException as exc:
             self.fail(exc)
             s.end(failed=True)
@@ -351,7 +354,7 @@ class ReportTap:
         kept = self.paired.edit_kept() if self.paired is not None else None
         report = score_tracks(src, res, self.max_lag, thresholds=self.thresholds, identity=identity, edit=self.edit,
                               kept=kept)
-        report.notes += notes
+        report.notes += self.timeline.notes + notes
         report.frames = (self.start, self.stop - 1)
         report.landmarks_video = view_path
         if self.progress is not None:

@@ -37,6 +37,8 @@ from synclora.video.io import format_fps
 log = logging.getLogger(__name__)
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
+# Sources whose cues are kept measured ahead (one per session; the oldest go first).
+MAX_SOURCES_KEPT = 64
 # Containers/codecs every browser plays with exact frame timing; anything else gets a CFR H.264 copy for the player.
 _BROWSER_CODECS = {"h264"}
 _BROWSER_CONTAINERS = {"mp4", "mov"}
@@ -164,6 +166,7 @@ class GradioPipeline:
         # session -> ((video, edited, span, result's digest), report measured as the propagation made the result)
         self._made: dict[str | None, tuple[tuple, object]] = {}
         self._sources: dict[str | None, tuple[str, object]] = {}  # session -> (clip, its cues measured ahead)
+        self._sources_lock = threading.Lock()
         self.startup_notes: list[str] = []  # what start-up did (prompt cache, model loading), for the backend panel
         self._gpu_propagate = gpu.gpu(duration=self._gpu_duration)(self._run_propagation)
         self._gpu_instruct = gpu.gpu(duration=gpu.INSTRUCT_SECONDS)(self._run_instruct)
@@ -274,7 +277,7 @@ class GradioPipeline:
             from synclora.propagate import registry
 
             name = registry.resolve(s)
-            title = "Sync-LoRA" if name == "synclora" else "CPU preview"
+            title = config.BACKEND_TITLES.get(name, name)
             lines.append(f"- {title} ({s.fit}): {working_plan(info, s).notice}")
         except (SyncloraError, ValueError, ImportError) as exc:
             log.info("no working-size plan for the facts panel: %s", exc)
@@ -528,8 +531,8 @@ class GradioPipeline:
             auto = registry.resolve(PropagationSettings(backend="auto", model=self.defaults.model))
         except SyncloraError as exc:
             return f"No backend can run on this server: {exc}"
-        names = {"synclora": "Sync-LoRA", "flow": "the CPU preview"}
-        line = f"On this server **auto** runs **{names.get(auto, auto)}**."
+        title = config.BACKEND_TITLES.get(auto, auto)
+        line = f"On this server **auto** runs **{'the ' if auto == 'flow' else ''}{title}**."
         ltx = infos.get("synclora")
         if ltx is not None and not ltx.available:
             line += f" Sync-LoRA is off here: {ltx.why}."
@@ -614,13 +617,19 @@ class GradioPipeline:
         visitor edits a frame); kept for this clip of this session."""
         from synclora.metrics.source_cues import SourceCues
 
-        old = self._sources.get(session)
-        if old is not None and old[0] == str(video):
-            return
-        if old is not None:
-            old[1].close()
+        with self._sources_lock:
+            old = self._sources.get(session)
+            if old is not None and old[0] == str(video):
+                return
+            stale = [self._sources.pop(session)[1]] if old is not None else []
+            while len(self._sources) >= MAX_SOURCES_KEPT:  # sessions that never said goodbye
+                stale.append(self._sources.pop(next(iter(self._sources)))[1])
+        for cues in stale:
+            cues.close()
         try:
-            self._sources[session] = (str(video), SourceCues(video, self.files.dir_for(session)))
+            cues = SourceCues(video, self.files.dir_for(session))
+            with self._sources_lock:
+                self._sources[session] = (str(video), cues)
         except Exception:  # only a head start: the report measures the source itself then
             log.exception("could not start measuring the source's cues")
             self._sources.pop(session, None)
