@@ -13,6 +13,8 @@ from dataclasses import Field, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 from synclora.errors import InputError, brief
 
 Backend = Literal["auto", "synclora", "flow"]
@@ -296,6 +298,14 @@ def api_description() -> str:
             f"[, {names}]) -> (result video, side-by-side video, settings Markdown).")
 
 
+def keyframes_api_description() -> str:
+    """The app's description of `/edit_keyframes` (shown on its API page)."""
+    names = ", ".join(f.name for f in setting_fields(ui_only=True))
+    return ("Propagate several edited frames through a video: (source video, edited frame image or None, its index, "
+            "keyframe images, keyframe lines (one per image: INDEX, or INDEX SPAN for a look of its own)"
+            f"[, {names}]) -> (result video, side-by-side video, settings Markdown).")
+
+
 def _edit_index(text: str) -> int:
     try:
         return int(text)
@@ -308,13 +318,70 @@ def add_edit_index_argument(parser: argparse.ArgumentParser, help: str, *, defau
     parser.add_argument("--edit-index", dest="edit_index", type=_edit_index, default=default, metavar="K", help=help)
 
 
+@dataclass(frozen=True)
+class Keyframe:
+    """One edited frame: `image` is an edited copy of frame `index`; `span` (as `--span` takes it) the frames its
+    look covers, or None: the same look as the other keyframes, pinned at this frame as well."""
+
+    index: int
+    image: Path
+    span: str | None = None
+
+    def __post_init__(self) -> None:
+        k = self.index
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            raise InputError(f"a keyframe's index (frame number) must be a whole number, got {k!r}")
+        object.__setattr__(self, "index", int(k))
+        if not isinstance(self.image, (str, Path)):
+            raise InputError(f"a keyframe's image must be the path of a PNG or JPEG, got {self.image!r}")
+        if self.span is not None:
+            from synclora.video.timing import parse_span
+
+            parse_span(self.span)
+
+    @property
+    def text(self) -> str:
+        """As `--keyframe` takes it (the reproduce line): INDEX IMAGE [SPAN]."""
+        return f"{self.index} {self.image}" + (f" {self.span}" if self.span else "")
+
+
+def parse_keyframe(values: list[str]) -> Keyframe:
+    """`--keyframe INDEX IMAGE [SPAN]` → a Keyframe; a wrong form is one sentence."""
+    if not 2 <= len(values) <= 3:
+        raise InputError(f"--keyframe takes INDEX IMAGE [SPAN], got {' '.join(values)!r}")
+    try:
+        index = int(values[0])
+    except ValueError:
+        raise InputError(f"--keyframe {' '.join(values)}: the index must be a whole number, got {values[0]!r}") \
+            from None
+    return Keyframe(index, Path(values[1]), values[2] if len(values) == 3 else None)
+
+
 @dataclass
 class PropagationRequest:
-    """One propagation: the source clip, the edited frame (an edited copy of frame `edit_index`), where to write."""
+    """One propagation: the source clip, its keyframes (edited copies of some of its frames), where to write.
+
+    `edited` with `edit_index` is the one-keyframe spelling: it becomes `keyframes` (one code path); give one or the
+    other."""
 
     source: Path
-    edited: Path
+    edited: Path | None
     out: Path
     edit_index: int = 0
     side_by_side: Path | None = None
     settings: PropagationSettings = field(default_factory=PropagationSettings)
+    keyframes: tuple[Keyframe, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.keyframes and self.edited is not None:
+            raise InputError("give the edited frame either as --edited/--edit-index or as keyframes, not both")
+        if not self.keyframes:
+            if self.edited is None:
+                raise InputError("no edited frame was given; edit a frame of the clip first")
+            k = self.edit_index
+            if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+                raise InputError(f"the edit index (frame number) must be a whole number, got {k!r}")
+            self.keyframes = (Keyframe(int(k), Path(self.edited)),)
+        self.keyframes = tuple(self.keyframes)
+        if len(self.keyframes) == 1:  # one keyframe reads the same either way (e.g. the report tap reads these)
+            self.edited, self.edit_index = self.keyframes[0].image, self.keyframes[0].index
