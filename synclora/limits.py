@@ -3,7 +3,7 @@
 Two kinds:
 
 - **Propagation limits** (`MAX_FRAMES`, `MAX_PIXELS`, `MAX_DURATION_S`, `MAX_WORKING_BYTES`): what one propagation
-  takes on. Checked from the probe facts before any frame is decoded (`pipeline.check_source`, `check_request`).
+  takes on. Checked from the probe facts before any frame is decoded (`limits.check_clip`, `pipeline.check_request`).
 - **Reading ceilings** (`MAX_TIMELINE_FRAMES`, `MAX_TIMELINE_S`, `MAX_STREAMS`, audio rate and channels,
   `MAX_IMAGE_PIXELS`): how far any reader (`info`, `report`, the app's upload) believes a file. Containers carry
   numbers an attacker chooses — timestamps, time bases, frame sizes, sample counts — and every allocation made from
@@ -51,6 +51,10 @@ MAX_TIMELINE_S = 24 * 3600  # a day; beyond it a container's timestamps are not 
 MAX_FPS = 1000  # frame rates above this come from broken or forged timestamps, not cameras
 # Streams in one container (real files have a handful; each costs the demuxer and us a little).
 MAX_STREAMS = 64
+# Frames stored out of presentation order (timestamps going backwards in packet order, valid in Matroska): a reader
+# holds this many decoded frames back to put them in order (32 frames of 4K are ~400 MB); a file needing more is
+# refused. Real files need 0 (or a few, for B-frames).
+MAX_REORDER_FRAMES = 32
 # Audio a reader believes: sample rates and channel counts beyond these are not real recordings.
 MAX_AUDIO_RATE = 768_000
 MAX_AUDIO_CHANNELS = 64
@@ -104,3 +108,10 @@ def check_clip(info) -> None:
     if info.duration > MAX_DURATION_S:
         raise InputError(f"{name} lasts {info.duration / 60:.1f} minutes; clips of at most {MAX_DURATION_S // 60} "
                          "minutes are accepted — trim the clip first")
+
+# --- the served app's requests --------------------------------------------------------------------------------------
+# Any request body but an upload (uploads have their own cap, `SYNCLORA_MAX_UPLOAD_MB`): an event's JSON is a few
+# file references, numbers and short texts; anything longer is refused before it is read whole (`ui.guard`).
+MAX_REQUEST_BYTES = 1024**2
+# A text value an API caller may send (a span such as `2s:5.5s` is a few characters; an instruction at most 500).
+MAX_TEXT_CHARS = 10_000

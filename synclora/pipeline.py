@@ -16,7 +16,7 @@ import numpy as np
 from synclora import limits
 from synclora.config import PropagationRequest, PropagationSettings
 from synclora.edit.image import load_image
-from synclora.errors import InputError, OutOfMemoryError, shown
+from synclora.errors import OOM_HINT, InputError, OutOfMemoryError, shown
 from synclora.memory import free_memory, is_out_of_memory
 from synclora.paths import Output, check_input, check_outputs, staged_outputs
 from synclora.propagate import registry, stream
@@ -24,16 +24,6 @@ from synclora.propagate.base import BackendSpec, ProgressFn, no_progress
 from synclora.video import geometry, io, timing
 from synclora.video.stream import FrameWriter
 from synclora.video.taps import FrameTap
-
-# The limits a propagation checks, for readers of this module (synclora.limits holds them, says why each is what it
-# is, and checks them; docs/LIMITS.md says what users see).
-MAX_FRAMES = limits.MAX_FRAMES
-MAX_PIXELS = limits.MAX_PIXELS
-# What to try when memory runs out (shown to the user; the GPU backend has its own, more specific hint).
-OOM_HINT = (
-    "the server ran out of memory for this clip; try quality 'preview', a lower resolution, memory mode 'fp8' or "
-    "'offload', or a shorter or smaller clip"
-)
 
 
 @dataclass
@@ -67,12 +57,6 @@ class PropagationResult:
         return "\n".join(lines)
 
 
-def check_source(info: io.VideoInfo) -> None:
-    """The limits a source clip must meet (frame count, frame size, duration), from its probe facts alone: the app
-    calls this right after an upload so a visitor hears about a too-long or 8K clip before editing a frame of it."""
-    limits.check_clip(info)
-
-
 def check_paths(req: PropagationRequest) -> None:
     """Every file the propagation reads exists and is a file; every file it writes can be written and is none of
     them (nor each other) — before anything is decoded."""
@@ -93,7 +77,7 @@ def check_request(req: PropagationRequest) -> tuple[io.VideoInfo, np.ndarray, li
     check_paths(req)
     source = Path(req.source)
     info = io.probe(source)
-    check_source(info)
+    limits.check_clip(info)
     k = req.edit_index
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool):
         raise InputError(f"the edit index (frame number) must be a whole number, got {k!r}")
@@ -134,7 +118,7 @@ def _memory_errors():
     except Exception as exc:
         if not is_out_of_memory(exc):
             raise
-        message = OOM_HINT
+        message = f"the server ran out of memory for this clip; {OOM_HINT}"
     if message is None:
         return
     # Outside the except block: the traceback (and the tensors its frames hold) is gone, so memory can be freed.

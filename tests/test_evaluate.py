@@ -169,7 +169,7 @@ def test_a_killed_run_resumes_to_the_same_table(evaluated, media, tmp_path):
     proc.communicate(timeout=120)
     done = {p.stem + "@" + p.parent.parent.name for p in out.glob("*/rows/*.json")}
     assert 1 <= len(done) < 4 and proc.returncode != 0
-    assert not list(out.rglob("*.tmp*")) and not (out / "results.json").exists()
+    assert not list(out.rglob("*.part")) and not (out / "results.json").exists()
     rerun = _cli("evaluate", str(cases), "--out", str(out), "--quiet", "--workers", "2")
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert f"({4 - len(done)} measured now, {len(done)} reused" in rerun.stdout
@@ -189,9 +189,13 @@ def test_bad_inputs_are_one_sentence_each_and_the_rest_goes_on(media, tmp_path, 
     src = io.read_frames(root / "hopper" / "right.mp4")
     io.write_video(bad / "fast.mp4", src, 30)
     io.write_video(bad / "short.mp4", src[:-4], 25)
+    import cv2
+
+    io.write_video(bad / "big.mp4", np.stack([cv2.resize(f, (384, 384)) for f in src]), 25)
     entries = [
         {"name": "ok", "clip": "clip.mp4", "edited": "edited.png", "edit_index": 10,
-         "results": {"right": "right.mp4", "fast": "fast.mp4", "short": "short.mp4", "gone": "nowhere.mp4"}},
+         "results": {"right": "right.mp4", "fast": "fast.mp4", "short": "short.mp4", "big": "big.mp4",
+                     "gone": "nowhere.mp4"}},
         {"name": "noclip", "clip": "missing.mp4", "edited": "edited.png", "edit_index": 10,
          "results": {"right": "right.mp4"}},
         {"name": "broken", "clip": "clip.mp4"},
@@ -205,8 +209,10 @@ def test_bad_inputs_are_one_sentence_each_and_the_rest_goes_on(media, tmp_path, 
     err = capsys.readouterr().err
     res = json.loads((out / "results.json").read_text())
     judged = {r["method"]: r for r in res["rows"]}
-    assert set(judged) == {"right", "short"}
+    assert set(judged) == {"right", "short", "big"}
     assert any("has 68 frames and its clip 72: judged over frames 0–67" in n for n in judged["short"]["notes"])
+    assert any("resized to the source's 256×256" in n for n in judged["big"]["notes"])
+    assert judged["big"]["in_sync"] and judged["big"]["lag"] == 0
     missing = {(m["case"], m["method"]): m["error"] for m in res["missing"]}
     assert "30 fps" in missing["ok", "fast"] and "25 fps" in missing["ok", "fast"]
     assert "does not exist" in missing["ok", "gone"]
@@ -247,3 +253,23 @@ def test_a_method_name_given_twice_is_refused_before_anything_runs(media, tmp_pa
     assert main(["evaluate", str(cases), "--out", str(tmp_path / "out"), "--lora", "noequals"]) == 2
     assert "NAME=FILE" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_two_ranks_split_the_cases_and_write_one_table(evaluated, media, tmp_path):
+    _, full = evaluated
+    _, cases = media
+    out = tmp_path / "out"
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    proc = subprocess.run([*torchrun, "-m", "synclora", "evaluate", str(cases), "--out", str(out), "--quiet"],
+                          capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("| case | method |") == 1  # rank 0 alone prints (and writes) the table
+    assert "(4 measured now, 0 reused" in proc.stdout
+    res = json.loads((out / "results.json").read_text())
+    assert len(res["rows"]) == 4
+    for row in res["rows"]:
+        ref = _row(full, row["case"], row["method"])
+        assert {k: row.get(k) for k in FIELDS} == {k: ref.get(k) for k in FIELDS}
+    assert (out / "hopper" / "grid.mp4").is_file() and (out / "still" / "grid.mp4").is_file()

@@ -45,7 +45,6 @@ class EvalSummary:
     rows: list[dict]  # every case × method: measures, or `error`
     computed: int  # rows measured in this run (all ranks)
     reused: int  # rows found finished on disk
-    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> int:
@@ -134,6 +133,25 @@ def evaluate(config: EvalConfig, progress: ProgressFn | None = None, ranks: Rank
                        sum(part["reused"] for part in shared))
 
 
+def _method_settings(settings: PropagationSettings, m: Method) -> PropagationSettings:
+    from dataclasses import replace
+
+    return replace(settings, backend=m.backend, lora=str(m.lora) if m.lora else None)
+
+
+def _loaded(settings: PropagationSettings, m: Method) -> bool:
+    """Whether this method's model was loaded before the rows began (the app's, a training run's): then it stays."""
+    from synclora.propagate import registry
+
+    return registry.loaded(_method_settings(settings, m))
+
+
+def _unload(settings: PropagationSettings, m: Method) -> None:
+    from synclora.propagate import registry
+
+    registry.unload(_method_settings(settings, m))
+
+
 def _run_rows(todo: list[tuple[Case, Method]], config: EvalConfig, keys: dict, progress: ProgressFn | None):
     """Yield each row as it finishes: CPU rows on `workers` spawned processes while GPU rows run here."""
     total = len(todo)
@@ -147,17 +165,28 @@ def _run_rows(todo: list[tuple[Case, Method]], config: EvalConfig, keys: dict, p
         return row
 
     cpu = [(c, m) for c, m in todo if m.cpu]
-    here = [(c, m) for c, m in todo if not m.cpu]
+    # GPU rows method by method: each model (backend + LoRA) is loaded once, and let go before the next one loads.
+    order = {m.name: i for i, (_, m) in reversed(list(enumerate(todo)))}
+    here = sorted([(c, m) for c, m in todo if not m.cpu], key=lambda cm: order[cm[1].name])
     if config.workers <= 1 or len(cpu) <= 1:
-        here = todo
+        here = cpu + here
         cpu = []
 
     def run_here(c: Case, m: Method) -> dict:
         return evaluate_row(c, m, config.settings, config.out, config.max_lag, keys[c.name, m.name])
 
+    def run_all_here():
+        for i, (c, m) in enumerate(here):
+            loaded = m.runs_here and _loaded(config.settings, m)
+            try:
+                yield tick(run_here(c, m))
+            finally:
+                last = i + 1 == len(here) or here[i + 1][1].name != m.name
+                if m.runs_here and last and not loaded:
+                    _unload(config.settings, m)
+
     if not cpu:
-        for c, m in here:
-            yield tick(run_here(c, m))
+        yield from run_all_here()
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -168,8 +197,7 @@ def _run_rows(todo: list[tuple[Case, Method]], config: EvalConfig, keys: dict, p
     try:
         futures = {pool.submit(evaluate_row, c, m, config.settings, config.out, config.max_lag,
                                keys[c.name, m.name]): (c, m) for c, m in cpu}
-        for c, m in here:  # the GPU rows, while the workers do the CPU ones
-            yield tick(run_here(c, m))
+        yield from run_all_here()  # the GPU rows, while the workers do the CPU ones
         for future in as_completed(futures):
             c, m = futures[future]
             try:
