@@ -195,6 +195,7 @@ def stream(job: StreamJob, progress: ProgressFn = no_progress, reverse_window: i
     probe_track = can_track(backend)
     total = sum(len(r) for r in job.runs) or 1
     done = 0
+    src = None
 
     def sub(run: Run, label: str) -> ProgressFn:
         lo, share = done / total, len(run) / total
@@ -254,6 +255,8 @@ def stream(job: StreamJob, progress: ProgressFn = no_progress, reverse_window: i
             if m not in job.notices:
                 job.notices.append(m)
     finally:
+        if src is not None:
+            src.close()  # stops the decoder thread now, not when the generator is collected
         kept.close()
 
 
