@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from synclora.metrics.landmarks import CueStream, CueTrack
+from synclora.video.lazy import iter_lazy_frames
 
 N_LANDMARKS = 478
 
@@ -40,14 +41,15 @@ class SourceCues:
         self.error: BaseException | None = None
         self._stop = threading.Event()
         self._done = threading.Event()
+        # Made here, not on the thread: MediaPipe's first import (it imports matplotlib.pyplot) must not race the
+        # server's own threads, which may be setting matplotlib's backend at that moment.
+        self._stream = CueStream(on_frame=self._keep)
         self._thread = threading.Thread(target=self._run, name="source-cues", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        from synclora.video.lazy import iter_lazy_frames
-
         try:
-            with CueStream(on_frame=self._keep) as stream:
+            with self._stream as stream:
                 for frame in iter_lazy_frames(self.path):
                     if self._stop.is_set():
                         return

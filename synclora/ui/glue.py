@@ -167,6 +167,10 @@ class GradioPipeline:
         self._made: dict[str | None, tuple[tuple, object]] = {}
         self._sources: dict[str | None, tuple[str, object]] = {}  # session -> (clip, its cues measured ahead)
         self._sources_lock = threading.Lock()
+        # Imported once here, before any event runs: Gradio sets matplotlib's backend around every event, and a first
+        # import of pyplot on one event's thread (MediaPipe imports it, measuring a clip's source) would hand the
+        # other events a half-initialised module.
+        import matplotlib.pyplot  # noqa: F401
         self.startup_notes: list[str] = []  # what start-up did (prompt cache, model loading), for the backend panel
         self._gpu_propagate = gpu.gpu(duration=self._gpu_duration)(self._run_propagation)
         self._gpu_instruct = gpu.gpu(duration=gpu.INSTRUCT_SECONDS)(self._run_instruct)
