@@ -29,6 +29,10 @@ class OutOfMemoryError(SyncloraError):
     """The accelerator ran out of memory; the message says what to try."""
 
 
+# What to try when a propagation runs out of memory (the GPU backend and the pipeline say it after their own words).
+OOM_HINT = "try quality 'preview', a lower resolution, memory mode 'fp8' or 'offload', or a shorter or smaller clip"
+
+
 # --- failures of the machine or a library, said as sentences ---------------------------------------------------------
 # OS errors a user can act on (free space, pick another folder, fix permissions), by errno: what to say about the file.
 _OS_SENTENCES = {

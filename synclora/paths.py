@@ -212,6 +212,9 @@ def commit(moves: Sequence[tuple[Path, Path]]) -> None:
     """Move each complete (staged, target) file into place, together: if one move fails (or a signal lands between
     them), the targets already replaced get back the file they had (kept as a hard link until the end) and the
     ones that had none are removed, so the outputs are all new or all as they were."""
+    from synclora.signals import raise_if_stopped
+
+    raise_if_stopped()  # a stopped run commits nothing, even if a library swallowed the signal's exception
     done: list[tuple[Path, Path | None, bool]] = []  # (target, its old file's backup, whether it had one)
     try:
         for staged, target in moves:

@@ -16,7 +16,7 @@ import numpy as np
 from synclora import limits
 from synclora.config import PropagationRequest, PropagationSettings
 from synclora.edit.image import load_image
-from synclora.errors import InputError, OutOfMemoryError, shown
+from synclora.errors import OOM_HINT, InputError, OutOfMemoryError, shown
 from synclora.memory import free_memory, is_out_of_memory
 from synclora.paths import Output, check_input, check_outputs, staged_outputs
 from synclora.propagate import registry, stream
@@ -24,16 +24,6 @@ from synclora.propagate.base import BackendSpec, ProgressFn, no_progress
 from synclora.video import geometry, io, timing
 from synclora.video.stream import FrameWriter
 from synclora.video.taps import FrameTap
-
-# The limits a propagation checks, for readers of this module (synclora.limits holds them, says why each is what it
-# is, and checks them; docs/LIMITS.md says what users see).
-MAX_FRAMES = limits.MAX_FRAMES
-MAX_PIXELS = limits.MAX_PIXELS
-# What to try when memory runs out (shown to the user; the GPU backend has its own, more specific hint).
-OOM_HINT = (
-    "the server ran out of memory for this clip; try quality 'preview', a lower resolution, memory mode 'fp8' or "
-    "'offload', or a shorter or smaller clip"
-)
 
 
 @dataclass
@@ -67,12 +57,6 @@ class PropagationResult:
         return "\n".join(lines)
 
 
-def check_source(info: io.VideoInfo) -> None:
-    """The limits a source clip must meet (frame count, frame size, duration), from its probe facts alone: the app
-    calls this right after an upload so a visitor hears about a too-long or 8K clip before editing a frame of it."""
-    limits.check_clip(info)
-
-
 def check_paths(req: PropagationRequest) -> None:
     """Every file the propagation reads exists and is a file; every file it writes can be written and is none of
     them (nor each other) — before anything is decoded."""
@@ -93,7 +77,7 @@ def check_request(req: PropagationRequest) -> tuple[io.VideoInfo, np.ndarray, li
     check_paths(req)
     source = Path(req.source)
     info = io.probe(source)
-    check_source(info)
+    limits.check_clip(info)
     k = req.edit_index
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool):
         raise InputError(f"the edit index (frame number) must be a whole number, got {k!r}")
@@ -134,7 +118,7 @@ def _memory_errors():
     except Exception as exc:
         if not is_out_of_memory(exc):
             raise
-        message = OOM_HINT
+        message = f"the server ran out of memory for this clip; {OOM_HINT}"
     if message is None:
         return
     # Outside the except block: the traceback (and the tensors its frames hold) is gone, so memory can be freed.
@@ -158,9 +142,9 @@ def working_plan(info: io.VideoInfo, settings: PropagationSettings, spec: Backen
 
 
 def check_plan(info: io.VideoInfo, settings: PropagationSettings, frames: int | None = None) -> None:
-    """What the working plan asks of this clip (`frames` of it: the span and its fades) fits the backend and the
-    memory limit, said in the user's sizes, from the backend's spec alone: before any model loads or any frame is
-    decoded."""
+    """What the working plan asks of this clip fits the backend and the memory a propagation may take, said in the
+    user's sizes, from the backend's spec alone: before any model loads or any frame is decoded. (`frames`, the span
+    and its fades, no longer matters: memory does not grow with the clip's length.)"""
     name = Path(info.path).name
     spec = registry.spec(settings)
     W, H = working_plan(info, settings, spec).work_size
@@ -168,14 +152,24 @@ def check_plan(info: io.VideoInfo, settings: PropagationSettings, frames: int | 
         raise InputError(f"{name} is {info.width}×{info.height}, too small for the {registry.resolve(settings)} "
                          f"backend: it needs at least "
                          f"{spec.min_side} pixels on each side of its {W}×{H} working frames — use a larger clip")
-    frames = info.n_frames if frames is None else frames
-    need = frames * W * H * 3
-    if need > limits.MAX_WORKING_BYTES:
-        raise InputError(f"{name}: {frames} frames of {info.width}×{info.height} to propagate; at the working size "
-                         f"{W}×{H} they need {need / 1024**3:.1f} GiB, over the "
-                         f"{limits.MAX_WORKING_BYTES / 1024**3:.0f} GiB "
-                         "a propagation may hold — trim the clip or "
-                         + ("downscale it" if spec.native_size else "lower the working resolution"))
+    need = memory_need(info, settings, side_by_side=True, spec=spec)
+    if need > limits.MAX_JOB_BYTES:
+        raise InputError(f"{name}: a propagation of {info.width}×{info.height} frames needs about "
+                         f"{need / 1024**3:.1f} GiB of memory, over the {limits.MAX_JOB_BYTES / 1024**3:.0f} GiB one "
+                         "propagation may take — downscale the clip first")
+
+
+def memory_need(info: io.VideoInfo, settings: PropagationSettings, *, side_by_side: bool = True,
+                spec: BackendSpec | None = None) -> int:
+    """Bytes this propagation needs at its peak (from probe facts and settings; not the clip's length: it streams).
+    The app admits jobs by it, so visitors running at once cannot together exhaust the server's memory."""
+    spec = spec or registry.spec(settings)
+    frame_by_frame = registry.resolve(settings) == "flow"
+    if frame_by_frame:
+        return limits.memory_need(info.width, info.height, side_by_side=side_by_side)
+    chunk = spec.max_frames or info.n_frames
+    return limits.memory_need(info.width, info.height, side_by_side=side_by_side, chunk_frames=2 * chunk,
+                              work_size=working_plan(info, settings, spec).work_size)
 
 
 def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress,
@@ -211,30 +205,31 @@ def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress,
     try:
         # Both outputs or neither: a failed or stopped call leaves what was at --out and --side-by-side as it was.
         with _memory_errors(), staged_outputs(req.out, req.side_by_side) as (out, sbs):
-            writers.append(FrameWriter(io.write_video, out, info.fps, audio_from=audio, notices=written))
-            if sbs:
-                writers.append(FrameWriter(io.write_video, sbs, info.fps, audio_from=audio))
-            for i, src, carried in stream.stream(job, lambda f, label: progress(0.02 + 0.96 * f, label)):
-                for tap in taps:
-                    tap.on_source(i, src)
-                if carried is None or i == req.edit_index:
-                    frame = src if carried is None else carried  # outside the span: the source's own frame
-                else:
-                    w = span.weight(i)
-                    frame = carried if w >= 1 else io.fade_frames(src, carried, w)
-                for tap in taps:
-                    tap.on_result(i, frame)
-                writers[0].put(frame)
+            try:  # the writers stop (and remove what they wrote) before the staged files are cleared
+                writers.append(FrameWriter(io.write_video, out, info.fps, audio_from=audio, notices=written))
                 if sbs:
-                    writers[1].put(next(io.side_by_side([src], [frame])))
-            progress(0.98, "finishing the video")
-            for w in writers:
-                w.close()
+                    writers.append(FrameWriter(io.write_video, sbs, info.fps, audio_from=audio))
+                for i, src, carried in stream.stream(job, lambda f, label: progress(0.02 + 0.96 * f, label)):
+                    for tap in taps:
+                        tap.on_source(i, src)
+                    if carried is None or i == req.edit_index:
+                        frame = src if carried is None else carried  # outside the span: the source's own frame
+                    else:
+                        w = span.weight(i)
+                        frame = carried if w >= 1 else io.fade_frames(src, carried, w)
+                    for tap in taps:
+                        tap.on_result(i, frame)
+                    writers[0].put(frame)
+                    if sbs:
+                        writers[1].put(next(io.side_by_side([src], [frame])))
+                progress(0.98, "finishing the video")
+                for w in writers:
+                    w.close()
+            except BaseException:
+                for w in writers:
+                    w.abort()
+                raise
         ok = True
-    except BaseException:
-        for w in writers:
-            w.abort()
-        raise
     finally:
         for tap in taps:
             tap.finish(ok)

@@ -340,9 +340,9 @@ def test_a_full_queue_turns_visitors_away_politely(base, tmp_path):
         app = demo.synclora
         real = app._run_propagation
 
-        def slow(req, progress=None):
+        def slow(req, progress=None, taps=()):
             gate.wait(30)  # hold the one GPU slot until every visitor has knocked
-            return real(req, progress)
+            return real(req, progress, taps)
 
         app._run_propagation = slow
         outcomes: dict[int, str] = {}

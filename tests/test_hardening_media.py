@@ -16,9 +16,11 @@ from PIL import Image
 
 from synclora.cli import main
 from synclora.edit.image import load_image
-from synclora.testing import hostile, media
+from synclora.testing import media
 from synclora.video import io
 from synclora.video.audio import audio_samples, stereo_downmix
+
+from support import hostile
 
 # (layout, codec, container, channels the result's AAC keeps)
 MANY = [
@@ -158,3 +160,64 @@ def test_propagate_with_a_16_bit_edit_under_the_8_bit_memory(base, tmp_path):
         assert io.probe(out).n_frames == len(base["frames"])
         if bits == "16":
             assert "16-bit image converted to 8-bit" in r.err
+
+
+# ------------------------------------------------------------------------------------------ stored out of order
+def _blocks_moved_back(n: int) -> list[int]:
+    """Frames 12–15 stored before 5–11: timestamps jump ahead, then back (an edit)."""
+    return list(range(5)) + list(range(12, 16)) + list(range(5, 12)) + list(range(16, n))
+
+
+def _windows_shuffled(n: int, w: int = 6, seed: int = 4) -> list[int]:
+    rng = np.random.default_rng(seed)
+    return [int(k) for a in range(0, n, w) for k in rng.permutation(np.arange(a, min(a + w, n)))]
+
+
+ORDERS = {
+    "one-pair": lambda n: [0, 1, 2, 5, 3, 4] + list(range(6, n)),
+    "b-frame-like": lambda n: [k for a in range(0, n, 3) for k in (a + 2, a, a + 1) if k < n],
+    "block-moved-back": _blocks_moved_back,
+    "shuffled-windows": _windows_shuffled,
+    "reversed-pairs": lambda n: [k ^ 1 for k in range(n)],
+}
+
+
+@pytest.mark.parametrize("name", list(ORDERS))
+@pytest.mark.parametrize("codec", ["mjpeg", "mpeg4"])
+def test_frames_stored_out_of_order_come_out_in_presentation_order_once(tmp_path, name, codec):
+    """`info`, the sequential reader, the by-index reader and the lazy reader agree: every frame once, in order."""
+    from synclora.video.lazy import iter_lazy_frames
+
+    n = 24
+    order = ORDERS[name](n)
+    clip = hostile.reordered(tmp_path / f"{name}.mkv", order, codec=codec)
+    info = io.probe(clip)
+    assert info.n_frames == n and not info.vfr
+    assert [media.read_index(f) for f in io.iter_frames(clip)] == list(range(n))
+    assert [media.read_index(io.read_frame(clip, k)) for k in (0, 3, 4, 5, 9, 13, n - 1)] == [0, 3, 4, 5, 9, 13, n - 1]
+    assert [media.read_index(f) for f in io.iter_frames(clip, start=7, stop=15)] == list(range(7, 15))
+    assert [media.read_index(f.rgb()) for f in iter_lazy_frames(clip, start=3, stop=11)] == list(range(3, 11))
+
+
+def test_a_file_stored_too_far_out_of_order_is_refused_in_a_sentence(tmp_path):
+    from synclora import limits
+
+    n = limits.MAX_REORDER_FRAMES + 12
+    clip = hostile.reordered(tmp_path / "far.mkv", [n - 1] + list(range(n - 1)))
+    r = hostile.run_bounded(main, ["info", str(clip)], limit_mb=1024, timeout=60)
+    assert r.rc == 2 and "out of presentation order" in r.err and len(r.err.strip().splitlines()) == 1, r.err
+
+
+def test_propagate_keeps_every_frame_of_a_reordered_clip(base, tmp_path):
+    """The CLI end to end: a talking-face clip stored out of order comes out with every frame once, in order (the
+    result's frames outside the edit are the source's own)."""
+    order = _windows_shuffled(len(base["frames"]), w=4)
+    clip = hostile.reordered(tmp_path / "talking.mkv", order, frames=base["frames"])  # intra frames, out of order
+    assert io.probe(clip).n_frames == len(order)
+    out = tmp_path / "r.mp4"
+    r = hostile.run_bounded(main, ["propagate", str(clip), "--edited", str(base["edited"]), "--out", str(out),
+                                   "--backend", "flow", "--quiet", "--span", "0:1", "--fade", "0"],
+                            limit_mb=4096, timeout=300)
+    assert r.rc == 0, r.err[-2000:]
+    got = [media.read_index(f) for f in io.iter_frames(out)][2:]  # outside the edit: the source's frames
+    assert got == list(range(2, len(order)))

@@ -19,8 +19,10 @@ import pytest
 from synclora import paths
 from synclora.cli import main
 from synclora.errors import brief, shown, user_name
-from synclora.testing import hostile, media
+from synclora.testing import media
 from synclora.video import io
+
+from support import hostile
 
 
 def _digest(folder: Path) -> dict[str, str]:

@@ -137,16 +137,13 @@ def test_cli_stopped_at_any_moment_leaves_nothing(moment, sig, base, tmp_path, m
 def test_report_stopped_while_measuring_writes_no_json(base, tmp_path, monkeypatch, capfd):
     from synclora.metrics import landmarks
 
-    real = landmarks.extract_cues
+    real = landmarks.CueStream.add
 
-    def hooked(*a, **k):
+    def hooked(self, frame):  # the signal lands while a frame is being measured
         _send(signal.SIGTERM)
-        return real(*a, **k)
+        return real(self, frame)
 
-    monkeypatch.setattr(landmarks, "extract_cues", hooked)
-    import synclora.metrics.report as report
-
-    monkeypatch.setattr(report, "extract_cues", hooked)
+    monkeypatch.setattr(landmarks.CueStream, "add", hooked)
     rc = main(["report", str(base["src"]), str(base["src"]), "--json", str(tmp_path / "r.json"),
                "--plot", str(tmp_path / "r.png")])
     err = capfd.readouterr().err.strip()  # file descriptor 2: the face landmarker's own log would land there

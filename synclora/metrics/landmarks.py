@@ -21,8 +21,8 @@ import numpy as np
 from synclora.errors import InputError
 from synclora.face.mesh import FaceMeshTracker
 from synclora.face.parts import FACE_OVAL
+from synclora.progress import ProgressFn
 
-ProgressFn = Callable[[float, str], None]
 FrameHook = Callable[[int, object, "np.ndarray | None", int], None]
 
 # Cue names, in plot order. left/right are the subject's own (MediaPipe's "left eye" is on the image's right).

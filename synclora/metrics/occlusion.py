@@ -10,6 +10,7 @@ and lids, the mouth, the face as a whole for pose), from the source frame and th
   weighted by the source's own local contrast so the edges the landmarker reads count most), times the share of
   that contrast left (min(1, σ_edited / σ_source)). A recolour keeps it near 1, a dark lens, a mask, a hand or a
   beard drop it near 0. Small misalignment (generative editors move things by a pixel or two) is searched away.
+  (`face.hidden`: the same evidence decides, per pixel, what the CPU preview carries as content or as colour.)
 - landmark shift: the landmarker's own points for the region on the edited frame vs the source frame (after a global
   similarity fit), in eye spans — large when it reads something else there.
 
@@ -26,13 +27,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from synclora.face import parts as fp
+from synclora.face.hidden import ANALYSIS_SPAN, HIDDEN_BELOW, global_shift, shifted, visible_maps
 
-ANALYSIS_SPAN = 80.0  # px between the outer eye corners at which both frames are compared (resolution-independent)
+__all__ = ["ANALYSIS_SPAN", "EditRegions", "OcclusionThresholds", "RegionEvidence", "analyse_regions", "hidden_cues"]
 
 
 @dataclass
 class OcclusionThresholds:
-    hidden_below: float = 0.4  # visible share under this: the region is hidden
+    hidden_below: float = HIDDEN_BELOW  # visible share under this: the region is hidden
     hidden_below_if_moved: float = 0.6  # ... or under this while the landmarker moved the region's points
     moved_over: float = 0.08  # landmark shift (eye spans) that counts as "moved"
     face_hidden_below: float = 0.2  # the face (pose) is hidden only when nearly all of it is covered
@@ -102,41 +104,6 @@ def _lab(img: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(img.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
 
 
-def _structure_maps(a: np.ndarray, b: np.ndarray, sigma: float = 1.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(structure s, source local contrast σa, edited local contrast σb) per pixel, on lightness images."""
-    import cv2
-
-    def blur(x):
-        return cv2.GaussianBlur(x, (0, 0), sigma)
-
-    ma, mb = blur(a), blur(b)
-    va = np.maximum(blur(a * a) - ma * ma, 0)
-    vb = np.maximum(blur(b * b) - mb * mb, 0)
-    cov = blur(a * b) - ma * mb
-    sa, sb = np.sqrt(va), np.sqrt(vb)
-    c = 0.5 * (0.03 * 100) ** 2  # SSIM's C2/2 for L* in 0..100
-    return (cov + c) / (sa * sb + c), sa, sb
-
-
-def _global_shift(a: np.ndarray, b: np.ndarray, limit: int = 4) -> tuple[int, int]:
-    """Whole-pixel shift of b against a (phase correlation), within ±limit; 0 when unsure."""
-    import cv2
-
-    win = cv2.createHanningWindow((a.shape[1], a.shape[0]), cv2.CV_32F)
-    (dx, dy), resp = cv2.phaseCorrelate(a.astype(np.float32), b.astype(np.float32), win)
-    if resp < 0.05 or abs(dx) > limit or abs(dy) > limit:
-        return 0, 0
-    return int(round(dx)), int(round(dy))
-
-
-def _shifted(x: np.ndarray, dx: int, dy: int) -> np.ndarray:
-    """x moved so that x_out[y, x] = x[y + dy, x + dx] (edges replicated)."""
-    import cv2
-
-    m = np.float32([[1, 0, -dx], [0, 1, -dy]])
-    return cv2.warpAffine(x, m, (x.shape[1], x.shape[0]), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
-
-
 def _similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """2×3 least-squares similarity mapping src points onto dst points (Umeyama, no reflection)."""
     ms, md = src.mean(0), dst.mean(0)
@@ -188,24 +155,22 @@ def analyse_regions(
     b_rgb, _ = _crop(edited, source_pts, box, s)
     a_lab, b_lab = _lab(a_rgb), _lab(b_rgb)
     a_l, b_l = np.ascontiguousarray(a_lab[..., 0]), np.ascontiguousarray(b_lab[..., 0])
-    gdx, gdy = _global_shift(a_l, b_l)
+    gdx, gdy = global_shift(a_l, b_l)
     masks = fp.region_masks(a_l.shape, np.concatenate([q, source_pts[:, 2:]], axis=1))
     # Per shift around the global one: structure maps; each region keeps its best-aligned shift.
     best: dict[str, tuple[float, float, float]] = {}
     for dy in (-1, 0, 1):
         for dx in (-1, 0, 1):
-            bl = _shifted(b_l, gdx + dx, gdy + dy)
-            smap, sa, sb = _structure_maps(a_l, bl)
-            keep = np.minimum(1.0, sb / np.maximum(sa, 1e-6))
+            vis, sa, smap, keep = visible_maps(a_l, shifted(b_l, gdx + dx, gdy + dy))
             for name, m in masks.items():
                 wgt = sa * (m > 0)
                 tot = float(wgt.sum())
                 if tot <= 1e-9:
                     continue
-                visible = float((wgt * np.clip(smap, 0, 1) * keep).sum() / tot)
+                visible = float((wgt * vis).sum() / tot)
                 if name not in best or visible > best[name][0]:
                     best[name] = (visible, float((wgt * smap).sum() / tot), float((wgt * keep).sum() / tot))
-    de = np.linalg.norm(a_lab - _shifted(b_lab, gdx, gdy), axis=-1)
+    de = np.linalg.norm(a_lab - shifted(b_lab, gdx, gdy), axis=-1)
     base_de = float(np.median(de))  # a change everywhere (re-encoding, a generative editor's tone shift) is no recolour
     shifts = _landmark_shift(source_pts, edited_pts) if edited_pts is not None else None
     notes = [] if edited_pts is not None else ["no face found in the edited frame by the landmarker"]

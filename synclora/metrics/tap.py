@@ -22,6 +22,7 @@ import numpy as np
 from synclora.errors import InputError
 from synclora.metrics.landmarks import CueStream, CueTrack, ProgressFn
 from synclora.metrics.scores import SyncThresholds
+from synclora.metrics.timeline import line_up
 
 # Frames each worker's queue holds: enough to ride out the landmarker's uneven cost (a lost face runs the detector),
 # small enough that the copies stay a few dozen MB at 1080p.
@@ -51,22 +52,27 @@ class _Side:
         if tap.progress is not None and (i % 25 == 1 or i == n):
             tap.side_progress(self.name, i / n)
 
-    def put(self, index: int, frame: np.ndarray) -> None:
+    def put(self, index: int, frame) -> None:
         """Queue frame `index` for the worker (a copy: the caller may reuse its array); waits while the queue is
         full."""
         tap = self.tap
         if not tap.start <= index < tap.stop:
             return
+        if tap.failed.is_set() and not tap.strict:
+            return  # the report failed; the propagation goes on without it
         tap.raise_failure()
         if self.thread is None:
             self.thread = threading.Thread(target=self._work, name=f"sync-report-{self.name}", daemon=True)
             self.thread.start()
-        item = (index, np.array(frame, dtype=np.uint8, copy=True))
+        # An array is copied (the caller may reuse it); a decoder's lazy frame owns its data and is taken as it is.
+        item = (index, np.array(frame, dtype=np.uint8, copy=True) if isinstance(frame, np.ndarray) else frame)
         while True:
             try:
                 self.q.put(item, timeout=0.1)
                 return
             except queue.Full:
+                if tap.failed.is_set() and not tap.strict:
+                    return
                 tap.raise_failure()
 
     def _work(self) -> None:
@@ -114,6 +120,50 @@ class _Side:
         return self.stream.track(fps, self.size) if len(self.stream) else None
 
 
+class _KnownSource:
+    """The source's side when its cues were measured ahead (`SourceCues`): no landmarker runs; only the edit-kept
+    score still samples each source frame where the known landmarks put the edit (a small patch, on the caller's
+    thread; nothing of the frame is kept)."""
+
+    def __init__(self, tap: ReportTap, cues, hook):
+        from synclora.video.lazy import as_frame
+
+        self.tap, self.cues, self.hook, self._frame = tap, cues, hook, as_frame
+        self.name, self.next, self.done = "source", tap.start, False
+
+    def put(self, index: int, frame) -> None:
+        tap = self.tap
+        if not tap.start <= index < tap.stop or self.hook is None or tap.failed.is_set():
+            if tap.failed.is_set() and tap.strict:
+                tap.raise_failure()
+            return
+        try:
+            if index != self.next:
+                raise RuntimeError(f"the sync report expected source frame {self.next}, got frame {index}")
+            self.next += 1
+            pts, k = self.cues.landmarks(index)
+            self.hook(index - tap.start, self._frame(frame), pts, k)
+        except BaseException as exc:
+            tap.fail(exc)
+            if tap.strict:
+                raise
+
+    def process(self, index: int, frame) -> None:
+        self.put(index, frame)
+
+    def end(self, failed: bool = False) -> None:
+        self.done = True
+        if self.tap.paired is not None:
+            self.tap.paired.finish("source", failed=failed)
+
+    def close(self) -> None:
+        if not self.done:
+            self.end()
+
+    def track(self, fps: float | None) -> CueTrack | None:
+        return self.cues.track.slice(self.tap.start, self.tap.stop)
+
+
 class ReportTap:
     """The sync report of a result against its source, fed frame by frame (see the module's docstring).
 
@@ -121,33 +171,37 @@ class ReportTap:
     at the edit index before any frame passes. `result`: the result when it already exists (`compare_videos`), or
     None while a propagation is making it (the same frame count and size as the source unless `result_size` says
     otherwise). The other arguments are `compare_videos`'s. Call `on_source` / `on_result` (or `compare_videos`'s
-    feeders), then `finish(ok)`, then `report()`.
+    feeders), then `finish(ok)`, then `report()`. `strict=False`: a failure of the report (not of the propagation)
+    never fails the propagation; `report()` raises it instead. `source_cues`: the source's cues measured ahead
+    (`synclora.metrics.source_cues.SourceCues`; used when complete and the comparison starts at frame 0): then only
+    the result is measured.
     """
 
     def __init__(self, source, result=None, *, edited_frame=None, edit_index: int | None = None,
                  frame_range: tuple[int, int] | None = None, max_lag: int = 5, progress: ProgressFn | None = None,
                  thresholds: SyncThresholds | None = None, identity_frames: int | None = None,
                  landmarks_video: str | Path | None = None, result_size: tuple[int, int] | None = None,
-                 fps: float | None = None):
+                 fps: float | None = None, strict: bool = True, source_cues=None):
         from synclora.metrics import report as rp
 
         th = self.thresholds = thresholds or SyncThresholds()
         identity_frames = rp.IDENTITY_MAX_FRAMES if identity_frames is None else identity_frames
         n_src = rp._count(source)
-        n_res = rp._count(result) if result is not None else n_src
-        if frame_range is None:
-            if n_src != n_res:
-                raise InputError(f"the source has {n_src} frames and the result {n_res}; give a frame range to compare "
-                                 "a part of both")
-            frame_range = (0, n_src)
-        start, stop = (int(v) for v in frame_range)
-        if not (0 <= start < stop <= min(n_src, n_res)):
-            raise InputError(f"frame range {start}–{stop} does not fit the videos ({n_src} and {n_res} frames)")
-        if stop - start < 2:
-            raise InputError("a sync report needs at least 2 frames")
+        src_size = rp._size(source)
+        res_size = rp._size(result) if result is not None else (result_size or src_size)
+        # By time, not frame index (`metrics.timeline`): a result of another rate, size or length is said and each
+        # source frame is compared with the result frame on screen at its time. A result still being made has the
+        # source's frames.
+        if result is not None:
+            self.timeline = line_up(n_src, rp._count(result), rp._fps(source), rp._fps(result), src_size, res_size,
+                                    frame_range)
+        else:
+            self.timeline = line_up(n_src, n_src, 1.0, 1.0, src_size, res_size, frame_range)
+        start, stop = self.timeline.start, self.timeline.stop
         self.start, self.stop, self.n = start, stop, stop - start
         self.max_lag, self.progress = max_lag, progress
         self.fps = fps if fps is not None else (rp._fps(source) if isinstance(source, (str, Path)) else None)
+        self.strict = strict
         self.failed = threading.Event()
         self._error: BaseException | None = None
         self._lock = threading.Lock()
@@ -167,8 +221,6 @@ class ReportTap:
             self.ref_desc, self.identity_note = _reference_descriptor(ref)
         self.descs: dict[int, np.ndarray] = {}
 
-        src_size = rp._size(source)
-        res_size = rp._size(result) if result is not None else (result_size or src_size)
         self.paired = None
         if probe is not None or landmarks_video is not None:
             from synclora.metrics.paired import AHEAD, PairedPass
@@ -183,7 +235,13 @@ class ReportTap:
             # A propagation may decode the source far ahead of its result: the source's side never waits then.
             self.paired = PairedPass(self.n, src_size, res_size, probe=probe, view=view, start=start,
                                      low=th.min_edit_kept, ahead=None if result is None else AHEAD)
-        self._source = _Side(self, "source", self.paired.source_frame if self.paired else None, src_size)
+        hook = self.paired.source_frame if self.paired else None
+        # Measured from frame 0: a span starting later is measured afresh, as the result is (the tracker's history
+        # shapes its landmarks, so both videos start it on the same frame).
+        if source_cues is not None and source_cues.ready() and source_cues.n == n_src and start == 0:
+            self._source = _KnownSource(self, source_cues, hook)
+        else:
+            self._source = _Side(self, "source", hook, src_size)
         self._result = _Side(self, "result", self._result_hook, res_size)
 
     # -- the FrameTap contract
@@ -206,24 +264,39 @@ class ReportTap:
         finally:
             view = self.paired.view if self.paired is not None else None
             view_path = view.close(ok and not self.failed.is_set()) if view is not None else None
-        if ok:
+        if not ok:
+            return
+        try:
             self.raise_failure()
             self._report = self._build(view_path)
+        except Exception as exc:
+            if self.strict:
+                raise
+            self.fail(exc)
 
     def report(self):
-        """The `SyncReport` (after `finish(True)`)."""
+        """The `SyncReport` (after `finish(True)`); raises what stopped it."""
+        self.raise_failure()
         if self._report is None:
             raise RuntimeError("the sync report is not finished")
         return self._report
 
+    def reads(self, side: str) -> bool:
+        """Whether the tap needs this side's frames (not the source's when its cues are known and unpaired)."""
+        return side == "result" or not (isinstance(self._source, _KnownSource) and self._source.hook is None)
+
     # -- feeding from the caller's own threads (compare_videos: each decoder runs its side's work itself)
     def feed(self, side: str, frames, start: int) -> None:
-        """Measure `frames` (arrays or lazy frames, frame `start` first) on this thread, as side `side`."""
+        """Measure `frames` (arrays or lazy frames, frame `start` first) on this thread, as side `side`. The result's
+        frames are its own (`timeline.result_range`): each is measured once for every source frame it is on screen
+        at (`Timeline.sources_of`: once at the same rate; twice, or not at all, at half or twice the rate)."""
         s = self._source if side == "source" else self._result
+        on_timeline = side == "source" or self.timeline.by_index
         try:
-            for i, frame in enumerate(frames, start):
+            for j, frame in enumerate(frames, start):
                 self.raise_failure()
-                s.process(i, frame)
+                for i in ((j,) if on_timeline else self.timeline.sources_of(j)):
+                    s.process(i, frame)
         except BaseException as exc:
             self.fail(exc)
             s.end(failed=True)
@@ -281,7 +354,7 @@ class ReportTap:
         kept = self.paired.edit_kept() if self.paired is not None else None
         report = score_tracks(src, res, self.max_lag, thresholds=self.thresholds, identity=identity, edit=self.edit,
                               kept=kept)
-        report.notes += notes
+        report.notes += self.timeline.notes + notes
         report.frames = (self.start, self.stop - 1)
         report.landmarks_video = view_path
         if self.progress is not None:
@@ -299,3 +372,19 @@ def _reference_descriptor(ref: np.ndarray) -> tuple[np.ndarray | None, str]:
     if pts is None:
         return None, "no face found in the edited frame: identity not scored"
     return descriptor(ref, (pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max())), ""
+
+
+def tap_for(req, *, strict: bool = False, source_cues=None) -> ReportTap | None:
+    """The report tap for a propagation request (`config.PropagationRequest`): the edited frame and its index from
+    the request, judging its span (without the fades) as `report --span` does. None when the span is one frame: no
+    motion to judge."""
+    from synclora.video import io, timing
+
+    frame_range = None
+    if req.settings.span:
+        judged = timing.resolve_span(req.settings.span, io.probe(req.source))
+        if judged.length < 2:
+            return None
+        frame_range = None if judged.whole else (judged.start, judged.end + 1)
+    return ReportTap(Path(req.source), edited_frame=Path(req.edited), edit_index=int(req.edit_index),
+                     frame_range=frame_range, strict=strict, source_cues=source_cues)

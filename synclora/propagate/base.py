@@ -10,13 +10,14 @@ input frame. All conversions (fps, 8k+1, sizes, time reversal, chunking) live in
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
 from synclora.config import PropagationSettings
+from synclora.progress import ProgressFn, no_progress
 
 # What each backend is and is good for, in one line each: shown in the CLI, the app and the README. Kept here (a
 # light module) so the registry can list backends without importing torch or OpenCV.
@@ -27,14 +28,6 @@ LABELS = {
     "make-up, colour, accessories) along the source's own motion, lips and lids; not for changes of shape, style or "
     "expression",
 }
-
-# progress(fraction in [0, 1], short stage label)
-ProgressFn = Callable[[float, str], None]
-
-
-def no_progress(fraction: float, label: str) -> None:
-    return None
-
 
 @dataclass(frozen=True)
 class BackendSpec:

@@ -38,11 +38,7 @@ as MediaPipe's landmarks: where they misread a mouth, the lipstick follows the m
 
 from __future__ import annotations
 
-import os
-import sys
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -50,14 +46,12 @@ import cv2
 import numpy as np
 
 from synclora.face import parts as fp
+from synclora.face.mesh import count_faces, quiet_native_stderr
 
 # Holes of the mesh, the mouth's opening and the eyes', as (upper, lower) sides from one corner to the other, and
 # their outlines in order.
 _HOLES = tuple(fp.sides(ring) for ring in (fp.LIPS_INNER, fp.RIGHT_EYE, fp.LEFT_EYE))
 _HOLE_RINGS = tuple(np.array(ring) for ring in (fp.LIPS_INNER, fp.RIGHT_EYE, fp.LEFT_EYE))
-# Opening of each hole: (upper, lower) landmark pairs whose mean distance says how open it is.
-_OPENING = (((13, 14), (82, 87), (312, 317)), ((159, 145), (158, 153), (160, 144)),
-            ((386, 374), (385, 380), (387, 373)))
 _OUTLINE = np.array(fp.FACE_OVAL)  # the mesh's outline, in order
 
 SURFACE, HOLE = 0, 1
@@ -75,9 +69,7 @@ class Topology:
 @lru_cache(maxsize=1)
 def topology() -> Topology:
     """The mesh triangles (from MediaPipe's tessellation edges) plus triangle strips over the three holes."""
-    from mediapipe.python.solutions.face_mesh_connections import FACEMESH_TESSELATION
-
-    edges = {tuple(sorted(e)) for e in FACEMESH_TESSELATION}
+    edges = fp.tessellation()
     nb: dict[int, set[int]] = defaultdict(set)
     for a, b in edges:
         nb[a].add(b)
@@ -208,7 +200,7 @@ class FaceGuide:
     @classmethod
     def start(cls, frames: np.ndarray, flow_size: tuple[int, int], config: FaceGuideConfig | None = None) -> FaceGuide:
         """Count the faces, then track frame 0; faces found there are the ones guided."""
-        with _quiet_native_logs():  # MediaPipe's graphs start here (and log from C++ as they do)
+        with quiet_native_stderr():  # MediaPipe's graphs start here (and log from C++ as they do)
             return cls._start(frames, flow_size, config or FaceGuideConfig())
 
     @classmethod
@@ -218,7 +210,7 @@ class FaceGuide:
         n, h, w = frames.shape[:3]
         guide = cls(config=cfg, size=(w, h), flow_size=flow_size)
         picks = sorted({round(i) for i in np.linspace(0, n - 1, max(1, min(cfg.probes, n)))})
-        counts = _count_faces(frames, picks, cfg.min_confidence)
+        counts = count_faces(frames, picks, cfg.min_confidence)
         guide.seen = min(cfg.max_faces, max(counts))
         if not guide.seen:
             return guide
@@ -337,6 +329,18 @@ class FaceGuide:
             # trusted where the mesh's map explains frame t, or where the flow trusts its own map and it agrees
             c = conf[y0:y1, x0:x1]
             c += weight * (np.maximum(seen.ok, c * agree) - c)
+
+    def cover(self, faces: list[Seen | None], conf: np.ndarray) -> np.ndarray:
+        """`conf` (flow resolution) raised to each tracked face's blend weight: the confidence of an edit's hidden
+        content, which the mesh carries whatever frame t shows beneath it."""
+        out = conf.copy()
+        for seen in faces:
+            if seen is not None and seen.box is not None:
+                x0, y0, x1, y1 = seen.box
+                # full a quarter of the blend's width inside the outline: the jaw's rim moves against the background,
+                # and the flow's doubt there would let the source's shading through
+                np.maximum(out[y0:y1, x0:x1], np.minimum(4 * seen.weight, 1), out=out[y0:y1, x0:x1])
+        return out
 
     def focus(self, change: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """Learn where frame 0's edit is (`change`: (H, W[, C])). Faces it does not touch are not followed (nothing of
@@ -496,11 +500,16 @@ class FaceGuide:
         # frame 0 must have seen this part of the surface: where another, far part of the mesh covers the mapped
         # point in frame 0 (a cheek behind the nose), frame 0 shows something else and the flow decides
         rh, rw = tr.ref_ids.shape
-        rx = np.clip(np.rint(face_map[..., 0]).astype(np.int32) - tr.ref_box[0], -1, rw)
-        ry = np.clip(np.rint(face_map[..., 1]).astype(np.int32) - tr.ref_box[1], -1, rh)
-        under = tr.ref_pad[ry + 1, rx + 1]
-        pair = np.maximum(ids, 0) * len(top.tris) + np.maximum(under, 0)
-        hidden = (under >= 0) & inside & ~np.take(top.near_surface.ravel(), pair)
+        # (judged at the four flow pixels around the mapped point: a face a hundred flow pixels high has lips a pixel
+        # or two thick in frame 0, and rounding alone would land on a triangle of the other lip)
+        hidden = inside.copy()
+        fx, fy = np.floor(face_map[..., 0]), np.floor(face_map[..., 1])
+        for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
+            rx = np.clip(fx.astype(np.int32) + dx - tr.ref_box[0], -1, rw)
+            ry = np.clip(fy.astype(np.int32) + dy - tr.ref_box[1], -1, rh)
+            under = tr.ref_pad[ry + 1, rx + 1]
+            pair = np.maximum(ids, 0) * len(top.tris) + np.maximum(under, 0)
+            hidden &= (under >= 0) & ~np.take(top.near_surface.ravel(), pair)
         # blend weight: 0 at the face's outline, 1 a feather's width inside (a smooth step); a short ramp where the
         # mapped triangles end inside the face (far from the edit, nothing to blend there); 0 where frame 0 did not
         # see the surface
@@ -527,45 +536,12 @@ class FaceGuide:
     @staticmethod
     def _openings(pts: np.ndarray) -> list[float]:
         """How open (px) the mouth and both eyes of one face are."""
-        return [float(np.mean([np.linalg.norm(pts[a, :2] - pts[b, :2]) for a, b in pairs])) for pairs in _OPENING]
+        return [float(np.mean([np.linalg.norm(pts[a, :2] - pts[b, :2]) for a, b in pairs])) for pairs in fp.OPENINGS]
 
     # ------------------------------------------------------------------ report
     def facts(self) -> dict:
         return {"frames": self.frames, "faces": len(self.tracks), "found": self.found, "seen": self.seen,
                 "guided": self.guided, "lost": self.lost}
-
-
-@contextmanager
-def _quiet_native_logs() -> Iterator[None]:
-    """Send the process's stderr (file descriptor 2) to /dev/null meanwhile.
-
-    MediaPipe's C++ (absl, TFLite) writes a few lines there when its graphs start and run their first frame ("Created
-    TensorFlow Lite XNNPACK delegate", "Feedback manager requires ..."); no environment variable silences them, and a
-    user who runs `python -m synclora propagate` must see only what synclora says. Used only around graph start-up
-    (tens of ms, on the calling thread, before the worker threads start)."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except OSError:  # no stderr to speak of
-        yield
-        return
-    null = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(null, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(null)
-
-
-def _count_faces(frames: np.ndarray, picks: list[int], min_confidence: float) -> list[int]:
-    """Faces MediaPipe's face detector (the face mesh's own) finds on each picked frame (a few ms each)."""
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    import mediapipe as mp
-
-    with mp.solutions.face_detection.FaceDetection(model_selection=0, min_detection_confidence=min_confidence) as det:
-        return [len(det.process(np.ascontiguousarray(frames[i])).detections or []) for i in picks]
 
 
 def _affines(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -601,11 +577,68 @@ def _fill(polys: list[np.ndarray], box: tuple[int, int, int, int], grow: int = 0
     return mask.astype(np.float32) * (1 / 255.0)
 
 
+def content_weight(guide: FaceGuide | None, source: np.ndarray, edited: np.ndarray,
+                   touched: np.ndarray) -> tuple[np.ndarray | None, dict]:
+    """Where the edit hides what was there (0..1 per pixel of frame 0; None: nowhere) and, for the notices, which parts
+    of the face it carries as content and which as colour.
+
+    The evidence is the sync report's (`face.hidden`): how much of the source's structure the edited frame still shows,
+    over a window a quarter of the face's eye span wide around each pixel. Where it hides (a mask, dark lenses, a
+    beard), the preview carries the edited frame's pixels along the map, so the mouth opening or the eyes' whites
+    beneath never show, and the mesh's hole strips stretch it over an opening wider than frame 0's; where it recolours
+    (make-up, a tint), the change, re-applied to what each frame shows. `guide`: the faces the edit touches (their eye
+    span sets the window; None or none: the frame's size does)."""
+    from synclora.face.hidden import hidden_map
+
+    faces = guide.tracks if guide is not None else []
+    hidden = hidden_map(source, edited, touched, min(tr.size for tr in faces) if faces else None)
+    if hidden is None:
+        return None, {}
+    edit = touched > 0.5
+    if not faces:
+        return hidden, {"content": ["edit"] if float((hidden[edit] > 0.5).mean()) > 0.5 else [], "colour": []}
+    labels = np.full(edit.shape, -1, np.int8)
+    for tr in faces:
+        lab = fp.part_labels(edit.shape, tr.ref)
+        labels = np.where(labels < 0, lab, labels)
+    total = max(1, int(edit.sum()))
+    content, colour = [], []
+    for i, name in enumerate(fp.PART_NAMES):
+        on = edit & (labels == i)
+        if on.sum() >= _PART_SHARE * total:
+            (content if float((hidden[on] > 0.5).mean()) >= 0.5 else colour).append(name)
+    return hidden, {"content": content, "colour": colour}
+
+
+_PART_SHARE = 0.08  # parts holding less of the edit than this are not named
+
+
+def _names(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def _content_notice(facts: list[dict]) -> list[str]:
+    content = [p for p in fp.PART_NAMES if any(p in f.get("content", ()) for f in facts)]
+    colour = [p for p in fp.PART_NAMES if p not in content and any(p in f.get("colour", ()) for f in facts)]
+    if any("edit" in f.get("content", ()) for f in facts):
+        return ["The preview carries the edit as drawn where it hides what was there, so the motion beneath it does "
+                "not show through."]
+    if not content:
+        return []
+    line = (f"The preview carries the edit over the {_names(content)} as drawn: it hides what was there, so that "
+            "part's own motion does not show through.")
+    if colour:
+        line += f" Over the {_names(colour)} it carries the change of colour, and the source moves beneath it."
+    return [line]
+
+
 def notices(facts: list[dict]) -> list[str]:
     """What the user should know about face guidance over a whole propagation (all its segments)."""
     facts = [f for f in facts if f]
+    extra = _content_notice(facts)
+    facts = [f for f in facts if "frames" in f]
     if not facts:
-        return []
+        return extra
     frames = sum(f["frames"] for f in facts)
     faces = max(f["faces"] for f in facts)
     found = max(f["found"] for f in facts)
@@ -613,10 +646,10 @@ def notices(facts: list[dict]) -> list[str]:
     lost = sum(f["lost"] for f in facts)
     if not seen:
         return [("No face was found in the clip: the preview cannot follow a face (optical flow alone carries the "
-                 "edit) and lip sync cannot be judged.")]
+                 "edit) and lip sync cannot be judged."), *extra]
     if not found:
         return [("No face was found in the edited frame, so the preview cannot follow the face seen elsewhere in the "
-                 "clip: optical flow alone carries the edit.")]
+                 "clip: optical flow alone carries the edit."), *extra]
     out = []
     if faces > 1:
         out.append(f"{faces} faces are followed by their landmarks.")
@@ -624,4 +657,4 @@ def notices(facts: list[dict]) -> list[str]:
         what = "a face" if faces > 1 else "the face"
         out.append(f"The face tracker lost {what} in {lost} of {frames} frames; optical flow alone carried the edit "
                    "there.")
-    return out
+    return out + extra

@@ -127,8 +127,7 @@ class FlowPropagator(Propagator):
         src = source.astype(np.float32)
         edit = edited.astype(np.float32)
         change = edit - src
-        mag = cv2.blur(np.abs(change).max(axis=2), (3, 3))
-        keep = np.clip((mag - c.change_lo) / (c.change_hi - c.change_lo), 0.0, 1.0)[..., None]
+        keep = self._touched(change)[..., None]
         if c.model == "residual":
             return None, change * keep
         k = (2 * c.fit_radius + 1,) * 2
@@ -141,6 +140,12 @@ class FlowPropagator(Propagator):
         gain = (a - 1.0) * keep
         offset = change * keep - gain * src  # whatever the fit misses (sharp edges) rides along in the offset
         return gain, offset
+
+    def _touched(self, change: np.ndarray) -> np.ndarray:
+        """0..1 per pixel: where the edit (`change`, float (H, W, 3)) touched the frame, above rounding noise."""
+        c = self.config
+        mag = cv2.blur(np.abs(change).max(axis=2), (3, 3))
+        return np.clip((mag - c.change_lo) / (c.change_hi - c.change_lo), 0.0, 1.0)
 
     @staticmethod
     def _carry(change: np.ndarray, gain: np.ndarray | None, roi_map: np.ndarray, src: np.ndarray) -> np.ndarray:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from synclora.propagate import face_guide
 from synclora.propagate.base import Tracker
 from synclora.propagate.face_guide import FaceGuide, Seen
 
@@ -113,10 +114,12 @@ class FrameMap:
     mapping: np.ndarray | None = None  # (d - c, b - a, 2) float32
     alpha: np.ndarray | None = None  # (d - c, b - a) float32
     faces: tuple[np.ndarray | None, ...] = ()
+    # the opacity of the edit's hidden content (None: the edit hides nothing): full inside tracked faces
+    content_alpha: np.ndarray | None = None  # (d - c, b - a) float32
 
     @property
     def nbytes(self) -> int:
-        arrays = [self.mapping, self.alpha, *self.faces]
+        arrays = [self.mapping, self.alpha, self.content_alpha, *self.faces]
         return 256 + sum(a.nbytes for a in arrays if a is not None)
 
 
@@ -149,19 +152,34 @@ class FlowTrack(Tracker):
             self.guide = FaceGuide.start(stack, (fw, fh), c.face)
             self._facts.update(self.guide.facts())
         # with faces, the change inside frame 0's open mouth and eyes travels apart from the rest (see face_guide)
-        hole_gain = hole_change = None
+        hole_gain = hole_change = parts = None
         if self.guide is not None and self.guide.active:
             parts = self.guide.focus(change if gain is None else np.abs(change) + np.abs(gain))
-            if parts is not None:
-                inner, outer = (m[..., None] for m in parts)
-                hole_change, change = change * inner, change * outer
-                if gain is not None:
-                    hole_gain, gain = gain * inner, gain * outer
+        # where the edit hides what was there (a mask, dark lenses, a beard) the edited frame's content travels instead
+        # of its change, unmasked by the openings: the source's motion beneath it never shows (see face_guide)
+        self.content = self.content_gain = None
+        edited = np.ascontiguousarray(edited)
+        touched = prop._touched(edited.astype(np.float32) - self.first)
+        hidden, facts = face_guide.content_weight(self.guide, self.first, edited, touched)
+        self._facts.update(facts)
+        if hidden is not None:
+            hid = (hidden * touched)[..., None]
+            self.content, self.content_gain = edited * hid, np.repeat(-hid, 3, axis=2)
+            change = change * (1 - hid)
+            if gain is not None:
+                gain = gain * (1 - hid)
+        if parts is not None:
+            inner, outer = (m[..., None] for m in parts)
+            hole_change, change = change * inner, change * outer
+            if gain is not None:
+                hole_gain, gain = gain * inner, gain * outer
         self.gain, self.change, self.hole_gain, self.hole_change = gain, change, hole_gain, hole_change
         # where the change lives in frame 0, at flow resolution and a little grown, to crop the full-res work
         changed = (np.abs(change).max(axis=2) > 0) | (gain is not None and (np.abs(gain).max(axis=2) > 0))
         if hole_change is not None:
             changed |= (np.abs(hole_change).max(axis=2) > 0) | (hole_gain is not None and np.abs(hole_gain).max(2) > 0)
+        if self.content is not None:
+            changed |= self.content_gain[..., 0] < 0
         support = cv2.resize(changed.astype(np.uint8) * 255, (fw, fh), interpolation=cv2.INTER_AREA)
         self.support = cv2.dilate(support, np.ones((3, 3), np.uint8)).astype(np.float32)
 
@@ -278,7 +296,10 @@ class FlowTrack(Tracker):
         w, h = self.size
         pts = tuple(None if s is None else s.pts for s in faces)
         landed = cv2.remap(self.support, mapping, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-        x, y, bw, bh = cv2.boundingRect(((landed > 0) & (conf > 0)).astype(np.uint8))
+        cover = None
+        if self.content is not None:  # hidden content is carried by the mesh whatever frame t shows beneath it
+            cover = self.guide.cover(faces, conf) if self.guide is not None else conf
+        x, y, bw, bh = cv2.boundingRect(((landed > 0) & ((conf if cover is None else cover) > 0)).astype(np.uint8))
         if not (bw and bh):
             return FrameMap(faces=pts)
         # low-res box, grown by the 3x3 blur and interpolation reach, in full-res pixels
@@ -290,7 +311,8 @@ class FlowTrack(Tracker):
         # full-res coordinate x_f = (x_l + 0.5) * s - 0.5; scaled at low res, the map itself is upsampled later
         m = mapping[c:d, a:b] * self.up_scale + self.up_shift
         alpha = cv2.blur(conf, (3, 3))[c:d, a:b]
-        return FrameMap(box, cut, np.ascontiguousarray(m), np.ascontiguousarray(alpha), pts)
+        content_alpha = None if cover is None else np.ascontiguousarray(cv2.blur(cover, (3, 3))[c:d, a:b])
+        return FrameMap(box, cut, np.ascontiguousarray(m), np.ascontiguousarray(alpha), pts, content_alpha)
 
     # ------------------------------------------------------------------ the warp
     def compose(self, frame: np.ndarray, fmap: FrameMap) -> np.ndarray:
@@ -316,6 +338,11 @@ class FlowTrack(Tracker):
             moved = cv2.add(moved, cv2.multiply(inside, cv2.merge([edited_holes] * 3)))
         alpha = self.upsample.expand(fmap.alpha, fmap.cut, box)
         moved = cv2.multiply(moved, cv2.merge([alpha, alpha, alpha]))
+        if fmap.content_alpha is not None:  # the hidden part's content, wherever the map brings it from; inside a
+            # tracked face at full strength (frame t differs from frame 0 beneath it: the mouth opened)
+            a_c = self.upsample.expand(fmap.content_alpha, fmap.cut, box)
+            inner = self.prop._carry(self.content, self.content_gain, roi_map, src_t)
+            moved = cv2.add(moved, cv2.multiply(inner, cv2.merge([a_c, a_c, a_c])))
         # saturating add; where nothing moved in (moved == 0) the source comes through exactly
         out[y0:y1, x0:x1] = cv2.add(src_t, moved, dtype=cv2.CV_8U)
         return out

@@ -33,7 +33,7 @@ from synclora.errors import InputError
 from synclora.propagate.base import ProgressFn, Propagator, Segment, no_progress
 from synclora.propagate.face_guide import FaceGuideConfig
 from synclora.video import io, timing
-from synclora.video.stream import iter_frames_reversed, prefetch
+from synclora.video.stream import iter_frames_reversed, prefetch, sample_frames
 
 SPILL_BUDGET = 64 * 1024**2  # bytes of per-frame state kept in memory before the rest goes to a temporary file
 
@@ -248,8 +248,7 @@ def _probes(job: StreamJob, run: Run, first: np.ndarray) -> np.ndarray | None:
 
     config = getattr(job.backend, "config", None)
     picks = probe_indices(len(run), config.face.probes if hasattr(config, "face") else FaceGuideConfig().probes)
-    frames = [first] + [io.read_frame(job.source, run.frames[p]) for p in picks if p]
-    return np.stack(frames)
+    return np.stack([first, *sample_frames(job.source, [run.frames[p] for p in picks if p])])
 
 
 def _walk_backward(job: StreamJob, run: Run, kept: Spill, owner: dict, report: ProgressFn, window: int) -> None:

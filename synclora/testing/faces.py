@@ -356,6 +356,30 @@ def mouth_mask(img: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
+def beard(img: np.ndarray, pts: np.ndarray, seed: int = 0) -> np.ndarray:
+    """A dark-brown full beard along the jaw from cheek to cheek, under the lower lip and over the chin: streaky hair
+    texture that replaces the skin's own shading."""
+    import cv2
+
+    h, w = img.shape[:2]
+    oval = list(fp.FACE_OVAL)
+    jaw = pts[oval[oval.index(361): oval.index(132) + 1], :2]  # right cheek -> chin -> left cheek (image order)
+    span = fp.eye_span(pts)
+    lips = pts[list(fp.LIPS_OUTER), :2]
+    under = lips[lips[:, 1] > pts[[_MOUTH_L, _MOUTH_R], 1].mean()]
+    under = under[np.argsort(under[:, 0])] + (0, 0.08 * span)  # a little below the lower lip, left to right
+    if jaw[0, 0] < jaw[-1, 0]:
+        under = under[::-1]
+    mask = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(mask, [np.round(np.concatenate([jaw, under]) * 4).astype(np.int32)], 255, cv2.LINE_AA, shift=2)
+    rng = np.random.default_rng(seed)
+    noise = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), max(0.6, span / 120))
+    noise = cv2.resize(cv2.resize(noise, (w, h // 3 + 1)), (w, h))  # longer vertically: streaks of hair
+    hair = np.array([70, 48, 34], np.float32) * (1 + 0.35 * noise / max(float(noise.std()), 1e-6))[..., None]
+    a = _feather(mask, 0.8)
+    return np.clip(img * (1 - a) + hair * a, 0, 255).astype(np.uint8)
+
+
 # name -> ("look": made on the still portrait and animated, "overlay": drawn on each finished frame, function)
 EDITS = {
     "lipstick": ("look", lambda img, pts: lipstick(img, lips_mask(img.shape[:2], pts), soft=1.0)),

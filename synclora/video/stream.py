@@ -82,6 +82,40 @@ def iter_frames_reversed(path: str | os.PathLike, start: int, stop: int, window:
         hi = lo - 1
 
 
+def sample_frames(path: str | os.PathLike, indices: Iterable[int]) -> list[np.ndarray]:
+    """One frame near each of `indices` (the keyframe at or before it, or the frame itself where the file cannot be
+    seeked), each for the cost of decoding about one frame: samples to look at, not frames of a timeline."""
+    import av
+
+    from synclora.video.colour import frame_to_rgb
+    from synclora.video.container import decode_error, open_input
+    from synclora.video.decode import _stream, read_frame
+    from synclora.video.probe import timeline
+
+    path = Path(path)
+    tl = timeline(path)
+    if not tl.seekable:
+        return [read_frame(path, i) for i in indices]
+    out = []
+    with open_input(path) as container:
+        vs = _stream(container, tl)
+        for i in indices:
+            src = int(tl.slot_src[i])
+            try:
+                container.seek(int(tl.src_pts[src]), stream=vs, backward=True, any_frame=False)
+                frame = next(iter(container.decode(vs)), None)
+            except av.FFmpegError as e:
+                raise decode_error(path, e, f" near frame {i}") from e
+            if frame is None:
+                out.append(read_frame(path, i))
+                continue
+            img = frame_to_rgb(frame)
+            img = np.ascontiguousarray(np.rot90(img, tl.rot_k) if tl.rot_k else img)
+            # a frame of another size is the reader's to refuse, in its words
+            out.append(img if img.shape[:2] == (tl.info.height, tl.info.width) else read_frame(path, i))
+    return out
+
+
 class FrameWriter:
     """`write(path, frames, ...)` (an atomic writer such as `io.write_video`) on a thread of its own, fed frame by
     frame with `put`. `close` waits for the file and returns what `write` returned; `abort` makes `write` fail, so
