@@ -73,9 +73,11 @@ def _call(url: str, data=None, raw: bytes | None = None, api: str = "edit_video"
     if r.status_code != 200:
         return "http", (r.status_code, r.text)
     text = httpx.get(url + f"gradio_api/call/{api}/{r.json()['event_id']}", timeout=300).text
-    event = text.split("event: ", 1)[1].split("\n", 1)[0].strip()
-    payload = json.loads(text.split("data: ", 1)[1].split("\n", 1)[0])
-    return event, payload
+    for block in text.split("\n\n"):  # server-sent events; heartbeats come while a long job runs
+        lines = dict(line.split(": ", 1) for line in block.strip().splitlines() if ": " in line)
+        if lines.get("event") in ("complete", "error"):
+            return lines["event"], json.loads(lines["data"])
+    raise AssertionError(f"no result in {text[:300]!r}")
 
 
 @pytest.fixture(scope="module")
