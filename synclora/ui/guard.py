@@ -129,6 +129,11 @@ def check_value(block, value: Any) -> Any:
     what = _label(block)
     if getattr(block, "data_model", None) is not None and isinstance(
             block, (gr.Video, gr.Image, gr.File, gr.Audio, gr.Model3D)):
+        if isinstance(block, gr.File) and block.file_count != "single" and isinstance(value, list):
+            if not all(_is_file_payload(v) for v in value):  # several files (the keyframe images)
+                raise gr.Error(f"{what} must be files (from Python, pass a list of gradio_client.handle_file(path)), "
+                               f"got {brief(value)}.", print_exception=False)
+            return value
         if not _is_file_payload(value):
             raise gr.Error(f"{what} must be a file (upload it; from Python, pass gradio_client.handle_file(path)), "
                            f"got {brief(value)}.", print_exception=False)
