@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-import synclora.metrics.report as report_mod
+import synclora.metrics.compare as report_mod
 from synclora.config import PropagationSettings
 from synclora.testing import media
 from synclora.testing.faces import lips_mask, lipstick, portrait, talking_clip
