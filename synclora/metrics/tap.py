@@ -35,6 +35,16 @@ VIEW_FPS = 25.0
 # Frames each worker's queue holds: enough to ride out the landmarker's uneven cost (a lost face runs the detector),
 # small enough that the copies stay a few dozen MB at 1080p.
 QUEUE_FRAMES = 8
+# What a tap holds at its peak besides the propagation: two landmarkers, the identity model and a static landmarker
+# for the edited frame, plus the queued frame copies. Measured: +240 MB peak RSS at 1280×720 (the edited frame given,
+# 90 frames); this is that with a margin.
+BASE_BYTES = 256 * 1024**2
+PIXEL_BYTES = 2 * QUEUE_FRAMES * 3 + 8
+
+
+def memory_need(width: int, height: int) -> int:
+    """Bytes a report tap on a width×height propagation needs at its peak (the app admits jobs by it)."""
+    return BASE_BYTES + width * height * PIXEL_BYTES
 
 
 class _Side:
