@@ -74,7 +74,8 @@ def test_a_range_past_the_result_is_a_sentence():
 def test_frames_from_memory_have_no_rate_and_go_frame_by_frame():
     tl = line_up(40, 30, None, None, (64, 48), (64, 48))
     assert tl.by_index and (tl.start, tl.stop) == (0, 30)
-    assert tl.notes == ["the result has 30 frames and the source 40: judged over the 30 frames both have"]
+    assert tl.notes == ["the result (30 frames) and the source (40 frames) differ in length: judged over the 30 frames "
+                        "both have"]
     # a file at 50 fps against its own frames in memory: the file's rate for both, never an assumed 25 fps
     for tl in (line_up(40, 40, 50, None, (64, 48), (64, 48)), line_up(40, 40, None, 50, (64, 48), (64, 48))):
         assert tl.by_index and tl.notes == []

@@ -71,8 +71,8 @@ def line_up(n_src: int, n_res: int, fps_src: float | None, fps_res: float | None
         start, stop = 0, covered
         d_src, d_res = n_src / fps_src, n_res / fps_res
         if not timed and n_src != n_res:
-            notes.append(f"the result has {n_res} frames and the source {n_src}: judged over the {covered} frames "
-                         "both have")
+            notes.append(f"the result ({n_res} frames) and the source ({n_src} frames) differ in length: judged over "
+                         f"the {covered} frames both have")
         elif abs(d_src - d_res) >= 0.5 / min(fps_src, fps_res):
             notes.append(f"the result lasts {d_res:.2f} s ({n_res} frames) and the source {d_src:.2f} s ({n_src} "
                          f"frames): judged over the {covered / fps_src:.2f} s both cover")
