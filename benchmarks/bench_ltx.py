@@ -21,8 +21,9 @@ import torch
 from synclora.config import PropagationSettings
 from synclora.ltx.components import UPSAMPLER_CONFIG
 from synclora.ltx.lora import LORA_TARGETS, LoraFile, lora_module_shapes, random_lora_state_dict
+from synclora.ltx.recipe import build_model
 from synclora.propagate.base import Segment
-from synclora.propagate.ltx import SyncLoRAPropagator, build_model
+from synclora.propagate.ltx import SyncLoRAPropagator
 
 # LTX-2.3 (diffusers scripts/convert_ltx2_to_diffusers.py, --version 2.3)
 TRANSFORMER_23 = dict(

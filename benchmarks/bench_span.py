@@ -26,16 +26,36 @@ from synclora.video import io, timing
 
 
 def _counting(backend):
-    """Wrap the backend's propagate to count the frames it is handed."""
+    """Wrap the backend to count the frames it is handed: segments (`propagate`) or, frame by frame (`track`), the
+    anchor and every frame its walk takes."""
     seen = {"frames": 0}
-    original = backend.propagate
+    original, original_track = backend.propagate, backend.track
 
     def propagate(segment, progress=None):
         seen["frames"] += len(segment.frames)
         return original(segment) if progress is None else original(segment, progress)
 
-    backend.propagate = propagate
-    return seen, lambda: setattr(backend, "propagate", original)
+    def track(first, edited, probes=None):
+        tracker = original_track(first, edited, probes)
+        if tracker is None:
+            return None
+        walk = tracker.maps
+
+        def maps(frames):
+            seen["frames"] += 1
+            for frame in frames:
+                seen["frames"] += 1
+                yield frame
+
+        tracker.maps = lambda frames: walk(maps(frames))
+        return tracker
+
+    backend.propagate, backend.track = propagate, track
+
+    def restore():
+        backend.propagate, backend.track = original, original_track
+
+    return seen, restore
 
 
 def _run(req: PropagationRequest, repeats: int) -> tuple[float, int]:

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Wheels the GPU device lacks (it has torch, transformers, peft, accelerate, einops, torchaudio; no internet).
+# Wheels an offline GPU machine lacks (one with torch, transformers, peft, accelerate, einops, torchaudio).
 #
 #   bash benchmarks/device_wheels.sh             # here: download into the git-ignored wheels/ (~43 MB)
-#   bash benchmarks/device_wheels.sh --install   # there (wheels/ carried): install into /tmp/synclora-site and
+#   bash benchmarks/device_wheels.sh --install   # there (wheels/ copied): install into /tmp/synclora-site and
 #                                                # print the PYTHONPATH / SYNCLORA_PARITY_SITE to export
 #
 # diffusers and PyAV for our backend; ltx-core/ltx-pipelines for the official side (installed by parity_ltx.py's

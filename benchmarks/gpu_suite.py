@@ -1,18 +1,18 @@
-"""The GPU checks of issue 13 in one script: parity at true LTX-2.3 configs, our speed against ICLoraPipeline at
+"""The GPU checks in one script: parity at true LTX-2.3 configs, our speed against ICLoraPipeline at
 81x512x512 (two stages, bf16, prompt embedding cached on both sides), and every speed lever against today's path.
 
     python benchmarks/gpu_suite.py --tiny                    # CPU smoke run of every phase, tiny configs (~10 min)
-    python benchmarks/gpu_suite.py --phases levers           # GPU: one phase per device command (each fits 10 min)
+    python benchmarks/gpu_suite.py --phases levers           # GPU: one phase per command (each within 10 min)
     python benchmarks/gpu_suite.py --phases speed
     python benchmarks/gpu_suite.py --phases parity           # true widths; --parity-layers 48 for the whole depth
 
 Results are appended to benchmarks/results/gpu_suite.txt (GPU) or gpu_suite_tiny_cpu.txt (--tiny), each line also
 printed. Every figure comes with its baseline from the same run.
 
-On the device (torch, transformers, peft, accelerate, einops, torchaudio present; no internet, no diffusers, PyAV or
-ltx-*): run `bash benchmarks/device_wheels.sh` here once (fills the git-ignored `wheels/`, about 43 MB), carry
-`wheels`, and start each command with `eval "$(bash benchmarks/device_wheels.sh --install)" &&` (installs into /tmp)
-and pass `--wheels wheels`. Phases:
+On a GPU machine without internet access (torch, transformers, peft, accelerate, einops, torchaudio present; no
+diffusers, PyAV or ltx-*): fill the git-ignored `wheels/` (about 43 MB) with `bash benchmarks/device_wheels.sh` on a
+connected machine, copy it over, start each command with `eval "$(bash benchmarks/device_wheels.sh --install)" &&`
+(installs into /tmp) and pass `--wheels wheels`. Phases:
 - parity: `parity_ltx.py --true-config` (true widths, `--parity-layers` blocks) with two recipe errors that must fail;
 - speed: the true 22B model written once as released files; ICLoraPipeline timed as shipped (it builds its
   transformers from the file and fuses the LoRAs on every call) and with its models resident (its own stages,

@@ -8,7 +8,8 @@ Side environment: ltx-core/ltx-pipelines 1.0.0 pin `torch~=2.7`, but run unchang
 that the project lacks (einops, torchaudio; torchaudio only for an import the IC-LoRA path never calls), and <dir>
 is *appended* to sys.path, so the project's torch, transformers, safetensors and av always win. The directory is
 `SYNCLORA_PARITY_SITE`, default `$SYNCLORA_HOME/parity/site` (~/.cache/synclora/parity/site). Offline machines install
-from a folder of wheels (`--wheels DIR`, filled by `pip download --no-deps` with the pins below).
+from a folder of wheels (`--wheels DIR`, filled by `pip download --no-deps` with the pins below). Where the two are
+installed already (requirements-test.txt pins them for the converter tests), that installation is used.
 """
 
 from __future__ import annotations
@@ -128,6 +129,8 @@ def ensure_side_env(wheels: str | Path | None = None, log=print) -> Path:
     """Make ltx_core/ltx_pipelines importable, installing them beside the project on first use (cached)."""
     import importlib.util
 
+    if _installed():
+        return Path(importlib.util.find_spec("ltx_core").origin).resolve().parents[1]
     site = side_dir()
     if not (site / "ltx_pipelines" / "ic_lora.py").is_file():
         # einops/torchaudio only where the environment lacks them (a GPU image usually has both)
@@ -146,8 +149,14 @@ def ensure_side_env(wheels: str | Path | None = None, log=print) -> Path:
     return site
 
 
+def _installed() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) is not None for name in ("ltx_core", "ltx_pipelines"))
+
+
 def side_env_available() -> bool:
-    return (side_dir() / "ltx_pipelines" / "ic_lora.py").is_file()
+    return _installed() or (side_dir() / "ltx_pipelines" / "ic_lora.py").is_file()
 
 
 # --- official modules with random weights -----------------------------------------------------------------------------

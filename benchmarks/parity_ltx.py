@@ -11,7 +11,7 @@ What happens (docs/PARITY.md has the reasoning and the figures):
    `reference_downscale_factor`) and a distilled LoRA over every Linear of the transformer.
 3. A reference clip (lossless RGB file) and an edited first frame (PNG) go to both sides with the same seed.
    Official: `ICLoraPipeline.__call__` as shipped (bf16), and the same pipeline's stages driven in fp32/fp64.
-   Ours: `synclora.ltx.convert.load_released` (our converter) -> `propagate.ltx.build_model` -> the backend's own
+   Ours: `synclora.ltx.convert.load_released` (our converter) -> `ltx.recipe.build_model` -> the backend's own
    `SyncLoRAPropagator.propagate`, in the same dtypes.
 4. Stage-1 latents, stage-2 latents (normalized, as ltx-core keeps them) and decoded uint8 frames are compared.
    The verdict is on float32, where both sides draw identical noise and only rounding separates them; bfloat16
@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from synclora.ltx.recipe import FRAME_RATE
+
 if __package__:  # python -m benchmarks.parity_ltx
     from benchmarks import ltx_official as official
 else:  # python benchmarks/parity_ltx.py: this folder is sys.path[0] (synclora comes from `pip install -e .`)
@@ -47,8 +49,6 @@ else:  # python benchmarks/parity_ltx.py: this folder is sys.path[0] (synclora c
 # may land on either side of a level, so 1 level is allowed on at most 1% of the values.
 TOLERANCE = {"stage1": 1e-4, "stage2": 1e-4, "frames": 1}
 FRAMES_OFF_BY_ONE = 0.01
-FRAME_RATE = 25.0
-
 
 def log(msg: str = "") -> None:
     print(msg, flush=True)
@@ -194,7 +194,7 @@ def run_official(files: Files, states, mask, args, device, dtype, as_shipped: bo
 def build_ours(files: Files, states, mask, args, device, dtype, mutation: str = ""):
     from synclora.ltx.convert import load_released
     from synclora.ltx.lora import read_lora
-    from synclora.propagate.ltx import build_model
+    from synclora.ltx.recipe import build_model
 
     lora_kind = str(dtype).removeprefix("torch.")
     comps = load_released(files.checkpoint, files.upsampler, dtype=dtype, device=device)
@@ -256,7 +256,7 @@ MUTATIONS = {
 
 
 def _apply_mutation(model, mutation: str):
-    import synclora.propagate.ltx as ltx
+    import synclora.ltx.recipe as ltx
 
     undo = []
     if mutation == "sync-lora-in-stage-2":

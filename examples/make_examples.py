@@ -2,8 +2,8 @@
 
     python -m examples.make_examples
 
-Material: two public-domain photographs that installed packages ship — Grace Hopper (US Navy photo, matplotlib's
-sample data) and Eileen Collins (NASA photo, scikit-image's `data.astronaut()`) — animated by
+Material: two public-domain photographs — Grace Hopper (US Navy photo, matplotlib's sample data) and Eileen Collins
+(NASA photo, scikit-image's `data.astronaut()`, shipped in `synclora/testing/data/`) — animated by
 `synclora.testing.faces.talking_clip` (jaw, blinks, gaze, head roll/drift). The sound is synthetic "speech": a
 voiced buzz whose loudness follows the mouth opening, so sync can be heard as well as seen. Edits are painted with
 OpenCV at the MediaPipe landmarks of the chosen frame (red nose, lipstick, moustache): local appearance edits that

@@ -17,7 +17,8 @@ from synclora import config
 
 # Areas that add subcommands; each module has register(subparsers). Missing ones are skipped quietly only if the
 # module itself does not exist (an area not installed), never on an error inside it.
-_AREAS = ("synclora.metrics.cli", "synclora.data.cli", "synclora.train.cli", "synclora.ltx.cli", "synclora.doctor")
+_AREAS = ("synclora.metrics.cli", "synclora.data.cli", "synclora.evaluate.cli", "synclora.train.cli",
+          "synclora.ltx.cli", "synclora.doctor")
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -68,22 +69,63 @@ def _run_propagate(args: argparse.Namespace) -> int:
         side_by_side=Path(args.side_by_side) if args.side_by_side else None,
         settings=config.from_args(args),
     )
+    tap = _report_tap(args, req) if args.report else None
+    taps = [tap] if tap is not None else []
     progress = tqdm_progress("propagate") if not args.quiet else None
     try:
-        result = run_propagation(req, progress) if progress else run_propagation(req)
+        result = run_propagation(req, progress, taps=taps) if progress else run_propagation(req, taps=taps)
     finally:
         if progress:
             progress.close()
     print(result.summary())
     _print_notices(result.notices)
+    if args.report:
+        _write_report(tap, args.report)
     return 0
+
+
+def _report_tap(args: argparse.Namespace, req):
+    """The sync report measured while propagating (`--report J.json`; its plot is written beside it as J.png)."""
+    from synclora.metrics.tap import tap_for
+    from synclora.paths import Output, check_outputs
+    from synclora.pipeline import check_request
+
+    check_request(req)  # the propagation's own inputs first, with its own sentences
+    report = Path(args.report)
+    check_outputs([Output(report, "--report", (".json",), make_parents=True),
+                   Output(report.with_suffix(".png"), "the report's plot (beside --report)", (".png",),
+                          make_parents=True),
+                   Output(Path(req.out), "--out", (".mp4",))],
+                  [(req.source, "the source video"), (req.edited, "the edited image"),
+                   (req.side_by_side, "the side-by-side video")])
+    return tap_for(req)
+
+
+def _write_report(tap, path: Path) -> None:
+    """The report's JSON and plot, both or neither (what was at those paths stays as it was otherwise); the verdict
+    on stdout. A report that could not be made is said as the error and fails the command; the result is kept (it is
+    complete)."""
+    from synclora.errors import InputError
+    from synclora.paths import staged_outputs
+
+    if tap is None:
+        raise InputError("the edited span is one frame: it has no motion for a sync report to judge")
+    report = tap.report()
+    plot = path.with_suffix(".png")
+    with staged_outputs(path, plot) as (json_tmp, plot_tmp):
+        report.save_json(json_tmp)
+        report.plot(plot_tmp)
+    print(f"sync report: {report.verdict}")
+    print(f"report: {path}\nplot: {plot}")
 
 
 def _print_notices(notices: list[str]) -> None:
     """What the user should know about a result (no face to follow, frames the tracker lost, a changed frame rate):
     one `note:` line each on stderr, apart from the result's summary on stdout."""
+    from synclora.errors import shown
+
     for n in notices:
-        print(f"note: {n}", file=sys.stderr)
+        print(f"note: {shown(n)}", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="result .mp4 (source size, fps, frame count and audio)")
     p.add_argument("--side-by-side", help="also write source | result side by side to this .mp4")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--report", type=Path, default=None, metavar="J.json",
+                   help="also measure the sync report while propagating (the edited span is judged): write it as "
+                   "JSON to J.json and its plot beside it (J.png); the verdict is printed")
     config.add_arguments(p)
     p.set_defaults(func=_run_propagate)
 
@@ -116,32 +161,38 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.register(sub)
-    # `edit` is the command's old name: still accepted, no longer listed.
-    sub.metavar = "{" + ",".join(sub.choices) + "}"
-    sub._name_parser_map["edit"] = sub.choices["propagate"]
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     from synclora import signals
-    from synclora.errors import user_error
+    from synclora.errors import shown, user_error
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    with signals.stop_cleanly():  # SIGTERM/SIGHUP/SIGINT unwind like Ctrl-C: no temp file or half output stays
+    # SIGTERM/SIGHUP/SIGINT unwind like Ctrl-C: no temp file or half output stays. From the start: building the
+    # parser imports every area, and a signal may land inside one of those imports.
+    with signals.stop_cleanly():
         try:
-            return int(args.func(args) or 0)
-        except signals.Terminated as exc:
-            print(f"stopped by {signal_name(exc.signum)}; nothing was left half-written", file=sys.stderr)
-            return exc.exit_code
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
-            return 130
-        except Exception as exc:
+            parser = build_parser()
+            args = parser.parse_args(argv)
+            rc = int(args.func(args) or 0)
+            signals.raise_if_stopped()  # a signal whose exception some library swallowed still ends the run
+            return rc
+        except BaseException as exc:
+            # The stop behind the exception: in its chain, or only on record (numpy's C import replaces the
+            # exception raised inside it by a bare ImportError).
+            stop = signals.stop_of(exc) or (signals.Terminated(signals.received()) if signals.received() else None)
+            if isinstance(stop, signals.Terminated):
+                print(f"stopped by {signal_name(stop.signum)}; nothing was left half-written", file=sys.stderr)
+                return stop.exit_code
+            if stop is not None:
+                print("interrupted", file=sys.stderr)
+                return 130
+            if isinstance(exc, SystemExit) or not isinstance(exc, Exception):
+                raise
             error = user_error(exc)  # ours, or a disk/permission/codec/image failure said as a sentence
             if error is None:
                 raise
-            print(f"error: {error}", file=sys.stderr)
+            print(f"error: {shown(error)}", file=sys.stderr)  # one line, whatever a file name holds
             return 2
 
 

@@ -13,9 +13,11 @@ from dataclasses import Field, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from synclora.errors import InputError
+from synclora.errors import InputError, brief
 
 Backend = Literal["auto", "synclora", "flow"]
+# Each backend's name as the app, the settings' choices and the doctor say it (one table, so they never disagree).
+BACKEND_TITLES = {"synclora": "Sync-LoRA", "flow": "CPU preview"}
 Quality = Literal["full", "preview"]
 FitMode = Literal["pad", "crop"]
 TimeMode = Literal["exact", "resample"]
@@ -38,7 +40,7 @@ def setting(
     help: str,
     choices: tuple[tuple[str, str], ...] = (),
     bounds: tuple[int, int] | None = None,
-    slider: tuple[int, int, int] | None = None,
+    step: int | None = None,
     info: str = "",
     ui: bool = True,
     generative_only: bool = False,
@@ -48,12 +50,13 @@ def setting(
     """A settings field with what every face needs to know about it.
 
     label: the app's widget label; help: the CLI's help text; choices: (value, label in the app), in display order;
-    bounds: inclusive range of a whole-number setting; slider: (min, max, step) of the app's slider (a narrower,
-    useful range; the API accepts `bounds`); info: a hint under the widget; ui: shown in the app (and a parameter of
+    bounds: inclusive range of a whole-number setting — what the CLI, the API and the app's widget all accept, so what
+    docs/API.md states is what each takes; step: the app shows the setting as a slider over `bounds` in these steps
+    (else a number box); info: a hint under the widget; ui: shown in the app (and a parameter of
     its API); generative_only: matters only for the Sync-LoRA backend (left out of the reproduce line otherwise);
     text: free text (a text box in the app); api: how docs/API.md states its values.
     """
-    meta = dict(label=label, help=help, choices=choices, bounds=bounds, slider=slider, info=info, ui=ui,
+    meta = dict(label=label, help=help, choices=choices, bounds=bounds, step=step, info=info, ui=ui,
                 generative_only=generative_only, text=text, api=api)
     return field(default=default, metadata=meta)
 
@@ -65,8 +68,9 @@ class PropagationSettings:
     backend: Backend = setting(
         "auto", label="Backend", help="which backend propagates the edit ('auto': Sync-LoRA when it can run here, "
         "else the CPU preview)",
-        choices=(("auto", "Auto — best available here"), ("synclora", "Sync-LoRA — generative, GPU"),
-                 ("flow", "CPU preview — optical flow")),
+        choices=(("auto", "Auto — best available here"),
+                 ("synclora", f"{BACKEND_TITLES['synclora']} — generative, GPU"),
+                 ("flow", f"{BACKEND_TITLES['flow']} — optical flow")),
         info="Sync-LoRA for any edit; the CPU preview for local colour or accessory edits",
     )
     quality: Quality = setting(
@@ -82,7 +86,7 @@ class PropagationSettings:
     # Working resolution: the backend works at about resolution**2 pixels, at the source's aspect ratio.
     resolution: int = setting(
         512, label="Working resolution", help="working size of the generative backend, about N×N pixels",
-        bounds=(64, 4096), slider=(256, 1024, 64), info="Sync-LoRA works at about N×N pixels",
+        bounds=(64, 4096), step=64, info="Sync-LoRA works at about N×N pixels",
     )
     # "exact": source frame i is model frame i (no frame dropped or repeated; the model sees the clip at its own fps).
     # "resample": the clip is resampled to the backend's native fps and mapped back to source frames by nearest time.
@@ -94,7 +98,7 @@ class PropagationSettings:
     # Frames shared by consecutive chunks of a backend with a frame limit; blended so no seam shows.
     chunk_overlap: int = setting(
         8, label="Chunk overlap", help="frames shared by consecutive chunks of long clips (cross-faded)",
-        bounds=(0, 40), slider=(0, 24, 1), info="frames shared between chunks of long clips",
+        bounds=(0, 40), step=1, info="frames shared between chunks of long clips",
     )
     model: ModelSize = setting(
         "real", label="Model", help="'tiny': a random-weight model of the true architecture, for smoke tests",
@@ -157,7 +161,7 @@ def _is_int(f: Field) -> bool:
 def _whole(f: Field, value: Any) -> int:
     """3, 3.0 or "3" -> 3; anything else a sentence."""
     if isinstance(value, bool):
-        raise InputError(f"{_name(f)} must be a whole number, got {value!r}")
+        raise InputError(f"{_name(f)} must be a whole number, got {brief(value)}")
     if isinstance(value, int):
         return value
     try:
@@ -166,7 +170,7 @@ def _whole(f: Field, value: Any) -> int:
             return int(number)
     except (TypeError, ValueError, OverflowError):
         pass
-    raise InputError(f"{_name(f)} must be a whole number, got {value!r}")
+    raise InputError(f"{_name(f)} must be a whole number, got {brief(value)}")
 
 
 def _check(f: Field, value: Any) -> None:
@@ -174,7 +178,7 @@ def _check(f: Field, value: Any) -> None:
     if meta.get("choices"):
         allowed = [v for v, _ in meta["choices"]]
         if value not in allowed:
-            raise InputError(f"unknown {_name(f)} {value!r}; choose one of: {', '.join(allowed)}")
+            raise InputError(f"unknown {_name(f)} {brief(value)}; choose one of: {', '.join(allowed)}")
     elif value is None and f.default is None:
         return  # an optional setting left unset (resolved later, e.g. against the clip)
     elif f.name == "span":
@@ -184,9 +188,9 @@ def _check(f: Field, value: Any) -> None:
     elif _is_int(f):
         lo, hi = meta["bounds"]
         if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-            raise InputError(f"{_name(f)} must be a whole number from {lo} to {hi}, got {value!r}")
+            raise InputError(f"{_name(f)} must be a whole number from {lo} to {hi}, got {brief(value)}")
     elif f.name == "lora" and value is not None and not isinstance(value, (str, Path)):
-        raise InputError(f"lora must be the path of a .safetensors file, got {value!r}")
+        raise InputError(f"lora must be the path of a .safetensors file, got {brief(value)}")
 
 
 # --- faces ------------------------------------------------------------------------------------------------------------
@@ -273,10 +277,8 @@ def _edit_index(text: str) -> int:
 
 
 def add_edit_index_argument(parser: argparse.ArgumentParser, help: str, *, default: int | None = 0) -> None:
-    """`--edit-index K` (the index of the edited frame); the older `--frame K` still works but is not advertised."""
+    """`--edit-index K`: the index of the edited frame, one spelling for every command."""
     parser.add_argument("--edit-index", dest="edit_index", type=_edit_index, default=default, metavar="K", help=help)
-    parser.add_argument("--frame", dest="edit_index", type=_edit_index, default=argparse.SUPPRESS,
-                        help=argparse.SUPPRESS)
 
 
 @dataclass

@@ -125,10 +125,6 @@ def on_space() -> bool:
     return os.environ.get("SYSTEM") == "spaces" and bool(os.environ.get("SPACE_ID"))
 
 
-def on_zerogpu() -> bool:
-    return os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true")
-
-
 def _fetch_fix() -> str:
     if on_space():
         return ("list it in the README front matter's preload_from_hub (`python -m synclora hub-files` prints the "
@@ -139,7 +135,7 @@ def _fetch_fix() -> str:
 def gpu_check() -> Check:
     """The GPU and its free memory, without initialising CUDA where that is not allowed (ZeroGPU outside a call)."""
     rt = runtime.current()
-    if on_zerogpu():
+    if runtime.on_zerogpu():
         name, total = "NVIDIA H200 slice", None
         try:  # the spaces package knows the slice it will lend (no CUDA call)
             from spaces.zero.config import get_config
@@ -312,7 +308,7 @@ def diagnose(settings: PropagationSettings | None = None) -> Report:
                           "" if flow_ok else "pip install -r requirements.txt")])
     facts = [disk_check(missing_gb, prompt.status != "ok"), pkgs]
     if on_space():
-        space = f"Hugging Face Space {os.environ.get('SPACE_ID')}" + (" on ZeroGPU" if on_zerogpu() else "")
+        space = f"Hugging Face Space {os.environ.get('SPACE_ID')}" + (" on ZeroGPU" if runtime.on_zerogpu() else "")
         facts.insert(0, Check("where", "info", space))
     return Report([synclora, flow], facts)
 

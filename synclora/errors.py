@@ -8,7 +8,9 @@ can act on (a full or read-only disk, an image bomb, a file a codec refuses) bec
 
 import errno
 import os
+import re
 import sys
+import unicodedata
 
 
 class SyncloraError(Exception):
@@ -25,6 +27,10 @@ class ModelUnavailableError(SyncloraError):
 
 class OutOfMemoryError(SyncloraError):
     """The accelerator ran out of memory; the message says what to try."""
+
+
+# What to try when a propagation runs out of memory (the GPU backend and the pipeline say it after their own words).
+OOM_HINT = "try quality 'preview', a lower resolution, memory mode 'fp8' or 'offload', or a shorter or smaller clip"
 
 
 # --- failures of the machine or a library, said as sentences ---------------------------------------------------------
@@ -80,11 +86,48 @@ def user_error(exc: BaseException) -> SyncloraError | None:
     return None
 
 
+# --- what reaches a terminal or a page --------------------------------------------------------------------------------
+MAX_SHOWN = 2000  # characters of one sentence; a longer one is cut (user text inside it is never echoed whole)
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def shown(text: str, limit: int = MAX_SHOWN) -> str:
+    """`text` safe to print on one line: control and format characters (newlines, terminal escape sequences, bidi
+    overrides) are written as escapes, so a file named `a\\nerror: b` or one holding `ESC ]0;title BEL` cannot
+    add lines, recolour or retitle the user's terminal; and the text is cut to `limit` characters."""
+    text = str(text)
+    if len(text) > limit:
+        text = text[:limit] + f"… ({len(text) - limit} more characters)"
+    return "".join(_escape(c) if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c for c in text)
+
+
+def brief(value: object, limit: int = 40) -> str:
+    """A value a user (or an API caller) sent, quoted for a sentence: its repr, cut to `limit` characters."""
+    text = repr(value) if not isinstance(value, str) or len(value) <= limit else repr(value[:limit]) + "…"
+    return text if len(text) <= limit + 20 else text[: limit + 20] + "…"
+
+
+# Hidden temp names (`paths.temp_path`, possibly nested: a staged output written through its own temp file) stand
+# for the file the user named: a sentence names that, never `.result.mp4.1a2b3c4d.part`.
+_TEMP = re.compile(r"^\.(.+)\.[0-9a-f]{8}\.part$")
+
+
+def user_name(name: str) -> str:
+    """The name of the file the user asked for, from the name of a hidden temp file written for it."""
+    while (m := _TEMP.match(name)) is not None:
+        name = m.group(1)
+    return name
+
+
 def _file(exc: BaseException) -> str:
     name = getattr(exc, "filename", None)
     if isinstance(name, bytes):
         name = name.decode(errors="replace")
-    return os.path.basename(str(name)) if name else ""
+    return user_name(os.path.basename(str(name))) if name else ""
 
 
 def _reason(exc: BaseException) -> str:

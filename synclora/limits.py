@@ -3,7 +3,7 @@
 Two kinds:
 
 - **Propagation limits** (`MAX_FRAMES`, `MAX_PIXELS`, `MAX_DURATION_S`, `MAX_WORKING_BYTES`): what one propagation
-  takes on. Checked from the probe facts before any frame is decoded (`pipeline.check_source`, `check_request`).
+  takes on. Checked from the probe facts before any frame is decoded (`limits.check_clip`, `pipeline.check_request`).
 - **Reading ceilings** (`MAX_TIMELINE_FRAMES`, `MAX_TIMELINE_S`, `MAX_STREAMS`, audio rate and channels,
   `MAX_IMAGE_PIXELS`): how far any reader (`info`, `report`, the app's upload) believes a file. Containers carry
   numbers an attacker chooses — timestamps, time bases, frame sizes, sample counts — and every allocation made from
@@ -18,16 +18,30 @@ from pathlib import Path
 from synclora.errors import InputError
 
 # --- one propagation -------------------------------------------------------------------------------------------------
-# Longest clip, in frames: the working frames are held in memory and runtime grows linearly.
-MAX_FRAMES = 60 * 60  # one minute at 60 fps, two at 30
+# Longest clip, in frames. A propagation streams its clip (memory does not grow with its length, see `memory_need`);
+# runtime grows linearly (docs/LIMITS.md gives the measured speed).
+MAX_FRAMES = 10 * 60 * 30  # ten minutes at 30 fps, five at 60
 # Largest frame, in pixels (4096×4096 covers 4K UHD and DCI 4K). Also the ceiling of every decoder (see below): a
 # frame beyond it is never decoded, so it cannot cost more than ~50 MB.
 MAX_PIXELS = 4096 * 4096
 # Longest clip in time: bounds the audio (decoded, resampled and re-encoded with the result) of slow clips whose
 # frame count is small (3600 frames at 6 fps is 10 minutes).
 MAX_DURATION_S = 10 * 60
-# The working frames of one propagation (frames × working width × height × 3 bytes; the result takes as much again).
+# Frames read into one array at once (`io.read_frames`, the audio of a span): a reader that holds what it reads.
 MAX_WORKING_BYTES = 4 * 1024**3
+
+# --- memory of a propagation -----------------------------------------------------------------------------------------
+# What one propagation needs, from its frame sizes alone (see `memory_need`): the interpreter with its libraries, plus
+# bytes per pixel of the source frame (frames in flight between decoder, backend and encoders; the edit's change as
+# float32 planes; the H.264 encoder's lookahead) and per working pixel of a segment backend's chunk. Fitted to peak
+# RSS measured by benchmarks/bench_e2e.py (1280×720: 0.8 GiB, 1920×1080: 1.1 GiB, 10 s and 60 s alike) with a margin.
+BASE_BYTES = 600 * 1024**2
+SOURCE_PIXEL_BYTES = 280
+SBS_PIXEL_BYTES = 120  # the side by side's frames and encoder (twice as wide)
+CHUNK_PIXEL_BYTES = 3 * 4  # a segment backend's chunk frames at working size: source, result, stitching, unfit
+SPILL_BYTES = 2 * 64 * 1024**2  # per-frame state kept in memory before it goes to disk (propagate.stream.Spill)
+# One propagation may need at most this (a 4K clip with its side by side stays under it); more is refused up front.
+MAX_JOB_BYTES = 4 * 1024**3
 
 # --- what any reader believes of a file -----------------------------------------------------------------------------
 # A file whose timeline (after VFR→CFR conversion) claims more frames than this is refused by every reader, `info`
@@ -37,6 +51,10 @@ MAX_TIMELINE_S = 24 * 3600  # a day; beyond it a container's timestamps are not 
 MAX_FPS = 1000  # frame rates above this come from broken or forged timestamps, not cameras
 # Streams in one container (real files have a handful; each costs the demuxer and us a little).
 MAX_STREAMS = 64
+# Frames stored out of presentation order (timestamps going backwards in packet order, valid in Matroska): a reader
+# holds this many decoded frames back to put them in order (32 frames of 4K are ~400 MB); a file needing more is
+# refused. Real files need 0 (or a few, for B-frames).
+MAX_REORDER_FRAMES = 32
 # Audio a reader believes: sample rates and channel counts beyond these are not real recordings.
 MAX_AUDIO_RATE = 768_000
 MAX_AUDIO_CHANNELS = 64
@@ -45,6 +63,33 @@ MAX_AUDIO_CHANNELS = 64
 # Decompression bombs: a few KB of PNG can declare gigapixels. Checked from the header before decoding; Pillow's own
 # guard (`PIL.Image.MAX_IMAGE_PIXELS`) is set to the same number for every other decode in the process (Gradio's).
 MAX_IMAGE_PIXELS = 64_000_000
+
+
+def memory_need(width: int, height: int, *, side_by_side: bool = True, chunk_frames: int = 0,
+                work_size: tuple[int, int] = (0, 0)) -> int:
+    """Bytes one propagation of a width×height clip needs at its peak, whatever its length: streamed, it holds a
+    window of frames. `chunk_frames` frames of `work_size` (a segment backend's chunk) come on top."""
+    pixels = width * height
+    need = BASE_BYTES + SPILL_BYTES + pixels * SOURCE_PIXEL_BYTES + (pixels * SBS_PIXEL_BYTES if side_by_side else 0)
+    return need + chunk_frames * work_size[0] * work_size[1] * CHUNK_PIXEL_BYTES
+
+
+def memory_budget() -> int:
+    """Bytes all propagations running at once may need together (the app admits jobs against it): the machine's
+    memory less a quarter for the server itself and the system, or `SYNCLORA_MEMORY_GB` when set."""
+    import os
+
+    given = os.environ.get("SYNCLORA_MEMORY_GB")
+    if given:
+        try:
+            return int(float(given) * 1024**3)
+        except ValueError:
+            raise InputError(f"SYNCLORA_MEMORY_GB must be a number of gigabytes, got {given!r}") from None
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = 16 * 1024**3
+    return int(total * 0.75)
 
 
 def check_clip(info) -> None:
@@ -63,3 +108,10 @@ def check_clip(info) -> None:
     if info.duration > MAX_DURATION_S:
         raise InputError(f"{name} lasts {info.duration / 60:.1f} minutes; clips of at most {MAX_DURATION_S // 60} "
                          "minutes are accepted — trim the clip first")
+
+# --- the served app's requests --------------------------------------------------------------------------------------
+# Any request body but an upload (uploads have their own cap, `SYNCLORA_MAX_UPLOAD_MB`): an event's JSON is a few
+# file references, numbers and short texts; anything longer is refused before it is read whole (`ui.guard`).
+MAX_REQUEST_BYTES = 1024**2
+# A text value an API caller may send (a span such as `2s:5.5s` is a few characters; an instruction at most 500).
+MAX_TEXT_CHARS = 10_000

@@ -180,14 +180,72 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(exc, OSError) and not exc.filename:  # e.g. a full disk under a writer that does not say where
+            exc.filename = str(path)
         raise
 
 
+@contextlib.contextmanager
+def staged_outputs(*paths: str | os.PathLike | None) -> Iterator[tuple[Path | None, ...]]:
+    """All of a call's outputs, or none of them, and never a loss: yield a hidden staging path next to each output
+    (None stays None) for the block to write; when the block ends normally, every staged file is moved into place
+    (`commit`), else every staged file is removed. Either way a file that was at an output path before the call is
+    replaced only by a complete new one, and never deleted: a failed or stopped run leaves what the user had exactly
+    as it was. A staging path the block did not write is skipped."""
+    targets = [Path(p) if p is not None else None for p in paths]
+    staged = tuple(temp_path(t) if t is not None else None for t in targets)
+    try:
+        yield staged
+        commit([(s, t) for s, t in zip(staged, targets) if s is not None and t is not None and s.exists()])
+    except BaseException:
+        for s in staged:
+            if s is not None:
+                with contextlib.suppress(OSError):
+                    s.unlink()
+        raise
+
+
+def commit(moves: Sequence[tuple[Path, Path]]) -> None:
+    """Move each complete (staged, target) file into place, together: if one move fails (or a signal lands between
+    them), the targets already replaced get back the file they had (kept as a hard link until the end) and the
+    ones that had none are removed, so the outputs are all new or all as they were."""
+    from synclora.signals import raise_if_stopped
+
+    raise_if_stopped()  # a stopped run commits nothing, even if a library swallowed the signal's exception
+    done: list[tuple[Path, Path | None, bool]] = []  # (target, its old file's backup, whether it had one)
+    try:
+        for staged, target in moves:
+            backup = None
+            existed = target.exists()
+            if existed:
+                backup = temp_path(target)
+                try:
+                    os.link(target, backup)
+                except OSError:  # a file system without hard links: the old file is replaced without a way back
+                    backup = None
+            done.append((target, backup, existed))
+            os.replace(staged, target)
+    except BaseException:
+        for target, backup, existed in reversed(done):
+            with contextlib.suppress(OSError):
+                if backup is not None:
+                    os.replace(backup, target)
+                elif not existed:
+                    target.unlink()
+        raise
+    finally:
+        for _, backup, _ in done:
+            if backup is not None:
+                with contextlib.suppress(OSError):
+                    backup.unlink()
+
+
 def remove_outputs(paths: Sequence[str | os.PathLike | None]) -> None:
-    """Remove what a failed call already wrote (a failed call leaves nothing, not half of its outputs)."""
+    """Remove what a failed call already wrote (a failed call leaves nothing, not half of its outputs). Only for
+    files the call created: outputs that may replace a user's file go through `staged_outputs`."""
     for p in paths:
         if p is not None:
             with contextlib.suppress(OSError):

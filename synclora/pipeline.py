@@ -1,4 +1,4 @@
-"""One propagation, end to end: read → fit → schedule → backend → unfit → write (+ source audio).
+"""One propagation, end to end: decode → backend → encode (+ source audio), streamed.
 
 The CLI and the app both build a `PropagationRequest` and call `run_propagation`; neither holds logic of its own.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -15,22 +16,14 @@ import numpy as np
 from synclora import limits
 from synclora.config import PropagationRequest, PropagationSettings
 from synclora.edit.image import load_image
-from synclora.errors import InputError, OutOfMemoryError
+from synclora.errors import OOM_HINT, InputError, OutOfMemoryError, shown
 from synclora.memory import free_memory, is_out_of_memory
-from synclora.paths import Output, check_input, check_outputs, remove_outputs
-from synclora.propagate import registry, schedule
+from synclora.paths import Output, check_input, check_outputs, staged_outputs
+from synclora.propagate import registry, stream
 from synclora.propagate.base import BackendSpec, ProgressFn, no_progress
 from synclora.video import geometry, io, timing
-
-# The limits a propagation checks, for readers of this module (synclora.limits holds them, says why each is what it
-# is, and checks them; docs/LIMITS.md says what users see).
-MAX_FRAMES = limits.MAX_FRAMES
-MAX_PIXELS = limits.MAX_PIXELS
-# What to try when memory runs out (shown to the user; the GPU backend has its own, more specific hint).
-OOM_HINT = (
-    "the server ran out of memory for this clip; try quality 'preview', a lower resolution, memory mode 'fp8' or "
-    "'offload', or a shorter or smaller clip"
-)
+from synclora.video.stream import FrameWriter
+from synclora.video.taps import FrameTap
 
 
 @dataclass
@@ -52,7 +45,7 @@ class PropagationResult:
         them under the result)."""
         s = self.settings
         lines = [
-            f"result: {self.out}",
+            f"result: {shown(str(self.out))}",
             f"backend: {self.backend} ({s.quality}), seed {s.seed}, edited frame {self.edit_index}, fit {s.fit}, "
             f"working size {self.working_size[0]}×{self.working_size[1]}, time mode {s.time_mode}",
             f"edited: {self.span.describe() if self.span else 'the whole clip'}",
@@ -60,14 +53,8 @@ class PropagationResult:
             f"{self.source_info.width}×{self.source_info.height}, took {self.seconds:.1f} s",
         ]
         if self.side_by_side:
-            lines.insert(1, f"side by side: {self.side_by_side}")
+            lines.insert(1, f"side by side: {shown(str(self.side_by_side))}")
         return "\n".join(lines)
-
-
-def check_source(info: io.VideoInfo) -> None:
-    """The limits a source clip must meet (frame count, frame size, duration), from its probe facts alone: the app
-    calls this right after an upload so a visitor hears about a too-long or 8K clip before editing a frame of it."""
-    limits.check_clip(info)
 
 
 def check_paths(req: PropagationRequest) -> None:
@@ -90,7 +77,7 @@ def check_request(req: PropagationRequest) -> tuple[io.VideoInfo, np.ndarray, li
     check_paths(req)
     source = Path(req.source)
     info = io.probe(source)
-    check_source(info)
+    limits.check_clip(info)
     k = req.edit_index
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool):
         raise InputError(f"the edit index (frame number) must be a whole number, got {k!r}")
@@ -131,7 +118,7 @@ def _memory_errors():
     except Exception as exc:
         if not is_out_of_memory(exc):
             raise
-        message = OOM_HINT
+        message = f"the server ran out of memory for this clip; {OOM_HINT}"
     if message is None:
         return
     # Outside the except block: the traceback (and the tensors its frames hold) is gone, so memory can be freed.
@@ -155,9 +142,9 @@ def working_plan(info: io.VideoInfo, settings: PropagationSettings, spec: Backen
 
 
 def check_plan(info: io.VideoInfo, settings: PropagationSettings, frames: int | None = None) -> None:
-    """What the working plan asks of this clip (`frames` of it: the span and its fades) fits the backend and the
-    memory limit, said in the user's sizes, from the backend's spec alone: before any model loads or any frame is
-    decoded."""
+    """What the working plan asks of this clip fits the backend and the memory a propagation may take, said in the
+    user's sizes, from the backend's spec alone: before any model loads or any frame is decoded. (`frames`, the span
+    and its fades, no longer matters: memory does not grow with the clip's length.)"""
     name = Path(info.path).name
     spec = registry.spec(settings)
     W, H = working_plan(info, settings, spec).work_size
@@ -165,38 +152,35 @@ def check_plan(info: io.VideoInfo, settings: PropagationSettings, frames: int | 
         raise InputError(f"{name} is {info.width}×{info.height}, too small for the {registry.resolve(settings)} "
                          f"backend: it needs at least "
                          f"{spec.min_side} pixels on each side of its {W}×{H} working frames — use a larger clip")
-    frames = info.n_frames if frames is None else frames
-    need = frames * W * H * 3
-    if need > limits.MAX_WORKING_BYTES:
-        raise InputError(f"{name}: {frames} frames of {info.width}×{info.height} to propagate; at the working size "
-                         f"{W}×{H} they need {need / 1024**3:.1f} GiB, over the "
-                         f"{limits.MAX_WORKING_BYTES / 1024**3:.0f} GiB "
-                         "a propagation may hold — trim the clip or "
-                         + ("downscale it" if spec.native_size else "lower the working resolution"))
+    need = memory_need(info, settings, side_by_side=True, spec=spec)
+    if need > limits.MAX_JOB_BYTES:
+        raise InputError(f"{name}: a propagation of {info.width}×{info.height} frames needs about "
+                         f"{need / 1024**3:.1f} GiB of memory, over the {limits.MAX_JOB_BYTES / 1024**3:.0f} GiB one "
+                         "propagation may take — downscale the clip first")
 
 
-def _read_working(path: Path, info: io.VideoInfo, plan, start: int, stop: int) -> np.ndarray:
-    """Frames start..stop-1 at working size, in one preallocated array (no list of frames, no second copy from
-    stacking)."""
-    W, H = plan.work_size
-    working = np.empty((stop - start, H, W, 3), np.uint8)
-    n = 0
-    for i, f in enumerate(io.iter_frames(path, start=start, stop=stop)):
-        if i >= len(working):  # the reader's count is the contract; never go on with a different one
-            n = i + 1
-            break
-        working[i] = plan.fit(f)
-        n = i + 1
-    if n != len(working):
-        raise InputError(f"{path.name}: decoded {n} frames of {start}–{stop - 1} but the container reports "
-                         f"{len(working)}")
-    return working
+def memory_need(info: io.VideoInfo, settings: PropagationSettings, *, side_by_side: bool = True,
+                spec: BackendSpec | None = None) -> int:
+    """Bytes this propagation needs at its peak (from probe facts and settings; not the clip's length: it streams).
+    The app admits jobs by it, so visitors running at once cannot together exhaust the server's memory."""
+    spec = spec or registry.spec(settings)
+    frame_by_frame = registry.resolve(settings) == "flow"
+    if frame_by_frame:
+        return limits.memory_need(info.width, info.height, side_by_side=side_by_side)
+    chunk = spec.max_frames or info.n_frames
+    return limits.memory_need(info.width, info.height, side_by_side=side_by_side, chunk_frames=2 * chunk,
+                              work_size=working_plan(info, settings, spec).work_size)
 
 
-def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress) -> PropagationResult:
+def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress,
+                    taps: Sequence[FrameTap] = ()) -> PropagationResult:
     """Propagate the edited frame (frame `req.edit_index`) through its span of the source clip (the whole clip by
     default); write the result (and SBS). Only the span and its fades reach the backend; every other frame of the
-    result is the source's own decoded frame, and the result keeps the source's frame count, fps and audio."""
+    result is the source's own decoded frame, and the result keeps the source's frame count, fps and audio.
+
+    One stream (`propagate.stream`): the source is decoded once front to back while the result and the side by side
+    are encoded, each on a thread of its own; memory holds a window of frames, not the clip. Every tap sees every
+    source frame and every result frame once, in order (see `video.taps`)."""
     t0 = time.perf_counter()
     info, edited, notices = check_request(req)
     span = check_span(req, info)
@@ -207,63 +191,59 @@ def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress)
         backend = registry.get(settings)
     plan = working_plan(info, settings, backend.spec)
     notices += list(info.notices)
-    if plan.notice:
+    tracks = stream.can_track(backend)
+    if plan.notice and not tracks:  # a frame-by-frame backend works at the clip's own size
         notices.append(plan.notice)
-
-    progress(0.02, "reading frames")
-    with _memory_errors():
-        working = _read_working(Path(req.source), info, plan, span.first, span.last + 1)
-    edited_work = plan.fit(edited)
-
-    def sub(lo: float, hi: float) -> ProgressFn:
-        return lambda f, label: progress(lo + (hi - lo) * f, label)
-
-    with _memory_errors():
-        result, sched_notices = schedule.propagate_clip(
-            working, req.edit_index - span.first, edited_work, backend, settings, float(info.fps), sub(0.05, 0.9)
-        )
-    notices += sched_notices
-
-    progress(0.9, "writing result")
-
-    def composed():
-        """Every source frame once, in order: the edit inside the span, blended in the fades, the source outside."""
-        count = 0
-        for i, src in enumerate(io.iter_frames(req.source)):
-            count += 1
-            if i == req.edit_index:
-                yield edited
-            elif not span.first <= i <= span.last:
-                yield src  # outside the span and its fades: the source's own frame, untouched
-            else:
-                frame = plan.unfit(result[i - span.first], src)
-                w = span.weight(i)
-                yield frame if w >= 1 else io.fade_frames(src, frame, w)
-        if count != info.n_frames:  # raised inside write_video: nothing is left at --out
-            raise InputError(f"{Path(req.source).name}: decoded {count} frames but the container reports "
-                             f"{info.n_frames}")
-
+    anchors = [stream.Anchor(int(req.edit_index), edited)]
+    job = stream.StreamJob(Path(req.source), info, anchors, stream.plan_runs(anchors, span.first, span.last),
+                           backend, settings, plan)
     audio = Path(req.source) if info.has_audio else None
-    out = sbs = None
-    try:  # a failed or stopped call leaves no result behind, not half of one
-        out = io.write_video(req.out, composed(), info.fps, audio_from=audio, notices=notices)
-        if req.side_by_side:
-            progress(0.95, "writing side by side")
-            pairs = io.side_by_side(io.iter_frames(req.source), io.iter_frames(out))
-            sbs = io.write_video(req.side_by_side, pairs, info.fps, audio_from=audio)
-    except BaseException:
-        remove_outputs([out, sbs])
-        raise
+    written: list[str] = []  # what the encoder says (audio re-encoded, odd size)
+    writers: list[FrameWriter] = []
+    ok = False
+    progress(0.02, "propagating")
+    try:
+        # Both outputs or neither: a failed or stopped call leaves what was at --out and --side-by-side as it was.
+        with _memory_errors(), staged_outputs(req.out, req.side_by_side) as (out, sbs):
+            try:  # the writers stop (and remove what they wrote) before the staged files are cleared
+                writers.append(FrameWriter(io.write_video, out, info.fps, audio_from=audio, notices=written))
+                if sbs:
+                    writers.append(FrameWriter(io.write_video, sbs, info.fps, audio_from=audio))
+                for i, src, carried in stream.stream(job, lambda f, label: progress(0.02 + 0.96 * f, label)):
+                    for tap in taps:
+                        tap.on_source(i, src)
+                    if carried is None or i == req.edit_index:
+                        frame = src if carried is None else carried  # outside the span: the source's own frame
+                    else:
+                        w = span.weight(i)
+                        frame = carried if w >= 1 else io.fade_frames(src, carried, w)
+                    for tap in taps:
+                        tap.on_result(i, frame)
+                    writers[0].put(frame)
+                    if sbs:
+                        writers[1].put(next(io.side_by_side([src], [frame])))
+                progress(0.98, "finishing the video")
+                for w in writers:
+                    w.close()
+            except BaseException:
+                for w in writers:
+                    w.abort()
+                raise
+        ok = True
+    finally:
+        for tap in taps:
+            tap.finish(ok)
+    notices += job.notices + written
     progress(1.0, "done")
     return PropagationResult(
-        out=Path(out),
-        side_by_side=Path(sbs) if sbs else None,
+        out=Path(req.out),
+        side_by_side=Path(req.side_by_side) if req.side_by_side else None,
         source_info=info,
         edit_index=int(req.edit_index),
         settings=settings,
         backend=backend.name,
         backend_label=backend.label,
-        working_size=(edited_work.shape[1], edited_work.shape[0]),
+        working_size=(info.width, info.height) if tracks else plan.work_size,
         notices=notices,
         seconds=time.perf_counter() - t0,
         span=span,

@@ -22,6 +22,13 @@ from synclora.errors import InputError
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
 
+def on_zerogpu() -> bool:
+    """True on a ZeroGPU Space, by the rule the `spaces` package itself applies (`spaces.config`): there the GPU is
+    lent per `spaces.GPU` call, CUDA is emulated at load time and each call gets its own slice. The one test the app,
+    the recipe and `doctor` share, so they cannot disagree."""
+    return os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "t", "true")
+
+
 def _var(env: str, doc: str, default: Any = None) -> Any:
     return field(default=default, metadata={"env": env, "doc": doc})
 

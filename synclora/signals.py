@@ -4,11 +4,22 @@
 Why: a Space, a queue worker, `timeout`, systemd and a closed terminal stop a process with SIGTERM or SIGHUP, whose
 default action ends it on the spot and leaves hidden `.part` files next to the outputs. Only SIGKILL cannot be
 caught; then at most a hidden, uniquely named `.part` file remains, which nothing serves or reuses.
+
+A signal can land anywhere, so three more rules:
+
+- While the entry points are still importing (`while_starting`, the first tenths of a second), nothing has been
+  written: the process ends at once with one line, instead of an exception raised inside a library's import (which
+  numpy and MediaPipe turn into an `ImportError` traceback, and some imports swallow).
+- An exception raised inside an import comes back as an `ImportError` (whose chain holds the `Terminated`, or not:
+  numpy's C import replaces it): `stop_of(exc)` and `received()` tell, so the CLI still says "stopped by SIGTERM".
+- A signal is remembered (`received`) even when some library's bare `except:` swallowed its exception: outputs are
+  never committed after it (`raise_if_stopped`, called by `paths.commit`), and the CLI ends with 128+N.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -29,17 +40,67 @@ class Terminated(KeyboardInterrupt):
         return 128 + self.signum
 
 
+def signal_name(signum: int) -> str:
+    return signal.Signals(signum).name
+
+
+_received: int | None = None  # the stop signal that arrived inside the current `stop_cleanly` block
+
+
+def received() -> int | None:
+    """The stop signal that arrived inside the current (or last) `stop_cleanly` block, if any."""
+    return _received
+
+
+def raise_if_stopped() -> None:
+    """Raise `Terminated` again if a stop signal arrived, even when its first exception was swallowed on the way.
+    Only in the main thread, the one the signal stopped (a server's workers are stopped their own way)."""
+    if _received is not None and threading.current_thread() is threading.main_thread():
+        raise Terminated(_received)
+
+
+def stop_of(exc: BaseException | None) -> KeyboardInterrupt | None:
+    """The stop (`Terminated` or Ctrl-C's `KeyboardInterrupt`) behind `exc`: itself, or one in its chain of causes
+    (an import that failed because the signal landed inside it)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def while_starting(what: str = "starting", signums: tuple[int, ...] = SIGNALS) -> None:
+    """Install, first thing in an entry point, handlers that end the process at once with one line and 128+N: while
+    modules import, nothing is written yet, and an exception raised inside an import is not one we can clean up
+    after. `stop_cleanly` replaces them for the run itself."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum, frame):
+        os.write(2, f"stopped by {signal.Signals(signum).name} while {what}; nothing was written\n".encode())
+        os._exit(128 + signum)
+
+    for s in signums:
+        signal.signal(s, handler)
+
+
 @contextlib.contextmanager
 def stop_cleanly(signums: tuple[int, ...] = SIGNALS) -> Iterator[None]:
     """Within the block, a stop signal raises `Terminated` in the main thread. After the first one, further signals
     are ignored until the block is left, so the clean-up itself cannot be cut short. Outside the main thread (where
     handlers cannot be installed) this does nothing."""
+    global _received
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous: dict[int, object] = {}
+    _received = None
 
     def handler(signum, frame):
+        global _received
+        _received = int(signum)
         for s in previous:
             signal.signal(s, signal.SIG_IGN)
         raise Terminated(signum)

@@ -4,6 +4,8 @@ import os
 
 import pytest
 
+from support.cputime import pytest_addoption, pytest_runtest_protocol, pytest_terminal_summary  # noqa: F401
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -14,7 +16,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 @pytest.fixture(scope="module")
 def base(tmp_path_factory) -> dict:
     """A small talking-face clip, its frame 0 with a red patch as PNG, and the frames (the bad-input table's base)."""
-    from synclora.testing.bad_inputs import make_base
+    from support.bad_inputs import make_base
 
     return make_base(tmp_path_factory.mktemp("base"))
 

@@ -186,7 +186,8 @@ def test_whole_workflow_in_chromium(app_url, browser, tmp_path):
     page.wait_for_selector("#report-verdict :text('Overall lag')", timeout=TIMEOUT_MS)
     assert f"Judged the edited span, frames {FRAME}–23" in page.inner_text("#report-verdict")
     assert f"The edit on frame {FRAME}" in page.inner_text("#report-verdict")  # what the edit did, in words
-    page.wait_for_selector("#report-landmarks video", timeout=TIMEOUT_MS)  # the landmark view beside the curves
+    page.click("#report-show-landmarks")  # the landmark view, made when asked for
+    page.wait_for_selector("#report-landmarks video", timeout=TIMEOUT_MS)
     mark("report")
     page.screenshot(path=str(ARTIFACTS / "browser-2-result-1280.png"), full_page=True)
     page.set_viewport_size({"width": 1920, "height": 1080})

@@ -22,10 +22,11 @@ from PIL import Image
 
 from synclora.config import PropagationSettings
 from synclora.testing import media
-from synclora.testing.bad_inputs import CASES, Case
 from synclora.ui.glue import GradioPipeline
 from synclora.ui.session import SessionFiles
 from synclora.video import io
+
+from support.bad_inputs import CASES, Case
 
 # CLI-only cases: output paths and CLI flags have no counterpart in the app (it chooses its own output names).
 _CLI_ONLY = {"out-not-mp4", "out-is-source", "out-folder-missing", "dotdot-in-paths", "seed-not-a-number",
@@ -116,16 +117,16 @@ def test_gpu_out_of_memory_is_explained_freed_and_the_next_run_works(app, base, 
     from synclora.propagate import flow
 
     calls = {"n": 0}
-    real = flow.FlowPropagator.propagate
+    real = flow.FlowPropagator.track
 
-    def oom_once(self, segment, progress=None):
+    def oom_once(self, *a, **k):
         calls["n"] += 1
         if calls["n"] == 1:
             ballast = torch.ones(10_000_000)  # held by the failing frame until memory is freed  # noqa: F841
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
-        return real(self, segment) if progress is None else real(self, segment, progress)
+        return real(self, *a, **k)
 
-    monkeypatch.setattr(flow.FlowPropagator, "propagate", oom_once)
+    monkeypatch.setattr(flow.FlowPropagator, "track", oom_once)
     freed = {"n": 0}
     from synclora import pipeline
 
@@ -148,10 +149,10 @@ def test_cli_reports_out_of_memory_in_one_line(base, tmp_path, monkeypatch, caps
     from synclora.cli import main
     from synclora.propagate import flow
 
-    def oom(self, segment, progress=None):
+    def oom(self, *a, **k):
         raise torch.OutOfMemoryError("CUDA out of memory")
 
-    monkeypatch.setattr(flow.FlowPropagator, "propagate", oom)
+    monkeypatch.setattr(flow.FlowPropagator, "track", oom)
     out = tmp_path / "o.mp4"
     rc = main(["propagate", str(base["src"]), "--edited", str(base["edited"]), "--out", str(out), "--backend", "flow",
                "--quiet"])
@@ -165,10 +166,10 @@ def test_host_memory_error_is_translated_too(base, tmp_path, monkeypatch):
     from synclora.pipeline import run_propagation
     from synclora.propagate import flow
 
-    def boom(self, segment, progress=None):
+    def boom(self, *a, **k):
         raise MemoryError()
 
-    monkeypatch.setattr(flow.FlowPropagator, "propagate", boom)
+    monkeypatch.setattr(flow.FlowPropagator, "track", boom)
     with pytest.raises(OutOfMemoryError, match="ran out of memory"):
         run_propagation(PropagationRequest(base["src"], base["edited"], tmp_path / "o.mp4",
                                            settings=PropagationSettings(backend="flow")))
@@ -339,9 +340,9 @@ def test_a_full_queue_turns_visitors_away_politely(base, tmp_path):
         app = demo.synclora
         real = app._run_propagation
 
-        def slow(req, progress=None):
+        def slow(req, progress=None, taps=()):
             gate.wait(30)  # hold the one GPU slot until every visitor has knocked
-            return real(req, progress)
+            return real(req, progress, taps)
 
         app._run_propagation = slow
         outcomes: dict[int, str] = {}

@@ -4,7 +4,7 @@ A rejected input gives exit code 2, exactly one line on stderr, no traceback, no
 in the output folder. Inputs that are awkward but usable (rotation, VFR, odd sizes, alpha, 16-bit/CMYK/palette
 images, unicode names, shell-like names) must *work*, keep frame count and fps, and say what was converted.
 Most cases run `synclora.cli.main` in-process (fast); a few run `python -m synclora` for real. The table itself
-(`synclora.testing.bad_inputs`) is shared with the app's hardening tests.
+(`support.bad_inputs`) is shared with the app's hardening tests.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ import pytest
 from synclora.cli import main
 from synclora.errors import ModelUnavailableError
 from synclora.testing import media
-from synclora.testing.bad_inputs import CASES, FPS, Case, N, webm_alpha
 from synclora.video import io
+
+from support.bad_inputs import CASES, FPS, Case, N, webm_alpha
 
 ROOT = Path(__file__).resolve().parents[1]
 

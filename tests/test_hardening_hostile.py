@@ -1,5 +1,5 @@
 """Hostile files: containers that lie about their numbers, video and image decompression bombs, odd streams, files
-that are not files. Each is made here (synclora.testing.hostile: a tiny honest clip with its boxes patched), and each
+that are not files. Each is made here (support.hostile: a tiny honest clip with its boxes patched), and each
 must be refused by `info`, `propagate` and `report` — and by the app's endpoints — with one sentence, exit code 2 or
 `gr.Error`, no traceback, nothing left behind, the input untouched, in well under a second and a few MB.
 
@@ -20,9 +20,11 @@ from PIL import Image
 
 from synclora.cli import main
 from synclora.config import PropagationSettings
-from synclora.testing import hostile, media
+from synclora.testing import media
 from synclora.ui.glue import GradioPipeline
 from synclora.ui.session import SessionFiles
+
+from support import hostile
 
 GENERIC = "Something went wrong"
 PEAK_MB = 200  # a refusal may cost this much resident memory above the forked process's own
@@ -126,7 +128,7 @@ def test_hostile_video_is_refused_by_every_command(case, tmp_path, edited):
 
 
 def test_lying_duration_costs_nothing_before_and_after_the_fix_is_the_same_sentence(tmp_path):
-    """The issue's example: a few KB whose timestamps claim centuries. Before the bound it allocated 80 GiB (here
+    """A crafted clip: a few KB whose timestamps claim centuries. Before the bound it allocated 80 GiB (here
     that is a MemoryError under the limit); now the sentence says what the file claims."""
     src = hostile.lying_duration(tmp_path)
     assert src.stat().st_size < 25_000

@@ -17,9 +17,9 @@ import pytest
 from synclora.cli import main
 from synclora.errors import InputError
 from synclora.paths import Output, atomic_output, check_input, check_outputs
-from synclora.testing import hostile
 
-ROOT_USER = hasattr(os, "geteuid") and os.geteuid() == 0  # root writes into read-only-mode folders anyway
+from support import hostile
+from support.privileges import as_plain_user, obeys_permission_bits
 
 
 def _digest(*paths: Path) -> dict:
@@ -99,7 +99,7 @@ def test_existing_folder_named_mp4_is_refused_before_the_run(work, capsys, monke
     (work["dir"] / "sbs.mp4").mkdir()
     from synclora.propagate import flow
 
-    monkeypatch.setattr(flow.FlowPropagator, "propagate", lambda *a, **k: pytest.fail("the run started"))
+    monkeypatch.setattr(flow.FlowPropagator, "track", lambda *a, **k: pytest.fail("the run started"))
     _refused(work, capsys, "existing folder")
     _refused(work, capsys, "existing folder", "--side-by-side", str(work["dir"] / "sbs.mp4"),
              out=work["dir"] / "o2.mp4")
@@ -120,13 +120,14 @@ def test_source_that_is_a_fifo_or_folder_says_what_it_is_not_not_found(work, cap
         assert rc == 2 and says in err and "not found" not in err
 
 
-@pytest.mark.skipif(ROOT_USER, reason="root may write into a read-only-mode folder")
 def test_read_only_folder_is_refused_before_the_run(work, capsys, tmp_path):
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o500)
     try:
-        _refused(work, capsys, "cannot write", out=ro / "out.mp4")
+        with as_plain_user():  # root (CI) would write into it anyway
+            assert obeys_permission_bits(ro)
+            _refused(work, capsys, "cannot write", out=ro / "out.mp4")
     finally:
         ro.chmod(0o700)
 
@@ -291,12 +292,13 @@ def test_symlink_loops_are_sentences_as_input_and_as_output(work, capsys):
     assert rc == 2 and "loop of symbolic links" in err and "Traceback" not in err
 
 
-@pytest.mark.skipif(ROOT_USER, reason="root reads any file")
 def test_unreadable_edited_image_says_permission_denied(work, capsys):
     work["edited"].chmod(0)
     try:
-        rc = main(["propagate", str(work["src"]), "--edited", str(work["edited"]), "--out",
-                   str(work["dir"] / "o.mp4"), "--backend", "flow", "--quiet"])
+        with as_plain_user():  # root (CI) reads any file otherwise
+            assert obeys_permission_bits(work["edited"])
+            rc = main(["propagate", str(work["src"]), "--edited", str(work["edited"]), "--out",
+                       str(work["dir"] / "o.mp4"), "--backend", "flow", "--quiet"])
     finally:
         work["edited"].chmod(0o600)
     err = capsys.readouterr().err

@@ -75,13 +75,13 @@ def test_a_second_signal_cannot_interrupt_the_clean_up(tmp_path):
 def _at_propagate(monkeypatch, sig):
     from synclora.propagate import flow
 
-    real = flow.FlowPropagator.propagate
+    real = flow.FlowPropagator.track
 
-    def hooked(self, segment, progress=None):
+    def hooked(self, *a, **k):
         _send(sig)
-        return real(self, segment) if progress is None else real(self, segment, progress)
+        return real(self, *a, **k)
 
-    monkeypatch.setattr(flow.FlowPropagator, "propagate", hooked)
+    monkeypatch.setattr(flow.FlowPropagator, "track", hooked)
 
 
 def _at_frame(n: int):
@@ -103,15 +103,15 @@ def _at_frame(n: int):
 
 
 def _at_reading(monkeypatch, sig):
-    from synclora import pipeline
+    from synclora.video import io
 
-    real = pipeline._read_working
+    real = io.iter_frames
 
     def hooked(*a, **k):
         _send(sig)
         return real(*a, **k)
 
-    monkeypatch.setattr(pipeline, "_read_working", hooked)
+    monkeypatch.setattr(io, "iter_frames", hooked)
 
 
 MOMENTS = {"reading": _at_reading, "propagating": _at_propagate, "writing-result": _at_frame(3),
@@ -137,16 +137,13 @@ def test_cli_stopped_at_any_moment_leaves_nothing(moment, sig, base, tmp_path, m
 def test_report_stopped_while_measuring_writes_no_json(base, tmp_path, monkeypatch, capfd):
     from synclora.metrics import landmarks
 
-    real = landmarks.extract_cues
+    real = landmarks.CueStream.add
 
-    def hooked(*a, **k):
+    def hooked(self, frame):  # the signal lands while a frame is being measured
         _send(signal.SIGTERM)
-        return real(*a, **k)
+        return real(self, frame)
 
-    monkeypatch.setattr(landmarks, "extract_cues", hooked)
-    import synclora.metrics.report as report
-
-    monkeypatch.setattr(report, "extract_cues", hooked)
+    monkeypatch.setattr(landmarks.CueStream, "add", hooked)
     rc = main(["report", str(base["src"]), str(base["src"]), "--json", str(tmp_path / "r.json"),
                "--plot", str(tmp_path / "r.png")])
     err = capfd.readouterr().err.strip()  # file descriptor 2: the face landmarker's own log would land there

@@ -54,19 +54,22 @@ _ALLOWED = {
     "errors": set(),
     "memory": set(),
     "limits": {"errors"},
-    "paths": {"errors"},
+    "paths": {"errors", "signals"},
     "signals": set(),
+    "progress": set(),  # the progress callback's type, shared by backends, the report and the LTX recipe
     "runtime": {"errors"},
     "config": {"errors", "video"},  # video.timing parses the span setting (never the other way round)
     "video": {"errors", "limits", "paths"},
     "face": {"video"},  # the face mesh, read by the sync report, the preview's face guidance and the test media
     "edit": {"errors", "limits", "memory", "paths", "runtime", "video"},
-    "ltx": {"errors", "memory", "paths", "runtime", "video"},
-    "propagate": {"config", "errors", "memory", "runtime", "face", "ltx", "video"},
-    "metrics": {"config", "errors", "edit", "face", "limits", "paths", "video"},  # config: --edit-index
+    "ltx": {"errors", "memory", "paths", "runtime", "video", "progress"},
+    "propagate": {"config", "errors", "memory", "runtime", "face", "ltx", "video", "progress"},
+    "metrics": {"config", "errors", "edit", "face", "limits", "paths", "video", "progress"},  # config: --edit-index
     "pipeline": {"config", "errors", "limits", "memory", "edit", "paths", "propagate", "video"},
     "data": {"config", "errors", "memory", "edit", "face", "ltx", "metrics", "paths", "pipeline", "propagate", "video"},
-    "train": {"config", "errors", "memory", "paths", "runtime", "data", "ltx", "video"},
+    # evaluate: runs propagations and judges them with the report's measures, into one table (train may call it)
+    "evaluate": {"config", "errors", "edit", "data", "metrics", "paths", "pipeline", "propagate", "video"},
+    "train": {"config", "errors", "memory", "paths", "runtime", "data", "evaluate", "ltx", "video"},
     "testing": {"config", "errors", "face", "metrics", "pipeline", "train", "video"},
 }
 

@@ -182,17 +182,13 @@ def test_unsupported_layouts_are_named(layouts):
         convert.connectors_config(config)
 
 
-# --- against ltx-core itself (only where the parity side environment is installed) ------------------------------------
+# --- against ltx-core itself (requirements-test.txt installs it; or the parity side environment) ----------------------
 @pytest.fixture(scope="module")
 def official():
-    try:
-        from benchmarks import ltx_official
-    except ModuleNotFoundError as exc:  # plain `pytest` (not `python -m pytest`) leaves the repository root out
-        if exc.name != "benchmarks":
-            raise
-        pytest.skip("benchmarks/ is importable only from the repository root (python -m pytest)")
+    from benchmarks import ltx_official  # importable: pyproject's pytest `pythonpath` holds the repository root
+
     if not ltx_official.side_env_available():
-        pytest.skip("ltx-core side environment not installed (run benchmarks/parity_ltx.py once)")
+        pytest.fail("ltx-core is not installed: `pip install -r requirements-test.txt` (it pins ltx-core 1.0.0)")
     ltx_official.ensure_side_env()
     return ltx_official
 

@@ -75,8 +75,8 @@ def test_vae_tiling_is_scoped_to_the_decode(on):
 @pytest.mark.parametrize("memory", ["bf16", "fp8"])
 def test_tiled_decode_only_in_the_memory_saving_modes(memory):
     from synclora.ltx.lora import LoraFile, lora_module_shapes, random_lora_state_dict
+    from synclora.ltx.recipe import build_model
     from synclora.ltx.tiny import tiny_components, tiny_prompt_embeds
-    from synclora.propagate.ltx import build_model
 
     comps = tiny_components()
     lora = LoraFile(random_lora_state_dict(lora_module_shapes(comps["transformer"]), rank=2), {}, 2)
@@ -87,8 +87,8 @@ def test_tiled_decode_only_in_the_memory_saving_modes(memory):
 
 def test_a_whole_decode_that_runs_out_of_memory_is_retried_in_tiles():
     from synclora.ltx.lora import LoraFile, lora_module_shapes, random_lora_state_dict
+    from synclora.ltx.recipe import build_model, decode_latents
     from synclora.ltx.tiny import tiny_components, tiny_prompt_embeds
-    from synclora.propagate.ltx import build_model, decode_latents
 
     comps = tiny_components()
     lora = LoraFile(random_lora_state_dict(lora_module_shapes(comps["transformer"]), rank=2), {}, 2)

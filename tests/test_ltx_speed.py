@@ -21,8 +21,8 @@ TINY = PropagationSettings(backend="synclora", model="tiny", quality="full", see
 
 def _model(memory="bf16", options=None):
     from synclora.ltx.lora import LoraFile, lora_module_shapes, random_lora_state_dict
+    from synclora.ltx.recipe import build_model
     from synclora.ltx.tiny import tiny_components, tiny_prompt_embeds
-    from synclora.propagate.ltx import build_model
 
     comps = tiny_components(seed=0)
     shapes = lora_module_shapes(comps["transformer"])
@@ -153,6 +153,7 @@ def _has_cxx() -> bool:
     return any(shutil.which(c) for c in ("g++", "c++", "clang++"))
 
 
+@pytest.mark.slow  # two AOTInductor packages compiled with g++: about a minute of CPU
 @pytest.mark.skipif(not _has_cxx(), reason="AOTInductor needs a C++ compiler on the CPU (apt-get install g++)")
 def test_aot_blocks_compile_save_load_and_match_eager(segment, baseline, tmp_path):
     """Stage 1 (Sync-LoRA on) and stage 2 (off) each get a package shared by every block; a second model loads the

@@ -212,9 +212,8 @@ def test_cli_report_with_the_edit_and_its_bad_inputs(source, tmp_path, capsys):
     assert io.probe(out_mp4).n_frames == N and out_png.read_bytes()[:4] == b"\x89PNG"
 
     base = ["report", str(src), str(res)]
-    # the old spelling `--frame K` is still accepted, as in `propagate`
     for extra in (["--landmarks", str(tmp_path / "lm.gif")], ["--edited", str(edited), "--edit-index", "999"],
-                  ["--edited", str(tmp_path / "missing.png")], ["--frame", "-1"]):
+                  ["--edited", str(tmp_path / "missing.png")], ["--edit-index", "-1"]):
         assert main(base + extra) == 2, extra
         err = capsys.readouterr().err.strip()
         assert err and "\n" not in err and "Traceback" not in err, err

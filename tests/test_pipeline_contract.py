@@ -59,8 +59,8 @@ def test_edit_keeps_timing_audio_and_frame_k(tmp_path, fps):
     k = 13
     edited_path, edited, _ = _edit(tmp_path, src, k, truth)
     out, sbs = tmp_path / "out.mp4", tmp_path / "sbs.mp4"
-    rc = main([  # the command's old spelling (`edit … --frame K`) is still accepted
-        "edit", str(src), "--edited", str(edited_path), "--frame", str(k), "--out", str(out),
+    rc = main([
+        "propagate", str(src), "--edited", str(edited_path), "--edit-index", str(k), "--out", str(out),
         "--side-by-side", str(sbs), "--backend", "flow", "--quiet",
     ])
     assert rc == 0

@@ -67,7 +67,7 @@ def test_cli_edit_end_to_end_keeps_the_video_contract(tmp_path):
 
 def test_one_forward_per_step_with_the_distilled_sigmas(prop):
     """Guidance really off (batch 1, one call per step) and exactly the distilled sigma lists, stage 1 then 2."""
-    from synclora.propagate.ltx import STAGE_1_SIGMAS, STAGE_2_SIGMAS
+    from synclora.ltx.recipe import STAGE_1_SIGMAS, STAGE_2_SIGMAS
 
     calls = []
 
@@ -117,8 +117,8 @@ def test_sync_lora_loads_without_unmatched_keys_and_changes_the_output(prop, tmp
     from peft.utils import get_peft_model_state_dict
 
     from synclora.ltx.lora import load_adapter, read_lora, released_to_diffusers
+    from synclora.ltx.recipe import SYNC_ADAPTER
     from synclora.ltx.tiny import write_tiny_lora
-    from synclora.propagate.ltx import SYNC_ADAPTER
 
     pipe = prop.model.pipe
     transformer = pipe.transformer
@@ -189,8 +189,9 @@ def test_fp8_mode_stores_float8_weights_and_keeps_lora_in_compute_dtype():
     import tempfile
 
     from synclora.ltx.lora import read_lora
+    from synclora.ltx.recipe import build_model
     from synclora.ltx.tiny import tiny_components, tiny_prompt_embeds, write_tiny_lora
-    from synclora.propagate.ltx import SyncLoRAPropagator, build_model
+    from synclora.propagate.ltx import SyncLoRAPropagator
 
     with tempfile.TemporaryDirectory() as tmp:
         sync = read_lora(write_tiny_lora(f"{tmp}/s.safetensors", rank=4, seed=1))

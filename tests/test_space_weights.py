@@ -68,7 +68,7 @@ def test_readme_front_matter_preloads_exactly_what_the_loader_reads(env):
     assert not state.problems
     assert {(f.repo, f.name) for f in state.files} == listed
     assert not any(part in name for _, name in listed for part in ("text_encoder/", "tokenizer/", "vocoder/"))
-    from synclora.ltx.components import PIPELINE_PARTS
+    from synclora.ltx.hub import PIPELINE_PARTS
 
     assert {name.split("/")[0] for repo, name in listed if repo == hub.BASE_REPO} == set(PIPELINE_PARTS)
     assert front["startup_duration_timeout"] == "1h"

@@ -199,7 +199,8 @@ def _run(clip, tmp_path, monkeypatch, spy: _Spy, **settings):
 
     def write(path, frames, fps, **kw):
         frames = list(frames)
-        captured.setdefault(Path(path).name, frames)
+        name = Path(path).name  # outputs are staged as `.<name>.<random>.part` and moved into place at the end
+        captured.setdefault(name[1:].rsplit(".", 2)[0] if name.endswith(".part") else name, frames)
         return real(path, frames, fps, **kw)
 
     monkeypatch.setattr(io, "write_video", write)

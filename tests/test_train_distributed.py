@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +18,9 @@ pytestmark = pytest.mark.slow
 
 
 def _run(args: list[str], timeout: int = 900) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    support = str(Path(__file__).resolve().parent)  # the probe is `support.ddp_probe`, a test-only module
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join(q for q in (support, os.environ.get("PYTHONPATH")) if q)}
     proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
@@ -34,7 +37,7 @@ def test_two_processes_train_together_like_one_process_with_the_doubled_batch(tm
         tgt = 255 - src
         io.write_video(pairs / f"pair{i}" / "source.mp4", src, 25)
         io.write_video(pairs / f"pair{i}" / "target.mp4", tgt, 25)
-    probe = ["-m", "synclora.testing.ddp_probe", "--data", str(pairs), "--steps", "3"]
+    probe = ["-m", "support.ddp_probe", "--data", str(pairs), "--steps", "3"]
     _run(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *probe,
           "--out", str(tmp_path / "two")])
     _run([*probe, "--out", str(tmp_path / "one"), "--grad-accum", "2"])

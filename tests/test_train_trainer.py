@@ -121,8 +121,9 @@ def _segment(settings):
 def test_saved_lora_loads_into_backend_and_changes_output(trained, tmp_path):
     from synclora.config import PropagationSettings
     from synclora.ltx.lora import read_lora
+    from synclora.ltx.recipe import build_model
     from synclora.ltx.tiny import tiny_components, tiny_prompt_embeds
-    from synclora.propagate.ltx import SyncLoRAPropagator, build_model
+    from synclora.propagate.ltx import SyncLoRAPropagator
 
     _, result, _, _ = trained
     lora = read_lora(result.lora, dtype=torch.float32)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from synclora import runtime
 from synclora.config import PropagationSettings
 from synclora.errors import InputError, ModelUnavailableError
 from synclora.testing import media
@@ -86,8 +87,12 @@ def test_gpu_duration_grows_with_frames_resolution_and_quality_and_is_clamped():
     assert gpu.gpu_seconds(100_000, big) == gpu.MAX_SECONDS
 
 
-def test_gpu_decorator_is_harmless_off_zerogpu():
-    assert not gpu.on_zerogpu()
+def test_gpu_decorator_is_harmless_off_zerogpu(monkeypatch):
+    assert not runtime.on_zerogpu()
+    for value, zero in (("true", True), ("1", True), ("T", True), ("false", False), ("", False)):
+        monkeypatch.setenv("SPACES_ZERO_GPU", value)
+        assert runtime.on_zerogpu() is zero, value  # the rule `spaces.config` applies
+    monkeypatch.delenv("SPACES_ZERO_GPU")
 
     def f(x):
         return x + 1
@@ -310,12 +315,14 @@ def test_sync_report_is_measured_once_per_result_and_forgotten_with_the_session(
     app.sync_report("src.mp4", "other.mp4", "e.png", request=_Req("s10"))
     assert len(calls) == 2
     app.end_session(_Req("s10"))
-    app.sync_report("src.mp4", "res.mp4", "e.png", request=_Req("s10"))
+    with pytest.raises(gr.Error, match="visit has ended"):  # an ended visit gets no new files
+        app.sync_report("src.mp4", "res.mp4", "e.png", request=_Req("s10"))
+    app.sync_report("src.mp4", "res.mp4", "e.png", request=_Req("s11"))  # a new visit measures again
     assert len(calls) == 3
 
 
 def test_sync_report_on_a_real_result_and_its_bad_inputs(app, tmp_path):
-    """The panel's three outputs from real files: plot, verdict with what the edit did, and the landmark view."""
+    """The panel's outputs from real files: plot and verdict with what the edit did; the landmark view on request."""
     from synclora.testing import faces
 
     src = faces.talking_clip("grace_hopper", 30)
@@ -324,7 +331,9 @@ def test_sync_report_on_a_real_result_and_its_bad_inputs(app, tmp_path):
     edited = tmp_path / "edited.png"
     Image.fromarray(good[7]).save(edited)
     plot, md, view = app.sync_report(str(video), str(result), str(edited), 7, request=_Req("s12"))
-    assert Path(plot).is_file() and Path(view).is_file() and io.probe(view).n_frames == 30
+    assert Path(plot).is_file() and view is None  # the landmark view only when asked for
+    view = app.landmark_view(str(video), str(result), str(edited), 7, request=_Req("s12"))
+    assert Path(view).is_file() and io.probe(view).n_frames == 30
     assert md.startswith("#### In sync") and "both eyes are hidden by the edit, not judged" in md
     assert "The edit on frame 7: left eye **hidden**, right eye **hidden**, mouth **unchanged**" in md
     # an edit frame past the end is ignored (the best-matching frame is found), not an error
@@ -332,6 +341,7 @@ def test_sync_report_on_a_real_result_and_its_bad_inputs(app, tmp_path):
     assert "The edit on frame 7" in md2
     with pytest.raises(gr.Error, match=r"Edited image not found: missing\.png\."):
         app.sync_report(str(video), str(result), str(tmp_path / "missing.png"), 7, request=_Req("s12"))
-    with pytest.raises(gr.Error, match="frames"):
-        short = io.write_video(tmp_path / "short.mp4", good[:10], 25)
-        app.sync_report(str(video), str(short), str(edited), 7, request=_Req("s12"))
+    # a result cut short is judged over the time both cover, and that is said
+    short = io.write_video(tmp_path / "short.mp4", good[:10], 25)
+    _, md3, _ = app.sync_report(str(video), str(short), str(edited), 7, request=_Req("s12"))
+    assert "The result lasts 0.40 s (10 frames) and the source 1.20 s (30 frames)" in md3

@@ -30,6 +30,7 @@ from synclora.data.cluster import Ranks
 from synclora.data.manifest import read_manifest
 from synclora.data.pairs import Pair, discover_pairs
 from synclora.errors import InputError
+from synclora.metrics.scores import CUE_GROUPS, MAX_FACE_LOST, MAX_IDENTITY_DISTANCE, MIN_EDIT_KEPT
 from synclora.paths import Output, atomic_output, check_outputs
 
 SCORE_VERSION = 2  # bump when the meaning of a stored score changes: old lines are then re-measured
@@ -46,9 +47,9 @@ class CurationThresholds:
     min_blink_f1: float = 0.99  # blinks matched as events (2·matched / (source + target blinks)); 1 = all matched
     max_abs_lag: int = 0  # overall lag in frames; any lag is a sync failure
     min_motion_ratio: float = 0.4  # target motion / source motion of every moving cue (below: frozen)
-    max_identity_distance: float = 0.6  # target face vs edit.png (dlib distance; only when edit.png exists)
-    max_face_lost: float = 0.02  # fraction of the source's face frames with no face in the target
-    min_edit_kept: float = 0.5  # share of the edit's change the target keeps at its place, worst 2-frame stretch
+    max_identity_distance: float = MAX_IDENTITY_DISTANCE  # target face vs edit.png (dlib; only with edit.png)
+    max_face_lost: float = MAX_FACE_LOST  # fraction of the source's face frames with no face in the target
+    min_edit_kept: float = MIN_EDIT_KEPT  # share of the edit's change kept in place, worst 2-frame stretch
     max_lag_search: int = 5  # lags searched, in frames
 
     def to_dict(self) -> dict:
@@ -64,9 +65,7 @@ class CurationThresholds:
 
 
 # Cue groups of the sync report → the paper's four cues.
-_POSE = ("yaw", "pitch", "roll")
-_GAZE = ("gaze_x", "gaze_y")
-_EYES = ("left_eye", "right_eye")
+_POSE, _GAZE, _EYES = CUE_GROUPS["head"], CUE_GROUPS["gaze"], CUE_GROUPS["eyes"]  # the report's own cue groups
 
 
 def _num(v) -> float | None:

@@ -1,9 +1,12 @@
-"""Make candidate pairs: (source clip, edited frame) → PAIRS/<name>/{source.mp4, target.mp4, edit.png, meta.json}.
+"""Pairs made by propagation (`generate --from-backend`): (source clip, edited frame) → PAIRS/<name>/{source.mp4,
+target.mp4, edit.png, meta.json}.
 
-The target is made by `pipeline.run_propagation` with any backend, the same call the CLI and the app use, so a pair is
-exactly what this project would produce for that edit. The paper generated its pairs with Wan2.2 image-to-video
-from an original and an edited still (docs/METHOD.md); here any propagator (flow on CPU, Sync-LoRA on GPU, or a new
-base model registered as a backend) is the generator, and `curate` decides which pairs are in sync enough to train on.
+Not the paper's way of making training data: the paper animates an original and an edited *still* with an
+image-to-video model (`generate --stills`, `data/stills.py`; docs/METHOD.md, docs/TRAINING.md). A pair made here has a
+target produced by one of this project's backends, so a LoRA trained on it learns that backend's output, artefacts
+included: use it for smoke runs, for distilling a backend, or for pairs from clips you already have. The target is
+made by `pipeline.run_propagation`, the same call the CLI and the app use; `curate` decides which pairs are in sync
+enough to train on.
 
 Matching sources with edits: an edit named `<clip stem>.png` or `<clip stem>__<tag>.png` belongs to that clip (one
 clip may have several edits; the pair is named `<clip stem>` or `<clip stem>__<tag>`). With exactly one source and

@@ -26,12 +26,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from synclora.errors import InputError, ModelUnavailableError
 from synclora.ltx.prompt import FrozenConnectors
-
-FRAME_RATE = 25.0  # LTX-2.3 and Sync-LoRA train at 25 fps; RoPE time is frame / fps
+from synclora.ltx.recipe import FRAME_RATE, STAGE_1_SIGMAS, STAGE_2_NOISE_SCALE, STAGE_2_SIGMAS
 
 
 @dataclass(frozen=True)
@@ -57,8 +55,6 @@ class ClipSettings:
             raise InputError(f"quality must be full or preview, got {self.quality!r}")
 
     def to_dict(self) -> dict:
-        from synclora.propagate.ltx import STAGE_1_SIGMAS, STAGE_2_NOISE_SCALE, STAGE_2_SIGMAS
-
         return dict(width=self.width, height=self.height, num_frames=self.num_frames, fps=FRAME_RATE,
                     quality=self.quality, stage_1_sigmas=STAGE_1_SIGMAS,
                     stage_2_sigmas=STAGE_2_SIGMAS if self.quality == "full" else None,
@@ -149,7 +145,7 @@ class ImageToVideo:
 
         if not contexts:
             raise ValueError("no motion prompt was encoded")
-        self.model = model  # propagate.ltx.LoadedModel
+        self.model = model  # ltx.recipe.LoadedModel
         self.contexts = contexts
         shared = model.pipe
         self.pipe = LTX2ConditionPipeline(
@@ -179,66 +175,16 @@ class ImageToVideo:
         backend = registry.get(PropagationSettings(backend="synclora", model=model, memory=memory))
         return cls(backend.model, contexts)
 
-    @torch.no_grad()
     def __call__(self, image: np.ndarray, prompt: str, seed: int, clip: ClipSettings) -> np.ndarray:
         """(num_frames, height, width, 3) uint8; `image` is (height, width, 3) uint8 at the clip's size."""
-        from diffusers.pipelines.ltx2.pipeline_ltx2_condition import LTX2VideoCondition
+        from synclora.ltx.recipe import run_two_stages
 
-        from synclora.ltx.vae import to_uint8
-        from synclora.propagate.ltx import (
-            NO_GUIDANCE,
-            STAGE_1_SIGMAS,
-            STAGE_2_NOISE_SCALE,
-            STAGE_2_SIGMAS,
-            condition_image,
-            decode_latents,
-            on_device,
-        )
-
-        model, pipe = self.model, self.pipe
-        h, w, t = clip.height, clip.width, clip.num_frames
+        h, w = clip.height, clip.width
         if image.shape != (h, w, 3):
             raise ValueError(f"image is {image.shape}, the clip {h}x{w}")
         context = self.contexts[prompt]
-        # The still at the clip's size for both stages, compressed there and resized by the pipeline (as the
-        # Sync-LoRA recipe and ltx-pipelines do).
-        still = condition_image(np.array(image))  # a writable copy (an edit may come back as a read-only view)
-        with model.lock:  # the transformer is shared with the Sync-LoRA backend: one call at a time
-            pipe.connectors = context
-            model.pipe.disable_lora()
-            try:
-                generator = torch.Generator(device=model.device).manual_seed(int(seed))  # one for both stages
-                common = dict(
-                    prompt_embeds=context.video.new_zeros(1, context.mask.shape[1], 1),  # ignored by the context
-                    prompt_attention_mask=context.mask,
-                    num_frames=t,
-                    frame_rate=FRAME_RATE,
-                    generator=generator,
-                    output_type="latent",
-                    return_dict=False,
-                    **NO_GUIDANCE,
-                )
-                latents, audio_latents = pipe(
-                    conditions=[LTX2VideoCondition(frames=still, index=0, strength=1.0, crf=model.crf)],
-                    height=h // 2, width=w // 2, sigmas=STAGE_1_SIGMAS, **common,
-                )
-                if clip.quality == "full":
-                    with on_device(model.parked_upsampler):
-                        latents = model.upsample_pipe(
-                            latents=latents, latents_normalized=False, output_type="latent", return_dict=False
-                        )[0]
-                    latents, _ = pipe(
-                        conditions=[LTX2VideoCondition(frames=still, index=0, strength=1.0, crf=model.crf)],
-                        latents=latents, audio_latents=audio_latents, height=h, width=w, sigmas=STAGE_2_SIGMAS,
-                        noise_scale=STAGE_2_NOISE_SCALE, **common,
-                    )
-                video = decode_latents(model, latents)
-            finally:
-                model.pipe.enable_lora()
-        if video.shape[-2:] != (h, w):  # preview: stage 1 is half size
-            video = F.interpolate(video[0].float().permute(1, 0, 2, 3), size=(h, w), mode="bilinear",
-                                  align_corners=False).permute(1, 0, 2, 3)[None]
-        frames = to_uint8(video)
-        if frames.shape[0] != t:
-            raise RuntimeError(f"the model returned {frames.shape[0]} frames for {t}")
-        return frames
+        with self.model.lock:  # the transformer is shared with the Sync-LoRA backend: one call at a time
+            self.pipe.connectors = context
+            # A writable copy of the still (an edit may come back as a read-only view); the adapter stays off.
+            return run_two_stages(self.model, np.array(image), num_frames=clip.num_frames, height=h, width=w,
+                                  seed=seed, quality=clip.quality, pipe=self.pipe, prompt_mask=context.mask)

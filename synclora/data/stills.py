@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from synclora.data.cluster import Ranks, stable_int, write_json_atomic
-from synclora.data.i2v import FRAME_RATE, ClipSettings
+from synclora.data.i2v import ClipSettings
 from synclora.data.pairs import (
     EDIT_NAME,
     SOURCE_NAME,
@@ -49,6 +49,7 @@ from synclora.data.pairs import (
     write_meta,
 )
 from synclora.errors import InputError, ModelUnavailableError, SyncloraError
+from synclora.ltx.recipe import FRAME_RATE
 
 STILL_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 MAX_PROMPT_CHARS = 2000  # LTX prompts are long descriptions; anything longer is not a prompt

@@ -62,7 +62,10 @@ def load_image(path: str | Path, what: str = "edited image") -> tuple[np.ndarray
     check_image(path, what)
     notices: list[str] = []
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():  # within our limit (checked above): Pillow's warning is noise
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+        with im:
             frames = getattr(im, "n_frames", 1)
             if frames > 1:
                 raise InputError(
@@ -82,15 +85,14 @@ def load_image(path: str | Path, what: str = "edited image") -> tuple[np.ndarray
 def _to_rgb(im: Image.Image, notices: list[str]) -> np.ndarray:
     mode = im.mode
     if mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(im, dtype=np.float64)
-        hi = 65535.0 if arr.max() > 255 else 255.0
-        arr = np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        arr = np.asarray(im)
+        hi = 65535 if arr.max() > 255 else 255
         notices.append("16-bit image converted to 8-bit")
-        return np.repeat(arr[..., None], 3, axis=2)
+        return _grey_to_rgb(arr, lambda b: np.clip((b.astype(np.int64) * 255 + hi // 2) // hi, 0, 255))
     if mode == "F":
-        arr = np.asarray(im, dtype=np.float64)
-        arr = np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
-        return np.repeat(arr[..., None], 3, axis=2)
+        arr = np.asarray(im)
+        scale = np.float32(255.0 if arr.max() <= 1.0 else 1.0)
+        return _grey_to_rgb(arr, lambda b: np.clip(b * scale, 0, 255))
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
         rgba = im.convert("RGBA")
         alpha = np.asarray(rgba)[..., 3]
@@ -107,3 +109,15 @@ def _to_rgb(im: Image.Image, notices: list[str]) -> np.ndarray:
     if mode.startswith("RGB") and mode != "RGB":  # e.g. 16-bit-per-channel RGB from some decoders
         notices.append("image converted to 8-bit RGB")
     return np.asarray(im.convert("RGB"))
+
+
+_ROWS = 64  # rows converted at a time: the wide temporaries stay a few MB whatever the image's size
+
+
+def _grey_to_rgb(arr: np.ndarray, to_8bit) -> np.ndarray:
+    """(H, W, 3) uint8 from a 16/32-bit or float greyscale array, a block of rows at a time, so a deep image costs
+    what an 8-bit one does (the whole image converted to float64 at once once cost twice as much)."""
+    out = np.empty(arr.shape + (3,), np.uint8)
+    for r in range(0, arr.shape[0], _ROWS):
+        out[r: r + _ROWS] = to_8bit(arr[r: r + _ROWS]).astype(np.uint8)[..., None]
+    return out

@@ -7,9 +7,56 @@ Shared by the sync report (`metrics.landmarks`: cues per frame), the CPU preview
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
 
 import numpy as np
+
+
+@contextlib.contextmanager
+def quiet_native_stderr(said: Callable[[BaseException], bool] | None = None) -> Iterator[None]:
+    """Hold back what MediaPipe's C++ (absl, TFLite) writes straight to file descriptor 2 meanwhile ("Created TensorFlow
+    Lite XNNPACK delegate", "Feedback manager requires ..."): no environment variable silences it, and a user must see
+    only what synclora says. Kept in a temporary file and written out after all if the block fails, unless with a stop
+    signal or an error for which `said(exc)` is true (one that carries its own one-line sentence). For graph start-up
+    and whole measurements on the calling thread, before worker threads write to stderr."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no stderr to speak of
+        yield
+        return
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        quiet = False
+        try:
+            yield
+            quiet = True
+        except KeyboardInterrupt:
+            quiet = True
+            raise
+        except Exception as exc:
+            quiet = said is not None and said(exc)
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            if not quiet:
+                held.seek(0)
+                sys.stderr.write(held.read().decode(errors="replace"))
+
+
+def count_faces(frames: np.ndarray, picks: list[int], min_confidence: float) -> list[int]:
+    """Faces MediaPipe's face detector (the face mesh's own) finds on each picked frame (a few ms each)."""
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    import mediapipe as mp
+
+    with mp.solutions.face_detection.FaceDetection(model_selection=0, min_detection_confidence=min_confidence) as det:
+        return [len(det.process(np.ascontiguousarray(frames[i])).detections or []) for i in picks]
 
 
 def landmark_array(landmarks) -> np.ndarray:

@@ -23,6 +23,17 @@ FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365
              149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109)
 NOSE = (168, 6, 197, 195, 5, 4, 1, 19, 94, 2, 98, 97, 326, 327, 294, 278, 344, 440, 275, 45, 220, 115, 48, 64)
 NOSE_TIP, NOSE_BRIDGE, FOREHEAD, CHIN = 1, 168, 10, 152
+# How open each opening (the mouth, the right eye, the left eye) is: (upper, lower) landmark pairs whose mean distance
+# says it.
+OPENINGS = (((13, 14), (82, 87), (312, 317)), ((159, 145), (158, 153), (160, 144)),
+            ((386, 374), (385, 380), (387, 373)))
+
+
+def tessellation() -> set[tuple[int, int]]:
+    """The mesh's edges (MediaPipe's tessellation), each as (lower index, higher index)."""
+    from mediapipe.python.solutions.face_mesh_connections import FACEMESH_TESSELATION
+
+    return {tuple(sorted(e)) for e in FACEMESH_TESSELATION}
 
 
 def sides(ring: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:

@@ -24,9 +24,8 @@ UPSAMPLER_CONFIG = dict(
     temporal_upsample=False,
     use_rational_resampler=False,
 )
-# What the two-stage recipe loads from the base folder (the upsampler comes from its own file; the list lives with
-# the Hub file list, which must preload exactly these) and what training needs.
-PIPELINE_PARTS = hub.PIPELINE_PARTS
+# What training needs of the base folder (the recipe loads `hub.PIPELINE_PARTS`, listed with the Hub files, which
+# must preload exactly these; the upsampler comes from its own file).
 TRAINING_PARTS = ("transformer", "connectors", "vae")
 
 
@@ -34,7 +33,7 @@ def load_components(
     model: str,
     dtype: torch.dtype,
     *,
-    parts: tuple[str, ...] = PIPELINE_PARTS,
+    parts: tuple[str, ...] = hub.PIPELINE_PARTS,
     base_dir: Path | None = None,
     upsampler: Path | None = None,
     prompt_cache: Path | None = None,
@@ -123,11 +122,3 @@ def _load_upsampler(path: Path, dtype: torch.dtype):
     upsampler.load_state_dict(load_file(str(path)), strict=True)
     return upsampler.to(dtype)
 
-
-def place(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> None:
-    """Move to `device` and cast to `dtype`, each only if needed (a 19 B-parameter no-op cast still costs)."""
-    param = next(module.parameters())
-    if param.device != torch.device(device):
-        module.to(device)
-    if param.dtype != dtype:
-        module.to(dtype)

@@ -433,7 +433,7 @@ def build_component(component: str, state_dict: dict, config: dict, dtype: torch
 
 def load_released(checkpoint: str | Path, upsampler: str | Path | None = None, dtype: torch.dtype | None = None,
                   device: str | torch.device = "cpu") -> dict:
-    """The `components` dict `propagate.ltx.build_model` takes, from released single-file checkpoints.
+    """The `components` dict `ltx.recipe.build_model` takes, from released single-file checkpoints.
 
     Keys: transformer, connectors, vae, audio_vae, scheduler (+ latent_upsampler when `upsampler` is given).
     """

@@ -36,16 +36,16 @@ SYNC_LORA_FILE = "ltx-2.3-sync-lora-3d1t-r256.safetensors"
 PIPELINE_PARTS = ("transformer", "connectors", "vae", "audio_vae", "scheduler")
 TEXT_PARTS = ("text_encoder", "tokenizer")  # Gemma 3: only for making the prompt cache, never at run time
 
-_WEIGHTS = "diffusion_pytorch_model"
+WEIGHTS_STEM = "diffusion_pytorch_model"
 
 
 def _single(part: str) -> tuple[str, ...]:
-    return (f"{part}/config.json", f"{part}/{_WEIGHTS}.safetensors")
+    return (f"{part}/config.json", f"{part}/{WEIGHTS_STEM}.safetensors")
 
 
 def _sharded(part: str, n: int) -> tuple[str, ...]:
-    shards = tuple(f"{part}/{_WEIGHTS}-{i:05d}-of-{n:05d}.safetensors" for i in range(1, n + 1))
-    return (f"{part}/config.json", f"{part}/{_WEIGHTS}.safetensors.index.json", *shards)
+    shards = tuple(f"{part}/{WEIGHTS_STEM}-{i:05d}-of-{n:05d}.safetensors" for i in range(1, n + 1))
+    return (f"{part}/config.json", f"{part}/{WEIGHTS_STEM}.safetensors.index.json", *shards)
 
 
 @dataclass(frozen=True)

@@ -322,7 +322,7 @@ def encode_text(
     connectors: torch.nn.Module, embeds: torch.Tensor, mask: torch.Tensor, device: torch.device, dtype: torch.dtype
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run the text connectors once on the cached embedding: (video context, audio context, context mask)."""
-    from synclora.ltx.components import place
+    from synclora.ltx.device import place
 
     place(connectors, device, dtype)
     return connectors(embeds.to(device=device, dtype=dtype), mask.to(device), padding_side="left")

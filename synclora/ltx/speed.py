@@ -24,7 +24,7 @@ model by `SpeedOptions.from_runtime`):
   them there loads them and runs compiled from its first call, with no warm-up (on ZeroGPU: compile inside a
   `@spaces.GPU` start-up call, or ship the folder).
 
-The model given to these functions is the recipe's `LoadedModel` (`propagate.ltx`), used by its attributes only: the
+The model given to these functions is the recipe's `LoadedModel` (`ltx.recipe`), used by its attributes only: the
 LTX core does not import the recipe. What the AoT capture runs (the backend, once) is passed in as `run`.
 """
 
@@ -367,7 +367,7 @@ def load_aot(model, folder: str | Path) -> AotBlocks:
 
 
 def apply(model, options: SpeedOptions, run: Callable[[object], object] | None = None, log=print) -> list[str]:
-    """The levers chosen in `options`, applied to a built model (`propagate.ltx.build_model`'s hook). `run(model)`
+    """The levers chosen in `options`, applied to a built model (`ltx.recipe.build_model`'s hook). `run(model)`
     runs the backend once on the model (AoT compile captures the blocks' inputs from it)."""
     notes = []
     if options.attention:

@@ -287,7 +287,7 @@ def _save_part(module, folder: Path, files: tuple[str, ...]) -> None:
 
     from safetensors.torch import save_file
 
-    from synclora.ltx.hub import _WEIGHTS
+    from synclora.ltx.hub import WEIGHTS_STEM
 
     if not isinstance(module, torch.nn.Module):  # the scheduler
         module.save_config(folder)
@@ -296,7 +296,7 @@ def _save_part(module, folder: Path, files: tuple[str, ...]) -> None:
     sd = {k: v.detach().contiguous() for k, v in module.state_dict().items()}
     shards = [Path(f).name for f in files if f.endswith(".safetensors") and "-of-" in f]
     if not shards:
-        save_file(sd, str(folder / f"{_WEIGHTS}.safetensors"), metadata={"format": "pt"})
+        save_file(sd, str(folder / f"{WEIGHTS_STEM}.safetensors"), metadata={"format": "pt"})
         return
     keys = list(sd)
     per = -(-len(keys) // len(shards))
@@ -307,7 +307,7 @@ def _save_part(module, folder: Path, files: tuple[str, ...]) -> None:
         weight_map.update({k: name for k in part})
     total = sum(v.numel() * v.element_size() for v in sd.values())
     index = {"metadata": {"total_size": total}, "weight_map": weight_map}
-    (folder / f"{_WEIGHTS}.safetensors.index.json").write_text(json.dumps(index, indent=2))
+    (folder / f"{WEIGHTS_STEM}.safetensors.index.json").write_text(json.dumps(index, indent=2))
 
 
 def _write_snapshot(cache: Path, repo: str, files: dict[str, Path], commit: str) -> Path:

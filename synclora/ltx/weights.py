@@ -35,7 +35,6 @@ from synclora.paths import atomic_output
 
 log = logging.getLogger(__name__)
 
-BASE_SUBFOLDERS = PIPELINE_PARTS
 TEXT_SUBFOLDERS = hub.TEXT_PARTS  # Gemma 3: fetched only to make the prompt cache
 LOCK_NAME = "weights.lock.json"
 LOCAL_BASE = "LTX-2.3-Diffusers"  # the base repository's folder inside SYNCLORA_WEIGHTS_DIR
@@ -67,7 +66,7 @@ class WeightPaths:
     revisions: dict = field(default_factory=dict)
 
     def missing(self) -> list[str]:
-        out = [str(self.base_dir / sub) for sub in BASE_SUBFOLDERS if not (self.base_dir / sub).is_dir()]
+        out = [str(self.base_dir / sub) for sub in PIPELINE_PARTS if not (self.base_dir / sub).is_dir()]
         out += [str(p) for p in (self.distilled_lora, self.upsampler, self.sync_lora) if not p.is_file()]
         return out
 
@@ -250,7 +249,7 @@ def _fetch(revs: dict, include_text_encoder: bool, local_dir: Path | None) -> We
     from huggingface_hub import hf_hub_download, snapshot_download
 
     # Whole subfolders, so the shards come whatever their names (the loader follows each part's index).
-    parts = BASE_SUBFOLDERS + (TEXT_SUBFOLDERS if include_text_encoder else ())
+    parts = PIPELINE_PARTS + (TEXT_SUBFOLDERS if include_text_encoder else ())
     kw = dict(local_files_only=offline(), cache_dir=str(hub.cache_dir()))
     base = Path(snapshot_download(BASE_REPO, revision=revs[BASE_REPO], allow_patterns=[f"{p}/*" for p in parts],
                                   **kw))

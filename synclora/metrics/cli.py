@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
-import sys
-import tempfile
 from pathlib import Path
 
 from synclora import config
-from synclora.errors import SyncloraError
+from synclora.errors import user_error
+from synclora.face.mesh import quiet_native_stderr
 
 
 def register(subparsers) -> None:
@@ -34,37 +31,11 @@ def register(subparsers) -> None:
     p.add_argument("--landmarks", type=Path, default=None, metavar="OUT.mp4",
                    help="write the landmark view: source and result side by side with their face landmarks")
     p.add_argument("--max-lag", type=int, default=5, help="largest lag searched, in frames (default 5)")
-    which = p.add_mutually_exclusive_group()
-    which.add_argument("--range", type=int, nargs=2, default=None, metavar=("START", "STOP"),
-                       help="compare frames START..STOP-1 of both videos (needed when their lengths differ)")
-    which.add_argument("--span", default=None, metavar="START:END",
-                       help="judge only the edited span, as `propagate --span` takes it (frames 12:40 or seconds "
-                       "2s:5.5s); the frames outside it are the source's own")
+    p.add_argument("--span", default=None, metavar="START:END",
+                   help="judge only these frames, as `propagate --span` takes them (frames 12:40, both inclusive, or "
+                   "seconds 2s:5.5s): the edited span, or the frames both videos share when their lengths differ")
     p.add_argument("--min-corr", type=float, default=None, help="per-cue correlation below this is out of sync")
     p.set_defaults(func=run)
-
-
-@contextlib.contextmanager
-def _quiet_native_stderr():
-    """MediaPipe/TFLite print start-up warnings from C++ straight to fd 2; hold them back unless something fails."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), 2)
-        ok = False
-        try:
-            yield
-            ok = True
-        except (SyncloraError, KeyboardInterrupt):
-            ok = True  # a user error or a stop signal: its own one-line message is enough
-            raise
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            if not ok:
-                tmp.seek(0)
-                sys.stderr.write(tmp.read().decode(errors="replace"))
 
 
 def check_paths(args: argparse.Namespace) -> None:
@@ -102,34 +73,34 @@ def run(args: argparse.Namespace) -> int:
     th = SyncThresholds()
     if args.min_corr is not None:
         th.min_corr = args.min_corr
-    frame_range = tuple(args.range) if args.range else None
+    frame_range = None
     if args.span:
         from synclora.video import io, timing
 
         span = timing.resolve_span(args.span, io.probe(args.source))
         frame_range = (span.start, span.end + 1)
-    with _quiet_native_stderr():
-        report = compare_videos(
-            args.source,
-            args.result,
-            edited_frame=args.edited,
-            edit_index=args.edit_index,
-            frame_range=frame_range,
-            max_lag=args.max_lag,
-            thresholds=th,
-            landmarks_video=args.landmarks,
-        )
-    written: dict[str, Path | None] = {"json": None, "plot": None, "landmarks": report.landmarks_video}
-    try:  # a failed or stopped call leaves none of its outputs, not some of them
-        if args.json:
-            written["json"] = report.save_json(args.json)
-        if args.plot:
-            written["plot"] = report.plot(args.plot)
-    except BaseException:
-        from synclora.paths import remove_outputs
+    from synclora.paths import staged_outputs
 
-        remove_outputs(list(written.values()))
-        raise
+    # All outputs or none, and a failed or stopped call leaves what was at --json, --plot and --landmarks as it was.
+    with staged_outputs(args.json, args.plot, args.landmarks) as (json_tmp, plot_tmp, landmarks_tmp):
+        with quiet_native_stderr(said=lambda exc: user_error(exc) is not None):  # its own sentence is enough
+            report = compare_videos(
+                args.source,
+                args.result,
+                edited_frame=args.edited,
+                edit_index=args.edit_index,
+                frame_range=frame_range,
+                max_lag=args.max_lag,
+                thresholds=th,
+                landmarks_video=landmarks_tmp,
+            )
+        if report.landmarks_video is not None:
+            report.landmarks_video = Path(args.landmarks)  # where it will be once committed (the JSON says so too)
+        if json_tmp is not None:
+            report.save_json(json_tmp)
+        if plot_tmp is not None:
+            report.plot(plot_tmp)
+    written = {"json": args.json, "plot": args.plot, "landmarks": report.landmarks_video}
     print(report.summary())
     for label, path in written.items():
         if path is not None:

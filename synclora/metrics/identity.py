@@ -87,11 +87,16 @@ def sample_frames(face: np.ndarray, max_frames: int) -> tuple[list[int], int]:
 def score_identity(ref_desc: np.ndarray, frames: dict[int, np.ndarray], boxes: np.ndarray, every: int,
                    max_distance: float) -> IdentityScore | None:
     """Compare the given result frames (index → RGB frame) to the reference descriptor."""
-    if not frames:
+    return score_descriptors(ref_desc, {i: descriptor(frames[i], boxes[i]) for i in frames}, every, max_distance)
+
+
+def score_descriptors(ref_desc: np.ndarray, descs: dict[int, np.ndarray], every: int,
+                      max_distance: float) -> IdentityScore | None:
+    """Compare result frames' descriptors (index → descriptor, made as the frames passed) to the reference's."""
+    if not descs:
         return None
-    idx = sorted(frames)
-    descs = np.stack([descriptor(frames[i], boxes[i]) for i in idx])
-    sim, dist = compare_descriptors(ref_desc, descs)
+    idx = sorted(descs)
+    sim, dist = compare_descriptors(ref_desc, np.stack([descs[i] for i in idx]))
     return IdentityScore(
         mean_similarity=float(sim.mean()),
         min_similarity=float(sim.min()),

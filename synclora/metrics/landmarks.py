@@ -21,8 +21,8 @@ import numpy as np
 from synclora.errors import InputError
 from synclora.face.mesh import FaceMeshTracker
 from synclora.face.parts import FACE_OVAL
+from synclora.progress import ProgressFn
 
-ProgressFn = Callable[[float, str], None]
 FrameHook = Callable[[int, object, "np.ndarray | None", int], None]
 
 # Cue names, in plot order. left/right are the subject's own (MediaPipe's "left eye" is on the image's right).
@@ -173,6 +173,80 @@ def _as_frames(video, frame_range: tuple[int, int] | None = None):
     return arr, arr.shape[0], None, (arr.shape[2], arr.shape[1])
 
 
+class CueStream:
+    """The one cue extractor: frames go in one at a time, in order; `track()` gives the CueTrack.
+
+    A file decoded for the report, an array, and the frames a propagation streams past (`synclora.metrics.tap`) all
+    go through `add`, so every route measures the same numbers for the same frames. Keeps per-frame numbers only
+    (and the `keep_every` frames asked for); the tracker is one per video (it tracks the face frame to frame).
+    `on_frame(i, frame, landmarks or None, k)` sees every frame as it passes (a lazy frame: `reduced(k)` is the image
+    the landmarker saw) — the edit-kept score, identity and the landmark view ride on it.
+    """
+
+    def __init__(self, *, face_px: int = 192, search_side: int = 640, static: bool = False, keep_every: int = 0,
+                 on_frame: FrameHook | None = None):
+        self.keep_every = keep_every
+        self.on_frame = on_frame
+        self.kept: dict[int, np.ndarray] = {}
+        self.size: tuple[int, int] | None = None
+        self._rows: list[tuple[float, ...] | None] = []
+        self._boxes: list[tuple[float, float, float, float]] = []
+        self._tracker = FaceMeshTracker(face_px=face_px, search_side=search_side, static=static)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def add(self, frame) -> np.ndarray | None:
+        """Measure the next frame (an RGB uint8 array or a lazy frame); its landmarks, or None without a face."""
+        from synclora.video.lazy import as_frame
+
+        frame = as_frame(frame)
+        i = len(self._rows)
+        if self.size is None:
+            self.size = (frame.width, frame.height)
+        k = self._tracker.scale(frame.width, frame.height)
+        pts = self._tracker.landmarks(frame)
+        if self.on_frame is not None:
+            self.on_frame(i, frame, pts, k)
+        if self.keep_every and i % self.keep_every == 0:
+            self.kept[i] = frame.rgb()
+        if pts is None:
+            self._rows.append(None)
+            self._boxes.append((np.nan,) * 4)
+        else:
+            c = cues_from_landmarks(pts)
+            self._rows.append(tuple(c[name] for name in _ALL_CUES))
+            self._boxes.append((pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max()))
+        return pts
+
+    def close(self) -> None:
+        self._tracker.close()
+
+    def __enter__(self) -> CueStream:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def track(self, fps: float | None = None, size: tuple[int, int] | None = None) -> CueTrack:
+        """The cues of every frame added so far (`size`: the video's (w, h); default: the first frame's)."""
+        t = len(self._rows)
+        if t == 0:
+            raise InputError("the video has no frames")
+        face = np.array([r is not None for r in self._rows], dtype=bool)
+        table = np.full((t, len(_ALL_CUES)), np.nan)
+        for i, r in enumerate(self._rows):
+            if r is not None:
+                table[i] = r
+        cues = {name: table[:, j].copy() for j, name in enumerate(_ALL_CUES)}
+        notes = [] if face.any() else ["no face found in any frame"]
+        return CueTrack(cues=cues, face=face, boxes=np.array(self._boxes, dtype=np.float64),
+                        size=size or self.size or (0, 0), fps=fps, notes=notes, kept=dict(self.kept))
+
+
+_ALL_CUES = CUE_NAMES + EYE_GAZE_NAMES
+
+
 def extract_cues(
     video,
     progress: ProgressFn | None = None,
@@ -184,42 +258,16 @@ def extract_cues(
     keep_every: int = 0,
     on_frame: FrameHook | None = None,
 ) -> CueTrack:
-    """Cues for every frame of `video` (a path or a (T, H, W, 3) uint8 RGB array).
+    """Cues for every frame of `video` (a path or a (T, H, W, 3) uint8 RGB array), through `CueStream`.
 
-    `keep_every=n` keeps every n-th frame (index → RGB) in `track.kept` for later per-frame models (identity),
-    so a file is decoded once. `on_frame(i, frame, landmarks or None, k)` sees every frame as it passes (a lazy
-    frame: `reduced(k)` is the image the landmarker saw) — the edit-kept score and the landmark view ride on it.
+    `keep_every=n` keeps every n-th frame (index → RGB) in `track.kept` for later per-frame models, so a file is
+    decoded once. `on_frame`: see `CueStream`.
     """
-    from synclora.video.lazy import as_frame
-
     frames, n_hint, fps, size = _as_frames(video, frame_range)
-    kept: dict[int, np.ndarray] = {}
-    rows: list[dict[str, float] | None] = []
-    boxes: list[tuple[float, float, float, float]] = []
-    with FaceMeshTracker(face_px=face_px, search_side=search_side, static=static) as tracker:
+    with CueStream(face_px=face_px, search_side=search_side, static=static, keep_every=keep_every,
+                   on_frame=on_frame) as stream:
         for i, frame in enumerate(frames):
-            frame = as_frame(frame)
-            k = tracker.scale(frame.width, frame.height)
-            pts = tracker.landmarks(frame)
-            if on_frame is not None:
-                on_frame(i, frame, pts, k)
-            if keep_every and i % keep_every == 0:
-                kept[i] = frame.rgb()
-            if pts is None:
-                rows.append(None)
-                boxes.append((np.nan,) * 4)
-            else:
-                rows.append(cues_from_landmarks(pts))
-                boxes.append((pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max()))
+            stream.add(frame)
             if progress is not None and (i % 25 == 0 or i + 1 == n_hint):
                 progress((i + 1) / max(n_hint, 1), f"face cues {i + 1}/{n_hint}")
-    t = len(rows)
-    if t == 0:
-        raise InputError("the video has no frames")
-    face = np.array([r is not None for r in rows], dtype=bool)
-    cues = {name: np.array([r[name] if r is not None else np.nan for r in rows]) for name in CUE_NAMES + EYE_GAZE_NAMES}
-    notes = []
-    if not face.any():
-        notes.append("no face found in any frame")
-    return CueTrack(cues=cues, face=face, boxes=np.array(boxes, dtype=np.float64), size=size, fps=fps, notes=notes,
-                    kept=kept)
+        return stream.track(fps, size)

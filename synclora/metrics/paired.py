@@ -3,8 +3,11 @@
 The report reads the source and the result on two threads (each decodes and runs its own landmarker). The edit-kept
 score samples both frames where the *source's* landmarks put the edit, and the landmark view draws both frames side
 by side; neither may cost a second decoding. So the source's thread hands each frame's landmarks, its patch and its
-small image to the result's thread here, which scores and draws. The source may run at most `AHEAD` frames ahead
-(memory stays small); if either side stops (an error, a short file), the other is released, never left waiting.
+small image to the result's thread here, which scores and draws. Reading two files, the source may run at most
+`AHEAD` frames ahead (memory stays small); watching a propagation (`ahead=None`), it never waits — the propagation may
+decode the source well ahead of its result — and keeps only the patch per frame (the landmarks and the small image
+only for the landmark view). If either side stops (an error, a short file), the other is released, never left
+waiting.
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ AHEAD = 16
 class PairedPass:
     def __init__(self, n: int, source_size: tuple[int, int], result_size: tuple[int, int], *,
                  probe: EditProbe | None = None, view: LandmarkVideo | None = None, start: int = 0,
-                 low: float = 0.5):
-        self.n, self.start, self.low = n, start, low
+                 low: float = 0.5, ahead: int | None = AHEAD):
+        self.n, self.start, self.low, self.ahead = n, start, low, ahead
         self.probe, self.view = probe, view
         self.scale = (result_size[0] / source_size[0], result_size[1] / source_size[1])
         self._items: dict[int, dict] = {}
@@ -43,7 +46,7 @@ class PairedPass:
             self._cond.notify_all()
 
     def source_frame(self, i: int, frame, pts, k: int) -> None:
-        item: dict = {"pts": pts}
+        item: dict = {"pts": pts if self.view is not None else None}
         if self.probe is not None and pts is not None:
             mx, my = self.probe.positions(pts)
             item["patch"] = sample_at(frame, mx, my, k)  # from the image the landmarker saw (anti-aliased)
@@ -51,7 +54,8 @@ class PairedPass:
         if self.view is not None:
             item["img"] = frame.reduced(self.view.src_factor)
         with self._cond:
-            self._cond.wait_for(lambda: len(self._items) < AHEAD or self._done["result"])
+            if self.ahead is not None:
+                self._cond.wait_for(lambda: len(self._items) < self.ahead or self._done["result"])
             self._items[i] = item
             self._cond.notify_all()
 

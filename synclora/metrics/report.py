@@ -13,7 +13,6 @@ CLI, the app and curation.
 from __future__ import annotations
 
 import json
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from synclora.errors import InputError
 from synclora.face import parts as fp
 from synclora.metrics.identity import IdentityScore
 from synclora.metrics.kept import EditKept
-from synclora.metrics.landmarks import CUE_NAMES, CUE_UNITS, CueTrack, ProgressFn, extract_cues
+from synclora.metrics.landmarks import CUE_NAMES, CUE_UNITS, CueTrack, ProgressFn
 from synclora.metrics.occlusion import EditRegions, hidden_cues
 from synclora.metrics.scores import (
     CUE_GROUPS,
@@ -618,109 +617,53 @@ def compare_videos(
     thresholds: SyncThresholds | None = None,
     identity_frames: int = IDENTITY_MAX_FRAMES,
     landmarks_video: str | Path | None = None,
+    source_cues=None,
 ) -> SyncReport:
-    """Measure how well `result` follows `source` (paths or (T, H, W, 3) uint8 RGB arrays, same frame count).
+    """Measure how well `result` follows `source` (paths or (T, H, W, 3) uint8 RGB arrays).
 
+    The result is compared by time: each source frame with the result frame on screen at its time, over the time
+    both cover (`metrics.timeline`); a different rate, size or length is said in the notes.
     `edited_frame` (image or path) enables the identity score and, with `edit_index` (the source frame it was made
     from; found by matching when None), what the edit hides and how much of it each frame keeps. Without an edited
     frame, `edit_index` alone takes the result's own frame there as the edit. `frame_range=(start, stop)` compares
-    that span of both videos (needed when their lengths differ). `identity_frames`: how many result frames identity
-    compares (0: no identity score). `landmarks_video`: write the landmark view (mp4).
-    Both videos are analysed at once on two threads.
+    that span of the source's frames (and the result over the same time). `identity_frames`: how many result frames
+    identity compares (0: no identity score). `landmarks_video`: write the landmark view (mp4). `source_cues`: the
+    source's cues measured ahead (`synclora.metrics.source_cues.SourceCues`): the source is then read only if the
+    edit-kept score needs its frames.
+    Both videos are decoded and measured at once on two threads, by the same per-frame work a propagation's
+    `synclora.metrics.tap.ReportTap` does as the frames pass.
     """
-    th = thresholds or SyncThresholds()
-    n_src, n_res = _count(source), _count(result)
-    if frame_range is None:
-        if n_src != n_res:
-            raise InputError(
-                f"the source has {n_src} frames and the result {n_res}; give a frame range to compare a part of both"
-            )
-        frame_range = (0, n_src)
-    start, stop = (int(v) for v in frame_range)
-    if not (0 <= start < stop <= min(n_src, n_res)):
-        raise InputError(f"frame range {start}–{stop} does not fit the videos ({n_src} and {n_res} frames)")
-    if stop - start < 2:
-        raise InputError("a sync report needs at least 2 frames")
-    ref = _load_reference(edited_frame) if edited_frame is not None else None
-    every = max(1, int(np.ceil((stop - start) / identity_frames))) if ref is not None and identity_frames > 0 else 0
+    from synclora.metrics.tap import ReportTap
 
-    if progress is not None and (ref is not None or edit_index is not None):
-        progress(0.0, "looking at the edited frame")
-    edit, probe, notes = analyse_edit(source, result, ref, edit_index, n_src)
-    paired = None
-    if probe is not None or landmarks_video is not None:
-        from synclora.metrics.paired import PairedPass
-        from synclora.metrics.view import LandmarkVideo
+    tap = ReportTap(source, result, edited_frame=edited_frame, edit_index=edit_index, frame_range=frame_range,
+                    max_lag=max_lag, progress=progress, thresholds=thresholds, identity_frames=identity_frames,
+                    landmarks_video=landmarks_video, source_cues=source_cues)
+    start, stop = tap.start, tap.stop
 
-        src_size, res_size = _size(source), _size(result)
-        view = None
-        if landmarks_video is not None:
-            fps = _fps(source)
-            audio = source if isinstance(source, (str, Path)) else None
-            view = LandmarkVideo(landmarks_video, fps, src_size, res_size, edit.hidden if edit is not None else set(),
-                                 start=start, audio_from=audio, audio_span=(start, stop) if audio else None)
-        paired = PairedPass(stop - start, src_size, res_size, probe=probe, view=view, start=start,
-                            low=th.min_edit_kept)
+    def measure(side: str, video) -> None:
+        first, last = (start, stop) if side == "source" else tap.timeline.result_range  # the same time on both
+        tap.feed(side, _frames(video, first, last), first)
 
-    done = {"source": 0.0, "result": 0.0}
-    stopping = threading.Event()  # set when the caller unwinds (an error, a stop signal): the workers end too
-
-    def part(key: str):
-        def cb(frac: float, _msg: str) -> None:
-            if stopping.is_set():
-                raise InputError("stopped")
-            if progress is None:
-                return
-            done[key] = frac
-            progress(0.9 * (done["source"] + done["result"]) / 2, "measuring face cues")
-
-        return cb
-
-    def measure(key: str, video, **kw):
-        hook = None if paired is None else paired.source_frame if key == "source" else paired.result_frame
-        try:
-            track = extract_cues(video, part(key), frame_range=(start, stop), on_frame=hook, **kw)
-        except BaseException:
-            if paired is not None:
-                paired.finish(key, failed=True)
-            raise
-        if paired is not None:
-            paired.finish(key)
-        return track
-
+    sides = [("source", source), ("result", result)] if tap.reads("source") else [("result", result)]
     ok = False
     try:
         with ThreadPoolExecutor(max_workers=2) as pool:
-            fs = pool.submit(measure, "source", source)
-            fr = pool.submit(measure, "result", result, keep_every=every)
-            try:
-                src, res = fs.result(), fr.result()
-            except BaseException:
-                stopping.set()  # the pool's exit waits for the workers: they stop at their next progress report
-                raise
-        if len(src) != len(res):
-            raise InputError(f"read {len(src)} source and {len(res)} result frames; the videos do not line up")
+            futures = [pool.submit(measure, side, video) for side, video in sides]
+            for f in futures:
+                f.result()  # the first error stops the other side at its next frame (the pool's exit waits for it)
         ok = True
     finally:
-        view_path = paired.view.close(ok) if paired is not None and paired.view is not None else None
+        tap.finish(ok)
+    return tap.report()
 
-    identity = None
-    if ref is not None and every:
-        if progress is not None:
-            progress(0.92, "comparing identity")
-        identity, note = _identity(ref, res, th, every)
-        if note:
-            notes.append(note)
-    kept = paired.edit_kept() if paired is not None else None
-    report = score_tracks(src, res, max_lag, thresholds=th, identity=identity, edit=edit, kept=kept)
-    report.notes += notes
-    report.frames = (start, stop - 1)
-    report.landmarks_video = view_path
-    for tr in (src, res):
-        tr.kept = {}  # frames were only needed for identity
-    if progress is not None:
-        progress(1.0, "sync report ready")
-    return report
+
+def _frames(video, start: int, stop: int):
+    """Frames start..stop-1 of a path (lazy frames on `io`'s exact timeline, decoded on this thread) or array."""
+    if isinstance(video, (str, Path)):
+        from synclora.video.lazy import iter_lazy_frames
+
+        return iter_lazy_frames(video, start=start, stop=stop)
+    return np.asarray(video)[start:stop]
 
 
 def _fps(video) -> float:
@@ -729,18 +672,3 @@ def _fps(video) -> float:
 
         return float(io.probe(video).fps)
     return 25.0
-
-
-def _identity(ref: np.ndarray, res: CueTrack, th: SyncThresholds, every: int) -> tuple[IdentityScore | None, str]:
-    from synclora.face.mesh import FaceMeshTracker
-    from synclora.metrics.identity import descriptor, score_identity
-
-    with FaceMeshTracker(static=True) as tracker:
-        pts = tracker.landmarks(ref)
-    if pts is None:
-        return None, "no face found in the edited frame: identity not scored"
-    ref_desc = descriptor(ref, (pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max()))
-    frames = {i: f for i, f in res.kept.items() if res.face[i]}
-    if not frames:
-        return None, "no face in the sampled result frames: identity not scored"
-    return score_identity(ref_desc, frames, res.boxes, every, th.max_identity_distance), ""

@@ -1,6 +1,6 @@
 """Scores between two cue curves: correlation, lag, activity, blink events — and the rules of the verdict.
 
-Kept free of MediaPipe and dlib so curation (issue 7) can score cached tracks with its own thresholds.
+Kept free of MediaPipe and dlib so curation can score cached tracks with its own thresholds.
 Conventions: `lag > 0` means the result is late (result frame t + lag shows what the source shows at frame t).
 """
 
@@ -24,6 +24,14 @@ DEFAULT_ACTIVITY_FLOOR: dict[str, float] = {
     "gaze_y": 0.025,
 }
 
+# Limits whose meaning is the same for the report's verdict and for curation (data/curate.py reads these, so the two
+# cannot drift apart): dlib's own same-person threshold, the share of the edit a frame must keep, the share of the
+# source's face frames the result may lose.
+MAX_IDENTITY_DISTANCE = 0.6
+MIN_EDIT_KEPT = 0.5
+EDIT_MIN_RUN = 2
+MAX_FACE_LOST = 0.02
+
 CUE_GROUPS: dict[str, tuple[str, ...]] = {
     "head": ("yaw", "pitch", "roll"),
     "mouth": ("mouth",),
@@ -41,13 +49,13 @@ class SyncThresholds:
     lag_gain: float = 0.02  # a non-zero lag must beat lag 0's mean correlation by this much to be reported
     blink_ratio: float = 0.75  # eye openness below this × the clip's median openness counts as shut
     blink_tolerance: int = 2  # frames between a source blink and its result blink (after the detected lag)
-    max_missing_face: float = 0.02  # fraction of the source's face frames that may lack a face in the result
-    max_identity_distance: float = 0.6  # dlib's own same-person threshold on descriptor distance
+    max_missing_face: float = MAX_FACE_LOST  # fraction of the source's face frames that may lack a face in the result
+    max_identity_distance: float = MAX_IDENTITY_DISTANCE  # dlib's own same-person threshold on descriptor distance
     min_frames: int = 8  # fewer common face frames than this: no score
     cue_min_corr: dict[str, float] = field(default_factory=dict)  # per-cue overrides of min_corr, e.g. {"gaze_x": 0.3}
     activity_floor: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_ACTIVITY_FLOOR))
-    min_edit_kept: float = 0.5  # a part of the edit kept less than this (share of its change) has faded or slid off
-    edit_min_run: int = 2  # ... for at least this many frames in a row (one odd frame is not a fade)
+    min_edit_kept: float = MIN_EDIT_KEPT  # a part of the edit kept below this share has faded or slid off
+    edit_min_run: int = EDIT_MIN_RUN  # ... for at least this many frames in a row (one odd frame is not a fade)
 
     def min_corr_for(self, name: str) -> float:
         return self.cue_min_corr.get(name, self.min_corr)

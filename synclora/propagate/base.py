@@ -10,13 +10,14 @@ input frame. All conversions (fps, 8k+1, sizes, time reversal, chunking) live in
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
 from synclora.config import PropagationSettings
+from synclora.progress import ProgressFn, no_progress
 
 # What each backend is and is good for, in one line each: shown in the CLI, the app and the README. Kept here (a
 # light module) so the registry can list backends without importing torch or OpenCV.
@@ -27,14 +28,6 @@ LABELS = {
     "make-up, colour, accessories) along the source's own motion, lips and lids; not for changes of shape, style or "
     "expression",
 }
-
-# progress(fraction in [0, 1], short stage label)
-ProgressFn = Callable[[float, str], None]
-
-
-def no_progress(fraction: float, label: str) -> None:
-    return None
-
 
 @dataclass(frozen=True)
 class BackendSpec:
@@ -85,6 +78,31 @@ class Propagator(abc.ABC):
     def notices(self, facts: list[dict]) -> list[str]:
         """Sentences for the user about a whole clip, from the `Segment.facts` of every segment it was split into."""
         return []
+
+    def track(self, first: np.ndarray, edited: np.ndarray, probes: np.ndarray | None = None) -> Tracker | None:
+        """The incremental form, for a backend that can carry the edit one frame at a time at any frame size (a
+        streaming propagation then holds a few frames, not a segment); None: segments only (`propagate`)."""
+        return None
+
+
+class Tracker(abc.ABC):
+    """One direction of a propagation, frame by frame: built on frame 0 (`first`) and its edit; `maps` walks frames
+    1, 2, ... in order and yields each with a compact state (whatever `compose` needs, small enough to keep for every
+    frame of a clip's backward half); `compose(frame, state)` is that frame's result, at the frame's own size."""
+
+    @abc.abstractmethod
+    def maps(self, frames: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, object]]: ...
+
+    @abc.abstractmethod
+    def compose(self, frame: np.ndarray, state: object) -> np.ndarray: ...
+
+    def facts(self) -> dict:
+        """Like `Segment.facts`, for `Propagator.notices` (complete once `maps` is exhausted or closed)."""
+        return {}
+
+    def close(self) -> None:
+        """Free what the walk holds (threads, trackers); `compose` still works."""
+        return None
 
 
 class PropagatorFactory(Protocol):

@@ -38,11 +38,7 @@ as MediaPipe's landmarks: where they misread a mouth, the lipstick follows the m
 
 from __future__ import annotations
 
-import os
-import sys
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -50,14 +46,12 @@ import cv2
 import numpy as np
 
 from synclora.face import parts as fp
+from synclora.face.mesh import count_faces, quiet_native_stderr
 
 # Holes of the mesh, the mouth's opening and the eyes', as (upper, lower) sides from one corner to the other, and
 # their outlines in order.
 _HOLES = tuple(fp.sides(ring) for ring in (fp.LIPS_INNER, fp.RIGHT_EYE, fp.LEFT_EYE))
 _HOLE_RINGS = tuple(np.array(ring) for ring in (fp.LIPS_INNER, fp.RIGHT_EYE, fp.LEFT_EYE))
-# Opening of each hole: (upper, lower) landmark pairs whose mean distance says how open it is.
-_OPENING = (((13, 14), (82, 87), (312, 317)), ((159, 145), (158, 153), (160, 144)),
-            ((386, 374), (385, 380), (387, 373)))
 _OUTLINE = np.array(fp.FACE_OVAL)  # the mesh's outline, in order
 
 SURFACE, HOLE = 0, 1
@@ -75,9 +69,7 @@ class Topology:
 @lru_cache(maxsize=1)
 def topology() -> Topology:
     """The mesh triangles (from MediaPipe's tessellation edges) plus triangle strips over the three holes."""
-    from mediapipe.python.solutions.face_mesh_connections import FACEMESH_TESSELATION
-
-    edges = {tuple(sorted(e)) for e in FACEMESH_TESSELATION}
+    edges = fp.tessellation()
     nb: dict[int, set[int]] = defaultdict(set)
     for a, b in edges:
         nb[a].add(b)
@@ -212,7 +204,7 @@ class FaceGuide:
     @classmethod
     def start(cls, frames: np.ndarray, flow_size: tuple[int, int], config: FaceGuideConfig | None = None) -> FaceGuide:
         """Count the faces, then track frame 0; faces found there are the ones guided."""
-        with _quiet_native_logs():  # MediaPipe's graphs start here (and log from C++ as they do)
+        with quiet_native_stderr():  # MediaPipe's graphs start here (and log from C++ as they do)
             return cls._start(frames, flow_size, config or FaceGuideConfig())
 
     @classmethod
@@ -222,7 +214,7 @@ class FaceGuide:
         n, h, w = frames.shape[:3]
         guide = cls(config=cfg, size=(w, h), flow_size=flow_size)
         picks = sorted({round(i) for i in np.linspace(0, n - 1, max(1, min(cfg.probes, n)))})
-        counts = _count_faces(frames, picks, cfg.min_confidence)
+        counts = count_faces(frames, picks, cfg.min_confidence)
         guide.seen = min(cfg.max_faces, max(counts))
         if not guide.seen:
             return guide
@@ -549,45 +541,12 @@ class FaceGuide:
     @staticmethod
     def _openings(pts: np.ndarray) -> list[float]:
         """How open (px) the mouth and both eyes of one face are."""
-        return [float(np.mean([np.linalg.norm(pts[a, :2] - pts[b, :2]) for a, b in pairs])) for pairs in _OPENING]
+        return [float(np.mean([np.linalg.norm(pts[a, :2] - pts[b, :2]) for a, b in pairs])) for pairs in fp.OPENINGS]
 
     # ------------------------------------------------------------------ report
     def facts(self) -> dict:
         return {"frames": self.frames, "faces": len(self.tracks), "found": self.found, "seen": self.seen,
                 "guided": self.guided, "lost": self.lost}
-
-
-@contextmanager
-def _quiet_native_logs() -> Iterator[None]:
-    """Send the process's stderr (file descriptor 2) to /dev/null meanwhile.
-
-    MediaPipe's C++ (absl, TFLite) writes a few lines there when its graphs start and run their first frame ("Created
-    TensorFlow Lite XNNPACK delegate", "Feedback manager requires ..."); no environment variable silences them, and a
-    user who runs `python -m synclora propagate` must see only what synclora says. Used only around graph start-up
-    (tens of ms, on the calling thread, before the worker threads start)."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except OSError:  # no stderr to speak of
-        yield
-        return
-    null = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(null, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(null)
-
-
-def _count_faces(frames: np.ndarray, picks: list[int], min_confidence: float) -> list[int]:
-    """Faces MediaPipe's face detector (the face mesh's own) finds on each picked frame (a few ms each)."""
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    import mediapipe as mp
-
-    with mp.solutions.face_detection.FaceDetection(model_selection=0, min_detection_confidence=min_confidence) as det:
-        return [len(det.process(np.ascontiguousarray(frames[i])).detections or []) for i in picks]
 
 
 def _affines(src: np.ndarray, dst: np.ndarray) -> np.ndarray:

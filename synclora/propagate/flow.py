@@ -36,12 +36,7 @@ mouth it misreads (a wide-open mouth whose thin, pale lower lip it puts on the t
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from math import gcd
 from typing import Literal
 
 import cv2
@@ -51,9 +46,8 @@ from synclora.config import PropagationSettings
 from synclora.errors import InputError
 from synclora.propagate import face_guide
 from synclora.propagate.base import LABELS, BackendSpec, ProgressFn, Propagator, Segment, no_progress
-from synclora.propagate.face_guide import FaceGuide, FaceGuideConfig
-
-_LOOKAHEAD = 4  # pairwise flows computed ahead by the worker thread
+from synclora.propagate.face_guide import FaceGuideConfig
+from synclora.propagate.flow_track import _LOOKAHEAD, FlowTrack, _opencv_serial, _Upsampler  # noqa: F401
 
 LABEL = LABELS["flow"]
 
@@ -91,62 +85,6 @@ class FlowConfig:
     face: FaceGuideConfig = field(default_factory=FaceGuideConfig)
 
 
-_serial_lock = threading.Lock()
-_serial_users = 0
-_serial_before = 0
-
-
-@contextmanager
-def _opencv_serial() -> Iterator[None]:
-    """OpenCV's own thread pool off while a propagation runs: the backend's threads (flows, face tracking, the warp)
-    already keep the cores busy, and OpenCV splitting each small call over the same cores again only adds hand-offs
-    and spinning workers (measured on 2 cores: ~10 % more CPU a frame, ~10 % fewer frames a second). Counted, so
-    overlapping propagations restore the caller's setting only when the last one ends."""
-    global _serial_users, _serial_before
-    with _serial_lock:
-        if _serial_users == 0:
-            _serial_before = cv2.getNumThreads()
-            cv2.setNumThreads(0)
-        _serial_users += 1
-    try:
-        yield
-    finally:
-        with _serial_lock:
-            _serial_users -= 1
-            if _serial_users == 0:
-                cv2.setNumThreads(_serial_before)
-
-
-class _Upsampler:
-    """`cv2.resize(m, full, INTER_LINEAR)[y0:y1, x0:x1]` without upsampling the rest of the frame.
-
-    The final warp needs the map and its confidence at full resolution only where the change lands (often a tenth of
-    the frame). A crop of the small map is resized instead, starting on a whole period of the two sizes' ratio and as
-    long as whole periods, so the scale and every output pixel's source coordinate are those of the full resize, with
-    a margin of a small pixel so its edges sample what the full resize samples.
-    """
-
-    def __init__(self, small: tuple[int, int], full: tuple[int, int]):
-        self.axes = [(n, big, n // gcd(n, big), big // gcd(n, big)) for n, big in zip(small, full)]
-
-    def _span(self, axis: int, lo: int, hi: int) -> tuple[int, int, int]:
-        """Small-map crop [a, b) and its full-resolution origin for full-resolution pixels [lo, hi)."""
-        n, big, q, p = self.axes[axis]
-        first = (lo + 0.5) * n / big - 0.5  # source coordinates of the first and last output pixel
-        last = (hi - 0.5) * n / big - 0.5
-        a = max(0, (int(np.floor(first)) - 1) // q * q)
-        b = min(n, -(-(int(np.floor(last)) + 3) // q) * q)
-        return a, b, a // q * p
-
-    def box(self, m: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
-        x0, y0, x1, y1 = box
-        a, b, ox = self._span(0, x0, x1)
-        c, d, oy = self._span(1, y0, y1)
-        (_, _, qx, px), (_, _, qy, py) = self.axes
-        big = cv2.resize(m[c:d, a:b], ((b - a) // qx * px, (d - c) // qy * py), interpolation=cv2.INTER_LINEAR)
-        return big[y0 - oy:y1 - oy, x0 - ox:x1 - ox]
-
-
 class FlowPropagator(Propagator):
     """Fast CPU preview: the source's own motion carries the edited frame's change to every frame.
 
@@ -164,13 +102,14 @@ class FlowPropagator(Propagator):
         self.config = config or FlowConfig()
 
     # ------------------------------------------------------------------ inputs
-    def check_inputs(self, segment: Segment) -> None:
+    def check_inputs(self, segment: Segment, any_size: bool = False) -> None:
+        """`any_size`: the frame-by-frame form works at the frames' own size (its cost is where the change lands)."""
         t, h, w = segment.frames.shape[:3]
         if t < 1:
             raise InputError("the segment to propagate has no frames")
         if min(h, w) < 16:
             raise InputError(f"frames of {w}x{h} are too small for optical flow; use at least 16x16")
-        if self.spec.max_side is not None and max(h, w) > self.spec.max_side:
+        if not any_size and self.spec.max_side is not None and max(h, w) > self.spec.max_side:
             raise InputError(
                 f"frames of {w}x{h} exceed the flow backend's {self.spec.max_side}px limit; lower the resolution"
             )
@@ -275,168 +214,35 @@ class FlowPropagator(Propagator):
             return self._propagate(segment, progress)
 
     def _propagate(self, segment: Segment, progress: ProgressFn) -> np.ndarray:
-        c = self.config
         frames = np.ascontiguousarray(segment.frames)  # OpenCV wants plain buffers; views (reversed, cropped) copy
-        n, h, w = frames.shape[:3]
+        n = len(frames)
         out = np.empty_like(frames)
         out[0] = segment.edited
         progress(0.0, f"flow: frame 1/{n}")
         if n == 1:
             progress(1.0, f"flow: frame {n}/{n}")
             return out
-
-        gain, change = self._change(frames[0], np.ascontiguousarray(segment.edited))
-        if not change.any() and (gain is None or not gain.any()):  # nothing was edited: the source is the answer
-            out[1:] = frames[1:]
-            progress(1.0, f"flow: frame {n}/{n}")
-            return out
-
-        # flow resolution: longer side about flow_side, aspect kept
-        scale = min(1.0, c.flow_side / max(h, w))
-        fw, fh = max(8, round(w * scale)), max(8, round(h * scale))
-        sx, sy = w / fw, h / fh
-        ident = np.dstack(np.meshgrid(np.arange(fw, dtype=np.float32), np.arange(fh, dtype=np.float32)))
-        up_scale = np.array([sx, sy], np.float32)
-        up_shift = (up_scale - 1) / 2
-        upsample = _Upsampler((fw, fh), (w, h))
-        ref = cv2.DISOpticalFlow_create(c.refine_preset)  # calc() starts from a given flow of the right shape
-        guide = FaceGuide.start(frames, (fw, fh), c.face) if c.face_guide else None
-        if guide is not None:
-            segment.facts.update(guide.facts())
-        # with faces, the change inside frame 0's open mouth and eyes travels apart from the rest (see face_guide)
-        hole_gain = hole_change = parts = None
-        if guide is not None and guide.active:
-            parts = guide.focus(change if gain is None else np.abs(change) + np.abs(gain))
-        # where the edit hides what was there (a mask, dark lenses, a beard) the edited frame's content travels instead
-        # of its change, unmasked by the openings: the source's motion beneath it never shows (see face_guide)
-        content = content_gain = None
-        touched = self._touched(segment.edited.astype(np.float32) - frames[0])
-        hidden, facts = face_guide.content_weight(guide, frames[0], segment.edited, touched)
-        segment.facts.update(facts)
-        if hidden is not None:
-            hid = (hidden * touched)[..., None]
-            content, content_gain = segment.edited * hid, np.repeat(-hid, 3, axis=2)
-            change = change * (1 - hid)
-            if gain is not None:
-                gain = gain * (1 - hid)
-        if parts is not None:
-            inner, outer = (m[..., None] for m in parts)
-            hole_change, change = change * inner, change * outer
-            if gain is not None:
-                hole_gain, gain = gain * inner, gain * outer
-
-        g0 = self._grey(frames[0], (fw, fh))
-        prev = g0
-        # The pairwise flows need nothing but the frames: one worker thread computes them ahead (OpenCV releases the
-        # GIL), so the second core works while this thread chains maps and warps the change.
-        dis = cv2.DISOpticalFlow_create(c.preset)  # used by the single worker thread only
-
-        greys = {0: g0}  # the flow worker's last grey frame: each frame is made grey once (only that thread uses it)
-
-        def pair(t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            out[t] = frames[t]  # the source, which the change is added to where it lands (first touch of `out`)
-            a = greys.pop(t - 1, None)
-            a = self._grey(frames[t - 1], (fw, fh)) if a is None else a
-            b = greys[t] = self._grey(frames[t], (fw, fh))
-            return b, dis.calc(b, a, None), dis.calc(a, b, None)  # b(x) ~ a(x + back(x)); fwd the other way
-
-        # The face tracker needs nothing from the flow either: a second worker runs it (one thread, so in frame order:
-        # the tracker has state) while the first computes flows; MediaPipe and OpenCV release the GIL.
-        tracking = guide is not None and guide.active
-        track_pool = ThreadPoolExecutor(max_workers=1) if tracking else None
-
-        def faces_at(t: int) -> list:  # its own grey frame (0.1 ms): waiting for the flow worker's would cost more
-            return guide.track(frames[t], self._grey(frames[t], (fw, fh)), g0)
-
-        def submit(t: int) -> tuple:
-            return pool.submit(pair, t), track_pool.submit(faces_at, t) if tracking else None
-
-        pool = ThreadPoolExecutor(max_workers=1)
-        ahead = {t: submit(t) for t in range(1, min(n, 1 + _LOOKAHEAD))}
-        mapping = ident.copy()  # frame-t pixel -> frame-0 position (flow px)
-        conf = np.ones((fh, fw), np.float32)
-        # where the change lives in frame 0, at flow resolution and a little grown, to crop the full-res work
-        changed = (np.abs(change).max(axis=2) > 0) | (gain is not None and (np.abs(gain).max(axis=2) > 0))
-        if hole_change is not None:
-            changed |= (np.abs(hole_change).max(axis=2) > 0) | (hole_gain is not None and np.abs(hole_gain).max(2) > 0)
-        if content is not None:
-            changed |= content_gain[..., 0] < 0
-        changed = changed.astype(np.uint8)
-        support = cv2.resize(changed * 255, (fw, fh), interpolation=cv2.INTER_AREA)
-        support = cv2.dilate(support, np.ones((3, 3), np.uint8)).astype(np.float32)
+        probes = frames[probe_indices(n, self.config.face.probes)] if self.config.face_guide else None
+        track = FlowTrack(self, frames[0], segment.edited, probes)
+        segment.facts.update(track.facts())
         every = max(1, n // 50)
+        walk = track.maps(frames[1:])
         try:
-            for t in range(1, n):
-                flows, tracked = ahead.pop(t)
-                g, back, fwd = flows.result()
-                faces = tracked.result() if tracked is not None else []
-                if t + _LOOKAHEAD < n:
-                    ahead[t + _LOOKAHEAD] = submit(t + _LOOKAHEAD)
-                pos = ident + back
-                mapping = cv2.remap(mapping, pos, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-                carried = cv2.remap(conf, pos, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-                back_warped = cv2.remap(prev, pos, None, cv2.INTER_LINEAR)
-                pair_err = cv2.blur(cv2.absdiff(back_warped, g).astype(np.float32), (3, 3))
-                pair_ok = np.clip((c.pair_hi - pair_err) / (c.pair_hi - c.pair_lo), 0.0, 1.0)
-                if c.edge_win:
-                    # a photometric mismatch only means occlusion near a motion boundary; inside smoothly moving
-                    # content it is the source changing in place (a blink, a shadow) and the edit must stay.
-                    # Only the mismatched part (plus the reach of the window) needs the motion edges.
-                    x, y, bw, bh = cv2.boundingRect((pair_ok < 1.0).astype(np.uint8))
-                    if bw and bh:
-                        r = c.edge_win + 2
-                        x0, y0, x1, y1 = max(0, x - r), max(0, y - r), min(fw, x + bw + r), min(fh, y + bh + r)
-                        edge = self._motion_edges(back[y0:y1, x0:x1])
-                        np.maximum(pair_ok[y0:y1, x0:x1], 1.0 - edge, out=pair_ok[y0:y1, x0:x1])
-                conf = np.minimum(np.minimum(carried, pair_ok), self._fb_ok(back, fwd, pos))
-
-                if c.refine_every and t % c.refine_every == 0:
-                    mapping, e_new = self._refine(ref, g0, g, ident, mapping)
-                    restore = np.clip((c.photo_hi - e_new) / (c.photo_hi - c.photo_lo), 0.0, 1.0)
-                    conf = np.maximum(conf, restore)
-                if guide is not None:  # inside faces, the map and its confidence follow the face mesh
-                    guide.steer(faces, mapping, conf, g, g0)
-                prev = g
-
-                # full resolution: only the final warp of the change, and only where it can land
-                landed = cv2.remap(support, mapping, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-                x, y, bw, bh = cv2.boundingRect(((landed > 0) & (conf > 0)).astype(np.uint8))
-                if bw and bh:
-                    # low-res box, grown by the 3x3 blur and interpolation reach, in full-res pixels
-                    x0, y0 = max(0, int((x - 2) * sx)), max(0, int((y - 2) * sy))
-                    x1, y1 = min(w, int(np.ceil((x + bw + 2) * sx))), min(h, int(np.ceil((y + bh + 2) * sy)))
-                    # full-res coordinate x_f = (x_l + 0.5) * s - 0.5; scale at low res, then upsample the map itself
-                    roi_map = upsample.box(mapping * up_scale + up_shift, (x0, y0, x1, y1))
-                    src_t = frames[t, y0:y1, x0:x1]
-                    moved = self._carry(change, gain, roi_map, src_t)
-                    holes, edited_holes = guide.holes(faces, (x0, y0, x1, y1)) if guide is not None else (None, None)
-                    if holes is not None:  # the surface's change stays off the mouth and eye openings, and near the
-                        # mouth's rim lands only where frame t looks like what the map brings there
-                        keep = 1 - holes
-                        rim = guide.rim_trust(faces, (x0, y0, x1, y1), roi_map, src_t)
-                        if rim is not None:
-                            keep *= rim
-                        moved = cv2.multiply(moved, cv2.merge([keep] * 3))
-                    if edited_holes is not None and hole_change is not None:  # the holes' own change, inside them
-                        inside = self._carry(hole_change, hole_gain, roi_map, src_t)
-                        moved = cv2.add(moved, cv2.multiply(inside, cv2.merge([edited_holes] * 3)))
-                    alpha = upsample.box(cv2.blur(conf, (3, 3)), (x0, y0, x1, y1))
-                    moved = cv2.multiply(moved, cv2.merge([alpha, alpha, alpha]))
-                    if content is not None:  # the hidden part's content, wherever the map brings it from; inside a
-                        # tracked face at full strength (frame t differs from frame 0 beneath it: the mouth opened)
-                        cover = guide.cover(faces, conf) if guide is not None else conf
-                        a_c = upsample.box(cv2.blur(cover, (3, 3)), (x0, y0, x1, y1))
-                        inner = self._carry(content, content_gain, roi_map, src_t)
-                        moved = cv2.add(moved, cv2.multiply(inner, cv2.merge([a_c, a_c, a_c])))
-                    # saturating add; where nothing moved in (moved == 0) the source comes through exactly
-                    out[t, y0:y1, x0:x1] = cv2.add(src_t, moved, dtype=cv2.CV_8U)
+            for t, (frame, fmap) in enumerate(walk, start=1):
+                out[t] = track.compose(frame, fmap)
                 if t % every == 0 or t == n - 1:
                     progress(t / (n - 1), f"flow: frame {t + 1}/{n}")
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-            if track_pool is not None:
-                track_pool.shutdown(wait=True, cancel_futures=True)
-            if guide is not None:
-                guide.close()
-                segment.facts.update(guide.facts())
+            walk.close()
+            track.close()
+            segment.facts.update(track.facts())
         return out
+
+    def track(self, first: np.ndarray, edited: np.ndarray, probes: np.ndarray | None = None) -> FlowTrack:
+        self.check_inputs(Segment(first[None], edited, 1.0, self.settings), any_size=True)
+        return FlowTrack(self, first, edited, probes)
+
+
+def probe_indices(n: int, probes: int) -> list[int]:
+    """The frames of an n-frame direction faces are counted on (as many as the face guide probes, spread out)."""
+    return sorted({round(i) for i in np.linspace(0, n - 1, max(1, min(probes, n)))})

@@ -5,13 +5,17 @@ Backends are built lazily and kept, so a model is loaded once per process (the a
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+
+import numpy as np
 
 from synclora.config import PropagationSettings
 from synclora.errors import ModelUnavailableError
-from synclora.propagate.base import LABELS, BackendSpec, Propagator
+from synclora.propagate.base import LABELS, BackendSpec, ProgressFn, Propagator, Segment, no_progress
 
 
 @dataclass(frozen=True)
@@ -103,7 +107,8 @@ def loaded(settings: PropagationSettings) -> bool:
 
 
 def get(settings: PropagationSettings) -> Propagator:
-    """The loaded backend for these settings (built on first use, then reused)."""
+    """The loaded backend for these settings (built on first use, then reused); inside `calls_through(call)`, the
+    same backend with each of its segments run by `call`."""
     name = resolve(settings)
     available, build, _ = _BACKENDS[name]
     key = _key(name, settings)
@@ -113,7 +118,55 @@ def get(settings: PropagationSettings) -> Propagator:
             if not ok:
                 raise ModelUnavailableError(f"the {name} backend cannot run here: {why}")
             _instances[key] = build(settings)
-        return _instances[key]
+        backend = _instances[key]
+    call = _calls.get()
+    return backend if call is None else CallPerSegment(backend, call)
+
+
+# (segment) -> (frames, facts): how each segment runs while `calls_through` is active (None: in this process, now).
+SegmentCall = Callable[[Segment], "tuple[np.ndarray, dict]"]
+_calls: contextvars.ContextVar[SegmentCall | None] = contextvars.ContextVar("synclora_segment_call", default=None)
+
+
+@contextlib.contextmanager
+def calls_through(call: SegmentCall | None) -> Iterator[None]:
+    """Backends got while this is active run each segment (one model chunk) through `call` — on a ZeroGPU Space one
+    `spaces.GPU` call per chunk, for a clip longer than one call may take. `call` itself gets the plain backend
+    (`calls_through(None)`)."""
+    token = _calls.set(call)
+    try:
+        yield
+    finally:
+        _calls.reset(token)
+
+
+def run_segment(segment: Segment) -> tuple[np.ndarray, dict]:
+    """One segment on the plain backend for its settings, here: the body of a per-chunk call. Returns the frames and
+    what the backend learned (`Segment.facts`), which the caller's segment gets back."""
+    with calls_through(None):
+        backend = get(segment.settings)
+    frames = backend.propagate(segment)
+    return frames, dict(segment.facts)
+
+
+class CallPerSegment(Propagator):
+    """A backend whose segments each run through a call (see `calls_through`); everything else is the backend's."""
+
+    def __init__(self, backend: Propagator, call: SegmentCall):
+        self.backend, self.call = backend, call
+        self.name, self.label, self.spec = backend.name, backend.label, backend.spec
+        self.calls = 0
+
+    def propagate(self, segment: Segment, progress: ProgressFn = no_progress) -> np.ndarray:
+        self.calls += 1
+        progress(0.0, f"waiting for the GPU (call {self.calls})")
+        frames, facts = self.call(segment)
+        segment.facts.update(facts)
+        progress(1.0, f"GPU call {self.calls} done")
+        return frames
+
+    def notices(self, facts: list[dict]) -> list[str]:
+        return self.backend.notices(facts)
 
 
 def spec(settings: PropagationSettings) -> BackendSpec:
@@ -124,3 +177,21 @@ def spec(settings: PropagationSettings) -> BackendSpec:
 def preload(settings: PropagationSettings) -> str:
     """Load the backend `settings` resolve to, so the first request doesn't pay for it. Returns its name."""
     return get(settings).name
+
+
+def unload(settings: PropagationSettings) -> bool:
+    """Drop the loaded backend for these settings and free its memory (an evaluation of several LoRAs loads one at a
+    time; a training run gets its GPU back). Returns whether one was loaded."""
+    from synclora.memory import free_memory
+
+    try:
+        key = _key(resolve(settings), settings)
+    except ModelUnavailableError:
+        return False
+    with _lock:
+        instance = _instances.pop(key, None)
+    if instance is None:
+        return False
+    del instance
+    free_memory()
+    return True

@@ -4,7 +4,8 @@ Why: the sync measure must be proven on faces MediaPipe and dlib really see, wit
 Cartoon faces are often not detected, and no package ships a talking-head video, so we animate a real portrait:
 the jaw is warped open on a schedule (with a dark mouth cavity painted in), eyelids are painted shut for blinks, and
 the whole frame is rotated/shifted for head motion. Photos: Grace Hopper (matplotlib's sample data, always installed)
-and Eileen Collins (scikit-image's `data.astronaut()`, test-only dependency). Edits people make (sunglasses, a mask
+and Eileen Collins (scikit-image's `data.astronaut()`, shipped here as `data/astronaut.webp`, lossless, so only
+runtime dependencies are needed). Edits people make (sunglasses, a mask
 over the mouth, lipstick, eye shadow) are drawn from the landmarks, so a "right" result exists for each.
 """
 
@@ -31,9 +32,8 @@ def _still(name: str) -> np.ndarray:
         path = os.path.join(matplotlib.get_data_path(), "sample_data", "grace_hopper.jpg")
         return cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)
     if name == "astronaut":
-        from skimage import data
-
-        return np.ascontiguousarray(data.astronaut()[..., :3])
+        path = os.path.join(os.path.dirname(__file__), "data", "astronaut.webp")
+        return cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)
     raise ValueError(f"unknown face {name!r}: grace_hopper or astronaut")
 
 

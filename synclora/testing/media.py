@@ -330,20 +330,26 @@ def noise(duration_s: float, sample_rate: int = 48000, channels: int = 2, seed: 
     return y.astype(np.float32)
 
 
-def _audio_stream(container: av.container.OutputContainer, codec: str, sample_rate: int, channels: int):
-    layout = {1: "mono", 2: "stereo"}.get(channels)
-    if layout is None:
-        raise ValueError("test audio must be mono or stereo")
+def _audio_stream(container: av.container.OutputContainer, codec: str, sample_rate: int, channels: int,
+                  layout: str | None = None):
+    """An audio stream for `channels` channels: mono or stereo, or any FFmpeg `layout` with that many (e.g. "7.1",
+    "5.1.4", "hexadecagonal") for the many-channel clips the hardening tests need."""
+    layout = layout or {1: "mono", 2: "stereo"}.get(channels)
+    if layout is None or len(av.AudioLayout(layout).channels) != channels:
+        raise ValueError(f"test audio of {channels} channels needs a layout with as many, got {layout}")
     stream = container.add_stream(codec, rate=sample_rate, layout=layout)
     return stream, layout
 
 
 def _encode_audio(container, stream, layout: str, audio: np.ndarray, sample_rate: int) -> None:
-    audio = np.ascontiguousarray(np.asarray(audio, dtype=np.float32))
+    """Samples go in as packed float frames, which the encoder converts: a planar frame of 8 or more channels is one
+    PyAV cannot build (see `video.audio.from_samples`)."""
+    from synclora.video.audio import from_samples
+
+    audio = np.asarray(audio, dtype=np.float32)
     step = 4096
     for i in range(0, audio.shape[1], step):
-        fr = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio[:, i: i + step]), format="fltp", layout=layout)
-        fr.sample_rate = sample_rate
+        fr = from_samples(audio[:, i: i + step], layout, sample_rate)
         fr.pts = i
         fr.time_base = Fraction(1, sample_rate)
         for p in stream.encode(fr):
@@ -370,10 +376,12 @@ def write_clip(
     pts: Sequence[float] | None = None,
     crf: int = 12,
     gop: int | None = None,
+    audio_layout: str | None = None,
 ) -> Path:
     """Write a test clip in the container named by the extension (mp4, mov, m4v, mkv, webm, avi, gif).
 
-    - `audio`: (channels, n) float32 in [-1, 1], encoded with the container's default codec (AAC in mp4/mov).
+    - `audio`: (channels, n) float32 in [-1, 1], encoded with the container's default codec (AAC in mp4/mov);
+      `audio_layout` names the layout of more than two channels ("5.1", "7.1", "hexadecagonal", ...).
     - `rotation`: clockwise degrees a player must turn the stored frames (the phone 'rotate' convention), written as
       a display matrix. Pass frames as *stored*, e.g. `np.rot90(display, k=rotation // 90)`.
     - `pts`: per-frame presentation times in seconds (variable frame rate); default i / fps.
@@ -423,7 +431,7 @@ def write_clip(
             audio = np.asarray(audio, dtype=np.float32)
             if audio.ndim == 1:
                 audio = audio[None]
-            aus, layout = _audio_stream(out, acodec, sample_rate, audio.shape[0])
+            aus, layout = _audio_stream(out, acodec, sample_rate, audio.shape[0], audio_layout)
         for i, img in enumerate(frames):
             if img.shape[:2] != (h, w):
                 raise ValueError("all frames must have the same size")

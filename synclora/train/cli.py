@@ -53,6 +53,11 @@ def register(subparsers) -> None:
     p.add_argument("--save-dtype", default=d.save_dtype, choices=["bf16", "fp32"])
     p.add_argument("--no-resume", action="store_true", help="start from step 0 even if checkpoints exist")
     p.add_argument("--cache-dir", type=Path, default=None, help="latent cache (default: OUT/latents)")
+    p.add_argument("--eval", type=Path, default=None, metavar="CASES",
+                   help="an evaluate cases file: judge the LoRA on it every --eval-every steps and at the end "
+                   "(RUN/eval/step-N/ tables, RUN/eval/summary.png over the steps; docs/EVALUATE.md)")
+    p.add_argument("--eval-every", type=int, default=None, metavar="N",
+                   help="steps between evaluations (default: with every checkpoint)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run)
 
@@ -69,7 +74,8 @@ def config_from_args(args: argparse.Namespace):
         checkpoint_every=args.checkpoint_every, sample_every=args.sample_every, sample_steps=args.sample_steps,
         keep_checkpoints=args.keep_checkpoints, seed=args.seed,
         gradient_checkpointing=not args.no_gradient_checkpointing, mixed_precision=args.mixed_precision,
-        save_dtype=args.save_dtype, resume=not args.no_resume, cache_dir=args.cache_dir,
+        save_dtype=args.save_dtype, resume=not args.no_resume, cache_dir=args.cache_dir, eval_cases=args.eval,
+        eval_every=args.eval_every,
     )
 
 
@@ -82,6 +88,8 @@ def check_paths(args: argparse.Namespace) -> None:
         check_input(args.manifest, "manifest")
     if args.prompt_cache is not None:
         check_input(args.prompt_cache, "prompt cache")
+    if args.eval is not None:
+        check_input(args.eval, "evaluation cases file (--eval)")
     outputs = [Output(args.out, "--out (the run folder)", folder=True)]
     if args.cache_dir is not None:
         outputs.append(Output(args.cache_dir, "--cache-dir", folder=True))

@@ -57,10 +57,12 @@ class TrainConfig:
     save_dtype: str = "bf16"  # dtype of the exported lora.safetensors (checkpoints keep fp32 for exact resume)
     resume: bool = True
     cache_dir: Path | None = None  # latent cache (default: <output>/latents)
+    eval_cases: Path | None = None  # an evaluate cases file: judge the LoRA on it every `eval_every` steps
+    eval_every: int | None = None  # None: with every checkpoint
 
     def __post_init__(self) -> None:
         self.data, self.output = Path(self.data), Path(self.output)
-        for name in ("manifest", "base_dir", "prompt_cache", "cache_dir"):
+        for name in ("manifest", "base_dir", "prompt_cache", "cache_dir", "eval_cases"):
             value = getattr(self, name)
             setattr(self, name, Path(value) if value is not None else None)
         self.targets = tuple(self.targets)
@@ -72,6 +74,8 @@ class TrainConfig:
             self.sample_every = self.checkpoint_every
         if self.cache_dir is None:
             self.cache_dir = self.output / "latents"
+        if self.eval_every is None:
+            self.eval_every = self.checkpoint_every
 
     def check(self) -> None:
         if self.model not in ("real", "tiny"):
@@ -99,6 +103,10 @@ class TrainConfig:
             raise InputError(f"pairs folder not found: {self.data}")
         if self.manifest is not None and not self.manifest.is_file():
             raise InputError(f"manifest not found: {self.manifest}")
+        if self.eval_cases is not None and not self.eval_cases.is_file():
+            raise InputError(f"the evaluation cases file (--eval) is not found: {self.eval_cases}")
+        if self.eval_every < 1:
+            raise InputError("--eval-every must be ≥ 1")
 
     def to_dict(self) -> dict:
         d = asdict(self)

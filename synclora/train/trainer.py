@@ -351,6 +351,34 @@ class ICLoRATrainer:
         path = self.config.output / "samples" / f"{CHECKPOINT_PREFIX}{step:08d}.mp4"
         return io.write_video(path, frames, self.config.fps)
 
+    def _evaluate(self, step: int) -> dict:
+        """The evaluation table of the LoRA as it is now (synclora.evaluate; the step's checkpoint LoRA when one was
+        just saved), logged to loss.jsonl as `eval` and plotted over the steps in RUN/eval/summary.png."""
+        from synclora.config import PropagationSettings
+        from synclora.evaluate.training import evaluate_step, step_folder
+
+        c = self.config
+        eval_dir = c.output / "eval"
+        lora = c.output / "checkpoints" / f"{CHECKPOINT_PREFIX}{step:08d}" / LORA_FILE
+        exported = None
+        if not lora.is_file():  # no checkpoint at this step: export the adapter for the backend to load
+            lora = exported = step_folder(eval_dir, step) / LORA_FILE
+            save_lora(lora, self.transformer_raw, c, step, torch.float32)
+        was_training = self.transformer.training
+        self.transformer.eval()
+        try:
+            settings = PropagationSettings(backend="synclora", model=c.model, quality="preview", seed=c.seed)
+            line = evaluate_step(c.eval_cases, eval_dir, step, lora, settings)
+        finally:
+            if exported is not None:
+                exported.unlink(missing_ok=True)
+            self.transformer.train(was_training)
+            free_memory()
+        self._log_line({"step": step, "eval": line})
+        self.log(f"step {step}: evaluation in {step_folder(eval_dir, step)} (in sync {line.get('in_sync')}, "
+                 f"r {line.get('corr')})")
+        return line
+
     # -- the loop --
     def train(self, progress: Callable[[int, int, float], None] | None = None) -> TrainResult:
         """Run until `config.steps` optimizer steps; resumes from the newest checkpoint when `config.resume`."""
@@ -405,6 +433,11 @@ class ICLoRATrainer:
                     if c.sample_every and (step % c.sample_every == 0 or step == c.steps):
                         record["sample"] = str(self._write_sample(step))
                     self._log_line(record)
+                acc.wait_for_everyone()
+            if c.eval_cases is not None and (step % c.eval_every == 0 or step == c.steps):
+                acc.wait_for_everyone()
+                if acc.is_main_process:
+                    self._evaluate(step)
                 acc.wait_for_everyone()
         acc.wait_for_everyone()
         out = c.output / LORA_FILE

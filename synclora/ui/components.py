@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from synclora.errors import user_error
+from synclora.errors import shown, user_error
 from synclora.ui.glue import sentence
 
 
@@ -38,7 +38,7 @@ def checked_image(**kwargs) -> gr.Image:
             error = user_error(exc)
             if error is None:
                 raise
-            raise gr.Error(sentence(str(error)), print_exception=False) from None
+            raise gr.Error(sentence(shown(str(error))), print_exception=False) from None
 
     image.preprocess = preprocess  # type: ignore[method-assign]
     return image

@@ -26,14 +26,17 @@ from synclora.config import PropagationRequest, PropagationSettings
 from synclora.edit import editor as editor_mod
 from synclora.edit import upload as upload_mod
 from synclora.edit.instruct import InstructEditor, InstructSettings
-from synclora.errors import SyncloraError, user_error
+from synclora.errors import SyncloraError, brief, shown, user_error
 from synclora.ui import gpu
-from synclora.ui.session import SessionFiles
+from synclora.ui.admission import MemoryGate
+from synclora.ui.session import SessionEnded, SessionFiles
 from synclora.video.io import format_fps
 
 log = logging.getLogger(__name__)
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
+# Sources whose cues are kept measured ahead (one per session; the oldest go first).
+MAX_SOURCES_KEPT = 64
 # Containers/codecs every browser plays with exact frame timing; anything else gets a CFR H.264 copy for the player.
 _BROWSER_CODECS = {"h264"}
 _BROWSER_CONTAINERS = {"mp4", "mov"}
@@ -59,6 +62,9 @@ def user_errors(fn: Callable) -> Callable:
         try:
             if app is not None:
                 app._enter()
+                request = next((a for a in args if isinstance(a, gr.Request)), kwargs.get("request"))
+                if request is not None:  # the visit's uploads, removed from Gradio's cache when it ends
+                    app.files.note(_session(request), [a for a in (*args, *kwargs.values()) if isinstance(a, str)])
             try:
                 return fn(*args, **kwargs)
             finally:
@@ -74,7 +80,7 @@ def user_errors(fn: Callable) -> Callable:
                     f"Something went wrong on the server ({type(exc).__name__}); the details are in its log.",
                     print_exception=False,
                 ) from None
-            raise gr.Error(sentence(str(error)), print_exception=False) from None
+            raise gr.Error(sentence(shown(str(error))), print_exception=False) from None
 
     return wrapper
 
@@ -105,7 +111,7 @@ def _index(value, what: str = "frame index", default: int = 0) -> int:
     if value is None or value == "":
         return default
     if not _whole_number(value):
-        raise _error(f"The {what} must be a whole number, got {value!r}.")
+        raise _error(f"The {what} must be a whole number, got {brief(value)}.")
     return int(float(value))
 
 
@@ -118,6 +124,21 @@ def _session(request: gr.Request | None) -> str | None:
     return getattr(request, "session_hash", None) if request is not None else None
 
 
+def _digest(path: str | Path) -> str:
+    """The file's content hash: a result is known by its bytes (the server may hand the page a copy of it)."""
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _run_chunk(segment):
+    """One model chunk, inside its own GPU call (see `GradioPipeline._propagate_on_gpu`)."""
+    from synclora.propagate.registry import run_segment
+
+    return run_segment(segment)
+
+
 class GradioPipeline:
     """All the app's behaviour; one instance per process, state per session lives in its files and the page."""
 
@@ -127,15 +148,24 @@ class GradioPipeline:
         instruct: InstructEditor | None = None,
         defaults: PropagationSettings = PropagationSettings(),
         max_upload_mb: float | None = None,
+        memory: MemoryGate | None = None,
     ) -> None:
+        from synclora import limits
+
         self.files = files or SessionFiles()
+        self.memory = memory or MemoryGate(limits.memory_budget())  # propagations admitted by their memory need
         self.instruct = instruct
         self.defaults = defaults
         self.max_upload_mb = runtime.current().max_upload_mb if max_upload_mb is None else max_upload_mb
         self._reports: dict[tuple, tuple] = {}  # (session, video, result, edited, edit index) -> (plot, verdict, view)
+        # session -> ((video, edited, span, result's digest), report measured as the propagation made the result)
+        self._made: dict[str | None, tuple[tuple, object]] = {}
+        self._sources: dict[str | None, tuple[str, object]] = {}  # session -> (clip, its cues measured ahead)
+        self._sources_lock = threading.Lock()
         self.startup_notes: list[str] = []  # what start-up did (prompt cache, model loading), for the backend panel
         self._gpu_propagate = gpu.gpu(duration=self._gpu_duration)(self._run_propagation)
         self._gpu_instruct = gpu.gpu(duration=gpu.INSTRUCT_SECONDS)(self._run_instruct)
+        self._gpu_chunk = gpu.gpu(duration=lambda segment: gpu.chunk_seconds(segment.settings))(_run_chunk)
         self._active = 0  # calls in flight (see `user_errors`)
         self._active_lock = threading.Condition()
         self.stopping = False
@@ -152,10 +182,19 @@ class GradioPipeline:
             self._active -= 1
             self._active_lock.notify_all()
 
-    def check_running(self) -> None:
-        """Called between steps of long jobs: a stopping server ends them (their clean-up removes partial files)."""
+    def check_running(self, out: str | Path | None = None) -> None:
+        """Called between steps of long jobs: a stopping server ends them (their clean-up removes partial files), and
+        so does a visitor who left (the session folder of the job's output `out` is gone)."""
         if self.stopping:
             raise ServerStopping("the server is restarting; try again in a minute")
+        if out is not None and not Path(out).parent.is_dir():
+            raise SessionEnded("this visit has ended; the job was stopped")
+
+    def _after_job(self, session: str | None) -> None:
+        """A visitor who left while their job ran: what the job wrote since goes too, and the job ends."""
+        if self.files.ended(session):
+            self.files.remove(session)
+            raise SessionEnded("this visit has ended; the job was stopped")
 
     def shutdown(self, timeout: float = 10.0) -> bool:
         """Stop taking calls, let the ones in flight end (up to `timeout` s; long jobs stop at their next step),
@@ -170,12 +209,12 @@ class GradioPipeline:
     def check_clip(self, path: str | Path):
         """An uploaded clip within the upload cap and the pipeline's limits (length, duration, frame size); its facts.
         Every endpoint that takes a clip says this at once, not after minutes of work."""
-        from synclora.pipeline import check_source
+        from synclora.limits import check_clip
         from synclora.video import io
 
         self._check_size(path)
         info = io.probe(path)
-        check_source(info)
+        check_clip(info)
         return info
 
     def _check_size(self, path: str | Path) -> None:
@@ -204,6 +243,7 @@ class GradioPipeline:
                 gr.skip(),
             )
         info = self.check_clip(video)  # the CLI's limits, said right after the upload, not at the end
+        self._measure_source(_session(request), video)
         k = int(min(max(0, _index(frame)), info.n_frames - 1))
         img, caption, editor_value, before_after, status = self.pick_frame(video, k, edit_frame, edited)
         return (
@@ -232,7 +272,7 @@ class GradioPipeline:
             from synclora.propagate import registry
 
             name = registry.resolve(s)
-            title = "Sync-LoRA" if name == "synclora" else "CPU preview"
+            title = config.BACKEND_TITLES.get(name, name)
             lines.append(f"- {title} ({s.fit}): {working_plan(info, s).notice}")
         except (SyncloraError, ValueError, ImportError) as exc:
             log.info("no working-size plan for the facts panel: %s", exc)
@@ -486,8 +526,8 @@ class GradioPipeline:
             auto = registry.resolve(PropagationSettings(backend="auto", model=self.defaults.model))
         except SyncloraError as exc:
             return f"No backend can run on this server: {exc}"
-        names = {"synclora": "Sync-LoRA", "flow": "the CPU preview"}
-        line = f"On this server **auto** runs **{names.get(auto, auto)}**."
+        title = config.BACKEND_TITLES.get(auto, auto)
+        line = f"On this server **auto** runs **{'the ' if auto == 'flow' else ''}{title}**."
         ltx = infos.get("synclora")
         if ltx is not None and not ltx.available:
             line += f" Sync-LoRA is off here: {ltx.why}."
@@ -512,25 +552,76 @@ class GradioPipeline:
         return PropagationSettings.from_values(values, self.defaults)
 
     def _gpu_duration(self, req: PropagationRequest, progress=None) -> int:
+        return gpu.gpu_seconds(self._gpu_frames(req), req.settings)
+
+    @staticmethod
+    def _gpu_frames(req: PropagationRequest) -> int:
+        """Frames the model propagates (the span and its fades; 0 when the request is bad — it fails on its own)."""
         from synclora.pipeline import check_span
         from synclora.video import io
 
         try:
-            info = io.probe(req.source)
-            n = check_span(req, info).window  # only the span and its fades are propagated
+            return check_span(req, io.probe(req.source)).window
         except SyncloraError:
-            n = 0
-        return gpu.gpu_seconds(n, req.settings)
+            return 0
 
-    def _run_propagation(self, req: PropagationRequest, progress=None):
+    def _propagate_on_gpu(self, req: PropagationRequest, progress, session: str | None = None):
+        """(result, report tap or None). One GPU call for the whole clip when it fits the longest call (the report
+        is measured from the files after it); otherwise the clip streams here, the report measured as it passes,
+        and each model chunk is a GPU call of its own (each asking for what its chunk needs, the progress bar going
+        on across them)."""
+        if not gpu.split_calls(self._gpu_frames(req), req.settings):
+            return self._gpu_propagate(req, progress), None
+        gpu.check_chunk_fits(req.settings)
+        from synclora.propagate import registry
+
+        tap = self._report_tap(req, session)
+        with registry.calls_through(self._gpu_chunk):
+            return self._run_propagation(req, progress, [tap] if tap is not None else []), tap
+
+    def _run_propagation(self, req: PropagationRequest, progress=None, taps=()):
         from synclora.pipeline import run_propagation
 
         def report(f: float, label: str) -> None:
-            self.check_running()  # a server being stopped ends the job here; its clean-up removes partial files
+            self.check_running(req.out)  # a stopping server or a visitor who left ends the job; nothing stays
             if progress is not None:
                 progress(float(min(max(f, 0.0), 1.0)), desc=label)
 
-        return run_propagation(req, report)
+        return run_propagation(req, report, taps=taps)
+
+    def _report_tap(self, req: PropagationRequest, session: str | None):
+        """The sync report measured as the propagation runs here (the source's half already, when it was measured
+        while the visitor edited); None when it cannot be (then the report panel measures the files)."""
+        from synclora.metrics.tap import tap_for
+
+        known = self._sources.get(session)
+        try:
+            return tap_for(req, source_cues=known[1] if known and known[0] == str(req.source) else None)
+        except Exception:  # the propagation goes on; the report panel measures the files instead
+            log.exception("the sync report could not watch this propagation")
+            return None
+
+    def _measure_source(self, session: str | None, video: str) -> None:
+        """Start measuring the source's half of the sync report in the background, right after the upload (while the
+        visitor edits a frame); kept for this clip of this session."""
+        from synclora.metrics.source_cues import SourceCues
+
+        with self._sources_lock:
+            old = self._sources.get(session)
+            if old is not None and old[0] == str(video):
+                return
+            stale = [self._sources.pop(session)[1]] if old is not None else []
+            while len(self._sources) >= MAX_SOURCES_KEPT:  # sessions that never said goodbye
+                stale.append(self._sources.pop(next(iter(self._sources)))[1])
+        for cues in stale:
+            cues.close()
+        try:
+            cues = SourceCues(video, self.files.dir_for(session))
+            with self._sources_lock:
+                self._sources[session] = (str(video), cues)
+        except Exception:  # only a head start: the report measures the source itself then
+            log.exception("could not start measuring the source's cues")
+            self._sources.pop(session, None)
 
     @user_errors
     def edit_video(
@@ -559,7 +650,7 @@ class GradioPipeline:
         if not edited:
             raise _error("Give the edited frame (an image file).")
         if not _whole_number(frame):
-            raise _error(f"The frame index must be a whole number, got {frame!r}.")
+            raise _error(f"The frame index must be a whole number, got {brief(frame)}.")
         self._check_size(video)
         given = locals()  # the API's parameters are the settings fields, by name (a test holds the two together)
         settings = self.settings_from({f.name: given[f.name] for f in config.setting_fields(ui_only=True)})
@@ -576,10 +667,35 @@ class GradioPipeline:
             from synclora.video import io
 
             check_span(req, io.probe(video))
-        progress(0.0, desc="queued for the GPU" if name != "flow" else "starting")
-        run = self._gpu_propagate if name != "flow" else self._run_propagation
-        result = run(req, progress)  # its notices are listed under the result (a toast would cover the page)
+        from synclora.pipeline import memory_need
+        from synclora.video import io
+
+        need = memory_need(io.probe(video), settings)  # refused now if it can never fit; waits if others hold memory
+        try:
+            with self.memory.admit(need, waiting=lambda: (self.check_running(), progress(
+                    0.0, desc="waiting for memory (other clips running)"))):
+                progress(0.0, desc="queued for the GPU" if name != "flow" else "starting")
+                if name == "flow":  # the report is measured as the frames pass, so it is ready with the result
+                    tap = self._report_tap(req, session)
+                    result = self._run_propagation(req, progress, [tap] if tap is not None else [])
+                else:
+                    result, tap = self._propagate_on_gpu(req, progress, session)
+        finally:
+            self._after_job(session)  # a visitor who left: what the job wrote goes too
+        # its notices are listed under the result (a toast would cover the page)
+        if tap is not None:
+            self._keep_report(session, (str(video), str(edited), str(span or ""), _digest(result.out)), tap)
         return str(result.out), str(result.side_by_side), self.result_markdown(result, video, edited)
+
+    def _keep_report(self, session: str | None, key: tuple, tap) -> None:
+        try:
+            self._made[session] = (key, tap.report())
+        except Exception:  # the report panel measures the files instead
+            log.exception("the sync report measured with the propagation failed")
+            self._made.pop(session, None)
+        known = self._sources.pop(session, None)
+        if known is not None:
+            known[1].close()
 
     def result_markdown(self, result, video: str, edited: str) -> str:
         """What was done, with everything needed to reproduce it (settings, seed, edit index, CLI line)."""
@@ -605,53 +721,107 @@ class GradioPipeline:
     def sync_report(self, video: str | None, result: str | None, edited: str | None, edit_frame: float | None = None,
                     span: str | None = None, request: gr.Request | None = None, progress=gr.Progress()):
         """Measure how well the result follows the source over the edited `span` (default: the whole clip) →
-        (plot PNG, verdict Markdown, landmark view mp4).
+        (plot PNG, verdict Markdown, None: the landmark view is made by `landmark_view` when asked for).
 
         `edit_frame`: the source frame the edit was made on (what the edit hides and keeps is measured from it; when
-        unknown, the best-matching source frame is used).
+        unknown, the best-matching source frame is used). A result this app just made comes with its report, measured
+        while it was made: then this only draws it.
         """
         if not video or not result:
             return None, "*Run a propagation to see its sync report.*", None
-        k = int(float(edit_frame)) if _whole_number(edit_frame) and float(edit_frame) >= 0 else None
+        args = self._report_args(video, result, edited, edit_frame, span)
+        if isinstance(args, str):
+            return None, args, None
+        k, judged = args
         # The result player re-sends "change" when its tab is first shown; measure each result once per session.
         key = (_session(request), str(video), str(result), str(edited), k, str(span or ""))
         if key in self._reports and all(p is None or Path(p).is_file() for p in self._reports[key][::2]):
             return self._reports[key]
+        png = self.files.new_file(_session(request), "sync-report", ".png")
+        try:
+            rep = self._ready_report(_session(request), video, result, edited, span)
+            if rep is None:
+                from synclora.metrics.report import compare_videos
+
+                known = self._sources.get(_session(request))
+                rep = compare_videos(video, result, edited_frame=edited or None, edit_index=k if edited else None,
+                                     frame_range=self._judged_range(judged),
+                                     progress=self._report_progress(progress, png),
+                                     source_cues=known[1] if known and known[0] == str(video) else None)
+            rep.plot(png)
+        finally:
+            self._after_job(_session(request))
+        md = self.report_markdown(rep)
+        if judged is not None and not judged.whole:
+            md += (f"\n- Judged the edited span, frames {judged.start}–{judged.end}; the other frames are the "
+                   "source's own.")
+        self._reports[key] = (str(png), md, None)
+        while len(self._reports) > 256:
+            self._reports.pop(next(iter(self._reports)))
+        return self._reports[key]
+
+    @user_errors
+    def landmark_view(self, video: str | None, result: str | None, edited: str | None,
+                      edit_frame: float | None = None, span: str | None = None, request: gr.Request | None = None,
+                      progress=gr.Progress()):
+        """The landmark view (source | result with the face landmarks the report read, mp4), made when asked for:
+        it reads both videos again."""
+        if not video or not result:
+            raise _error("Run a propagation first.")
+        args = self._report_args(video, result, edited, edit_frame, span)
+        if isinstance(args, str):
+            raise _error(args.strip("*"))
+        k, judged = args
         from synclora.metrics.report import compare_videos
+
+        view = self.files.new_file(_session(request), "landmarks", ".mp4")
+        try:
+            rep = compare_videos(video, result, edited_frame=edited or None, edit_index=k if edited else None,
+                                 landmarks_video=view, identity_frames=0, frame_range=self._judged_range(judged),
+                                 progress=self._report_progress(progress, view))
+        finally:
+            self._after_job(_session(request))
+        return str(rep.landmarks_video)
+
+    def _report_args(self, video: str, result: str, edited: str | None, edit_frame, span: str | None):
+        """(edit index or None, the judged span or None) for a report, or the sentence saying why there is none."""
         from synclora.video import io, timing
 
         for clip in (video, result):  # an API caller may send any clip: the app's limits hold here too
             self.check_clip(clip)
-
-        def report(f: float, label: str) -> None:
-            self.check_running()  # a server being stopped ends the measuring here
-            progress(float(min(max(f, 0.0), 1.0)), desc=label)
-
+        k = int(float(edit_frame)) if _whole_number(edit_frame) and float(edit_frame) >= 0 else None
         span = PropagationSettings.from_values({"span": span}).span
         info = io.probe(video) if k is not None or span else None
         if k is not None and k >= info.n_frames:
             k = None
         judged = timing.resolve_span(span, info) if span else None
         if judged is not None and judged.length < 2:
-            return None, (f"*Only frame {judged.start} was edited: one frame has no motion to judge. The other frames "
-                          "are the source's own.*"), None
-        png = self.files.new_file(_session(request), "sync-report", ".png")
-        view = self.files.new_file(_session(request), "landmarks", ".mp4")
-        rep = compare_videos(
-            video, result, edited_frame=edited or None, edit_index=k if edited else None, landmarks_video=view,
-            frame_range=None if judged is None or judged.whole else (judged.start, judged.end + 1),
-            progress=report,
-        )
-        rep.plot(png)
-        md = self.report_markdown(rep)
-        if judged is not None and not judged.whole:
-            md += (f"\n- Judged the edited span, frames {judged.start}–{judged.end}; the other frames are the "
-                   "source's own.")
-        lm = str(rep.landmarks_video) if rep.landmarks_video is not None else None
-        self._reports[key] = (str(png), md, lm)
-        while len(self._reports) > 256:
-            self._reports.pop(next(iter(self._reports)))
-        return self._reports[key]
+            return (f"*Only frame {judged.start} was edited: one frame has no motion to judge. The other frames are "
+                    "the source's own.*")
+        return k, judged
+
+    @staticmethod
+    def _judged_range(judged) -> tuple[int, int] | None:
+        return None if judged is None or judged.whole else (judged.start, judged.end + 1)
+
+    def _report_progress(self, progress, out: str | Path | None = None):
+        def report(f: float, label: str) -> None:
+            self.check_running(out)  # a stopping server or a visitor who left ends the measuring here
+            progress(float(min(max(f, 0.0), 1.0)), desc=label)
+
+        return report
+
+    def _ready_report(self, session, video, result, edited, span):
+        """The report measured while this session's propagation made `result` (same clip, edit and span), if any."""
+        ready = self._made.get(session)
+        if ready is None:
+            return None
+        made_key, rep = ready
+        try:
+            same = made_key == (str(video), str(edited), str(span or ""), _digest(result))
+        except OSError:
+            return None
+        return rep if same else None
 
     @staticmethod
     def report_markdown(rep) -> str:
@@ -689,6 +859,10 @@ class GradioPipeline:
     def end_session(self, request: gr.Request) -> None:
         """The browser tab closed: delete that session's files (and forget its reports)."""
         session = _session(request)
+        known = self._sources.pop(session, None)
+        if known is not None:
+            known[1].close()
         self.files.remove(session)
         for key in [k for k in self._reports if k[0] == session]:
             del self._reports[key]
+        self._made.pop(session, None)

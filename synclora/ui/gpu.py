@@ -3,7 +3,10 @@
 ZeroGPU admits a call only if the visitor's quota covers the *requested* duration and queues shorter requests first,
 so asking for a fixed 5 minutes would lock out visitors with a few seconds left, and asking too little kills long
 jobs mid-way. We ask for what this clip needs: chunks × seconds per chunk at the chosen resolution and quality.
-Outside a Space `spaces.GPU` returns the function unchanged, so this costs nothing locally.
+One call may ask for at most `MAX_SECONDS`: a clip that needs more is propagated in several calls, one per model
+chunk (`split_calls`; the chunks are independent model calls, each starting from the previous one's frame), each
+asking for what its chunk needs. Outside a Space `spaces.GPU` returns the function unchanged, so this costs nothing
+locally.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import TypeVar
 
 from synclora import runtime
 from synclora.config import PropagationSettings
+from synclora.errors import InputError
 
 F = TypeVar("F", bound=Callable)
 
@@ -25,6 +29,8 @@ CHUNK_FRAMES = 81
 SECONDS_PER_CHUNK = {"full": 24.0, "preview": 10.0}
 # Model warm-up per call (LoRA state, prompt embeddings to GPU), writing the result and the side-by-side.
 FIXED_SECONDS = 20.0
+# Per call when a clip is split into one call per chunk: the model state to the GPU (the writing is done outside).
+CALL_SECONDS = 10.0
 MIN_SECONDS, MAX_SECONDS = 30, 600
 # One 4-step FLUX.2 [klein] 4B edit at 1024² took 0.87 s on an H200 (benchmarks/bench_instruct.py, random weights);
 # the rest is slack for a slower ZeroGPU slice and the first call's kernel warm-up.
@@ -40,25 +46,57 @@ def _per_chunk(quality: str) -> float:
     return override if override is not None else SECONDS_PER_CHUNK.get(quality, SECONDS_PER_CHUNK["full"])
 
 
-def gpu_seconds(n_frames: int, settings: PropagationSettings) -> int:
-    """Seconds of GPU to request for propagating `n_frames` with `settings` (clamped to [30, 600])."""
+def estimate_seconds(n_frames: int, settings: PropagationSettings) -> float:
+    """Seconds of GPU propagating `n_frames` in one call needs (no clamping)."""
     if n_frames <= 0:
-        return MIN_SECONDS
-    step = max(1, CHUNK_FRAMES - max(0, settings.chunk_overlap))
-    chunks = max(1, math.ceil(max(0, n_frames - CHUNK_FRAMES) / step) + 1)
+        return 0.0
+    size = _chunk_frames(settings)
+    step = max(1, size - max(0, settings.chunk_overlap))
+    chunks = max(1, math.ceil(max(0, n_frames - size) / step) + 1)
+    return FIXED_SECONDS + chunks * chunk_estimate(settings)
+
+
+def _chunk_frames(settings: PropagationSettings) -> int:
+    """Frames one model chunk covers for these settings (81 for LTX-2.3; the tiny test model's are shorter)."""
+    from synclora.propagate import registry
+
+    try:
+        return registry.spec(settings).max_frames or CHUNK_FRAMES
+    except Exception:  # noqa: BLE001 - no backend resolvable here: the full model's chunks
+        return CHUNK_FRAMES
+
+
+def chunk_estimate(settings: PropagationSettings) -> float:
+    """Seconds of GPU one model chunk needs at these settings."""
     # Token count grows with the pixel area; attention makes the cost grow a little faster than linearly.
     scale = (max(settings.resolution, 64) / 512) ** 3
-    estimate = FIXED_SECONDS + chunks * _per_chunk(settings.quality) * scale
-    return int(min(MAX_SECONDS, max(MIN_SECONDS, math.ceil(estimate))))
+    return _per_chunk(settings.quality) * scale
 
 
-def on_zerogpu() -> bool:
-    """True when running on a ZeroGPU Space (where `spaces.GPU` really schedules a GPU)."""
-    try:
-        from spaces.config import Config
-    except ImportError:
-        return False
-    return bool(getattr(Config, "zero_gpu", False))
+def gpu_seconds(n_frames: int, settings: PropagationSettings) -> int:
+    """Seconds of GPU to request for propagating `n_frames` with `settings` in one call (clamped to [30, 600])."""
+    if n_frames <= 0:
+        return MIN_SECONDS
+    return int(min(MAX_SECONDS, max(MIN_SECONDS, math.ceil(estimate_seconds(n_frames, settings)))))
+
+
+def split_calls(n_frames: int, settings: PropagationSettings) -> bool:
+    """Whether this clip needs more GPU time than one call may ask for, and so runs one call per chunk."""
+    return estimate_seconds(n_frames, settings) > MAX_SECONDS
+
+
+def chunk_seconds(settings: PropagationSettings) -> int:
+    """Seconds of GPU to request for one chunk's call when a clip is split (clamped to [30, 600])."""
+    return int(min(MAX_SECONDS, max(MIN_SECONDS, math.ceil(CALL_SECONDS + chunk_estimate(settings)))))
+
+
+def check_chunk_fits(settings: PropagationSettings) -> None:
+    """One chunk is the smallest piece of work a call can take: refuse settings whose chunk needs more than a call."""
+    need = CALL_SECONDS + chunk_estimate(settings)
+    if need > MAX_SECONDS:
+        raise InputError(f"at working resolution {settings.resolution} with quality '{settings.quality}' one chunk "
+                         f"of {_chunk_frames(settings)} frames needs about {need:.0f} s of GPU, more than the "
+                         f"{MAX_SECONDS} s one GPU call may take here; choose a lower resolution or quality 'preview'")
 
 
 def gpu(duration: int | Callable[..., int]) -> Callable[[F], F]:

@@ -12,7 +12,8 @@ import gradio as gr
 
 from synclora import config
 from synclora.config import PropagationSettings
-from synclora.pipeline import MAX_FRAMES
+from synclora.limits import MAX_FRAMES
+from synclora.ui import gallery as last_results
 from synclora.ui.components import checked_image
 from synclora.ui.glue import ASSETS, GradioPipeline, asset
 
@@ -46,10 +47,10 @@ def setting_widget(name: str, value, **kw) -> gr.components.Component:
         return gr.Radio([(label, v) for v, label in meta["choices"]], value=value, **kw)
     if meta["text"]:
         return gr.Textbox(value=value, **kw)
-    if meta["slider"]:
-        lo, hi, step = meta["slider"]
-        return gr.Slider(lo, hi, value=value, step=step, **kw)
-    return gr.Number(value, precision=0, **kw)
+    lo, hi = meta["bounds"]  # the widget takes exactly what the CLI and docs/API.md take
+    if meta["step"]:
+        return gr.Slider(lo, hi, value=value, step=meta["step"], **kw)
+    return gr.Number(value, precision=0, minimum=lo, maximum=hi, **kw)
 
 
 def theme() -> gr.themes.Base:
@@ -225,9 +226,12 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
                 report_md = gr.Markdown(asset("help_report.md"), elem_id="report-verdict", label="Verdict")
                 report_img = gr.Image(label="Sync report plot", show_label=False, interactive=False, type="filepath",
                                       elem_id="report-plot", buttons=["fullscreen", "download"])
+                show_lm = gr.Button("Show the face landmarks the report read", size="sm", variant="secondary",
+                                    elem_id="report-show-landmarks")
                 # No label chip: it would cover the video's own "source" / "result" captions (the verdict names it).
                 report_lm = gr.Video(label="Landmarks the report read (source | result)", show_label=False,
                                      interactive=False, elem_id="report-landmarks", buttons=["download"], height=240)
+        gallery, kept, kept_md = last_results.build(app)
 
         # Wiring -------------------------------------------------------------------------------------------------
         light = dict(concurrency_limit=4, concurrency_id="light")
@@ -275,7 +279,10 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
         )
         result.change(app.sync_report, [video, result, edited, edit_frame, w["span"]],
                       [report_img, report_md, report_lm], api_name="sync_report", concurrency_limit=1,
-                      concurrency_id="report", show_progress_on=[report_img])
+                      concurrency_id="report", show_progress_on=[report_img]).success(
+            gallery.keep, [video, result, report_md, kept], [kept, kept_md], api_visibility="private")
+        show_lm.click(app.landmark_view, [video, result, edited, edit_frame, w["span"]], [report_lm],
+                      api_name="landmark_view", concurrency_limit=1, concurrency_id="report")
         recheck.click(app.backend_markdown, None, backends_md, api_name="backend_status", concurrency_limit=1,
                       concurrency_id="status")
         demo.unload(app.end_session)

@@ -14,12 +14,14 @@ import os
 import time
 
 import gradio as gr
+from starlette.middleware import Middleware
 
-from synclora import runtime, signals
+from synclora import limits, runtime, signals
 from synclora.config import PropagationSettings
 from synclora.errors import SyncloraError
 from synclora.ui import gpu
 from synclora.ui.glue import GradioPipeline
+from synclora.ui.guard import BodyLimit, check_inputs
 from synclora.ui.layout import HEAD, build, css, theme
 from synclora.ui.session import SessionFiles
 
@@ -93,15 +95,22 @@ def create_app(rt: runtime.Runtime | None = None, *, preload_models: bool | None
 
     rt = rt or runtime.current()
     app = GradioPipeline(
-        files=SessionFiles(),
+        files=SessionFiles(gradio_cache=gr.utils.get_upload_folder()),  # a visit's files there go when it ends
         instruct=shared_editor(),
         defaults=default_settings(rt),
         max_upload_mb=rt.max_upload_mb,
     )
-    if preload_models if preload_models is not None else rt.preload:
-        preload(app)
-    demo = build(app, cache_examples=rt.cache_examples if cache_examples is None else cache_examples)
+    try:
+        if preload_models if preload_models is not None else rt.preload:
+            preload(app)
+        demo = build(app, cache_examples=rt.cache_examples if cache_examples is None else cache_examples)
+    except BaseException:  # stopped (or failed) while starting: the session root made above goes too
+        app.files.close()
+        raise
     demo.synclora = app  # type: ignore[attr-defined]
+    # …except the files Gradio keeps there (examples), whoever used them.
+    app.files.keep = lambda: set().union(*(getattr(b, "keep_in_cache", ()) for b in demo.blocks.values()))
+    check_inputs(demo)  # an API caller's wrong type is a sentence, not Gradio's generic error
     # One GPU job at a time (concurrency_id "gpu" has limit 1); light events run beside it; the queue is bounded.
     demo.queue(max_size=rt.queue_size, default_concurrency_limit=1)
     return demo
@@ -130,6 +139,9 @@ def launch(demo: gr.Blocks, *, server_name: str | None = None, server_port: int 
         prevent_thread_lock=prevent_thread_lock,
         quiet=quiet,
         ssr_mode=False,
+        # Every request body capped as it arrives (uploads at their own cap), before Gradio reads it.
+        app_kwargs={"middleware": [Middleware(BodyLimit, max_bytes=limits.MAX_REQUEST_BYTES,
+                                              upload_bytes=int(app.max_upload_mb * 1e6) + limits.MAX_REQUEST_BYTES)]},
     )
     if prevent_thread_lock:
         return demo.launch(**options)

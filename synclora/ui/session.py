@@ -4,10 +4,17 @@ Why: a public Space serves many visitors at once; one visitor must never receive
 results, and files must not pile up. Folders are named from Gradio's session hash (sanitised: it comes from the
 client), removed when the browser session ends (`demo.unload`), and swept after `max_age_s` for clients that never
 say goodbye (e.g. `gradio_client` scripts).
+
+A visit's files also live in Gradio's own cache: its uploads, and a copy of every result Gradio served. When the
+visit ends those go too: the copies are found by name (every name `new_file` hands out is unique), the uploads are
+the ones the visit's calls named (`note`), unless another live visit uses the same file or Gradio keeps it (an
+example). A visit that has ended gets no new folder: a job still running for it stops at its next step, and
+whatever it wrote meanwhile is removed (`ended`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -15,16 +22,26 @@ import shutil
 import tempfile
 import threading
 import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from pathlib import Path
+
+from synclora.errors import SyncloraError
 
 _SAFE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 DEFAULT_MAX_AGE_S = 6 * 3600
+_ENDED_KEPT = 4096  # ended visits remembered (so a late job cannot recreate their folder)
+
+
+class SessionEnded(SyncloraError):
+    """The visitor closed the page: their job stops and leaves nothing."""
 
 
 class SessionFiles:
     """Owns one app-wide temp root and one sub-folder per session."""
 
-    def __init__(self, root: str | os.PathLike | None = None, max_age_s: float = DEFAULT_MAX_AGE_S) -> None:
+    def __init__(self, root: str | os.PathLike | None = None, max_age_s: float = DEFAULT_MAX_AGE_S,
+                 gradio_cache: str | os.PathLike | None = None, keep: Callable[[], set[str]] | None = None) -> None:
         # Under the system temp dir so Gradio may serve the results without widening `allowed_paths`.
         self.root = Path(root) if root else Path(tempfile.mkdtemp(prefix="synclora-app-"))
         self.root.mkdir(parents=True, exist_ok=True)
@@ -32,6 +49,12 @@ class SessionFiles:
         self._lock = threading.Lock()
         self._last_sweep = 0.0
         self.closed = False
+        # Gradio's cache folder, and the files in it Gradio must keep (examples); None: nothing there is ours.
+        self.gradio_cache = Path(gradio_cache).resolve() if gradio_cache else None
+        self.keep = keep or set
+        self._names: dict[str, set[str]] = {}  # session key -> names new_file handed out
+        self._uploads: dict[str, set[Path]] = {}  # session key -> files in Gradio's cache its calls named
+        self._ended: OrderedDict[str, float] = OrderedDict()
 
     @staticmethod
     def key(session_hash: str | None) -> str:
@@ -43,9 +66,9 @@ class SessionFiles:
     def dir_for(self, session_hash: str | None) -> Path:
         """The session's folder (created on first use). Old folders of other sessions are swept now and then."""
         if self.closed:  # after shutdown nothing may recreate the deleted root
-            from synclora.errors import SyncloraError
-
             raise SyncloraError("the server is shutting down; try again in a minute")
+        if self.ended(session_hash):
+            raise SessionEnded("this visit has ended; reload the page to start again")
         self.sweep()
         d = self.root / self.key(session_hash)
         d.mkdir(parents=True, exist_ok=True)
@@ -56,7 +79,33 @@ class SessionFiles:
         """A fresh, unique path in the session's folder (the file itself is not created)."""
         d = self.dir_for(session_hash)
         safe = re.sub(r"[^A-Za-z0-9_-]+", "-", stem).strip("-")[:40] or "file"
-        return d / f"{safe}-{time.strftime('%H%M%S')}-{os.urandom(3).hex()}{suffix}"
+        path = d / f"{safe}-{time.strftime('%H%M%S')}-{os.urandom(3).hex()}{suffix}"
+        with self._lock:
+            self._names.setdefault(self.key(session_hash), set()).add(path.name)
+        return path
+
+    def names(self, session_hash: str | None) -> set[str]:
+        """Every file name handed out to the session (its outputs, and their side files)."""
+        with self._lock:
+            return set(self._names.get(self.key(session_hash), ()))
+
+    def note(self, session_hash: str | None, paths: Iterable[str | os.PathLike | None]) -> None:
+        """Remember the files in Gradio's cache that this session's calls named (its uploads)."""
+        if self.gradio_cache is None:
+            return
+        key = self.key(session_hash)
+        for p in paths:
+            if not p or not isinstance(p, (str, os.PathLike)):
+                continue
+            path = Path(p).resolve()
+            if path.is_relative_to(self.gradio_cache) and path != self.gradio_cache:
+                with self._lock:
+                    self._uploads.setdefault(key, set()).add(path)
+
+    def ended(self, session_hash: str | None) -> bool:
+        """True once the session's visit has ended (`remove`)."""
+        with self._lock:
+            return self.key(session_hash) in self._ended
 
     def owns(self, path: str | os.PathLike, session_hash: str | None) -> bool:
         """True when `path` lies inside this session's folder."""
@@ -67,8 +116,36 @@ class SessionFiles:
         return True
 
     def remove(self, session_hash: str | None) -> None:
-        """Delete the session's folder (called when the browser tab closes)."""
-        shutil.rmtree(self.root / self.key(session_hash), ignore_errors=True)
+        """The visit ended (its tab closed): delete the session's folder and its files in Gradio's cache, and make no
+        new folder for it. Safe to call again (a job that ran on removes what it wrote)."""
+        key = self.key(session_hash)
+        with self._lock:
+            self._ended[key] = time.time()
+            self._ended.move_to_end(key)
+            while len(self._ended) > _ENDED_KEPT:
+                self._ended.popitem(last=False)
+        shutil.rmtree(self.root / key, ignore_errors=True)
+        self._remove_cached(key)
+
+    def _remove_cached(self, key: str) -> None:
+        if self.gradio_cache is None:
+            return
+        with self._lock:
+            names = self._names.pop(key, set())
+            uploads = self._uploads.pop(key, set())
+            in_use = set().union(*self._uploads.values()) if self._uploads else set()
+        keep = {Path(p).resolve() for p in self.keep()}
+        found = [p for p in uploads if p not in in_use]
+        if names:  # Gradio's copies of our outputs: <cache>/<content hash>/<our unique name>
+            with contextlib.suppress(OSError):
+                found += [f for d in self.gradio_cache.iterdir() if d.is_dir() for f in d.iterdir() if f.name in names]
+        for f in found:
+            if f.resolve() in keep:
+                continue
+            with contextlib.suppress(OSError):
+                f.unlink()
+            with contextlib.suppress(OSError):
+                f.parent.rmdir()  # only when empty: another file with the same content keeps it
 
     def sweep(self, now: float | None = None, force: bool = False) -> list[str]:
         """Remove session folders unused for `max_age_s`; runs at most once a minute unless forced."""

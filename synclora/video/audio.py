@@ -24,6 +24,61 @@ MP4_AUDIO_COPY = {"aac", "mp3"}
 # Audio may end this much after the last video frame (an AAC packet is 21 ms at 48 kHz) and still count as fitting.
 OVERRUN_S = 0.05
 _BLOCK = 8192  # samples per chunk of zeros (gaps) and per frame handed to the encoder
+# Layouts FFmpeg's AAC encoder takes as they are (each tried); any other is downmixed to stereo, with a notice.
+AAC_LAYOUTS = ("mono", "stereo", "2.1", "3.0", "quad", "4.0", "5.0", "5.1", "5.1(side)", "6.1", "hexagonal", "7.1",
+               "7.1(wide)", "octagonal")
+
+
+# Samples cross into numpy only as *packed* float32 (one interleaved plane), never planar: PyAV miscounts the planes
+# of a planar frame with 8 or more channels (7.1, 5.1.4, 16 channels, ...) and reads or writes past them — a native
+# crash that no `except` can catch. Packed frames have one plane at any channel count; the resamplers on either side
+# convert to and from whatever the codecs want.
+def to_samples(frame: av.AudioFrame, channels: int) -> np.ndarray:
+    """(channels, n) float32 from a packed `flt` frame."""
+    return frame.to_ndarray().reshape(-1, channels).T
+
+
+def from_samples(samples: np.ndarray, layout: str, rate: int) -> av.AudioFrame:
+    """A packed `flt` frame from (channels, n) float32 samples."""
+    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples.T, dtype=np.float32).reshape(1, -1),
+                                       format="flt", layout=layout)
+    frame.sample_rate = rate
+    return frame
+
+
+def stereo_downmix(layout: str) -> np.ndarray:
+    """(2, channels) weights that fold `layout` into stereo: left-side channels to the left, right-side to the right,
+    centre (and unnamed) channels to both, low-frequency effects left out. Each row sums to 1, so the result can
+    never clip, however many channels add up."""
+    names = [c.name for c in av.AudioLayout(layout).channels]
+    m = np.zeros((2, len(names)), np.float32)
+    for i, name in enumerate(names):
+        if name.startswith("LFE"):
+            continue
+        if name.endswith("L") or name.endswith("LC"):
+            m[0, i] = 1
+        elif name.endswith("R") or name.endswith("RC"):
+            m[1, i] = 1
+        else:
+            m[:, i] = 0.5
+    if not m.any():
+        m[:] = 1
+    return m / m.sum(axis=1, keepdims=True)
+
+
+def _layout(a, path: Path) -> tuple[str, int]:
+    """(layout name, channels) the resamplers are given for the stream `a`: its own layout when FFmpeg can name it,
+    else the plain channel count (e.g. a Matroska PCM track says "8 channels")."""
+    layout = a.codec_context.layout
+    channels = len(layout.channels)
+    for name in (layout.name, f"{channels}c"):
+        try:
+            if len(av.AudioLayout(name).channels) == channels:
+                return name, channels
+        except (ValueError, av.FFmpegError):
+            continue
+    raise InputError(f"The audio of {path.name} has {channels} channels in a layout that cannot be read; "
+                     "re-encode it as stereo first.")
 
 
 def span_seconds(span: tuple[int, int] | None, fps: Fraction) -> tuple[float, float | None]:
@@ -50,9 +105,8 @@ def audio_chunks(path: Path, t_start: float, t_stop: float | None) -> tuple[int,
     try:
         a = _audio_stream(container, tl, path)
         rate = int(a.codec_context.sample_rate)
-        layout = a.codec_context.layout.name
-        channels = len(av.AudioLayout(layout).channels)  # what the resampler hands out, whatever frames claim
-        resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+        layout, channels = _layout(a, path)  # what the resampler hands out, whatever frames claim
+        resampler = av.AudioResampler(format="flt", layout=layout, rate=rate)
     except BaseException:
         container.close()
         raise
@@ -86,12 +140,12 @@ def audio_chunks(path: Path, t_start: float, t_stop: float | None) -> tuple[int,
                         t = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else tl.t0
                         offset = int(round((t - tl.t0) * rate))
                     for rf in resampler.resample(frame):
-                        yield from place(rf.to_ndarray())
+                        yield from place(to_samples(rf, channels))
                     if b_idx is not None and pos >= b_idx:
                         return  # the span is complete: the rest of the stream is never decoded
                 if offset is not None:
                     for rf in resampler.resample(None):
-                        yield from place(rf.to_ndarray())
+                        yield from place(to_samples(rf, channels))
             except (av.FFmpegError, ValueError) as e:  # ValueError: frames that change format midway
                 raise InputError(f"The audio of {path.name} could not be decoded ({short_error(e)}).") from e
             if b_idx is not None and pos < b_idx:
@@ -172,6 +226,7 @@ class AudioSource:
         slack = max(1 / float(tl.info.fps), OVERRUN_S)
         fits = overrun is not None and (overrun <= slack or tl.audio_packet_s <= slack)
         self.copy = whole and fits and name in MP4_AUDIO_COPY
+        self.downmix: np.ndarray | None = None  # (2, channels) when a layout AAC cannot carry is folded to stereo
         if self.copy and overrun is not None and overrun > slack:
             notices.append(f"Audio trimmed to the video's length (it ran {overrun:.2f} s past the last frame).")
         if self.copy:
@@ -181,11 +236,18 @@ class AudioSource:
             rate = int(a.codec_context.sample_rate)
             if rate not in (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000):
                 rate = 48000
-            layout = a.codec_context.layout.name
-            if a.codec_context.channels > 2 and layout not in ("5.1", "5.1(side)", "7.1", "quad", "2.1", "3.0"):
-                layout = "stereo"
+            layout, channels = _layout(a, src)
+            if layout not in AAC_LAYOUTS:  # an unnamed 6 or 8 channels is taken as 5.1 or 7.1
+                default = av.AudioLayout(f"{min(channels, 8)}c").name
+                if default in AAC_LAYOUTS and len(av.AudioLayout(default).channels) == channels:
+                    layout = default
+                else:
+                    notices.append(f"Audio downmixed from {channels} channels ({layout}) to stereo: AAC in mp4 "
+                                   "carries at most 7.1.")
+                    self.downmix = stereo_downmix(layout)
+                    layout = "stereo"
             self.stream = out.add_stream("aac", rate=rate, layout=layout)
-            self.stream.bit_rate = 192_000 if a.codec_context.channels <= 2 else 384_000
+            self.stream.bit_rate = 192_000 if channels <= 2 else 384_000
             self.packets = self._encode_packets(rate, layout)
             if name not in MP4_AUDIO_COPY:
                 why = f"re-encoded to AAC (the {name} codec cannot go into mp4 unchanged)"
@@ -215,9 +277,8 @@ class AudioSource:
 
     def _encode_packets(self, rate: int, layout: str) -> Iterator[av.Packet]:
         src_rate, src_layout, channels, chunks = audio_chunks(self.src, self.t_start, self.t_stop)
-        convert = src_rate != rate or channels != self.stream.codec_context.channels
-        res = av.AudioResampler(format="fltp", layout=layout, rate=rate) if convert else None
-        in_layout = src_layout if src_layout else {1: "mono", 2: "stereo"}.get(channels, f"{channels}c")
+        # Always through a resampler: it takes the packed samples and hands the encoder its planar frames.
+        res = av.AudioResampler(format=self.stream.codec_context.format.name, layout=layout, rate=rate)
         n = 0
 
         def encode(frame: av.AudioFrame) -> Iterator[av.Packet]:
@@ -230,18 +291,15 @@ class AudioSource:
 
         try:
             for chunk in chunks:
-                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp",
-                                                   layout=in_layout if convert else layout)
-                frame.sample_rate = src_rate
-                if res is None:
-                    yield from encode(frame)
-                    continue
+                if self.downmix is not None:
+                    frame = from_samples(self.downmix @ chunk, "stereo", src_rate)
+                else:
+                    frame = from_samples(chunk, src_layout, src_rate)
                 frame.pts = None
                 for rf in res.resample(frame):
                     yield from encode(rf)
-            if res is not None:
-                for rf in res.resample(None):
-                    yield from encode(rf)
+            for rf in res.resample(None):
+                yield from encode(rf)
             yield from self.stream.encode(None)
         finally:
             chunks.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -71,7 +72,9 @@ def iter_slots(path: Path, tl: Timeline, start: int, stop: int, convert: Callabl
     with open_input(path) as container:
         vs = _stream(container, tl)
         counter = 0
-        if first_src > 0 and tl.seekable:
+        # A seek lands by time, but a file stored out of order may hold later frames before that point: such a file
+        # is decoded from its start.
+        if first_src > 0 and tl.seekable and tl.reorder == 0:
             try:
                 container.seek(int(tl.src_pts[first_src]), stream=vs, backward=True, any_frame=False)
                 counter = -1  # unknown until a frame with a known pts arrives
@@ -82,18 +85,12 @@ def iter_slots(path: Path, tl: Timeline, start: int, stop: int, convert: Callabl
         prev_img: np.ndarray | None = None
         prev_k = -1
         try:
-            for frame in container.decode(vs):
-                check(frame)
-                if tl.seekable and frame.pts is not None:
-                    i = int(np.searchsorted(tl.src_pts, frame.pts))
-                    if i >= len(tl.src_pts) or tl.src_pts[i] != frame.pts:
-                        continue  # not on the timeline (e.g. cut by an edit list)
-                    k = i
-                elif counter < 0:
-                    # after a seek, a frame without a timestamp cannot be placed: decode from the start instead
-                    yield from _iter_slots_sequential(path, tl, start, stop, convert)
-                    return
-                else:
+            for k, frame in _presentation_order(container.decode(vs), tl, check):
+                if k is None:
+                    if counter < 0:
+                        # after a seek, a frame without a timestamp cannot be placed: decode from the start instead
+                        yield from _iter_slots_sequential(path, tl, start, stop, convert)
+                        return
                     k = counter
                 counter = k + 1
                 if k <= prev_k:
@@ -121,6 +118,32 @@ def iter_slots(path: Path, tl: Timeline, start: int, stop: int, convert: Callabl
             j += 1
         if j < stop:
             raise InputError(f"{path.name} is damaged: only {j} of its {tl.info.n_frames} frames could be decoded.")
+
+
+def _presentation_order(frames: Iterator[av.VideoFrame], tl: Timeline, check: Callable[[av.VideoFrame], None]
+                        ) -> Iterator[tuple[int | None, av.VideoFrame]]:
+    """(index on the timeline, frame) in presentation order. A decoder hands frames out in its own order: for a codec
+    that does not reorder, the order the packets are stored in, where timestamps may go backwards (valid in
+    Matroska). Up to `tl.reorder` frames (the probe's bound for this file) are held back until every earlier one
+    has come, so each frame comes out once, in order. Frames without a timestamp come as (None, frame), as they are;
+    frames whose time is not on the timeline (cut by an edit list) are left out."""
+    held: list[tuple[int, int, av.VideoFrame]] = []
+    last = None  # the index handed out last
+    for n, frame in enumerate(frames):
+        check(frame)
+        if not (tl.seekable and frame.pts is not None):
+            yield None, frame
+            continue
+        k = int(np.searchsorted(tl.src_pts, frame.pts))
+        if k >= len(tl.src_pts) or tl.src_pts[k] != frame.pts:
+            continue
+        heapq.heappush(held, (k, n, frame))
+        while held and (len(held) > tl.reorder or (last is not None and held[0][0] <= last + 1)):
+            last, _, f = heapq.heappop(held)
+            yield last, f
+    while held:
+        k, _, f = heapq.heappop(held)
+        yield k, f
 
 
 def _stream(container: av.container.InputContainer, tl: Timeline) -> av.video.stream.VideoStream:
@@ -153,8 +176,7 @@ def _iter_slots_sequential(path: Path, tl: Timeline, start: int, stop: int, conv
     with open_input(path) as container:
         vs = _stream(container, tl)
         try:
-            for k, frame in enumerate(container.decode(vs)):
-                check(frame)
+            for k, (_, frame) in enumerate(_presentation_order(container.decode(vs), tl, check)):
                 img = None
                 while j < stop and slots[j] <= k:
                     yield (img := convert(frame)) if img is None else img.copy()

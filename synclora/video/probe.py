@@ -21,7 +21,7 @@ import av
 import numpy as np
 
 from synclora import limits
-from synclora.errors import InputError
+from synclora.errors import InputError, shown
 from synclora.video.container import check_file, decode_error, open_input, short_error, video_stream
 
 # Frame rates people and cameras use; a measured rate is snapped to one of these when it is within rounding error.
@@ -66,7 +66,7 @@ class VideoInfo:
 
     def summary(self) -> str:
         lines = [
-            f"File:       {self.path}",
+            f"File:       {shown(str(self.path))}",
             f"Container:  {self.container} (video codec {self.codec})",
             f"Size:       {self.width}×{self.height}"
             + (f" (rotation {self.rotation}° applied)" if self.rotation else ""),
@@ -78,7 +78,7 @@ class VideoInfo:
             lines.append(f"Audio:      {self.audio_codec}, {self.sample_rate} Hz, {self.channels} channel(s)")
         else:
             lines.append("Audio:      none")
-        lines += [f"Note:       {n}" for n in self.notices]
+        lines += [f"Note:       {shown(n)}" for n in self.notices]
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
@@ -132,6 +132,9 @@ class Timeline:
     audio_index: int | None = None  # container index of the audio stream used (None: no usable audio)
     audio_end: float | None = None  # seconds from t0 where the audio packets end (None: not known without decoding)
     audio_packet_s: float = 0.0  # the longest audio packet, in seconds (how finely a stream copy can be cut)
+    # Frames a reader holds back to hand them out in presentation order: packets (of a codec whose decoder does not
+    # reorder) may be stored with timestamps going backwards — valid in Matroska (`decode.iter_slots`).
+    reorder: int = 0
 
 
 _CACHE: OrderedDict[tuple, Timeline] = OrderedDict()
@@ -263,6 +266,12 @@ def _build_timeline(path: Path) -> Timeline:
 
         src_pts = np.sort(np.frombuffer(pts_list, dtype=np.int64))
         order = np.argsort(np.frombuffer(pts_list, dtype=np.int64), kind="stable")
+        # Frames the decoder hands out in stored order (it does not reorder: no B-frame delay) must be put in
+        # presentation order by the reader: how far they stray bounds what it holds back.
+        reorder = 0 if vs.codec_context.has_b_frames else _reorder_depth(order)
+        if reorder > limits.MAX_REORDER_FRAMES:
+            raise InputError(f"{path.name} stores its frames up to {reorder} places out of presentation order; up to "
+                             f"{limits.MAX_REORDER_FRAMES} are read — re-encode it first.")
         src_durs = np.frombuffer(durs, dtype=np.int64)[order] if len(durs) else np.zeros(0, np.int64)
 
         container_rates = [vs.average_rate, vs.base_rate, vs.guessed_rate, vs.codec_context.framerate]
@@ -314,7 +323,17 @@ def _build_timeline(path: Path) -> Timeline:
         return Timeline(info, vs.index, Fraction(tb), src_pts, slot_src, ccw, t0, seekable,
                         audio_index=aud.index if aud is not None else None,
                         audio_end=None if audio_end is None or aud is None else audio_end - t0,
-                        audio_packet_s=audio_packet_s)
+                        audio_packet_s=audio_packet_s, reorder=reorder)
+
+
+def _reorder_depth(order: np.ndarray) -> int:
+    """At most how many frames arrive ahead of one still to come, when frames come in stored order and `order` sorts
+    them into presentation order (0: already in order). An upper bound, computed without a loop."""
+    if len(order) == 0:
+        return 0
+    ranks = np.empty(len(order), np.int64)
+    ranks[order] = np.arange(len(order))
+    return int(np.max(np.maximum.accumulate(ranks) - np.arange(len(order))))
 
 
 def _too_long(path: Path, *, frames: int | None = None, seconds: float | None = None) -> InputError:

@@ -288,7 +288,7 @@ for name in spec["preload"]:
         pass
 mod, _, attr = spec["main"].partition(":")
 main = getattr(importlib.import_module(mod), attr)
-from synclora.testing.hostile import _bounded_child
+from support.hostile import _bounded_child
 
 _bounded_child(main, spec["argv"], spec["limit_mb"], spec["file_limit"], spec["mem"])
 """
@@ -360,3 +360,55 @@ def _run_forked(main: Callable[[list[str]], int], argv: list[str], limit_mb: int
         texts.append(f.read().decode(errors="replace"))
         f.close()
     return Bounded(os.waitstatus_to_exitcode(status), texts[0], texts[1], peak, seconds)
+
+
+def many_channels(folder: Path, layout: str, codec: str, ext: str, frames: np.ndarray | None = None,
+                  fps: int = 25) -> Path:
+    """A clip whose audio has every channel of `layout` (e.g. "7.1": 8, "5.1.4": 10, "hexadecagonal": 16), in
+    `codec` (PCM is packed; AAC and Opus decode to planar frames), channel c a tone of its own (`media.tone`) so a
+    swapped or lost channel shows. The frames default to a small indexed clip."""
+    frames = media.indexed_frames(12, size=(64, 48)) if frames is None else frames
+    channels = len(av.AudioLayout(layout).channels)
+    name = f"{layout.replace('.', '_')}-{codec}{ext}"
+    return media.write_clip(Path(folder) / name, frames, fps, audio=media.tone(len(frames) / fps, channels=channels),
+                            audio_codec=codec, audio_layout=layout)
+
+
+def reordered(path: Path, order: list[int], codec: str = "mjpeg", size: tuple[int, int] = (64, 48),
+              fps: int = 25, frames: np.ndarray | None = None) -> Path:
+    """A clip whose packets are stored in `order` (a permutation of frame indices), each with its true presentation
+    time: an intra-only codec whose decoder hands frames out in packet order, so timestamps go backwards in
+    packet order (valid in Matroska). Frame k carries `media.stamp_index(k)`, so what a reader returns shows which
+    frame it is (`frames`: the pictures to stamp, default a moving texture)."""
+    path = Path(path)
+    if frames is None:
+        frames = media.indexed_frames(len(order), size=size)
+    else:
+        frames = np.stack([media.stamp_index(np.array(f, np.uint8), k) for k, f in enumerate(frames)])
+        size = (frames.shape[2], frames.shape[1])
+    with av.open(str(path), "w") as out:
+        s = out.add_stream(codec, rate=fps)
+        s.width, s.height = size
+        s.pix_fmt = {"mjpeg": "yuvj420p", "png": "rgb24"}.get(codec, "yuv420p")
+        s.time_base = Fraction(1, fps)
+        if codec == "mjpeg":
+            s.codec_context.qmin, s.codec_context.qmax = 1, 2
+        else:  # every frame a key frame, no B-frames: packets decode alone, in any order
+            s.codec_context.gop_size = 1
+            s.codec_context.max_b_frames = 0
+            s.options = {"qscale": "2"}
+        packets = {}
+        for k, img in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+            vf.pts = k
+            vf.time_base = Fraction(1, fps)
+            for p in s.encode(vf):
+                packets[int(p.pts)] = p
+        for p in s.encode(None):
+            packets[int(p.pts)] = p
+        lead = max(pos - k for pos, k in enumerate(order))  # decode times rise with the packets, never after pts
+        for pos, k in enumerate(order):
+            p = packets[k]
+            p.dts = pos - lead
+            out.mux(p)
+    return path

@@ -1,8 +1,8 @@
 """Train the tiny IC-LoRA and record what each process ends with (tests/test_train_distributed.py runs it under
 torchrun and alone).
 
-    python -m torch.distributed.run --standalone --nproc_per_node 2 -m synclora.testing.ddp_probe --data P --out O
-    python -m synclora.testing.ddp_probe --data P --out O --grad-accum 2
+    python -m torch.distributed.run --standalone --nproc_per_node 2 -m support.ddp_probe --data P --out O
+    python -m support.ddp_probe --data P --out O --grad-accum 2
 
 Writes `O/weights-rank-K.safetensors` (process K's trainable LoRA weights after the last step), `O/lora-writes.txt`
 (one line per export of the final LoRA file, naming the rank that wrote it) and, from the main process,

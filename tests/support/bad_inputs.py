@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from synclora import pipeline
+from synclora import limits
 from synclora.testing import media
 from synclora.video import io
 
@@ -167,7 +167,7 @@ def _eight_k(d: Path, b: dict) -> dict:
 
 
 def _long(d: Path, b: dict) -> dict:
-    n = pipeline.MAX_FRAMES + 1
+    n = limits.MAX_FRAMES + 1
     f = np.zeros((n, 16, 16, 3), np.uint8)
     f[..., 0] = (np.arange(n) % 256)[:, None, None]
     return {"source": media.write_clip(d / "long.mp4", f, 240, crf=51)}
@@ -262,7 +262,7 @@ CASES = [
     Case("audio-only", bad_video("audio_only"), 2, "no video"),
     Case("image-renamed-mp4", _png_as_mp4, 2, "picture.mp4"),
     Case("one-frame", clip(lambda b: b["frames"][:1], "one.mp4"), 2, "at least 2 frames"),
-    Case("too-long", _long, 2, f"at most {pipeline.MAX_FRAMES}"),
+    Case("too-long", _long, 2, f"at most {limits.MAX_FRAMES}"),
     Case("8k", _eight_k, 2, "megapixels"),
     Case("missing-source", lambda d, b: {"source": d / "nope.mp4"}, 2, "not found"),
     Case("source-is-folder", lambda d, b: {"source": d}, 2, "is a folder"),

@@ -1,0 +1,162 @@
+"""A real user's clip end to end: the CLI's propagation against a plain ffmpeg re-encode of the same clip, same run.
+
+Run: python -m benchmarks.bench_e2e [--size 720 1080] [--seconds 10 60] [--repeats 2] [--edit-index mid]
+                                    [--side-by-side]
+
+The clip: a real face (Grace Hopper, `synclora.testing.faces.talking_clip`: talking mouth, blinks, head roll and
+drift) at 16:9, 30 fps, `--seconds` long (a 3 s cycle played forward and back, so motion never jumps), with a stereo
+tone, written as H.264 (CRF 12, keyframe every 2 s, like a phone). The edit: lipstick on frame `--edit-index` (default
+the middle, so the edit travels both ways), made the way a person would (painted on that frame as decoded).
+
+Measured per clip and repeat, one after the other on the same machine:
+- baseline: `ffmpeg -i clip -c:v libx264 -crf 18 -preset medium -c:a copy` (imageio-ffmpeg's binary);
+- ours: `python -m synclora propagate clip --edited png --out mp4 --backend flow` (face guidance on, as default).
+Printed: wall seconds, CPU seconds (user + system of all threads), frames per second, peak RSS of the whole child
+process tree (sampled every 20 ms), and the ratios of our wall and CPU time to the baseline's. Timings on a shared
+machine are noisy: compare the ratios (on a busy machine the CPU ratio is the steadier one), and repeat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+FPS = 30
+CYCLE = 90  # frames of motion, played forward then backward
+
+
+def make_clip(folder: Path, height: int, seconds: int, edit_index: int | None) -> tuple[Path, Path, int]:
+    """(clip, edited frame PNG, edit index), made once per size and length."""
+    import cv2
+    from PIL import Image
+
+    from synclora.face.mesh import FaceMeshTracker
+    from synclora.testing import faces as F
+    from synclora.testing import media
+    from synclora.testing.faces import talking_clip
+    from synclora.video import io
+
+    n = seconds * FPS
+    k = n // 2 if edit_index is None else edit_index
+    clip, png = folder / f"clip_{height}p_{seconds}s.mp4", folder / f"edited_{height}p_{seconds}s_{k}.png"
+    if clip.exists() and png.exists():
+        return clip, png, k
+    plain = talking_clip("grace_hopper", CYCLE, size=height, seed=1).frames
+    width = int(round(height * 16 / 9)) // 2 * 2
+    pad = (width - height) // 2
+
+    def wide(f: np.ndarray) -> np.ndarray:
+        return cv2.copyMakeBorder(f, 0, 0, pad, width - height - pad, cv2.BORDER_REPLICATE)
+
+    def at(i: int) -> int:  # ping-pong through the cycle
+        j = i % (2 * CYCLE - 2)
+        return j if j < CYCLE else 2 * CYCLE - 2 - j
+
+    frames = (wide(plain[at(i)]) for i in range(n))
+    media.write_clip(clip, frames, FPS, audio=media.tone(seconds + 0.05), gop=2 * FPS)
+    del plain
+    # the edit is painted on the frame as decoded (what the app hands a person to edit)
+    frame = io.read_frame(clip, k)
+    with FaceMeshTracker(static=True, search_side=100_000) as mesh:
+        pts = mesh.landmarks(frame)
+    Image.fromarray(F.lipstick(frame, F.lips_mask(frame.shape[:2], pts))).save(png)
+    return clip, png, k
+
+
+def run_tree(cmd: list[str]) -> tuple[float, float, float, int, str]:
+    """(wall seconds, CPU seconds (user + system, all threads), peak RSS of the process tree in MiB, exit code,
+    stderr tail)."""
+    import resource
+
+    import psutil
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    root = psutil.Process(p.pid)
+    peak = 0
+    err = b""
+    while p.poll() is None:
+        try:
+            procs = [root] + root.children(recursive=True)
+            peak = max(peak, sum(q.memory_info().rss for q in procs if q.is_running()))
+        except psutil.Error:
+            pass
+        time.sleep(0.02)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    err = p.stderr.read() if p.stderr else err
+    return wall, cpu, peak / 1024**2, p.returncode, err.decode(errors="replace")[-600:]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, nargs="+", default=[720, 1080], help="frame heights (16:9)")
+    ap.add_argument("--seconds", type=int, nargs="+", default=[10, 60])
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--edit-index", default="mid", help="the edited frame: a number, or 'mid'")
+    ap.add_argument("--side-by-side", action="store_true", help="also write the side by side")
+    ap.add_argument("--report", action="store_true", help="also write the sync report (--report)")
+    ap.add_argument("--keep", help="folder for the clips (kept between runs); default a temporary one")
+    args = ap.parse_args()
+    import imageio_ffmpeg
+
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    k = None if args.edit_index == "mid" else int(args.edit_index)
+    tmp = tempfile.TemporaryDirectory() if args.keep is None else None
+    folder = Path(args.keep or tmp.name)
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"{os.cpu_count()} CPU cores; ours: flow backend, face guidance on, CRF 18 preset medium; "
+          f"baseline: ffmpeg libx264 CRF 18 preset medium, audio copied")
+    rows = []
+    for height in args.size:
+        for seconds in args.seconds:
+            clip, png, idx = make_clip(folder, height, seconds, k)
+            n = seconds * FPS
+            for r in range(args.repeats):
+                base_out, our_out = folder / "baseline.mp4", folder / "ours.mp4"
+                tb, cb, mb, rc, err = run_tree([ffmpeg, "-v", "error", "-y", "-i", str(clip), "-c:v", "libx264", "-crf",
+                                            "18", "-preset", "medium", "-pix_fmt", "yuv420p", "-c:a", "copy",
+                                            str(base_out)])
+                if rc:
+                    print(f"ffmpeg failed: {err}")
+                    return 1
+                cmd = [sys.executable, "-m", "synclora", "propagate", str(clip), "--edited", str(png), "--out",
+                       str(our_out), "--edit-index", str(idx), "--backend", "flow", "--quiet"]
+                if args.side_by_side:
+                    cmd += ["--side-by-side", str(folder / "sbs.mp4")]
+                if args.report:
+                    cmd += ["--report", str(folder / "report.json")]
+                to, co, mo, rc, err = run_tree(cmd)
+                if rc:
+                    print(f"propagate failed ({rc}): {err}")
+                    return 1
+                from synclora.video import io
+
+                info = io.probe(our_out)
+                assert info.n_frames == n and info.has_audio, (info.n_frames, n)
+                w = int(round(height * 16 / 9)) // 2 * 2
+                row = (f"| {w}×{height} | {seconds} s ({n} frames) | {to:.1f} s ({co:.0f} CPU-s) | {n / to:.1f} | "
+                       f"{mo / 1024:.2f} GiB | {tb:.1f} s ({cb:.0f} CPU-s) | {to / tb:.2f}× ({co / cb:.2f}×) |")
+                rows.append(row)
+                print(f"{w}×{height} {seconds:>3d} s, run {r + 1}: ours {to:6.1f} s, {co:6.1f} CPU-s ({n / to:5.1f} "
+                      f"frames/s, peak RSS {mo:6.0f} MiB); ffmpeg {tb:6.1f} s, {cb:6.1f} CPU-s (peak {mb:4.0f} MiB); "
+                      f"ratio {to / tb:.2f}× wall, {co / cb:.2f}× CPU", flush=True)
+    print("\n| clip | length | ours (wall) | frames/s | peak RSS | ffmpeg re-encode | ratio wall (CPU) |")
+    print("|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
+    if tmp is not None:
+        tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,358 @@
+"""A propagation as one stream: every result frame in order, holding a window of frames, never the clip.
+
+Where the edit comes from is data: `Anchor`s (a source frame and its edited image) and the `Run`s `plan_runs` makes
+of them — each run carries one anchor's edit forward or backward to its end, and every frame of the span belongs to
+exactly one run (or is an anchor). Everything below reads the runs; nothing else knows how many anchors there are.
+
+Two ways to drive a backend, by what it offers:
+
+* **Frame by frame** (`Propagator.track`, the flow backend): backward runs are walked first, from the anchor down,
+  over the source decoded again in reverse windows; only each frame's compact state (`Tracker.maps`: a low-resolution
+  map back to the anchor) is kept, in a `Spill` (memory up to a budget, then a temporary file). Then one forward pass
+  decodes the clip once, composes every frame at its full size (backward frames from their kept state, forward runs
+  walked live) and hands it on: the result streams out as the source streams in.
+* **In segments** (`Propagator.propagate`, Sync-LoRA): each run is cut into the backend's chunks (`video.timing`),
+  each chunk's frames decoded at working size when it is its turn, and the stitched output kept at working size in a
+  `Spill`; the forward pass then brings it back to full size (`FitPlan.unfit`). Host memory is a chunk or two.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+
+from synclora.config import PropagationSettings
+from synclora.errors import InputError
+from synclora.propagate.base import ProgressFn, Propagator, Segment, no_progress
+from synclora.propagate.face_guide import FaceGuideConfig
+from synclora.video import io, timing
+from synclora.video.stream import iter_frames_reversed, prefetch, sample_frames
+
+SPILL_BUDGET = 64 * 1024**2  # bytes of per-frame state kept in memory before the rest goes to a temporary file
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """An edited frame: source frame `index` and its edit at the source's size."""
+
+    index: int
+    image: np.ndarray
+
+
+@dataclass(frozen=True)
+class Run:
+    """Carry `anchor`'s edit from its frame to frame `stop` (inclusive), one frame at a time in direction `step`."""
+
+    anchor: Anchor
+    stop: int
+    step: int  # +1 forward, -1 backward
+
+    @property
+    def frames(self) -> range:
+        """Source indices of the run, the anchor's own frame first."""
+        return range(self.anchor.index, self.stop + self.step, self.step)
+
+    def __len__(self) -> int:
+        return abs(self.stop - self.anchor.index) + 1
+
+
+def plan_runs(anchors: Sequence[Anchor], first: int, last: int) -> list[Run]:
+    """The runs that cover frames first..last from `anchors` (sorted by frame, inside the span): each anchor carries
+    its edit backward and forward until halfway to its neighbour (or the span's end). Runs of one frame (the anchor
+    alone) are left out."""
+    anchors = sorted(anchors, key=lambda a: a.index)
+    if not anchors or any(not first <= a.index <= last for a in anchors):
+        raise ValueError(f"anchors {[a.index for a in anchors]} must lie in {first}..{last}")
+    runs = []
+    for i, a in enumerate(anchors):
+        lo = first if i == 0 else (anchors[i - 1].index + a.index) // 2 + 1
+        hi = last if i == len(anchors) - 1 else (a.index + anchors[i + 1].index) // 2
+        runs += [Run(a, lo, -1), Run(a, hi, +1)]
+    return [r for r in runs if len(r) > 1]
+
+
+class Spill:
+    """Per-frame values kept for later, in memory up to `budget` bytes and then in an unnamed temporary file (gone
+    when closed, or when the process ends however it ends). Values are arrays, dataclasses of arrays and plain
+    fields, or tuples of those; `take` hands each back once."""
+
+    def __init__(self, budget: int = SPILL_BUDGET):
+        self.budget, self.held = budget, 0
+        self._mem: dict[int, object] = {}
+        self._disk: dict[int, object] = {}
+        self._file = None
+
+    def put(self, key: int, value) -> None:
+        size = _nbytes(value)
+        if self.held + size <= self.budget:
+            self._mem[key] = value
+            self.held += size
+        else:
+            if self._file is None:
+                self._file = tempfile.TemporaryFile(prefix="synclora-")
+            self._disk[key] = self._out(value)
+
+    def take(self, key: int):
+        if key in self._mem:
+            value = self._mem.pop(key)
+            self.held -= _nbytes(value)
+            return value
+        return self._in(self._disk.pop(key))
+
+    def close(self) -> None:
+        self._mem.clear()
+        self._disk.clear()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def _out(self, v):
+        if isinstance(v, np.ndarray):
+            self._file.seek(0, os.SEEK_END)
+            at = self._file.tell()
+            self._file.write(np.ascontiguousarray(v).tobytes())
+            return _Stored(at, v.dtype.str, v.shape)
+        if isinstance(v, tuple):
+            return tuple(self._out(x) for x in v)
+        if dataclasses.is_dataclass(v) and not isinstance(v, type):
+            return dataclasses.replace(v, **{f.name: self._out(getattr(v, f.name)) for f in dataclasses.fields(v)})
+        return v
+
+    def _in(self, v):
+        if isinstance(v, _Stored):
+            a = np.empty(v.shape, np.dtype(v.dtype))
+            self._file.seek(v.at)
+            self._file.readinto(memoryview(a).cast("B"))
+            return a
+        if isinstance(v, tuple):
+            return tuple(self._in(x) for x in v)
+        if dataclasses.is_dataclass(v) and not isinstance(v, type):
+            return dataclasses.replace(v, **{f.name: self._in(getattr(v, f.name)) for f in dataclasses.fields(v)})
+        return v
+
+
+@dataclass(frozen=True)
+class _Stored:
+    at: int
+    dtype: str
+    shape: tuple[int, ...]
+
+
+def _nbytes(v) -> int:
+    if isinstance(v, np.ndarray):
+        return v.nbytes
+    if isinstance(v, tuple):
+        return sum(_nbytes(x) for x in v)
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        return 64 + sum(_nbytes(getattr(v, f.name)) for f in dataclasses.fields(v))
+    return 0
+
+
+@dataclass
+class StreamJob:
+    """One propagation's stream: the source, the span's anchors and runs, the backend and how to fit frames to it."""
+
+    source: Path
+    info: io.VideoInfo
+    anchors: list[Anchor]
+    runs: list[Run]  # plan_runs(anchors, ...)
+    backend: Propagator
+    settings: PropagationSettings
+    plan: object  # geometry.FitPlan: the working size of a segment backend
+    facts: list[dict] = dataclasses.field(default_factory=list)
+    notices: list[str] = dataclasses.field(default_factory=list)
+
+
+def stream(job: StreamJob, progress: ProgressFn = no_progress, reverse_window: int = 32
+           ) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
+    """(i, source frame i, its carried edit at full size or None outside every run) for i = 0..n-1 in order."""
+    anchors = {a.index: a for a in job.anchors}
+    kept = Spill()
+    owner: dict[int, Callable[[np.ndarray, object], np.ndarray]] = {}  # frame -> how to make it from its kept state
+    live = [r for r in job.runs if r.step > 0]
+    backend = job.backend
+    probe_track = can_track(backend)
+    total = sum(len(r) for r in job.runs) or 1
+    done = 0
+
+    def sub(run: Run, label: str) -> ProgressFn:
+        lo, share = done / total, len(run) / total
+        return lambda f, text: progress(0.9 * (lo + share * f), f"{label}: {text}")
+
+    try:
+        if probe_track:
+            for run in [r for r in job.runs if r.step < 0]:
+                _walk_backward(job, run, kept, owner, sub(run, "backward"), reverse_window)
+                done += len(run)
+        else:
+            for run in job.runs:
+                _segments(job, run, kept, owner, sub(run, "backward" if run.step < 0 else "forward"))
+                done += len(run)
+            live = []
+        src = prefetch(io.iter_frames(job.source))
+        i = 0
+
+        def direct(i: int, frame: np.ndarray) -> np.ndarray | None:
+            if i in anchors:
+                return anchors[i].image
+            make = owner.pop(i, None)
+            return None if make is None else make(frame, kept.take(i))
+
+        for run in sorted(live, key=lambda r: r.anchor.index):
+            while i <= run.anchor.index:
+                frame = next(src)
+                yield i, frame, direct(i, frame)
+                if i == run.anchor.index:
+                    first = frame
+                i += 1
+            report = sub(run, "forward")
+            track = backend.track(first, run.anchor.image, _probes(job, run, first))
+            walk = track.maps(islice(src, len(run) - 1))
+            try:
+                for t, (frame, state) in enumerate(walk, start=1):
+                    yield i, frame, track.compose(frame, state)
+                    i += 1
+                    report(t / (len(run) - 1), f"frame {t + 1}/{len(run)}")
+            finally:
+                walk.close()
+                track.close()
+                job.facts.append(track.facts())
+            done += len(run)
+        for frame in src:
+            yield i, frame, direct(i, frame)
+            i += 1
+        if i != job.info.n_frames:
+            raise InputError(f"{job.source.name}: decoded {i} frames but the container reports {job.info.n_frames}")
+        for m in backend.notices(job.facts):
+            if m not in job.notices:
+                job.notices.append(m)
+    finally:
+        kept.close()
+
+
+def can_track(backend: Propagator) -> bool:
+    """Does `backend` offer the frame-by-frame form (`Propagator.track`)?"""
+    return type(backend).track is not Propagator.track
+
+
+def _probes(job: StreamJob, run: Run, first: np.ndarray) -> np.ndarray | None:
+    """A few frames spread over the run (its anchor's own first), on which a tracker counts faces."""
+    from synclora.propagate.flow import probe_indices
+
+    config = getattr(job.backend, "config", None)
+    picks = probe_indices(len(run), config.face.probes if hasattr(config, "face") else FaceGuideConfig().probes)
+    return np.stack([first, *sample_frames(job.source, [run.frames[p] for p in picks if p])])
+
+
+def _walk_backward(job: StreamJob, run: Run, kept: Spill, owner: dict, report: ProgressFn, window: int) -> None:
+    """Walk a backward run over the source decoded in reverse windows, keeping each frame's state."""
+    frames = prefetch(iter_frames_reversed(job.source, run.anchor.index, run.stop, window), depth=window + 2)
+    try:
+        first = next(frames)
+        track = job.backend.track(first, run.anchor.image, _probes(job, run, first))
+        walk = track.maps(frames)
+        try:
+            for t, (_, state) in enumerate(walk, start=1):
+                i = run.anchor.index - t
+                kept.put(i, state)
+                owner[i] = track.compose
+                report(t / (len(run) - 1), f"frame {t + 1}/{len(run)}")
+        finally:
+            walk.close()
+            track.close()
+            job.facts.append(track.facts())
+    finally:
+        frames.close()
+
+
+def _segments(job: StreamJob, run: Run, kept: Spill, owner: dict, report: ProgressFn) -> None:
+    """A run through a segment backend in its chunks (see `propagate.schedule`), each chunk's frames decoded when it
+    is its turn; the stitched output is kept at working size and unfitted when its frame is written."""
+    backend, spec, settings, plan = job.backend, job.backend.spec, job.settings, job.plan
+    fps = float(job.info.fps)
+    n = len(run)
+    tplan = timing.plan_time(n, fps, spec.native_fps, 1, settings.time_mode)
+    to_source = tplan.backend_to_source[: tplan.n_backend]  # backend frame -> index into the run
+    try:
+        chunks = timing.plan_chunks(len(to_source), spec.max_frames, spec.frame_step, max(1, settings.chunk_overlap))
+    except ValueError:  # the overlap fills a whole chunk of this backend
+        raise InputError(
+            f"a chunk overlap of {settings.chunk_overlap} frames leaves no new frames in {backend.name}'s chunks of "
+            f"at most {spec.max_frames} frames; choose a smaller chunk overlap"
+        ) from None
+    edited = plan.fit(run.anchor.image)
+
+    def unfit(frame: np.ndarray, work: np.ndarray) -> np.ndarray:
+        return plan.unfit(work, frame)
+
+    out = Spill()  # stitched output per backend frame
+    prev: tuple[timing.Chunk, np.ndarray] | None = None
+    try:
+        for ci, chunk in enumerate(chunks):
+            chunk_edited = edited if prev is None else prev[1][chunk.start - prev[0].start]
+            frames = _read_run(job, run, to_source[chunk.indices()])
+            segment = Segment(frames, chunk_edited, tplan.backend_fps, settings)
+
+            def sub(f: float, label: str, ci=ci) -> None:
+                report((ci + f) / len(chunks), f"chunk {ci + 1}/{len(chunks)} {label}" if len(chunks) > 1 else label)
+
+            res = backend.propagate(segment, sub)
+            job.facts.append(segment.facts)
+            if res.shape != frames.shape or res.dtype != np.uint8:
+                raise RuntimeError(f"{backend.name} returned {res.shape} {res.dtype}, expected {frames.shape} uint8")
+            res = res[: chunk.length].copy()
+            res[0] = chunk_edited
+            k = chunk.overlap
+            for j in range(k, chunk.length):
+                out.put(chunk.start + j, res[j])
+            if k > 1:  # cross-fade the shared frames from the previous chunk to this one (timing.stitch_chunks)
+                for j in range(1, k):
+                    w = j / k
+                    old = out.take(chunk.start + j).astype(np.float64)
+                    out.put(chunk.start + j, np.rint(old * (1 - w) + res[j].astype(np.float64) * w).astype(np.uint8))
+            prev = (chunk, res)
+        del prev
+        # every frame of the run (but the anchor) from its backend frame; a frame used twice (fps conversion) is kept
+        # twice, so each can be taken once
+        back = tplan.source_to_backend
+        last_use = {int(b): j for j, b in enumerate(back)}
+        for j in range(1, n):
+            b = int(back[j])
+            v = out.take(b)
+            if last_use[b] != j:
+                out.put(b, v)
+            i = run.frames[j]
+            kept.put(i, v)
+            owner[i] = unfit
+        notices = [tplan.notice] if tplan.notice else []
+        if len(chunks) > 1:
+            notices.append(
+                f"{n} frames were propagated in {len(chunks)} overlapping chunks of at most {spec.max_frames} frames, "
+                f"cross-faded over {chunks[1].overlap} frames at each seam.")
+        for m in notices:
+            if m not in job.notices:
+                job.notices.append(m)
+    finally:
+        out.close()
+
+
+def _read_run(job: StreamJob, run: Run, picks: np.ndarray) -> np.ndarray:
+    """Frames `run.frames[p]` for p in `picks` (one chunk's), at working size: the source range they span is decoded
+    once, forward."""
+    idx = np.array([run.frames[int(p)] for p in picks])
+    lo, hi = int(idx.min()), int(idx.max())
+    W, H = job.plan.work_size
+    window = np.empty((hi - lo + 1, H, W, 3), np.uint8)
+    n = 0
+    for n, f in enumerate(io.iter_frames(job.source, start=lo, stop=hi + 1), start=1):
+        window[n - 1] = job.plan.fit(f)
+    if n != len(window):
+        raise InputError(f"{job.source.name}: decoded {n} frames of {lo}–{hi} but the container reports {len(window)}")
+    return window[idx - lo]

@@ -1,0 +1,134 @@
+"""A stop signal lands anywhere — also in the first tenths of a second, while modules still import, and inside a
+library that swallows it. Wherever it lands the run ends cleanly: exit 128+N, one line, no traceback, nothing written.
+
+The real-process tests start `python -m synclora` and `python app.py` behind a one-line prelude that says "ready"
+once the interpreter's own start-up is over and `synclora.signals` (the entry points' first line) is loaded — before
+that the interpreter alone decides: a SIGINT there is Python's own KeyboardInterrupt, before any of synclora has
+run (docs/LIMITS.md) — then send the signal after a sweep of delays that covers the imports, argument parsing and
+the start of the run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from synclora import signals
+from synclora.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+PRELUDE = ("import runpy, sys, synclora.signals; print('ready', flush=True); sys.argv = [sys.argv[1]] + sys.argv[2:]; "
+           "runpy.run_path(sys.argv[0], run_name='__main__') if sys.argv[0].endswith('.py') else "
+           "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)")
+
+
+def _start(args: list[str], env: dict | None = None) -> subprocess.Popen:
+    p = subprocess.Popen([sys.executable, "-c", PRELUDE, *args], cwd=ROOT, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+    assert p.stdout.readline().strip() == "ready"
+    return p
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_cli_stopped_while_importing_or_starting(base, tmp_path, sig):
+    results = []
+    for delay in (0.01, 0.03, 0.06, 0.1, 0.15, 0.25, 0.4, 0.7):
+        out = tmp_path / f"r-{delay}.mp4"
+        p = _start(["synclora", "propagate", str(base["src"]), "--edited", str(base["edited"]), "--out", str(out),
+                    "--backend", "flow", "--quiet"])
+        time.sleep(delay)
+        p.send_signal(sig)
+        _, err = p.communicate(timeout=120)
+        results.append((delay, p.returncode, err.strip()))
+        if p.returncode == -sig and not err:  # it landed before the entry point's first line: the default action
+            continue  # ended the process there, before anything ran — also a clean end
+        assert p.returncode == 128 + sig, (delay, p.returncode, err)
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, (delay, err)
+        assert f"stopped by {sig.name}" in err
+        assert not list(tmp_path.iterdir()), f"a run stopped after {delay} s wrote {list(tmp_path.iterdir())}"
+    # the sweep reached both sides: still importing, and inside the run
+    assert any("while starting" in e for _, _, e in results), results
+    assert any("half-written" in e for _, _, e in results), results
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [0.05, 1.0, 3.0])
+def test_app_stopped_while_starting(tmp_path, delay):
+    """`python app.py` stopped while gradio imports or while the app is built: one line, 143, and the session root
+    it had made is gone."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = dict(TMPDIR=str(tmp), GRADIO_TEMP_DIR=str(tmp / "gradio"), SYNCLORA_BACKEND="flow", SYNCLORA_PRELOAD="0",
+               SYNCLORA_CACHE_EXAMPLES="0", GRADIO_ANALYTICS_ENABLED="False")
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    p = _start(["app.py", "--host", "127.0.0.1", "--port", str(port)], env)
+    time.sleep(delay)
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=120)
+    if "Running on" in out + err:
+        pytest.skip("the app was up before the signal (a fast machine): the shutdown test covers that")
+    assert p.returncode == 143, (p.returncode, err[-2000:])
+    assert "Traceback" not in err and "stopped by SIGTERM while starting the app" in err, err[-2000:]
+    assert not list(tmp.glob("synclora-app-*"))
+
+
+# ------------------------------------------------------------------------------------------------ in-process
+def test_a_signal_inside_an_import_is_said_as_the_signal(monkeypatch, base, capsys):
+    """numpy and MediaPipe turn an exception raised inside their import into an ImportError: the stop behind it is
+    found (`signals.stop_of`)."""
+    from synclora import cli
+
+    def import_hit(args):
+        try:
+            raise signals.Terminated(signal.SIGTERM)
+        except KeyboardInterrupt as exc:
+            raise ImportError("numpy.core.multiarray failed to import") from exc
+
+    monkeypatch.setattr(cli, "_run_info", import_hit)
+    assert main(["info", str(base["src"])]) == 143
+    err = capsys.readouterr().err
+    assert err == "stopped by SIGTERM; nothing was left half-written\n"
+
+
+def test_a_swallowed_signal_still_stops_the_run_before_anything_is_written(monkeypatch, base, tmp_path, capsys):
+    """A library's bare `except:` eats the signal's exception: the run goes on, but nothing is committed."""
+    from synclora.video import io
+
+    real = io.iter_frames
+
+    def swallowing(*a, **k):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+        except BaseException:  # noqa: BLE001 - what a careless library does
+            pass
+        return real(*a, **k)
+
+    monkeypatch.setattr(io, "iter_frames", swallowing)
+    (tmp_path / "r.mp4").write_bytes(b"earlier")
+    rc = main(["propagate", str(base["src"]), "--edited", str(base["edited"]), "--out", str(tmp_path / "r.mp4"),
+               "--side-by-side", str(tmp_path / "s.mp4"), "--backend", "flow", "--quiet"])
+    assert rc == 143
+    assert capsys.readouterr().err.strip().endswith("stopped by SIGTERM; nothing was left half-written")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.mp4"] and (tmp_path / "r.mp4").read_bytes() == b"earlier"
+
+
+def test_stop_of_walks_the_chain():
+    try:
+        try:
+            raise signals.Terminated(signal.SIGHUP)
+        except KeyboardInterrupt:
+            raise ImportError("x")  # noqa: B904 - an implicit chain, as an import machinery makes
+    except ImportError as exc:
+        assert isinstance(signals.stop_of(exc), signals.Terminated)
+    assert signals.stop_of(ValueError("plain")) is None

@@ -1,0 +1,132 @@
+"""The streamed propagation: the same result as propagating the whole clip at once, taps that see every frame once
+in order, runs that cover every frame once, and state kept on disk that comes back unchanged."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from synclora import pipeline
+from synclora.config import PropagationRequest, PropagationSettings
+from synclora.propagate import schedule
+from synclora.propagate.flow import FlowPropagator
+from synclora.propagate.flow_track import FrameMap
+from synclora.propagate.stream import Anchor, Spill, plan_runs
+from synclora.testing import media
+from synclora.video import io
+from synclora.video.stream import FrameWriter, iter_frames_reversed, prefetch
+
+N, FPS, K = 40, 25, 17
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> dict:
+    d = tmp_path_factory.mktemp("stream")
+    frames, _ = media.talking_face_frames(N, size=(96, 96), fps=FPS, seed=3)
+    src = media.write_clip(d / "src.mp4", frames, FPS, audio=media.tone(N / FPS + 0.2))
+    decoded = io.read_frames(src)
+    edited = decoded[K].copy()
+    edited[30:42, 20:40] = (255, 0, 0)
+    path = d / "edited.png"
+    Image.fromarray(edited).save(path)
+    return {"src": src, "edited": path, "decoded": decoded, "edited_img": edited}
+
+
+class Recorder:
+    def __init__(self):
+        self.source, self.result, self.finished = [], [], []
+        self.frames: dict[int, np.ndarray] = {}
+        self.lock = threading.Lock()
+
+    def on_source(self, index, frame):
+        with self.lock:
+            self.source.append(index)
+
+    def on_result(self, index, frame):
+        with self.lock:
+            self.result.append(index)
+            self.frames[index] = frame.copy()
+
+    def finish(self, ok):
+        self.finished.append(ok)
+
+
+def test_stream_equals_the_whole_clip_and_taps_see_every_frame_once(clip, tmp_path):
+    tap = Recorder()
+    settings = PropagationSettings(backend="flow")
+    req = PropagationRequest(source=clip["src"], edited=clip["edited"], out=tmp_path / "o.mp4", edit_index=K,
+                             side_by_side=tmp_path / "sbs.mp4", settings=settings)
+    result = pipeline.run_propagation(req, taps=[tap])
+    assert tap.source == list(range(N)) and tap.result == list(range(N)) and tap.finished == [True]
+    streamed = np.stack([tap.frames[i] for i in range(N)])
+    # the whole clip at once, through the backend's segment form: the same frames, bit for bit
+    whole, _ = schedule.propagate_clip(clip["decoded"], K, clip["edited_img"], FlowPropagator(settings), settings,
+                                       float(FPS))
+    assert np.array_equal(streamed, whole)
+    red = streamed[:, 30:42, 20:40].astype(int)
+    assert ((red[..., 0] - red[..., 1]).mean(axis=(1, 2)) > 100).all()  # carried both ways from frame K
+    out = io.probe(result.out)
+    assert out.n_frames == N and out.fps == io.probe(clip["src"]).fps and out.has_audio
+    assert io.probe(result.side_by_side).n_frames == N
+    assert np.array_equal(io.read_frame(result.out, K).shape, clip["edited_img"].shape)
+
+
+def test_a_failing_tap_fails_the_run_and_leaves_nothing(clip, tmp_path):
+    class Boom(Recorder):
+        def on_result(self, index, frame):
+            if index == 25:
+                raise RuntimeError("tap failed")
+
+    tap = Boom()
+    req = PropagationRequest(source=clip["src"], edited=clip["edited"], out=tmp_path / "o.mp4", edit_index=K,
+                             side_by_side=tmp_path / "sbs.mp4", settings=PropagationSettings(backend="flow"))
+    with pytest.raises(RuntimeError, match="tap failed"):
+        pipeline.run_propagation(req, taps=[tap])
+    assert tap.finished == [False]
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("anchors", [[0], [39], [17], [5, 6], [3, 20, 33]])
+def test_runs_cover_every_frame_once(anchors):
+    img = np.zeros((2, 2, 3), np.uint8)
+    runs = plan_runs([Anchor(a, img) for a in anchors], 0, 39)
+    owned = [i for r in runs for i in list(r.frames)[1:]]
+    assert sorted(owned + anchors) == list(range(40))
+    for r in runs:
+        assert r.frames[0] == r.anchor.index and r.frames[-1] == r.stop
+
+
+def test_spill_gives_back_what_it_kept_in_memory_and_on_disk():
+    rng = np.random.default_rng(0)
+    spill = Spill(budget=20_000)
+    kept = {}
+    for i in range(20):
+        fm = FrameMap((1, 2, 30, 40), (0, 8, 0, 9), rng.random((9, 8, 2), dtype=np.float32),
+                      rng.random((9, 8), dtype=np.float32), (rng.random((478, 3)).astype(np.float32), None))
+        kept[i] = fm
+        spill.put(i, fm)
+        spill.put(100 + i, rng.integers(0, 255, (16, 16, 3), dtype=np.uint8))
+    assert spill._file is not None  # some went to disk
+    for i in reversed(range(20)):
+        fm = spill.take(i)
+        assert fm.box == kept[i].box and fm.cut == kept[i].cut and fm.faces[1] is None
+        assert np.array_equal(fm.mapping, kept[i].mapping) and np.array_equal(fm.alpha, kept[i].alpha)
+        assert np.array_equal(fm.faces[0], kept[i].faces[0])
+        assert spill.take(100 + i).shape == (16, 16, 3)
+    spill.close()
+
+
+def test_reverse_windows_and_prefetch_give_every_frame(clip):
+    back = np.stack(list(prefetch(iter_frames_reversed(clip["src"], 30, 3, window=7))))
+    assert np.array_equal(back, clip["decoded"][3:31][::-1])
+
+
+def test_writer_abort_leaves_nothing(tmp_path, clip):
+    w = FrameWriter(io.write_video, tmp_path / "x.mp4", FPS)
+    for f in clip["decoded"][:5]:
+        w.put(f)
+    w.abort()
+    assert list(tmp_path.iterdir()) == []
