@@ -140,10 +140,11 @@ class FaceGuideConfig:
     photo_lo: float = 12.0  # grey-level error vs frame 0 (through the face map) under which the edit is trusted ...
     photo_hi: float = 30.0  # ... and over which it is not (something in front of the face)
     photo_win: float = 0.2  # window of that error, x the eye span
-    # A face less than this many flow pixels between the outer eye corners (a 16:9 720p frame: about 35) has each flow
-    # pixel average more of it, and the same landmark error costs more grey levels (measured on the same face: 1.45x
-    # at 1280x720 as at 352x288): the grey-level thresholds above and below grow by that ratio
-    judge_span: float = 50.0
+    # A face less than this many flow pixels between the outer eye corners (the thresholds were tuned at 70-90; a
+    # portrait in a 16:9 720p frame has about 50) has each flow pixel average more of it, and the same landmark error
+    # costs more grey levels (measured on the same face: 1.45x at 1280x720 as at 352x288): the grey-level thresholds
+    # above and below grow by that ratio
+    judge_span: float = 72.0
     # ... and per pixel (3x3): a gross mismatch there is a landmark that is off (a lip put on the tongue)
     pixel_lo: float = 35.0
     pixel_hi: float = 70.0
