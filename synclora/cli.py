@@ -59,15 +59,22 @@ def _run_info(args: argparse.Namespace) -> int:
 
 def _run_propagate(args: argparse.Namespace) -> int:
     from synclora.config import PropagationRequest
+    from synclora.errors import InputError
     from synclora.pipeline import run_propagation
 
+    keyframes = tuple(config.parse_keyframe(v) for v in args.keyframe or ())
+    if keyframes and (args.edited or args.edit_index is not None):
+        raise InputError("give either --edited with --edit-index (one keyframe) or --keyframe (one or more), not both")
+    if not keyframes and not args.edited:
+        raise InputError("give the edited frame: --edited IMAGE --edit-index K, or --keyframe INDEX IMAGE [SPAN]")
     req = PropagationRequest(
         source=Path(args.source),
-        edited=Path(args.edited),
+        edited=Path(args.edited) if args.edited else None,
         out=Path(args.out),
-        edit_index=args.edit_index,
+        edit_index=args.edit_index if args.edit_index is not None else 0,
         side_by_side=Path(args.side_by_side) if args.side_by_side else None,
         settings=config.from_args(args),
+        keyframes=keyframes,
     )
     tap = _report_tap(args, req) if args.report else None
     taps = [tap] if tap is not None else []
@@ -86,6 +93,7 @@ def _run_propagate(args: argparse.Namespace) -> int:
 
 def _report_tap(args: argparse.Namespace, req):
     """The sync report measured while propagating (`--report J.json`; its plot is written beside it as J.png)."""
+    from synclora.errors import InputError
     from synclora.metrics.tap import tap_for
     from synclora.paths import Output, check_outputs
     from synclora.pipeline import check_request
@@ -98,18 +106,18 @@ def _report_tap(args: argparse.Namespace, req):
                    Output(Path(req.out), "--out", (".mp4",))],
                   [(req.source, "the source video"), (req.edited, "the edited image"),
                    (req.side_by_side, "the side-by-side video")])
-    return tap_for(req)
+    tap = tap_for(req)
+    if tap is None:
+        raise InputError("--report: the edited span is one frame, which has no motion for a sync report to judge")
+    return tap
 
 
 def _write_report(tap, path: Path) -> None:
     """The report's JSON and plot, both or neither (what was at those paths stays as it was otherwise); the verdict
     on stdout. A report that could not be made is said as the error and fails the command; the result is kept (it is
     complete)."""
-    from synclora.errors import InputError
     from synclora.paths import staged_outputs
 
-    if tap is None:
-        raise InputError("the edited span is one frame: it has no motion for a sync report to judge")
     report = tap.report()
     plot = path.with_suffix(".png")
     with staged_outputs(path, plot) as (json_tmp, plot_tmp):
@@ -142,8 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("propagate", help="propagate an edited frame through a video")
     p.add_argument("source", help="source video (mp4, mov, webm, mkv, avi, gif)")
-    p.add_argument("--edited", required=True, help="the edited frame (PNG/JPEG), same aspect as the video")
-    config.add_edit_index_argument(p, "index of the frame that was edited, from 0 (default 0)")
+    p.add_argument("--edited", help="the edited frame (PNG/JPEG), same aspect as the video")
+    config.add_edit_index_argument(p, "index of the frame that was edited, from 0 (default 0)", default=None)
+    p.add_argument("--keyframe", action="append", nargs="+", metavar=("INDEX", "IMAGE [SPAN]"),
+                   help="an edited frame: IMAGE is an edited copy of frame INDEX; repeat it for several. Without "
+                   "SPAN: the same look pinned at several frames (every frame follows its nearest keyframes); with "
+                   "SPAN (as --span takes it) on every keyframe: one look per span, faded into each other and into "
+                   "the source. --edited/--edit-index is the same as one --keyframe")
     p.add_argument("--out", required=True, help="result .mp4 (source size, fps, frame count and audio)")
     p.add_argument("--side-by-side", help="also write source | result side by side to this .mp4")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

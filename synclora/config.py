@@ -13,11 +13,41 @@ from dataclasses import Field, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 from synclora.errors import InputError, brief
 
 Backend = Literal["auto", "synclora", "flow"]
-# Each backend's name as the app, the settings' choices and the doctor say it (one table, so they never disagree).
-BACKEND_TITLES = {"synclora": "Sync-LoRA", "flow": "CPU preview"}
+
+
+@dataclass(frozen=True)
+class BackendRecord:
+    """One backend as the settings, the app and the registry know it (its code: `propagate/`, built by the registry)."""
+
+    name: str  # the value of `--backend` and of the API's `backend`
+    title: str  # its short name in the app and the settings' choices
+    choice: str  # what the choice says after the title
+    gpu: bool  # runs on a GPU: the app queues it for one and sizes the ZeroGPU request
+    generative: bool  # seed, model, memory and LoRA apply: they key its loaded model and its reproduce line
+    label: str  # what it is and is good for, in one line (the app's backend panel)
+
+
+# In order of preference ("auto" takes the first that can run here).
+BACKENDS = (
+    BackendRecord("synclora", "Sync-LoRA", "generative, GPU", gpu=True, generative=True,
+                  label="Sync-LoRA (LTX-2.3 IC-LoRA): generative propagation that keeps lips, pose, gaze and blinks in "
+                  "sync; handles shape, style and accessory edits; needs a GPU"),
+    BackendRecord("flow", "CPU preview", "optical flow", gpu=False, generative=False,
+                  label="fast CPU preview (optical flow, face mesh inside faces): carries local appearance edits "
+                  "(glasses, make-up, colour, accessories) along the source's own motion, lips and lids; not for "
+                  "changes of shape, style or expression"),
+)
+BACKEND_TITLES = {b.name: b.title for b in BACKENDS}
+
+
+def backend_record(name: str) -> BackendRecord | None:
+    """The record of backend `name` (None for "auto" or an unknown name)."""
+    return next((b for b in BACKENDS if b.name == name), None)
 Quality = Literal["full", "preview"]
 FitMode = Literal["pad", "crop"]
 TimeMode = Literal["exact", "resample"]
@@ -68,9 +98,7 @@ class PropagationSettings:
     backend: Backend = setting(
         "auto", label="Backend", help="which backend propagates the edit ('auto': Sync-LoRA when it can run here, "
         "else the CPU preview)",
-        choices=(("auto", "Auto — best available here"),
-                 ("synclora", f"{BACKEND_TITLES['synclora']} — generative, GPU"),
-                 ("flow", f"{BACKEND_TITLES['flow']} — optical flow")),
+        choices=(("auto", "Auto — best available here"), *((b.name, f"{b.title} — {b.choice}") for b in BACKENDS)),
         info="Sync-LoRA for any edit; the CPU preview for local colour or accessory edits",
     )
     quality: Quality = setting(
@@ -241,7 +269,8 @@ def cli_args(settings: PropagationSettings, backend: str) -> list[str]:
     out = []
     for f in fields(PropagationSettings):
         value = backend if f.name == "backend" else getattr(settings, f.name)
-        if value is None or (f.metadata["generative_only"] and backend != "synclora"):
+        record = backend_record(backend)
+        if value is None or (f.metadata["generative_only"] and not (record and record.generative)):
             continue
         out += [flag(f.name), str(value)]
     return out
@@ -269,6 +298,14 @@ def api_description() -> str:
             f"[, {names}]) -> (result video, side-by-side video, settings Markdown).")
 
 
+def keyframes_api_description() -> str:
+    """The app's description of `/edit_keyframes` (shown on its API page)."""
+    names = ", ".join(f.name for f in setting_fields(ui_only=True))
+    return ("Propagate several edited frames through a video: (source video, edited frame image or None, its index, "
+            "keyframe images, keyframe lines (one per image: INDEX, or INDEX SPAN for a look of its own)"
+            f"[, {names}]) -> (result video, side-by-side video, settings Markdown).")
+
+
 def _edit_index(text: str) -> int:
     try:
         return int(text)
@@ -281,13 +318,70 @@ def add_edit_index_argument(parser: argparse.ArgumentParser, help: str, *, defau
     parser.add_argument("--edit-index", dest="edit_index", type=_edit_index, default=default, metavar="K", help=help)
 
 
+@dataclass(frozen=True)
+class Keyframe:
+    """One edited frame: `image` is an edited copy of frame `index`; `span` (as `--span` takes it) the frames its
+    look covers, or None: the same look as the other keyframes, pinned at this frame as well."""
+
+    index: int
+    image: Path
+    span: str | None = None
+
+    def __post_init__(self) -> None:
+        k = self.index
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            raise InputError(f"a keyframe's index (frame number) must be a whole number, got {k!r}")
+        object.__setattr__(self, "index", int(k))
+        if not isinstance(self.image, (str, Path)):
+            raise InputError(f"a keyframe's image must be the path of a PNG or JPEG, got {self.image!r}")
+        if self.span is not None:
+            from synclora.video.timing import parse_span
+
+            parse_span(self.span)
+
+    @property
+    def text(self) -> str:
+        """As `--keyframe` takes it (the reproduce line): INDEX IMAGE [SPAN]."""
+        return f"{self.index} {self.image}" + (f" {self.span}" if self.span else "")
+
+
+def parse_keyframe(values: list[str]) -> Keyframe:
+    """`--keyframe INDEX IMAGE [SPAN]` → a Keyframe; a wrong form is one sentence."""
+    if not 2 <= len(values) <= 3:
+        raise InputError(f"--keyframe takes INDEX IMAGE [SPAN], got {' '.join(values)!r}")
+    try:
+        index = int(values[0])
+    except ValueError:
+        raise InputError(f"--keyframe {' '.join(values)}: the index must be a whole number, got {values[0]!r}") \
+            from None
+    return Keyframe(index, Path(values[1]), values[2] if len(values) == 3 else None)
+
+
 @dataclass
 class PropagationRequest:
-    """One propagation: the source clip, the edited frame (an edited copy of frame `edit_index`), where to write."""
+    """One propagation: the source clip, its keyframes (edited copies of some of its frames), where to write.
+
+    `edited` with `edit_index` is the one-keyframe spelling: it becomes `keyframes` (one code path); give one or the
+    other."""
 
     source: Path
-    edited: Path
+    edited: Path | None
     out: Path
     edit_index: int = 0
     side_by_side: Path | None = None
     settings: PropagationSettings = field(default_factory=PropagationSettings)
+    keyframes: tuple[Keyframe, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.keyframes and self.edited is not None:
+            raise InputError("give the edited frame either as --edited/--edit-index or as keyframes, not both")
+        if not self.keyframes:
+            if self.edited is None:
+                raise InputError("no edited frame was given; edit a frame of the clip first")
+            k = self.edit_index
+            if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+                raise InputError(f"the edit index (frame number) must be a whole number, got {k!r}")
+            self.keyframes = (Keyframe(int(k), Path(self.edited)),)
+        self.keyframes = tuple(self.keyframes)
+        if len(self.keyframes) == 1:  # one keyframe reads the same either way (e.g. the report tap reads these)
+            self.edited, self.edit_index = self.keyframes[0].image, self.keyframes[0].index

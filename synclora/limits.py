@@ -29,6 +29,9 @@ MAX_PIXELS = 4096 * 4096
 MAX_DURATION_S = 10 * 60
 # Frames read into one array at once (`io.read_frames`, the audio of a span): a reader that holds what it reads.
 MAX_WORKING_BYTES = 4 * 1024**3
+# Keyframes (edited frames) of one propagation: each is an image held in memory and a propagation of its own; a
+# hundred pins a two-minute clip every second or so.
+MAX_KEYFRAMES = 100
 
 # --- memory of a propagation -----------------------------------------------------------------------------------------
 # What one propagation needs, from its frame sizes alone (see `memory_need`): the interpreter with its libraries, plus

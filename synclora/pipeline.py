@@ -14,14 +14,15 @@ from pathlib import Path
 import numpy as np
 
 from synclora import limits
-from synclora.config import PropagationRequest, PropagationSettings
+from synclora.config import Keyframe, PropagationRequest, PropagationSettings
 from synclora.edit.image import load_image
 from synclora.errors import OOM_HINT, InputError, OutOfMemoryError, shown
 from synclora.memory import free_memory, is_out_of_memory
 from synclora.paths import Output, check_input, check_outputs, staged_outputs
-from synclora.propagate import registry, stream
+from synclora.propagate import registry, schedule, stream
 from synclora.propagate.base import BackendSpec, ProgressFn, no_progress
 from synclora.video import geometry, io, timing
+from synclora.video import keyframes as kf
 from synclora.video.stream import FrameWriter
 from synclora.video.taps import FrameTap
 
@@ -38,17 +39,27 @@ class PropagationResult:
     working_size: tuple[int, int]
     notices: list[str] = field(default_factory=list)
     seconds: float = 0.0
-    span: timing.FrameSpan | None = None  # the frames that carry the edit (None: the whole clip)
+    span: timing.FrameSpan | None = None  # the frames the first look covers (None: the whole clip)
+    keyframes: tuple[Keyframe, ...] = ()  # every keyframe, as given (spans in frames)
+    plan: kf.KeyframePlan | None = None  # which keyframe governs which frames
 
     def summary(self) -> str:
         """What was made, for the CLI's stdout; the notices are apart (the CLI prints them on stderr, the app lists
         them under the result)."""
         s = self.settings
+        several = len(self.keyframes) > 1
+        edited = (f"keyframes {', '.join(str(k.index) for k in self.keyframes)}" if several
+                  else f"edited frame {self.edit_index}")
         lines = [
             f"result: {shown(str(self.out))}",
-            f"backend: {self.backend} ({s.quality}), seed {s.seed}, edited frame {self.edit_index}, fit {s.fit}, "
+            f"backend: {self.backend} ({s.quality}), seed {s.seed}, {edited}, fit {s.fit}, "
             f"working size {self.working_size[0]}×{self.working_size[1]}, time mode {s.time_mode}",
-            f"edited: {self.span.describe() if self.span else 'the whole clip'}",
+        ]
+        if several and self.plan is not None:
+            lines += [f"edited: {line}" for line in self.plan.describe()]
+        else:
+            lines.append(f"edited: {self.span.describe() if self.span else 'the whole clip'}")
+        lines += [
             f"{self.source_info.n_frames} frames at {io.format_fps(self.source_info.fps)} fps, "
             f"{self.source_info.width}×{self.source_info.height}, took {self.seconds:.1f} s",
         ]
@@ -64,43 +75,77 @@ def check_paths(req: PropagationRequest) -> None:
     if lora:
         check_input(lora, "LoRA file")
     check_input(req.source, "source video")
-    check_input(req.edited, "edited image")
+    images = []
+    for key in req.keyframes:
+        what = "edited image" if len(req.keyframes) == 1 else f"edited image of keyframe {key.index}"
+        check_input(key.image, what)
+        images.append((key.image, f"the {what}"))
     outputs = [Output(Path(req.out), "the result", (".mp4",))]
     if req.side_by_side:
         outputs.append(Output(Path(req.side_by_side), "the side-by-side video", (".mp4",)))
-    check_outputs(outputs, [(req.source, "the source video"), (req.edited, "the edited image"),
-                            (lora, "the LoRA file")])
+    check_outputs(outputs, [(req.source, "the source video"), *images, (lora, "the LoRA file")])
 
 
-def check_request(req: PropagationRequest) -> tuple[io.VideoInfo, np.ndarray, list[str]]:
-    """Validate everything the user gave before any heavy work; returns (source facts, edited frame, notices)."""
+def check_request(req: PropagationRequest) -> tuple[io.VideoInfo, dict[int, np.ndarray], list[str]]:
+    """Validate everything the user gave before any heavy work; returns (source facts, each keyframe's edited frame
+    by its index, notices)."""
+    if len(req.keyframes) > limits.MAX_KEYFRAMES:  # before a thousand files are even looked at
+        raise InputError(f"{len(req.keyframes)} keyframes were given; a propagation takes at most "
+                         f"{limits.MAX_KEYFRAMES}")
     check_paths(req)
     source = Path(req.source)
     info = io.probe(source)
     limits.check_clip(info)
-    k = req.edit_index
-    if not isinstance(k, (int, np.integer)) or isinstance(k, bool):
-        raise InputError(f"the edit index (frame number) must be a whole number, got {k!r}")
-    if not 0 <= k < info.n_frames:
-        raise InputError(f"frame {k} is out of range: {source.name} has frames 0 to {info.n_frames - 1}")
-    check_plan(info, req.settings, check_span(req, info).window)
-    edited, notices = load_image(req.edited)
-    edited, notice = geometry.fit_edited_image(edited, info.width, info.height)
-    return info, edited, notices + ([notice] if notice else [])
+    plan = check_keyframes(req, info)
+    check_plan(info, req.settings, plan.frames)
+    images: dict[int, np.ndarray] = {}
+    notices: list[str] = []
+    for key in req.keyframes:
+        edited, more = load_image(key.image)
+        try:
+            edited, notice = geometry.fit_edited_image(edited, info.width, info.height)
+        except InputError as exc:
+            if len(req.keyframes) == 1:
+                raise
+            raise InputError(f"keyframe {key.index}: {exc}") from None
+        images[key.index] = edited
+        tag = f"Keyframe {key.index}: " if len(req.keyframes) > 1 else ""
+        notices += [tag + m for m in more + ([notice] if notice else [])]
+    return info, images, notices
+
+
+def check_keyframes(req: PropagationRequest, info: io.VideoInfo) -> kf.KeyframePlan:
+    """Which keyframe governs which frames (their spans, `settings.span` and its fades), resolved against the probed
+    clip: the one place every face goes through, so a bad keyframe or span gets the same sentence from the CLI, the
+    app and the API."""
+    keys = req.keyframes
+    return kf.plan_keyframes([k.index for k in keys], [k.span for k in keys], info, span=req.settings.span,
+                             fade=req.settings.fade)
 
 
 def check_span(req: PropagationRequest, info: io.VideoInfo) -> timing.FrameSpan:
-    """The frames that carry the edit (`settings.span`, with its fades), resolved against the probed clip: the one
-    place every face goes through, so a bad span gets the same sentence from the CLI, the app and the API."""
-    return timing.resolve_span(req.settings.span, info, fade=req.settings.fade, edit_index=req.edit_index)
+    """The frames the (first) look covers, with its fades; see `check_keyframes`."""
+    return check_keyframes(req, info).looks[0].span
 
 
-def applied_settings(settings: PropagationSettings, span: timing.FrameSpan) -> PropagationSettings:
-    """The settings as applied: the span in frames with its fade (both unset for the whole clip), so the summary,
-    the reproduce line and the settings JSON say exactly which frames were edited."""
+def applied_settings(settings: PropagationSettings, plan: kf.KeyframePlan) -> PropagationSettings:
+    """The settings as applied: the span in frames with its fade (both unset for the whole clip, and the span unset
+    where every keyframe has its own), so the summary, the reproduce line and the settings JSON say exactly which
+    frames were edited."""
+    span = plan.looks[0].span
+    if not plan.one_look:
+        return replace(settings, span=None, fade=span.fade)
     if span.whole:
         return replace(settings, span=None, fade=None)
     return replace(settings, span=span.text, fade=span.fade)
+
+
+def applied_keyframes(keys: tuple[Keyframe, ...], plan: kf.KeyframePlan) -> tuple[Keyframe, ...]:
+    """The keyframes as applied: each one's own span in frames."""
+    if plan.one_look:
+        return keys
+    spans = {look.keys[0]: look.span.text for look in plan.looks}
+    return tuple(replace(k, span=spans[k.index]) for k in keys)
 
 
 @contextlib.contextmanager
@@ -174,18 +219,19 @@ def memory_need(info: io.VideoInfo, settings: PropagationSettings, *, side_by_si
 
 def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress,
                     taps: Sequence[FrameTap] = ()) -> PropagationResult:
-    """Propagate the edited frame (frame `req.edit_index`) through its span of the source clip (the whole clip by
-    default); write the result (and SBS). Only the span and its fades reach the backend; every other frame of the
-    result is the source's own decoded frame, and the result keeps the source's frame count, fps and audio.
+    """Propagate the keyframes (edited copies of some frames) through their spans of the source clip (the whole clip
+    by default); write the result (and SBS). Only the spans and their fades reach the backend; every other frame of
+    the result is the source's own decoded frame, each keyframe is exactly its edited image, and the result keeps the
+    source's frame count, fps and audio.
 
     One stream (`propagate.stream`): the source is decoded once front to back while the result and the side by side
     are encoded, each on a thread of its own; memory holds a window of frames, not the clip. Every tap sees every
     source frame and every result frame once, in order (see `video.taps`)."""
     t0 = time.perf_counter()
-    info, edited, notices = check_request(req)
-    span = check_span(req, info)
-    notices += list(span.notices)
-    settings = applied_settings(req.settings, span)
+    info, images, notices = check_request(req)
+    keyplan = check_keyframes(req, info)
+    notices += list(keyplan.notices)
+    settings = applied_settings(req.settings, keyplan)
     progress(0.0, "loading backend")
     with _memory_errors():
         backend = registry.get(settings)
@@ -194,9 +240,13 @@ def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress,
     tracks = stream.can_track(backend)
     if plan.notice and not tracks:  # a frame-by-frame backend works at the clip's own size
         notices.append(plan.notice)
-    anchors = [stream.Anchor(int(req.edit_index), edited)]
-    job = stream.StreamJob(Path(req.source), info, anchors, stream.plan_runs(anchors, span.first, span.last),
-                           backend, settings, plan)
+    # Every keyframe is an anchor; each look's runs cover its span and fades, blended by distance between two
+    # keyframes of one look (over all the way for a tracking backend, around the middle for a chunked one).
+    anchors = {k: stream.Anchor(k, img) for k, img in images.items()}
+    meet = schedule.meet_frames(backend, settings)
+    runs = [r for look in keyplan.looks
+            for r in stream.plan_runs([anchors[k] for k in look.keys], look.span.first, look.span.last, meet)]
+    job = stream.StreamJob(Path(req.source), info, list(anchors.values()), runs, backend, settings, plan)
     audio = Path(req.source) if info.has_audio else None
     written: list[str] = []  # what the encoder says (audio re-encoded, odd size)
     writers: list[FrameWriter] = []
@@ -212,10 +262,11 @@ def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress,
                 for i, src, carried in stream.stream(job, lambda f, label: progress(0.02 + 0.96 * f, label)):
                     for tap in taps:
                         tap.on_source(i, src)
-                    if carried is None or i == req.edit_index:
-                        frame = src if carried is None else carried  # outside the span: the source's own frame
+                    if carried is None or i in images:
+                        frame = src if carried is None else carried  # outside every span: the source's own frame
                     else:
-                        w = span.weight(i)
+                        parts = keyplan.weights(i)  # the looks' windows never share a frame (video.keyframes)
+                        w = parts[0][1] if parts else 1.0
                         frame = carried if w >= 1 else io.fade_frames(src, carried, w)
                     for tap in taps:
                         tap.on_result(i, frame)
@@ -239,12 +290,14 @@ def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress,
         out=Path(req.out),
         side_by_side=Path(req.side_by_side) if req.side_by_side else None,
         source_info=info,
-        edit_index=int(req.edit_index),
+        edit_index=req.keyframes[0].index,
         settings=settings,
         backend=backend.name,
         backend_label=backend.label,
         working_size=(info.width, info.height) if tracks else plan.work_size,
         notices=notices,
         seconds=time.perf_counter() - t0,
-        span=span,
+        span=keyplan.looks[0].span,
+        keyframes=applied_keyframes(req.keyframes, keyplan),
+        plan=keyplan,
     )

@@ -40,6 +40,8 @@ def test_api_lists_the_named_endpoints(client):
     assert params[:3] == ["video", "edited", "frame"]
     assert params[3:] == ["backend", "quality", "seed", "fit", "resolution", "time_mode", "chunk_overlap", "model",
                           "memory", "span", "fade"]
+    keys = [p["parameter_name"] for p in api["named_endpoints"]["/edit_keyframes"]["parameters"]]
+    assert keys == ["video", "edited", "frame", "keyframe_images", "keyframes", *params[3:]]
     report = [p["parameter_name"] for p in api["named_endpoints"]["/sync_report"]["parameters"]]
     assert report == ["video", "result", "edited", "edit_frame", "span"]
 
@@ -94,6 +96,25 @@ def test_settings_other_than_the_defaults_are_used_and_reported(client):
     _, _, md = client.predict(handle_file(str(CLIP)), handle_file(str(EDIT)), 0, backend="flow",
                               quality="preview", seed=7, fit="crop", api_name="/edit_video")
     assert "seed **7**" in md and "(preview)" in md and "fit crop" in md and "--seed 7" in md
+
+
+def test_two_keyframes_through_the_api(client, tmp_path):
+    """`/edit_keyframes`: the edited frame 0 as a listed keyframe and again at frame 60 (the same look twice); frame 60
+    of the result is the second image, the red nose is carried everywhere, and the reproduce line lists both."""
+    from gradio_client import handle_file
+
+    second = np.asarray(Image.open(EDIT).convert("RGB")).copy()
+    second[:8] = (0, 0, 255)  # a blue band: tells the second keyframe's image apart
+    path = tmp_path / "second.png"
+    Image.fromarray(second).save(path)
+    images = [handle_file(str(EDIT)), handle_file(str(path))]
+    result, _, md = client.predict(handle_file(str(CLIP)), None, 0, images, "0\n60", api_name="/edit_keyframes")
+    res = io.read_frames(result)
+    assert len(res) == 72 and io.probe(result).has_audio
+    assert np.abs(res[60].astype(int) - second).mean() < 4
+    red = ((res[..., 0] > 150) & (res[..., 1] < 80) & (res[..., 2] < 80)).sum(axis=(1, 2))
+    assert (red > 100).all()
+    assert "Keyframes **0**, **60**" in md and "--keyframe 0" in md and "--keyframe 60" in md
 
 
 def test_a_span_of_the_clip_through_the_api(client, tmp_path):

@@ -1,19 +1,23 @@
-"""Any frame, any length, any backend: split the clip around the edited frame and drive the backend in chunks.
+"""Any frame, any length, any backend: split the clip around its keyframes and drive the backend in chunks.
 
-From the edit index k the edit runs forward to the end and backward to the start (time reversed); both halves share
-frame k, which is exactly the edited frame. A backend with a frame limit is driven in chunks: each next chunk starts
-from an output frame of the previous one (its `edited` frame), the chunks overlap, and the overlap is cross-faded so
-no seam shows. All frame mappings (fps, 8k+1 padding, chunk ranges) come from `video.timing`; this module only
-drives and stitches.
+From a keyframe k the edit runs forward and backward (time reversed); both halves share frame k, which is exactly the
+edited frame. With several keyframes of one look, the edit runs backward from the first to the start, forward from
+the last to the end, and both ways between neighbours, blended by distance (`video.keyframes` plans the legs). A
+backend with a frame limit is driven in chunks: each next chunk starts from an output frame of the previous one (its
+`edited` frame), the chunks overlap, and the overlap is cross-faded so no seam shows. All frame mappings (fps, 8k+1
+padding, chunk ranges) come from `video.timing`; this module only drives and stitches.
 """
 
 from __future__ import annotations
+
+from fractions import Fraction
 
 import numpy as np
 
 from synclora.config import PropagationSettings
 from synclora.errors import InputError
 from synclora.propagate.base import ProgressFn, Propagator, Segment, no_progress
+from synclora.video import keyframes as kf
 from synclora.video import timing
 
 
@@ -26,38 +30,91 @@ def propagate_clip(
     fps: float,
     progress: ProgressFn = no_progress,
 ) -> tuple[np.ndarray, list[str]]:
-    """Return (frames.shape uint8 result whose frame `edit_index` is `edited`, notices)."""
-    n, k = len(frames), edit_index
-    if not 0 <= k < n:
-        raise ValueError(f"edit index {k} outside 0..{n - 1}")
+    """Return (frames.shape uint8 result whose frame `edit_index` is `edited`, notices): one keyframe."""
+    return propagate_keyframes(frames, [(edit_index, edited)], backend, settings, fps, progress)
+
+
+def meet_frames(backend: Propagator, settings: PropagationSettings) -> int | None:
+    """How the propagations from two keyframes of one look are blended: over the whole way between them (None) for a
+    backend that carries the edit along the source's own motion (both carry the same change; the blend averages
+    their drift), or cross-faded over `chunk_overlap` frames where they meet in the middle for a backend that works
+    in chunks (a generative model: every frame costs, and two generated takes blended over hundreds of frames would
+    show both)."""
+    if backend.spec.max_frames is None:
+        return None
+    return max(1, settings.chunk_overlap)
+
+
+def propagate_keyframes(
+    frames: np.ndarray,
+    keys: list[tuple[int, np.ndarray]],
+    backend: Propagator,
+    settings: PropagationSettings,
+    fps: float,
+    progress: ProgressFn = no_progress,
+) -> tuple[np.ndarray, list[str]]:
+    """Carry one look through `frames` from its keyframes `keys` ((index, edited frame) pairs): each frame follows
+    its nearest keyframes; between two, the propagations from each are blended by distance (`meet_frames`), so
+    every keyframe is met exactly and nothing jumps. Returns (frames.shape uint8 result, notices)."""
+    n = len(frames)
+    keys = sorted(((int(k), img) for k, img in keys), key=lambda p: p[0])
+    for k, _ in keys:
+        if not 0 <= k < n:
+            raise ValueError(f"keyframe {k} outside 0..{n - 1}")
+    image = dict(keys)
+    look = kf.Look(timing.FrameSpan(0, n - 1, n, Fraction(fps)), tuple(image), tuple(range(len(image))))
+    legs = look.legs(meet_frames(backend, settings))
     notices: list[str] = []
     facts: list[dict] = []
     out = np.empty_like(frames)
-    out[k] = edited
-    # Work is proportional to frames per direction; the backward half excludes the shared frame k.
-    n_fwd, n_bwd = n - k, k + 1
-    total = max(1, (n_fwd if n_fwd > 1 else 0) + (n_bwd if n_bwd > 1 else 0))
+    # Work is proportional to frames per leg; each leg after its keyframe (the keyframe itself is given).
+    total = max(1, sum(len(leg) for leg, _ in legs))
     done = 0
-    for direction, seq_index in (("forward", np.arange(k, n)), ("backward", np.arange(k, -1, -1))):
-        if len(seq_index) < 2:
-            continue
-        share = len(seq_index) / total
+    pending: dict[tuple[int, int], np.ndarray] = {}  # a ramp's earlier leg, until the later one is there
+    for leg, ramp in legs:
+        share = len(leg) / total
         lo = done / total
+        label = "forward" if leg.forward else "backward"
+        if len(image) > 1:
+            label += f" from keyframe {leg.key}"
 
-        def sub(f: float, label: str, lo=lo, share=share, direction=direction) -> None:
-            progress(lo + share * f, f"{direction}: {label}")
+        def sub(f: float, text: str, lo=lo, share=share, label=label) -> None:
+            progress(lo + share * f, f"{label}: {text}")
 
-        result, more = _propagate_direction(frames[seq_index], edited, backend, settings, fps, sub, facts)
-        out[seq_index] = result
-        done += len(seq_index)
+        seq = leg.frames
+        result, more = _propagate_direction(frames[seq], image[leg.key], backend, settings, fps, sub, facts)
+        done += len(leg)
         for m in more:
             if m not in notices:
                 notices.append(m)
-    out[k] = edited
+        if ramp is None:
+            out[seq] = result
+        elif leg.forward:
+            pending[ramp] = result  # frames leg.key..hi, blended once the leg from the next keyframe is done
+        else:
+            _blend(out, pending.pop(ramp), result, leg.key, ramp)
+    for k, img in keys:
+        out[k] = img
     for m in backend.notices(facts):
         if m not in notices:
             notices.append(m)
     return out, notices
+
+
+def _blend(out: np.ndarray, fwd: np.ndarray, bwd: np.ndarray, b: int, ramp: tuple[int, int]) -> None:
+    """Frames a..b from the leg forward from a (`fwd`: a..hi) and the leg backward from b (`bwd`: b..lo, time
+    reversed), weighted by distance along the ramp lo..hi; one frame at a time (no float copy of the clip)."""
+    lo, hi = ramp
+    a = hi - (len(fwd) - 1)
+    for i in range(a, b + 1):
+        w = kf.key_weight(i, lo, hi)
+        if w <= 0:
+            out[i] = fwd[i - a]
+        elif w >= 1:
+            out[i] = bwd[b - i]
+        else:
+            mix = fwd[i - a].astype(np.float32) * (1 - w) + bwd[b - i].astype(np.float32) * w
+            out[i] = np.clip(np.rint(mix), 0, 255).astype(np.uint8)
 
 
 def _propagate_direction(

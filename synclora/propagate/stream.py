@@ -32,7 +32,7 @@ from synclora.config import PropagationSettings
 from synclora.errors import InputError
 from synclora.propagate.base import ProgressFn, Propagator, Segment, no_progress
 from synclora.propagate.face_guide import FaceGuideConfig
-from synclora.video import io, timing
+from synclora.video import io, keyframes, timing
 from synclora.video.stream import iter_frames_reversed, prefetch, sample_frames
 
 SPILL_BUDGET = 64 * 1024**2  # bytes of per-frame state kept in memory before the rest goes to a temporary file
@@ -48,11 +48,15 @@ class Anchor:
 
 @dataclass(frozen=True)
 class Run:
-    """Carry `anchor`'s edit from its frame to frame `stop` (inclusive), one frame at a time in direction `step`."""
+    """Carry `anchor`'s edit from its frame to frame `stop` (inclusive), one frame at a time in direction `step`.
+
+    `ramp` = (lo, hi): where this run meets the run from the neighbouring anchor, the frames strictly between lo and
+    hi show both, weighted by distance (`weight`); None: the run alone makes its frames."""
 
     anchor: Anchor
     stop: int
     step: int  # +1 forward, -1 backward
+    ramp: tuple[int, int] | None = None
 
     @property
     def frames(self) -> range:
@@ -62,19 +66,28 @@ class Run:
     def __len__(self) -> int:
         return abs(self.stop - self.anchor.index) + 1
 
+    def weight(self, i: int) -> float:
+        """This run's share of frame i (1 outside its ramp)."""
+        if self.ramp is None:
+            return 1.0
+        later = keyframes.key_weight(i, *self.ramp)  # the later anchor's share
+        return 1.0 - later if self.step > 0 else later
 
-def plan_runs(anchors: Sequence[Anchor], first: int, last: int) -> list[Run]:
+
+def plan_runs(anchors: Sequence[Anchor], first: int, last: int, meet: int | None = 0) -> list[Run]:
     """The runs that cover frames first..last from `anchors` (sorted by frame, inside the span): each anchor carries
-    its edit backward and forward until halfway to its neighbour (or the span's end). Runs of one frame (the anchor
-    alone) are left out."""
+    its edit backward and forward towards its neighbour (or the span's end). Between two anchors the runs from both
+    are blended by distance (`video.keyframes.ramp`) over `meet` frames around the middle (0: they meet there, one
+    frame to the next; None: over the whole way between them). Runs of one frame (the anchor alone) are left out."""
     anchors = sorted(anchors, key=lambda a: a.index)
     if not anchors or any(not first <= a.index <= last for a in anchors):
         raise ValueError(f"anchors {[a.index for a in anchors]} must lie in {first}..{last}")
-    runs = []
-    for i, a in enumerate(anchors):
-        lo = first if i == 0 else (anchors[i - 1].index + a.index) // 2 + 1
-        hi = last if i == len(anchors) - 1 else (a.index + anchors[i + 1].index) // 2
-        runs += [Run(a, lo, -1), Run(a, hi, +1)]
+    runs = [Run(anchors[0], first, -1), Run(anchors[-1], last, +1)]
+    for a, b in zip(anchors, anchors[1:]):
+        lo, hi = keyframes.ramp(a.index, b.index, meet)
+        ramp = (lo, hi) if hi - lo > 1 else None  # no frame between: a cut
+        # each run stops where its weight reaches 0 (the other anchor's run has that frame alone)
+        runs += [Run(a, hi - 1, +1, ramp), Run(b, lo + 1, -1, ramp)]
     return [r for r in runs if len(r) > 1]
 
 
@@ -175,7 +188,8 @@ def stream(job: StreamJob, progress: ProgressFn = no_progress, reverse_window: i
     """(i, source frame i, its carried edit at full size or None outside every run) for i = 0..n-1 in order."""
     anchors = {a.index: a for a in job.anchors}
     kept = Spill()
-    owner: dict[int, Callable[[np.ndarray, object], np.ndarray]] = {}  # frame -> how to make it from its kept state
+    # frame -> [(how to make it from its kept state, the state's key, its weight)]: two where two runs blend
+    owner: dict[int, list[tuple[Callable[[np.ndarray, object], np.ndarray], tuple[int, int], float]]] = {}
     live = [r for r in job.runs if r.step > 0]
     backend = job.backend
     probe_track = can_track(backend)
@@ -188,22 +202,25 @@ def stream(job: StreamJob, progress: ProgressFn = no_progress, reverse_window: i
 
     try:
         if probe_track:
-            for run in [r for r in job.runs if r.step < 0]:
-                _walk_backward(job, run, kept, owner, sub(run, "backward"), reverse_window)
-                done += len(run)
+            for n, run in enumerate(job.runs):
+                if run.step < 0:
+                    _walk_backward(job, run, n, kept, owner, sub(run, "backward"), reverse_window)
+                    done += len(run)
         else:
-            for run in job.runs:
-                _segments(job, run, kept, owner, sub(run, "backward" if run.step < 0 else "forward"))
+            for n, run in enumerate(job.runs):
+                _segments(job, run, n, kept, owner, sub(run, "backward" if run.step < 0 else "forward"))
                 done += len(run)
             live = []
         src = prefetch(io.iter_frames(job.source))
         i = 0
 
-        def direct(i: int, frame: np.ndarray) -> np.ndarray | None:
+        def direct(i: int, frame: np.ndarray, *more: tuple[np.ndarray, float]) -> np.ndarray | None:
             if i in anchors:
+                for _, key, _ in owner.pop(i, []):
+                    kept.take(key)
                 return anchors[i].image
-            make = owner.pop(i, None)
-            return None if make is None else make(frame, kept.take(i))
+            parts = [(make(frame, kept.take(key)), w) for make, key, w in owner.pop(i, [])] + list(more)
+            return _mix(parts)
 
         for run in sorted(live, key=lambda r: r.anchor.index):
             while i <= run.anchor.index:
@@ -217,7 +234,10 @@ def stream(job: StreamJob, progress: ProgressFn = no_progress, reverse_window: i
             walk = track.maps(islice(src, len(run) - 1))
             try:
                 for t, (frame, state) in enumerate(walk, start=1):
-                    yield i, frame, track.compose(frame, state)
+                    w = run.weight(i)  # below 1 where the next anchor's backward run blends in
+                    carried = track.compose(frame, state) if w > 0 else None
+                    yield i, frame, (carried if w >= 1 and i not in owner else
+                                     direct(i, frame, *([(carried, w)] if carried is not None else [])))
                     i += 1
                     report(t / (len(run) - 1), f"frame {t + 1}/{len(run)}")
             finally:
@@ -237,6 +257,27 @@ def stream(job: StreamJob, progress: ProgressFn = no_progress, reverse_window: i
         kept.close()
 
 
+def _mix(parts: list[tuple[np.ndarray, float]]) -> np.ndarray | None:
+    """The weighted sum of a frame made by two runs (one: itself), rounded to uint8."""
+    parts = [(f, w) for f, w in parts if w > 0]
+    if not parts:
+        return None
+    if len(parts) == 1:
+        return parts[0][0]
+    total = sum(w for _, w in parts)
+    mix = sum(f.astype(np.float32) * (w / total) for f, w in parts)
+    return np.clip(np.rint(mix), 0, 255).astype(np.uint8)
+
+
+def _keep(owner: dict, kept: Spill, run: Run, n: int, i: int, make, state) -> None:
+    """Keep run `n`'s state of frame i (unless its weight there is 0) and how to make the frame from it."""
+    w = run.weight(i)
+    if w <= 0:
+        return
+    kept.put((i, n), state)
+    owner.setdefault(i, []).append((make, (i, n), w))
+
+
 def can_track(backend: Propagator) -> bool:
     """Does `backend` offer the frame-by-frame form (`Propagator.track`)?"""
     return type(backend).track is not Propagator.track
@@ -251,7 +292,8 @@ def _probes(job: StreamJob, run: Run, first: np.ndarray) -> np.ndarray | None:
     return np.stack([first, *sample_frames(job.source, [run.frames[p] for p in picks if p])])
 
 
-def _walk_backward(job: StreamJob, run: Run, kept: Spill, owner: dict, report: ProgressFn, window: int) -> None:
+def _walk_backward(job: StreamJob, run: Run, n: int, kept: Spill, owner: dict, report: ProgressFn,
+                   window: int) -> None:
     """Walk a backward run over the source decoded in reverse windows, keeping each frame's state."""
     frames = prefetch(iter_frames_reversed(job.source, run.anchor.index, run.stop, window), depth=window + 2)
     try:
@@ -260,9 +302,7 @@ def _walk_backward(job: StreamJob, run: Run, kept: Spill, owner: dict, report: P
         walk = track.maps(frames)
         try:
             for t, (_, state) in enumerate(walk, start=1):
-                i = run.anchor.index - t
-                kept.put(i, state)
-                owner[i] = track.compose
+                _keep(owner, kept, run, n, run.anchor.index - t, track.compose, state)
                 report(t / (len(run) - 1), f"frame {t + 1}/{len(run)}")
         finally:
             walk.close()
@@ -272,7 +312,7 @@ def _walk_backward(job: StreamJob, run: Run, kept: Spill, owner: dict, report: P
         frames.close()
 
 
-def _segments(job: StreamJob, run: Run, kept: Spill, owner: dict, report: ProgressFn) -> None:
+def _segments(job: StreamJob, run: Run, n_run: int, kept: Spill, owner: dict, report: ProgressFn) -> None:
     """A run through a segment backend in its chunks (see `propagate.schedule`), each chunk's frames decoded when it
     is its turn; the stitched output is kept at working size and unfitted when its frame is written."""
     backend, spec, settings, plan = job.backend, job.backend.spec, job.settings, job.plan
@@ -328,9 +368,7 @@ def _segments(job: StreamJob, run: Run, kept: Spill, owner: dict, report: Progre
             v = out.take(b)
             if last_use[b] != j:
                 out.put(b, v)
-            i = run.frames[j]
-            kept.put(i, v)
-            owner[i] = unfit
+            _keep(owner, kept, run, n_run, run.frames[j], unfit, v)
         notices = [tplan.notice] if tplan.notice else []
         if len(chunks) > 1:
             notices.append(

@@ -22,12 +22,14 @@ import numpy as np
 from PIL import Image
 
 from synclora import config, runtime
-from synclora.config import PropagationRequest, PropagationSettings
+from synclora.config import Keyframe, PropagationRequest, PropagationSettings
 from synclora.edit import editor as editor_mod
 from synclora.edit import upload as upload_mod
 from synclora.edit.instruct import InstructEditor, InstructSettings
 from synclora.errors import SyncloraError, brief, shown, user_error
+from synclora.limits import MAX_KEYFRAMES
 from synclora.ui import gpu
+from synclora.ui import keyframes as keyframe_list
 from synclora.ui.admission import MemoryGate
 from synclora.ui.session import SessionEnded, SessionFiles
 from synclora.video.io import format_fps
@@ -158,6 +160,9 @@ class GradioPipeline:
         self.defaults = defaults
         self.max_upload_mb = runtime.current().max_upload_mb if max_upload_mb is None else max_upload_mb
         self._reports: dict[tuple, tuple] = {}  # (session, video, result, edited, edit index) -> (plot, verdict, view)
+        # result path -> (keyframe plan, keyframe index -> image) of results made from several keyframes: their
+        # sync report judges each frame against the keyframe that governs it
+        self._keyframed: dict[str, tuple] = {}
         # session -> ((video, edited, span, result's digest), report measured as the propagation made the result)
         self._made: dict[str | None, tuple[tuple, object]] = {}
         self._sources: dict[str | None, tuple[str, object]] = {}  # session -> (clip, its cues measured ahead)
@@ -534,10 +539,14 @@ class GradioPipeline:
         return line
 
     @staticmethod
-    def check_ready(video: str | None, edited: str | None, frame: float | None, edit_frame: float | None) -> None:
-        """Before propagating from the page: a clip, an edit, and the edit belongs to the chosen frame."""
+    def check_ready(video: str | None, edited: str | None, frame: float | None, edit_frame: float | None,
+                    keyframes: str | None = None) -> None:
+        """Before propagating from the page: a clip, an edit (or listed keyframes), and the edit belongs to the
+        chosen frame."""
         if not video:
             raise _error("Upload a video or pick an example first.")
+        if not edited and (keyframes or "").strip():
+            return
         if not edited:
             raise _error("Edit the frame first: draw on it, give an instruction, or upload an edited image.")
         e, k = _edit_index(edit_frame), _index(frame)
@@ -556,12 +565,12 @@ class GradioPipeline:
 
     @staticmethod
     def _gpu_frames(req: PropagationRequest) -> int:
-        """Frames the model propagates (the span and its fades; 0 when the request is bad — it fails on its own)."""
-        from synclora.pipeline import check_span
+        """Frames the model propagates (the spans and their fades; 0 when the request is bad — it fails on its own)."""
+        from synclora.pipeline import check_keyframes
         from synclora.video import io
 
         try:
-            return check_span(req, io.probe(req.source)).window
+            return check_keyframes(req, io.probe(req.source)).frames
         except SyncloraError:
             return 0
 
@@ -594,6 +603,8 @@ class GradioPipeline:
         while the visitor edited); None when it cannot be (then the report panel measures the files)."""
         from synclora.metrics.tap import tap_for
 
+        if len(req.keyframes) > 1:  # judged part by part after the run (`_keyframe_report`)
+            return None
         known = self._sources.get(session)
         try:
             return tap_for(req, source_cues=known[1] if known and known[0] == str(req.source) else None)
@@ -651,32 +662,81 @@ class GradioPipeline:
             raise _error("Give the edited frame (an image file).")
         if not _whole_number(frame):
             raise _error(f"The frame index must be a whole number, got {brief(frame)}.")
-        self._check_size(video)
         given = locals()  # the API's parameters are the settings fields, by name (a test holds the two together)
         settings = self.settings_from({f.name: given[f.name] for f in config.setting_fields(ui_only=True)})
+        return self._propagate(video, (Keyframe(int(float(frame)), Path(edited)),), settings, request, progress)
+
+    @user_errors
+    def edit_keyframes(
+        self,
+        video: str | None,
+        edited: str | None,
+        frame: float | None,
+        keyframe_images: list | None,
+        keyframes: str | None,
+        backend: str | None = None,
+        quality: str | None = None,
+        seed: float | None = None,
+        fit: str | None = None,
+        resolution: float | None = None,
+        time_mode: str | None = None,
+        chunk_overlap: float | None = None,
+        model: str | None = None,
+        memory: str | None = None,
+        span: str | None = None,
+        fade: float | None = None,
+        request: gr.Request | None = None,
+        progress=gr.Progress(),
+    ):
+        """Propagate several keyframes at once: `keyframe_images` with `keyframes` (one line per image, `INDEX` or
+        `INDEX SPAN`), and the edit being made (`edited`, an edit of frame `frame`; optional when the list has
+        keyframes) → (result video, side-by-side video, settings Markdown). Without spans the keyframes are one look
+        pinned at several frames (`span` holds for all); with a span on each, one look per span (the edit being made
+        takes `span` as its own)."""
+        if not video:
+            raise _error("Give a source video.")
+        listed = keyframe_list.parse(keyframe_images, keyframes)
+        if edited and not _whole_number(frame):
+            raise _error(f"The frame index must be a whole number, got {brief(frame)}.")
+        keys, span = keyframe_list.merged(listed, edited, int(float(frame)) if edited else None, span)
+        if not keys:
+            raise _error("Give the edited frame (an image file), or a list of keyframes.")
+        given = locals()
+        settings = self.settings_from({f.name: given[f.name] for f in config.setting_fields(ui_only=True)})
+        return self._propagate(video, keys, settings, request, progress)
+
+    def _propagate(self, video: str, keys: tuple[Keyframe, ...], settings: PropagationSettings,
+                   request: gr.Request | None, progress):
+        """One propagation from the page or the API: checked before waiting for memory or a GPU, run, described."""
+        self._check_size(video)
         from synclora.propagate import registry
 
         name = registry.resolve(settings)
         session = _session(request)
         out = self.files.new_file(session, f"{Path(video).stem}-edited", ".mp4")
         sbs = out.with_name(out.stem + "-side-by-side.mp4")
-        req = PropagationRequest(source=Path(video), edited=Path(edited), out=out, edit_index=int(float(frame)),
-                                 side_by_side=sbs, settings=settings)
-        if settings.span:  # a bad span is said now, before waiting for a GPU
-            from synclora.pipeline import check_span
+        req = PropagationRequest(source=Path(video), edited=None, out=out, side_by_side=sbs, settings=settings,
+                                 keyframes=keys)
+        if settings.span or len(keys) > 1:  # a bad span or keyframe is said now, before waiting for a GPU
+            from synclora.pipeline import check_keyframes
             from synclora.video import io
 
-            check_span(req, io.probe(video))
+            check_keyframes(req, io.probe(video))
+        from synclora.metrics import tap as report_tap
         from synclora.pipeline import memory_need
         from synclora.video import io
 
-        need = memory_need(io.probe(video), settings)  # refused now if it can never fit; waits if others hold memory
+        info = io.probe(video)
+        # refused now if it can never fit; waits if others hold memory (the report measured alongside included)
+        need = memory_need(info, settings) + report_tap.memory_need(info.width, info.height)
         try:
             with self.memory.admit(need, waiting=lambda: (self.check_running(), progress(
                     0.0, desc="waiting for memory (other clips running)"))):
-                progress(0.0, desc="queued for the GPU" if name != "flow" else "starting")
-                if name == "flow":  # the report is measured as the frames pass, so it is ready with the result
-                    tap = self._report_tap(req, session)
+                on_gpu = config.backend_record(name).gpu
+                progress(0.0, desc="queued for the GPU" if on_gpu else "starting")
+                if not on_gpu:  # the report is measured as the frames pass, so it is ready with the result
+                    # (with one keyframe; several are judged part by part, each against its own: `_keyframe_report`)
+                    tap = self._report_tap(req, session) if len(keys) == 1 else None
                     result = self._run_propagation(req, progress, [tap] if tap is not None else [])
                 else:
                     result, tap = self._propagate_on_gpu(req, progress, session)
@@ -684,8 +744,13 @@ class GradioPipeline:
             self._after_job(session)  # a visitor who left: what the job wrote goes too
         # its notices are listed under the result (a toast would cover the page)
         if tap is not None:
-            self._keep_report(session, (str(video), str(edited), str(span or ""), _digest(result.out)), tap)
-        return str(result.out), str(result.side_by_side), self.result_markdown(result, video, edited)
+            self._keep_report(session, (str(video), str(keys[0].image), str(settings.span or ""),
+                                        _digest(result.out)), tap)
+        if len(result.keyframes) > 1 and result.plan is not None:
+            self._keyframed[str(result.out)] = (result.plan, {k.index: str(k.image) for k in result.keyframes})
+            while len(self._keyframed) > 256:
+                self._keyframed.pop(next(iter(self._keyframed)))
+        return str(result.out), str(result.side_by_side), self.result_markdown(result, video)
 
     def _keep_report(self, session: str | None, key: tuple, tap) -> None:
         try:
@@ -693,28 +758,98 @@ class GradioPipeline:
         except Exception:  # the report panel measures the files instead
             log.exception("the sync report measured with the propagation failed")
             self._made.pop(session, None)
-        known = self._sources.pop(session, None)
-        if known is not None:
-            known[1].close()
 
-    def result_markdown(self, result, video: str, edited: str) -> str:
-        """What was done, with everything needed to reproduce it (settings, seed, edit index, CLI line)."""
+    def result_markdown(self, result, video: str, edited: str | None = None) -> str:
+        """What was done, with everything needed to reproduce it (settings, seed, every keyframe, CLI line)."""
         s = result.settings
-        cmd = [
-            "python", "-m", "synclora", "propagate", Path(video).name, "--edited", Path(edited).name,
-            "--edit-index", str(result.edit_index), "--out", "result.mp4", *config.cli_args(s, result.backend),
-        ]
+        keys = result.keyframes
+        if len(keys) > 1:
+            edits = [a for k in keys for a in ("--keyframe", str(k.index), Path(k.image).name, *([k.span] if k.span
+                                                                                                 else []))]
+            what = "Keyframes " + ", ".join(f"**{k.index}**" for k in keys)
+            span = "; ".join(result.plan.describe()) if result.plan is not None else "the whole clip"
+        else:
+            name = Path(edited or keys[0].image).name if keys else Path(edited).name
+            edits = ["--edited", name, "--edit-index", str(result.edit_index)]
+            what = f"Edited frame {result.edit_index}"
+            span = result.span.describe() if result.span else "the whole clip"
+        cmd = ["python", "-m", "synclora", "propagate", Path(video).name, *edits, "--out", "result.mp4",
+               *config.cli_args(s, result.backend)]
         info = result.source_info
-        span = result.span.describe() if result.span else "the whole clip"
         head = (
-            f"**Edited frame {result.edit_index}** · edited {span} · seed **{s.seed}** · **{result.backend}** "
+            f"**{what}** · edited {span} · seed **{s.seed}** · **{result.backend}** "
             f"({s.quality}) · "
             f"fit {s.fit} · working size {result.working_size[0]}×{result.working_size[1]} · {info.n_frames} frames at "
             f"{format_fps(info.fps)} fps · took {result.seconds:.1f} s"
         )
-        settings = json.dumps(dict(s.to_dict(), backend=result.backend, edit_index=result.edit_index))
+        values = dict(s.to_dict(), backend=result.backend, edit_index=result.edit_index)
+        if len(keys) > 1:
+            values["keyframes"] = [{"index": k.index, "span": k.span} for k in keys]
+        settings = json.dumps(values)
         notes = "".join(f"\n- {sentence(n)}" for n in result.notices)
         return f"{head}{notes}\n\nReproduce:\n```\n{shlex.join(cmd)}\n```\nSettings: `{settings}`"
+
+    # ---------------------------------------------------------------------------------------------------- keyframes
+    @user_errors
+    def add_keyframe(self, video: str | None, edited: str | None, edit_frame: float | None, span: str | None,
+                     own_span: bool, images: list | None, text: str | None):
+        """The edit on screen joins the keyframe list (replacing one on the same frame) → (images, lines, gallery,
+        status). With `own_span`, it keeps the span box's span as its own look's."""
+        if not video:
+            raise _error("Upload a video or pick an example first.")
+        k = _edit_index(edit_frame)
+        if not edited or k < 0:
+            raise _error("Edit a frame first: draw on it, give an instruction, or upload an edited image.")
+        keys = keyframe_list.parse(images, text)
+        if own_span and not (span or "").strip():
+            raise _error("Give this keyframe's span (Edit from frame … to frame) before adding it as a look of its "
+                         "own, or untick the box to pin the same look at several frames.")
+        if keys and bool(own_span) != any(key.span for key in keys):
+            raise _error("The listed keyframes " + ("each have a span of their own" if any(key.span for key in keys)
+                                                    else "are one look without spans") +
+                         "; tick or untick “Each keyframe its own span” to match them, or remove them first.")
+        if own_span:
+            PropagationSettings.from_values({"span": span})  # its one sentence when malformed
+        keys = keyframe_list.put(keys, Keyframe(k, Path(edited), span.strip() if own_span else None))
+        if len(keys) > MAX_KEYFRAMES:
+            raise _error(f"A propagation takes at most {MAX_KEYFRAMES} keyframes.")
+        return self._keyframe_outputs(keys)
+
+    @user_errors
+    def remove_keyframe(self, selected: float | None, images: list | None, text: str | None):
+        """Remove the keyframe selected in the list → (images, lines, gallery, status)."""
+        keys = keyframe_list.parse(images, text)
+        i = _index(selected, "keyframe", -1)
+        if not 0 <= i < len(keys):
+            raise _error("Select a keyframe in the list first (click its picture).")
+        return self._keyframe_outputs(keys[:i] + keys[i + 1:])
+
+    @user_errors
+    def reedit_keyframe(self, selected: float | None, images: list | None, text: str | None):
+        """Go to the selected keyframe's frame (and span) to edit it again; the new edit replaces it → (frame,
+        span box)."""
+        keys = keyframe_list.parse(images, text)
+        i = _index(selected, "keyframe", -1)
+        if not 0 <= i < len(keys):
+            raise _error("Select a keyframe in the list first (click its picture).")
+        key = keys[i]
+        return key.index, (key.span if key.span else gr.skip())
+
+    @staticmethod
+    def select_keyframe(evt: gr.SelectData) -> int:
+        return int(evt.index)
+
+    @staticmethod
+    def _keyframe_outputs(keys: list[Keyframe]):
+        images, text = keyframe_list.format_list(keys)
+        return images or None, text, keyframe_list.gallery(keys), keyframe_list.status(keys), -1
+
+    def add_keyframe_and_clear(self, *args):
+        """`add_keyframe`, then the edit on screen is cleared (it is in the list now): the page's button."""
+        images, text, items, note, selected = self.add_keyframe(*args)
+        k = _edit_index(args[2])
+        return (images, text, items, note, selected, None, -1,
+                f"Frame **{k}** is keyframe {len(items)}. Pick another frame and edit it to add one more.")
 
     # ---------------------------------------------------------------------------------------------------------- 5
     @user_errors
@@ -738,10 +873,16 @@ class GradioPipeline:
         if key in self._reports and all(p is None or Path(p).is_file() for p in self._reports[key][::2]):
             return self._reports[key]
         png = self.files.new_file(_session(request), "sync-report", ".png")
+        if str(result) in self._keyframed:
+            try:
+                self._reports[key] = self._keyframe_report(video, result, png, self._report_progress(progress, png))
+            finally:
+                self._after_job(_session(request))
+            return self._reports[key]
         try:
             rep = self._ready_report(_session(request), video, result, edited, span)
             if rep is None:
-                from synclora.metrics.report import compare_videos
+                from synclora.metrics.compare import compare_videos
 
                 known = self._sources.get(_session(request))
                 rep = compare_videos(video, result, edited_frame=edited or None, edit_index=k if edited else None,
@@ -772,7 +913,7 @@ class GradioPipeline:
         if isinstance(args, str):
             raise _error(args.strip("*"))
         k, judged = args
-        from synclora.metrics.report import compare_videos
+        from synclora.metrics.compare import compare_videos
 
         view = self.files.new_file(_session(request), "landmarks", ".mp4")
         try:
@@ -822,6 +963,24 @@ class GradioPipeline:
         except OSError:
             return None
         return rep if same else None
+
+    def _keyframe_report(self, video: str, result: str, png: Path, progress) -> tuple:
+        """The report of a result made from several keyframes: each keyframe's part judged against it."""
+        from synclora.metrics.keyframes import compare_keyframes, verdict
+        from synclora.video import io
+
+        plan, images = self._keyframed[str(result)]
+        parts = compare_keyframes(video, result, images, plan.governing, (0, io.probe(video).n_frames),
+                                  progress=progress)
+        head, lines = verdict(parts)
+        judged = [p for p in parts if p.report is not None]
+        md = [f"#### {sentence(head)}", ""] + [f"- {sentence(line)}" for line in lines]
+        if judged:
+            longest = max(judged, key=lambda p: p.stop - p.start)
+            longest.report.plot(png)
+            md += ["", f"The plot shows keyframe {longest.index}'s part ({longest.frames}); each part is judged "
+                       "against its own keyframe, the frames outside every span are the source's own."]
+        return (str(png) if judged else None), "\n".join(md), None
 
     @staticmethod
     def report_markdown(rep) -> str:

@@ -188,6 +188,21 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
                 edit_status = gr.Markdown("No edit yet.", elem_id="edit-status", label="Edit status")
                 edited.render()
                 edit_frame.render()
+                # Several edited frames: the list (ui.keyframes) the propagation uses with the edit on screen.
+                with gr.Accordion("Keyframes: edit more than one frame", open=False, elem_id="keyframes"):
+                    keys_md = gr.Markdown(asset("help_keyframes.md"), elem_id="keyframes-status")
+                    own_span = gr.Checkbox(False, label="Each keyframe its own span (a different look per span)",
+                                           elem_id="keyframes-own-span")
+                    add_key = gr.Button("Add this edit as a keyframe", variant="secondary", elem_id="keyframe-add")
+                    keys_gallery = gr.Gallery(label="Keyframes", columns=4, height="auto", allow_preview=False,
+                                              elem_id="keyframes-list", interactive=False, object_fit="contain")
+                    with gr.Row():
+                        reedit_key = gr.Button("Re-edit selected", size="sm", elem_id="keyframe-reedit",
+                                               min_width=120)
+                        remove_key = gr.Button("Remove selected", size="sm", elem_id="keyframe-remove", min_width=120)
+                    key_images = gr.File(file_count="multiple", visible=False, label="Keyframe images")
+                    key_text = gr.Textbox("", visible=False, label="Keyframes", elem_id="keyframes-text")
+                    key_selected = gr.Number(-1, visible=False, precision=0, label="Selected keyframe")
 
         # 4 -----------------------------------------------------------------------------------------------------
         gr.Markdown("## 4 · Propagate", elem_classes="step")
@@ -270,12 +285,31 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
         instruction.submit(app.use_instruction, [instruction, instruct_seed, video, frame], edit_outputs,
                            api_visibility="private", concurrency_limit=1, concurrency_id="gpu")
 
+        key_outputs = [key_images, key_text, keys_gallery, keys_md, key_selected]
+        add_key.click(app.add_keyframe_and_clear, [video, edited, edit_frame, w["span"], own_span, key_images,
+                                                   key_text], [*key_outputs, edited, edit_frame, edit_status],
+                      api_visibility="private", **light)
+        keys_gallery.select(app.select_keyframe, None, key_selected, api_visibility="private", **light)
+        remove_key.click(app.remove_keyframe, [key_selected, key_images, key_text], key_outputs,
+                         api_visibility="private", **light)
+        reedit_key.click(app.reedit_keyframe, [key_selected, key_images, key_text], [frame, w["span"]],
+                         api_visibility="private", **light)
+        video.change(lambda: (None, "", [], asset("help_keyframes.md"), -1), None, key_outputs,
+                     api_visibility="private", **light)
+
         settings_inputs = [w[f.name] for f in config.setting_fields(ui_only=True)]  # edit_video's parameter order
-        run.click(app.check_ready, [video, edited, frame, edit_frame], None, api_visibility="private",
+        # The page propagates the keyframe list with the edit on screen; `/edit_video` (one edited frame) is the
+        # same call for API users, on a button of its own that the page does not show.
+        run.click(app.check_ready, [video, edited, frame, edit_frame, key_text], None, api_visibility="private",
                   **light).success(
-            app.edit_video, [video, edited, frame, *settings_inputs], [result, sbs, result_md], api_name="edit_video",
-            api_description=config.api_description(),
+            app.edit_keyframes, [video, edited, frame, key_images, key_text, *settings_inputs],
+            [result, sbs, result_md], api_name="edit_keyframes", api_description=config.keyframes_api_description(),
             concurrency_limit=1, concurrency_id="gpu", scroll_to_output=True,
+        )
+        api_only = gr.Button(visible=False)
+        api_only.click(
+            app.edit_video, [video, edited, frame, *settings_inputs], [result, sbs, result_md], api_name="edit_video",
+            api_description=config.api_description(), concurrency_limit=1, concurrency_id="gpu",
         )
         result.change(app.sync_report, [video, result, edited, edit_frame, w["span"]],
                       [report_img, report_md, report_lm], api_name="sync_report", concurrency_limit=1,
