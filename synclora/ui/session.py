@@ -33,6 +33,14 @@ DEFAULT_MAX_AGE_S = 6 * 3600
 _ENDED_KEPT = 4096  # ended visits remembered (so a late job cannot recreate their folder)
 
 
+def _newer(path: Path, t: float) -> bool:
+    """True when `path` was written after `t` (uploaded again since: Gradio replaces the file)."""
+    try:
+        return path.stat().st_mtime > t
+    except OSError:
+        return False
+
+
 class SessionEnded(SyncloraError):
     """The visitor closed the page: their job stops and leaves nothing."""
 
@@ -53,7 +61,7 @@ class SessionFiles:
         self.gradio_cache = Path(gradio_cache).resolve() if gradio_cache else None
         self.keep = keep or set
         self._names: dict[str, set[str]] = {}  # session key -> names new_file handed out
-        self._uploads: dict[str, set[Path]] = {}  # session key -> files in Gradio's cache its calls named
+        self._uploads: dict[str, dict[Path, float]] = {}  # session key -> {file in Gradio's cache: when named}
         self._ended: OrderedDict[str, float] = OrderedDict()
 
     @staticmethod
@@ -100,7 +108,7 @@ class SessionFiles:
             path = Path(p).resolve()
             if path.is_relative_to(self.gradio_cache) and path != self.gradio_cache:
                 with self._lock:
-                    self._uploads.setdefault(key, set()).add(path)
+                    self._uploads.setdefault(key, {})[path] = time.time()
 
     def ended(self, session_hash: str | None) -> bool:
         """True once the session's visit has ended (`remove`)."""
@@ -132,10 +140,12 @@ class SessionFiles:
             return
         with self._lock:
             names = self._names.pop(key, set())
-            uploads = self._uploads.pop(key, set())
+            uploads = self._uploads.pop(key, {})
             in_use = set().union(*self._uploads.values()) if self._uploads else set()
         keep = {Path(p).resolve() for p in self.keep()}
-        found = [p for p in uploads if p not in in_use]
+        # Gradio stores an upload by its content: the same bytes uploaded again since this visit last named the file
+        # (by a visitor whose call has not named it yet) replaced it — that one stays.
+        found = [p for p, named in uploads.items() if p not in in_use and not _newer(p, named)]
         if names:  # Gradio's copies of our outputs: <cache>/<content hash>/<our unique name>
             with contextlib.suppress(OSError):
                 found += [f for d in self.gradio_cache.iterdir() if d.is_dir() for f in d.iterdir() if f.name in names]
