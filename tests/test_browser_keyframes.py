@@ -13,7 +13,9 @@ from tests.test_browser import ARTIFACTS, CLIP, PHONE, TIMEOUT_MS, _fits_phone, 
 
 def _upload_edit(page, path, k: int) -> None:
     box = page.locator("#frame-slider input[type=number]")
-    box.fill(str(k))
+    page.wait_for_function("() => { const e = document.querySelector('#frame-slider input[type=number]'); "
+                           "return e && !e.disabled; }", timeout=TIMEOUT_MS)  # the slider opens once the clip loads
+    box.fill(str(k), timeout=TIMEOUT_MS)
     box.press("Enter")
     page.wait_for_selector(f"#frame-caption :text('Frame {k} of 0–71')", timeout=TIMEOUT_MS)
     page.get_by_role("tab", name="Upload").click()

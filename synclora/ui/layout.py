@@ -91,6 +91,9 @@ def example_rows() -> tuple[list[list], list[str]]:
 
 
 def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
+    # Gradio switches matplotlib's backend around every event; the first events of a page load run at once on
+    # several threads, and a first import of pyplot racing itself there fails ("partially initialized module").
+    import matplotlib.pyplot  # noqa: F401
     d: PropagationSettings = app.defaults
     instruct_ok, instruct_md = app.instruct_status()
     # Visitors' uploads in Gradio's own cache go like our session folders: after 6 h, and all at shutdown.
@@ -250,9 +253,12 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
 
         # Wiring -------------------------------------------------------------------------------------------------
         light = dict(concurrency_limit=4, concurrency_id="light")
+        # A new clip starts with no edit and no keyframes (in the same step: no extra event races the upload's).
         video.upload(app.prepare_upload, [video], [video], api_visibility="private", **light).then(
-            lambda: (None, None, -1, "No edit yet.", None, None, None, None), None,
-            [edited, upload, edit_frame, edit_status, result, sbs, report_img, report_lm], api_visibility="private",
+            lambda: (None, None, -1, "No edit yet.", None, None, None, None, None, "", [],
+                     asset("help_keyframes.md"), -1), None,
+            [edited, upload, edit_frame, edit_status, result, sbs, report_img, report_lm, key_images, key_text,
+             keys_gallery, keys_md, key_selected], api_visibility="private",
         )
         video.clear(lambda: (None, -1, "No edit yet.", None, None, None, None), None,
                     [edited, edit_frame, edit_status, result, sbs, report_img, report_lm], api_visibility="private")
@@ -294,8 +300,6 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
                          api_visibility="private", **light)
         reedit_key.click(app.reedit_keyframe, [key_selected, key_images, key_text], [frame, w["span"]],
                          api_visibility="private", **light)
-        video.change(lambda: (None, "", [], asset("help_keyframes.md"), -1), None, key_outputs,
-                     api_visibility="private", **light)
 
         settings_inputs = [w[f.name] for f in config.setting_fields(ui_only=True)]  # edit_video's parameter order
         # The page propagates the keyframe list with the edit on screen; `/edit_video` (one edited frame) is the
