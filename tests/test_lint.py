@@ -142,7 +142,6 @@ MAX_MODULE_LINES = 500
 LONGER_MODULES = {
     "synclora/propagate/face_guide.py",
     "synclora/testing/faces.py",
-    "synclora/ui/glue.py",
 }
 
 

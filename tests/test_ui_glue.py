@@ -17,7 +17,8 @@ from synclora.config import PropagationSettings
 from synclora.errors import InputError, ModelUnavailableError
 from synclora.testing import media
 from synclora.ui import gpu
-from synclora.ui.glue import GradioPipeline, user_errors
+from synclora.ui.common import user_errors
+from synclora.ui.glue import GradioPipeline
 from synclora.ui.session import SessionFiles
 from synclora.video import io
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import gradio as gr
 
 from synclora.errors import shown, user_error
-from synclora.ui.glue import sentence
+from synclora.ui.common import sentence
 
 
 def checked_image(**kwargs) -> gr.Image:

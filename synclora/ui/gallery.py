@@ -9,7 +9,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from synclora.ui.glue import GradioPipeline, _error, _session, user_errors
+from synclora.ui.common import _error, _session, user_errors
+from synclora.ui.glue import GradioPipeline
 
 MAX_KEPT = 4
 EMPTY = "*No results kept yet: each propagation's result joins this list once its sync report is ready.*"

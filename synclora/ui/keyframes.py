@@ -3,16 +3,20 @@
 The list lives in two page values that are also the `/edit_keyframes` API's parameters: `keyframe_images` (the edited
 images) and `keyframes` (one line per image, `INDEX` or `INDEX SPAN`, as `--keyframe INDEX IMAGE [SPAN]` takes them).
 The edit being made (the edited frame and its index) joins the list when the page propagates, so one keyframe needs
-no list at all, and re-editing a listed frame replaces it. Plain functions: `ui.glue` and tests call them.
+no list at all, and re-editing a listed frame replaces it. Plain functions for the list itself, and the page's
+handlers of it (`KeyframeStep`, composed into `ui.glue.GradioPipeline`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from synclora.config import Keyframe
+import gradio as gr
+
+from synclora.config import Keyframe, PropagationSettings
 from synclora.errors import InputError
 from synclora.limits import MAX_KEYFRAMES
+from synclora.ui.common import _edit_index, _error, _index, user_errors
 
 
 def _path(item) -> Path:
@@ -92,3 +96,68 @@ def status(keys: list[Keyframe]) -> str:
     return (f"**{len(keys)} keyframe{'s' if len(keys) != 1 else ''}** (frame{'s' if len(keys) != 1 else ''} "
             f"{frames}): {how}. Pick another frame and edit it to add one more; the edit on screen joins them when "
             "you propagate.")
+
+
+class KeyframeStep:
+    """The keyframe list's handlers: add the edit on screen, remove, re-edit, select."""
+
+    @user_errors
+    def add_keyframe(self, video: str | None, edited: str | None, edit_frame: float | None, span: str | None,
+                     own_span: bool, images: list | None, text: str | None):
+        """The edit on screen joins the keyframe list (replacing one on the same frame) → (images, lines, gallery,
+        status). With `own_span`, it keeps the span box's span as its own look's."""
+        if not video:
+            raise _error("Upload a video or pick an example first.")
+        k = _edit_index(edit_frame)
+        if not edited or k < 0:
+            raise _error("Edit a frame first: draw on it, give an instruction, or upload an edited image.")
+        keys = parse(images, text)
+        if own_span and not (span or "").strip():
+            raise _error("Give this keyframe's span (Edit from frame … to frame) before adding it as a look of its "
+                         "own, or untick the box to pin the same look at several frames.")
+        if keys and bool(own_span) != any(key.span for key in keys):
+            raise _error("The listed keyframes " + ("each have a span of their own" if any(key.span for key in keys)
+                                                    else "are one look without spans") +
+                         "; tick or untick “Each keyframe its own span” to match them, or remove them first.")
+        if own_span:
+            PropagationSettings.from_values({"span": span})  # its one sentence when malformed
+        keys = put(keys, Keyframe(k, Path(edited), span.strip() if own_span else None))
+        if len(keys) > MAX_KEYFRAMES:
+            raise _error(f"A propagation takes at most {MAX_KEYFRAMES} keyframes.")
+        return self._keyframe_outputs(keys)
+
+    @user_errors
+    def remove_keyframe(self, selected: float | None, images: list | None, text: str | None):
+        """Remove the keyframe selected in the list → (images, lines, gallery, status)."""
+        keys = parse(images, text)
+        i = _index(selected, "keyframe", -1)
+        if not 0 <= i < len(keys):
+            raise _error("Select a keyframe in the list first (click its picture).")
+        return self._keyframe_outputs(keys[:i] + keys[i + 1:])
+
+    @user_errors
+    def reedit_keyframe(self, selected: float | None, images: list | None, text: str | None):
+        """Go to the selected keyframe's frame (and span) to edit it again; the new edit replaces it → (frame,
+        span box)."""
+        keys = parse(images, text)
+        i = _index(selected, "keyframe", -1)
+        if not 0 <= i < len(keys):
+            raise _error("Select a keyframe in the list first (click its picture).")
+        key = keys[i]
+        return key.index, (key.span if key.span else gr.skip())
+
+    @staticmethod
+    def select_keyframe(evt: gr.SelectData) -> int:
+        return int(evt.index)
+
+    @staticmethod
+    def _keyframe_outputs(keys: list[Keyframe]):
+        images, text = format_list(keys)
+        return images or None, text, gallery(keys), status(keys), -1
+
+    def add_keyframe_and_clear(self, *args):
+        """`add_keyframe`, then the edit on screen is cleared (it is in the list now): the page's button."""
+        images, text, items, note, selected = self.add_keyframe(*args)
+        k = _edit_index(args[2])
+        return (images, text, items, note, selected, None, -1,
+                f"Frame **{k}** is keyframe {len(items)}. Pick another frame and edit it to add one more.")

@@ -14,8 +14,9 @@ from synclora import config
 from synclora.config import PropagationSettings
 from synclora.limits import MAX_FRAMES
 from synclora.ui import gallery as last_results
+from synclora.ui.common import ASSETS, asset
 from synclora.ui.components import checked_image
-from synclora.ui.glue import ASSETS, GradioPipeline, asset
+from synclora.ui.glue import GradioPipeline
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 
@@ -119,7 +120,7 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
                 frame = gr.Slider(0, MAX_FRAMES - 1, value=0, step=1, label="Frame index", elem_id="frame-slider",
                                   interactive=False, info=asset("help_frame.md"))
                 caption = gr.Markdown("No video yet.", elem_id="frame-caption", label="Frame")
-                # The edited span: a range next to the frame picker, kept around the chosen frame (ui.glue).
+                # The edited span: a range next to the frame picker, kept around the chosen frame (ui.span).
                 with gr.Group(elem_id="span-group"):
                     with gr.Row():
                         span_start = gr.Slider(0, 1, value=0, step=1, label="Edit from frame", interactive=False,
