@@ -126,7 +126,7 @@ def test_input_errors(clip):
 
 
 @pytest.mark.slow
-def test_cli_report_on_mp4_files(clip, tmp_path):
+def test_cli_report_on_mp4_files(clip, tmp_path, capsys):
     from synclora.cli import main
     from synclora.video.io import write_video
 
@@ -148,7 +148,8 @@ def test_cli_report_on_mp4_files(clip, tmp_path):
     assert out_png.read_bytes()[:4] == b"\x89PNG"
     short = tmp_path / "short.mp4"
     write_video(short, clip.frames[:40], 25)
-    assert main(["report", str(src), str(short)]) == 2
+    assert main(["report", str(src), str(short)]) == 0  # judged over the time both cover, and said
+    assert "judged frames: 0–39" in capsys.readouterr().out
 
 
 def test_synthetic_cartoon_face_is_measured_too():
