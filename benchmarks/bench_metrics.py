@@ -37,15 +37,6 @@ def _clip(n: int, height: int, edit: str | None = None) -> np.ndarray:
     return np.stack([cv2.copyMakeBorder(f, 0, 0, pad, width - height - pad, cv2.BORDER_REPLICATE) for f in c.frames])
 
 
-def _eager_frames(video, start, stop):
-    """The report's decoding before lazy frames: every frame converted to full-size RGB by `io.iter_frames`."""
-    from synclora.video import io
-
-    if not isinstance(video, (str, Path)):
-        return np.asarray(video)[start:stop]
-    return io.iter_frames(video, start=start, stop=stop)
-
-
 def _timed(fn, *a, **kw):
     """(result, wall seconds, CPU seconds of the whole process: all threads, MediaPipe's own included)."""
     t, c = time.perf_counter(), time.process_time()
@@ -62,8 +53,8 @@ def main() -> int:
     if hasattr(os, "sched_setaffinity"):
         cpus = sorted(os.sched_getaffinity(0))[: args.threads]
         os.sched_setaffinity(0, cpus)
+    from synclora.metrics.compare import compare_videos
     from synclora.metrics.landmarks import extract_cues
-    from synclora.metrics.report import compare_videos
     from synclora.testing.faces import delay
     from synclora.video.io import write_video
 
@@ -89,18 +80,18 @@ def main() -> int:
     rep, t_id, c_id = _timed(compare_videos, frames, result, edited_frame=frames[0])
     print(f"  + identity on {len(rep.identity.frames)} frames         : {n / t_id:7.1f} frames/s per video  "
           f"(+{c_id - c_pair:.2f} CPU-s)")
-    import synclora.metrics.report as rp_mod
+    from synclora.video.frames import Frames
 
     with tempfile.TemporaryDirectory() as d:
         src, res = Path(d) / "src.mp4", Path(d) / "res.mp4"
         write_video(src, frames, 25)
         write_video(res, result, 25)
-        lazy_frames = rp_mod._frames
-        rp_mod._frames = _eager_frames  # the previous decoding path, for the baseline
+        lazy_frames = Frames.lazy
+        Frames.lazy = Frames.rgb  # the previous decoding path, for the baseline: every frame converted to full RGB
         try:
             rep, t_old, c_old = _timed(compare_videos, src, res)
         finally:
-            rp_mod._frames = lazy_frames
+            Frames.lazy = lazy_frames
         print(f"report    mp4, full-RGB decode (old): {n / t_old:7.1f} frames/s per video  ({t_old:.2f} s, "
               f"{1000 * c_old / (2 * n):.2f} CPU-ms/frame)")
         rep, t_file, c_file = _timed(compare_videos, src, res)

@@ -93,6 +93,7 @@ def _run_propagate(args: argparse.Namespace) -> int:
 
 def _report_tap(args: argparse.Namespace, req):
     """The sync report measured while propagating (`--report J.json`; its plot is written beside it as J.png)."""
+    from synclora.errors import InputError
     from synclora.metrics.tap import tap_for
     from synclora.paths import Output, check_outputs
     from synclora.pipeline import check_request
@@ -105,18 +106,18 @@ def _report_tap(args: argparse.Namespace, req):
                    Output(Path(req.out), "--out", (".mp4",))],
                   [(req.source, "the source video"), (req.edited, "the edited image"),
                    (req.side_by_side, "the side-by-side video")])
-    return tap_for(req)
+    tap = tap_for(req)
+    if tap is None:
+        raise InputError("--report: the edited span is one frame, which has no motion for a sync report to judge")
+    return tap
 
 
 def _write_report(tap, path: Path) -> None:
     """The report's JSON and plot, both or neither (what was at those paths stays as it was otherwise); the verdict
     on stdout. A report that could not be made is said as the error and fails the command; the result is kept (it is
     complete)."""
-    from synclora.errors import InputError
     from synclora.paths import staged_outputs
 
-    if tap is None:
-        raise InputError("the edited span is one frame: it has no motion for a sync report to judge")
     report = tap.report()
     plot = path.with_suffix(".png")
     with staged_outputs(path, plot) as (json_tmp, plot_tmp):

@@ -18,8 +18,36 @@ import numpy as np
 from synclora.errors import InputError, brief
 
 Backend = Literal["auto", "synclora", "flow"]
-# Each backend's name as the app, the settings' choices and the doctor say it (one table, so they never disagree).
-BACKEND_TITLES = {"synclora": "Sync-LoRA", "flow": "CPU preview"}
+
+
+@dataclass(frozen=True)
+class BackendRecord:
+    """One backend as the settings, the app and the registry know it (its code: `propagate/`, built by the registry)."""
+
+    name: str  # the value of `--backend` and of the API's `backend`
+    title: str  # its short name in the app and the settings' choices
+    choice: str  # what the choice says after the title
+    gpu: bool  # runs on a GPU: the app queues it for one and sizes the ZeroGPU request
+    generative: bool  # seed, model, memory and LoRA apply: they key its loaded model and its reproduce line
+    label: str  # what it is and is good for, in one line (the app's backend panel)
+
+
+# In order of preference ("auto" takes the first that can run here).
+BACKENDS = (
+    BackendRecord("synclora", "Sync-LoRA", "generative, GPU", gpu=True, generative=True,
+                  label="Sync-LoRA (LTX-2.3 IC-LoRA): generative propagation that keeps lips, pose, gaze and blinks in "
+                  "sync; handles shape, style and accessory edits; needs a GPU"),
+    BackendRecord("flow", "CPU preview", "optical flow", gpu=False, generative=False,
+                  label="fast CPU preview (optical flow, face mesh inside faces): carries local appearance edits "
+                  "(glasses, make-up, colour, accessories) along the source's own motion, lips and lids; not for "
+                  "changes of shape, style or expression"),
+)
+BACKEND_TITLES = {b.name: b.title for b in BACKENDS}
+
+
+def backend_record(name: str) -> BackendRecord | None:
+    """The record of backend `name` (None for "auto" or an unknown name)."""
+    return next((b for b in BACKENDS if b.name == name), None)
 Quality = Literal["full", "preview"]
 FitMode = Literal["pad", "crop"]
 TimeMode = Literal["exact", "resample"]
@@ -70,9 +98,7 @@ class PropagationSettings:
     backend: Backend = setting(
         "auto", label="Backend", help="which backend propagates the edit ('auto': Sync-LoRA when it can run here, "
         "else the CPU preview)",
-        choices=(("auto", "Auto — best available here"),
-                 ("synclora", f"{BACKEND_TITLES['synclora']} — generative, GPU"),
-                 ("flow", f"{BACKEND_TITLES['flow']} — optical flow")),
+        choices=(("auto", "Auto — best available here"), *((b.name, f"{b.title} — {b.choice}") for b in BACKENDS)),
         info="Sync-LoRA for any edit; the CPU preview for local colour or accessory edits",
     )
     quality: Quality = setting(
@@ -243,7 +269,8 @@ def cli_args(settings: PropagationSettings, backend: str) -> list[str]:
     out = []
     for f in fields(PropagationSettings):
         value = backend if f.name == "backend" else getattr(settings, f.name)
-        if value is None or (f.metadata["generative_only"] and backend != "synclora"):
+        record = backend_record(backend)
+        if value is None or (f.metadata["generative_only"] and not (record and record.generative)):
             continue
         out += [flag(f.name), str(value)]
     return out

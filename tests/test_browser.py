@@ -189,6 +189,13 @@ def test_whole_workflow_in_chromium(app_url, browser, tmp_path):
     page.click("#report-show-landmarks")  # the landmark view, made when asked for
     page.wait_for_selector("#report-landmarks video", timeout=TIMEOUT_MS)
     mark("report")
+    # The result joined the session's last results with its verdict; they show as one grid video.
+    page.get_by_text("Last results (up to four) as one grid").click()
+    page.wait_for_selector("#gallery-list :text('1.')", timeout=TIMEOUT_MS)
+    page.click("#gallery-show")
+    page.wait_for_selector("#gallery-grid video", timeout=TIMEOUT_MS)
+    assert "frame for frame with the source's audio" in page.inner_text("#gallery-note")
+    mark("last results grid")
     page.screenshot(path=str(ARTIFACTS / "browser-2-result-1280.png"), full_page=True)
     page.set_viewport_size({"width": 1920, "height": 1080})
     page.wait_for_timeout(500)

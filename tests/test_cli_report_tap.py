@@ -60,11 +60,12 @@ def test_report_judges_the_edited_span(clip, tmp_path):
     assert json.loads(rep.read_text())["frames"] == [5, 30]
 
 
-@pytest.mark.parametrize("bad", ["sync.txt", "talk.mp4"])
-def test_a_bad_report_path_is_one_sentence_before_any_work(clip, tmp_path, capsys, bad):
+@pytest.mark.parametrize("bad", ["sync.txt", "talk.mp4", "one-frame span"])
+def test_a_bad_report_is_one_sentence_before_any_work(clip, tmp_path, capsys, bad):
     out = tmp_path / "out.mp4"
-    report = clip[0] if bad == "talk.mp4" else tmp_path / bad
-    assert _propagate(clip, out, "--report", str(report)) == 2
+    report = clip[0] if bad == "talk.mp4" else tmp_path / ("sync.json" if bad == "one-frame span" else bad)
+    extra = ["--span", f"{K}:{K}", "--fade", "0"] if bad == "one-frame span" else []
+    assert _propagate(clip, out, "--report", str(report), *extra) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "report" in err[0], err
     assert not out.exists() and not (tmp_path / "sync.json").exists()

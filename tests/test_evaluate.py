@@ -252,6 +252,8 @@ def test_a_method_name_given_twice_is_refused_before_anything_runs(media, tmp_pa
         assert len(err) == 1 and "'flow' is given twice" in err[0]
     assert main(["evaluate", str(cases), "--out", str(tmp_path / "out"), "--lora", "noequals"]) == 2
     assert "NAME=FILE" in capsys.readouterr().err
+    assert main(["evaluate", str(cases), "--out", str(tmp_path / "out"), "--lora", "grid=x.safetensors"]) == 2
+    assert "taken by the case's grid video" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 

@@ -175,7 +175,7 @@ def _cli(argv: list[str], capsys) -> tuple[int, str, str]:
 
 
 def test_report_outputs_are_checked_before_measuring(work, capsys, monkeypatch):
-    import synclora.metrics.report as report
+    import synclora.metrics.compare as report
 
     monkeypatch.setattr(report, "compare_videos", lambda *a, **k: pytest.fail("measured before the paths were"))
     d, src = work["dir"], str(work["src"])

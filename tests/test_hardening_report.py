@@ -71,6 +71,26 @@ def test_a_range_past_the_result_is_a_sentence():
         line_up(40, 1, 25, 25, (64, 48), (64, 48))
 
 
+def test_frames_from_memory_have_no_rate_and_go_frame_by_frame():
+    tl = line_up(40, 30, None, None, (64, 48), (64, 48))
+    assert tl.by_index and (tl.start, tl.stop) == (0, 30)
+    assert tl.notes == ["the result has 30 frames and the source 40: judged over the 30 frames both have"]
+    # a file at 50 fps against its own frames in memory: the file's rate for both, never an assumed 25 fps
+    for tl in (line_up(40, 40, 50, None, (64, 48), (64, 48)), line_up(40, 40, None, 50, (64, 48), (64, 48))):
+        assert tl.by_index and tl.notes == []
+
+
+def test_a_file_against_its_own_frames_in_memory_lines_up_frame_by_frame(clips):
+    from synclora.metrics.tap import ReportTap
+    from synclora.video import io
+
+    frames = np.stack(list(io.iter_frames(clips["fast"])))  # the 50 fps file's frames, as an array
+    for src, res in ((clips["fast"], frames), (frames, clips["fast"])):
+        tap = ReportTap(src, res)
+        assert tap.timeline.by_index and tap.timeline.notes == [] and tap.fps == 50.0
+        tap.finish(False)
+
+
 # ------------------------------------------------------------------------------------------------ the CLI
 def _report(capsys, src, res) -> tuple[int, str]:
     rc = main(["report", str(src), str(res)])

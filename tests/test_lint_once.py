@@ -96,3 +96,17 @@ def test_no_import_circle():
         done |= set(circle)
         circles.append(" ↔ ".join(circle))
     assert set(circles) <= _KNOWN_CIRCLES, "\n".join(sorted(set(circles) - _KNOWN_CIRCLES))
+
+
+def test_every_backend_has_one_record_and_one_registry_entry():
+    """A backend is named once (`config.BACKENDS`); the settings' literal, their choices and the registry agree."""
+    import typing
+
+    from synclora import config
+    from synclora.propagate import registry
+
+    names = [b.name for b in config.BACKENDS]
+    assert list(typing.get_args(config.Backend)) == ["auto", *names]
+    assert [v for v, _ in config.metadata("backend")["choices"]] == ["auto", *names]
+    assert set(registry._BACKENDS) == set(names)
+    assert [b.name for b in registry.backends()] == names

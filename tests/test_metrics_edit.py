@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from synclora.metrics.report import analyse_edit, compare_videos
+from synclora.metrics.compare import compare_videos
+from synclora.metrics.edited import analyse_edit
 from synclora.testing import faces
 from synclora.video import io
 
@@ -174,6 +175,7 @@ def test_landmark_view_shows_both_videos_with_hidden_regions_grey(source, tmp_pa
         good = _edited(edit)
         rep = _report(source.frames, good, good[K], landmarks_video=tmp_path / f"{edit}.mp4")
         assert rep.landmarks_video == tmp_path / f"{edit}.mp4"
+        assert any("without a frame rate" in n and "25 fps" in n for n in rep.notes)  # arrays have none: said
         info = io.probe(rep.landmarks_video)
         assert info.n_frames == N and info.width == 2 * info.height  # two square panels
         views[edit] = io.read_frame(rep.landmarks_video, 5).astype(int)

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from synclora.errors import InputError
+from synclora.metrics.compare import compare_videos
 from synclora.metrics.landmarks import extract_cues
-from synclora.metrics.report import compare_videos, score_tracks
+from synclora.metrics.verdict import score_tracks
 from synclora.testing.faces import delay, freeze_region, mouth_box, talking_clip
 
 N = 72

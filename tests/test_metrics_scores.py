@@ -9,7 +9,6 @@ import pytest
 
 from synclora.errors import InputError
 from synclora.metrics.landmarks import CUE_NAMES, CueTrack, cues_from_landmarks
-from synclora.metrics.report import score_tracks
 from synclora.metrics.scores import (
     SyncThresholds,
     blink_events,
@@ -17,6 +16,7 @@ from synclora.metrics.scores import (
     match_blinks,
     pearson,
 )
+from synclora.metrics.verdict import score_tracks
 
 N = 80
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from synclora.errors import InputError
-from synclora.metrics.report import compare_videos
+from synclora.metrics.compare import compare_videos
 from synclora.metrics.tap import ReportTap
 from synclora.testing.faces import delay, lips_mask, lipstick, portrait, talking_clip
 from synclora.video import io

@@ -383,7 +383,7 @@ def test_the_span_widgets_keep_the_chosen_frame_inside(app, clip):
 
 
 def test_the_apps_sync_report_judges_the_span(app, monkeypatch, clip):
-    import synclora.metrics.report as report
+    import synclora.metrics.compare as report
 
     seen = []
 

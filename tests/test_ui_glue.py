@@ -293,7 +293,7 @@ def test_any_frame_value_an_api_caller_sends_is_a_sentence(app, clip, tmp_path, 
 
 
 def test_sync_report_is_measured_once_per_result_and_forgotten_with_the_session(app, monkeypatch, tmp_path):
-    import synclora.metrics.report as report
+    import synclora.metrics.compare as report
 
     calls = []
 

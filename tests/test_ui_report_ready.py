@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-import synclora.metrics.report as report_mod
+import synclora.metrics.compare as report_mod
 from synclora.config import PropagationSettings
 from synclora.testing import media
 from synclora.testing.faces import lips_mask, lipstick, portrait, talking_clip
@@ -56,6 +56,7 @@ def test_the_report_is_ready_with_the_result(clip, tmp_path, monkeypatch):
     plot, verdict, view = app.sync_report(video, str(copy), edited, K, request=req)
     assert Path(plot).is_file() and view is None
     assert "Overall lag **+0** frames" in verdict and "The edit on frame 6" in verdict
+    assert app._sources["s1"][1] is clip_cues and clip_cues.ready()  # kept for the next try on this clip
     # another session, or another edit, is measured from the files
     with pytest.raises(Exception, match="AssertionError"):  # (the stand-in above: it was measured)
         app.sync_report(video, str(copy), edited, K, request=_Req("s2"))

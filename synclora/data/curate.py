@@ -163,7 +163,7 @@ def edit_index_of(pair: Pair) -> int | None:
 def score_pair(pair: Pair, th: CurationThresholds) -> dict:
     """Run the sync report on one pair (source vs target; identity against edit.png when present; what the edit
     hides and keeps from edit.png at its frame, or from the target's frame 0)."""
-    from synclora.metrics.report import compare_videos
+    from synclora.metrics.compare import compare_videos
 
     report = compare_videos(pair.source, pair.target, edited_frame=pair.edit, edit_index=edit_index_of(pair),
                             max_lag=th.max_lag_search)

@@ -53,9 +53,15 @@ class Method:
         return f"{self.backend} backend" + (f" with LoRA {self.lora}" if self.lora else "")
 
 
+# A method's result is DIR/CASE/METHOD.mp4, beside the case's grid.mp4.
+RESERVED_METHODS = {"grid"}
+
+
 def check_name(name: object, what: str) -> str:
     if not isinstance(name, str) or not _NAME.match(name):
         raise InputError(f"{what} {name!r} must be 1–64 letters, digits, '.', '_' or '-' (it names files)")
+    if what == "the method name" and name in RESERVED_METHODS:
+        raise InputError(f"{what} {name!r} is taken by the case's grid video; choose another")
     return name
 
 

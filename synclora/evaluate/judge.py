@@ -92,8 +92,8 @@ def judged_frames(case: Case, clip_info, result_info) -> tuple[tuple[int, int], 
 def judge(case: Case, result: Path, max_lag: int = 5) -> dict:
     """The row's measures for `result` against the case's clip (no method facts)."""
     from synclora.edit.image import load_image
+    from synclora.metrics.compare import compare_videos
     from synclora.metrics.pixels import pixel_scores
-    from synclora.metrics.report import compare_videos
     from synclora.video import io
 
     clip_info, result_info = io.probe(case.clip), io.probe(result)

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     import math
 
     from synclora.errors import InputError
-    from synclora.metrics.report import compare_videos
+    from synclora.metrics.compare import compare_videos
     from synclora.metrics.scores import SyncThresholds
 
     if args.max_lag < 0:

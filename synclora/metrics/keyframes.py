@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from synclora.metrics.report import SyncReport, compare_videos
+from synclora.metrics.compare import compare_videos
+from synclora.metrics.report import SyncReport
 
 
 @dataclass

@@ -157,20 +157,11 @@ def cues_from_landmarks(pts: np.ndarray) -> dict[str, float]:
 def _as_frames(video, frame_range: tuple[int, int] | None = None):
     """(frames iterable, count, fps, (w, h)). Files stream as lazy frames on `synclora.video.io`'s exact CFR
     timeline: only what the landmarker and the hooks ask for is converted."""
-    if isinstance(video, (str, Path)):
-        from synclora.video import io
-        from synclora.video.lazy import iter_lazy_frames
+    from synclora.video.frames import Frames
 
-        info = io.probe(video)
-        start, stop = frame_range if frame_range is not None else (0, info.n_frames)
-        frames = iter_lazy_frames(video, start=start, stop=stop)
-        return frames, stop - start, float(info.fps), (info.width, info.height)
-    arr = np.asarray(video)
-    if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
-        raise InputError(f"frames must be a (T, H, W, 3) uint8 array, got shape {arr.shape} and dtype {arr.dtype}")
-    if frame_range is not None:
-        arr = arr[frame_range[0]: frame_range[1]]
-    return arr, arr.shape[0], None, (arr.shape[2], arr.shape[1])
+    video = Frames.of(video)
+    start, stop = frame_range if frame_range is not None else (0, video.n_frames)
+    return video.lazy(start, stop), len(range(start, min(stop, video.n_frames))), video.fps, video.size
 
 
 class CueStream:

@@ -14,14 +14,14 @@ and at full size the optical flow would cost more than the sync report.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
 
 from synclora.errors import InputError
+from synclora.video.frames import Frames
 
 # The longer side (px) both measures work at; the flow (DIS) costs a few ms a frame at this size.
 MEASURE_SIDE = 320
@@ -58,28 +58,6 @@ class PixelScores:
 def measure_size(width: int, height: int, side: int = MEASURE_SIDE) -> tuple[int, int]:
     s = min(1.0, side / max(width, height))
     return max(8, round(width * s)), max(8, round(height * s))
-
-
-def _frames(video, start: int, stop: int) -> Iterator[np.ndarray]:
-    if isinstance(video, (str, Path)):
-        from synclora.video import io
-
-        yield from io.iter_frames(video, start=start, stop=stop)
-    else:
-        yield from np.asarray(video)[start:stop]
-
-
-def _shape(video) -> tuple[int, int, int]:
-    """(frames, width, height)."""
-    if isinstance(video, (str, Path)):
-        from synclora.video import io
-
-        info = io.probe(video)
-        return info.n_frames, info.width, info.height
-    arr = np.asarray(video)
-    if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
-        raise InputError(f"frames must be a (T, H, W, 3) uint8 array, got shape {arr.shape} and dtype {arr.dtype}")
-    return arr.shape[0], arr.shape[2], arr.shape[1]
 
 
 def _small(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -128,8 +106,9 @@ def pixel_scores(
     because no pixel would then line up. `edited` (with `edit_index`, the source frame it was made from) enables
     preservation.
     """
-    n_src, sw, sh = _shape(source)
-    n_res, rw, rh = _shape(result)
+    source, result = Frames.of(source), Frames.of(result)
+    n_src, (sw, sh) = source.n_frames, source.size
+    n_res, (rw, rh) = result.n_frames, result.size
     notes: list[str] = []
     if abs(rw / rh - sw / sh) > 0.02 * sw / sh:
         raise InputError(f"the result is {rw}×{rh} and the source {sw}×{sh}: another aspect ratio, so no pixel lines "
@@ -152,7 +131,7 @@ def pixel_scores(
         if abs(ew / eh - sw / sh) > 0.02 * sw / sh:
             notes.append(f"the edited frame is {ew}×{eh}, another aspect than the source's: preservation not measured")
         else:
-            src_frame = next(_frames(source, int(edit_index), int(edit_index) + 1))
+            src_frame = source.frame(int(edit_index))
             keep = ~edit_region(src_frame, edited, size)
             if keep.mean() < 0.02:
                 notes.append("the edit changed nearly the whole picture: preservation not measured")
@@ -167,7 +146,7 @@ def pixel_scores(
     prev = None
     total = stop - start
     i = -1
-    for i, (s, r) in enumerate(zip(_frames(source, start, stop), _frames(result, start, stop))):
+    for i, (s, r) in enumerate(zip(source.rgb(start, stop), result.rgb(start, stop))):
         s = _small(s, size)
         r = _small(r, size)
         g = cv2.cvtColor(s, cv2.COLOR_RGB2GRAY)

@@ -76,6 +76,23 @@ class CueScore:
     def to_dict(self) -> dict:
         return {k: _json_number(v) for k, v in asdict(self).items()}
 
+    @property
+    def note(self) -> str:
+        """Why the verdict leaves this cue out, in words ('' when it is judged)."""
+        if self.hidden:
+            return HIDDEN_LABEL
+        if self.frozen:
+            return "frozen"
+        return "" if self.active else "still in source (not judged)"
+
+
+HIDDEN_LABEL = "hidden by the edit — not judged"
+
+
+def fmt(v) -> str:
+    """A score for a person: three decimals, or a dash when there is none."""
+    return "—" if v is None or not np.isfinite(v) else f"{v:.3f}"
+
 
 @dataclass
 class BlinkScore:

@@ -23,10 +23,28 @@ from synclora.errors import InputError
 from synclora.metrics.landmarks import CueStream, CueTrack, ProgressFn
 from synclora.metrics.scores import SyncThresholds
 from synclora.metrics.timeline import line_up
+from synclora.video.frames import Frames
+
+# Identity compares at most this many result frames, evenly spaced: dlib's ResNet descriptor (dlib-bin has no BLAS)
+# costs ~85 CPU-ms a face, as much as ~17 frames of cue extraction, and identity drifts slowly.
+IDENTITY_MAX_FRAMES = 8
+
+# The rate the landmark view of frames given without one (arrays) plays at; said in the report's notes.
+VIEW_FPS = 25.0
 
 # Frames each worker's queue holds: enough to ride out the landmarker's uneven cost (a lost face runs the detector),
 # small enough that the copies stay a few dozen MB at 1080p.
 QUEUE_FRAMES = 8
+# What a tap holds at its peak besides the propagation: two landmarkers, the identity model and a static landmarker
+# for the edited frame, plus the queued frame copies. Measured: +240 MB peak RSS at 1280×720 (the edited frame given,
+# 90 frames); this is that with a margin.
+BASE_BYTES = 256 * 1024**2
+PIXEL_BYTES = 2 * QUEUE_FRAMES * 3 + 8
+
+
+def memory_need(width: int, height: int) -> int:
+    """Bytes a report tap on a width×height propagation needs at its peak (the app admits jobs by it)."""
+    return BASE_BYTES + width * height * PIXEL_BYTES
 
 
 class _Side:
@@ -182,25 +200,28 @@ class ReportTap:
                  thresholds: SyncThresholds | None = None, identity_frames: int | None = None,
                  landmarks_video: str | Path | None = None, result_size: tuple[int, int] | None = None,
                  fps: float | None = None, strict: bool = True, source_cues=None):
-        from synclora.metrics import report as rp
+        from synclora.metrics.edited import analyse_edit, load_reference
 
         th = self.thresholds = thresholds or SyncThresholds()
-        identity_frames = rp.IDENTITY_MAX_FRAMES if identity_frames is None else identity_frames
-        n_src = rp._count(source)
-        src_size = rp._size(source)
-        res_size = rp._size(result) if result is not None else (result_size or src_size)
+        identity_frames = IDENTITY_MAX_FRAMES if identity_frames is None else identity_frames
+        # A file is checked against the clips a propagation takes: a report never runs for hours on a forged length.
+        self.source = Frames.of(source).check_length()
+        self.result = Frames.of(result).check_length() if result is not None else None
+        n_src = self.source.n_frames
+        src_size = self.source.size
+        res_size = self.result.size if self.result is not None else (result_size or src_size)
         # By time, not frame index (`metrics.timeline`): a result of another rate, size or length is said and each
         # source frame is compared with the result frame on screen at its time. A result still being made has the
-        # source's frames.
-        if result is not None:
-            self.timeline = line_up(n_src, rp._count(result), rp._fps(source), rp._fps(result), src_size, res_size,
+        # source's frames; frames from memory have no rate of their own and go frame by frame with the other video.
+        if self.result is not None:
+            self.timeline = line_up(n_src, self.result.n_frames, self.source.fps, self.result.fps, src_size, res_size,
                                     frame_range)
         else:
-            self.timeline = line_up(n_src, n_src, 1.0, 1.0, src_size, res_size, frame_range)
+            self.timeline = line_up(n_src, n_src, None, None, src_size, res_size, frame_range)
         start, stop = self.timeline.start, self.timeline.stop
         self.start, self.stop, self.n = start, stop, stop - start
         self.max_lag, self.progress = max_lag, progress
-        self.fps = fps if fps is not None else (rp._fps(source) if isinstance(source, (str, Path)) else None)
+        self.fps = fps if fps is not None else self.source.fps or (self.result.fps if self.result is not None else None)
         self.strict = strict
         self.failed = threading.Event()
         self._error: BaseException | None = None
@@ -209,13 +230,13 @@ class ReportTap:
         self._finished = False
         self._report = None
 
-        ref = rp._load_reference(edited_frame) if edited_frame is not None else None
+        ref = load_reference(edited_frame) if edited_frame is not None else None
         self.every = max(1, int(np.ceil(self.n / identity_frames))) if ref is not None and identity_frames > 0 else 0
         if progress is not None and (ref is not None or edit_index is not None):
             progress(0.0, "looking at the edited frame")
         if result is None and ref is None:
             edit_index = None  # the edit is the result's own frame there, and the result is not made yet
-        self.edit, probe, self.notes = rp.analyse_edit(source, result, ref, edit_index, n_src)
+        self.edit, probe, self.notes = analyse_edit(self.source, self.result, ref, edit_index, n_src)
         self.ref_desc, self.identity_note = (None, "")
         if ref is not None and self.every:
             self.ref_desc, self.identity_note = _reference_descriptor(ref)
@@ -228,8 +249,11 @@ class ReportTap:
 
             view = None
             if landmarks_video is not None:
-                audio = source if isinstance(source, (str, Path)) else None
-                view = LandmarkVideo(landmarks_video, self.fps or 25.0, src_size, res_size,
+                audio = self.source.path
+                if self.fps is None:
+                    self.notes.append(f"the frames came without a frame rate: the landmark view plays them at "
+                                      f"{VIEW_FPS:g} fps")
+                view = LandmarkVideo(landmarks_video, self.fps or VIEW_FPS, src_size, res_size,
                                      self.edit.hidden if self.edit is not None else set(), start=start,
                                      audio_from=audio, audio_span=(start, stop) if audio else None)
             # A propagation may decode the source far ahead of its result: the source's side never waits then.
@@ -334,7 +358,7 @@ class ReportTap:
 
     def _build(self, view_path):
         from synclora.metrics.identity import score_descriptors
-        from synclora.metrics.report import score_tracks
+        from synclora.metrics.verdict import score_tracks
 
         src, res = self._source.track(self.fps), self._result.track(self.fps)
         n_src, n_res = (0 if t is None else len(t) for t in (src, res))

@@ -48,10 +48,14 @@ def _fmt(fps: float) -> str:
     return f"{fps:.3f}".rstrip("0").rstrip(".")
 
 
-def line_up(n_src: int, n_res: int, fps_src: float, fps_res: float, size_src: tuple[int, int],
+def line_up(n_src: int, n_res: int, fps_src: float | None, fps_res: float | None, size_src: tuple[int, int],
             size_res: tuple[int, int], frame_range: tuple[int, int] | None = None) -> Timeline:
     """The `Timeline` of a comparison; `frame_range` is in source frames (default: all the time both clips cover).
-    Differences of rate, size and length are said in its notes."""
+    Differences of rate, size and length are said in its notes. Frames from memory have no rate (None): such a
+    video goes frame by frame with the other one, and lengths are said in frames."""
+    timed = fps_src is not None or fps_res is not None
+    fps_src = fps_src or fps_res or 1.0
+    fps_res = fps_res or fps_src
     if not (fps_src > 0 and fps_res > 0):
         raise InputError("the frame rates of the videos could not be read")
     ratio = fps_res / fps_src
@@ -66,7 +70,10 @@ def line_up(n_src: int, n_res: int, fps_src: float, fps_res: float, size_src: tu
     if frame_range is None:
         start, stop = 0, covered
         d_src, d_res = n_src / fps_src, n_res / fps_res
-        if abs(d_src - d_res) >= 0.5 / min(fps_src, fps_res):
+        if not timed and n_src != n_res:
+            notes.append(f"the result has {n_res} frames and the source {n_src}: judged over the {covered} frames "
+                         "both have")
+        elif abs(d_src - d_res) >= 0.5 / min(fps_src, fps_res):
             notes.append(f"the result lasts {d_res:.2f} s ({n_res} frames) and the source {d_src:.2f} s ({n_src} "
                          f"frames): judged over the {covered / fps_src:.2f} s both cover")
     else:

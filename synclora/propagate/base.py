@@ -16,18 +16,11 @@ from typing import Protocol
 
 import numpy as np
 
-from synclora.config import PropagationSettings
+from synclora.config import BACKENDS, PropagationSettings
 from synclora.progress import ProgressFn, no_progress
 
-# What each backend is and is good for, in one line each: shown in the CLI, the app and the README. Kept here (a
-# light module) so the registry can list backends without importing torch or OpenCV.
-LABELS = {
-    "synclora": "Sync-LoRA (LTX-2.3 IC-LoRA): generative propagation that keeps lips, pose, gaze and blinks in sync; "
-    "handles shape, style and accessory edits; needs a GPU",
-    "flow": "fast CPU preview (optical flow, face mesh inside faces): carries local appearance edits (glasses, "
-    "make-up, colour, accessories) along the source's own motion, lips and lids; not for changes of shape, style or "
-    "expression",
-}
+# What each backend is and is good for, in one line each (from its record in `config.BACKENDS`).
+LABELS = {b.name: b.label for b in BACKENDS}
 
 @dataclass(frozen=True)
 class BackendSpec:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from synclora.config import PropagationSettings
+from synclora.config import BACKENDS, PropagationSettings, backend_record
 from synclora.errors import ModelUnavailableError
 from synclora.propagate.base import LABELS, BackendSpec, ProgressFn, Propagator, Segment, no_progress
 
@@ -60,7 +60,8 @@ def _ltx_build(settings: PropagationSettings) -> Propagator:
     return SyncLoRAPropagator(settings)
 
 
-# name -> (can it run here, build it, its input constraints without building it)
+# name -> (can it run here, build it, its input constraints without building it); names, order and what the app shows
+# of each are `config.BACKENDS`
 _BACKENDS: dict[str, tuple[Callable, Callable, Callable]] = {
     "synclora": (_ltx_available, _ltx_build, _ltx_spec),
     "flow": (_flow_available, _flow_build, _flow_spec),
@@ -73,7 +74,8 @@ def backends(settings: PropagationSettings | None = None) -> list[BackendInfo]:
     """All backends, in order of preference, with whether each can run here."""
     settings = settings or PropagationSettings()
     out = []
-    for name, (available, _, _) in _BACKENDS.items():
+    for name in (b.name for b in BACKENDS):
+        available = _BACKENDS[name][0]
         try:
             # A loaded backend runs whatever happened to its files since (ZeroGPU may prune them after packing).
             ok, why = (True, "") if _key(name, settings) in _instances else available(settings)
@@ -95,7 +97,8 @@ def resolve(settings: PropagationSettings) -> str:
 
 def _key(name: str, settings: PropagationSettings) -> tuple:
     # Only what changes the loaded model; seed/quality/fit are per call.
-    return (name, settings.model, settings.memory, settings.lora) if name == "synclora" else (name,)
+    record = backend_record(name)
+    return (name, settings.model, settings.memory, settings.lora) if record and record.generative else (name,)
 
 
 def loaded(settings: PropagationSettings) -> bool:

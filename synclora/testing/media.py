@@ -13,6 +13,7 @@ Everything is deterministic for a given seed.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from collections.abc import Iterable, Sequence
@@ -22,6 +23,8 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
+
+from synclora.testing.stamps import read_index, stamp_index
 
 __all__ = [
     "talking_face_frames",
@@ -250,36 +253,6 @@ def talking_face_frames(
     return frames, truth
 
 
-def stamp_index(frame: np.ndarray, index: int, *, bits: int = 12) -> np.ndarray:
-    """Write `index` into the bottom eighth of `frame` as `bits` black/white cells spanning the full width.
-
-    Cells are placed relative to the frame size, so the index survives resizing, lossy codecs and rotation back to
-    the display orientation. Returns the same array (modified in place).
-    """
-    h, w = frame.shape[:2]
-    if not 0 <= index < 2**bits:
-        raise ValueError(f"index {index} does not fit in {bits} bits")
-    y0 = h - max(2, h // 8)
-    for k in range(bits):
-        x0, x1 = int(round(k * w / bits)), int(round((k + 1) * w / bits))
-        frame[y0:, x0:x1] = 255 if (index >> (bits - 1 - k)) & 1 else 0
-    return frame
-
-
-def read_index(frame: np.ndarray, *, bits: int = 12) -> int:
-    """Read back the index written by `stamp_index` (samples the centre of each cell)."""
-    h, w = frame.shape[:2]
-    band = max(2, h // 8)
-    y0, y1 = h - band + band // 4, h - band // 4
-    val = 0
-    for k in range(bits):
-        x0, x1 = k * w / bits, (k + 1) * w / bits
-        a, b = int(x0 + (x1 - x0) * 0.3), max(int(x0 + (x1 - x0) * 0.3) + 1, int(x1 - (x1 - x0) * 0.3))
-        bit = frame[y0:max(y1, y0 + 1), a:b].mean() > 127
-        val = (val << 1) | int(bit)
-    return val
-
-
 def indexed_frames(n: int, *, size: tuple[int, int] = (96, 64), seed: int = 0, bits: int = 12) -> np.ndarray:
     """(n, H, W, 3) uint8 frames: a moving textured scene with each frame's index stamped in (see `stamp_index`)."""
     w, h = int(size[0]), int(size[1])
@@ -398,8 +371,12 @@ def write_clip(
     if audio is not None and acodec is None:
         raise ValueError(f"{ext} cannot hold audio")
     fps = Fraction(fps)
-    frames = list(frames)
-    h, w = frames[0].shape[:2]
+    if pts is not None:
+        frames = list(frames)
+    it = iter(frames)  # a generator is written as it comes (a long clip never sits in memory)
+    first = next(it)
+    frames = itertools.chain([first], it)
+    h, w = first.shape[:2]
     with av.open(str(path), mode="w") as out:
         vs = out.add_stream(vcodec, rate=fps)
         vs.width, vs.height = w, h
@@ -407,8 +384,9 @@ def write_clip(
         if pts is None:
             tb = 1 / fps
         else:
-            if len(pts) != len(frames):
+            if len(pts) != len(pts_frames := list(frames)):
                 raise ValueError("pts needs one time per frame")
+            frames = iter(pts_frames)
             tb = Fraction(1, 1000) if ext in (".mkv", ".webm", ".gif") else Fraction(1, 90000)
         if ext == ".gif":
             tb = Fraction(1, 100)

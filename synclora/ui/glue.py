@@ -722,15 +722,19 @@ class GradioPipeline:
             from synclora.video import io
 
             check_keyframes(req, io.probe(video))
+        from synclora.metrics import tap as report_tap
         from synclora.pipeline import memory_need
         from synclora.video import io
 
-        need = memory_need(io.probe(video), settings)  # refused now if it can never fit; waits if others hold memory
+        info = io.probe(video)
+        # refused now if it can never fit; waits if others hold memory (the report measured alongside included)
+        need = memory_need(info, settings) + report_tap.memory_need(info.width, info.height)
         try:
             with self.memory.admit(need, waiting=lambda: (self.check_running(), progress(
                     0.0, desc="waiting for memory (other clips running)"))):
-                progress(0.0, desc="queued for the GPU" if name != "flow" else "starting")
-                if name == "flow":  # the report is measured as the frames pass, so it is ready with the result
+                on_gpu = config.backend_record(name).gpu
+                progress(0.0, desc="queued for the GPU" if on_gpu else "starting")
+                if not on_gpu:  # the report is measured as the frames pass, so it is ready with the result
                     # (with one keyframe; several are judged part by part, each against its own: `_keyframe_report`)
                     tap = self._report_tap(req, session) if len(keys) == 1 else None
                     result = self._run_propagation(req, progress, [tap] if tap is not None else [])
@@ -754,9 +758,6 @@ class GradioPipeline:
         except Exception:  # the report panel measures the files instead
             log.exception("the sync report measured with the propagation failed")
             self._made.pop(session, None)
-        known = self._sources.pop(session, None)
-        if known is not None:
-            known[1].close()
 
     def result_markdown(self, result, video: str, edited: str | None = None) -> str:
         """What was done, with everything needed to reproduce it (settings, seed, every keyframe, CLI line)."""
@@ -881,7 +882,7 @@ class GradioPipeline:
         try:
             rep = self._ready_report(_session(request), video, result, edited, span)
             if rep is None:
-                from synclora.metrics.report import compare_videos
+                from synclora.metrics.compare import compare_videos
 
                 known = self._sources.get(_session(request))
                 rep = compare_videos(video, result, edited_frame=edited or None, edit_index=k if edited else None,
@@ -912,7 +913,7 @@ class GradioPipeline:
         if isinstance(args, str):
             raise _error(args.strip("*"))
         k, judged = args
-        from synclora.metrics.report import compare_videos
+        from synclora.metrics.compare import compare_videos
 
         view = self.files.new_file(_session(request), "landmarks", ".mp4")
         try:

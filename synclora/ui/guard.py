@@ -170,7 +170,11 @@ def check_inputs(demo: gr.Blocks) -> gr.Blocks:
             raise gr.Error(f"This call takes {len(blocks)} values ({', '.join(_label(b) for b in blocks)}); "
                            f"{len(inputs)} were sent.", print_exception=False)
         props = getattr(block_fn, "component_prop_inputs", ()) or ()
-        inputs = [v if i in props or getattr(b, "stateful", False) else check_value(b, v)
+
+        def current(b):  # the session's own copy when an update changed it (e.g. a slider's range set per clip)
+            return state[b._id] if state is not None and b._id in state else b
+
+        inputs = [v if i in props or getattr(b, "stateful", False) else check_value(current(b), v)
                   for i, (b, v) in enumerate(zip(blocks, inputs))] + list(inputs[len(blocks):])
         return await original(block_fn, inputs, state, *args, **kwargs)
 
