@@ -77,17 +77,15 @@ def memory_need(width: int, height: int, *, side_by_side: bool = True, chunk_fra
     return need + chunk_frames * work_size[0] * work_size[1] * CHUNK_PIXEL_BYTES
 
 
-def memory_budget() -> int:
+def memory_budget(given_gb: float | None = None) -> int:
     """Bytes all propagations running at once may need together (the app admits jobs against it): the machine's
-    memory less a quarter for the server itself and the system, or `SYNCLORA_MEMORY_GB` when set."""
+    memory less a quarter for the server itself and the system, or `given_gb` (`SYNCLORA_MEMORY_GB`) when set."""
     import os
 
-    given = os.environ.get("SYNCLORA_MEMORY_GB")
-    if given:
-        try:
-            return int(float(given) * 1024**3)
-        except ValueError:
-            raise InputError(f"SYNCLORA_MEMORY_GB must be a number of gigabytes, got {given!r}") from None
+    if given_gb is not None:
+        if not given_gb > 0:
+            raise InputError(f"SYNCLORA_MEMORY_GB must be a positive number of gigabytes, got {given_gb!r}")
+        return int(given_gb * 1024**3)
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):

@@ -43,6 +43,8 @@ class Runtime:
     model: str | None = _var("SYNCLORA_MODEL", "default model in the app: real, or tiny (random weights, tests)")
     max_upload_mb: float = _var("SYNCLORA_MAX_UPLOAD_MB", "largest upload the app accepts, in MB", 200.0)
     queue_size: int = _var("SYNCLORA_QUEUE_SIZE", "jobs the app's queue holds before it turns visitors away", 16)
+    memory_gb: float | None = _var(
+        "SYNCLORA_MEMORY_GB", "memory all propagations at once may hold in the app, in GB (default: 75 % of RAM)")
     preload: bool = _var("SYNCLORA_PRELOAD", "load the models at start-up (0: on first use)", True)
     cache_examples: bool = _var("SYNCLORA_CACHE_EXAMPLES", "cache the examples' results (0: run them on click)", True)
     gpu_s_per_chunk_full: float | None = _var(

@@ -43,7 +43,8 @@ class GradioPipeline(Calls, ClipStep, SpanStep, EditStep, PropagateStep, ReportS
         from synclora import limits
 
         self.files = files or SessionFiles()
-        self.memory = memory or MemoryGate(limits.memory_budget())  # propagations admitted by their memory need
+        # propagations are admitted by their memory need
+        self.memory = memory or MemoryGate(limits.memory_budget(runtime.current().memory_gb))
         self.instruct = instruct
         self.defaults = defaults
         self.max_upload_mb = runtime.current().max_upload_mb if max_upload_mb is None else max_upload_mb
