@@ -130,3 +130,31 @@ def test_writer_abort_leaves_nothing(tmp_path, clip):
         w.put(f)
     w.abort()
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_sync_lora_host_memory_is_bounded_by_its_chunks(tmp_path, monkeypatch):
+    """The tiny Sync-LoRA model (17-frame chunks) on a clip several chunks long, edited mid-clip: each chunk's frames
+    are decoded when it is their turn (never more than a chunk at once), and the result keeps the contract."""
+    from synclora.propagate import stream
+
+    frames, _ = media.talking_face_frames(70, size=(64, 48), fps=FPS, seed=2)
+    src = media.write_clip(tmp_path / "s.mp4", frames, FPS, audio=media.tone(70 / FPS + 0.1))
+    img = io.read_frame(src, 30).copy()
+    img[10:20, 20:40] = (255, 0, 0)
+    Image.fromarray(img).save(tmp_path / "e.png")
+    held = []
+    real = stream._read_run
+
+    def spy(job, run, picks):
+        out = real(job, run, picks)
+        held.append(len(out))
+        return out
+
+    monkeypatch.setattr(stream, "_read_run", spy)
+    settings = PropagationSettings(backend="synclora", model="tiny", chunk_overlap=4)
+    result = pipeline.run_propagation(PropagationRequest(source=src, edited=tmp_path / "e.png", out=tmp_path / "o.mp4",
+                                                         edit_index=30, settings=settings))
+    assert len(held) >= 4 and max(held) <= 17, held  # both directions in several chunks, none over a chunk
+    info = io.probe(result.out)
+    assert info.n_frames == 70 and info.has_audio
