@@ -170,6 +170,20 @@ def temp_path(path: str | os.PathLike) -> Path:
     return path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.part"
 
 
+def save_figure(fig, path: str | os.PathLike, dpi: int = 80) -> Path:
+    """Write a matplotlib figure as PNG at `path`, atomically (never half a picture), and release it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, format="png")
+    finally:
+        plt.close(fig)
+    return path
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temp path next to `path` to write; when the block ends normally it replaces `path` in one step, on any

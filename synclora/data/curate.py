@@ -31,7 +31,7 @@ from synclora.data.manifest import read_manifest
 from synclora.data.pairs import Pair, discover_pairs
 from synclora.errors import InputError
 from synclora.metrics.scores import CUE_GROUPS, MAX_FACE_LOST, MAX_IDENTITY_DISTANCE, MIN_EDIT_KEPT
-from synclora.paths import Output, atomic_output, check_outputs
+from synclora.paths import Output, atomic_output, check_outputs, save_figure
 
 SCORE_VERSION = 2  # bump when the meaning of a stored score changes: old lines are then re-measured
 
@@ -419,9 +419,4 @@ def plot_summary(records: list[dict], th: CurationThresholds, path: str | Path) 
     n_err = sum(1 for r in records if r.get("error"))
     fig.suptitle(f"curation: {n_keep} of {len(records)} pairs kept ({n_err} unreadable)")
     fig.tight_layout()
-    try:
-        with atomic_output(path) as tmp:
-            fig.savefig(tmp, dpi=80, format="png")
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path)

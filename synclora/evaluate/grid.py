@@ -125,7 +125,7 @@ def plot_case(path: Path, case: str, rows: list[tuple[str, dict]]) -> Path:
     import matplotlib.pyplot as plt
 
     from synclora.metrics.scores import zscore
-    from synclora.paths import atomic_output
+    from synclora.paths import save_figure
 
     bars = (("corr", "r (judged cues)"), ("lag", "lag (frames)"), ("edit_kept_mean", "edit kept"),
             ("flicker", "flicker (lower is steadier)"), ("preservation_psnr", "PSNR kept (dB)"))
@@ -153,10 +153,4 @@ def plot_case(path: Path, case: str, rows: list[tuple[str, dict]]) -> Path:
         ax.set_title(title, fontsize=8)
         ax.tick_params(labelsize=7)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with atomic_output(path) as tmp:
-            fig.savefig(tmp, dpi=80, format="png")
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -52,7 +52,7 @@ def plot_steps(lines: list[dict], path: Path) -> Path:
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from synclora.paths import atomic_output
+    from synclora.paths import save_figure
 
     steps = [x["step"] for x in lines]
     fig, axes = plt.subplots(2, 3, figsize=(11, 5.5), sharex=True)
@@ -65,10 +65,4 @@ def plot_steps(lines: list[dict], path: Path) -> Path:
         ax.set_xlabel("step", fontsize=8)
     fig.suptitle("evaluation over training steps", fontsize=10, x=0.01, ha="left")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with atomic_output(path) as tmp:
-            fig.savefig(tmp, dpi=80, format="png")
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -70,16 +70,9 @@ def plot_report(report, path: str | Path) -> Path:
     axes[-1].set_xlabel("frame", fontsize=8)
     fig.suptitle(f"Sync report: {report.verdict}", fontsize=10, x=0.01, ha="left", wrap=True)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))  # room for the verdict above the panels
-    from synclora.paths import atomic_output
+    from synclora.paths import save_figure
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with atomic_output(path) as tmp:
-            fig.savefig(tmp, dpi=90, format="png")
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=90)
 
 def _plot_kept(report, ax, t: np.ndarray) -> None:
     k, th = report.kept, report.thresholds
