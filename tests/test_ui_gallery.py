@@ -56,7 +56,7 @@ def test_keeps_the_last_four_and_shows_them_frame_for_frame(gallery, clips):
     for res, v in zip(results, verdicts):
         kept, md = gallery.keep(str(source), str(res), f"#### {v}\nmore", kept)
     assert len(kept) == MAX_KEPT and [k["result"] for k in kept] == [str(r) for r in results[1:]]
-    assert md.splitlines()[0].startswith("1. **Lags by 3 frames**")
+    assert md.splitlines()[0].startswith("1\\. **Lags by 3 frames**")
     # a report placeholder (no verdict) adds nothing; the same result again moves to the end, not twice
     kept, _ = gallery.keep(str(source), str(results[1]), "*Run a propagation to see its sync report.*", kept)
     assert len(kept) == 3

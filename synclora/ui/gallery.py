@@ -41,8 +41,9 @@ class Gallery:
     def markdown(kept: list[dict] | None) -> str:
         if not kept:
             return EMPTY
-        lines = [f"{i + 1}. **{short_label(k['verdict'])}** — {Path(k['result']).name}" for i, k in enumerate(kept)]
-        return "\n".join(lines)
+        # "1\." and not "1.": the number is text (it names the grid's panel), not a list marker Markdown would draw
+        lines = [f"{i + 1}\\. **{short_label(k['verdict'])}** — {Path(k['result']).name}" for i, k in enumerate(kept)]
+        return "\n\n".join(lines)
 
     def keep(self, video: str | None, result: str | None, report_md: str | None, kept: list[dict] | None):
         """Add the result whose report just finished (the newest last; the oldest goes beyond four) → (kept, md)."""
