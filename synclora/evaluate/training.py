@@ -21,8 +21,9 @@ def step_folder(eval_dir: Path, step: int) -> Path:
 
 
 def evaluate_step(cases: Path, eval_dir: Path, step: int, lora: Path, settings: PropagationSettings) -> dict:
-    """Judge `lora` on every case into EVAL/step-XXXXXXXX/, add the step's summary to EVAL/summary.jsonl (replacing an
-    earlier line of the same step: a resumed run) and redraw EVAL/summary.png. Returns the step's summary."""
+    """Judge `lora` on every case into EVAL/step-NNNNNNNN/ (the step, 8 digits), add its summary to
+    EVAL/summary.jsonl (replacing an earlier line of the same step: a resumed run) and redraw EVAL/summary.png.
+    Returns the step's summary."""
     from synclora.paths import atomic_output
 
     cfg = EvalConfig(cases=Path(cases), out=step_folder(eval_dir, step), loras=(f"{METHOD}={lora}",),
