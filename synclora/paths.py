@@ -165,9 +165,14 @@ def check_outputs(outputs: Sequence[Output], inputs: Sequence[tuple[str | os.Pat
 
 
 def temp_path(path: str | os.PathLike) -> Path:
-    """A hidden, unique name next to `path` for writing it: `.<name>.<random>.part` (never served, never reused)."""
+    """A hidden, unique name next to `path` for writing it: `.<name>.<random>.part` (never served, never reused).
+    A temp name of a temp name (an atomic writer filling a staged output) keeps the output's own prefix,
+    `.<name>.<random>.<random>.part`, so whatever a killed run leaves is still named after the output."""
     path = Path(path)
-    return path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.part"
+    name = path.name
+    if name.startswith(".") and name.endswith(".part"):
+        name = name[1: -len(".part")]
+    return path.parent / f".{name}.{uuid.uuid4().hex[:8]}.part"
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 80) -> Path:

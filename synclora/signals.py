@@ -5,13 +5,15 @@ Why: a Space, a queue worker, `timeout`, systemd and a closed terminal stop a pr
 default action ends it on the spot and leaves hidden `.part` files next to the outputs. Only SIGKILL cannot be
 caught; then at most a hidden, uniquely named `.part` file remains, which nothing serves or reuses.
 
-A signal can land anywhere, so three more rules:
+A signal can land anywhere, so four more rules:
 
 - While the entry points are still importing (`while_starting`, the first tenths of a second), nothing has been
   written: the process ends at once with one line, instead of an exception raised inside a library's import (which
   numpy and MediaPipe turn into an `ImportError` traceback, and some imports swallow).
 - An exception raised inside an import comes back as an `ImportError` (whose chain holds the `Terminated`, or not:
   numpy's C import replaces it): `stop_of(exc)` and `received()` tell, so the CLI still says "stopped by SIGTERM".
+- A signal that lands inside an import in the run (a backend imported lazily) waits until that import is done: C
+  import code prints an exception raised there as a traceback of its own. A short timer re-checks every 20 ms.
 - A signal is remembered (`received`) even when some library's bare `except:` swallowed its exception: outputs are
   never committed after it (`raise_if_stopped`, called by `paths.commit`), and the CLI ends with 128+N.
 """
@@ -86,29 +88,53 @@ def while_starting(what: str = "starting", signums: tuple[int, ...] = SIGNALS) -
         signal.signal(s, handler)
 
 
+_RECHECK_S = 0.02
+
+
+def _importing(frame) -> bool:
+    """Whether `frame` runs inside Python's import machinery (a module's body, or a finder)."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
 @contextlib.contextmanager
 def stop_cleanly(signums: tuple[int, ...] = SIGNALS) -> Iterator[None]:
-    """Within the block, a stop signal raises `Terminated` in the main thread. After the first one, further signals
-    are ignored until the block is left, so the clean-up itself cannot be cut short. Outside the main thread (where
-    handlers cannot be installed) this does nothing."""
+    """Within the block, a stop signal raises `Terminated` in the main thread (once any import under way is done).
+    After the first one, further signals are ignored until the block is left, so the clean-up itself cannot be cut
+    short. Outside the main thread (where handlers cannot be installed) this does nothing."""
     global _received
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous: dict[int, object] = {}
+    alarm = getattr(signal, "SIGALRM", None)
     _received = None
+
+    def stop(frame) -> None:
+        if alarm is not None and _importing(frame):
+            signal.signal(alarm, lambda _s, f: stop(f))
+            signal.setitimer(signal.ITIMER_REAL, _RECHECK_S)
+            return
+        raise Terminated(_received)
 
     def handler(signum, frame):
         global _received
         _received = int(signum)
-        for s in previous:
+        for s in signums:
             signal.signal(s, signal.SIG_IGN)
-        raise Terminated(signum)
+        stop(frame)
 
     for s in signums:
         previous[s] = signal.signal(s, handler)
+    before_alarm = signal.getsignal(alarm) if alarm is not None else None
     try:
         yield
     finally:
+        if alarm is not None:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(alarm, before_alarm)
         for s, h in previous.items():
             signal.signal(s, h)

@@ -132,3 +132,27 @@ def test_stop_of_walks_the_chain():
     except ImportError as exc:
         assert isinstance(signals.stop_of(exc), signals.Terminated)
     assert signals.stop_of(ValueError("plain")) is None
+
+
+def test_a_signal_inside_a_lazy_import_waits_for_the_import(tmp_path, monkeypatch):
+    """A backend imported in the middle of a run: the signal's exception is raised once that import is done, never
+    inside it, where C import code would print it as a traceback of its own."""
+    (tmp_path / "slow_backend_mod.py").write_text(
+        "import os, signal, time\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "for _ in range(20):\n"
+        "    time.sleep(0.005)\n"
+        "FINISHED = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    reached = []
+    with pytest.raises(signals.Terminated) as err:
+        with signals.stop_cleanly():
+            import slow_backend_mod  # noqa: F401
+
+            reached.append("after the import")
+            time.sleep(1.0)
+            reached.append("too far")
+    assert err.value.signum == signal.SIGTERM
+    assert sys.modules["slow_backend_mod"].FINISHED and reached == ["after the import"]
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    del sys.modules["slow_backend_mod"]
