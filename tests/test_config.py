@@ -86,7 +86,7 @@ def test_the_apps_api_parameters_are_the_settings_fields_in_order():
 
     params = list(inspect.signature(GradioPipeline.edit_video).parameters)
     names = [f.name for f in config.setting_fields(ui_only=True)]
-    assert params[:4] == ["self", "video", "edited", "frame"]
+    assert params[:4] == ["self", "video", "edited", "edit_index"]
     assert params[4: 4 + len(names)] == names
     assert "lora" not in names  # a server-side file path is not something a visitor may choose
 
