@@ -174,7 +174,6 @@ def test_docs_config_lists_exactly_the_variables_the_code_reads():
 
 def test_docs_config_states_the_defaults_the_code_uses():
     from synclora.edit import instruct
-    from synclora.ui import gpu
 
     text = (ROOT / "docs" / "CONFIG.md").read_text(encoding="utf-8")
     rt = runtime.Runtime()
@@ -184,8 +183,9 @@ def test_docs_config_states_the_defaults_the_code_uses():
 
     assert f"| {rt.max_upload_mb:g} |" in row("SYNCLORA_MAX_UPLOAD_MB")
     assert f"| {rt.queue_size} |" in row("SYNCLORA_QUEUE_SIZE")
-    assert f"| {gpu.SECONDS_PER_CHUNK['full']:g} |" in row("SYNCLORA_GPU_S_PER_CHUNK_FULL")
-    assert f"| {gpu.SECONDS_PER_CHUNK['preview']:g} |" in row("SYNCLORA_GPU_S_PER_CHUNK_PREVIEW")
+    seconds = dict(config.backend_record("synclora").seconds_per_chunk)
+    assert f"| {seconds['full']:g} |" in row("SYNCLORA_GPU_S_PER_CHUNK_FULL")
+    assert f"| {seconds['preview']:g} |" in row("SYNCLORA_GPU_S_PER_CHUNK_PREVIEW")
     assert f"`{instruct.DEFAULT_MODEL}`" in row("SYNCLORA_INSTRUCT_MODEL")
     d = PropagationSettings()
     for name in ("backend", "quality", "model"):

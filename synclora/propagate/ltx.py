@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from synclora import runtime
-from synclora.config import PropagationSettings
+from synclora.config import PropagationSettings, backend_record
 from synclora.errors import OOM_HINT, InputError, ModelUnavailableError, OutOfMemoryError
 from synclora.ltx.recipe import (
     DEFAULT_CRF,
@@ -119,7 +119,9 @@ def availability(settings: PropagationSettings) -> tuple[bool, str]:
     if settings.model == "tiny":
         return True, ""
     if _device() is None:
-        return False, "no CUDA GPU is visible (the LTX-2.3 model needs about 40 GiB of GPU memory, 24 GiB in fp8)"
+        gib = dict(backend_record("synclora").gpu_gib)
+        return False, (f"no CUDA GPU is visible (the LTX-2.3 model needs about {gib['bf16']:g} GiB of GPU memory, "
+                       f"{gib['fp8']:g} GiB in fp8)")
     from synclora.ltx.prompt import expected_dim, find_prompt_cache
     from synclora.ltx.weights import resolve_weights
 
