@@ -31,6 +31,9 @@ class BackendRecord:
     gpu: bool  # runs on a GPU: the app queues it for one and sizes the ZeroGPU request
     generative: bool  # seed, model, memory and LoRA apply: they key its loaded model and its reproduce line
     label: str  # what it is and is good for, in one line (the app's backend panel)
+    # Its `propagate.base.Propagator` class, as "module:Class": built with the settings, asked whether it can run here
+    # and for its input constraints (the registry imports it when first asked).
+    code: str = ""
     # What `doctor` checks before it can run here, in the order it reports them: "gpu", "weights" (the LTX-2.3 and
     # Sync-LoRA files), "prompt cache", "packages" (the model's), "opencv".
     needs: tuple[str, ...] = ()
@@ -51,6 +54,7 @@ BACKENDS = (
     BackendRecord("synclora", "Sync-LoRA", "LTX-2.3 IC-LoRA, generative, GPU", gpu=True, generative=True,
                   label="Sync-LoRA (LTX-2.3 IC-LoRA): generative propagation that keeps lips, pose, gaze and blinks in "
                   "sync; handles shape, style and accessory edits; needs a GPU",
+                  code="synclora.propagate.ltx:SyncLoRAPropagator",
                   needs=("gpu", "weights", "prompt cache", "packages"),
                   # resident memory of the LTX recipe per memory mode (docs/LTX.md; measured on an H200, README)
                   gpu_gib=(("bf16", 40), ("fp8", 24), ("offload", 6)),
@@ -62,6 +66,7 @@ BACKENDS = (
                   label="fast CPU preview (optical flow, face mesh inside faces): carries local appearance edits "
                   "(glasses, make-up, colour, accessories) along the source's own motion, lips and lids; not for "
                   "changes of shape, style or expression",
+                  code="synclora.propagate.flow:FlowPropagator",
                   needs=("opencv",)),
 )
 BACKEND_TITLES = {b.name: b.title for b in BACKENDS}

@@ -54,7 +54,7 @@ def test_loose_values_from_the_faces_are_coerced_or_refused():
 def test_backend_choices_are_the_registry_backends():
     from synclora.propagate import base, registry
 
-    assert set(config.choices("backend")) == {"auto", *registry._BACKENDS} == {"auto", *base.LABELS}
+    assert set(config.choices("backend")) == {"auto", *(b.name for b in registry.backends())} == {"auto", *base.LABELS}
 
 
 # ---------------------------------------------------------------------------------------------------- faces

@@ -1,5 +1,5 @@
-"""`doctor` and the ZeroGPU sizing read each backend's record (`config.BACKENDS`): a backend added there gets its
-section, its GPU memory check and its seconds of GPU without a line elsewhere."""
+"""`doctor`, the registry and the ZeroGPU sizing read each backend's record (`config.BACKENDS`): a backend added there
+gets its section, its GPU memory check, its place in "auto" and its seconds of GPU without a line elsewhere."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from synclora.config import BackendRecord, PropagationSettings
 from synclora.ui import gpu
 
 GIB = 2**30
+# (its code: the CPU preview's class, standing in for a model)
 BIG = BackendRecord("big", "Big model", "a test backend, GPU", gpu=True, generative=False, label="a test backend",
-                    needs=("gpu", "opencv"), gpu_gib=(("bf16", 60), ("fp8", 32)),
-                    seconds_per_chunk=(("full", 96.0), ("preview", 48.0)))
+                    code="synclora.propagate.flow:FlowPropagator", needs=("gpu", "opencv"),
+                    gpu_gib=(("bf16", 60), ("fp8", 32)), seconds_per_chunk=(("full", 96.0), ("preview", 48.0)))
 
 
 @pytest.fixture
@@ -49,11 +50,12 @@ def test_the_gpu_check_compares_free_memory_with_the_records_modes(a_gpu):
     assert doctor.gpu_check(small).status == "ok"
 
 
-def test_a_backend_added_to_the_records_is_in_the_report_and_the_gpu_sizing(a_gpu, monkeypatch):
-    from synclora.propagate import registry  # imported before the records change: it keeps building the real ones
+def test_a_backend_added_to_the_records_is_in_the_report_the_registry_and_the_gpu_sizing(a_gpu, monkeypatch):
+    from synclora.propagate import registry
 
-    assert registry.resolve(PropagationSettings(backend="auto")) == "flow"
     monkeypatch.setattr(config, "BACKENDS", (BIG, *config.BACKENDS))
+    assert [b.name for b in registry.backends()] == ["big", "synclora", "flow"]
+    assert registry.resolve(PropagationSettings(backend="auto")) == "big"  # first by preference, and it can run
     report = doctor.diagnose(PropagationSettings(backend="flow"))
     big = report.sections[0]
     assert big.title == "Big model (a test backend, GPU)" and big.backend == "big"
@@ -61,9 +63,10 @@ def test_a_backend_added_to_the_records_is_in_the_report_and_the_gpu_sizing(a_gp
     assert big.why.startswith("GPU: Test GPU") and "~32 GiB" in big.why
     assert not report.synclora_ready  # the first backend, by preference, cannot run here
 
-    # "auto" here is the CPU preview: the GPU request is sized for the first GPU backend, now the new one
+    # "auto" runs the new backend: the GPU request is sized by its record
     settings = PropagationSettings(backend="auto", quality="full", resolution=512)
     assert gpu.chunk_estimate(settings) == 96.0
     assert gpu.chunk_estimate(replace(settings, quality="preview")) == 48.0
     monkeypatch.setattr(config, "BACKENDS", tuple(b for b in config.BACKENDS if b.name != "big"))
+    assert registry.resolve(settings) == "flow"  # here: sized for the first GPU backend all the same
     assert gpu.chunk_estimate(settings) == dict(config.backend_record("synclora").seconds_per_chunk)["full"]
