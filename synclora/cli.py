@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # SIGTERM/SIGHUP/SIGINT unwind like Ctrl-C: no temp file or half output stays. From the start: building the
     # parser imports every area, and a signal may land inside one of those imports.
-    with signals.stop_cleanly():
+    with signals.stop_cleanly(hush_stderr=True):
         try:
             parser = build_parser()
             args = parser.parse_args(argv)
@@ -194,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             # The stop behind the exception: in its chain, or only on record (numpy's C import replaces the
             # exception raised inside it by a bare ImportError).
             stop = signals.stop_of(exc) or (signals.Terminated(signals.received()) if signals.received() else None)
+            signals.speak()
             if isinstance(stop, signals.Terminated):
                 print(f"stopped by {signal_name(stop.signum)}; nothing was left half-written", file=sys.stderr)
                 return stop.exit_code

@@ -14,6 +14,9 @@ A signal can land anywhere, so four more rules:
   numpy's C import replaces it): `stop_of(exc)` and `received()` tell, so the CLI still says "stopped by SIGTERM".
 - A signal that lands inside an import in the run (a backend imported lazily) waits until that import is done: C
   import code prints an exception raised there as a traceback of its own. A short timer re-checks every 20 ms.
+- After a stop, a CLI run hushes file descriptor 2 (`stop_cleanly(hush_stderr=True)`): native threads still winding
+  down (MediaPipe's graphs log from C++ as they start) would otherwise print around the one line the CLI says, which
+  it says after `speak()`.
 - A signal is remembered (`received`) even when some library's bare `except:` swallowed its exception: outputs are
   never committed after it (`raise_if_stopped`, called by `paths.commit`), and the CLI ends with 128+N.
 """
@@ -23,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -46,7 +50,8 @@ def signal_name(signum: int) -> str:
     return signal.Signals(signum).name
 
 
-_received: int | None = None  # the stop signal that arrived inside the current `stop_cleanly` block
+_received: int | None = None  # the stop signal that arrived inside the current (or last) `stop_cleanly` block
+_open_blocks = 0  # `stop_cleanly` blocks now open in the main thread
 
 
 def received() -> int | None:
@@ -56,8 +61,9 @@ def received() -> int | None:
 
 def raise_if_stopped() -> None:
     """Raise `Terminated` again if a stop signal arrived, even when its first exception was swallowed on the way.
-    Only in the main thread, the one the signal stopped (a server's workers are stopped their own way)."""
-    if _received is not None and threading.current_thread() is threading.main_thread():
+    Only inside the `stop_cleanly` block it arrived in (what a process does after that block is its own), and only in
+    the main thread, the one the signal stopped (a server's workers are stopped their own way)."""
+    if _open_blocks and _received is not None and threading.current_thread() is threading.main_thread():
         raise Terminated(_received)
 
 
@@ -89,6 +95,36 @@ def while_starting(what: str = "starting", signums: tuple[int, ...] = SIGNALS) -
 
 
 _RECHECK_S = 0.02
+_real_stderr: int | None = None  # while hushed: the file descriptor 2 had before
+
+
+def stderr_hushed() -> bool:
+    """Whether fd 2 is hushed after a stop (`quiet_native_stderr` then leaves it so on its way out)."""
+    return _real_stderr is not None
+
+
+def speak() -> None:
+    """Give fd 2 back after a hush, to say the last line."""
+    global _real_stderr
+    if _real_stderr is None:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.flush()
+    os.dup2(_real_stderr, 2)
+    os.close(_real_stderr)
+    _real_stderr = None
+
+
+def _hush(real: int) -> None:
+    global _real_stderr
+    if _real_stderr is not None:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.flush()
+    _real_stderr = os.dup(real)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    os.close(null)
 
 
 def _importing(frame) -> bool:
@@ -101,15 +137,20 @@ def _importing(frame) -> bool:
 
 
 @contextlib.contextmanager
-def stop_cleanly(signums: tuple[int, ...] = SIGNALS) -> Iterator[None]:
+def stop_cleanly(signums: tuple[int, ...] = SIGNALS, hush_stderr: bool = False) -> Iterator[None]:
     """Within the block, a stop signal raises `Terminated` in the main thread (once any import under way is done).
     After the first one, further signals are ignored until the block is left, so the clean-up itself cannot be cut
-    short. Outside the main thread (where handlers cannot be installed) this does nothing."""
-    global _received
+    short. With `hush_stderr`, fd 2 is hushed from the stop on (see `speak`). Outside the main thread (where handlers
+    cannot be installed) this does nothing."""
+    global _received, _open_blocks
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous: dict[int, object] = {}
+    real = None
+    if hush_stderr:
+        with contextlib.suppress(OSError):
+            real = os.dup(2)
     alarm = getattr(signal, "SIGALRM", None)
     _received = None
 
@@ -125,14 +166,21 @@ def stop_cleanly(signums: tuple[int, ...] = SIGNALS) -> Iterator[None]:
         _received = int(signum)
         for s in signums:
             signal.signal(s, signal.SIG_IGN)
+        if real is not None:
+            _hush(real)
         stop(frame)
 
     for s in signums:
         previous[s] = signal.signal(s, handler)
     before_alarm = signal.getsignal(alarm) if alarm is not None else None
+    _open_blocks += 1
     try:
         yield
     finally:
+        _open_blocks -= 1
+        speak()
+        if real is not None:
+            os.close(real)
         if alarm is not None:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(alarm, before_alarm)

@@ -156,3 +156,23 @@ def test_a_signal_inside_a_lazy_import_waits_for_the_import(tmp_path, monkeypatc
     assert sys.modules["slow_backend_mod"].FINISHED and reached == ["after the import"]
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
     del sys.modules["slow_backend_mod"]
+
+
+def test_a_stopped_cli_run_hushes_native_chatter_until_its_last_line(capfd):
+    """MediaPipe's C++ threads log straight to fd 2 as their graphs start; after a stop only the CLI's line shows."""
+    from synclora.face.mesh import quiet_native_stderr
+
+    os.write(2, b"before\n")
+    with signals.stop_cleanly(hush_stderr=True):
+        try:
+            with quiet_native_stderr():
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.05)
+        except signals.Terminated:
+            assert signals.stderr_hushed()
+            os.write(2, b"W0000 a graph starting on another thread\n")  # the run still unwinding
+            signals.speak()
+            os.write(2, b"stopped by SIGTERM\n")
+    assert not signals.stderr_hushed()
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "before\nstopped by SIGTERM\nafter\n"

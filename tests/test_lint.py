@@ -60,7 +60,9 @@ _ALLOWED = {
     "runtime": {"errors"},
     "config": {"errors", "video"},  # video.timing parses the span setting (never the other way round)
     "video": {"errors", "limits", "paths"},
-    "face": {"video"},  # the face mesh, read by the sync report, the preview's face guidance and the test media
+    # the face mesh, read by the sync report, the preview's face guidance and the test media; signals: a stopped run
+    # keeps MediaPipe's chatter hushed
+    "face": {"signals", "video"},
     "edit": {"errors", "limits", "memory", "paths", "runtime", "video"},
     "ltx": {"errors", "memory", "paths", "runtime", "video", "progress"},
     "propagate": {"config", "errors", "memory", "runtime", "face", "ltx", "video", "progress"},

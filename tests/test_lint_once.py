@@ -19,7 +19,8 @@ ONCE = [
      r"(?:max_identity_distance|min_edit_kept|max_face_lost|max_missing_face|edit_min_run)\s*:[^=]*=\s*[\d.]+|"
      r"\(\s*\"yaw\",\s*\"pitch\",\s*\"roll\"\s*\)",
      "synclora/metrics/scores.py"),
-    ("MediaPipe's stderr held back", r"os\.dup2\([^)]*,\s*2\)", "synclora/face/mesh.py"),
+    ("file descriptor 2 redirected (MediaPipe's chatter held back; hushed after a stop)", r"os\.dup2\([^)]*,\s*2\)",
+     ("synclora/face/mesh.py", "synclora/signals.py")),
     ("MediaPipe itself (face/ is its boundary)", r"^\s*(?:import mediapipe|from mediapipe)",
      ("synclora/face/mesh.py", "synclora/face/parts.py")),
     ("the backends' display names", r"[\"']Sync-LoRA[\"']|[\"']CPU preview[\"']", "synclora/config.py"),

@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from synclora.signals import stderr_hushed
+
 
 @contextlib.contextmanager
 def quiet_native_stderr(said: Callable[[BaseException], bool] | None = None) -> Iterator[None]:
@@ -43,7 +45,8 @@ def quiet_native_stderr(said: Callable[[BaseException], bool] | None = None) -> 
             raise
         finally:
             sys.stderr.flush()
-            os.dup2(saved, 2)
+            if not stderr_hushed():  # a stopped CLI run keeps fd 2 hushed until its last line (`signals.speak`)
+                os.dup2(saved, 2)
             os.close(saved)
             if not quiet:
                 held.seek(0)
