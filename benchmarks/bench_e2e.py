@@ -39,7 +39,7 @@ def make_clip(folder: Path, height: int, seconds: int, edit_index: int | None) -
     from PIL import Image
 
     from synclora.face.mesh import FaceMeshTracker
-    from synclora.testing import faces as F
+    from synclora.testing import face_edits as E
     from synclora.testing import media
     from synclora.testing.faces import talking_clip
     from synclora.video import io
@@ -67,7 +67,7 @@ def make_clip(folder: Path, height: int, seconds: int, edit_index: int | None) -
     frame = io.read_frame(clip, k)
     with FaceMeshTracker(static=True, search_side=100_000) as mesh:
         pts = mesh.landmarks(frame)
-    Image.fromarray(F.lipstick(frame, F.lips_mask(frame.shape[:2], pts))).save(png)
+    Image.fromarray(E.lipstick(frame, E.lips_mask(frame.shape[:2], pts))).save(png)
     return clip, png, k
 
 

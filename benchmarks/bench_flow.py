@@ -10,7 +10,7 @@ without it (`FlowConfig(face_guide=False)`, the flow-only backend as it was).
 2. Drift under large motion: a random texture under a known affine motion (rotation, zoom, +-20% translation),
    with a green patch painted on frame 0; drift is the changed pixels' centroid against the true patch centroid.
    (No face: both backends are the flow alone.)
-3. Make-up on a real face (synclora.testing.faces.expressive_clip: a photo whose mouth opens wide showing teeth,
+3. Make-up on a real face (synclora.testing.expressive.expressive_clip: a photo whose mouth opens wide showing teeth,
    tongue and throat, whose lids blink shut, and which moves, rolls and turns), lipstick and eye shadow painted on
    frame 0: the share of frames where each stays on its part (covers >= 75 % of it, lands on <= 2 % of the teeth and
    inner mouth / eyeballs, spills little: `part_scores`), and the most it ever lands on teeth, inner mouth or eyeballs.
@@ -173,16 +173,17 @@ def compare(title: str, frames: np.ndarray, edited: np.ndarray, masks: np.ndarra
 
 def makeup(name: str, n: int, size: int) -> None:
     """Lipstick and eye shadow on a real face that opens its mouth wide, blinks and turns, both backends."""
-    from synclora.testing import faces as F
+    from synclora.testing import expressive as X
+    from synclora.testing import face_edits as E
 
-    clip = F.expressive_clip(name, n, size=size, mouth_px=0.09 * size)
-    edited = F.eye_shadow(F.lipstick(clip.frames[0], clip.part(0, F.PART_LIPS)), clip.part(0, F.PART_LID))
+    clip = X.expressive_clip(name, n, size=size, mouth_px=0.09 * size)
+    edited = E.eye_shadow(E.lipstick(clip.frames[0], clip.part(0, X.PART_LIPS)), clip.part(0, X.PART_LID))
     print(f"\n[{name}: mouth opens wide (jaw drop up to {clip.mouth.max():.0f} px), {len(clip.blinks)} blinks, turns "
           f"+-{np.abs(clip.turn).max():.0f} deg; lipstick and eye shadow, {size}x{size}, {n} frames]")
     for label, guided in BACKENDS:
         out, fps, _, notes = run_backend(clip.frames, edited, guided)
-        lips = F.part_scores(out, clip, (F.PART_LIPS,), (F.PART_MOUTH, F.PART_TEETH), others=(F.PART_LID,))
-        lids = F.part_scores(out, clip, (F.PART_LID,), (F.PART_EYEBALL,), others=(F.PART_LIPS,))
+        lips = X.part_scores(out, clip, (X.PART_LIPS,), (X.PART_MOUTH, X.PART_TEETH), others=(X.PART_LID,))
+        lids = X.part_scores(out, clip, (X.PART_LID,), (X.PART_EYEBALL,), others=(X.PART_LIPS,))
         print(f"{label}: {fps:.1f} fps | lipstick on the lips in {100 * lips.kept:.0f} % of frames (coverage mean "
               f"{lips.coverage[1:].mean():.2f}, min {lips.coverage[1:].min():.2f}), at most "
               f"{100 * lips.landed.max():.1f} % of teeth and inner mouth | eye shadow on the lids in "
@@ -200,9 +201,10 @@ def _corr(a: np.ndarray, b: np.ndarray) -> float:
 def opaque(name: str, n: int, size: int) -> None:
     """A mask over a mouth that opens wide and dark lenses over eyes that widen, both backends."""
     from synclora.face.mesh import FaceMeshTracker
-    from synclora.testing import faces as F
+    from synclora.testing import expressive as X
+    from synclora.testing import face_edits as E
 
-    clip = F.expressive_clip(name, n, size=size, mouth_px=0.12 * size, blinks=(6, n // 2))
+    clip = X.expressive_clip(name, n, size=size, mouth_px=0.12 * size, blinks=(6, n // 2))
     k = 5  # the lenses' edited frame: eyes three-quarters shut
     with FaceMeshTracker(static=True) as mesh:
         pts0, ptsk = mesh.landmarks(clip.frames[0]), mesh.landmarks(clip.frames[k])
@@ -210,19 +212,19 @@ def opaque(name: str, n: int, size: int) -> None:
     print(f"\n[{name}: opaque edits, {size}x{size}, {n} frames; jaw drop up to {clip.mouth.max():.0f} px]")
     speeds = {}
     for label, guided in BACKENDS:
-        out, fps, _, notes = run_backend(clip.frames, F.mouth_mask(clip.frames[0], pts0), guided)
+        out, fps, _, notes = run_backend(clip.frames, E.mouth_mask(clip.frames[0], pts0), guided)
         speeds[guided] = fps
         r, blue = [], []
         for t in range(1, n):
-            mouth = cv2.erode(clip.part(t, F.PART_LIPS, F.PART_MOUTH, F.PART_TEETH).astype(np.uint8),
+            mouth = cv2.erode(clip.part(t, X.PART_LIPS, X.PART_MOUTH, X.PART_TEETH).astype(np.uint8),
                               np.ones((3, 3), np.uint8)) > 0
             r.append(_corr(cv2.cvtColor(out[t], cv2.COLOR_RGB2GRAY).astype(np.float64)[mouth], luma[t][mouth]))
             px = out[t][mouth].astype(int)
             blue.append(float(((px[:, 2] - px[:, 0]) > 30).mean()))
         r = np.array(r)
-        lens_out, _, _, lens_notes = run_backend(clip.frames[k:], F.sunglasses(clip.frames[k], ptsk), guided)
-        bright = np.array([float((cv2.cvtColor(lens_out[t], cv2.COLOR_RGB2GRAY)[clip.part(k + t, F.PART_EYEBALL)]
-                                  > 90).mean()) if clip.part(k + t, F.PART_EYEBALL).sum() >= 4 else 0.0
+        lens_out, _, _, lens_notes = run_backend(clip.frames[k:], E.sunglasses(clip.frames[k], ptsk), guided)
+        bright = np.array([float((cv2.cvtColor(lens_out[t], cv2.COLOR_RGB2GRAY)[clip.part(k + t, X.PART_EYEBALL)]
+                                  > 90).mean()) if clip.part(k + t, X.PART_EYEBALL).sum() >= 4 else 0.0
                            for t in range(1, n - k)])
         print(f"{label}: mask {fps:.1f} fps | mask vs mouth luminance r median {np.median(r):.2f}, "
               f"{100 * (r > 0.5).mean():.0f} % of frames above 0.5, mouth under the mask {100 * np.mean(blue):.0f} % "

@@ -22,7 +22,8 @@ Backend = Literal["auto", "synclora", "flow"]
 
 @dataclass(frozen=True)
 class BackendRecord:
-    """One backend as the settings, the app and the registry know it (its code: `propagate/`, built by the registry)."""
+    """One backend as the settings, the app, `doctor` and the GPU sizing know it (its code: `propagate/`, built by
+    the registry)."""
 
     name: str  # the value of `--backend` and of the API's `backend`
     title: str  # its short name in the app and the settings' choices
@@ -30,17 +31,43 @@ class BackendRecord:
     gpu: bool  # runs on a GPU: the app queues it for one and sizes the ZeroGPU request
     generative: bool  # seed, model, memory and LoRA apply: they key its loaded model and its reproduce line
     label: str  # what it is and is good for, in one line (the app's backend panel)
+    # Its `propagate.base.Propagator` class, as "module:Class": built with the settings, asked whether it can run here
+    # and for its input constraints (the registry imports it when first asked).
+    code: str = ""
+    # What `doctor` checks before it can run here, in the order it reports them: "gpu", "weights" (the LTX-2.3 and
+    # Sync-LoRA files), "prompt cache", "packages" (the model's), "opencv".
+    needs: tuple[str, ...] = ()
+    # GPU memory it holds, in GiB per memory mode, best first (what `doctor` compares with the free memory).
+    gpu_gib: tuple[tuple[str, float], ...] = ()
+    # Seconds of GPU per model chunk at 512² working size, per quality (how long a ZeroGPU call asks for;
+    # SYNCLORA_GPU_S_PER_CHUNK_FULL / _PREVIEW override them).
+    seconds_per_chunk: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def heading(self) -> str:
+        """How `doctor` and the backend panel head its section."""
+        return f"{self.title} ({self.choice})"
 
 
 # In order of preference ("auto" takes the first that can run here).
 BACKENDS = (
-    BackendRecord("synclora", "Sync-LoRA", "generative, GPU", gpu=True, generative=True,
+    BackendRecord("synclora", "Sync-LoRA", "LTX-2.3 IC-LoRA, generative, GPU", gpu=True, generative=True,
                   label="Sync-LoRA (LTX-2.3 IC-LoRA): generative propagation that keeps lips, pose, gaze and blinks in "
-                  "sync; handles shape, style and accessory edits; needs a GPU"),
+                  "sync; handles shape, style and accessory edits; needs a GPU",
+                  code="synclora.propagate.ltx:SyncLoRAPropagator",
+                  needs=("gpu", "weights", "prompt cache", "packages"),
+                  # resident memory of the LTX recipe per memory mode (docs/LTX.md; measured on an H200, README)
+                  gpu_gib=(("bf16", 40), ("fp8", 24), ("offload", 6)),
+                  # from H100 forward passes of the full-size transformer (stage 1 ≈ 0.6 s × 8 steps, stage 2 ≈
+                  # 0.8 s × 3 steps, plus VAE encode/decode and upsampling) with a 1.5× margin for the slower
+                  # ZeroGPU slice
+                  seconds_per_chunk=(("full", 24.0), ("preview", 10.0))),
     BackendRecord("flow", "CPU preview", "optical flow", gpu=False, generative=False,
                   label="fast CPU preview (optical flow, face mesh inside faces): carries local appearance edits "
                   "(glasses, make-up, colour, accessories) along the source's own motion, lips and lids; not for "
-                  "changes of shape, style or expression"),
+                  "changes of shape, style or expression",
+                  code="synclora.propagate.flow:FlowPropagator",
+                  needs=("opencv",)),
 )
 BACKEND_TITLES = {b.name: b.title for b in BACKENDS}
 

@@ -1,7 +1,8 @@
 """`python -m synclora doctor`: what each backend needs, what is here, and the command that fixes each missing piece.
 
-One implementation (`diagnose`) produces a structured `Report`; the CLI prints it as text (or JSON) and the app's
-backend panel shows it as Markdown, so both always say the same. Nothing here downloads, loads a model or raises for
+One implementation (`diagnose`) produces a structured `Report`, a section per backend with the checks its record in
+`config.BACKENDS` names (`needs`); the CLI prints it as text (or JSON) and the app's backend panel shows it as
+Markdown, so both always say the same. Nothing here downloads, loads a model or raises for
 a broken file: a missing or corrupt piece is a line in the report, never a traceback.
 
 Exit codes of the command: 0 when Sync-LoRA can run here, 3 when it cannot (the CPU preview still works; the report
@@ -18,13 +19,11 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from synclora import runtime
-from synclora.config import PropagationSettings
+from synclora import config, runtime
+from synclora.config import BackendRecord, PropagationSettings
 
 EXIT_READY, EXIT_NOT_READY = 0, 3
 GIB = 2**30
-# Resident GPU memory of the Sync-LoRA recipe per memory mode (docs/LTX.md; measured on an H200, README).
-NEEDS_GIB = {"bf16": 40, "fp8": 24, "offload": 6}
 PACKAGES = ("torch", "diffusers", "transformers", "peft", "accelerate", "safetensors", "huggingface-hub", "av",
             "gradio", "spaces", "opencv-contrib-python", "mediapipe")
 BACKEND_PACKAGES = ("torch", "diffusers", "transformers", "peft", "safetensors", "huggingface-hub", "av")
@@ -52,6 +51,7 @@ class Section:
     ready: bool
     why: str  # empty when ready
     checks: list[Check]
+    backend: str = ""  # its record's name
 
 
 @dataclass
@@ -132,8 +132,12 @@ def _fetch_fix() -> str:
     return "python -m synclora fetch-weights"
 
 
-def gpu_check() -> Check:
-    """The GPU and its free memory, without initialising CUDA where that is not allowed (ZeroGPU outside a call)."""
+def gpu_check(record: BackendRecord | None = None) -> Check:
+    """The GPU and its free memory against what `record` (default: the first GPU backend) holds in each memory mode,
+    without initialising CUDA where that is not allowed (ZeroGPU outside a call)."""
+    record = record or next(b for b in config.BACKENDS if b.gpu)
+    needs = dict(record.gpu_gib)
+    (best, best_gib), (least, least_gib) = record.gpu_gib[0], record.gpu_gib[-1]
     rt = runtime.current()
     if runtime.on_zerogpu():
         name, total = "NVIDIA H200 slice", None
@@ -156,22 +160,23 @@ def gpu_check() -> Check:
         if rt.allow_cpu:
             return Check("GPU", "warn", "no CUDA GPU; SYNCLORA_ALLOW_CPU=1 lets the loader use the CPU (tiny test "
                          "weights only: the real model would take hours)")
-        return Check("GPU", "missing", "no CUDA GPU visible (Sync-LoRA needs about 40 GiB of GPU memory in bf16, 24 in "
-                     "fp8, 6 with offload)",
+        modes = ", ".join(f"{gib:g} in {mode}" for mode, gib in record.gpu_gib[1:])
+        return Check("GPU", "missing", f"no CUDA GPU visible ({record.title} needs about {best_gib:g} GiB of GPU "
+                     f"memory in {best}, {modes})",
                      "run on a machine with an NVIDIA GPU (H100/H200 class), or a ZeroGPU Space")
     try:
         free, total = torch.cuda.mem_get_info()
         name = torch.cuda.get_device_name()
     except RuntimeError as exc:
         return Check("GPU", "missing", f"CUDA is visible but unusable ({exc})", "check the NVIDIA driver (nvidia-smi)")
-    fits = [m for m, need in NEEDS_GIB.items() if free / GIB >= need]
+    fits = [m for m, need in needs.items() if free / GIB >= need]
     detail = f"{name}, {total / GIB:.0f} GiB, {free / GIB:.1f} GiB free"
     if not fits:
-        return Check("GPU", "missing", f"{detail}: too little free memory even for memory mode offload (~6 GiB)",
-                     "free GPU memory (nvidia-smi shows who holds it)")
-    if fits[0] != "bf16":
-        return Check("GPU", "warn", f"{detail}: use memory mode {fits[0]} (bf16 needs ~40 GiB)")
-    return Check("GPU", "ok", f"{detail} (bf16 needs ~40 GiB)")
+        return Check("GPU", "missing", f"{detail}: too little free memory even for memory mode {least} "
+                     f"(~{least_gib:g} GiB)", "free GPU memory (nvidia-smi shows who holds it)")
+    if fits[0] != best:
+        return Check("GPU", "warn", f"{detail}: use memory mode {fits[0]} ({best} needs ~{best_gib:g} GiB)")
+    return Check("GPU", "ok", f"{detail} ({best} needs ~{best_gib:g} GiB)")
 
 
 def weights_check() -> tuple[Check, float, Path | None]:
@@ -290,37 +295,72 @@ def disk_check(missing_gb: float, prompt_missing: bool) -> Check:
 def diagnose(settings: PropagationSettings | None = None) -> Report:
     """Everything the report says, gathered now (a second or two: file headers are read, nothing is loaded)."""
     settings = settings or PropagationSettings()
-    gpu = gpu_check()
-    pkgs, pkgs_ok = packages_check()
-    weights, missing_gb, base_dir = weights_check() if pkgs_ok else (
-        Check("weights", "missing", "not checked: packages missing"), 0.0, None)
-    prompt = prompt_check(base_dir) if pkgs_ok else Check("prompt cache", "missing", "not checked: packages missing")
-    checks = [gpu, weights, prompt]
-    blocking = [c for c in checks if c.blocking] + ([pkgs] if not pkgs_ok else [])
-    loaded = _loaded(settings)
-    if loaded:
-        checks.insert(0, Check("model", "ok", "loaded in this process"))
-    why = "" if loaded or not blocking else f"{blocking[0].what}: {blocking[0].detail}"
-    synclora = Section("Sync-LoRA (LTX-2.3 IC-LoRA, generative, GPU)", loaded or not blocking, why, checks)
-    flow_ok, flow_detail = _flow()
-    flow = Section("CPU preview (optical flow)", flow_ok, "" if flow_ok else flow_detail,
-                   [Check("OpenCV", "ok" if flow_ok else "missing", flow_detail,
-                          "" if flow_ok else "pip install -r requirements.txt")])
-    facts = [disk_check(missing_gb, prompt.status != "ok"), pkgs]
+    checks = _Checks()
+    sections = [_section(record, settings, checks) for record in config.BACKENDS]
+    prompt = checks.done.get("prompt cache")
+    facts = [disk_check(checks.missing_gb, prompt is not None and prompt.status != "ok"), checks.get("packages")]
     if on_space():
         space = f"Hugging Face Space {os.environ.get('SPACE_ID')}" + (" on ZeroGPU" if runtime.on_zerogpu() else "")
         facts.insert(0, Check("where", "info", space))
-    return Report([synclora, flow], facts)
+    return Report(sections, facts)
 
 
-def _loaded(settings: PropagationSettings) -> bool:
+class _Checks:
+    """Each check a backend's record may need (`BackendRecord.needs`), run once however many backends need it."""
+
+    def __init__(self) -> None:
+        self.done: dict[str, Check] = {}
+        self.missing_gb, self.base_dir = 0.0, None
+
+    def get(self, need: str, record: BackendRecord | None = None) -> Check:
+        if need not in self.done:
+            self.done[need] = self._run(need, record)
+        return self.done[need]
+
+    def _run(self, need: str, record: BackendRecord | None) -> Check:
+        packages_ok = need == "packages" or not self.get("packages").blocking
+        if need == "packages":
+            return packages_check()[0]
+        if need == "gpu":
+            return gpu_check(record)
+        if need == "weights":
+            if not packages_ok:
+                return Check("weights", "missing", "not checked: packages missing")
+            check, self.missing_gb, self.base_dir = weights_check()
+            return check
+        if need == "prompt cache":
+            if not packages_ok:
+                return Check("prompt cache", "missing", "not checked: packages missing")
+            self.get("weights")  # the cache must match the text encoder's width the weights give
+            return prompt_check(self.base_dir)
+        if need == "opencv":
+            ok, detail = _flow()
+            return Check("OpenCV", "ok" if ok else "missing", detail, "" if ok else "pip install -r requirements.txt")
+        raise ValueError(f"unknown need {need!r} of backend {record.name if record else '?'}")
+
+
+def _section(record: BackendRecord, settings: PropagationSettings, checks: _Checks) -> Section:
+    """What `record`'s backend needs, each need a line (packages are a fact of their own, below the sections, and
+    block the backends that need them)."""
+    lines = [checks.get(need, record) for need in record.needs if need != "packages"]
+    blocking = [c for c in lines if c.blocking]
+    if "packages" in record.needs and checks.get("packages").blocking:
+        blocking.append(checks.get("packages"))
+    loaded = record.generative and _loaded(settings, record.name)
+    if loaded:
+        lines.insert(0, Check("model", "ok", "loaded in this process"))
+    why = "" if loaded or not blocking else f"{blocking[0].what}: {blocking[0].detail}"
+    return Section(record.heading, loaded or not blocking, why, lines, record.name)
+
+
+def _loaded(settings: PropagationSettings, backend: str) -> bool:
     if "synclora.propagate.registry" not in sys.modules:  # the CLI: nothing is loaded in this process
         return False
     from dataclasses import replace
 
     from synclora.propagate import registry
 
-    return registry.loaded(replace(settings, backend="synclora"))
+    return registry.loaded(replace(settings, backend=backend))
 
 
 def _flow() -> tuple[bool, str]:

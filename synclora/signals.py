@@ -50,7 +50,8 @@ def signal_name(signum: int) -> str:
     return signal.Signals(signum).name
 
 
-_received: int | None = None  # the stop signal that arrived inside the current `stop_cleanly` block
+_received: int | None = None  # the stop signal that arrived inside the current (or last) `stop_cleanly` block
+_open_blocks = 0  # `stop_cleanly` blocks now open in the main thread
 
 
 def received() -> int | None:
@@ -60,8 +61,9 @@ def received() -> int | None:
 
 def raise_if_stopped() -> None:
     """Raise `Terminated` again if a stop signal arrived, even when its first exception was swallowed on the way.
-    Only in the main thread, the one the signal stopped (a server's workers are stopped their own way)."""
-    if _received is not None and threading.current_thread() is threading.main_thread():
+    Only inside the `stop_cleanly` block it arrived in (what a process does after that block is its own), and only in
+    the main thread, the one the signal stopped (a server's workers are stopped their own way)."""
+    if _open_blocks and _received is not None and threading.current_thread() is threading.main_thread():
         raise Terminated(_received)
 
 
@@ -140,7 +142,7 @@ def stop_cleanly(signums: tuple[int, ...] = SIGNALS, hush_stderr: bool = False) 
     After the first one, further signals are ignored until the block is left, so the clean-up itself cannot be cut
     short. With `hush_stderr`, fd 2 is hushed from the stop on (see `speak`). Outside the main thread (where handlers
     cannot be installed) this does nothing."""
-    global _received
+    global _received, _open_blocks
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -171,9 +173,11 @@ def stop_cleanly(signums: tuple[int, ...] = SIGNALS, hush_stderr: bool = False) 
     for s in signums:
         previous[s] = signal.signal(s, handler)
     before_alarm = signal.getsignal(alarm) if alarm is not None else None
+    _open_blocks += 1
     try:
         yield
     finally:
+        _open_blocks -= 1
         speak()
         if real is not None:
             os.close(real)

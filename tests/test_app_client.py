@@ -32,18 +32,24 @@ def client(server):
     return Client(server[1], verbose=False, download_files=str(Path(server[0].synclora.files.root) / "downloads"))
 
 
-def test_api_lists_the_named_endpoints(client):
+def test_api_lists_the_named_endpoints(server, client):
     api = client.view_api(return_format="dict", print_info=False)
     names = set(api["named_endpoints"])
     assert {"/edit_video", "/load_video", "/pick_frame", "/fit_edit", "/instruct_edit", "/sync_report"} <= names
     params = [p["parameter_name"] for p in api["named_endpoints"]["/edit_video"]["parameters"]]
-    assert params[:3] == ["video", "edited", "frame"]
+    assert params[:3] == ["video", "edited", "edit_index"]
     assert params[3:] == ["backend", "quality", "seed", "fit", "resolution", "time_mode", "chunk_overlap", "model",
                           "memory", "span", "fade"]
     keys = [p["parameter_name"] for p in api["named_endpoints"]["/edit_keyframes"]["parameters"]]
-    assert keys == ["video", "edited", "frame", "keyframe_images", "keyframes", *params[3:]]
+    assert keys == ["video", "edited", "edit_index", "keyframe_images", "keyframes", *params[3:]]
+    # The settings are optional, each with the app's default (the signature is made from config's fields).
+    defaults = server[0].synclora.defaults
+    for endpoint, first in (("/edit_video", 3), ("/edit_keyframes", 5)):
+        for p in api["named_endpoints"][endpoint]["parameters"][first:]:
+            assert p["parameter_has_default"], (endpoint, p["parameter_name"])
+            assert p["parameter_default"] == getattr(defaults, p["parameter_name"]), (endpoint, p)
     report = [p["parameter_name"] for p in api["named_endpoints"]["/sync_report"]["parameters"]]
-    assert report == ["video", "result", "edited", "edit_frame", "span"]
+    assert report == ["video", "result", "edited", "edit_index", "span"]
 
 
 @pytest.fixture(scope="module")

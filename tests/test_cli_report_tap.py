@@ -11,7 +11,8 @@ from PIL import Image
 
 from synclora.cli import main
 from synclora.testing import media
-from synclora.testing.faces import lips_mask, lipstick, portrait, talking_clip
+from synclora.testing.face_edits import lips_mask, lipstick
+from synclora.testing.faces import portrait, talking_clip
 from synclora.video import io
 
 N, K = 40, 12

@@ -54,7 +54,7 @@ def test_loose_values_from_the_faces_are_coerced_or_refused():
 def test_backend_choices_are_the_registry_backends():
     from synclora.propagate import base, registry
 
-    assert set(config.choices("backend")) == {"auto", *registry._BACKENDS} == {"auto", *base.LABELS}
+    assert set(config.choices("backend")) == {"auto", *(b.name for b in registry.backends())} == {"auto", *base.LABELS}
 
 
 # ---------------------------------------------------------------------------------------------------- faces
@@ -86,7 +86,7 @@ def test_the_apps_api_parameters_are_the_settings_fields_in_order():
 
     params = list(inspect.signature(GradioPipeline.edit_video).parameters)
     names = [f.name for f in config.setting_fields(ui_only=True)]
-    assert params[:4] == ["self", "video", "edited", "frame"]
+    assert params[:4] == ["self", "video", "edited", "edit_index"]
     assert params[4: 4 + len(names)] == names
     assert "lora" not in names  # a server-side file path is not something a visitor may choose
 
@@ -174,7 +174,6 @@ def test_docs_config_lists_exactly_the_variables_the_code_reads():
 
 def test_docs_config_states_the_defaults_the_code_uses():
     from synclora.edit import instruct
-    from synclora.ui import gpu
 
     text = (ROOT / "docs" / "CONFIG.md").read_text(encoding="utf-8")
     rt = runtime.Runtime()
@@ -184,8 +183,9 @@ def test_docs_config_states_the_defaults_the_code_uses():
 
     assert f"| {rt.max_upload_mb:g} |" in row("SYNCLORA_MAX_UPLOAD_MB")
     assert f"| {rt.queue_size} |" in row("SYNCLORA_QUEUE_SIZE")
-    assert f"| {gpu.SECONDS_PER_CHUNK['full']:g} |" in row("SYNCLORA_GPU_S_PER_CHUNK_FULL")
-    assert f"| {gpu.SECONDS_PER_CHUNK['preview']:g} |" in row("SYNCLORA_GPU_S_PER_CHUNK_PREVIEW")
+    seconds = dict(config.backend_record("synclora").seconds_per_chunk)
+    assert f"| {seconds['full']:g} |" in row("SYNCLORA_GPU_S_PER_CHUNK_FULL")
+    assert f"| {seconds['preview']:g} |" in row("SYNCLORA_GPU_S_PER_CHUNK_PREVIEW")
     assert f"`{instruct.DEFAULT_MODEL}`" in row("SYNCLORA_INSTRUCT_MODEL")
     d = PropagationSettings()
     for name in ("backend", "quality", "model"):

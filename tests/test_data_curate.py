@@ -10,6 +10,7 @@ import pytest
 
 from synclora.data.curate import CurationThresholds, curate, decide
 from synclora.data.manifest import read_manifest
+from synclora.face import parts as fp
 from synclora.testing import faces
 from synclora.video import io
 
@@ -24,8 +25,8 @@ def _recolour(frames: np.ndarray) -> np.ndarray:
 
 def _mouth_box(size: int = 256) -> tuple[int, int, int, int]:
     _, pts = faces.portrait("grace_hopper", size)
-    x0, x1 = int(pts[faces._MOUTH_L, 0] - 12), int(pts[faces._MOUTH_R, 0] + 12)
-    y0, y1 = int(pts[faces._LIP_TOP, 1] - 8), int(pts[faces._CHIN, 1] + 6)
+    x0, x1 = int(pts[fp.MOUTH_CORNERS[0], 0] - 12), int(pts[fp.MOUTH_CORNERS[1], 0] + 12)
+    y0, y1 = int(pts[fp.LIP_TOP, 1] - 8), int(pts[fp.CHIN, 1] + 6)
     return x0, y0, x1, y1
 
 

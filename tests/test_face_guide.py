@@ -1,6 +1,6 @@
 """Face-guided propagation (synclora.propagate.face_guide) on real faces with per-pixel ground truth.
 
-The clips (synclora.testing.faces.expressive_clip) warp a real photo smoothly (not with the face mesh's own map): the
+The clips (`testing.expressive.expressive_clip`) warp a real photo smoothly (not with the face mesh's own map): the
 mouth opens wide showing teeth, tongue and throat, the lids blink shut, the head moves, rolls and turns. Make-up
 painted on frame 0 must follow its part in every frame and never land on teeth, inner mouth or eyeballs; the flow-only
 backend, measured in the same test, shows what the guidance adds.
@@ -12,9 +12,12 @@ import numpy as np
 import pytest
 
 from synclora.config import PropagationSettings
-from synclora.propagate import face_guide, schedule
+from synclora.face import topology as mesh_topology
+from synclora.propagate import face_content, face_guide, schedule
 from synclora.propagate.base import Segment
 from synclora.propagate.flow import FlowConfig, FlowPropagator
+from synclora.testing import expressive as X
+from synclora.testing import face_edits as E
 from synclora.testing import faces as F
 from synclora.testing.media import noise_texture
 
@@ -29,35 +32,35 @@ def _run(frames: np.ndarray, anchor: np.ndarray, guided: bool = True) -> tuple[n
     return out, seg.facts, prop.notices([seg.facts])
 
 
-def _with(clip: F.ExpressiveClip, frames: np.ndarray, labels: np.ndarray) -> F.ExpressiveClip:
+def _with(clip: X.ExpressiveClip, frames: np.ndarray, labels: np.ndarray) -> X.ExpressiveClip:
     """`clip` with other frames and labels (a cut, a side-by-side); part_scores reads only these two."""
     n = len(frames)
-    return F.ExpressiveClip(frames=np.ascontiguousarray(frames), labels=np.ascontiguousarray(labels),
+    return X.ExpressiveClip(frames=np.ascontiguousarray(frames), labels=np.ascontiguousarray(labels),
                             mouth=clip.mouth[:n], stretch=clip.stretch[:n], eyes_closed=clip.eyes_closed[:n],
                             turn=clip.turn[:n], roll=clip.roll[:n], blinks=clip.blinks)
 
 
 @pytest.fixture(scope="module")
 def grace():
-    return F.expressive_clip("grace_hopper", N, size=SIZE, mouth_px=0.09 * SIZE)
+    return X.expressive_clip("grace_hopper", N, size=SIZE, mouth_px=0.09 * SIZE)
 
 
 @pytest.fixture(scope="module")
 def makeup(grace):
-    anchor = F.eye_shadow(F.lipstick(grace.frames[0], grace.part(0, F.PART_LIPS)), grace.part(0, F.PART_LID))
+    anchor = E.eye_shadow(E.lipstick(grace.frames[0], grace.part(0, X.PART_LIPS)), grace.part(0, X.PART_LID))
     return {guided: _run(grace.frames, anchor, guided) for guided in (True, False)}
 
 
 def _scores(out, clip):
-    lips = F.part_scores(out, clip, (F.PART_LIPS,), (F.PART_MOUTH, F.PART_TEETH), others=(F.PART_LID,))
-    lids = F.part_scores(out, clip, (F.PART_LID,), (F.PART_EYEBALL,), others=(F.PART_LIPS,))
+    lips = X.part_scores(out, clip, (X.PART_LIPS,), (X.PART_MOUTH, X.PART_TEETH), others=(X.PART_LID,))
+    lids = X.part_scores(out, clip, (X.PART_LID,), (X.PART_EYEBALL,), others=(X.PART_LIPS,))
     return lips, lids
 
 
 def test_topology_is_a_consistent_mesh_with_three_holes():
-    top = face_guide.topology()
-    surface = top.tris[top.kind == face_guide.SURFACE]
-    holes = top.tris[top.kind == face_guide.HOLE]
+    top = mesh_topology.topology()
+    surface = top.tris[top.kind == mesh_topology.SURFACE]
+    holes = top.tris[top.kind == mesh_topology.HOLE]
     assert len(surface) == 852 and len(holes) == 18 + 14 + 14  # mouth strip, two eye strips
     edges: dict[tuple[int, int], int] = {}
     for a, b, c in surface:  # consistently oriented: every inner edge is run once each way
@@ -96,9 +99,9 @@ def test_the_guidance_is_what_keeps_the_lipstick(grace, makeup):
 
 def test_off_the_face_the_source_comes_through(grace, makeup):
     out, _, _ = makeup[True]
-    far = grace.labels[0] == F.PART_OTHER
+    far = grace.labels[0] == X.PART_OTHER
     for t in range(1, N):
-        outside = far & (grace.labels[t] == F.PART_OTHER)
+        outside = far & (grace.labels[t] == X.PART_OTHER)
         assert np.array_equal(out[t][outside], grace.frames[t][outside])
 
 
@@ -125,12 +128,12 @@ def test_the_mesh_map_fades_into_the_flow_map_without_a_jump(grace):
 
 def test_a_tint_over_the_eyes_stays_on_open_eyeballs():
     """An edit that covers the eye openings (tinted lenses) travels inside them: the eyeballs keep it."""
-    clip = F.expressive_clip("astronaut", 24, size=SIZE, mouth_px=0.05 * SIZE, blinks=(12,))
-    eyes = clip.part(0, F.PART_EYEBALL, F.PART_LID)
-    anchor = F.eye_shadow(clip.frames[0], eyes, strength=0.8)
+    clip = X.expressive_clip("astronaut", 24, size=SIZE, mouth_px=0.05 * SIZE, blinks=(12,))
+    eyes = clip.part(0, X.PART_EYEBALL, X.PART_LID)
+    anchor = E.eye_shadow(clip.frames[0], eyes, strength=0.8)
     out, _, _ = _run(clip.frames, anchor)
-    balls = F.part_scores(out, clip, (F.PART_EYEBALL,), (F.PART_MOUTH, F.PART_TEETH), others=(F.PART_LID,))
-    lids = F.part_scores(out, clip, (F.PART_LID,), (F.PART_MOUTH, F.PART_TEETH), others=(F.PART_EYEBALL,))
+    balls = X.part_scores(out, clip, (X.PART_EYEBALL,), (X.PART_MOUTH, X.PART_TEETH), others=(X.PART_LID,))
+    lids = X.part_scores(out, clip, (X.PART_LID,), (X.PART_MOUTH, X.PART_TEETH), others=(X.PART_EYEBALL,))
     open_ = clip.eyes_closed == 0
     assert balls.coverage[open_].min() >= 0.8, np.round(balls.coverage, 2)
     assert lids.coverage.min() >= 0.8, np.round(lids.coverage, 2)
@@ -138,33 +141,33 @@ def test_a_tint_over_the_eyes_stays_on_open_eyeballs():
 
 def test_face_lost_falls_back_to_flow_and_is_counted(grace):
     frames = grace.frames[:30].copy()
-    ys, xs = np.nonzero(grace.labels[0] != F.PART_OTHER)
+    ys, xs = np.nonzero(grace.labels[0] != X.PART_OTHER)
     y0, y1, x0, x1 = ys.min() - 10, ys.max() + 10, xs.min() - 10, xs.max() + 10
     hand = noise_texture(SIZE, 5)
     for t in range(12, 17):  # a textured hand hides the whole face for 5 frames
         frames[t, y0:y1, x0:x1] = hand[y0:y1, x0:x1]
     clip = _with(grace, frames, grace.labels[:30])
-    out, facts, notices = _run(frames, F.lipstick(frames[0], clip.part(0, F.PART_LIPS)))
+    out, facts, notices = _run(frames, E.lipstick(frames[0], clip.part(0, X.PART_LIPS)))
     assert facts["lost"] == 5 and facts["guided"] == 24
     assert notices == ["The face tracker lost the face in 5 of 29 frames; optical flow alone carried the edit there."]
     changed = np.abs(out.astype(np.int16) - frames.astype(np.int16)).max(axis=3) > 16
     assert changed[12:17, y0:y1, x0:x1].mean() < 0.002  # nothing smeared onto the hand
-    lips = F.part_scores(out, clip, (F.PART_LIPS,), (F.PART_MOUTH, F.PART_TEETH))
+    lips = X.part_scores(out, clip, (X.PART_LIPS,), (X.PART_MOUTH, X.PART_TEETH))
     assert lips.coverage[18:].min() >= 0.6 and lips.coverage[18:].mean() >= 0.75  # found again, lipstick back
 
 
 def test_several_faces_are_each_guided():
-    a = F.expressive_clip("grace_hopper", 24, size=SIZE, mouth_px=0.09 * SIZE, seed=1)
-    b = F.expressive_clip("grace_hopper", 24, size=SIZE, mouth_px=0.09 * SIZE, seed=2)
+    a = X.expressive_clip("grace_hopper", 24, size=SIZE, mouth_px=0.09 * SIZE, seed=1)
+    b = X.expressive_clip("grace_hopper", 24, size=SIZE, mouth_px=0.09 * SIZE, seed=2)
     two = _with(a, np.concatenate([a.frames, b.frames[:, :, ::-1]], axis=2),
                 np.concatenate([a.labels, b.labels[:, :, ::-1]], axis=2))
-    anchor = F.lipstick(two.frames[0], two.part(0, F.PART_LIPS))
+    anchor = E.lipstick(two.frames[0], two.part(0, X.PART_LIPS))
     out, facts, notices = _run(two.frames, anchor)
     assert facts["faces"] == 2 and facts["lost"] == 0
     assert notices == ["2 faces are followed by their landmarks."]
     for half in (slice(0, SIZE), slice(SIZE, 2 * SIZE)):
         side = _with(two, two.frames[:, :, half], two.labels[:, :, half])
-        lips = F.part_scores(np.ascontiguousarray(out[:, :, half]), side, (F.PART_LIPS,), (F.PART_MOUTH, F.PART_TEETH))
+        lips = X.part_scores(np.ascontiguousarray(out[:, :, half]), side, (X.PART_LIPS,), (X.PART_MOUTH, X.PART_TEETH))
         assert lips.kept >= 0.6 and lips.landed.max() <= 0.05, (lips.kept, lips.landed.max())  # measured 0.7-0.9
 
 
@@ -193,12 +196,12 @@ def test_an_edit_away_from_the_face_is_the_flow_alone(grace):
 def test_notices_sum_over_segments():
     facts = [{"frames": 20, "faces": 1, "found": 1, "seen": 1, "guided": 17, "lost": 3},
              {"frames": 9, "faces": 1, "found": 1, "seen": 1, "guided": 8, "lost": 1}]
-    assert face_guide.notices(facts) == [
+    assert face_content.notices(facts) == [
         "The face tracker lost the face in 4 of 29 frames; optical flow alone carried the edit there."]
-    assert face_guide.notices([{"frames": 0, "faces": 0, "found": 0, "seen": 2, "guided": 0, "lost": 0}]) == [
+    assert face_content.notices([{"frames": 0, "faces": 0, "found": 0, "seen": 2, "guided": 0, "lost": 0}]) == [
         ("No face was found in the edited frame, so the preview cannot follow the face seen elsewhere in the clip: "
          "optical flow alone carries the edit.")]
-    assert face_guide.notices([{}]) == []
+    assert face_content.notices([{}]) == []
 
 
 def test_the_no_face_notice_reaches_the_cli_on_stderr(tmp_path, capsys):

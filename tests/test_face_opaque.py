@@ -1,7 +1,7 @@
 """Edits that hide what was beneath them (a mask, dark lenses, a beard) on real moving faces: the CPU preview carries
 them as drawn, so nothing of the source's motion shows through, and they still move with the face.
 
-The clips (synclora.testing.faces.expressive_clip) open the mouth wide showing teeth and throat, blink and turn; part
+The clips (`testing.expressive.expressive_clip`) open the mouth wide showing teeth and throat, blink and turn; part
 labels are exact in every frame. Make-up on the same clips stays a change of colour (tests/test_face_guide.py).
 """
 
@@ -16,10 +16,11 @@ from synclora.face import parts as fp
 from synclora.face.hidden import hidden_map
 from synclora.face.mesh import FaceMeshTracker
 from synclora.metrics.occlusion import analyse_regions
-from synclora.propagate import face_guide
+from synclora.propagate import face_content
 from synclora.propagate.base import Segment
 from synclora.propagate.flow import FlowPropagator
-from synclora.testing import faces as F
+from synclora.testing import expressive as X
+from synclora.testing import face_edits as E
 
 SETTINGS = PropagationSettings(backend="flow")
 N = 36
@@ -49,10 +50,10 @@ def _touched(source: np.ndarray, edited: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def sd():
     """480 lines, a mouth that opens wider than a third of the eye span."""
-    return F.expressive_clip("grace_hopper", N, size=480, mouth_px=0.12 * 480)
+    return X.expressive_clip("grace_hopper", N, size=480, mouth_px=0.12 * 480)
 
 
-def _edit_frame(clip: F.ExpressiveClip, k: int = 0) -> np.ndarray:
+def _edit_frame(clip: X.ExpressiveClip, k: int = 0) -> np.ndarray:
     with FaceMeshTracker(static=True) as mesh:
         return mesh.landmarks(clip.frames[k])
 
@@ -60,11 +61,11 @@ def _edit_frame(clip: F.ExpressiveClip, k: int = 0) -> np.ndarray:
 def test_the_evidence_tells_what_hides_from_what_recolours(sd):
     src, pts = sd.frames[0], _edit_frame(sd)
     span = fp.eye_span(pts)
-    for ed in (F.lipstick(src, sd.part(0, F.PART_LIPS)), F.eye_shadow(src, sd.part(0, F.PART_LID)),
-               F.eye_shadow(src, sd.part(0, F.PART_EYEBALL, F.PART_LID), strength=0.8)):
+    for ed in (E.lipstick(src, sd.part(0, X.PART_LIPS)), E.eye_shadow(src, sd.part(0, X.PART_LID)),
+               E.eye_shadow(src, sd.part(0, X.PART_EYEBALL, X.PART_LID), strength=0.8)):
         got = hidden_map(src, ed, _touched(src, ed), span)
         assert got is None or got.max() < 0.05  # make-up and tints: the structure is still there
-    hiding = ((F.mouth_mask(src, pts), "mouth"), (F.sunglasses(src, pts), "left_eye"), (F.beard(src, pts), None))
+    hiding = ((E.mouth_mask(src, pts), "mouth"), (E.sunglasses(src, pts), "left_eye"), (E.beard(src, pts), None))
     for ed, region in hiding:
         touched = _touched(src, ed)
         got = hidden_map(src, ed, touched, span)
@@ -75,16 +76,16 @@ def test_the_evidence_tells_what_hides_from_what_recolours(sd):
 
 def test_a_mask_over_a_mouth_that_opens_wide_shows_nothing_moving_beneath_it(sd):
     pts = _edit_frame(sd)
-    edited = F.mouth_mask(sd.frames[0], pts)
+    edited = E.mouth_mask(sd.frames[0], pts)
     out, notices = _run(sd.frames, edited)
     r, masked, chin = [], [], []
     for t in range(1, N):
-        mouth = cv2.erode(sd.part(t, F.PART_LIPS, F.PART_MOUTH, F.PART_TEETH).astype(np.uint8), np.ones((3, 3))) > 0
+        mouth = cv2.erode(sd.part(t, X.PART_LIPS, X.PART_MOUTH, X.PART_TEETH).astype(np.uint8), np.ones((3, 3))) > 0
         r.append(_corr(_luma(out[t])[mouth], _luma(sd.frames[t])[mouth]))
         px = out[t][mouth].astype(int)
         masked.append(float(((px[:, 2] - px[:, 0]) > 30).mean()))  # light blue, not lips, teeth or throat
         # the jaw: the skin right under the opened mouth, which frame 0's mask covered
-        ys, xs = np.nonzero(sd.part(t, F.PART_LIPS, F.PART_MOUTH, F.PART_TEETH))
+        ys, xs = np.nonzero(sd.part(t, X.PART_LIPS, X.PART_MOUTH, X.PART_TEETH))
         below = out[t, ys.max() + 4: ys.max() + 4 + int(0.03 * 480), int(xs.mean()) - 20: int(xs.mean()) + 20]
         chin.append(float(((below[..., 2].astype(int) - below[..., 0]) > 30).mean()))
     r, masked, chin = np.array(r), np.array(masked), np.array(chin)
@@ -98,14 +99,14 @@ def test_a_mask_over_a_mouth_that_opens_wide_shows_nothing_moving_beneath_it(sd)
 
 
 def _lenses(size: int):
-    clip = F.expressive_clip("astronaut", 30, size=size, mouth_px=0.05 * size, blinks=(6, 21))
+    clip = X.expressive_clip("astronaut", 30, size=size, mouth_px=0.05 * size, blinks=(6, 21))
     k = 5  # three-quarters shut in the edited frame: later frames open the eyes far wider
     frames = clip.frames[k:]
-    edited = F.sunglasses(frames[0], _edit_frame(clip, k))
+    edited = E.sunglasses(frames[0], _edit_frame(clip, k))
     out, notices = _run(frames, edited)
     bright = []
     for t in range(1, len(frames)):
-        balls = clip.part(k + t, F.PART_EYEBALL)
+        balls = clip.part(k + t, X.PART_EYEBALL)
         bright.append(float((_luma(out[t])[balls] > 90).mean()) if balls.sum() >= 4 else 0.0)
     return np.array(bright), clip.eyes_closed[k], notices
 
@@ -121,13 +122,13 @@ def test_dark_lenses_over_eyes_that_blink_and_widen_show_no_eye_whites(size):
 
 def test_a_beard_follows_the_chin(sd):
     pts = _edit_frame(sd)
-    out, notices = _run(sd.frames, F.beard(sd.frames[0], pts))
+    out, notices = _run(sd.frames, E.beard(sd.frames[0], pts))
     covered = []
     for t in range(1, N):
-        lips = sd.part(t, F.PART_LIPS)
+        lips = sd.part(t, X.PART_LIPS)
         ys, xs = np.nonzero(lips)
         rows = np.arange(480)[:, None] > ys.max() + 0.03 * 480
-        chin = sd.part(t, F.PART_SKIN) & rows & (np.abs(np.arange(480)[None, :] - xs.mean()) < 0.08 * 480)
+        chin = sd.part(t, X.PART_SKIN) & rows & (np.abs(np.arange(480)[None, :] - xs.mean()) < 0.08 * 480)
         covered.append(float((out[t][chin].mean(axis=1) < 110).mean()))
     covered = np.array(covered)
     assert covered.min() >= 0.85, np.round(covered, 2)  # dark hair, not the skin beneath
@@ -138,12 +139,12 @@ def test_notices_name_what_is_carried_as_drawn_and_what_as_colour():
     facts = [{"frames": 10, "faces": 1, "found": 1, "seen": 1, "guided": 10, "lost": 0, "content": ["lips", "chin"],
               "colour": ["eyes"]}, {"frames": 5, "faces": 1, "found": 1, "seen": 1, "guided": 5, "lost": 0,
                                     "content": ["chin"], "colour": ["eyes"]}]
-    assert face_guide.notices(facts) == [
+    assert face_content.notices(facts) == [
         "The preview carries the edit over the lips and chin as drawn: it hides what was there, so that part's own "
         "motion does not show through. Over the eyes it carries the change of colour, and the source moves beneath "
         "it."]
-    assert face_guide.notices([{"frames": 4, "faces": 1, "found": 1, "seen": 1, "guided": 4, "lost": 0,
+    assert face_content.notices([{"frames": 4, "faces": 1, "found": 1, "seen": 1, "guided": 4, "lost": 0,
                                 "content": [], "colour": ["lips"]}]) == []
-    assert face_guide.notices([{"content": ["edit"], "colour": []}]) == [
+    assert face_content.notices([{"content": ["edit"], "colour": []}]) == [
         "The preview carries the edit as drawn where it hides what was there, so the motion beneath it does not "
         "show through."]

@@ -27,7 +27,7 @@ from synclora.video import io
 
 from support import hostile
 
-NAMES = ["video", "edited", "frame"] + [f.name for f in config.setting_fields(ui_only=True)]
+NAMES = ["video", "edited", "edit_index"] + [f.name for f in config.setting_fields(ui_only=True)]
 
 
 @pytest.fixture(scope="module")
@@ -87,15 +87,15 @@ def uploaded(served, base):
 
 
 def _args(uploaded: dict, **values) -> list:
-    given = {"video": uploaded["video"], "edited": uploaded["edited"], "frame": 0, **values}
+    given = {"video": uploaded["video"], "edited": uploaded["edited"], "edit_index": 0, **values}
     return [given.get(n) for n in NAMES]
 
 
 WRONG = {
-    "frame-text": dict(frame="abc"),
-    "frame-list": dict(frame=[1, 2]),
-    "frame-object": dict(frame={"k": 1}),
-    "frame-bool": dict(frame=True),
+    "edit-index-text": dict(edit_index="abc"),
+    "edit-index-list": dict(edit_index=[1, 2]),
+    "edit-index-object": dict(edit_index={"k": 1}),
+    "edit-index-bool": dict(edit_index=True),
     "resolution-text": dict(resolution="big"),
     "resolution-over": dict(resolution=5000),
     "overlap-under": dict(chunk_overlap=-1),
@@ -130,7 +130,7 @@ def test_too_few_values_is_a_sentence_that_echoes_nothing(served, uploaded):
 @pytest.mark.parametrize("values", [dict(resolution=64), dict(resolution=4096), dict(resolution="1024"),
                                     dict(chunk_overlap=0), dict(chunk_overlap=40), dict(fade=1000),
                                     dict(fade=0, span="0:3"), dict(seed=2**63 - 1), dict(seed="-5"),
-                                    dict(frame="2")],
+                                    dict(edit_index="2")],
                          ids=lambda v: "-".join(f"{k}={v[k]}" for k in v))
 def test_documented_values_are_accepted(served, uploaded, base, values):
     event, payload = _call(served[1], _args(uploaded, **values))

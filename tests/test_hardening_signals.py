@@ -265,3 +265,18 @@ def test_served_app_stopped_with_sigterm_deletes_its_session_folders(tmp_path):
     assert not [p for p in tmp.rglob("*.part")], "a half-written file survived the shutdown"
     left = {p.name for p in tmp.rglob("*") if p.is_file()}
     assert not left & {src.name, edited.name}, "the visitor's uploads survived the shutdown"  # (examples stay)
+
+
+def test_a_signal_is_not_held_against_work_after_its_block(tmp_path):
+    """A stop ends the block it landed in; a later call in the same process (a test run, a server) is not stopped by
+    its record (`raise_if_stopped` within the block only)."""
+    from synclora import paths, signals
+
+    with pytest.raises(Terminated):
+        with stop_cleanly():
+            _send(signal.SIGTERM)
+    assert signals.received() == signal.SIGTERM  # still said after the block (app.py reads it there)
+    staged = tmp_path / ".out.txt.part"
+    staged.write_text("done")
+    paths.commit([(staged, tmp_path / "out.txt")])
+    assert (tmp_path / "out.txt").read_text() == "done"

@@ -104,5 +104,5 @@ def test_every_backend_has_one_record_and_one_registry_entry():
     names = [b.name for b in config.BACKENDS]
     assert list(typing.get_args(config.Backend)) == ["auto", *names]
     assert [v for v, _ in config.metadata("backend")["choices"]] == ["auto", *names]
-    assert set(registry._BACKENDS) == set(names)
     assert [b.name for b in registry.backends()] == names
+    assert [registry._code(n).name for n in names] == names  # each record names its own backend's class

@@ -10,7 +10,7 @@ import pytest
 
 from synclora.metrics.compare import compare_videos
 from synclora.metrics.edited import analyse_edit
-from synclora.testing import faces
+from synclora.testing import face_edits, faces
 from synclora.video import io
 
 N = 48  # blinks at 12 and 40, talking, gaze swings and head roll throughout
@@ -147,7 +147,7 @@ def test_edit_kept_names_where_the_edit_fades_or_slides_off(source):
     _, pts = faces.portrait("grace_hopper", 256)
     slid = source.frames.copy()
     for i, (f, m) in enumerate(zip(source.frames, source.transforms)):
-        slid[i] = faces.sunglasses(f, faces.moved(pts, m), offset=(0.0, 0.3) if 30 <= i < 36 else (0.0, 0.0))
+        slid[i] = face_edits.sunglasses(f, faces.moved(pts, m), offset=(0.0, 0.3) if 30 <= i < 36 else (0.0, 0.0))
     rep = _report(source.frames, slid, slid[K])
     assert rep.edit_problems == ["the edit over the eyes slid off on frames 30–35"], rep.verdict
 

@@ -11,7 +11,8 @@ import pytest
 from synclora.errors import InputError
 from synclora.metrics.compare import compare_videos
 from synclora.metrics.tap import ReportTap
-from synclora.testing.faces import delay, lips_mask, lipstick, portrait, talking_clip
+from synclora.testing.face_edits import lips_mask, lipstick
+from synclora.testing.faces import delay, portrait, talking_clip
 from synclora.video import io
 from synclora.video.lazy import iter_lazy_frames
 from synclora.video.taps import FrameTap

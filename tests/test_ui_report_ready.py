@@ -13,7 +13,8 @@ from PIL import Image
 import synclora.metrics.compare as report_mod
 from synclora.config import PropagationSettings
 from synclora.testing import media
-from synclora.testing.faces import lips_mask, lipstick, portrait, talking_clip
+from synclora.testing.face_edits import lips_mask, lipstick
+from synclora.testing.faces import portrait, talking_clip
 from synclora.ui.glue import GradioPipeline
 from synclora.ui.session import SessionFiles
 from synclora.video import io

@@ -8,7 +8,7 @@ local contrast left (min(1, σ_edited / σ_source)), weighted by the source's ow
 count most. A recolour keeps this *visible share* near 1; a lens, a mask, a hand or a beard drop it near 0.
 
 `metrics.occlusion` sums it over each cue region (is the mouth hidden from the landmarker?); the preview
-(`propagate.face_guide.content_weight`) over a window around each pixel of the edit, and carries the edited frame's
+(`propagate.face_content.content_weight`) over a window around each pixel of the edit, and carries the edited frame's
 content where the edit hides and its change of colour where it recolours, with a soft boundary between the two.
 """
 

@@ -23,6 +23,8 @@ FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365
              149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109)
 NOSE = (168, 6, 197, 195, 5, 4, 1, 19, 94, 2, 98, 97, 326, 327, 294, 278, 344, 440, 275, 45, 220, 115, 48, 64)
 NOSE_TIP, NOSE_BRIDGE, FOREHEAD, CHIN = 1, 168, 10, 152
+MOUTH_CORNERS = (61, 291)  # the subject's right corner, then the left
+LIP_TOP, LIP_BOTTOM = 13, 14  # the middle of the upper and the lower lip's inner edge
 # How open each opening (the mouth, the right eye, the left eye) is: (upper, lower) landmark pairs whose mean distance
 # says it.
 OPENINGS = (((13, 14), (82, 87), (312, 317)), ((159, 145), (158, 153), (160, 144)),
@@ -108,7 +110,7 @@ def part_labels(shape: tuple[int, int], pts: np.ndarray) -> np.ndarray:
     yy = np.arange(h, dtype=np.float32)[:, None].repeat(w, 1)
     # Inside the face: above the brows is forehead, below the mouth corners is chin, the rest cheeks ...
     brow_y = float(np.mean(pts[list(RIGHT_BROW + LEFT_BROW), 1]))
-    mouth_y = float(np.mean(pts[[61, 291], 1]))
+    mouth_y = float(np.mean(pts[list(MOUTH_CORNERS), 1]))
     face = np.where(yy < brow_y, PART_NAMES.index("forehead"),
                     np.where(yy > mouth_y + 0.1 * span, PART_NAMES.index("chin"), PART_NAMES.index("cheeks")))
     lab[oval] = face[oval].astype(np.int8)

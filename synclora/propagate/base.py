@@ -68,6 +68,16 @@ class Propagator(abc.ABC):
     def propagate(self, segment: Segment, progress: ProgressFn = no_progress) -> np.ndarray:
         """Return (T, H, W, 3) uint8 frames; frame i follows the motion of `segment.frames[i]`."""
 
+    @classmethod
+    def availability(cls, settings: PropagationSettings) -> tuple[bool, str]:
+        """Whether it can run here with `settings`, and if not, one sentence why (without building it)."""
+        return True, ""
+
+    @classmethod
+    def spec_for(cls, settings: PropagationSettings) -> BackendSpec:
+        """Its input constraints for `settings`, without building it."""
+        return cls.spec
+
     def notices(self, facts: list[dict]) -> list[str]:
         """Sentences for the user about a whole clip, from the `Segment.facts` of every segment it was split into."""
         return []

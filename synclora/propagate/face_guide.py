@@ -27,9 +27,10 @@ so the map from frame t back to frame 0 is known directly, without chaining: pie
   tracking mode with that many faces (its detector only runs again after a face is lost), and only for faces the edit
   touches. Tracking, the mesh's map and its judgement run on a worker thread of their own, at the flow's
   resolution, beside the flow's.
-* **Notices.** Each segment reports facts (faces found, frames guided, frames a face was lost); `notices` turns the
-  facts of all segments of a clip into what the user reads: no face at all (the preview cannot follow a face and lip
-  sync cannot be judged), no face in the edited frame, several faces followed, frames where a face was lost.
+* **Notices.** Each segment reports facts (faces found, frames guided, frames a face was lost);
+  `face_content.notices` turns the facts of all segments of a clip into what the user reads: no face at all (the
+  preview cannot follow a face and lip sync cannot be judged), no face in the edited frame, several faces followed,
+  frames where a face was lost.
 
 It follows geometry only: the edit's look is still carried as the flow backend carries it (a local gain and offset),
 so it suits make-up, tints and accessories on the face, not changes of shape, style or expression. It is only as right
@@ -38,89 +39,14 @@ as MediaPipe's landmarks: where they misread a mouth, the lipstick follows the m
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import cv2
 import numpy as np
 
 from synclora.face import parts as fp
 from synclora.face.mesh import count_faces, quiet_native_stderr
-
-# Holes of the mesh, the mouth's opening and the eyes', as (upper, lower) sides from one corner to the other, and
-# their outlines in order.
-_HOLES = tuple(fp.sides(ring) for ring in (fp.LIPS_INNER, fp.RIGHT_EYE, fp.LEFT_EYE))
-_HOLE_RINGS = tuple(np.array(ring) for ring in (fp.LIPS_INNER, fp.RIGHT_EYE, fp.LEFT_EYE))
-_OUTLINE = np.array(fp.FACE_OVAL)  # the mesh's outline, in order
-
-SURFACE, HOLE = 0, 1
-
-
-@dataclass(frozen=True)
-class Topology:
-    tris: np.ndarray  # (K, 3) vertex indices, consistently oriented over the surface
-    kind: np.ndarray  # (K,) SURFACE or HOLE
-    ring: np.ndarray  # (K, K) bool: triangles sharing a vertex
-    near: np.ndarray  # (K, K) bool: triangles within two vertex-rings of each other (visibility test)
-    near_surface: np.ndarray  # (K, K) bool: near, and every hole triangle's row True (holes are not judged)
-
-
-@lru_cache(maxsize=1)
-def topology() -> Topology:
-    """The mesh triangles (from MediaPipe's tessellation edges) plus triangle strips over the three holes."""
-    edges = fp.tessellation()
-    nb: dict[int, set[int]] = defaultdict(set)
-    for a, b in edges:
-        nb[a].add(b)
-        nb[b].add(a)
-    cliques = {tuple(sorted((a, b, c))) for a, b in edges for c in nb[a] & nb[b]}
-    use: dict[tuple[int, int], int] = defaultdict(int)
-    for t in cliques:
-        for e in ((t[0], t[1]), (t[0], t[2]), (t[1], t[2])):
-            use[e] += 1
-    # A 3-cycle whose every edge borders three "triangles" encloses other triangles: it is not a face of the mesh.
-    faces = [t for t in cliques if not all(use[e] > 2 for e in ((t[0], t[1]), (t[0], t[2]), (t[1], t[2])))]
-    faces = _orient(sorted(faces))
-    holes = []
-    for up, lo in _HOLES:
-        for i in range(len(up) - 1):
-            for tri in ((up[i], up[i + 1], lo[i + 1]), (up[i], lo[i + 1], lo[i])):
-                if len(set(tri)) == 3:
-                    holes.append(tri)
-    tris = np.array(faces + holes, np.int32)
-    kind = np.array([SURFACE] * len(faces) + [HOLE] * len(holes), np.int8)
-    inc = np.zeros((len(tris), 478), np.float32)
-    inc[np.repeat(np.arange(len(tris)), 3), tris.ravel()] = 1
-    ring = (inc @ inc.T) > 0  # share a vertex
-    near = (ring.astype(np.float32) @ ring.astype(np.float32)) > 0
-    near_surface = near | (kind != SURFACE)[:, None]  # hole triangles are never "hidden" (the holes carry their own)
-    return Topology(tris=tris, kind=kind, ring=ring, near=near, near_surface=near_surface)
-
-
-def _orient(faces: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
-    """Order each triangle's vertices so neighbours run their shared edge in opposite directions."""
-    by_edge: dict[frozenset, list[int]] = defaultdict(list)
-    for i, t in enumerate(faces):
-        for e in ((t[0], t[1]), (t[1], t[2]), (t[2], t[0])):
-            by_edge[frozenset(e)].append(i)
-    out: list[tuple[int, int, int] | None] = [None] * len(faces)
-    for seed in range(len(faces)):
-        if out[seed] is not None:
-            continue
-        out[seed] = faces[seed]
-        stack = [seed]
-        while stack:
-            i = stack.pop()
-            a, b, c = out[i]
-            for u, v in ((a, b), (b, c), (c, a)):
-                for j in by_edge[frozenset((u, v))]:
-                    if out[j] is not None:
-                        continue
-                    w = next(x for x in faces[j] if x not in (u, v))
-                    out[j] = (v, u, w)  # the shared edge runs v -> u in the neighbour
-                    stack.append(j)
-    return out  # type: ignore[return-value]
+from synclora.face.topology import HOLE_RINGS, HOLES, OUTLINE, SURFACE, fill_polygons, topology, triangle_affines
 
 
 @dataclass(frozen=True)
@@ -166,7 +92,7 @@ class _Track:
     ref_ids: np.ndarray | None = None  # frame 0's triangle ids at flow resolution (-1: none)
     ref_box: tuple[int, int] = (0, 0)  # offset of ref_ids
     ref_pad: np.ndarray | None = None  # ref_ids with a border of -1 (lookups one pixel outside its box)
-    edited: tuple[bool, ...] = (False,) * len(_HOLES)  # per hole: does the edit reach inside it in frame 0?
+    edited: tuple[bool, ...] = (False,) * len(HOLES)  # per hole: does the edit reach inside it in frame 0?
     active: np.ndarray | None = None  # (K,) bool: the triangles near the edit, the only ones mapped (None: all)
 
 
@@ -375,7 +301,7 @@ class FaceGuide:
         for tr in self.tracks:
             edited = []
             for poly, opening in zip(self._hole_polys(tr.ref), self._openings(tr.ref)):
-                inner = _fill([poly], (0, 0, w, h), -max(1, round(self.config.hole_inset * tr.size)))
+                inner = fill_polygons([poly], (0, 0, w, h), -max(1, round(self.config.hole_inset * tr.size)))
                 hit = opening >= self.config.min_open and inner is not None and (inner > 0.5).any() and \
                     float((mag[inner > 0.5] > 0).mean()) > self.config.hole_edited
                 edited.append(hit)
@@ -385,8 +311,8 @@ class FaceGuide:
         if not polys:
             return None
         band = max(1, round(0.01 * min(tr.size for tr in self.tracks)))
-        holes = _fill(polys, (0, 0, w, h), band)
-        core = _fill(polys, (0, 0, w, h), -band)
+        holes = fill_polygons(polys, (0, 0, w, h), band)
+        core = fill_polygons(polys, (0, 0, w, h), -band)
         return holes, 1.0 - (core if core is not None else 0.0)
 
     def holes(self, faces: list[Seen | None], box: tuple[int, int, int, int]) -> tuple[np.ndarray | None,
@@ -395,7 +321,7 @@ class FaceGuide:
         ones the edit reached inside in frame 0; None where empty."""
         polys = [(poly, hit) for tr, seen in zip(self.tracks, faces) if seen is not None
                  for poly, hit in zip(self._hole_polys(seen.pts), tr.edited)]
-        return _fill([p for p, _ in polys], box), _fill([p for p, hit in polys if hit], box)
+        return fill_polygons([p for p, _ in polys], box), fill_polygons([p for p, hit in polys if hit], box)
 
     def rim_trust(self, faces: list[Seen | None], box: tuple[int, int, int, int], roi_map: np.ndarray,
                   src: np.ndarray) -> np.ndarray | None:
@@ -406,9 +332,9 @@ class FaceGuide:
         the eyes: a closing lid differs as much from the lashes it is mapped to, and shadow never reached an eyeball
         in any measurement. None when no mouth is in the box."""
         c = self.config
-        mouths = [seen.pts[_HOLE_RINGS[0], :2] for seen in faces if seen is not None]
+        mouths = [seen.pts[HOLE_RINGS[0], :2] for seen in faces if seen is not None]
         reach = max(1, round(c.rim * min(tr.size for tr in self.tracks)))
-        rim = _fill(mouths, box, reach)
+        rim = fill_polygons(mouths, box, reach)
         if rim is None:
             return None
         seen0 = cv2.remap(self._grey0, roi_map, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
@@ -497,7 +423,7 @@ class FaceGuide:
         ref = self._to_flow(tr.ref)
         aff = np.zeros((len(top.tris) + 1, 6), np.float32)  # frame t -> frame 0, one row per triangle; -1: outside
         use = np.arange(len(top.tris)) if tr.active is None else np.flatnonzero(tr.active)
-        aff[use] = _affines(p[top.tris[use], :2], ref[top.tris[use], :2]).reshape(-1, 6)
+        aff[use] = triangle_affines(p[top.tris[use], :2], ref[top.tris[use], :2]).reshape(-1, 6)
         bh, bw = ids.shape
         xs = np.arange(x0, x0 + bw, dtype=np.float32)[None, :]
         ys = np.arange(y0, y0 + bh, dtype=np.float32)[:, None]
@@ -521,7 +447,7 @@ class FaceGuide:
         # see the surface
         feather = max(1.0, self.config.feather * tr.size * self.flow_size[0] / self.size[0])
         oval = np.zeros((bh + 2, bw + 2), np.uint8)
-        cv2.fillPoly(oval, [np.round((p[_OUTLINE, :2] - (x0 - 1, y0 - 1)) * 16).astype(np.int32)], 1, cv2.LINE_8, 4)
+        cv2.fillPoly(oval, [np.round((p[OUTLINE, :2] - (x0 - 1, y0 - 1)) * 16).astype(np.int32)], 1, cv2.LINE_8, 4)
         oval[[0, -1], :] |= (oval[[1, -2], :] > 0).astype(np.uint8)  # the box's own edge is not the face's
         oval[:, [0, -1]] |= (oval[:, [1, -2]] > 0).astype(np.uint8)
         wgt = np.clip(cv2.distanceTransform(oval, cv2.DIST_L2, 3)[1:-1, 1:-1] / feather, 0.0, 1.0)
@@ -537,7 +463,7 @@ class FaceGuide:
     @staticmethod
     def _hole_polys(pts: np.ndarray) -> list[np.ndarray]:
         """Polygons of the mouth's and both eyes' openings of one face (full-res pixel-index coordinates)."""
-        return [pts[ring, :2] for ring in _HOLE_RINGS]
+        return [pts[ring, :2] for ring in HOLE_RINGS]
 
     @staticmethod
     def _openings(pts: np.ndarray) -> list[float]:
@@ -548,119 +474,3 @@ class FaceGuide:
     def facts(self) -> dict:
         return {"frames": self.frames, "faces": len(self.tracks), "found": self.found, "seen": self.seen,
                 "guided": self.guided, "lost": self.lost}
-
-
-def _affines(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """(K, 2, 3) affine maps taking each triangle `src[k]` (3, 2) onto `dst[k]`; degenerate ones get identity."""
-    e1, e2 = src[:, 1] - src[:, 0], src[:, 2] - src[:, 0]
-    f1, f2 = dst[:, 1] - dst[:, 0], dst[:, 2] - dst[:, 0]
-    det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
-    ok = np.abs(det) > 1e-6
-    inv = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)
-    # linear part [f1 f2] @ inverse([e1 e2]), written out
-    aff = np.empty((len(src), 2, 3), np.float64)
-    aff[:, :, 0] = (f1 * e2[:, 1:2] - f2 * e1[:, 1:2]) * inv[:, None]
-    aff[:, :, 1] = (f2 * e1[:, 0:1] - f1 * e2[:, 0:1]) * inv[:, None]
-    aff[:, :, 2] = dst[:, 0] - np.einsum("kij,kj->ki", aff[:, :, :2], src[:, 0])
-    aff[~ok] = np.array([[1, 0, 0], [0, 1, 0]], np.float64)
-    return aff.astype(np.float32)
-
-
-def _fill(polys: list[np.ndarray], box: tuple[int, int, int, int], grow: int = 0) -> np.ndarray | None:
-    """Anti-aliased union of polygons over `box` (x0, y0, x1, y1), grown (shrunk if < 0) by `grow` px, as float32
-    0..1, or None when empty."""
-    x0, y0, x1, y1 = box
-    if not polys:
-        return None
-    mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
-    q = [np.round((p - (x0, y0)) * 16).astype(np.int32) for p in polys]
-    cv2.fillPoly(mask, q, 255, cv2.LINE_AA, 4)
-    if not mask.any():
-        return None
-    if grow:
-        disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * abs(grow) + 1, 2 * abs(grow) + 1))
-        mask = cv2.dilate(mask, disk) if grow > 0 else cv2.erode(mask, disk)
-    return mask.astype(np.float32) * (1 / 255.0)
-
-
-def content_weight(guide: FaceGuide | None, source: np.ndarray, edited: np.ndarray,
-                   touched: np.ndarray) -> tuple[np.ndarray | None, dict]:
-    """Where the edit hides what was there (0..1 per pixel of frame 0; None: nowhere) and, for the notices, which parts
-    of the face it carries as content and which as colour.
-
-    The evidence is the sync report's (`face.hidden`): how much of the source's structure the edited frame still shows,
-    over a window a quarter of the face's eye span wide around each pixel. Where it hides (a mask, dark lenses, a
-    beard), the preview carries the edited frame's pixels along the map, so the mouth opening or the eyes' whites
-    beneath never show, and the mesh's hole strips stretch it over an opening wider than frame 0's; where it recolours
-    (make-up, a tint), the change, re-applied to what each frame shows. `guide`: the faces the edit touches (their eye
-    span sets the window; None or none: the frame's size does)."""
-    from synclora.face.hidden import hidden_map
-
-    faces = guide.tracks if guide is not None else []
-    hidden = hidden_map(source, edited, touched, min(tr.size for tr in faces) if faces else None)
-    if hidden is None:
-        return None, {}
-    edit = touched > 0.5
-    if not faces:
-        return hidden, {"content": ["edit"] if float((hidden[edit] > 0.5).mean()) > 0.5 else [], "colour": []}
-    labels = np.full(edit.shape, -1, np.int8)
-    for tr in faces:
-        lab = fp.part_labels(edit.shape, tr.ref)
-        labels = np.where(labels < 0, lab, labels)
-    total = max(1, int(edit.sum()))
-    content, colour = [], []
-    for i, name in enumerate(fp.PART_NAMES):
-        on = edit & (labels == i)
-        if on.sum() >= _PART_SHARE * total:
-            (content if float((hidden[on] > 0.5).mean()) >= 0.5 else colour).append(name)
-    return hidden, {"content": content, "colour": colour}
-
-
-_PART_SHARE = 0.08  # parts holding less of the edit than this are not named
-
-
-def _names(parts: list[str]) -> str:
-    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-
-
-def _content_notice(facts: list[dict]) -> list[str]:
-    content = [p for p in fp.PART_NAMES if any(p in f.get("content", ()) for f in facts)]
-    colour = [p for p in fp.PART_NAMES if p not in content and any(p in f.get("colour", ()) for f in facts)]
-    if any("edit" in f.get("content", ()) for f in facts):
-        return ["The preview carries the edit as drawn where it hides what was there, so the motion beneath it does "
-                "not show through."]
-    if not content:
-        return []
-    line = (f"The preview carries the edit over the {_names(content)} as drawn: it hides what was there, so that "
-            "part's own motion does not show through.")
-    if colour:
-        line += f" Over the {_names(colour)} it carries the change of colour, and the source moves beneath it."
-    return [line]
-
-
-def notices(facts: list[dict]) -> list[str]:
-    """What the user should know about face guidance over a whole propagation (all its segments)."""
-    facts = [f for f in facts if f]
-    extra = _content_notice(facts)
-    facts = [f for f in facts if "frames" in f]
-    if not facts:
-        return extra
-    frames = sum(f["frames"] for f in facts)
-    faces = max(f["faces"] for f in facts)
-    found = max(f["found"] for f in facts)
-    seen = max(f["seen"] for f in facts)
-    lost = sum(f["lost"] for f in facts)
-    if not seen:
-        return [("No face was found in the clip: the preview cannot follow a face (optical flow alone carries the "
-                 "edit) and lip sync cannot be judged."), *extra]
-    if not found:
-        return [("No face was found in the edited frame, so the preview cannot follow the face seen elsewhere in the "
-                 "clip: optical flow alone carries the edit."), *extra]
-    out = []
-    if faces > 1:
-        out.append(f"{faces} faces are followed by their landmarks.")
-    if lost:
-        what = "a face" if faces > 1 else "the face"
-        out.append(f"The face tracker lost {what} in {lost} of {frames} frames; optical flow alone carried the edit "
-                   "there.")
-    return out + extra

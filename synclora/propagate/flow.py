@@ -44,7 +44,7 @@ import numpy as np
 
 from synclora.config import PropagationSettings
 from synclora.errors import InputError
-from synclora.propagate import face_guide
+from synclora.propagate import face_content
 from synclora.propagate.base import LABELS, BackendSpec, ProgressFn, Propagator, Segment, no_progress
 from synclora.propagate.face_guide import FaceGuideConfig
 from synclora.propagate.flow_track import _LOOKAHEAD, FlowTrack, _opencv_serial, _Upsampler  # noqa: F401
@@ -204,7 +204,7 @@ class FlowPropagator(Propagator):
         return mapping + win * (refined - mapping), np.minimum(err, err_ref)
 
     def notices(self, facts: list[dict]) -> list[str]:
-        return face_guide.notices(facts)
+        return face_content.notices(facts)
 
     # ------------------------------------------------------------------ main
     def propagate(self, segment: Segment, progress: ProgressFn = no_progress) -> np.ndarray:

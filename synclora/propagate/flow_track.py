@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from synclora.propagate import face_guide
+from synclora.propagate import face_content
 from synclora.propagate.base import Tracker
 from synclora.propagate.face_guide import FaceGuide, Seen
 
@@ -160,7 +160,7 @@ class FlowTrack(Tracker):
         self.content = self.content_gain = None
         edited = np.ascontiguousarray(edited)
         touched = prop._touched(edited.astype(np.float32) - self.first)
-        hidden, facts = face_guide.content_weight(self.guide, self.first, edited, touched)
+        hidden, facts = face_content.content_weight(self.guide, self.first, edited, touched)
         self._facts.update(facts)
         if hidden is not None:
             hid = (hidden * touched)[..., None]

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from synclora import runtime
-from synclora.config import PropagationSettings
+from synclora.config import PropagationSettings, backend_record
 from synclora.errors import OOM_HINT, InputError, ModelUnavailableError, OutOfMemoryError
 from synclora.ltx.recipe import (
     DEFAULT_CRF,
@@ -119,7 +119,9 @@ def availability(settings: PropagationSettings) -> tuple[bool, str]:
     if settings.model == "tiny":
         return True, ""
     if _device() is None:
-        return False, "no CUDA GPU is visible (the LTX-2.3 model needs about 40 GiB of GPU memory, 24 GiB in fp8)"
+        gib = dict(backend_record("synclora").gpu_gib)
+        return False, (f"no CUDA GPU is visible (the LTX-2.3 model needs about {gib['bf16']:g} GiB of GPU memory, "
+                       f"{gib['fp8']:g} GiB in fp8)")
     from synclora.ltx.prompt import expected_dim, find_prompt_cache
     from synclora.ltx.weights import resolve_weights
 
@@ -142,6 +144,14 @@ class SyncLoRAPropagator(Propagator):
     label = LABEL
     spec = SPEC
 
+    @classmethod
+    def availability(cls, settings: PropagationSettings) -> tuple[bool, str]:
+        return availability(settings)
+
+    @classmethod
+    def spec_for(cls, settings: PropagationSettings) -> BackendSpec:
+        return spec_for(settings)
+
     def __init__(self, settings: PropagationSettings, model: LoadedModel | None = None):
         self.settings = settings
         self.spec = spec_for(settings)
@@ -149,9 +159,10 @@ class SyncLoRAPropagator(Propagator):
             self.model = model if model is not None else load_model(settings)
         except torch.OutOfMemoryError as exc:
             free_memory()
+            gib = dict(backend_record(self.name).gpu_gib)
             raise OutOfMemoryError(
                 f"the GPU has too little free memory to load LTX-2.3 in {settings.memory}; "
-                "try memory mode 'fp8' (about 24 GiB) or 'offload' (about 6 GiB)"
+                f"try memory mode 'fp8' (about {gib['fp8']:g} GiB) or 'offload' (about {gib['offload']:g} GiB)"
             ) from exc
         self.last_stats: dict[str, float] = {}  # per-stage seconds and peak GiB of the last call (benchmarks)
 

@@ -1,4 +1,5 @@
-"""Which backends exist, which can run here, and the one loaded instance of each.
+"""Which backends exist (the records in `config.BACKENDS`, each naming its class), which can run here, and the one
+loaded instance of each.
 
 Backends are built lazily and kept, so a model is loaded once per process (the app preloads at start-up).
 """
@@ -7,15 +8,17 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import importlib
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
-from synclora.config import BACKENDS, PropagationSettings, backend_record
+from synclora import config
+from synclora.config import PropagationSettings, backend_record
 from synclora.errors import ModelUnavailableError
-from synclora.propagate.base import LABELS, BackendSpec, ProgressFn, Propagator, Segment, no_progress
+from synclora.propagate.base import BackendSpec, ProgressFn, Propagator, Segment, no_progress
 
 
 @dataclass(frozen=True)
@@ -26,46 +29,13 @@ class BackendInfo:
     why: str  # empty when available
 
 
-def _flow_available(settings: PropagationSettings) -> tuple[bool, str]:
-    return True, ""
+def _code(name: str) -> type[Propagator]:
+    """The `Propagator` class of backend `name`, as its record in `config.BACKENDS` names it (imported when first
+    asked: the generative backend's module imports torch)."""
+    module, _, cls = backend_record(name).code.partition(":")
+    return getattr(importlib.import_module(module), cls)
 
 
-def _flow_build(settings: PropagationSettings) -> Propagator:
-    from synclora.propagate.flow import FlowPropagator
-
-    return FlowPropagator(settings)
-
-
-def _flow_spec(settings: PropagationSettings) -> BackendSpec:
-    from synclora.propagate.flow import FlowPropagator
-
-    return FlowPropagator.spec
-
-
-def _ltx_spec(settings: PropagationSettings) -> BackendSpec:
-    from synclora.propagate.ltx import spec_for
-
-    return spec_for(settings)
-
-
-def _ltx_available(settings: PropagationSettings) -> tuple[bool, str]:
-    from synclora.propagate.ltx import availability
-
-    return availability(settings)
-
-
-def _ltx_build(settings: PropagationSettings) -> Propagator:
-    from synclora.propagate.ltx import SyncLoRAPropagator
-
-    return SyncLoRAPropagator(settings)
-
-
-# name -> (can it run here, build it, its input constraints without building it); names, order and what the app shows
-# of each are `config.BACKENDS`
-_BACKENDS: dict[str, tuple[Callable, Callable, Callable]] = {
-    "synclora": (_ltx_available, _ltx_build, _ltx_spec),
-    "flow": (_flow_available, _flow_build, _flow_spec),
-}
 _instances: dict[tuple, Propagator] = {}
 _lock = threading.Lock()
 
@@ -74,14 +44,13 @@ def backends(settings: PropagationSettings | None = None) -> list[BackendInfo]:
     """All backends, in order of preference, with whether each can run here."""
     settings = settings or PropagationSettings()
     out = []
-    for name in (b.name for b in BACKENDS):
-        available = _BACKENDS[name][0]
+    for name in (b.name for b in config.BACKENDS):
         try:
             # A loaded backend runs whatever happened to its files since (ZeroGPU may prune them after packing).
-            ok, why = (True, "") if _key(name, settings) in _instances else available(settings)
+            ok, why = (True, "") if _key(name, settings) in _instances else _code(name).availability(settings)
         except ImportError as exc:  # an optional dependency is missing
             ok, why = False, f"missing dependency: {exc.name}"
-        out.append(BackendInfo(name, LABELS[name], ok, "" if ok else why))
+        out.append(BackendInfo(name, backend_record(name).label, ok, "" if ok else why))
     return out
 
 
@@ -113,14 +82,14 @@ def get(settings: PropagationSettings) -> Propagator:
     """The loaded backend for these settings (built on first use, then reused); inside `calls_through(call)`, the
     same backend with each of its segments run by `call`."""
     name = resolve(settings)
-    available, build, _ = _BACKENDS[name]
+    code = _code(name)
     key = _key(name, settings)
     with _lock:
         if key not in _instances:
-            ok, why = available(settings)
+            ok, why = code.availability(settings)
             if not ok:
                 raise ModelUnavailableError(f"the {name} backend cannot run here: {why}")
-            _instances[key] = build(settings)
+            _instances[key] = code(settings)
         backend = _instances[key]
     call = _calls.get()
     return backend if call is None else CallPerSegment(backend, call)
@@ -174,7 +143,7 @@ class CallPerSegment(Propagator):
 
 def spec(settings: PropagationSettings) -> BackendSpec:
     """The input constraints of the backend `settings` resolve to, without loading any model."""
-    return _BACKENDS[resolve(settings)][2](settings)
+    return _code(resolve(settings)).spec_for(settings)
 
 
 def preload(settings: PropagationSettings) -> str:

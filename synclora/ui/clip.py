@@ -47,7 +47,7 @@ class ClipStep:
             raise _error(f"The video is {mb:.0f} MB; this server accepts up to {self.max_upload_mb:.0f} MB.")
 
     @user_errors
-    def load_video(self, video: str | None, frame: float | None = 0, edit_frame: float | None = None,
+    def load_video(self, video: str | None, frame: float | None = 0, edit_index: float | None = None,
                    edited: str | None = None, request: gr.Request | None = None):
         """Video changed (upload, example, clear): facts, slider range, frame preview, editor, before/after, status."""
         if not video:
@@ -64,7 +64,7 @@ class ClipStep:
         info = self.check_clip(video)  # the CLI's limits, said right after the upload, not at the end
         self._measure_source(_session(request), video)
         k = int(min(max(0, _index(frame)), info.n_frames - 1))
-        img, caption, editor_value, before_after, status = self.pick_frame(video, k, edit_frame, edited)
+        img, caption, editor_value, before_after, status = self.pick_frame(video, k, edit_index, edited)
         return (
             self.facts_markdown(info),
             gr.update(maximum=info.n_frames - 1, value=k, interactive=True),
@@ -133,7 +133,7 @@ class ClipStep:
         )
 
     @user_errors
-    def pick_frame(self, video: str | None, frame: float | None, edit_frame: float | None = None,
+    def pick_frame(self, video: str | None, frame: float | None, edit_index: float | None = None,
                    edited: str | None = None):
         """Slider moved: preview, caption, editor background, before/after (against the edit if it is this frame)."""
         if not video:
@@ -144,7 +144,7 @@ class ClipStep:
         info = io.probe(video)
         k = int(min(max(0, _index(frame)), info.n_frames - 1))
         img = io.read_frame(video, k)
-        e = _edit_index(edit_frame)
+        e = _edit_index(edit_index)
         has_edit = e >= 0 and edited
         after = img
         status = gr.skip()

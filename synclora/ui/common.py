@@ -10,12 +10,15 @@ a page or an API caller sends (anything at all), the visit of a call, and the UI
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
+import typing
 from collections.abc import Callable
 from pathlib import Path
 
 import gradio as gr
 
+from synclora import config
 from synclora.errors import SyncloraError, brief, shown, user_error
 from synclora.ui.session import SessionEnded
 
@@ -64,6 +67,32 @@ def user_errors(fn: Callable) -> Callable:
                 ) from None
             raise gr.Error(sentence(shown(str(error))), print_exception=False) from None
 
+    return wrapper
+
+
+def takes_settings(fn: Callable) -> Callable:
+    """Put the propagation settings (`config.setting_fields`) in the place of `fn`'s `setting_values` parameter, each
+    by name with the default None. Gradio reads an endpoint's parameters from its signature, so the API lists every
+    setting while the settings are written once, in config.py; `fn` receives the given values as one dict."""
+    # Real types, not the source's strings: Gradio resolves the annotations to find the `gr.Request` parameter.
+    own_types = typing.get_type_hints(fn)
+    own = [p.replace(annotation=own_types.get(p.name, p.annotation)) for p in inspect.signature(fn).parameters.values()]
+    at = [p.name for p in own].index("setting_values")
+    field_types = typing.get_type_hints(config.PropagationSettings)
+    names = [f.name for f in config.setting_fields(ui_only=True)]
+    settings = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
+                                  annotation=field_types[n] | None) for n in names]
+    signature = inspect.Signature([*own[:at], *settings, *own[at + 1:]])
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        given = signature.bind(*args, **kwargs).arguments
+        values = {n: given.pop(n, None) for n in names}
+        return fn(**given, setting_values=values)
+
+    wrapper.__signature__ = signature
+    wrapper.__annotations__ = {p.name: p.annotation for p in signature.parameters.values()
+                               if p.annotation is not inspect.Parameter.empty}
     return wrapper
 
 

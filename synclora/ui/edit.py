@@ -19,12 +19,12 @@ from synclora.ui.common import _error, _index, _session, sentence, user_errors
 class EditStep:
     """The three ways to edit the picked frame."""
 
-    def _source_frame(self, video: str | None, frame: float | None) -> tuple[np.ndarray, int]:
+    def _source_frame(self, video: str | None, edit_index: float | None) -> tuple[np.ndarray, int]:
         if not video:
             raise _error("Upload a video or pick an example first.")
         from synclora.video import io
 
-        k = _index(frame)
+        k = _index(edit_index, "edit index")
         return io.read_frame(video, k), k
 
     def _save_edit(self, img: np.ndarray, frame_img: np.ndarray, k: int, how: str, notices: list[str],
@@ -38,20 +38,20 @@ class EditStep:
         return str(path), (frame_img, img), k, note.strip()
 
     @user_errors
-    def use_drawing(self, value: dict | None, video: str | None, frame: float | None,
+    def use_drawing(self, value: dict | None, video: str | None, edit_index: float | None,
                     request: gr.Request | None = None):
         """The in-app editor's layers → the edited frame."""
-        frame_img, k = self._source_frame(video, frame)
+        frame_img, k = self._source_frame(video, edit_index)
         img, notices = editor_mod.compose(value, frame_img)
         return self._save_edit(img, frame_img, k, "drawn", notices, request)
 
     @user_errors
-    def use_upload(self, image: str | None, video: str | None, frame: float | None,
+    def use_upload(self, image: str | None, video: str | None, edit_index: float | None,
                    request: gr.Request | None = None):
         """An uploaded edit → checked and fitted to the frame (with a notice saying what was done)."""
         if not image:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        frame_img, k = self._source_frame(video, frame)
+        frame_img, k = self._source_frame(video, edit_index)
         img, notices = upload_mod.fit_upload(image, frame_img)
         return self._save_edit(img, frame_img, k, "uploaded", notices, request)
 
@@ -74,7 +74,7 @@ class EditStep:
         return self.instruct.edit(frame_img, text, InstructSettings(seed=int(seed)))
 
     @user_errors
-    def use_instruction(self, text: str, seed: float | None, video: str | None, frame: float | None,
+    def use_instruction(self, text: str, seed: float | None, video: str | None, edit_index: float | None,
                         request: gr.Request | None = None, progress=gr.Progress()):
         """A text instruction → the frame edited by FLUX.2 [klein]."""
         from synclora.edit.instruct import check_instruction
@@ -87,7 +87,7 @@ class EditStep:
         ok, why = self.instruct_status()
         if not ok:
             raise _error(why)
-        frame_img, k = self._source_frame(video, frame)
+        frame_img, k = self._source_frame(video, edit_index)
         progress(0.1, desc="editing the frame")
         t0 = time.perf_counter()
         img = self._gpu_instruct(frame_img, text, seed)

@@ -68,7 +68,7 @@ class GradioPipeline(Calls, ClipStep, SpanStep, EditStep, PropagateStep, ReportS
         self._active_lock = threading.Condition()
         self.stopping = False
 
-    def run_example(self, video: str, edited: str, frame: float, edit_frame: float | None = None,
+    def run_example(self, video: str, edited: str, frame: float, edit_index: float | None = None,
                     progress=gr.Progress()):
         """Cached example runs: the same call as the button with default settings (no session needed)."""
         return self.edit_video(video, edited, frame, progress=progress)

@@ -2,7 +2,8 @@
 
 ZeroGPU admits a call only if the visitor's quota covers the *requested* duration and queues shorter requests first,
 so asking for a fixed 5 minutes would lock out visitors with a few seconds left, and asking too little kills long
-jobs mid-way. We ask for what this clip needs: chunks × seconds per chunk at the chosen resolution and quality.
+jobs mid-way. We ask for what this clip needs: chunks × the backend's seconds per chunk (its record in
+`config.BACKENDS`) at the chosen resolution and quality.
 One call may ask for at most `MAX_SECONDS`: a clip that needs more is propagated in several calls, one per model
 chunk (`split_calls`; the chunks are independent model calls, each starting from the previous one's frame), each
 asking for what its chunk needs. Outside a Space `spaces.GPU` returns the function unchanged, so this costs nothing
@@ -15,18 +16,14 @@ import math
 from collections.abc import Callable
 from typing import TypeVar
 
-from synclora import runtime
-from synclora.config import PropagationSettings
+from synclora import config, runtime
+from synclora.config import BackendRecord, PropagationSettings
 from synclora.errors import InputError
 
 F = TypeVar("F", bound=Callable)
 
 # Frames one Sync-LoRA call covers (LTX-2.3 at 8k+1 frames) and new frames per chunk after the shared overlap.
 CHUNK_FRAMES = 81
-# Seconds of GPU per 81-frame chunk at 512² working size. Derived from H100 forward-pass timings of the full-size
-# transformer (stage 1 ≈ 0.6 s × 8 steps, stage 2 ≈ 0.8 s × 3 steps, plus VAE encode/decode and upsampling)
-# with a 1.5× margin for the slower ZeroGPU slice; SYNCLORA_GPU_S_PER_CHUNK_FULL / _PREVIEW override them.
-SECONDS_PER_CHUNK = {"full": 24.0, "preview": 10.0}
 # Model warm-up per call (LoRA state, prompt embeddings to GPU), writing the result and the side-by-side.
 FIXED_SECONDS = 20.0
 # Per call when a clip is split into one call per chunk: the model state to the GPU (the writing is done outside).
@@ -40,10 +37,24 @@ INSTRUCT_SECONDS = 20
 PROMPT_SECONDS = 300
 
 
-def _per_chunk(quality: str) -> float:
+def _record(settings: PropagationSettings) -> BackendRecord:
+    """The GPU backend these settings run ("auto" as resolved here; the first GPU backend where it resolves to none)."""
+    from synclora.propagate import registry
+
+    try:
+        record = config.backend_record(registry.resolve(settings))
+    except Exception:  # noqa: BLE001 - no backend resolvable here: size for the first GPU backend
+        record = None
+    return record if record is not None and record.gpu else next(b for b in config.BACKENDS if b.gpu)
+
+
+def _per_chunk(settings: PropagationSettings) -> float:
     rt = runtime.current()
-    override = rt.gpu_s_per_chunk_preview if quality == "preview" else rt.gpu_s_per_chunk_full
-    return override if override is not None else SECONDS_PER_CHUNK.get(quality, SECONDS_PER_CHUNK["full"])
+    override = rt.gpu_s_per_chunk_preview if settings.quality == "preview" else rt.gpu_s_per_chunk_full
+    if override is not None:
+        return override
+    seconds = dict(_record(settings).seconds_per_chunk)
+    return seconds.get(settings.quality, seconds["full"])
 
 
 def estimate_seconds(n_frames: int, settings: PropagationSettings) -> float:
@@ -70,7 +81,7 @@ def chunk_estimate(settings: PropagationSettings) -> float:
     """Seconds of GPU one model chunk needs at these settings."""
     # Token count grows with the pixel area; attention makes the cost grow a little faster than linearly.
     scale = (max(settings.resolution, 64) / 512) ** 3
-    return _per_chunk(settings.quality) * scale
+    return _per_chunk(settings) * scale
 
 
 def gpu_seconds(n_frames: int, settings: PropagationSettings) -> int:

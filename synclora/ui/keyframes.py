@@ -102,13 +102,13 @@ class KeyframeStep:
     """The keyframe list's handlers: add the edit on screen, remove, re-edit, select."""
 
     @user_errors
-    def add_keyframe(self, video: str | None, edited: str | None, edit_frame: float | None, span: str | None,
+    def add_keyframe(self, video: str | None, edited: str | None, edit_index: float | None, span: str | None,
                      own_span: bool, images: list | None, text: str | None):
         """The edit on screen joins the keyframe list (replacing one on the same frame) → (images, lines, gallery,
         status). With `own_span`, it keeps the span box's span as its own look's."""
         if not video:
             raise _error("Upload a video or pick an example first.")
-        k = _edit_index(edit_frame)
+        k = _edit_index(edit_index)
         if not edited or k < 0:
             raise _error("Edit a frame first: draw on it, give an instruction, or upload an edited image.")
         keys = parse(images, text)

@@ -147,11 +147,11 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
         # image_mode=None: Gradio hands the file over as is (no decode); checked_image refuses bombs from the header.
         edited = checked_image(label="Edited frame", type="filepath", image_mode=None, visible=False, elem_id="edited",
                               render=False)
-        edit_frame = gr.Number(-1, visible=False, precision=0, label="Edit index", render=False)
+        edit_index = gr.Number(-1, visible=False, precision=0, label="Edit index", render=False)
         rows, labels = example_rows()
         if rows:
             gr.Examples(
-                rows, inputs=[video, edited, frame, edit_frame], outputs=[result, sbs, result_md],
+                rows, inputs=[video, edited, frame, edit_index], outputs=[result, sbs, result_md],
                 fn=app.run_example, cache_examples=cache_examples, cache_mode="lazy" if cache_examples else None,
                 example_labels=labels, label="Examples: one click loads a clip, its edited frame and the result",
                 visible_columns=[0, 1], api_name="example", elem_id="examples", run_on_click=True,
@@ -191,7 +191,7 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
                                               elem_id="before-after", max_height=460, type="numpy")
                 edit_status = gr.Markdown("No edit yet.", elem_id="edit-status", label="Edit status")
                 edited.render()
-                edit_frame.render()
+                edit_index.render()
                 # Several edited frames: the list (ui.keyframes) the propagation uses with the edit on screen.
                 with gr.Accordion("Keyframes: edit more than one frame", open=False, elem_id="keyframes"):
                     keys_md = gr.Markdown(asset("help_keyframes.md"), elem_id="keyframes-status")
@@ -258,18 +258,18 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
         video.upload(app.prepare_upload, [video], [video], api_visibility="private", **light).then(
             lambda: (None, None, -1, "No edit yet.", None, None, None, None, None, "", [],
                      asset("help_keyframes.md"), -1), None,
-            [edited, upload, edit_frame, edit_status, result, sbs, report_img, report_lm, key_images, key_text,
+            [edited, upload, edit_index, edit_status, result, sbs, report_img, report_lm, key_images, key_text,
              keys_gallery, keys_md, key_selected], api_visibility="private",
         )
         video.clear(lambda: (None, -1, "No edit yet.", None, None, None, None), None,
-                    [edited, edit_frame, edit_status, result, sbs, report_img, report_lm], api_visibility="private")
+                    [edited, edit_index, edit_status, result, sbs, report_img, report_lm], api_visibility="private")
         span_inputs = [video, frame, span_start, span_end, w["span"], w["fade"]]
         span_outputs = [span_start, span_end, w["span"], span_caption]
-        video.change(app.load_video, [video, frame, edit_frame, edited],
+        video.change(app.load_video, [video, frame, edit_index, edited],
                      [facts, frame, preview, caption, fps_num, editor, before_after, edit_status],
                      api_name="load_video", **light).then(
             app.span_reset, [video], [*span_outputs, w["fade"]], api_visibility="private", **light)
-        frame.change(app.pick_frame, [video, frame, edit_frame, edited],
+        frame.change(app.pick_frame, [video, frame, edit_index, edited],
                      [preview, caption, editor, before_after, edit_status], api_name="pick_frame",
                      show_progress="minimal", trigger_mode="always_last", **light)
         frame.change(None, [frame, fps_num], None, js=SEEK_JS, api_visibility="private")
@@ -284,7 +284,7 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
             box.submit(app.span_from_text, span_inputs, span_outputs, **span_events)
             box.blur(app.span_from_text, span_inputs, span_outputs, **span_events)
 
-        edit_outputs = [edited, before_after, edit_frame, edit_status]
+        edit_outputs = [edited, before_after, edit_index, edit_status]
         use_draw.click(app.use_drawing, [editor, video, frame], edit_outputs, api_visibility="private", **light)
         upload.upload(app.use_upload, [upload, video, frame], edit_outputs, api_name="fit_edit", **light)
         instruct_btn.click(app.use_instruction, [instruction, instruct_seed, video, frame], edit_outputs,
@@ -293,8 +293,8 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
                            api_visibility="private", concurrency_limit=1, concurrency_id="gpu")
 
         key_outputs = [key_images, key_text, keys_gallery, keys_md, key_selected]
-        add_key.click(app.add_keyframe_and_clear, [video, edited, edit_frame, w["span"], own_span, key_images,
-                                                   key_text], [*key_outputs, edited, edit_frame, edit_status],
+        add_key.click(app.add_keyframe_and_clear, [video, edited, edit_index, w["span"], own_span, key_images,
+                                                   key_text], [*key_outputs, edited, edit_index, edit_status],
                       api_visibility="private", **light)
         keys_gallery.select(app.select_keyframe, None, key_selected, api_visibility="private", **light)
         remove_key.click(app.remove_keyframe, [key_selected, key_images, key_text], key_outputs,
@@ -305,7 +305,7 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
         settings_inputs = [w[f.name] for f in config.setting_fields(ui_only=True)]  # edit_video's parameter order
         # The page propagates the keyframe list with the edit on screen; `/edit_video` (one edited frame) is the
         # same call for API users, on a button of its own that the page does not show.
-        run.click(app.check_ready, [video, edited, frame, edit_frame, key_text], None, api_visibility="private",
+        run.click(app.check_ready, [video, edited, frame, edit_index, key_text], None, api_visibility="private",
                   **light).success(
             app.edit_keyframes, [video, edited, frame, key_images, key_text, *settings_inputs],
             [result, sbs, result_md], api_name="edit_keyframes", api_description=config.keyframes_api_description(),
@@ -316,11 +316,11 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
             app.edit_video, [video, edited, frame, *settings_inputs], [result, sbs, result_md], api_name="edit_video",
             api_description=config.api_description(), concurrency_limit=1, concurrency_id="gpu",
         )
-        result.change(app.sync_report, [video, result, edited, edit_frame, w["span"]],
+        result.change(app.sync_report, [video, result, edited, edit_index, w["span"]],
                       [report_img, report_md, report_lm], api_name="sync_report", concurrency_limit=1,
                       concurrency_id="report", show_progress_on=[report_img]).success(
             gallery.keep, [video, result, report_md, kept], [kept, kept_md], api_visibility="private")
-        show_lm.click(app.landmark_view, [video, result, edited, edit_frame, w["span"]], [report_lm],
+        show_lm.click(app.landmark_view, [video, result, edited, edit_index, w["span"]], [report_lm],
                       api_name="landmark_view", concurrency_limit=1, concurrency_id="report")
         recheck.click(app.backend_markdown, None, backends_md, api_name="backend_status", concurrency_limit=1,
                       concurrency_id="status")

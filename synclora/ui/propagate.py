@@ -15,7 +15,17 @@ from synclora.config import Keyframe, PropagationRequest, PropagationSettings
 from synclora.errors import SyncloraError, brief
 from synclora.ui import gpu
 from synclora.ui import keyframes as keyframe_list
-from synclora.ui.common import _digest, _edit_index, _error, _index, _session, _whole_number, sentence, user_errors
+from synclora.ui.common import (
+    _digest,
+    _edit_index,
+    _error,
+    _index,
+    _session,
+    _whole_number,
+    sentence,
+    takes_settings,
+    user_errors,
+)
 from synclora.video.io import format_fps
 
 log = logging.getLogger(__name__)
@@ -76,7 +86,7 @@ class PropagateStep:
         return line
 
     @staticmethod
-    def check_ready(video: str | None, edited: str | None, frame: float | None, edit_frame: float | None,
+    def check_ready(video: str | None, edited: str | None, frame: float | None, edit_index: float | None,
                     keyframes: str | None = None) -> None:
         """Before propagating from the page: a clip, an edit (or listed keyframes), and the edit belongs to the
         chosen frame."""
@@ -86,7 +96,7 @@ class PropagateStep:
             return
         if not edited:
             raise _error("Edit the frame first: draw on it, give an instruction, or upload an edited image.")
-        e, k = _edit_index(edit_frame), _index(frame)
+        e, k = _edit_index(edit_index), _index(frame)
         if e >= 0 and e != k:
             raise _error(
                 f"Your edit was made on frame {e} but frame {k} is selected; move the slider back to {e} or edit "
@@ -172,74 +182,40 @@ class PropagateStep:
             self._sources.pop(session, None)
 
     @user_errors
-    def edit_video(
-        self,
-        video: str | None,
-        edited: str | None,
-        frame: float | None,
-        backend: str | None = None,
-        quality: str | None = None,
-        seed: float | None = None,
-        fit: str | None = None,
-        resolution: float | None = None,
-        time_mode: str | None = None,
-        chunk_overlap: float | None = None,
-        model: str | None = None,
-        memory: str | None = None,
-        span: str | None = None,
-        fade: float | None = None,
-        request: gr.Request | None = None,
-        progress=gr.Progress(),
-    ):
-        """Propagate the edited frame through the clip (or its `span`, fading in and out over `fade` frames)
-        → (result video, side-by-side video, settings Markdown)."""
+    @takes_settings
+    def edit_video(self, video: str | None, edited: str | None, edit_index: float | None, setting_values: dict,
+                   request: gr.Request | None = None, progress=gr.Progress()):
+        """Propagate the edited frame (an edit of frame `edit_index`) through the clip (or its `span`, fading in and
+        out over `fade` frames) → (result video, side-by-side video, settings Markdown)."""
         if not video:
             raise _error("Give a source video.")
         if not edited:
             raise _error("Give the edited frame (an image file).")
-        if not _whole_number(frame):
-            raise _error(f"The frame index must be a whole number, got {brief(frame)}.")
-        given = locals()  # the API's parameters are the settings fields, by name (a test holds the two together)
-        settings = self.settings_from({f.name: given[f.name] for f in config.setting_fields(ui_only=True)})
-        return self._propagate(video, (Keyframe(int(float(frame)), Path(edited)),), settings, request, progress)
+        if not _whole_number(edit_index):
+            raise _error(f"The edit index must be a whole number, got {brief(edit_index)}.")
+        settings = self.settings_from(setting_values)
+        return self._propagate(video, (Keyframe(int(float(edit_index)), Path(edited)),), settings, request, progress)
 
     @user_errors
-    def edit_keyframes(
-        self,
-        video: str | None,
-        edited: str | None,
-        frame: float | None,
-        keyframe_images: list | None,
-        keyframes: str | None,
-        backend: str | None = None,
-        quality: str | None = None,
-        seed: float | None = None,
-        fit: str | None = None,
-        resolution: float | None = None,
-        time_mode: str | None = None,
-        chunk_overlap: float | None = None,
-        model: str | None = None,
-        memory: str | None = None,
-        span: str | None = None,
-        fade: float | None = None,
-        request: gr.Request | None = None,
-        progress=gr.Progress(),
-    ):
+    @takes_settings
+    def edit_keyframes(self, video: str | None, edited: str | None, edit_index: float | None,
+                       keyframe_images: list | None, keyframes: str | None, setting_values: dict,
+                       request: gr.Request | None = None, progress=gr.Progress()):
         """Propagate several keyframes at once: `keyframe_images` with `keyframes` (one line per image, `INDEX` or
-        `INDEX SPAN`), and the edit being made (`edited`, an edit of frame `frame`; optional when the list has
+        `INDEX SPAN`), and the edit being made (`edited`, an edit of frame `edit_index`; optional when the list has
         keyframes) → (result video, side-by-side video, settings Markdown). Without spans the keyframes are one look
         pinned at several frames (`span` holds for all); with a span on each, one look per span (the edit being made
         takes `span` as its own)."""
         if not video:
             raise _error("Give a source video.")
         listed = keyframe_list.parse(keyframe_images, keyframes)
-        if edited and not _whole_number(frame):
-            raise _error(f"The frame index must be a whole number, got {brief(frame)}.")
-        keys, span = keyframe_list.merged(listed, edited, int(float(frame)) if edited else None, span)
+        if edited and not _whole_number(edit_index):
+            raise _error(f"The edit index must be a whole number, got {brief(edit_index)}.")
+        keys, span = keyframe_list.merged(listed, edited, int(float(edit_index)) if edited else None,
+                                          setting_values["span"])
         if not keys:
             raise _error("Give the edited frame (an image file), or a list of keyframes.")
-        given = locals()
-        settings = self.settings_from({f.name: given[f.name] for f in config.setting_fields(ui_only=True)})
+        settings = self.settings_from(dict(setting_values, span=span))
         return self._propagate(video, keys, settings, request, progress)
 
     def _propagate(self, video: str, keys: tuple[Keyframe, ...], settings: PropagationSettings,

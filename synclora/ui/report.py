@@ -15,18 +15,18 @@ class ReportStep:
     """The sync report panel and the landmark view."""
 
     @user_errors
-    def sync_report(self, video: str | None, result: str | None, edited: str | None, edit_frame: float | None = None,
+    def sync_report(self, video: str | None, result: str | None, edited: str | None, edit_index: float | None = None,
                     span: str | None = None, request: gr.Request | None = None, progress=gr.Progress()):
         """Measure how well the result follows the source over the edited `span` (default: the whole clip) →
         (plot PNG, verdict Markdown, None: the landmark view is made by `landmark_view` when asked for).
 
-        `edit_frame`: the source frame the edit was made on (what the edit hides and keeps is measured from it; when
+        `edit_index`: the source frame the edit was made on (what the edit hides and keeps is measured from it; when
         unknown, the best-matching source frame is used). A result this app just made comes with its report, measured
         while it was made: then this only draws it.
         """
         if not video or not result:
             return None, "*Run a propagation to see its sync report.*", None
-        args = self._report_args(video, result, edited, edit_frame, span)
+        args = self._report_args(video, result, edited, edit_index, span)
         if isinstance(args, str):
             return None, args, None
         k, judged = args
@@ -65,13 +65,13 @@ class ReportStep:
 
     @user_errors
     def landmark_view(self, video: str | None, result: str | None, edited: str | None,
-                      edit_frame: float | None = None, span: str | None = None, request: gr.Request | None = None,
+                      edit_index: float | None = None, span: str | None = None, request: gr.Request | None = None,
                       progress=gr.Progress()):
         """The landmark view (source | result with the face landmarks the report read, mp4), made when asked for:
         it reads both videos again."""
         if not video or not result:
             raise _error("Run a propagation first.")
-        args = self._report_args(video, result, edited, edit_frame, span)
+        args = self._report_args(video, result, edited, edit_index, span)
         if isinstance(args, str):
             raise _error(args.strip("*"))
         k, judged = args
@@ -86,13 +86,13 @@ class ReportStep:
             self._after_job(_session(request))
         return str(rep.landmarks_video)
 
-    def _report_args(self, video: str, result: str, edited: str | None, edit_frame, span: str | None):
+    def _report_args(self, video: str, result: str, edited: str | None, edit_index, span: str | None):
         """(edit index or None, the judged span or None) for a report, or the sentence saying why there is none."""
         from synclora.video import io, timing
 
         for clip in (video, result):  # an API caller may send any clip: the app's limits hold here too
             self.check_clip(clip)
-        k = int(float(edit_frame)) if _whole_number(edit_frame) and float(edit_frame) >= 0 else None
+        k = int(float(edit_index)) if _whole_number(edit_index) and float(edit_index) >= 0 else None
         span = PropagationSettings.from_values({"span": span}).span
         info = io.probe(video) if k is not None or span else None
         if k is not None and k >= info.n_frames:
