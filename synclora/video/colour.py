@@ -54,9 +54,9 @@ def frame_to_rgb(frame: av.VideoFrame) -> np.ndarray:
 def rgb_to_yuv420_frame(img: np.ndarray) -> av.VideoFrame:
     """RGB uint8 (even size) -> a BT.709 limited-range yuv420p frame (chroma of each 2x2 block's mean colour).
 
-    The matrix is linear, so chroma is taken from the frame averaged down to half size first: a third of the work of
-    converting every pixel and then averaging the chroma (within one level of that, and 3x faster at 720p), and the
-    luma is a single-channel transform."""
+    The matrix is linear, so chroma is taken from the frame averaged down to half size first, and luma is a
+    single-channel transform: within one level of converting every pixel and then averaging the chroma, for a third
+    of its CPU at 720p (`benchmarks/bench_encode.py`)."""
     h, w = img.shape[:2]
     y = cv2.transform(img, _RGB2YUV709[:1])
     uv = cv2.transform(cv2.resize(img, (w // 2, h // 2), interpolation=cv2.INTER_AREA), _RGB2YUV709[1:])
