@@ -24,7 +24,7 @@ from synclora.propagate.base import BackendSpec, ProgressFn, no_progress
 from synclora.video import geometry, io, timing
 from synclora.video import keyframes as kf
 from synclora.video.stream import FrameWriter
-from synclora.video.taps import FrameTap, LandmarkTap
+from synclora.video.taps import FrameTap
 
 
 @dataclass
@@ -259,10 +259,8 @@ def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress,
                 writers.append(FrameWriter(io.write_video, out, info.fps, audio_from=audio, notices=written))
                 if sbs:
                     writers.append(FrameWriter(io.write_video, sbs, info.fps, audio_from=audio))
-                for i, src, carried, face in stream.stream(job, lambda f, label: progress(0.02 + 0.96 * f, label)):
+                for i, src, carried in stream.stream(job, lambda f, label: progress(0.02 + 0.96 * f, label)):
                     for tap in taps:
-                        if face is not None and isinstance(tap, LandmarkTap):
-                            tap.source_landmarks(i, face)  # measured already: the tap need not run the landmarker
                         tap.on_source(i, src)
                     if carried is None or i in images:
                         frame = src if carried is None else carried  # outside every span: the source's own frame

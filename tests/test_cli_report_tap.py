@@ -72,53 +72,6 @@ def test_a_bad_report_is_one_sentence_before_any_work(clip, tmp_path, capsys, ba
     assert not out.exists() and not (tmp_path / "sync.json").exists()
 
 
-def test_the_face_guidance_hands_each_source_frame_its_own_landmarks(clip, tmp_path):
-    """The preview tracks the one face anyway: the report receives those landmarks for every frame it followed (both
-    directions from the edited frame), each before that frame's `on_source`, and they are that frame's face, not a
-    neighbour's (the clip's mouth and head move from frame to frame)."""
-    from synclora.config import PropagationRequest, PropagationSettings
-    from synclora.face.mesh import FaceMeshTracker
-    from synclora.pipeline import run_propagation
-    from synclora.video.taps import LandmarkTap
-
-    class Recorder:
-        def __init__(self):
-            self.given: dict[int, np.ndarray] = {}
-            self.order: list[tuple[str, int]] = []
-
-        def source_landmarks(self, index, landmarks):
-            self.given[index] = landmarks.copy()
-            self.order.append(("landmarks", index))
-
-        def on_source(self, index, frame):
-            self.order.append(("source", index))
-
-        def on_result(self, index, frame):
-            pass
-
-        def finish(self, ok):
-            pass
-
-    src, edited = clip
-    tap = Recorder()
-    assert isinstance(tap, LandmarkTap)
-    run_propagation(PropagationRequest(source=src, edited=edited, out=tmp_path / "out.mp4", edit_index=K,
-                                       settings=PropagationSettings(backend="flow")), taps=[tap])
-    assert sorted(tap.given) == [i for i in range(N) if i != K]  # every frame but the edited one (detected there)
-    for i in tap.given:
-        at = tap.order.index(("landmarks", i))
-        assert tap.order[at + 1] == ("source", i)
-    frames = io.read_frames(src)
-    with FaceMeshTracker(static=True) as mesh:
-        own = {i: mesh.landmarks(frames[i]) for i in range(N)}
-    def off(pts, j):  # mean landmark distance (px) to a static landmarker's on frame j
-        return float(np.linalg.norm(pts[:, :2] - own[j][:, :2], axis=1).mean())
-
-    same = [off(pts, i) for i, pts in tap.given.items()]
-    shifted = [off(pts, j) for i, pts in tap.given.items() for j in (i - 1, i + 1) if 0 <= j < N]
-    assert max(same) < 2.5 and np.mean(same) < 0.8 * np.mean(shifted), (max(same), np.mean(same), np.mean(shifted))
-
-
 def test_the_report_is_drawn_while_the_video_is_finished_and_a_late_failure_leaves_neither(clip, tmp_path,
                                                                                             monkeypatch):
     """The tap has every frame before the encoder has written its last ones: the report's files are drawn meanwhile

@@ -145,12 +145,8 @@ class FaceMeshTracker:
             pts = landmark_array(face)
             pts *= (iw * k, ih * k, iw * k)
             found.append(pts)
-        self.settle(found[0])
-        return found
-
-    def settle(self, pts: np.ndarray) -> None:
-        """Fix the shrink factor from the first face found (`pts`, here or by a tracker of the same settings)."""
         if self.factor is None:
-            face_w = float(pts[:, 0].max() - pts[:, 0].min())
+            face_w = float(found[0][:, 0].max() - found[0][:, 0].min())
             # Fixed from here on: tracking state and cue scale stay consistent for the whole video.
             self.factor = max(1, int(face_w // self.face_px))
+        return found

@@ -187,10 +187,8 @@ class CueStream:
     def __len__(self) -> int:
         return len(self._rows)
 
-    def add(self, frame, landmarks: np.ndarray | None = None) -> np.ndarray | None:
-        """Measure the next frame (an RGB uint8 array or a lazy frame); its landmarks, or None without a face.
-        `landmarks`: the face on this frame as a tracker of the same settings measured it elsewhere (the propagation's
-        face guidance): taken as they are, the landmarker does not run."""
+    def add(self, frame) -> np.ndarray | None:
+        """Measure the next frame (an RGB uint8 array or a lazy frame); its landmarks, or None without a face."""
         from synclora.video.lazy import as_frame
 
         frame = as_frame(frame)
@@ -198,11 +196,7 @@ class CueStream:
         if self.size is None:
             self.size = (frame.width, frame.height)
         k = self._tracker.scale(frame.width, frame.height)
-        if landmarks is not None:
-            pts = landmarks
-            self._tracker.settle(pts)
-        else:
-            pts = self._tracker.landmarks(frame)
+        pts = self._tracker.landmarks(frame)
         if self.on_frame is not None:
             self.on_frame(i, frame, pts, k)
         if self.keep_every and i % self.keep_every == 0:

@@ -6,16 +6,9 @@ tracker follows the face from frame to frame), fed through short bounded queues.
 curves are complete and the report is a few milliseconds of arithmetic away — no second decoding of either video.
 
 `compare_videos` (files, arrays: the `report` CLI, the app, curation) feeds the very same per-frame work from the
-decoders, so every route measures the same numbers for the same frames. One exception saves the propagation a second
-landmarker on the source: where the CPU preview's face guidance already tracked the clip's one face, it hands its
-landmarks over (`source_landmarks`). That tracker followed the face outward from the edited frame rather than from
-frame 0, so the source's cues differ from a file-fed report's by the landmarker's frame-to-frame jitter (on
-`benchmarks/bench_e2e.py`'s 720p clip: the moving cues' correlations within 0.04, in sync at lag 0 both ways, mean
-r 0.96 against 0.97).
-
-What the tap keeps is numbers per frame (cues, the edit-kept score, identity descriptors of a few frames), never
-frames: its memory is flat in the clip's length apart from a few bytes per frame. The landmark view is not made
-here unless asked for (`landmarks_video`).
+decoders, so every route measures the same numbers for the same frames. What the tap keeps is numbers per frame (cues,
+the edit-kept score, identity descriptors of a few frames), never frames: its memory is flat in the clip's length
+apart from a few bytes per frame. The landmark view is not made here unless asked for (`landmarks_video`).
 """
 
 from __future__ import annotations
@@ -66,23 +59,20 @@ class _Side:
         self.thread: threading.Thread | None = None
         self.done = False
 
-    def process(self, index: int, frame, landmarks: np.ndarray | None = None) -> None:
-        """Measure frame `index` (ascending, no gaps) now (`landmarks`: its face, measured already)."""
+    def process(self, index: int, frame) -> None:
+        """Measure frame `index` (ascending, no gaps) now."""
         tap = self.tap
         if index != self.next:
             raise RuntimeError(f"the sync report expected {self.name} frame {self.next}, got frame {index}")
         self.next += 1
-        if landmarks is None:
-            self.stream.add(frame)
-        else:
-            self.stream.add(frame, landmarks=landmarks)
+        self.stream.add(frame)
         i, n = index - tap.start + 1, tap.n
         if tap.progress is not None and (i % 25 == 1 or i == n):
             tap.side_progress(self.name, i / n)
 
-    def put(self, index: int, frame, landmarks: np.ndarray | None = None) -> None:
-        """Queue frame `index` (and its face's landmarks when known) for the worker (a copy: the caller may reuse its
-        array); waits while the queue is full."""
+    def put(self, index: int, frame) -> None:
+        """Queue frame `index` for the worker (a copy: the caller may reuse its array); waits while the queue is
+        full."""
         tap = self.tap
         if not tap.start <= index < tap.stop:
             return
@@ -93,8 +83,7 @@ class _Side:
             self.thread = threading.Thread(target=self._work, name=f"sync-report-{self.name}", daemon=True)
             self.thread.start()
         # An array is copied (the caller may reuse it); a decoder's lazy frame owns its data and is taken as it is.
-        item = (index, np.array(frame, dtype=np.uint8, copy=True) if isinstance(frame, np.ndarray) else frame,
-                landmarks)
+        item = (index, np.array(frame, dtype=np.uint8, copy=True) if isinstance(frame, np.ndarray) else frame)
         while True:
             try:
                 self.q.put(item, timeout=0.1)
@@ -160,7 +149,7 @@ class _KnownSource:
         self.tap, self.cues, self.hook, self._frame = tap, cues, hook, as_frame
         self.name, self.next, self.done = "source", tap.start, False
 
-    def put(self, index: int, frame, landmarks: np.ndarray | None = None) -> None:
+    def put(self, index: int, frame) -> None:
         tap = self.tap
         if not tap.start <= index < tap.stop or self.hook is None or tap.failed.is_set():
             if tap.failed.is_set() and tap.strict:
@@ -278,19 +267,12 @@ class ReportTap:
         else:
             self._source = _Side(self, "source", hook, src_size)
         self._result = _Side(self, "result", self._result_hook, res_size)
-        self._landmarks: tuple[int, np.ndarray] | None = None  # the next source frame's face, when given
         self._when_ready = None
         self._early: threading.Thread | None = None
 
     # -- the FrameTap contract
     def on_source(self, index: int, frame: np.ndarray) -> None:
-        given, self._landmarks = self._landmarks, None
-        self._source.put(index, frame, given[1] if given is not None and given[0] == index else None)
-
-    def source_landmarks(self, index: int, landmarks: np.ndarray) -> None:
-        """`video.taps.LandmarkTap`: the source frame's face as the propagation measured it (the CPU preview's face
-        guidance tracks the one face of a clip with the same landmarker and settings): not measured a second time."""
-        self._landmarks = (index, landmarks)
+        self._source.put(index, frame)
 
     def on_result(self, index: int, frame: np.ndarray) -> None:
         self._result.put(index, frame)

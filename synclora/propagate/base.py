@@ -103,13 +103,6 @@ class Tracker(abc.ABC):
         """Like `Segment.facts`, for `Propagator.notices` (complete once `maps` is exhausted or closed)."""
         return {}
 
-    def face(self, state: object) -> np.ndarray | None:
-        """The face landmarks the walk measured on the frame of `state`, when the clip shows one face and the walk
-        followed it there: (478, 3) in MediaPipe's pixel convention (a pixel's centre at index + 0.5), as
-        `face.mesh.FaceMeshTracker` gives them, so a sync report need not run the landmarker on the source again.
-        None: not measured."""
-        return None
-
     def close(self) -> None:
         """Free what the walk holds (threads, trackers); `compose` still works."""
         return None

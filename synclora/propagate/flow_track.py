@@ -186,16 +186,6 @@ class FlowTrack(Tracker):
     def facts(self) -> dict:
         return dict(self._facts)
 
-    def face(self, state: FrameMap) -> np.ndarray | None:
-        """The one face's landmarks in this frame, when the clip's probes showed one face and the guide followed it
-        (the guide's tracker then runs as the sync report's does: one face, the same confidence)."""
-        g = self.guide
-        if g is None or g.seen != 1 or len(g.tracks) != 1 or len(state.faces) != 1 or state.faces[0] is None:
-            return None
-        pts = state.faces[0].copy()
-        pts[:, :2] += 0.5  # back from the pixel-index coordinates of the maps
-        return pts
-
     def close(self) -> None:
         """Stop the face tracker (the warp still needs the guide's frame-0 geometry, which stays)."""
         if self.guide is not None:

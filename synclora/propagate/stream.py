@@ -184,14 +184,12 @@ class StreamJob:
 
 
 def stream(job: StreamJob, progress: ProgressFn = no_progress, reverse_window: int = 32
-           ) -> Iterator[tuple[int, np.ndarray, np.ndarray | None, np.ndarray | None]]:
-    """(i, source frame i, its carried edit at full size or None outside every run, the face landmarks the backend
-    measured on source frame i or None (`Tracker.face`)) for i = 0..n-1 in order."""
+           ) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
+    """(i, source frame i, its carried edit at full size or None outside every run) for i = 0..n-1 in order."""
     anchors = {a.index: a for a in job.anchors}
     kept = Spill()
-    # frame -> [(how to make it from its kept state, the state's key, its weight, the state's face landmarks)]: two
-    # where two runs blend
-    owner: dict[int, list[tuple[Callable[[np.ndarray, object], np.ndarray], tuple[int, int], float, Callable]]] = {}
+    # frame -> [(how to make it from its kept state, the state's key, its weight)]: two where two runs blend
+    owner: dict[int, list[tuple[Callable[[np.ndarray, object], np.ndarray], tuple[int, int], float]]] = {}
     live = [r for r in job.runs if r.step > 0]
     backend = job.backend
     probe_track = can_track(backend)
@@ -217,23 +215,18 @@ def stream(job: StreamJob, progress: ProgressFn = no_progress, reverse_window: i
         src = prefetch(io.iter_frames(job.source))
         i = 0
 
-        def direct(i: int, frame: np.ndarray, *more: tuple[np.ndarray, float], face: np.ndarray | None = None
-                   ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        def direct(i: int, frame: np.ndarray, *more: tuple[np.ndarray, float]) -> np.ndarray | None:
             if i in anchors:
-                for _, key, _, _ in owner.pop(i, []):
+                for _, key, _ in owner.pop(i, []):
                     kept.take(key)
-                return anchors[i].image, face
-            parts = []
-            for make, key, w, face_of in owner.pop(i, []):
-                state = kept.take(key)
-                parts.append((make(frame, state), w))
-                face = face if face is not None else face_of(state)
-            return _mix(parts + list(more)), face
+                return anchors[i].image
+            parts = [(make(frame, kept.take(key)), w) for make, key, w in owner.pop(i, [])] + list(more)
+            return _mix(parts)
 
         for run in sorted(live, key=lambda r: r.anchor.index):
             while i <= run.anchor.index:
                 frame = next(src)
-                yield i, frame, *direct(i, frame)
+                yield i, frame, direct(i, frame)
                 if i == run.anchor.index:
                     first = frame
                 i += 1
@@ -244,11 +237,8 @@ def stream(job: StreamJob, progress: ProgressFn = no_progress, reverse_window: i
                 for t, (frame, state) in enumerate(walk, start=1):
                     w = run.weight(i)  # below 1 where the next anchor's backward run blends in
                     carried = track.compose(frame, state) if w > 0 else None
-                    face = track.face(state)
-                    if w >= 1 and i not in owner:
-                        yield i, frame, carried, face
-                    else:
-                        yield i, frame, *direct(i, frame, *([(carried, w)] if carried is not None else []), face=face)
+                    yield i, frame, (carried if w >= 1 and i not in owner else
+                                     direct(i, frame, *([(carried, w)] if carried is not None else [])))
                     i += 1
                     report(t / (len(run) - 1), f"frame {t + 1}/{len(run)}")
             finally:
@@ -257,7 +247,7 @@ def stream(job: StreamJob, progress: ProgressFn = no_progress, reverse_window: i
                 job.facts.append(track.facts())
             done += len(run)
         for frame in src:
-            yield i, frame, *direct(i, frame)
+            yield i, frame, direct(i, frame)
             i += 1
         if i != job.info.n_frames:
             raise InputError(f"{job.source.name}: decoded {i} frames but the container reports {job.info.n_frames}")
@@ -282,14 +272,13 @@ def _mix(parts: list[tuple[np.ndarray, float]]) -> np.ndarray | None:
     return np.clip(np.rint(mix), 0, 255).astype(np.uint8)
 
 
-def _keep(owner: dict, kept: Spill, run: Run, n: int, i: int, make, state, face_of=lambda state: None) -> None:
-    """Keep run `n`'s state of frame i (unless its weight there is 0), how to make the frame from it and how to read
-    the face landmarks measured on it."""
+def _keep(owner: dict, kept: Spill, run: Run, n: int, i: int, make, state) -> None:
+    """Keep run `n`'s state of frame i (unless its weight there is 0) and how to make the frame from it."""
     w = run.weight(i)
     if w <= 0:
         return
     kept.put((i, n), state)
-    owner.setdefault(i, []).append((make, (i, n), w, face_of))
+    owner.setdefault(i, []).append((make, (i, n), w))
 
 
 def can_track(backend: Propagator) -> bool:
@@ -316,7 +305,7 @@ def _walk_backward(job: StreamJob, run: Run, n: int, kept: Spill, owner: dict, r
         walk = track.maps(frames)
         try:
             for t, (_, state) in enumerate(walk, start=1):
-                _keep(owner, kept, run, n, run.anchor.index - t, track.compose, state, track.face)
+                _keep(owner, kept, run, n, run.anchor.index - t, track.compose, state)
                 report(t / (len(run) - 1), f"frame {t + 1}/{len(run)}")
         finally:
             walk.close()

@@ -10,10 +10,6 @@ decoding the files again afterwards. The propagation calls, in this order of gua
   finished (the encoder's last frames take seconds): a tap may finish its own work meanwhile;
 - `finish(ok)` once at the end (`ok` False when the run failed or was stopped).
 
-A tap that measures faces may also be a `LandmarkTap`: where the propagation has already measured the face on a source
-frame (the CPU preview's face guidance tracks it), it hands over the landmarks just before that frame's `on_source`,
-so the landmarker does not run twice on the same frame.
-
 The two streams may be called from different threads and interleave in any way. A tap must not keep a frame it is
 given (copy what it needs; the array may be reused) and must be quick or queue the work itself: a slow tap slows the
 propagation. A tap that raises fails the run like any other error. Kept here, below both the pipeline and the
@@ -34,10 +30,3 @@ class FrameTap(Protocol):
     def on_result(self, index: int, frame: np.ndarray) -> None: ...
 
     def finish(self, ok: bool) -> None: ...
-
-
-@runtime_checkable
-class LandmarkTap(Protocol):
-    def source_landmarks(self, index: int, landmarks: np.ndarray) -> None:
-        """The one face's (478, 3) landmarks on source frame `index` (`face.mesh.FaceMeshTracker`'s convention),
-        given just before `on_source(index, ...)`."""
