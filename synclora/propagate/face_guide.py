@@ -71,6 +71,11 @@ class FaceGuideConfig:
     # costs more grey levels (measured on the same face: 1.45x at 1280x720 as at 352x288): the grey-level thresholds
     # above and below grow by that ratio
     judge_span: float = 72.0
+    # The flow runs at a size where the largest face spans at least this many flow pixels between the outer eye
+    # corners (`FlowConfig.face_side_max` caps it): below about 35 the lips are a flow pixel or two thick and the edit
+    # fades off them (measured on a face half as high as a 1280x720 frame, span 26 at the usual 256 px: lipstick kept
+    # on 61 % of frames; 98-100 % at 40-48; `python -m benchmarks.bench_flow --sizes`)
+    min_span: float = 40.0
     # ... and per pixel (3x3): a gross mismatch there is a landmark that is off (a lip put on the tongue)
     pixel_lo: float = 35.0
     pixel_hi: float = 70.0
@@ -163,6 +168,19 @@ class FaceGuide:
         else:
             guide._grey0 = cv2.cvtColor(np.ascontiguousarray(frames[0]), cv2.COLOR_RGB2GRAY)
         return guide
+
+    def wanted_scale(self) -> float:
+        """How many times larger the flow's frames should be for the largest tracked face to span `min_span` flow
+        pixels between its eyes (1: they are large enough)."""
+        span = max(tr.size for tr in self.tracks) * self.flow_size[0] / self.size[0]
+        return max(1.0, self.config.min_span / span)
+
+    def rescale(self, flow_size: tuple[int, int]) -> None:
+        """Work at another flow size (before `focus`): frame 0's mesh is drawn again at it."""
+        self.flow_size = flow_size
+        for tr in self.tracks:
+            ids, box = self._raster(self._to_flow(tr.ref))
+            tr.ref_ids, tr.ref_box, tr.ref_pad = ids, box, np.pad(ids, 1, constant_values=-1)
 
     def close(self) -> None:
         if self._tracker is not None:

@@ -57,6 +57,9 @@ class FlowConfig:
     """Tuning of the flow backend. Defaults were chosen by measuring drift and speed on synthetic clips."""
 
     flow_side: int = 256  # longer side of the grey frames the flow runs on (384 measured no better, and slower)
+    # ... grown (up to this) when the edited face would span fewer flow pixels than the face guidance needs
+    # (`FaceGuideConfig.min_span`): a face small in a wide frame
+    face_side_max: int = 640
     preset: int = cv2.DISOPTICAL_FLOW_PRESET_FAST  # pairwise flow
     refine_every: int = 2  # refine the chained map against frame 0 every this many frames (0: never)
     refine_preset: int = cv2.DISOPTICAL_FLOW_PRESET_FAST

@@ -123,6 +123,12 @@ class FrameMap:
         return 256 + sum(a.nbytes for a in arrays if a is not None)
 
 
+def flow_size(w: int, h: int, side: int) -> tuple[int, int]:
+    """(fw, fh) of the grey frames the flow runs on: the longer side `side`, never larger than the frame."""
+    scale = min(1.0, side / max(h, w))
+    return max(8, round(w * scale)), max(8, round(h * scale))
+
+
 class FlowTrack(Tracker):
     """One direction of one flow propagation: set up on frame 0 and its edit, then `maps` in order and `compose`."""
 
@@ -139,18 +145,21 @@ class FlowTrack(Tracker):
         self.idle = not change.any() and (gain is None or not gain.any())  # nothing was edited: the source it is
         if self.idle:
             return
-        scale = min(1.0, c.flow_side / max(h, w))
-        fw, fh = max(8, round(w * scale)), max(8, round(h * scale))
+        fw, fh = flow_size(w, h, c.flow_side)
+        if c.face_guide:
+            stack = self.first[None] if probes is None else probes
+            self.guide = FaceGuide.start(stack, (fw, fh), c.face)
+            grow = self.guide.wanted_scale() if self.guide.active else 1.0
+            if grow > 1.0:  # a face small in the frame (a 16:9 phone clip): the flow runs larger, up to its cap
+                fw, fh = flow_size(w, h, min(round(c.flow_side * grow), max(c.flow_side, c.face_side_max)))
+                self.guide.rescale((fw, fh))
+            self._facts.update(self.guide.facts())
         self.flow_size = (fw, fh)
         self.sx, self.sy = w / fw, h / fh
         self.ident = np.dstack(np.meshgrid(np.arange(fw, dtype=np.float32), np.arange(fh, dtype=np.float32)))
         self.up_scale = np.array([self.sx, self.sy], np.float32)
         self.up_shift = (self.up_scale - 1) / 2
         self.upsample = _Upsampler((fw, fh), (w, h))
-        if c.face_guide:
-            stack = self.first[None] if probes is None else probes
-            self.guide = FaceGuide.start(stack, (fw, fh), c.face)
-            self._facts.update(self.guide.facts())
         # with faces, the change inside frame 0's open mouth and eyes travels apart from the rest (see face_guide)
         hole_gain = hole_change = parts = None
         if self.guide is not None and self.guide.active:

@@ -8,7 +8,7 @@ model. `part_scores` says, frame by frame, whether an edit painted on some parts
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -242,6 +242,19 @@ def expressive_clip(
                                         borderMode=cv2.BORDER_CONSTANT, borderValue=PART_OTHER)
     return ExpressiveClip(frames=frames, labels=labels, mouth=jaw, stretch=widen, eyes_closed=closed, turn=turn,
                           roll=roll, blinks=list(blinks))
+
+
+def in_frame(clip: ExpressiveClip, width: int, height: int) -> ExpressiveClip:
+    """`clip` centred in larger (width, height) frames, its edges continued outwards: a phone's 16:9 frame (1280x720)
+    with the face as large as a talking head in it, where the flow's fixed-size grey frames give the face fewer
+    pixels than a square frame of the same height does. Labels outside the square are `PART_OTHER`."""
+    n, h, w = clip.frames.shape[:3]
+    if width < w or height < h:
+        raise ValueError(f"a {width}x{height} frame cannot hold the clip's {w}x{h} frames")
+    left, top = (width - w) // 2, (height - h) // 2
+    pad = ((0, 0), (top, height - h - top), (left, width - w - left))
+    return replace(clip, frames=np.pad(clip.frames, (*pad, (0, 0)), mode="edge"),
+                   labels=np.pad(clip.labels, pad, constant_values=PART_OTHER))
 
 
 def _head_motion(c: np.ndarray, size: int, turn: float, roll: float, zoom: float, shift: np.ndarray) -> np.ndarray:
