@@ -21,9 +21,10 @@ without it (`FlowConfig(face_guide=False)`, the flow-only backend as it was).
    preview carries what hides as drawn: the median correlation of the mask's luminance with the source's over the
    mouth (0: nothing of the mouth shows through; the share of frames above 0.5), the share of the mouth under
    mask-blue, and the share of eye-white pixels that show bright through the lenses; speed against flow only.
-5. `--sizes` (only this): the make-up of 3 on the same face in a 352x288 and a 1280x720 frame, as high as the frame
-   two thirds or half as high, next to what an edit painted on every frame's true parts scores (the measure's ceiling): the
-   flow sized to the face (the default) against the flow at a fixed 256 px, in the streaming form the pipeline runs.
+5. `--sizes` (only this): the make-up of 3 on the same face in a 352x288 and a 1280x720 frame, the face's square as
+   high as the frame, two thirds or half as high, next to what an edit painted on every frame's true parts scores
+   (the measure's ceiling): the flow sized to the face (the default) against the flow at a fixed 256 px, in the
+   streaming form the pipeline runs.
 
 Baselines for 1-2, each a full propagation of the same change (flow + warp), per frame directly to frame 0 at full
 resolution: OpenCV Farneback, and DIS-MEDIUM. Speed is end to end (`propagate`), after one short warm-up call.
@@ -216,8 +217,8 @@ def run_stream(frames: np.ndarray, edited: np.ndarray, config: FlowConfig) -> tu
 
 def makeup_sizes(name: str, n: int) -> None:
     """Lipstick and eye shadow on the same face in a small (352x288) and a phone's (1280x720) frame, the face's square
-    as high as the frame, two thirds or half as high: the face guidance with the flow sized to the face (the default) against the flow at
-    its fixed 256 px (`face_side_max=256`, the baseline)."""
+    as high as the frame, two thirds or half as high: the face guidance with the flow sized to the face (the default)
+    against the flow at its fixed 256 px (`face_side_max=256`, the baseline)."""
     from synclora.testing import expressive as X
     from synclora.testing import face_edits as E
 
