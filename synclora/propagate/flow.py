@@ -20,7 +20,8 @@ benchmarks/bench_flow.py):
   changing in place: a blink, a shadow). Confidence is carried along the chain (min, so it never decays
   geometrically) and restored where the refined map matches frame 0 again (an occluder has passed). The change is
   faded by it, so it does not smear onto a hand, the inside of an opening mouth or newly revealed background.
-* **Speed**: flow runs on small grey frames (longer side about 256 px) and the pairwise flows are computed ahead on
+* **Speed**: flow runs on small grey frames (longer side about 256 px; larger, up to 640, where the edited face is
+  small in the frame, so that the face guidance still sees its lips) and the pairwise flows are computed ahead on
   a worker thread; only the final warp runs at full resolution, and it and the maps it needs only where the change
   can land. OpenCV's own thread pool is off meanwhile (the backend's threads already fill the cores).
 * **Faces** (`face_guide`, on by default): inside each face the map follows MediaPipe's face mesh instead, tracked on
