@@ -68,7 +68,7 @@ def test_a_face_small_in_a_720p_frame_keeps_its_lipstick():
     anchor = _makeup(clip.frames[0], clip, 0)
     out, flow = _preview(clip.frames, anchor, FlowConfig())
     lips, lids = _scores(out, clip)
-    # measured: lipstick on the lips in 100 % of frames (flow 640x360); at a fixed 256x144 flow, 51 %
+    # measured: lipstick on the lips in 100 % of frames (flow 404x227); at a fixed 256x144 flow, 51 %
     assert flow[0] > 256 and flow[0] / flow[1] == pytest.approx(1280 / 720, rel=0.01)
     assert lips.kept >= 0.9 and lips.landed.max() <= 0.02 and lids.kept >= 0.9
     fixed, _ = _preview(clip.frames, anchor, FlowConfig(face_side_max=256))
