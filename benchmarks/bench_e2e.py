@@ -12,7 +12,8 @@ Measured per clip and repeat, one after the other on the same machine:
 - baseline: `ffmpeg -i clip -c:v libx264 -crf 18 -preset medium -c:a copy` (imageio-ffmpeg's binary);
 - ours: `python -m synclora propagate clip --edited png --out mp4 --backend flow` (face guidance on, as default).
 Printed: wall seconds, CPU seconds (user + system of all threads), frames per second, peak RSS of the whole child
-process tree (sampled every 20 ms), and the ratios of our wall and CPU time to the baseline's. Timings on a shared
+process tree (sampled every 20 ms), the ratios of our wall and CPU time to the baseline's, and the 1-minute load
+average before and after our run (other work on the machine). Timings on a shared
 machine are noisy: compare the ratios (on a busy machine the CPU ratio is the steadier one), and repeat.
 """
 
@@ -135,7 +136,9 @@ def main() -> int:
                     cmd += ["--side-by-side", str(folder / "sbs.mp4")]
                 if args.report:
                     cmd += ["--report", str(folder / "report.json")]
+                load0 = os.getloadavg()[0]
                 to, co, mo, rc, err = run_tree(cmd)
+                load = f"{load0:.1f}–{os.getloadavg()[0]:.1f}"  # 1-minute load average before and after our run
                 if rc:
                     print(f"propagate failed ({rc}): {err}")
                     return 1
@@ -145,13 +148,14 @@ def main() -> int:
                 assert info.n_frames == n and info.has_audio, (info.n_frames, n)
                 w = int(round(height * 16 / 9)) // 2 * 2
                 row = (f"| {w}×{height} | {seconds} s ({n} frames) | {to:.1f} s ({co:.0f} CPU-s) | {n / to:.1f} | "
-                       f"{mo / 1024:.2f} GiB | {tb:.1f} s ({cb:.0f} CPU-s) | {to / tb:.2f}× ({co / cb:.2f}×) |")
+                       f"{mo / 1024:.2f} GiB | {tb:.1f} s ({cb:.0f} CPU-s) | {to / tb:.2f}× ({co / cb:.2f}×) "
+                       f"| {load} |")
                 rows.append(row)
                 print(f"{w}×{height} {seconds:>3d} s, run {r + 1}: ours {to:6.1f} s, {co:6.1f} CPU-s ({n / to:5.1f} "
                       f"frames/s, peak RSS {mo:6.0f} MiB); ffmpeg {tb:6.1f} s, {cb:6.1f} CPU-s (peak {mb:4.0f} MiB); "
-                      f"ratio {to / tb:.2f}× wall, {co / cb:.2f}× CPU", flush=True)
-    print("\n| clip | length | ours (wall) | frames/s | peak RSS | ffmpeg re-encode | ratio wall (CPU) |")
-    print("|---|---|---|---|---|---|---|")
+                      f"ratio {to / tb:.2f}× wall, {co / cb:.2f}× CPU; load average {load}", flush=True)
+    print("\n| clip | length | ours (wall) | frames/s | peak RSS | ffmpeg re-encode | ratio wall (CPU) | load |")
+    print("|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
     if tmp is not None:
         tmp.cleanup()

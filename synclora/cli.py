@@ -78,16 +78,21 @@ def _run_propagate(args: argparse.Namespace) -> int:
     )
     tap = _report_tap(args, req) if args.report else None
     taps = [tap] if tap is not None else []
+    early = _EarlyReport(tap, Path(args.report)) if tap is not None else None
     progress = tqdm_progress("propagate") if not args.quiet else None
     try:
-        result = run_propagation(req, progress, taps=taps) if progress else run_propagation(req, taps=taps)
+        try:
+            result = run_propagation(req, progress, taps=taps) if progress else run_propagation(req, taps=taps)
+        finally:
+            if progress:
+                progress.close()
+        print(result.summary())
+        _print_notices(result.notices)
+        if args.report:
+            _write_report(tap, args.report, early)
     finally:
-        if progress:
-            progress.close()
-    print(result.summary())
-    _print_notices(result.notices)
-    if args.report:
-        _write_report(tap, args.report)
+        if early is not None:
+            early.discard()
     return 0
 
 
@@ -112,17 +117,58 @@ def _report_tap(args: argparse.Namespace, req):
     return tap
 
 
-def _write_report(tap, path: Path) -> None:
+class _EarlyReport:
+    """The report's JSON and plot drawn into staging files (`paths.temp_path`) as soon as the tap has every frame,
+    while the encoder still finishes the video (its last frames take seconds): the plot no longer waits for it.
+    `take` hands the staged pair over once the propagation succeeded; `discard` removes whatever was not taken."""
+
+    def __init__(self, tap, path: Path):
+        self.path, self.staged = path, None
+        tap.when_ready(self._draw)
+
+    def _draw(self, report) -> None:
+        from synclora.paths import temp_path
+
+        plot = self.path.with_suffix(".png")
+        staged = (temp_path(self.path), temp_path(plot))
+        try:
+            report.save_json(staged[0])
+            report.plot(staged[1])
+        except BaseException:
+            for f in staged:
+                f.unlink(missing_ok=True)
+            raise
+        self.staged = staged
+
+    def take(self) -> tuple[Path, Path] | None:
+        staged, self.staged = self.staged, None
+        return staged
+
+    def discard(self) -> None:
+        for f in self.take() or ():
+            f.unlink(missing_ok=True)
+
+
+def _write_report(tap, path: Path, early: _EarlyReport | None = None) -> None:
     """The report's JSON and plot, both or neither (what was at those paths stays as it was otherwise); the verdict
     on stdout. A report that could not be made is said as the error and fails the command; the result is kept (it is
     complete)."""
-    from synclora.paths import staged_outputs
+    from synclora.paths import commit, staged_outputs
 
     report = tap.report()
     plot = path.with_suffix(".png")
-    with staged_outputs(path, plot) as (json_tmp, plot_tmp):
-        report.save_json(json_tmp)
-        report.plot(plot_tmp)
+    staged = early.take() if early is not None else None
+    if staged is not None:  # drawn while the video was finished
+        try:
+            commit([(staged[0], path), (staged[1], plot)])
+        except BaseException:
+            for f in staged:
+                f.unlink(missing_ok=True)
+            raise
+    else:
+        with staged_outputs(path, plot) as (json_tmp, plot_tmp):
+            report.save_json(json_tmp)
+            report.plot(plot_tmp)
     print(f"sync report: {report.verdict}")
     print(f"report: {path}\nplot: {plot}")
 

@@ -36,9 +36,10 @@ MAX_KEYFRAMES = 100
 # --- memory of a propagation -----------------------------------------------------------------------------------------
 # What one propagation needs, from its frame sizes alone (see `memory_need`): the interpreter with its libraries, plus
 # bytes per pixel of the source frame (frames in flight between decoder, backend and encoders; the edit's change as
-# float32 planes; the H.264 encoder's lookahead) and per working pixel of a segment backend's chunk. Checked against
-# peak RSS measured by benchmarks/bench_e2e.py at 1280×720 (0.72 GiB for 10 s, 0.79 GiB for 60 s, no side by side;
-# this estimate: 0.96 GiB without it); larger frames are extrapolated, with a margin.
+# float32 planes; the H.264 encoder's lookahead and frame threads) and per working pixel of a segment backend's chunk.
+# Checked against peak RSS measured by benchmarks/bench_e2e.py at 1280×720 (0.72 GiB for 10 s, 0.79 GiB for 60 s with
+# x264's slice threads; 0.82 GiB for 10 s with its frame threads; no side by side; this estimate: 0.96 GiB without
+# it); larger frames are extrapolated, with a margin.
 BASE_BYTES = 600 * 1024**2
 SOURCE_PIXEL_BYTES = 280
 SBS_PIXEL_BYTES = 120  # the side by side's frames and encoder (twice as wide)

@@ -274,6 +274,10 @@ def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress,
                     if sbs:
                         writers[1].put(next(io.side_by_side([src], [frame])))
                 progress(0.98, "finishing the video")
+                for tap in taps:
+                    done = getattr(tap, "frames_done", None)
+                    if done is not None:
+                        done()  # a tap may finish its work while the encoder finishes the video
                 for w in writers:
                     w.close()
             except BaseException:

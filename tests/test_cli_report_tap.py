@@ -70,3 +70,41 @@ def test_a_bad_report_is_one_sentence_before_any_work(clip, tmp_path, capsys, ba
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "report" in err[0], err
     assert not out.exists() and not (tmp_path / "sync.json").exists()
+
+
+def test_the_report_is_drawn_while_the_video_is_finished_and_a_late_failure_leaves_neither(clip, tmp_path,
+                                                                                            monkeypatch):
+    """The tap has every frame before the encoder has written its last ones: the report's files are drawn meanwhile
+    (staged, hidden), put in place only when the video is complete, and removed when finishing it fails."""
+    import threading
+
+    from synclora.metrics import tap as tap_module
+    from synclora.video.stream import FrameWriter
+
+    drawn_on = []
+    real_finish = tap_module.ReportTap._finish_early
+
+    def finish_early(self):
+        drawn_on.append(threading.current_thread().name)
+        real_finish(self)
+
+    monkeypatch.setattr(tap_module.ReportTap, "_finish_early", finish_early)
+    out, rep = tmp_path / "ok" / "out.mp4", tmp_path / "ok" / "sync.json"
+    out.parent.mkdir()
+    assert _propagate(clip, out, "--report", str(rep)) == 0
+    assert drawn_on == ["sync-report-early"]
+    assert json.loads(rep.read_text())["frames"] == [0, N - 1] and rep.with_suffix(".png").is_file()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["out.mp4", "sync.json", "sync.png"]
+
+    real_close = FrameWriter.close
+
+    def failing_close(self):
+        real_close(self)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(FrameWriter, "close", failing_close)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    assert _propagate(clip, bad / "out.mp4", "--report", str(bad / "sync.json")) == 2
+    assert len(drawn_on) == 2
+    assert list(bad.iterdir()) == []  # no video, no report, no staged file

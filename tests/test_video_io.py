@@ -121,6 +121,28 @@ def test_face_content_round_trip_is_faithful(folder):
     assert abs(float(got.astype(np.float64).mean() - frames.astype(np.float64).mean())) < 0.3  # no colour shift
 
 
+def test_rgb_to_yuv420_is_bt709_limited_range_within_a_level():
+    """The encoder's conversion against the exact formula (BT.709, limited range, chroma of each 2x2 block's mean):
+    every Y, Cb and Cr code within one level, on noise (the worst case for chroma averaging) and on a real face."""
+    from synclora.video.colour import rgb_to_yuv420_frame
+
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (64, 96, 3), np.uint8)
+    face, _ = M.talking_face_frames(1, size=(128, 96))
+    for img in (noise, face[0]):
+        h, w = img.shape[:2]
+        rgb = img.astype(np.float64)
+        kr, kb = 0.2126, 0.0722
+        y = kr * rgb[..., 0] + (1 - kr - kb) * rgb[..., 1] + kb * rgb[..., 2]
+        cb, cr = (rgb[..., 2] - y) / (2 * (1 - kb)), (rgb[..., 0] - y) / (2 * (1 - kr))
+        cb, cr = (c.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3)) for c in (cb, cr))  # each 2x2 block's mean
+        want = np.concatenate([(16 + 219 / 255 * y).ravel(), (128 + 224 / 255 * cb).ravel(),
+                               (128 + 224 / 255 * cr).ravel()])
+        got = rgb_to_yuv420_frame(img).to_ndarray().ravel().astype(np.float64)
+        assert got.shape == want.shape
+        assert np.abs(got - want).max() <= 1.0
+
+
 def test_odd_size_is_padded_and_reported(folder):
     frames = M.indexed_frames(5, size=(95, 63))
     notes: list[str] = []

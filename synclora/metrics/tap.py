@@ -267,6 +267,8 @@ class ReportTap:
         else:
             self._source = _Side(self, "source", hook, src_size)
         self._result = _Side(self, "result", self._result_hook, res_size)
+        self._when_ready = None
+        self._early: threading.Thread | None = None
 
     # -- the FrameTap contract
     def on_source(self, index: int, frame: np.ndarray) -> None:
@@ -275,8 +277,40 @@ class ReportTap:
     def on_result(self, index: int, frame: np.ndarray) -> None:
         self._result.put(index, frame)
 
+    def when_ready(self, fn) -> None:
+        """Call `fn(report)` as soon as every frame is measured (`frames_done`), on a thread of its own, while the
+        propagation still finishes its outputs; `finish` waits for it. A report that fails is not handed over (`report`
+        raises it), nor is a failure of `fn` kept (the caller can still do the work itself)."""
+        self._when_ready = fn
+
+    def frames_done(self) -> None:
+        """`video.taps`: every frame has been handed over; the outputs are still being finished."""
+        if self._when_ready is None or self._finished or self._early is not None or self.failed.is_set():
+            return
+        self._early = threading.Thread(target=self._finish_early, name="sync-report-early", daemon=True)
+        self._early.start()
+
+    def _finish_early(self) -> None:
+        try:
+            self.finish(True)
+            report = self.report()
+        except BaseException as exc:  # noqa: BLE001 - kept by the tap: finish and report() raise it to the caller
+            if not self.failed.is_set():
+                self.fail(exc)
+            return
+        try:
+            self._when_ready(report)
+        except BaseException:  # noqa: BLE001 - the caller does the work itself then
+            pass
+
     def finish(self, ok: bool) -> None:
         """Wait for the workers (ok) or stop them (not ok); raises what a worker hit."""
+        early = self._early
+        if early is not None and early is not threading.current_thread():
+            early.join()  # finished on its own thread with every frame measured; the run's outcome is the caller's
+            if self.strict:
+                self.raise_failure()
+            return
         if self._finished:
             return
         self._finished = True

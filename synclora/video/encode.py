@@ -19,6 +19,10 @@ from synclora.video.probe import probe, sensible_rate
 
 log = logging.getLogger(__name__)
 
+# x264's frame threads, as the ffmpeg command line uses them (PyAV asks for slice threads, which keep one frame's
+# slices in step and leave a core idle): see benchmarks/bench_encode.py for the two side by side
+THREADS = "FRAME"
+
 
 def even_size(width: int, height: int) -> tuple[int, int]:
     """The size `write_video` encodes a width×height frame at (yuv420p needs even sizes)."""
@@ -97,6 +101,7 @@ def write_video(
         vs.time_base = 1 / rate
         vs.options = {"crf": str(int(crf)), "preset": preset}
         cc = vs.codec_context
+        cc.thread_type = THREADS
         cc.color_range = 1  # limited ("tv") range, what browsers expect
         cc.colorspace = 1  # BT.709
         cc.color_primaries = 1

@@ -6,6 +6,8 @@ decoding the files again afterwards. The propagation calls, in this order of gua
 
 - `on_source(index, frame)` once for every source frame, index 0..n-1 ascending, full size RGB uint8 (H, W, 3);
 - `on_result(index, frame)` once for every result frame as it is handed to the encoder, index 0..n-1 ascending;
+- `frames_done()`, if the tap has it, once every frame has been handed over, while the outputs are still being
+  finished (the encoder's last frames take seconds): a tap may finish its own work meanwhile;
 - `finish(ok)` once at the end (`ok` False when the run failed or was stopped).
 
 The two streams may be called from different threads and interleave in any way. A tap must not keep a frame it is
