@@ -172,11 +172,14 @@ def test_own_lora_file_is_used_and_a_corrupt_one_is_refused(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_generative_backend_in_chunks_keeps_the_contract(tmp_path):
-    """The tiny Sync-LoRA model (17-frame chunks) on a 29.97 fps clip longer than one chunk, edited mid-clip."""
+    """The tiny Sync-LoRA model (17-frame chunks) on a 29.97 fps clip longer than one chunk, edited mid-clip.
+
+    26 frames edited at 7: one call back to frame 0 and, forward, one full chunk plus a short one (19 frames in two
+    chunks), the fewest model calls that still cross a chunk seam on both sides of the edit."""
     from synclora.config import PropagationRequest, PropagationSettings
     from synclora.pipeline import run_propagation
 
-    n = 30
+    n = 26
     src, _, truth = _clip(tmp_path, Fraction(30000, 1001), size=(64, 48), n=n)
     k = 7
     edited_path, edited, _ = _edit(tmp_path, src, k, truth)
