@@ -185,10 +185,12 @@ def clip(tmp_path_factory) -> dict:
 
 
 def _like_the_source(clip, result: np.ndarray, frames) -> None:
-    """These result frames are the source's own, up to H.264: as close to it as a plain re-encode (within 1 dB)."""
+    """These result frames are the source's own, up to H.264: as close to it as a plain re-encode (within 1.5 dB: the
+    first frames after an edited span are predicted from frames that differ from the source's, which costs the
+    encoder a little at 96x96; a frame off by one, or an edit leaking out, costs far more)."""
     for i in frames:
         got = media.psnr(result[i], clip["decoded"][i])
-        assert got > clip["floor"][i] - 1.0 and got > 35, (i, got, clip["floor"][i])
+        assert got > clip["floor"][i] - 1.5 and got > 35, (i, got, clip["floor"][i])
 
 
 def _run(clip, tmp_path, monkeypatch, spy: _Spy, **settings):

@@ -19,9 +19,10 @@ from synclora.video.probe import probe, sensible_rate
 
 log = logging.getLogger(__name__)
 
-# x264's frame threads, as the ffmpeg command line uses them (PyAV asks for slice threads, which keep one frame's
-# slices in step and leave a core idle): see benchmarks/bench_encode.py for the two side by side
-THREADS = "FRAME"
+# x264's slice threads (PyAV's choice). Frame threads, as the ffmpeg command line uses them, measured no faster on
+# 2 cores (`benchmarks/bench_encode.py` times both) and hold more frames in memory (peak RSS 0.82 against 0.72 GiB
+# for 10 s of 720p, `benchmarks/bench_e2e.py`).
+THREADS = "SLICE"
 
 
 def even_size(width: int, height: int) -> tuple[int, int]:
