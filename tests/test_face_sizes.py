@@ -8,12 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from synclora.config import PropagationSettings
-from synclora.propagate.flow import FlowConfig, FlowPropagator, probe_indices
+from synclora.propagate.flow import FlowConfig
 from synclora.testing import expressive as X
 from synclora.testing import face_edits as E
-
-SETTINGS = PropagationSettings(backend="flow")
 
 
 def _scores(out: np.ndarray, clip: X.ExpressiveClip):
@@ -46,19 +43,12 @@ def test_the_measure_scores_a_perfect_result_full_and_a_missing_one_zero_at_any_
 
 
 def _preview(frames: np.ndarray, anchor: np.ndarray, config: FlowConfig):
-    """The streaming form of the flow backend (as the pipeline runs it): no size limit, one frame at a time."""
-    prop = FlowPropagator(SETTINGS, config)
-    track = prop.track(frames[0], anchor, frames[probe_indices(len(frames), config.face.probes)])
-    out = np.empty_like(frames)
-    out[0] = anchor
-    walk = track.maps(frames[1:])
-    try:
-        for t, (frame, fmap) in enumerate(walk, start=1):
-            out[t] = track.compose(frame, fmap)
-    finally:
-        walk.close()
-        track.close()
-    return out, track.flow_size
+    """The flow backend in its streaming form, as the pipeline runs it and the benchmark times it: (result, flow size).
+    `benchmarks` is importable: pyproject's pytest `pythonpath` holds the repository root."""
+    from benchmarks.bench_flow import run_stream
+
+    out, _, flow = run_stream(frames, anchor, config)
+    return out, flow
 
 
 def test_a_face_small_in_a_720p_frame_keeps_its_lipstick():
