@@ -189,7 +189,7 @@ def phase_levers(args, log) -> None:
     from synclora.propagate.ltx import SyncLoRAPropagator
 
     settings = PropagationSettings(backend="synclora", model="tiny" if args.tiny else "real", quality="full", seed=0)
-    # (--tiny: diffusers' tiny LTX-2.3 compresses only 2x, so it gets its own small clip)
+    # (--tiny: the tiny LTX-2.3 VAE compresses only 4x in space and 2x in time, so it gets its own small clip)
     n, size = (9, 64) if args.tiny else (args.frames, args.size)
     frames = np.random.default_rng(0).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
     segment = Segment(frames=frames, edited=255 - frames[0], fps=25.0, settings=settings)

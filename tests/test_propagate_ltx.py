@@ -85,15 +85,16 @@ def test_one_forward_per_step_with_the_distilled_sigmas(prop):
     assert all(batch == 1 for batch, _, _ in calls)
     sigmas = [s for _, s, _ in calls]
     np.testing.assert_allclose(sigmas, STAGE_1_SIGMAS + STAGE_2_SIGMAS, atol=1e-6)
-    # Stage 1: target (5 latent frames of 16x16) + reference tokens; the first latent frame and the whole
-    # reference are clean (timestep 0), the rest is at the current sigma.
+    # Stage 1: target (5 latent frames at half the 64 px side) + reference tokens; the first latent frame and the
+    # whole reference are clean (timestep 0), the rest is at the current sigma.
+    side = 64 // prop.model.pipe.vae.spatial_compression_ratio  # latent side at full resolution
     t1 = calls[0][2][0]
-    per_frame = 16 * 16
+    per_frame = (side // 2) ** 2
     assert t1.numel() == 2 * 5 * per_frame
     assert torch.all(t1[:per_frame] == 0) and torch.all(t1[5 * per_frame:] == 0)
     assert torch.all(t1[per_frame: 5 * per_frame] == 1000.0)
-    # Stage 2: no reference tokens at full resolution (5 latent frames of 32x32).
-    assert calls[-1][2].shape[1] == 5 * 32 * 32
+    # Stage 2: no reference tokens at full resolution (5 latent frames of side x side).
+    assert calls[-1][2].shape[1] == 5 * side * side
 
 
 def test_same_seed_same_video_other_seed_other_video(prop):

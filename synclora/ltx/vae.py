@@ -50,8 +50,8 @@ def enable_tiling(vae: torch.nn.Module) -> None:
     """Encode and decode in temporal tiles from now on (spatial tiles only kick in above 512 px).
 
     Training's choice for the real VAE: it encodes whole 81-frame clips at full resolution, whose activations would
-    otherwise need tens of GiB. Inference does not (see `tiling`). Not for the tiny VAE (it compresses 2x only; see
-    `ltx.tiny`)."""
+    otherwise need tens of GiB. Inference does not (see `tiling`). Not for the tiny VAE (it compresses 2x in time
+    only; see `ltx.tiny`)."""
     vae.use_framewise_decoding = True
     vae.use_framewise_encoding = True
     vae.enable_tiling()

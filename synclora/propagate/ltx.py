@@ -30,8 +30,9 @@ from synclora.propagate.base import LABELS, BackendSpec, ProgressFn, Propagator,
 LABEL = LABELS["synclora"]
 
 SPEC = BackendSpec(max_frames=81, frame_step=8, size_multiple=64, native_fps=FRAME_RATE, max_side=1024)
-# The tiny VAE compresses only 2× (the real one 32× in space, 8× in time), so the tiny model gets short chunks and a
-# small working size to keep its token count (and CPU time) small; long clips then exercise the chunked schedule.
+# The tiny VAE compresses only 4× in space and 2× in time (the real one 32× and 8×), so the tiny model gets short
+# chunks and a small working size to keep its token count (and CPU time) small; long clips then exercise the chunked
+# schedule.
 TINY_SPEC = BackendSpec(max_frames=17, frame_step=8, size_multiple=64, native_fps=FRAME_RATE, max_side=64)
 
 
