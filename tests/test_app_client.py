@@ -79,6 +79,7 @@ def test_edit_video_end_to_end_with_only_the_three_inputs(edit_run):
     assert seconds < 60
 
 
+@pytest.mark.slow
 def test_sync_report_endpoint_gives_plot_and_verdict(client, edit_run, tmp_path):
     from gradio_client import handle_file
 
@@ -96,6 +97,7 @@ def test_sync_report_endpoint_gives_plot_and_verdict(client, edit_run, tmp_path)
     assert Path(view).is_file() and Path(view).stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_settings_other_than_the_defaults_are_used_and_reported(client):
     from gradio_client import handle_file
 
@@ -104,6 +106,7 @@ def test_settings_other_than_the_defaults_are_used_and_reported(client):
     assert "seed **7**" in md and "(preview)" in md and "fit crop" in md and "--seed 7" in md
 
 
+@pytest.mark.slow
 def test_two_keyframes_through_the_api(client, tmp_path):
     """`/edit_keyframes`: the edited frame 0 as a listed keyframe and again at frame 60 (the same look twice); frame 60
     of the result is the second image, the red nose is carried everywhere, and the reproduce line lists both."""
@@ -123,6 +126,7 @@ def test_two_keyframes_through_the_api(client, tmp_path):
     assert "Keyframes **0**, **60**" in md and "--keyframe 0" in md and "--keyframe 60" in md
 
 
+@pytest.mark.slow
 def test_a_span_of_the_clip_through_the_api(client, tmp_path):
     """`span` and `fade` by name: only frames 1 s–2 s carry the edit (the red nose), faded over 3 frames each side;
     the rest is the source; the report judges the span."""

@@ -19,6 +19,8 @@ from PIL import Image
 
 from synclora.video import io
 
+# A real browser through a whole workflow takes over a minute per test: `slow`, out of the quick pass.
+pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = os.environ.get("SYNCLORA_CHROMIUM", "/usr/bin/chromium")

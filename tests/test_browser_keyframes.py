@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
 from PIL import Image
 
 from synclora.video import io
 from tests.test_browser import ARTIFACTS, CLIP, PHONE, TIMEOUT_MS, _fits_phone, app_url, browser  # noqa: F401
+
+pytestmark = pytest.mark.slow  # a real browser through a whole workflow: over a minute
 
 
 def _upload_edit(page, path, k: int) -> None:

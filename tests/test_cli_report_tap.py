@@ -35,6 +35,7 @@ def _propagate(clip, out, *extra):
                  "--backend", "flow", "--quiet", *extra])
 
 
+@pytest.mark.slow
 def test_report_comes_with_the_result_and_reads_as_the_report_of_the_files(clip, tmp_path, capsys):
     out, rep = tmp_path / "out.mp4", tmp_path / "sync" / "sync.json"
     assert _propagate(clip, out, "--report", str(rep)) == 0
@@ -55,6 +56,7 @@ def test_report_comes_with_the_result_and_reads_as_the_report_of_the_files(clip,
     assert np.isclose(made["identity"]["mean_distance"], again["identity"]["mean_distance"], atol=0.05)
 
 
+@pytest.mark.slow
 def test_report_judges_the_edited_span(clip, tmp_path):
     rep = tmp_path / "span.json"
     assert _propagate(clip, tmp_path / "out.mp4", "--span", "5:30", "--fade", "0", "--report", str(rep)) == 0
@@ -72,6 +74,7 @@ def test_a_bad_report_is_one_sentence_before_any_work(clip, tmp_path, capsys, ba
     assert not out.exists() and not (tmp_path / "sync.json").exists()
 
 
+@pytest.mark.slow
 def test_the_report_is_drawn_while_the_video_is_finished_and_a_late_failure_leaves_neither(clip, tmp_path,
                                                                                             monkeypatch):
     """The tap has every frame before the encoder has written its last ones: the report's files are drawn meanwhile

@@ -67,6 +67,7 @@ def curated(pairs, tmp_path_factory):
     return manifest, summary, calls
 
 
+@pytest.mark.slow
 def test_keeps_synced_rejects_lagged_and_frozen_mouth(curated):
     manifest, summary, _ = curated
     recs = read_manifest(manifest)
@@ -80,6 +81,7 @@ def test_keeps_synced_rejects_lagged_and_frozen_mouth(curated):
     assert (summary.kept, summary.rejected, summary.errors, summary.total) == (1, 2, 2, 5)
 
 
+@pytest.mark.slow
 def test_manifest_lines_and_plot(curated):
     manifest, summary, _ = curated
     lines = [json.loads(x) for x in manifest.read_text().splitlines()]
@@ -90,6 +92,7 @@ def test_manifest_lines_and_plot(curated):
     assert summary.plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_unreadable_and_incomplete_pairs_are_reported_not_fatal(curated):
     manifest, _, _ = curated
     recs = read_manifest(manifest)
@@ -97,6 +100,7 @@ def test_unreadable_and_incomplete_pairs_are_reported_not_fatal(curated):
     assert "target.mp4 is missing" in recs["half"]["error"]
 
 
+@pytest.mark.slow
 def test_resume_measures_nothing_again_and_new_thresholds_redecide(curated, pairs):
     manifest, _, calls = curated
     measured_once = sorted(calls)
@@ -125,6 +129,7 @@ def test_decide_rules():
     assert decide({**ok, "source_faces": 0}, th) == (False, ["no face in the source"])
 
 
+@pytest.mark.slow
 def test_cli_curate_with_threshold_override(pairs, tmp_path, curated, capsys):
     from synclora.cli import main
 
@@ -177,6 +182,7 @@ def edit_pairs(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_curation_keeps_right_edit_pairs_and_rejects_late_frozen_and_faded(edit_pairs, tmp_path):
     summary = curate(edit_pairs, tmp_path / "m.jsonl", plot=tmp_path / "m.png")
     recs = read_manifest(tmp_path / "m.jsonl")

@@ -44,6 +44,7 @@ def _row(results: dict, case: str, method: str) -> dict:
     return next(r for r in results["rows"] if r["case"] == case and r["method"] == method)
 
 
+@pytest.mark.slow
 def test_outside_results_read_as_they_should(evaluated):
     _, res = evaluated
     for case in ("hopper", "still"):
@@ -59,6 +60,7 @@ def test_outside_results_read_as_they_should(evaluated):
     assert {(m["case"], m["method"]) for m in res["missing"]} == {("still", "late"), ("hopper", "frozen")}
 
 
+@pytest.mark.slow
 def test_the_flow_backend_runs_through_the_pipeline(evaluated, media):
     out, res = evaluated
     root, _ = media
@@ -73,6 +75,7 @@ def test_the_flow_backend_runs_through_the_pipeline(evaluated, media):
         assert row["flicker"] < row["source_flicker"] + 1.5
 
 
+@pytest.mark.slow
 def test_table_lag_and_r_equal_report_by_hand(evaluated, media, tmp_path, capsys):
     _, res = evaluated
     root, _ = media
@@ -90,6 +93,7 @@ def test_table_lag_and_r_equal_report_by_hand(evaluated, media, tmp_path, capsys
     capsys.readouterr()
 
 
+@pytest.mark.slow
 def test_tables_mark_the_best_and_say_what_is_missing(evaluated):
     out, res = evaluated
     md = (out / "table.md").read_text()
@@ -107,6 +111,7 @@ def test_tables_mark_the_best_and_say_what_is_missing(evaluated):
     assert [r["method"] for r in means] == ["flow", "right", "late", "frozen"]
 
 
+@pytest.mark.slow
 def test_grid_is_the_source_frame_for_frame_with_its_audio(evaluated, media):
     out, _ = evaluated
     root, _ = media
@@ -129,6 +134,7 @@ def test_grid_is_the_source_frame_for_frame_with_its_audio(evaluated, media):
     assert (out / "hopper" / "plot.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_rerun_reuses_rows_and_recomputes_only_what_changed(evaluated, media, capsys):
     out, before = evaluated
     root, cases = media
@@ -179,6 +185,7 @@ def test_a_killed_run_resumes_to_the_same_table(evaluated, media, tmp_path):
         assert {k: row.get(k) for k in FIELDS} == {k: ref.get(k) for k in FIELDS}, row["method"]
 
 
+@pytest.mark.slow
 def test_bad_inputs_are_one_sentence_each_and_the_rest_goes_on(media, tmp_path, capsys):
     root, _ = media
     bad = tmp_path / "bad"

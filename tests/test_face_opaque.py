@@ -111,7 +111,7 @@ def _lenses(size: int):
     return np.array(bright), clip.eyes_closed[k], notices
 
 
-@pytest.mark.parametrize("size", [480, 720])
+@pytest.mark.parametrize("size", [480, pytest.param(720, marks=pytest.mark.slow)])  # 720: twice the pixels, `slow`
 def test_dark_lenses_over_eyes_that_blink_and_widen_show_no_eye_whites(size):
     bright, shut, notices = _lenses(size)
     assert shut >= 0.7

@@ -51,6 +51,7 @@ def _preview(frames: np.ndarray, anchor: np.ndarray, config: FlowConfig):
     return out, flow
 
 
+@pytest.mark.slow
 def test_a_face_small_in_a_720p_frame_keeps_its_lipstick():
     # a talking head half the frame's height in 1280x720: at the flow's usual 256 px its eye span is ~26 flow px,
     # its lips a flow pixel or two thick

@@ -287,6 +287,7 @@ def test_only_the_apps_own_files_are_served(server, base, tmp_path):
     assert Path(_video_path(out)).stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_eight_clients_at_once_each_get_their_own_edit_and_see_the_queue(server, base, tmp_path):
     from gradio_client import handle_file
     from gradio_client.utils import Status
@@ -329,6 +330,7 @@ def test_eight_clients_at_once_each_get_their_own_edit_and_see_the_queue(server,
     assert max(max(r) for r in ranks.values() if r) >= 1
 
 
+@pytest.mark.slow
 def test_a_full_queue_turns_visitors_away_politely(base, tmp_path):
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError

@@ -422,9 +422,12 @@ def test_gradio_image_input_checks_the_header_before_decoding(tmp_path):
 
 
 API_VALUES = ["abc", float("nan"), float("inf"), 1e400, -5, 1e30, [1, 2], {"a": 1}, True, "", None]
+# "" and None fall back to the defaults, so every endpoint really runs (tens of seconds): `slow`, the rest stay quick.
+API_PARAMS = [pytest.param(v, marks=pytest.mark.slow) if v is None or (isinstance(v, str) and v == "") else v
+              for v in API_VALUES]
 
 
-@pytest.mark.parametrize("value", API_VALUES, ids=[repr(v)[:12] for v in API_VALUES])
+@pytest.mark.parametrize("value", API_PARAMS, ids=[repr(v)[:12] for v in API_VALUES])
 def test_any_value_an_api_caller_sends_is_a_sentence_or_a_default(value, app, base):
     """Every parameter of every named endpoint, with values no widget sends."""
     src, ed = str(base["src"]), str(base["edited"])
@@ -444,6 +447,7 @@ def test_any_value_an_api_caller_sends_is_a_sentence_or_a_default(value, app, ba
             assert GENERIC not in msg and "Traceback" not in msg, msg
 
 
+@pytest.mark.slow
 @pytest.mark.server
 def test_served_app_refuses_hostile_files_and_keeps_serving(tmp_path, base):
     """Through gradio_client, as a visitor's script would: hostile uploads to the named endpoints get sentences;

@@ -135,6 +135,7 @@ def _load_main(argv: list[str]) -> int:
     return 0
 
 
+@pytest.mark.slow
 def test_a_16_bit_image_costs_what_the_8_bit_one_costs(tmp_path):
     """Measured in separate processes (peak resident memory the load adds): a 40-megapixel 16-bit PNG once took twice
     what the 8-bit one did (a float64 copy of the whole image)."""

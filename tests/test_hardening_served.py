@@ -268,6 +268,7 @@ def _cached(demo, names: set[str]) -> list[Path]:
     return [f for d in cache.iterdir() if d.is_dir() for f in d.iterdir() if f.name in names]
 
 
+@pytest.mark.slow
 def test_a_visit_that_ends_leaves_nothing_in_either_cache(served, base, tmp_path):
     """Upload, edit, propagate, report; close the tab: the session folder, the uploads and every copy Gradio made
     of the results are gone — and another visitor's files stay."""
@@ -299,6 +300,7 @@ def test_a_visit_that_ends_leaves_nothing_in_either_cache(served, base, tmp_path
     other.close()
 
 
+@pytest.mark.slow
 def test_a_tab_closed_mid_propagation_stops_the_job_and_nothing_comes_back(served, tmp_path):
     from gradio_client import handle_file
 

@@ -247,6 +247,7 @@ def _contract(clip, result):
     assert ra == rb and sa.shape == sb.shape and np.abs(sa - sb).max() < 1e-4
 
 
+@pytest.mark.slow
 def test_same_look_twice_on_900_frames(clip, tmp_path, monkeypatch):
     """Keyframes at 40 and 700: the edit on ≥ 95 % of frames, frame 700 is the second edited image, lag 0."""
     backend = Ideal()
@@ -265,6 +266,7 @@ def test_same_look_twice_on_900_frames(clip, tmp_path, monkeypatch):
     assert [k.index for k in result.keyframes] == [40, 700]
 
 
+@pytest.mark.slow
 def test_two_looks_on_two_spans(clip, tmp_path, monkeypatch):
     """Each span its own look on ≥ 90 % of its frames and the other look on none; the source outside; monotonic."""
     keys = [Keyframe(200, clip["paths"]["a200"], "100:399"), Keyframe(650, clip["paths"]["b650"], "500:799")]
@@ -303,6 +305,7 @@ def test_one_keyframe_is_the_same_code_path_as_edited_and_edit_index(clip, tmp_p
 
 
 # ---------------------------------------------------------------------------------------------------- the CLI
+@pytest.mark.slow
 def test_cli_keyframes_end_to_end(clip, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(registry, "get", lambda s: Ideal())
     out = tmp_path / "out.mp4"

@@ -59,6 +59,7 @@ def test_each_part_is_judged_against_its_own_keyframe(made):
     assert not any(w in head for w in ("faded", "slid off", "missing")), head
 
 
+@pytest.mark.slow
 def test_the_verdict_names_the_keyframe_whose_part_faded(made):
     out = io.read_frames(made["result"].out)
     out[72:] = made["decoded"][72:]  # keyframe 70's look gone after frame 71: faded

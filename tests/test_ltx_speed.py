@@ -77,6 +77,7 @@ def test_options_from_the_runtime(tmp_path):
 
 
 # --- attention --------------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_attention_backend_drops_the_all_ones_text_mask_and_keeps_the_result(segment, baseline):
     model = _model(options=speed.SpeedOptions(attention="_native_math"))
     assert model.pipe.connectors.mask is None
@@ -122,6 +123,7 @@ def test_fp8_keeps_ltx_cores_bf16_layers():
     assert not speed.fp8_excluded("transformer_blocks.1.attn1.to_q", 2)  # tiny: every block
 
 
+@pytest.mark.slow
 def test_fp8_mode_with_real_fp8_matmuls_runs_and_keeps_sync_lora(segment, baseline):
     model = _model("fp8", speed.SpeedOptions(fp8_matmul=True))
     transformer = model.pipe.transformer

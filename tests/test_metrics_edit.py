@@ -56,7 +56,9 @@ def test_each_region_is_hidden_or_recoloured_as_drawn(edit, name):
         assert probe is not None and probe.ok
 
 
-@pytest.mark.parametrize("edit", list(EXPECTED))
+# One hiding and one recolouring edit in the quick pass; the other two (several seconds each) are `slow`.
+@pytest.mark.parametrize("edit", [e if e in ("mouth_mask", "lipstick") else pytest.param(e, marks=pytest.mark.slow)
+                                  for e in EXPECTED])
 def test_right_result_is_in_sync_and_late_or_frozen_ones_are_caught(source, edit):
     good = _edited(edit)
     hidden, _ = EXPECTED[edit]
@@ -134,6 +136,7 @@ def test_one_hidden_eye_leaves_the_other_eyes_blinks_and_gaze(source):
     assert late.lag == 3 and late.blinks.offsets == [3, 3]
 
 
+@pytest.mark.slow
 def test_edit_kept_names_where_the_edit_fades_or_slides_off(source):
     lips = _edited("lipstick").copy()
     lips[30:40] = source.frames[30:40]  # the lipstick is gone for ten frames
@@ -169,6 +172,7 @@ def test_without_an_edit_index_the_matching_source_frame_is_found(source, tmp_pa
     assert own.identity is None
 
 
+@pytest.mark.slow
 def test_landmark_view_shows_both_videos_with_hidden_regions_grey(source, tmp_path):
     from synclora.metrics.view import _COLOURS
 
@@ -193,6 +197,7 @@ def test_landmark_view_shows_both_videos_with_hidden_regions_grey(source, tmp_pa
         assert (np.abs(img - _COLOURS["lips"]).sum(-1) < 60).sum() > 40
 
 
+@pytest.mark.slow
 def test_cli_report_with_the_edit_and_its_bad_inputs(source, tmp_path, capsys):
     from PIL import Image
 

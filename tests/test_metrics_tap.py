@@ -75,6 +75,7 @@ def _run(tap, sources, results, *, source_first: bool = False, timeout: float = 
     return tap.report()
 
 
+@pytest.mark.slow
 def test_tap_fed_report_equals_the_file_fed_report(files, edited):
     src, res = files
     by_file = compare_videos(src, res, edited_frame=edited, edit_index=EDIT_AT)
@@ -175,6 +176,7 @@ def test_a_failed_report_does_not_fail_a_propagation_that_does_not_ask_it_to(cli
         tap.report()
 
 
+@pytest.mark.slow
 def test_source_measured_ahead_gives_the_same_report(files, edited, tmp_path):
     """The app measures the source while the visitor edits: the tap then runs the landmarker on the result only."""
     from synclora.metrics.source_cues import SourceCues

@@ -97,6 +97,7 @@ def test_one_forward_per_step_with_the_distilled_sigmas(prop):
     assert calls[-1][2].shape[1] == 5 * side * side
 
 
+@pytest.mark.slow
 def test_same_seed_same_video_other_seed_other_video(prop):
     a = prop.propagate(_segment(quality="preview", seed=3))
     b = prop.propagate(_segment(quality="preview", seed=3))

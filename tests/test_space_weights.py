@@ -269,6 +269,7 @@ def _doctor(env: Path, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_doctor_says_ready_or_what_to_run_with_its_exit_code(env):
     prompt.ensure_prompt_cache(weights.resolve_weights().base_dir)
     ok = _doctor(env)

@@ -284,6 +284,7 @@ def test_spans_at_the_ends_and_of_one_frame(clip, tmp_path, monkeypatch, span, f
     assert io.probe(result.out).n_frames == N
 
 
+@pytest.mark.slow
 def test_a_short_span_of_a_long_clip_hands_the_backend_only_its_frames(tmp_path, monkeypatch):
     """A frame-limited backend (LTX-like: 8k+1 frames, at most 17 per call, 25 fps) sees the span and fades only."""
     frames, _ = media.talking_face_frames(400, size=(32, 32), seed=2)

@@ -322,6 +322,7 @@ def test_sync_report_is_measured_once_per_result_and_forgotten_with_the_session(
     assert len(calls) == 3
 
 
+@pytest.mark.slow
 def test_sync_report_on_a_real_result_and_its_bad_inputs(app, tmp_path):
     """The panel's outputs from real files: plot and verdict with what the edit did; the landmark view on request."""
     from synclora.testing import faces
