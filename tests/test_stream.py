@@ -124,6 +124,34 @@ def test_reverse_windows_and_prefetch_give_every_frame(clip):
     assert np.array_equal(back, clip["decoded"][3:31][::-1])
 
 
+def test_backward_reading_starts_its_windows_at_keyframes_so_each_frame_is_decoded_once(tmp_path, monkeypatch):
+    """A window reaches back to the keyframe its decoding starts from whenever the frames from there fit in the hold;
+    otherwise it is as many frames as fit. Either way every frame comes back, exactly as decoded going forward."""
+    from synclora.video import lazy
+    from synclora.video.probe import timeline
+
+    frames, _ = media.talking_face_frames(40, size=(64, 64), fps=FPS, seed=5)
+    src = media.write_clip(tmp_path / "gop.mp4", frames, FPS, gop=10)
+    assert timeline(src).key_src.tolist() == [0, 10, 20, 30]
+    forward = io.read_frames(src)
+    windows = []
+    real = lazy.iter_lazy_frames
+
+    def spy(path, *, start=0, stop=None):
+        windows.append((start, stop - 1))
+        return real(path, start=start, stop=stop)
+
+    monkeypatch.setattr(lazy, "iter_lazy_frames", spy)
+    frame_bytes = 64 * 64 * 3 // 2
+    back = np.stack(list(iter_frames_reversed(src, 38, 2, window=4, hold_bytes=12 * frame_bytes)))
+    assert np.array_equal(back, forward[2:39][::-1])
+    assert windows == [(30, 38), (20, 29), (10, 19), (2, 9)]
+    windows.clear()  # a hold too small for a keyframe's window: windows of what fits, from the last frame back
+    back = np.stack(list(iter_frames_reversed(src, 38, 2, window=4, hold_bytes=6 * frame_bytes)))
+    assert np.array_equal(back, forward[2:39][::-1])
+    assert windows == [(33, 38), (30, 32), (24, 29), (20, 23), (14, 19), (10, 13), (4, 9), (2, 3)]
+
+
 def test_writer_abort_leaves_nothing(tmp_path, clip):
     w = FrameWriter(io.write_video, tmp_path / "x.mp4", FPS)
     for f in clip["decoded"][:5]:
