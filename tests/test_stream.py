@@ -190,3 +190,22 @@ def test_sync_lora_host_memory_is_bounded_by_its_chunks(tmp_path, monkeypatch):
     assert len(held) >= 4 and max(held) <= 17, held  # both directions in several chunks, none over a chunk
     info = io.probe(result.out)
     assert info.n_frames == n and info.has_audio
+
+
+def test_an_edit_given_for_another_frame_than_it_was_made_from_is_named(clip, tmp_path):
+    """The edit is carried from the frame it was given for, as asked, and the notices say which frame it matches."""
+    settings = PropagationSettings(backend="flow")
+    made_from = 3
+    edited = clip["decoded"][made_from].copy()
+    edited[30:42, 20:40] = (255, 0, 0)
+    Image.fromarray(edited).save(tmp_path / "e3.png")
+    wrong = pipeline.run_propagation(PropagationRequest(source=clip["src"], edited=tmp_path / "e3.png",
+                                                        out=tmp_path / "o.mp4", edit_index=K, settings=settings))
+    said = [m for m in wrong.notices if "looks like it was made from" in m]
+    assert len(said) == 1 and f"frame {made_from}" in said[0] and f"frame {K}" in said[0], wrong.notices
+    # carried from frame K all the same: the result's frame K is the edited image (up to the encoding)
+    at_k = io.read_frame(wrong.out, K).astype(int)
+    assert np.abs(at_k - edited).mean() < np.abs(at_k - clip["decoded"][K]).mean() / 2
+    right = pipeline.run_propagation(PropagationRequest(source=clip["src"], edited=clip["edited"],
+                                                        out=tmp_path / "o2.mp4", edit_index=K, settings=settings))
+    assert not [m for m in right.notices if "looks like it was made from" in m], right.notices
