@@ -111,7 +111,7 @@ def _report_tap(args: argparse.Namespace, req):
                    Output(Path(req.out), "--out", (".mp4",))],
                   [(req.source, "the source video"), (req.edited, "the edited image"),
                    (req.side_by_side, "the side-by-side video")])
-    tap = tap_for(req)
+    tap = tap_for(req, background=True)
     if tap is None:
         raise InputError("--report: the edited span is one frame, which has no motion for a sync report to judge")
     return tap

@@ -209,3 +209,40 @@ def test_an_edit_given_for_another_frame_than_it_was_made_from_is_named(clip, tm
     right = pipeline.run_propagation(PropagationRequest(source=clip["src"], edited=clip["edited"],
                                                         out=tmp_path / "o2.mp4", edit_index=K, settings=settings))
     assert not [m for m in right.notices if "looks like it was made from" in m], right.notices
+
+
+def test_a_tap_built_on_a_thread_gets_every_frame_and_raises_its_build_error_at_the_first():
+    """`video.taps.BuiltLater`: frames, `when_ready` and `finish` reach the tap once it is built; a build that fails
+    fails the first call that needs the tap, with the build's own error."""
+    import time
+
+    from synclora.errors import InputError
+    from synclora.video.taps import BuiltLater
+
+    class Slow(Recorder):
+        def __init__(self):
+            time.sleep(0.2)
+            super().__init__()
+            self.ready = []
+
+        def when_ready(self, fn):
+            self.ready.append(fn)
+
+        def finish(self, ok):
+            self.finished.append(ok)
+
+    tap = BuiltLater(Slow)
+    tap.when_ready(print)  # before the tap exists: handed on when it does
+    for i in range(3):
+        tap.on_source(i, np.zeros((2, 2, 3), np.uint8))
+        tap.on_result(i, np.zeros((2, 2, 3), np.uint8))
+    tap.finish(True)
+    assert tap.source == [0, 1, 2] and tap.result == [0, 1, 2] and tap.finished == [True] and tap.ready == [print]
+
+    def broken():
+        raise InputError("the edited frame has no face")
+
+    bad = BuiltLater(broken)
+    with pytest.raises(InputError, match="no face"):
+        bad.on_source(0, np.zeros((2, 2, 3), np.uint8))
+    bad.finish(False)  # nothing to finish: no error of its own
