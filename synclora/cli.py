@@ -111,7 +111,7 @@ def _report_tap(args: argparse.Namespace, req):
                    Output(Path(req.out), "--out", (".mp4",))],
                   [(req.source, "the source video"), (req.edited, "the edited image"),
                    (req.side_by_side, "the side-by-side video")])
-    tap = tap_for(req)
+    tap = tap_for(req, background=True)
     if tap is None:
         raise InputError("--report: the edited span is one frame, which has no motion for a sync report to judge")
     return tap
@@ -127,18 +127,7 @@ class _EarlyReport:
         tap.when_ready(self._draw)
 
     def _draw(self, report) -> None:
-        from synclora.paths import temp_path
-
-        plot = self.path.with_suffix(".png")
-        staged = (temp_path(self.path), temp_path(plot))
-        try:
-            report.save_json(staged[0])
-            report.plot(staged[1])
-        except BaseException:
-            for f in staged:
-                f.unlink(missing_ok=True)
-            raise
-        self.staged = staged
+        self.staged = _stage_report(report, self.path)
 
     def take(self) -> tuple[Path, Path] | None:
         staged, self.staged = self.staged, None
@@ -149,26 +138,36 @@ class _EarlyReport:
             f.unlink(missing_ok=True)
 
 
+def _stage_report(report, path: Path) -> tuple[Path, Path]:
+    """The report's JSON and plot written into staging files beside `path` (`paths.temp_path`); none left on failure."""
+    from synclora.paths import temp_path
+
+    staged = (temp_path(path), temp_path(path.with_suffix(".png")))
+    try:
+        report.save_json(staged[0])
+        report.plot(staged[1])
+    except BaseException:
+        for f in staged:
+            f.unlink(missing_ok=True)
+        raise
+    return staged
+
+
 def _write_report(tap, path: Path, early: _EarlyReport | None = None) -> None:
     """The report's JSON and plot, both or neither (what was at those paths stays as it was otherwise); the verdict
-    on stdout. A report that could not be made is said as the error and fails the command; the result is kept (it is
-    complete)."""
-    from synclora.paths import commit, staged_outputs
+    on stdout. Drawn while the video was finished when that worked, else now. A report that could not be made is said
+    as the error and fails the command; the result is kept (it is complete)."""
+    from synclora.paths import commit
 
     report = tap.report()
     plot = path.with_suffix(".png")
-    staged = early.take() if early is not None else None
-    if staged is not None:  # drawn while the video was finished
-        try:
-            commit([(staged[0], path), (staged[1], plot)])
-        except BaseException:
-            for f in staged:
-                f.unlink(missing_ok=True)
-            raise
-    else:
-        with staged_outputs(path, plot) as (json_tmp, plot_tmp):
-            report.save_json(json_tmp)
-            report.plot(plot_tmp)
+    staged = (early.take() if early is not None else None) or _stage_report(report, path)
+    try:
+        commit([(staged[0], path), (staged[1], plot)])
+    except BaseException:
+        for f in staged:
+            f.unlink(missing_ok=True)
+        raise
     print(f"sync report: {report.verdict}")
     print(f"report: {path}\nplot: {plot}")
 

@@ -16,6 +16,7 @@ import numpy as np
 from synclora import limits
 from synclora.config import Keyframe, PropagationRequest, PropagationSettings
 from synclora.edit.image import load_image
+from synclora.edit.match import EditCheck
 from synclora.errors import OOM_HINT, InputError, OutOfMemoryError, shown
 from synclora.memory import free_memory, is_out_of_memory
 from synclora.paths import Output, check_input, check_outputs, staged_outputs
@@ -249,6 +250,7 @@ def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress,
     job = stream.StreamJob(Path(req.source), info, list(anchors.values()), runs, backend, settings, plan)
     audio = Path(req.source) if info.has_audio else None
     written: list[str] = []  # what the encoder says (audio re-encoded, odd size)
+    check = EditCheck(images)  # was each edited image made from the frame it was given for?
     writers: list[FrameWriter] = []
     ok = False
     progress(0.02, "propagating")
@@ -260,6 +262,7 @@ def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress,
                 if sbs:
                     writers.append(FrameWriter(io.write_video, sbs, info.fps, audio_from=audio))
                 for i, src, carried in stream.stream(job, lambda f, label: progress(0.02 + 0.96 * f, label)):
+                    check.on_source(i, src)
                     for tap in taps:
                         tap.on_source(i, src)
                     if carried is None or i in images:
@@ -288,7 +291,7 @@ def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress,
     finally:
         for tap in taps:
             tap.finish(ok)
-    notices += job.notices + written
+    notices += job.notices + written + check.notices()
     progress(1.0, "done")
     return PropagationResult(
         out=Path(req.out),

@@ -124,6 +124,34 @@ def test_reverse_windows_and_prefetch_give_every_frame(clip):
     assert np.array_equal(back, clip["decoded"][3:31][::-1])
 
 
+def test_backward_reading_starts_its_windows_at_keyframes_so_each_frame_is_decoded_once(tmp_path, monkeypatch):
+    """A window reaches back to the keyframe its decoding starts from whenever the frames from there fit in the hold;
+    otherwise it is as many frames as fit. Either way every frame comes back, exactly as decoded going forward."""
+    from synclora.video import lazy
+    from synclora.video.probe import timeline
+
+    frames, _ = media.talking_face_frames(40, size=(64, 64), fps=FPS, seed=5)
+    src = media.write_clip(tmp_path / "gop.mp4", frames, FPS, gop=10)
+    assert timeline(src).key_src.tolist() == [0, 10, 20, 30]
+    forward = io.read_frames(src)
+    windows = []
+    real = lazy.iter_lazy_frames
+
+    def spy(path, *, start=0, stop=None):
+        windows.append((start, stop - 1))
+        return real(path, start=start, stop=stop)
+
+    monkeypatch.setattr(lazy, "iter_lazy_frames", spy)
+    frame_bytes = 64 * 64 * 3 // 2
+    back = np.stack(list(iter_frames_reversed(src, 38, 2, window=4, hold_bytes=12 * frame_bytes)))
+    assert np.array_equal(back, forward[2:39][::-1])
+    assert windows == [(30, 38), (20, 29), (10, 19), (2, 9)]
+    windows.clear()  # a hold too small for a keyframe's window: windows of what fits, from the last frame back
+    back = np.stack(list(iter_frames_reversed(src, 38, 2, window=4, hold_bytes=6 * frame_bytes)))
+    assert np.array_equal(back, forward[2:39][::-1])
+    assert windows == [(33, 38), (30, 32), (24, 29), (20, 23), (14, 19), (10, 13), (4, 9), (2, 3)]
+
+
 def test_writer_abort_leaves_nothing(tmp_path, clip):
     w = FrameWriter(io.write_video, tmp_path / "x.mp4", FPS)
     for f in clip["decoded"][:5]:
@@ -162,3 +190,59 @@ def test_sync_lora_host_memory_is_bounded_by_its_chunks(tmp_path, monkeypatch):
     assert len(held) >= 4 and max(held) <= 17, held  # both directions in several chunks, none over a chunk
     info = io.probe(result.out)
     assert info.n_frames == n and info.has_audio
+
+
+def test_an_edit_given_for_another_frame_than_it_was_made_from_is_named(clip, tmp_path):
+    """The edit is carried from the frame it was given for, as asked, and the notices say which frame it matches."""
+    settings = PropagationSettings(backend="flow")
+    made_from = 3
+    edited = clip["decoded"][made_from].copy()
+    edited[30:42, 20:40] = (255, 0, 0)
+    Image.fromarray(edited).save(tmp_path / "e3.png")
+    wrong = pipeline.run_propagation(PropagationRequest(source=clip["src"], edited=tmp_path / "e3.png",
+                                                        out=tmp_path / "o.mp4", edit_index=K, settings=settings))
+    said = [m for m in wrong.notices if "looks like it was made from" in m]
+    assert len(said) == 1 and f"frame {made_from}" in said[0] and f"frame {K}" in said[0], wrong.notices
+    # carried from frame K all the same: the result's frame K is the edited image (up to the encoding)
+    at_k = io.read_frame(wrong.out, K).astype(int)
+    assert np.abs(at_k - edited).mean() < np.abs(at_k - clip["decoded"][K]).mean() / 2
+    right = pipeline.run_propagation(PropagationRequest(source=clip["src"], edited=clip["edited"],
+                                                        out=tmp_path / "o2.mp4", edit_index=K, settings=settings))
+    assert not [m for m in right.notices if "looks like it was made from" in m], right.notices
+
+
+def test_a_tap_built_on_a_thread_gets_every_frame_and_raises_its_build_error_at_the_first():
+    """`video.taps.BuiltLater`: frames, `when_ready` and `finish` reach the tap once it is built; a build that fails
+    fails the first call that needs the tap, with the build's own error."""
+    import time
+
+    from synclora.errors import InputError
+    from synclora.video.taps import BuiltLater
+
+    class Slow(Recorder):
+        def __init__(self):
+            time.sleep(0.2)
+            super().__init__()
+            self.ready = []
+
+        def when_ready(self, fn):
+            self.ready.append(fn)
+
+        def finish(self, ok):
+            self.finished.append(ok)
+
+    tap = BuiltLater(Slow)
+    tap.when_ready(print)  # before the tap exists: handed on when it does
+    for i in range(3):
+        tap.on_source(i, np.zeros((2, 2, 3), np.uint8))
+        tap.on_result(i, np.zeros((2, 2, 3), np.uint8))
+    tap.finish(True)
+    assert tap.source == [0, 1, 2] and tap.result == [0, 1, 2] and tap.finished == [True] and tap.ready == [print]
+
+    def broken():
+        raise InputError("the edited frame has no face")
+
+    bad = BuiltLater(broken)
+    with pytest.raises(InputError, match="no face"):
+        bad.on_source(0, np.zeros((2, 2, 3), np.uint8))
+    bad.finish(False)  # nothing to finish: no error of its own

@@ -29,46 +29,23 @@ def load_reference(edited_frame) -> np.ndarray:
 
 
 def find_edit_index(source, edited: np.ndarray, *, thumb: int = 96, fine: int = 320, candidates: int = 5) -> int:
-    """The source frame the edited frame was made from, for when nobody said which frame was edited.
+    """The source frame the edited frame was made from, for when nobody said which frame was edited
+    (`edit.match.EditMatch` over every frame)."""
+    from synclora.edit.match import EditMatch
 
-    Coarse: the smallest median difference of small grey thumbnails (the median ignores the edited part). Fine, among
-    the best few: the fewest pixels that differ at all at a larger size — the edit differs wherever it is, a
-    neighbouring frame also at every edge that moved.
-    """
-    import heapq
-
-    import cv2
-
-    def grey(img: np.ndarray, side: int) -> np.ndarray:
-        h, w = img.shape[:2]
-        s = min(1.0, side / max(h, w))
-        g = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
-        return cv2.resize(g, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
-
-    ref_small = grey(edited, thumb).astype(np.int16)
-    ref_fine = grey(edited, fine).astype(np.int16)
+    match = EditMatch(edited, thumb=thumb, fine=fine, candidates=candidates)
     source = Frames.of(source)
     if source.path is not None:
-        k = max(1, max(source.size) // (2 * fine))
+        k = match.scale(source.size)
         frames = (f.reduced(k) for f in source.lazy())
     else:
         frames = source.lazy()
-    best: list[tuple[float, int, np.ndarray]] = []  # a heap of the `candidates` best coarse matches
     for i, f in enumerate(frames):
-        g = grey(f, fine)
-        if g.shape != ref_fine.shape:
-            g = cv2.resize(g, ref_fine.shape[::-1], interpolation=cv2.INTER_AREA)
-        small = cv2.resize(g, ref_small.shape[::-1], interpolation=cv2.INTER_AREA).astype(np.int16)
-        d = float(np.median(np.abs(small - ref_small)))
-        item = (-d, -i, g)
-        if len(best) < candidates:
-            heapq.heappush(best, item)
-        elif item[:2] > best[0][:2]:
-            heapq.heapreplace(best, item)
-    if not best:
+        match.add(i, f)
+    best = match.best()
+    if best is None:
         raise InputError("the source has no frames")
-    scored = [(float((np.abs(g.astype(np.int16) - ref_fine) > 4).mean()), -neg_i) for _, neg_i, g in best]
-    return min(scored)[1]
+    return best
 
 
 def _fit_edited(edited: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray | None, str]:

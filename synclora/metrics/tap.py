@@ -432,10 +432,10 @@ def _reference_descriptor(ref: np.ndarray) -> tuple[np.ndarray | None, str]:
     return descriptor(ref, (pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max())), ""
 
 
-def tap_for(req, *, strict: bool = False, source_cues=None) -> ReportTap | None:
+def tap_for(req, *, strict: bool = False, source_cues=None, background: bool = False):
     """The report tap for a propagation request (`config.PropagationRequest`): the edited frame and its index from
     the request, judging its span (without the fades) as `report --span` does. None when the span is one frame: no
-    motion to judge."""
+    motion to judge. `background`: built on a thread while the propagation starts (`video.taps.BuiltLater`)."""
     from synclora.video import io, timing
 
     frame_range = None
@@ -444,5 +444,12 @@ def tap_for(req, *, strict: bool = False, source_cues=None) -> ReportTap | None:
         if judged.length < 2:
             return None
         frame_range = None if judged.whole else (judged.start, judged.end + 1)
-    return ReportTap(Path(req.source), edited_frame=Path(req.edited), edit_index=int(req.edit_index),
-                     frame_range=frame_range, strict=strict, source_cues=source_cues)
+    def build() -> ReportTap:
+        return ReportTap(Path(req.source), edited_frame=Path(req.edited), edit_index=int(req.edit_index),
+                         frame_range=frame_range, strict=strict, source_cues=source_cues)
+
+    if background:
+        from synclora.video.taps import BuiltLater
+
+        return BuiltLater(build)
+    return build()

@@ -191,6 +191,18 @@ class FlowTrack(Tracker):
             changed |= self.content_gain[..., 0] < 0
         support = cv2.resize(changed.astype(np.uint8) * 255, (fw, fh), interpolation=cv2.INTER_AREA)
         self.support = cv2.dilate(support, np.ones((3, 3), np.uint8)).astype(np.float32)
+        # the change's arrays (float, three channels: 25 MB each at 1080p) kept only over the box where they are not
+        # zero; the warp samples them at frame-0 positions less the box's origin (zero outside the box, as before)
+        x, y, bw, bh = cv2.boundingRect(changed.astype(np.uint8))
+        x1, y1 = x + max(1, bw), y + max(1, bh)
+        self.origin = np.array([x, y], np.float32)
+
+        def crop(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else np.ascontiguousarray(a[y:y1, x:x1])
+
+        self.change, self.gain, self.hole_change, self.hole_gain, self.content, self.content_gain = (
+            crop(a) for a in (self.change, self.gain, self.hole_change, self.hole_gain, self.content,
+                              self.content_gain))
 
     def facts(self) -> dict:
         return dict(self._facts)
@@ -333,7 +345,8 @@ class FlowTrack(Tracker):
         x0, y0, x1, y1 = box = fmap.box
         roi_map = self.upsample.expand(fmap.mapping, fmap.cut, box)
         src_t = np.ascontiguousarray(frame[y0:y1, x0:x1])
-        moved = self.prop._carry(self.change, self.gain, roi_map, src_t)
+        local = roi_map - self.origin  # frame-0 positions in the change's own box
+        moved = self.prop._carry(self.change, self.gain, local, src_t)
         faces = [None if pts is None else Seen(pts=pts) for pts in fmap.faces]
         holes, edited_holes = guide.holes(faces, box) if guide is not None else (None, None)
         if holes is not None:  # the surface's change stays off the mouth and eye openings, and near the mouth's rim
@@ -343,14 +356,14 @@ class FlowTrack(Tracker):
                 keep *= rim
             moved = cv2.multiply(moved, cv2.merge([keep] * 3))
         if edited_holes is not None and self.hole_change is not None:  # the holes' own change, inside them
-            inside = self.prop._carry(self.hole_change, self.hole_gain, roi_map, src_t)
+            inside = self.prop._carry(self.hole_change, self.hole_gain, local, src_t)
             moved = cv2.add(moved, cv2.multiply(inside, cv2.merge([edited_holes] * 3)))
         alpha = self.upsample.expand(fmap.alpha, fmap.cut, box)
         moved = cv2.multiply(moved, cv2.merge([alpha, alpha, alpha]))
         if fmap.content_alpha is not None:  # the hidden part's content, wherever the map brings it from; inside a
             # tracked face at full strength (frame t differs from frame 0 beneath it: the mouth opened)
             a_c = self.upsample.expand(fmap.content_alpha, fmap.cut, box)
-            inner = self.prop._carry(self.content, self.content_gain, roi_map, src_t)
+            inner = self.prop._carry(self.content, self.content_gain, local, src_t)
             moved = cv2.add(moved, cv2.multiply(inner, cv2.merge([a_c, a_c, a_c])))
         # saturating add; where nothing moved in (moved == 0) the source comes through exactly
         out[y0:y1, x0:x1] = cv2.add(src_t, moved, dtype=cv2.CV_8U)

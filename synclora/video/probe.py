@@ -135,6 +135,9 @@ class Timeline:
     # Frames a reader holds back to hand them out in presentation order: packets (of a codec whose decoder does not
     # reorder) may be stored with timestamps going backwards — valid in Matroska (`decode.iter_slots`).
     reorder: int = 0
+    # Source frames (indices into src_pts) stored as keyframes, where the packets say so (None: not known): where a
+    # reader going backwards can start decoding without decoding frames it does not keep.
+    key_src: np.ndarray | None = None
 
 
 _CACHE: OrderedDict[tuple, Timeline] = OrderedDict()
@@ -181,6 +184,7 @@ def _build_timeline(path: Path) -> Timeline:
         # where the audio ends (so the result can be trimmed to the video). Packets are counted, never kept.
         pts_list = array("q")
         durs = array("q")
+        key_pts = array("q")
         n_discard = 0
         demux_error: str | None = None
         audio_end: float | None = None
@@ -209,6 +213,8 @@ def _build_timeline(path: Path) -> Timeline:
                     continue
                 pts_list.append(int(t))
                 durs.append(max(0, int(pkt.duration or 0)))
+                if pkt.is_keyframe:
+                    key_pts.append(int(t))
                 if len(pts_list) > limits.MAX_TIMELINE_FRAMES:
                     raise _too_long(path, frames=len(pts_list))
         except av.FFmpegError as e:
@@ -323,7 +329,9 @@ def _build_timeline(path: Path) -> Timeline:
         return Timeline(info, vs.index, Fraction(tb), src_pts, slot_src, ccw, t0, seekable,
                         audio_index=aud.index if aud is not None else None,
                         audio_end=None if audio_end is None or aud is None else audio_end - t0,
-                        audio_packet_s=audio_packet_s, reorder=reorder)
+                        audio_packet_s=audio_packet_s, reorder=reorder,
+                        key_src=None if decode_count or not key_pts else
+                        np.searchsorted(src_pts, np.sort(np.frombuffer(key_pts, dtype=np.int64))))
 
 
 def _reorder_depth(order: np.ndarray) -> int:

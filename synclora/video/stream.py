@@ -16,6 +16,9 @@ import numpy as np
 
 _END = object()
 _POLL_S = 0.1  # how often a blocked hand-off looks whether the other side has failed (and signals get through)
+# Decoded frames a backward reader holds at most (as planes): 92 frames of 720p, 41 of 1080p — a phone's keyframe
+# interval (1-2 s), so going backwards decodes each frame once.
+REVERSE_HOLD_BYTES = 128 * 1024**2
 
 
 class Stopped(Exception):
@@ -68,17 +71,35 @@ def prefetch(items: Iterable, depth: int = 4) -> Iterator:
             thread.join(timeout=_POLL_S)
 
 
-def iter_frames_reversed(path: str | os.PathLike, start: int, stop: int, window: int = 32) -> Iterator[np.ndarray]:
-    """Frames start, start-1, ..., stop (start >= stop) of the CFR clip: decoded forward in windows of `window`
-    frames from the last one back (each a seek to the keyframe before it), so at most a window is held."""
-    from synclora.video.decode import iter_frames
+def iter_frames_reversed(path: str | os.PathLike, start: int, stop: int, window: int = 32,
+                         hold_bytes: int = REVERSE_HOLD_BYTES) -> Iterator[np.ndarray]:
+    """Frames start, start-1, ..., stop (start >= stop) of the CFR clip: decoded forward in windows from the last one
+    back (each a seek to the keyframe before it), so at most a window is held, as decoded planes (1.5 bytes a pixel
+    for 4:2:0) and converted to RGB one by one as they are handed out. A window reaches back to the keyframe its
+    decoding starts from, so no frame is decoded twice, when that fits in `hold_bytes`; else it is `window` frames or
+    as many as fit, whichever is more."""
+    from synclora.video.lazy import iter_lazy_frames
+    from synclora.video.probe import timeline
 
+    tl = timeline(Path(path))
+    w, h = tl.info.width, tl.info.height
+    most = max(window, int(hold_bytes // max(1, w * h * 3 // 2)))
+    keys = None
+    if tl.key_src is not None and len(tl.key_src):
+        keys = np.searchsorted(tl.slot_src, tl.key_src)  # the first CFR slot showing each keyframe
     hi = start
     while hi >= stop:
-        lo = max(stop, hi - window + 1)
-        frames = list(iter_frames(path, start=lo, stop=hi + 1))
+        lo = max(stop, hi - most + 1)
+        if keys is not None:
+            k = int(np.searchsorted(keys, hi, side="right")) - 1  # the keyframe a decode of slot hi starts from
+            if k >= 0 and hi - max(stop, int(keys[k])) + 1 <= most:
+                lo = max(stop, int(keys[k]))
+        frames = list(iter_lazy_frames(path, start=lo, stop=hi + 1))
+        last = None
         while frames:
-            yield frames.pop()
+            f = frames.pop()
+            yield f.rgb().copy() if f is last else f.rgb()  # a slot repeating a frame (VFR) gets its own copy
+            last = f
         hi = lo - 1
 
 

@@ -30,3 +30,63 @@ class FrameTap(Protocol):
     def on_result(self, index: int, frame: np.ndarray) -> None: ...
 
     def finish(self, ok: bool) -> None: ...
+
+
+class BuiltLater:
+    """A tap built on a thread of its own while the propagation starts (`build()` returns the tap): the first frame
+    reaches a tap only once the clip's backward half is walked, and building one may take a second or two (models
+    loaded, an edited frame analysed) that the cores have to spare then. A frame, `finish` or any other call waits
+    for the build; an error in it is raised there. `when_ready(fn)` is handed on once the tap exists."""
+
+    def __init__(self, build):
+        import threading
+
+        self._tap = None
+        self._error: BaseException | None = None
+        self._ready = None
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._build, args=(build,), name="tap-build", daemon=True)
+        self._thread.start()
+
+    def _build(self, build) -> None:
+        try:
+            tap = build()
+        except BaseException as exc:  # noqa: BLE001 - raised to the caller at its next call
+            self._error = exc
+            return
+        with self._lock:
+            self._tap = tap
+            if self._ready is not None:
+                tap.when_ready(self._ready)
+
+    def _get(self):
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._tap
+
+    def when_ready(self, fn) -> None:
+        with self._lock:
+            if self._tap is None:
+                self._ready = fn
+                return
+        self._tap.when_ready(fn)
+
+    def on_source(self, index: int, frame: np.ndarray) -> None:
+        self._get().on_source(index, frame)
+
+    def on_result(self, index: int, frame: np.ndarray) -> None:
+        self._get().on_result(index, frame)
+
+    def frames_done(self) -> None:
+        done = getattr(self._get(), "frames_done", None)
+        if done is not None:
+            done()
+
+    def finish(self, ok: bool) -> None:
+        self._thread.join()
+        if self._tap is not None:
+            self._tap.finish(ok)
+
+    def __getattr__(self, name: str):  # the built tap's own interface (a report's `report()`)
+        return getattr(self._get(), name)
