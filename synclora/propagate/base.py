@@ -88,9 +88,6 @@ class Propagator(abc.ABC):
         return None
 
 
-COMPOSE_AHEAD = 2  # frames a tracker's walk runs ahead of the results handed out (`Tracker.composed`)
-
-
 class Tracker(abc.ABC):
     """One direction of a propagation, frame by frame: built on frame 0 (`first`) and its edit; `maps` walks frames
     1, 2, ... in order and yields each with a compact state (whatever `compose` needs, small enough to keep for every
@@ -109,28 +106,6 @@ class Tracker(abc.ABC):
     def close(self) -> None:
         """Free what the walk holds (threads, trackers); `compose` still works."""
         return None
-
-    def composed(self, walk: Iterator[tuple[np.ndarray, object]], wanted=lambda t: True
-                 ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
-        """(frame, its result) for t = 1, 2, ... of `walk` (this tracker's `maps`), the result None where
-        `wanted(t)` is false. Each frame is composed on a thread of its own while the next frame's state is made, so
-        the warp and the map of neighbouring frames share the cores; at most `COMPOSE_AHEAD` frames are in flight."""
-        from collections import deque
-        from concurrent.futures import ThreadPoolExecutor
-
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="compose")
-        pending: deque = deque()
-        try:
-            for t, (frame, state) in enumerate(walk, start=1):
-                pending.append((frame, pool.submit(self.compose, frame, state) if wanted(t) else None))
-                if len(pending) > COMPOSE_AHEAD:
-                    frame, job = pending.popleft()
-                    yield frame, None if job is None else job.result()
-            while pending:
-                frame, job = pending.popleft()
-                yield frame, None if job is None else job.result()
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
 
 
 class PropagatorFactory(Protocol):

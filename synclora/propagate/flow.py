@@ -231,14 +231,12 @@ class FlowPropagator(Propagator):
         segment.facts.update(track.facts())
         every = max(1, n // 50)
         walk = track.maps(frames[1:])
-        results = track.composed(walk)
         try:
-            for t, (_, composed) in enumerate(results, start=1):
-                out[t] = composed
+            for t, (frame, fmap) in enumerate(walk, start=1):
+                out[t] = track.compose(frame, fmap)
                 if t % every == 0 or t == n - 1:
                     progress(t / (n - 1), f"flow: frame {t + 1}/{n}")
         finally:
-            results.close()
             walk.close()
             track.close()
             segment.facts.update(track.facts())

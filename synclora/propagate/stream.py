@@ -233,16 +233,15 @@ def stream(job: StreamJob, progress: ProgressFn = no_progress, reverse_window: i
             report = sub(run, "forward")
             track = backend.track(first, run.anchor.image, _probes(job, run, first))
             walk = track.maps(islice(src, len(run) - 1))
-            results = track.composed(walk, lambda t, run=run, start=i: run.weight(start + t - 1) > 0)
             try:
-                for t, (frame, carried) in enumerate(results, start=1):
+                for t, (frame, state) in enumerate(walk, start=1):
                     w = run.weight(i)  # below 1 where the next anchor's backward run blends in
+                    carried = track.compose(frame, state) if w > 0 else None
                     yield i, frame, (carried if w >= 1 and i not in owner else
                                      direct(i, frame, *([(carried, w)] if carried is not None else [])))
                     i += 1
                     report(t / (len(run) - 1), f"frame {t + 1}/{len(run)}")
             finally:
-                results.close()
                 walk.close()
                 track.close()
                 job.facts.append(track.facts())
