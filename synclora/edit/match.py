@@ -33,8 +33,8 @@ def grey(img: np.ndarray, side: int) -> np.ndarray:
 
 
 class EditMatch:
-    """Feed every source frame in order (`add`), then ask which one the edited image was made from (`best`) and how
-    well a given frame matches (`score`)."""
+    """Feed every source frame in order (`add`), then ask which one the edited image was made from (`best`), or
+    whether another frame fits it clearly better than the frame a caller was told (`mismatch`)."""
 
     def __init__(self, edited: np.ndarray, *, thumb: int = 96, fine: int = 320, candidates: int = 5,
                  keep: int | None = None):
@@ -44,7 +44,6 @@ class EditMatch:
         self.ref_fine = grey(edited, fine).astype(np.int16)
         self._best: list[tuple[float, int, np.ndarray]] = []  # a heap of the `candidates` best coarse matches
         self._kept: np.ndarray | None = None
-        self.seen = 0
 
     def scale(self, size: tuple[int, int]) -> int:
         """The whole factor frames of `size` may be shrunk by before `add` (their fine image stays as sharp)."""
@@ -67,16 +66,17 @@ class EditMatch:
             heapq.heapreplace(self._best, item)
         if i == self.keep:
             self._kept = g
-        self.seen += 1
 
     def _fine(self, g: np.ndarray) -> float:
         return float((np.abs(g.astype(np.int16) - self.ref_fine) > 4).mean())
 
+    def _winner(self) -> tuple[float, int]:
+        """(fine score, frame) of the best candidate: the fewest differing pixels, the earlier frame on a tie."""
+        return min((self._fine(g), -neg_i) for _, neg_i, g in self._best)
+
     def best(self) -> int | None:
         """The frame the edited image was most likely made from (None: no frame was added)."""
-        if not self._best:
-            return None
-        return min((self._fine(g), -neg_i) for _, neg_i, g in self._best)[1]
+        return self._winner()[1] if self._best else None
 
     def mismatch(self) -> tuple[int, float, float] | None:
         """(the better frame, its score, the kept frame's score) when another frame matches the edited image clearly
@@ -84,7 +84,7 @@ class EditMatch:
         if self._kept is None or not self._best:
             return None
         given = self._fine(self._kept)
-        score, i = min((self._fine(g), -neg_i) for _, neg_i, g in self._best)
+        score, i = self._winner()
         if i == self.keep or given - score < MISMATCH_MARGIN or given < MISMATCH_FACTOR * score:
             return None
         return i, score, given
