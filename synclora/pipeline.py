@@ -251,6 +251,7 @@ def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress,
     audio = Path(req.source) if info.has_audio else None
     written: list[str] = []  # what the encoder says (audio re-encoded, odd size)
     check = EditCheck(images)  # was each edited image made from the frame it was given for?
+    taps = (check, *taps)
     writers: list[FrameWriter] = []
     ok = False
     progress(0.02, "propagating")
@@ -262,7 +263,6 @@ def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress,
                 if sbs:
                     writers.append(FrameWriter(io.write_video, sbs, info.fps, audio_from=audio))
                 for i, src, carried in stream.stream(job, lambda f, label: progress(0.02 + 0.96 * f, label)):
-                    check.on_source(i, src)
                     for tap in taps:
                         tap.on_source(i, src)
                     if carried is None or i in images:

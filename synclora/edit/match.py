@@ -91,8 +91,9 @@ class EditMatch:
 
 
 class EditCheck:
-    """A frame tap (`video.taps`) that checks, while a propagation decodes its source, that each edited image was
-    made from the frame it was given for; `notices` names the frame it was more likely made from."""
+    """A frame tap (`video.taps`; the pipeline puts it before the caller's) that checks, while a propagation decodes
+    its source, that each edited image was made from the frame it was given for; `notices` names the frame it was more
+    likely made from."""
 
     def __init__(self, images: dict[int, np.ndarray], fine: int = 320):
         self.fine = fine
