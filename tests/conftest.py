@@ -1,6 +1,9 @@
 """Shared test set-up (no test may reach a model hub or the network, and no GUI is needed) and shared fixtures."""
 
+import atexit
 import os
+import shutil
+import tempfile
 
 import pytest
 
@@ -11,6 +14,14 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Gradio's upload cache of this test process alone: a visit that ends deletes its files there by name, and identical
+# test media (the same seed) share a name, so a shared /tmp/gradio would let one run (or xdist worker) delete what
+# another is serving. Made before any test imports gradio (some of its modules read the variable at import).
+# Removed at exit after the servers' own clean-up (atexit runs last what registers first).
+if os.environ.get("GRADIO_TEMP_DIR"):
+    os.makedirs(os.environ["GRADIO_TEMP_DIR"], exist_ok=True)
+os.environ["GRADIO_TEMP_DIR"] = tempfile.mkdtemp(prefix="synclora-tests-gradio-", dir=os.environ.get("GRADIO_TEMP_DIR"))
+atexit.register(shutil.rmtree, os.environ["GRADIO_TEMP_DIR"], ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
