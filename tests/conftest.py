@@ -43,6 +43,32 @@ def app(tmp_path):
                           defaults=PropagationSettings(backend="flow"), max_upload_mb=5)
 
 
+@pytest.fixture(scope="session")
+def app_url() -> str:
+    """The app on the flow backend, served on a free local port: one start-up per test process."""
+    from support.browser import CHROMIUM
+
+    if not os.path.isfile(CHROMIUM):
+        pytest.fail(f"Chromium not found at {CHROMIUM}: install it with `apt-get install -y chromium` "
+                    "(or set SYNCLORA_CHROMIUM to its path); the browser test needs a real browser.")
+    from synclora.ui.server import local_server
+
+    return local_server("flow")[1]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium per test process; each test opens its own page or context."""
+    from playwright.sync_api import sync_playwright
+
+    from support.browser import CHROMIUM, CHROMIUM_ARGS
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
 # Fixtures that start the app on a local port, or drive a real browser: tests using them get the matching marker, so
 # `-m "not server"` / `-m "not browser"` give a quick in-process pass (markers are declared in pyproject.toml).
 _MARK_BY_FIXTURE = {"server": "server", "app_url": "server", "browser": "browser"}

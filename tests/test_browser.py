@@ -8,10 +8,8 @@ Chromium is a test requirement (CI installs it): if it is missing the test fails
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,39 +17,11 @@ from PIL import Image
 
 from synclora.video import io
 
+from support.browser import ARTIFACTS, CLIP, PHONE, TIMEOUT_MS, fits_phone
+
 # A real browser through a whole workflow takes over a minute per test: `slow`, out of the quick pass.
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[1]
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = os.environ.get("SYNCLORA_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-]
-CLIP = ROOT / "examples" / "grace-red-nose.mp4"
 FRAME = 10
-TIMEOUT_MS = 90_000
-
-
-@pytest.fixture(scope="module")
-def app_url():
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"Chromium not found at {CHROMIUM}: install it with `apt-get install -y chromium` "
-                    "(or set SYNCLORA_CHROMIUM to its path); the browser test needs a real browser.")
-    from synclora.ui.server import local_server
-
-    return local_server("flow")[1]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def _video_state(page, selector: str) -> dict:
@@ -208,23 +178,6 @@ def test_whole_workflow_in_chromium(app_url, browser, tmp_path):
     page.close()
 
 
-PHONE = {"width": 390, "height": 844}
-
-
-def _fits_phone(page, step: str) -> None:
-    """Nothing on the page is wider than the phone's screen (so nothing scrolls sideways), and a screenshot."""
-    page.wait_for_timeout(400)
-    width = page.evaluate("() => Math.max(document.documentElement.scrollWidth, document.body.scrollWidth)")
-    if width > PHONE["width"]:
-        wide = page.evaluate(
-            """(w) => [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > w + 0.5
-                && ![...e.children].some(c => c.getBoundingClientRect().right > w + 0.5)).slice(0, 5)
-                .map(e => `${e.tagName}#${e.id}.${e.className} ${Math.round(e.getBoundingClientRect().right)}`)""",
-            PHONE["width"])
-        pytest.fail(f"step '{step}': the page is {width} px wide on a {PHONE['width']} px phone; widest: {wide}")
-    page.screenshot(path=str(ARTIFACTS / f"phone-{step}.png"), full_page=True)
-
-
 def test_every_step_fits_a_phone(app_url, browser, tmp_path):
     ARTIFACTS.mkdir(exist_ok=True)
     clip = tmp_path / "talk.mp4"
@@ -240,35 +193,35 @@ def test_every_step_fits_a_phone(app_url, browser, tmp_path):
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(app_url)
     page.wait_for_selector("#source-video", timeout=TIMEOUT_MS)
-    _fits_phone(page, "1-start")
+    fits_phone(page, "1-start")
 
     page.set_input_files("#source-video input[type=file]", str(clip))
     page.wait_for_selector("#facts :text('72 frames')", timeout=TIMEOUT_MS)
     page.wait_for_selector("#source-video video", timeout=TIMEOUT_MS)
-    _fits_phone(page, "2-video")
+    fits_phone(page, "2-video")
 
     box = page.locator("#frame-slider input[type=number]")
     box.fill(str(FRAME))
     box.press("Enter")
     page.wait_for_selector(f"#frame-caption :text('Frame {FRAME} of 0–71')", timeout=TIMEOUT_MS)
     page.locator("#editor").scroll_into_view_if_needed()
-    _fits_phone(page, "3-frame-and-editor")
+    fits_phone(page, "3-frame-and-editor")
 
     page.get_by_role("tab", name="Upload").click()
     page.set_input_files("#upload-edit input[type=file]", str(edited))
     page.wait_for_selector(f"#edit-status :text('Edited frame {FRAME} (uploaded)')", timeout=TIMEOUT_MS)
     page.locator("#before-after").scroll_into_view_if_needed()
-    _fits_phone(page, "4-edit")
+    fits_phone(page, "4-edit")
 
     page.get_by_text("Advanced settings").click()
     page.get_by_text("Which backend?").click()
     page.locator("#backends").scroll_into_view_if_needed()
-    _fits_phone(page, "5-settings-and-backends")
+    fits_phone(page, "5-settings-and-backends")
 
     page.click("#propagate")
     page.wait_for_selector("#result-sbs video", timeout=TIMEOUT_MS)
     page.wait_for_selector("#report-verdict :text('Overall lag')", timeout=TIMEOUT_MS)
     page.locator("#result-sbs").scroll_into_view_if_needed()
-    _fits_phone(page, "6-result-and-report")
+    fits_phone(page, "6-result-and-report")
     assert not errors, errors
     context.close()

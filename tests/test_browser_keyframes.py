@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from synclora.video import io
-from tests.test_browser import ARTIFACTS, CLIP, PHONE, TIMEOUT_MS, _fits_phone, app_url, browser  # noqa: F401
+
+from support.browser import ARTIFACTS, CLIP, PHONE, TIMEOUT_MS, fits_phone
 
 pytestmark = pytest.mark.slow  # a real browser through a whole workflow: over a minute
 
@@ -32,7 +33,7 @@ def _select(page, i: int) -> None:
     page.wait_for_timeout(1500)
 
 
-def test_keyframes_add_remove_reedit_on_a_phone(app_url, browser, tmp_path):  # noqa: F811
+def test_keyframes_add_remove_reedit_on_a_phone(app_url, browser, tmp_path):
     ARTIFACTS.mkdir(exist_ok=True)
     clip = tmp_path / "talk.mp4"
     shutil.copy(CLIP, clip)
@@ -62,7 +63,7 @@ def test_keyframes_add_remove_reedit_on_a_phone(app_url, browser, tmp_path):  # 
     page.click("#keyframe-add")
     page.wait_for_selector("#keyframes-status :text('2 keyframes')", timeout=TIMEOUT_MS)
     page.locator("#keyframes-list").scroll_into_view_if_needed()
-    _fits_phone(page, "keyframes-list")
+    fits_phone(page, "keyframes-list")
     assert "frames 10, 60" in page.inner_text("#keyframes-status")
     captions = page.locator("#keyframes-list .caption-label").all_inner_texts()
     assert captions == ["frame 10 · same look", "frame 60 · same look"], captions
@@ -89,7 +90,7 @@ def test_keyframes_add_remove_reedit_on_a_phone(app_url, browser, tmp_path):  # 
     info = page.inner_text("#result-info")
     assert "--keyframe 10" in info and "--keyframe 50" in info, info
     page.locator("#result-sbs").scroll_into_view_if_needed()
-    _fits_phone(page, "keyframes-result")
+    fits_phone(page, "keyframes-result")
     assert "Traceback" not in page.inner_text("body")
     assert not errors, errors
     context.close()
