@@ -233,18 +233,18 @@ class FlowTrack(Tracker):
         ref = cv2.DISOpticalFlow_create(c.refine_preset)  # calc() starts from a given flow of the right shape
         dis = cv2.DISOpticalFlow_create(c.preset)  # used by the flow worker thread only
         g0 = p._grey(self.first, (fw, fh))
-        greys = {0: g0}  # the flow worker's last grey frame: each frame is made grey once (only that thread uses it)
+        # each frame is made grey once, as it is pulled, for both workers (a 720p frame's costs a millisecond)
+        greys = {0: g0}
         held: dict[int, np.ndarray] = {0: self.first}
 
         def pair(t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            a = greys.pop(t - 1)
-            b = greys[t] = p._grey(held[t], (fw, fh))
+            a, b = greys.pop(t - 1), greys[t]
             return b, dis.calc(b, a, None), dis.calc(a, b, None)  # b(x) ~ a(x + back(x)); fwd the other way
 
         tracking = guide is not None and guide.active
 
-        def faces_at(t: int) -> list:  # its own grey frame (0.1 ms): waiting for the flow worker's would cost more
-            return guide.track(held[t], p._grey(held[t], (fw, fh)), g0)
+        def faces_at(t: int, g: np.ndarray) -> list:
+            return guide.track(held[t], g, g0)
 
         pool = ThreadPoolExecutor(max_workers=1)
         track_pool = ThreadPoolExecutor(max_workers=1) if tracking else None
@@ -258,7 +258,8 @@ class FlowTrack(Tracker):
                 return
             pulled += 1
             held[pulled] = np.ascontiguousarray(frame)
-            ahead[pulled] = (pool.submit(pair, pulled), track_pool.submit(faces_at, pulled) if tracking else None)
+            g = greys[pulled] = p._grey(held[pulled], (fw, fh))
+            ahead[pulled] = (pool.submit(pair, pulled), track_pool.submit(faces_at, pulled, g) if tracking else None)
 
         mapping = ident.copy()  # frame-t pixel -> frame-0 position (flow px)
         conf = np.ones((fh, fw), np.float32)
