@@ -4,6 +4,7 @@ import os
 
 import pytest
 
+from support import tls_once
 from support.cputime import pytest_addoption, pytest_runtest_protocol, pytest_terminal_summary  # noqa: F401
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -11,6 +12,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+tls_once.install()
 
 
 @pytest.fixture(scope="module")
