@@ -7,6 +7,7 @@ import tempfile
 
 import pytest
 
+from support import tls_once
 from support.cputime import pytest_addoption, pytest_runtest_protocol, pytest_terminal_summary  # noqa: F401
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -22,6 +23,8 @@ if os.environ.get("GRADIO_TEMP_DIR"):
     os.makedirs(os.environ["GRADIO_TEMP_DIR"], exist_ok=True)
 os.environ["GRADIO_TEMP_DIR"] = tempfile.mkdtemp(prefix="synclora-tests-gradio-", dir=os.environ.get("GRADIO_TEMP_DIR"))
 atexit.register(shutil.rmtree, os.environ["GRADIO_TEMP_DIR"], ignore_errors=True)
+
+tls_once.install()
 
 
 @pytest.fixture(scope="module")

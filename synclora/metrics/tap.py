@@ -25,9 +25,11 @@ from synclora.metrics.scores import SyncThresholds
 from synclora.metrics.timeline import line_up
 from synclora.video.frames import Frames
 
-# Identity compares at most this many result frames, evenly spaced: dlib's ResNet descriptor (dlib-bin has no BLAS)
-# costs ~85 CPU-ms a face, as much as ~17 frames of cue extraction, and identity drifts slowly.
+# Identity compares at most this many result frames, evenly spaced, and at most one a second: dlib's ResNet descriptor
+# (dlib-bin has no BLAS) costs ~85-130 CPU-ms a face, as much as ~17 frames of cue extraction, and identity drifts
+# slowly (a 3 s clip gets 3 looks, not 8; 10 s and longer get 8).
 IDENTITY_MAX_FRAMES = 8
+IDENTITY_SPACING_S = 1.0
 
 # The rate the landmark view of frames given without one (arrays) plays at; said in the report's notes.
 VIEW_FPS = 25.0
@@ -231,7 +233,10 @@ class ReportTap:
         self._report = None
 
         ref = load_reference(edited_frame) if edited_frame is not None else None
-        self.every = max(1, int(np.ceil(self.n / identity_frames))) if ref is not None and identity_frames > 0 else 0
+        self.every = 0
+        if ref is not None and identity_frames > 0:
+            spacing = round((self.fps or VIEW_FPS) * IDENTITY_SPACING_S)
+            self.every = max(1, int(np.ceil(self.n / identity_frames)), spacing)
         if progress is not None and (ref is not None or edit_index is not None):
             progress(0.0, "looking at the edited frame")
         if result is None and ref is None:

@@ -409,8 +409,9 @@ class FaceGuide:
         if not ids.size or not len(on):
             return ids, (x0, y0)
         q = np.round((corners - (x0, y0)) * 16).astype(np.int32)
-        for k, poly in zip(on.tolist(), q[on]):
-            cv2.fillConvexPoly(ids, poly, k, cv2.LINE_8, 4)
+        fill = cv2.fillConvexPoly
+        for k, poly in zip(on.tolist(), list(q[on])):
+            fill(ids, poly, k, cv2.LINE_8, 4)
         if active is not None:
             off = order[~active[order]]  # drawn (facing the camera) and not active
             near = off[depth[off] < np.median(depth[on])]
@@ -453,13 +454,14 @@ class FaceGuide:
         # (judged at the four flow pixels around the mapped point: a face a hundred flow pixels high has lips a pixel
         # or two thick in frame 0, and rounding alone would land on a triangle of the other lip)
         hidden = inside.copy()
-        fx, fy = np.floor(face_map[..., 0]), np.floor(face_map[..., 1])
+        # as indices into ref_pad (frame 0's ids with a border of -1): the four corners at +0/+1 on each axis
+        fx = np.floor(face_map[..., 0]).astype(np.int32) + (1 - tr.ref_box[0])
+        fy = np.floor(face_map[..., 1]).astype(np.int32) + (1 - tr.ref_box[1])
+        row = np.maximum(ids, 0) * len(top.tris)
+        near = top.near_surface.ravel()
         for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
-            rx = np.clip(fx.astype(np.int32) + dx - tr.ref_box[0], -1, rw)
-            ry = np.clip(fy.astype(np.int32) + dy - tr.ref_box[1], -1, rh)
-            under = tr.ref_pad[ry + 1, rx + 1]
-            pair = np.maximum(ids, 0) * len(top.tris) + np.maximum(under, 0)
-            hidden &= (under >= 0) & ~np.take(top.near_surface.ravel(), pair)
+            under = tr.ref_pad[np.clip(fy + dy, 0, rh + 1), np.clip(fx + dx, 0, rw + 1)]
+            hidden &= (under >= 0) & ~np.take(near, row + np.maximum(under, 0))
         # blend weight: 0 at the face's outline, 1 a feather's width inside (a smooth step); a short ramp where the
         # mapped triangles end inside the face (far from the edit, nothing to blend there); 0 where frame 0 did not
         # see the surface

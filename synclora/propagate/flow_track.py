@@ -141,7 +141,7 @@ class FlowTrack(Tracker):
         self.size = (w, h)
         self.guide: FaceGuide | None = None
         self._facts: dict = {}
-        gain, change = prop._change(self.first, np.ascontiguousarray(edited))
+        gain, change, touched = prop._change(self.first, np.ascontiguousarray(edited))
         self.idle = not change.any() and (gain is None or not gain.any())  # nothing was edited: the source it is
         if self.idle:
             return
@@ -168,7 +168,6 @@ class FlowTrack(Tracker):
         # of its change, unmasked by the openings: the source's motion beneath it never shows (see face_guide)
         self.content = self.content_gain = None
         edited = np.ascontiguousarray(edited)
-        touched = prop._touched(edited.astype(np.float32) - self.first)
         hidden, facts = face_content.content_weight(self.guide, self.first, edited, touched)
         self._facts.update(facts)
         if hidden is not None:
@@ -190,7 +189,9 @@ class FlowTrack(Tracker):
         if self.content is not None:
             changed |= self.content_gain[..., 0] < 0
         support = cv2.resize(changed.astype(np.uint8) * 255, (fw, fh), interpolation=cv2.INTER_AREA)
-        self.support = cv2.dilate(support, np.ones((3, 3), np.uint8)).astype(np.float32)
+        # grown once more for the nearest-pixel lookup in `_frame_map`: the nearest pixel is within one of each pixel
+        # a bilinear lookup reads, so this finds (at least) every pixel the change can land on, at a quarter the cost
+        self.support = cv2.dilate(support, np.ones((5, 5), np.uint8))
         # the change's arrays (float, three channels: 25 MB each at 1080p) kept only over the box where they are not
         # zero; the warp samples them at frame-0 positions less the box's origin (zero outside the box, as before)
         x, y, bw, bh = cv2.boundingRect(changed.astype(np.uint8))
@@ -232,18 +233,18 @@ class FlowTrack(Tracker):
         ref = cv2.DISOpticalFlow_create(c.refine_preset)  # calc() starts from a given flow of the right shape
         dis = cv2.DISOpticalFlow_create(c.preset)  # used by the flow worker thread only
         g0 = p._grey(self.first, (fw, fh))
-        greys = {0: g0}  # the flow worker's last grey frame: each frame is made grey once (only that thread uses it)
+        # each frame is made grey once, as it is pulled, for both workers (a 720p frame's costs a millisecond)
+        greys = {0: g0}
         held: dict[int, np.ndarray] = {0: self.first}
 
         def pair(t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            a = greys.pop(t - 1)
-            b = greys[t] = p._grey(held[t], (fw, fh))
+            a, b = greys.pop(t - 1), greys[t]
             return b, dis.calc(b, a, None), dis.calc(a, b, None)  # b(x) ~ a(x + back(x)); fwd the other way
 
         tracking = guide is not None and guide.active
 
-        def faces_at(t: int) -> list:  # its own grey frame (0.1 ms): waiting for the flow worker's would cost more
-            return guide.track(held[t], p._grey(held[t], (fw, fh)), g0)
+        def faces_at(t: int, g: np.ndarray) -> list:
+            return guide.track(held[t], g, g0)
 
         pool = ThreadPoolExecutor(max_workers=1)
         track_pool = ThreadPoolExecutor(max_workers=1) if tracking else None
@@ -257,7 +258,8 @@ class FlowTrack(Tracker):
                 return
             pulled += 1
             held[pulled] = np.ascontiguousarray(frame)
-            ahead[pulled] = (pool.submit(pair, pulled), track_pool.submit(faces_at, pulled) if tracking else None)
+            g = greys[pulled] = p._grey(held[pulled], (fw, fh))
+            ahead[pulled] = (pool.submit(pair, pulled), track_pool.submit(faces_at, pulled, g) if tracking else None)
 
         mapping = ident.copy()  # frame-t pixel -> frame-0 position (flow px)
         conf = np.ones((fh, fw), np.float32)
@@ -316,7 +318,7 @@ class FlowTrack(Tracker):
         """Cut what the final warp needs out of the maps: only where the change can land."""
         w, h = self.size
         pts = tuple(None if s is None else s.pts for s in faces)
-        landed = cv2.remap(self.support, mapping, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        landed = cv2.remap(self.support, mapping, None, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
         cover = None
         if self.content is not None:  # hidden content is carried by the mesh whatever frame t shows beneath it
             cover = self.guide.cover(faces, conf) if self.guide is not None else conf
@@ -336,9 +338,13 @@ class FlowTrack(Tracker):
         return FrameMap(box, cut, np.ascontiguousarray(m), np.ascontiguousarray(alpha), pts, content_alpha)
 
     # ------------------------------------------------------------------ the warp
-    def compose(self, frame: np.ndarray, fmap: FrameMap) -> np.ndarray:
-        """`frame` plus the change carried to it: a new array; outside `fmap.box`, `frame` exactly."""
-        out = np.array(frame, copy=True)
+    def compose(self, frame: np.ndarray, fmap: FrameMap, out: np.ndarray | None = None) -> np.ndarray:
+        """`frame` plus the change carried to it: a new array, or `out` (frame's shape) filled; outside `fmap.box`,
+        `frame` exactly."""
+        if out is None:
+            out = np.array(frame, copy=True)
+        else:
+            out[...] = frame
         if self.idle or fmap.box is None:
             return out
         guide = self.guide
