@@ -8,6 +8,9 @@ unicode and shell-like names) must work and keep frame count and fps.
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,17 +163,33 @@ def _png_as_mp4(d: Path, b: dict) -> dict:
     return {"source": d / "picture.mp4"}
 
 
-def _eight_k(d: Path, b: dict) -> dict:
+_made: dict[str, Path] = {}
+
+
+def _once(name: str, write: Callable[[Path], Path]) -> Callable[[Path, dict], dict]:
+    """A case whose file depends on nothing given: written once per test process (seconds each), copied per test."""
+
+    def make(d: Path, b: dict) -> dict:
+        if name not in _made:
+            keep = Path(tempfile.mkdtemp(prefix="synclora-cases-"))
+            atexit.register(shutil.rmtree, keep, True)
+            _made[name] = write(keep / name)
+        return {"source": Path(shutil.copy(_made[name], d / name))}
+
+    return make
+
+
+def _eight_k(path: Path) -> Path:
     f = np.zeros((2, 4320, 7680, 3), np.uint8)
     f[:, ::64] = 200
-    return {"source": media.write_clip(d / "8k.mp4", f, FPS, video_codec="mpeg4")}
+    return media.write_clip(path, f, FPS, video_codec="mpeg4")
 
 
-def _long(d: Path, b: dict) -> dict:
+def _long(path: Path) -> Path:
     n = limits.MAX_FRAMES + 1
     f = np.zeros((n, 16, 16, 3), np.uint8)
     f[..., 0] = (np.arange(n) % 256)[:, None, None]
-    return {"source": media.write_clip(d / "long.mp4", f, 240, crf=51)}
+    return media.write_clip(path, f, 240, crf=51)
 
 
 def _rotated(d: Path, b: dict) -> dict:
@@ -262,8 +281,8 @@ CASES = [
     Case("audio-only", bad_video("audio_only"), 2, "no video"),
     Case("image-renamed-mp4", _png_as_mp4, 2, "picture.mp4"),
     Case("one-frame", clip(lambda b: b["frames"][:1], "one.mp4"), 2, "at least 2 frames"),
-    Case("too-long", _long, 2, f"at most {limits.MAX_FRAMES}"),
-    Case("8k", _eight_k, 2, "megapixels"),
+    Case("too-long", _once("long.mp4", _long), 2, f"at most {limits.MAX_FRAMES}"),
+    Case("8k", _once("8k.mp4", _eight_k), 2, "megapixels"),
     Case("missing-source", lambda d, b: {"source": d / "nope.mp4"}, 2, "not found"),
     Case("source-is-folder", lambda d, b: {"source": d}, 2, "is a folder"),
     Case("tiny-16x16", clip(lambda b: media.talking_face_frames(N, size=(16, 16), seed=1)[0], "tiny.mp4"), 0),

@@ -273,62 +273,47 @@ def _peak_mb(mem: Path) -> float:
     return max(0.0, int(text) / 1024**2) if text.strip().lstrip("-").isdigit() else float("nan")
 
 
-# Run in a fresh interpreter (never a fork of the test runner: MediaPipe's and OpenCV's native state does not survive a
-# fork once the parent has used them — the child aborts in malloc). The libraries every run reads (`_PRELOAD`, when the
-# caller has them) are loaded before the limits are set, so the limits count what the run itself adds, as a forked
-# child's would; torch, gradio and MediaPipe are not (10 s a start; no hostile run reaches them).
-_CHILD = r"""
-import importlib, json, sys
-
-spec = json.loads(sys.argv[1])
-for name in spec["preload"]:
-    try:
-        importlib.import_module(name)
-    except Exception:
-        pass
-mod, _, attr = spec["main"].partition(":")
-main = getattr(importlib.import_module(mod), attr)
-from support.hostile import _bounded_child
-
-_bounded_child(main, spec["argv"], spec["limit_mb"], spec["file_limit"], spec["mem"])
-"""
-_PRELOAD = ("numpy", "av", "cv2", "PIL.Image")
-
-
 def run_bounded(main: Callable[[list[str]], int], argv: list[str], limit_mb: int = 1024,
                 timeout: float = 120.0, file_limit: int | None = None) -> Bounded:
     """Run `main(argv)` (the CLI's `synclora.cli.main`) in a child process whose address space may grow by at most
     `limit_mb` (so a hostile file cannot take the machine down if a bound is missing: the allocation fails instead),
     and report its exit code, output and peak memory (above what the child had before the run).
-    `file_limit` (bytes) caps every file the child writes (RLIMIT_FSIZE): a disk that fills up mid-write."""
+    `file_limit` (bytes) caps every file the child writes (RLIMIT_FSIZE): a disk that fills up mid-write.
+
+    The child is never a fork of the test runner (MediaPipe's and OpenCV's native state does not survive a fork once
+    the parent has used them — the child aborts in malloc) but of a process that only imported the libraries
+    (`support.zygote`), so the limits count what the run itself adds."""
     if "<locals>" in main.__qualname__:
         return _run_forked(main, argv, limit_mb, timeout, file_limit)
-    import json
-    import subprocess
+    from support import zygote
 
-    root = str(Path(__file__).resolve().parents[2])  # the folder that holds the synclora package
     with tempfile.TemporaryDirectory() as d:
+        out, err = Path(d) / "out", Path(d) / "err"
+        out.touch()
+        err.touch()
         spec = {"main": f"{main.__module__}:{main.__name__}", "argv": [str(a) for a in argv], "limit_mb": limit_mb,
-                "file_limit": file_limit, "mem": str(Path(d) / "mem"),
-                "preload": [m for m in _PRELOAD if m in sys.modules]}
-        paths = [root] + [q for q in sys.path if q and Path(q).is_dir()]  # the caller's (a test module's folder too)
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+                "file_limit": file_limit, "mem": str(Path(d) / "mem")}
+        child = zygote.context().Process(target=zygote.run, args=(spec, dict(os.environ), os.getcwd(), str(out),
+                                                                   str(err)), daemon=True)
         t0 = time.perf_counter()
-        try:
-            done = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(spec)], capture_output=True, env=env,
-                                  timeout=timeout)
-            rc, out, err = done.returncode, done.stdout, done.stderr
-        except subprocess.TimeoutExpired as exc:
-            rc, out, err = -9, exc.stdout or b"", exc.stderr or b""
+        child.start()
+        child.join(timeout)
+        if child.is_alive():
+            child.kill()
+            child.join()
+            rc = -9
+        else:
+            rc = child.exitcode
         seconds = time.perf_counter() - t0
         peak = _peak_mb(Path(spec["mem"]))
-    return Bounded(rc, out.decode(errors="replace"), err.decode(errors="replace"), peak, seconds)
+        texts = [p.read_bytes().decode(errors="replace") for p in (out, err)]
+    return Bounded(rc, texts[0], texts[1], peak, seconds)
 
 
 def _run_forked(main: Callable[[list[str]], int], argv: list[str], limit_mb: int, timeout: float,
                 file_limit: int | None) -> Bounded:
     """`run_bounded` for a function a fresh interpreter cannot import (one defined inside a test): a forked child, which
-    must not use MediaPipe (see `_CHILD`)."""
+    must not use MediaPipe (see `run_bounded`)."""
     out_f, err_f = tempfile.TemporaryFile(), tempfile.TemporaryFile()
     with tempfile.TemporaryDirectory() as d:
         mem = Path(d) / "mem"
