@@ -59,9 +59,10 @@ def app_url() -> str:
     return local_server("flow")[1]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """One headless Chromium per test process; each test opens its own page or context."""
+    """One headless Chromium per test module; each test opens its own page or context. Not per session: Playwright's
+    sync API keeps an event loop running in the main thread while it is open, and later tests call asyncio.run()."""
     from playwright.sync_api import sync_playwright
 
     from support.browser import CHROMIUM, CHROMIUM_ARGS
