@@ -239,13 +239,13 @@ def main(argv: list[str] | None = None) -> int:
             # The stop behind the exception: in its chain, or only on record (numpy's C import replaces the
             # exception raised inside it by a bare ImportError).
             stop = signals.stop_of(exc) or (signals.Terminated(signals.received()) if signals.received() else None)
-            signals.speak()
             if isinstance(stop, signals.Terminated):
-                print(f"stopped by {signal_name(stop.signum)}; nothing was left half-written", file=sys.stderr)
+                signals.say(f"stopped by {signal_name(stop.signum)}; nothing was left half-written")
                 return stop.exit_code
             if stop is not None:
-                print("interrupted", file=sys.stderr)
+                signals.say("interrupted")
                 return 130
+            signals.speak()
             if isinstance(exc, SystemExit) or not isinstance(exc, Exception):
                 raise
             error = user_error(exc)  # ours, or a disk/permission/codec/image failure said as a sentence

@@ -15,8 +15,8 @@ A signal can land anywhere, so four more rules:
 - A signal that lands inside an import in the run (a backend imported lazily) waits until that import is done: C
   import code prints an exception raised there as a traceback of its own. A short timer re-checks every 20 ms.
 - After a stop, a CLI run hushes file descriptor 2 (`stop_cleanly(hush_stderr=True)`): native threads still winding
-  down (MediaPipe's graphs log from C++ as they start) would otherwise print around the one line the CLI says, which
-  it says after `speak()`.
+  down (MediaPipe's graphs log from C++ as they start) would otherwise print around the one line the CLI says
+  (`say`: straight to the real stderr; the process of an entry point stays hushed to its end).
 - A signal is remembered (`received`) even when some library's bare `except:` swallowed its exception: outputs are
   never committed after it (`raise_if_stopped`, called by `paths.commit`), and the CLI ends with 128+N.
 """
@@ -83,8 +83,10 @@ def while_starting(what: str = "starting", signums: tuple[int, ...] = SIGNALS) -
     """Install, first thing in an entry point, handlers that end the process at once with one line and 128+N: while
     modules import, nothing is written yet, and an exception raised inside an import is not one we can clean up
     after. `stop_cleanly` replaces them for the run itself."""
+    global _entry
     if threading.current_thread() is not threading.main_thread():
         return
+    _entry = True
 
     def handler(signum, frame):
         os.write(2, f"stopped by {signal.Signals(signum).name} while {what}; nothing was written\n".encode())
@@ -96,6 +98,7 @@ def while_starting(what: str = "starting", signums: tuple[int, ...] = SIGNALS) -
 
 _RECHECK_S = 0.02
 _real_stderr: int | None = None  # while hushed: the file descriptor 2 had before
+_entry = False  # this process is an entry point's (`while_starting` ran): it ends soon after a stop
 
 
 def stderr_hushed() -> bool:
@@ -113,6 +116,19 @@ def speak() -> None:
     os.dup2(_real_stderr, 2)
     os.close(_real_stderr)
     _real_stderr = None
+
+
+def say(line: str) -> None:
+    """A stopped run's last line. In an entry point's process fd 2 stays hushed to the end and the line goes straight
+    to the real stderr: MediaPipe's native threads, still winding down, would otherwise print after it (measured:
+    absl's "All log messages before absl::InitializeLog()" a moment after the line). In-process callers (tests, a
+    server) get fd 2 back first."""
+    if _entry and _real_stderr is not None:
+        with contextlib.suppress(OSError):
+            os.write(_real_stderr, (line + "\n").encode())
+        return
+    speak()
+    print(line, file=sys.stderr)
 
 
 def _hush(real: int) -> None:
@@ -178,7 +194,8 @@ def stop_cleanly(signums: tuple[int, ...] = SIGNALS, hush_stderr: bool = False) 
         yield
     finally:
         _open_blocks -= 1
-        speak()
+        if not (_entry and _received is not None):  # an entry point's process stays hushed to its end (`say`)
+            speak()
         if real is not None:
             os.close(real)
         if alarm is not None:
