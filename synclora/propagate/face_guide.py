@@ -409,9 +409,8 @@ class FaceGuide:
         if not ids.size or not len(on):
             return ids, (x0, y0)
         q = np.round((corners - (x0, y0)) * 16).astype(np.int32)
-        fill = cv2.fillConvexPoly
-        for k, poly in zip(on.tolist(), list(q[on])):
-            fill(ids, poly, k, cv2.LINE_8, 4)
+        for k, poly in zip(on.tolist(), q[on]):
+            cv2.fillConvexPoly(ids, poly, k, cv2.LINE_8, 4)
         if active is not None:
             off = order[~active[order]]  # drawn (facing the camera) and not active
             near = off[depth[off] < np.median(depth[on])]

@@ -140,11 +140,11 @@ class FlowPropagator(Propagator):
         if not (bw and bh):
             return gain, offset, touched
         h, w = touched.shape
-        r = 2 * c.fit_radius + 1
-        x0, y0, x1, y1 = max(0, x - r), max(0, y - r), min(w, x + bw + r), min(h, y + bh + r)
+        win = 2 * c.fit_radius + 1  # the fit's box window; two of them reach 2 * fit_radius < win from the box
+        x0, y0, x1, y1 = max(0, x - win), max(0, y - win), min(w, x + bw + win), min(h, y + bh + win)
         src = source[y0:y1, x0:x1].astype(np.float32)
         edit = edited[y0:y1, x0:x1].astype(np.float32)
-        k = (2 * c.fit_radius + 1,) * 2
+        k = (win, win)
         mean_s, mean_e = cv2.blur(src, k), cv2.blur(edit, k)
         var = cv2.blur(src * src, k) - mean_s * mean_s
         cov = cv2.blur(src * edit, k) - mean_s * mean_e
