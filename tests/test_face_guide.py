@@ -171,6 +171,55 @@ def test_several_faces_are_each_guided():
         assert lips.kept >= 0.6 and lips.landed.max() <= 0.05, (lips.kept, lips.landed.max())  # measured 0.7-0.9
 
 
+def test_only_the_edited_face_of_two_is_tracked_and_the_other_stays_the_source(monkeypatch):
+    """MediaPipe's tracker runs its detector on every frame while it follows fewer faces than it may: after the edit
+    picks its face, the tracker is narrowed to that face when on frame 0 it finds just that one, and kept otherwise."""
+    narrowed, capacities = [], []
+    narrow = face_guide.FaceGuide._narrow
+
+    def spy(self):
+        narrow(self)
+        narrowed.append((self._capacity, [tr.last[0] for tr in self.tracks]))
+
+    monkeypatch.setattr(face_guide.FaceGuide, "_narrow", spy)
+    a = X.expressive_clip("grace_hopper", 24, size=SIZE, mouth_px=0.09 * SIZE, seed=1)
+    b = X.expressive_clip("grace_hopper", 24, size=SIZE, mouth_px=0.09 * SIZE, seed=2)
+    two = _with(a, np.concatenate([a.frames, b.frames[:, :, ::-1]], axis=2),
+                np.concatenate([a.labels, b.labels[:, :, ::-1]], axis=2))
+    for half, other in ((slice(0, SIZE), slice(SIZE, None)), (slice(SIZE, None), slice(0, SIZE))):
+        lips = two.part(0, X.PART_LIPS).copy()
+        lips[:, other] = False
+        narrowed.clear()
+        out, facts, _ = _run(two.frames, E.lipstick(two.frames[0], lips))
+        assert facts["found"] == 2 and facts["faces"] == 1 and facts["lost"] == 0
+        (capacity, xs), = narrowed
+        assert capacity in (1, 2) and half.start <= xs[0] < (half.stop or 2 * SIZE)
+        side = _with(two, two.frames[:, :, half], two.labels[:, :, half])
+        kept = X.part_scores(np.ascontiguousarray(out[:, :, half]), side, (X.PART_LIPS,), (X.PART_MOUTH, X.PART_TEETH))
+        assert kept.kept >= 0.8 and kept.landed.max() <= 0.05, (kept.kept, kept.landed.max())  # measured 0.96-1.0
+        np.testing.assert_array_equal(out[:, :, other], two.frames[:, :, other])
+        capacities.append(capacity)
+    assert 1 in capacities  # the right-hand face is the detector's first pick: its tracker follows it alone
+
+
+def test_a_face_counted_but_not_found_in_frame_0_costs_no_detection_a_frame(grace, makeup, monkeypatch):
+    """A face the probes count but frame 0 lacks (one entering later, or the detector's false find): the followed
+    face alone is tracked, with the same result."""
+    monkeypatch.setattr(face_guide, "count_faces", lambda frames, picks, conf: [1] * (len(picks) - 1) + [2])
+    guides = []
+    start = face_guide.FaceGuide._start.__func__
+
+    def spy(cls, *args):
+        guides.append(start(cls, *args))
+        return guides[-1]
+
+    monkeypatch.setattr(face_guide.FaceGuide, "_start", classmethod(spy))
+    anchor = E.eye_shadow(E.lipstick(grace.frames[0], grace.part(0, X.PART_LIPS)), grace.part(0, X.PART_LID))
+    out, facts, _ = _run(grace.frames, anchor)
+    assert guides[0].seen == 2 and guides[0]._capacity == 1 and facts["faces"] == 1
+    np.testing.assert_array_equal(out, makeup[True][0])
+
+
 def test_no_face_gets_a_notice_and_the_flow(tmp_path):
     big = noise_texture(2 * 128, 3)
     frames = np.stack([big[t: t + 128, 2 * t: 2 * t + 128] for t in range(12)])

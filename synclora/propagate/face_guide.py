@@ -130,6 +130,8 @@ class FaceGuide:
     guided: int = 0  # ... with every tracked face found
     lost: int = 0  # ... with a tracked face missing
     _tracker: object | None = None
+    _capacity: int = 0  # faces the tracker may follow
+    _frame0: np.ndarray | None = None  # frame 0 until `focus` (a narrower tracker starts on it)
     _grey0: np.ndarray | None = None  # frame 0 in grey, full resolution (the check at the openings' rims)
 
     # ------------------------------------------------------------------ set-up
@@ -151,6 +153,7 @@ class FaceGuide:
         if not guide.seen:
             return guide
         guide._tracker = FaceMeshTracker(max_faces=guide.seen, min_confidence=cfg.min_confidence)
+        guide._capacity, guide._frame0 = guide.seen, np.ascontiguousarray(frames[0])
         for pts in guide._detect(frames[0]):
             span = fp.eye_span(pts)  # outer eye corners: the face's size, robust to mouth and lid motion
             if span < 4:
@@ -182,6 +185,25 @@ class FaceGuide:
             ids, box = self._raster(self._to_flow(tr.ref))
             tr.ref_ids, tr.ref_box, tr.ref_pad = ids, box, np.pad(ids, 1, constant_values=-1)
 
+    def _narrow(self) -> None:
+        """Track only the faces followed. MediaPipe's tracker runs its face detector on every frame while it follows
+        fewer faces than it may (12.4 ms a 512² frame instead of 7), so a face counted on the probes but not followed
+        (untouched by the edit, absent from frame 0, or the detector's false find) would cost a detection a frame. A
+        tracker for just the followed faces replaces it when on frame 0 it finds each of them where it was."""
+        from synclora.face.mesh import FaceMeshTracker
+
+        frame0, self._frame0 = self._frame0, None
+        if frame0 is None or len(self.tracks) >= self._capacity:
+            return
+        with quiet_native_stderr():
+            narrow = FaceMeshTracker(max_faces=len(self.tracks), min_confidence=self.config.min_confidence)
+            found = [pts[:, :2].mean(0) - 0.5 for pts in narrow.faces(frame0)]
+        if all(any(np.linalg.norm(c - tr.last) < 0.05 * tr.size for c in found) for tr in self.tracks):
+            self.close()
+            self._tracker, self._capacity = narrow, len(self.tracks)
+        else:
+            narrow.close()
+
     def close(self) -> None:
         if self._tracker is not None:
             self._tracker.close()
@@ -199,25 +221,38 @@ class FaceGuide:
 
     # ------------------------------------------------------------------ per frame
     def track(self, frame: np.ndarray, g: np.ndarray, g0: np.ndarray) -> list[Seen | None]:
-        """Each tracked face in `frame` (None where lost) with its map to frame 0; `g`, `g0` are frames t and 0 in grey
-        at the flow's size. Call once per frame, in order, from one thread (the tracker has state); it needs nothing
-        from the flow, so it runs ahead on a worker thread of its own."""
+        """Each tracked face in `frame` (None where lost) with its map to frame 0: `find`, then `maps`."""
+        return self.maps(self.find(frame), g, g0)
+
+    def find(self, frame: np.ndarray) -> list[np.ndarray | None]:
+        """Each tracked face's landmarks in `frame` (None where lost), matched to the tracks by nearness. Call once per
+        frame, in order, from one thread (the tracker has state); it needs nothing from the flow, so it runs ahead on
+        a worker thread of its own."""
         if not self.active:
             return []
         found = self._detect(frame)
-        out: list[Seen | None] = [None] * len(self.tracks)
+        out: list[np.ndarray | None] = [None] * len(self.tracks)
         cand = [(float(np.linalg.norm(p[:, :2].mean(0) - tr.last)), i, j)
                 for i, tr in enumerate(self.tracks) for j, p in enumerate(found)]
         used: set[int] = set()
         for d, i, j in sorted(cand):
             if out[i] is None and j not in used and d < 1.5 * self.tracks[i].size:
-                seen = out[i] = Seen(pts=found[j])
+                out[i] = found[j]
                 used.add(j)
                 self.tracks[i].last = found[j][:, :2].mean(0)
-                got = self._face_map(self.tracks[i], self._to_flow(found[j]))
-                if got is not None:
-                    seen.box, seen.face_map, seen.weight, surface, mapped = got
-                    seen.error, seen.ok = self._judge(self.tracks[i], seen, surface, mapped, g, g0)
+        return out
+
+    def maps(self, found: list[np.ndarray | None], g: np.ndarray, g0: np.ndarray) -> list[Seen | None]:
+        """`find`'s faces with their maps to frame 0 and how well those explain frame t; `g`, `g0` are frames t and 0
+        in grey at the flow's size. No state: it can run on another thread than `find`, one frame behind it."""
+        out: list[Seen | None] = []
+        for tr, pts in zip(self.tracks, found):
+            seen = None if pts is None else Seen(pts=pts)
+            got = None if pts is None else self._face_map(tr, self._to_flow(pts))
+            if got is not None:
+                seen.box, seen.face_map, seen.weight, surface, mapped = got
+                seen.error, seen.ok = self._judge(tr, seen, surface, mapped, g, g0)
+            out.append(seen)
         return out
 
     def _judge(self, tr: _Track, seen: Seen, surface: np.ndarray, mapped: np.ndarray, g: np.ndarray,
@@ -292,18 +327,18 @@ class FaceGuide:
                 np.maximum(out[y0:y1, x0:x1], np.minimum(4 * seen.weight, 1), out=out[y0:y1, x0:x1])
         return out
 
-    def focus(self, change: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """Learn where frame 0's edit is (`change`: (H, W[, C])). Faces it does not touch are not followed (nothing of
-        the edit is there to carry; if none is left, no landmarks are tracked at all). Returns, where the edit reaches
-        inside an open hole (a tint over the eyes, whitened teeth), soft masks of what travels as the holes' change and
-        as the surface's; None when it stays out of every hole. The two overlap by a band at each hole's border, so
-        that where frame t's border cuts between them (with its own soft edge) the edit is carried whole."""
-        mag = np.abs(change).max(axis=2) if change.ndim == 3 else np.abs(change)
-        small = cv2.resize((mag > 0).astype(np.uint8), self.flow_size, interpolation=cv2.INTER_AREA) > 0
+    def focus(self, changed: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Learn where frame 0's edit is (`changed`: (H, W) bool). Faces it does not touch are not followed (nothing
+        of the edit is there to carry; if none is left, no landmarks are tracked at all). Returns, where the edit
+        reaches inside an open hole (a tint over the eyes, whitened teeth), soft masks of what travels as the holes'
+        change and as the surface's; None when it stays out of every hole. The two overlap by a band at each hole's
+        border, so that where frame t's border cuts between them (with its own soft edge) the edit is carried whole."""
+        small = cv2.resize(changed.astype(np.uint8), self.flow_size, interpolation=cv2.INTER_AREA) > 0
         self.tracks = [tr for tr in self.tracks if self._touches(tr, small)]
         if not self.tracks:
             self.close()
             return None
+        self._narrow()
         top = topology()
         near_edit = cv2.dilate(small.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
         for tr in self.tracks:  # only the mesh near the edit is mapped: work in proportion to the edit
@@ -321,7 +356,7 @@ class FaceGuide:
             for poly, opening in zip(self._hole_polys(tr.ref), self._openings(tr.ref)):
                 inner = fill_polygons([poly], (0, 0, w, h), -max(1, round(self.config.hole_inset * tr.size)))
                 hit = opening >= self.config.min_open and inner is not None and (inner > 0.5).any() and \
-                    float((mag[inner > 0.5] > 0).mean()) > self.config.hole_edited
+                    float(changed[inner > 0.5].mean()) > self.config.hole_edited
                 edited.append(hit)
                 if hit:
                     polys.append(poly)

@@ -130,7 +130,8 @@ class FlowPropagator(Propagator):
         the edit touched, grown by the reach of its two box filters (a tenth of a 1080p frame for make-up).
         """
         c = self.config
-        touched = self._touched(cv2.absdiff(edited, source).max(axis=2))
+        diff = cv2.absdiff(edited, source)
+        touched = self._touched(np.maximum(np.maximum(diff[..., 0], diff[..., 1]), diff[..., 2]))
         keep = touched[..., None]
         change = edited.astype(np.float32) - source
         if c.model == "residual":
