@@ -221,38 +221,25 @@ class FaceGuide:
 
     # ------------------------------------------------------------------ per frame
     def track(self, frame: np.ndarray, g: np.ndarray, g0: np.ndarray) -> list[Seen | None]:
-        """Each tracked face in `frame` (None where lost) with its map to frame 0: `find`, then `maps`."""
-        return self.maps(self.find(frame), g, g0)
-
-    def find(self, frame: np.ndarray) -> list[np.ndarray | None]:
-        """Each tracked face's landmarks in `frame` (None where lost), matched to the tracks by nearness. Call once per
-        frame, in order, from one thread (the tracker has state); it needs nothing from the flow, so it runs ahead on
-        a worker thread of its own."""
+        """Each tracked face in `frame` (None where lost) with its map to frame 0; `g`, `g0` are frames t and 0 in grey
+        at the flow's size. Call once per frame, in order, from one thread (the tracker has state); it needs nothing
+        from the flow, so it runs ahead on a worker thread of its own."""
         if not self.active:
             return []
         found = self._detect(frame)
-        out: list[np.ndarray | None] = [None] * len(self.tracks)
+        out: list[Seen | None] = [None] * len(self.tracks)
         cand = [(float(np.linalg.norm(p[:, :2].mean(0) - tr.last)), i, j)
                 for i, tr in enumerate(self.tracks) for j, p in enumerate(found)]
         used: set[int] = set()
         for d, i, j in sorted(cand):
             if out[i] is None and j not in used and d < 1.5 * self.tracks[i].size:
-                out[i] = found[j]
+                seen = out[i] = Seen(pts=found[j])
                 used.add(j)
                 self.tracks[i].last = found[j][:, :2].mean(0)
-        return out
-
-    def maps(self, found: list[np.ndarray | None], g: np.ndarray, g0: np.ndarray) -> list[Seen | None]:
-        """`find`'s faces with their maps to frame 0 and how well those explain frame t; `g`, `g0` are frames t and 0
-        in grey at the flow's size. No state: it can run on another thread than `find`, one frame behind it."""
-        out: list[Seen | None] = []
-        for tr, pts in zip(self.tracks, found):
-            seen = None if pts is None else Seen(pts=pts)
-            got = None if pts is None else self._face_map(tr, self._to_flow(pts))
-            if got is not None:
-                seen.box, seen.face_map, seen.weight, surface, mapped = got
-                seen.error, seen.ok = self._judge(tr, seen, surface, mapped, g, g0)
-            out.append(seen)
+                got = self._face_map(self.tracks[i], self._to_flow(found[j]))
+                if got is not None:
+                    seen.box, seen.face_map, seen.weight, surface, mapped = got
+                    seen.error, seen.ok = self._judge(self.tracks[i], seen, surface, mapped, g, g0)
         return out
 
     def _judge(self, tr: _Track, seen: Seen, surface: np.ndarray, mapped: np.ndarray, g: np.ndarray,

@@ -245,19 +245,18 @@ class FlowTrack(Tracker):
 
         def pair(t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             a, b = greys.pop(t - 1), greys[t]
-            return b, dis.calc(b, a, None), dis.calc(a, b, None)  # b(x) ~ a(x + back(x)); fwd the other way
+            back, fwd = dis.calc(b, a, None), dis.calc(a, b, None)  # b(x) ~ a(x + back(x)); fwd the other way
+            pos = ident + back
+            return b, pos, self._pair_ok(a, b, back, fwd, pos)
 
         tracking = guide is not None and guide.active
 
-        pool = ThreadPoolExecutor(max_workers=1)
-        # the mesh's tracking (MediaPipe, stateful, in order) and the mesh's maps (numpy, per frame) are two stages on
-        # threads of their own: on one thread together they were the critical path (~19 ms a 512² frame, the warp
-        # ~14)
-        find_pool = ThreadPoolExecutor(max_workers=1) if tracking else None
-        seen_pool = ThreadPoolExecutor(max_workers=1) if tracking else None
+        def faces_at(t: int, g: np.ndarray) -> list:
+            return guide.track(held[t], g, g0)
 
-        def faces_at(found, g: np.ndarray) -> list:
-            return guide.maps(found.result(), g, g0)
+        pool = ThreadPoolExecutor(max_workers=1)
+        # (the mesh's tracking and its maps on two threads, pipelined, measured slower: 50-53 fps against 52-55)
+        track_pool = ThreadPoolExecutor(max_workers=1) if tracking else None
         ahead: dict[int, tuple] = {}
         pulled = 0
 
@@ -269,12 +268,10 @@ class FlowTrack(Tracker):
             pulled += 1
             held[pulled] = np.ascontiguousarray(frame)
             g = greys[pulled] = p._grey(held[pulled], (fw, fh))
-            faces = seen_pool.submit(faces_at, find_pool.submit(guide.find, held[pulled]), g) if tracking else None
-            ahead[pulled] = (pool.submit(pair, pulled), faces)
+            ahead[pulled] = (pool.submit(pair, pulled), track_pool.submit(faces_at, pulled, g) if tracking else None)
 
         mapping = ident.copy()  # frame-t pixel -> frame-0 position (flow px)
         conf = np.ones((fh, fw), np.float32)
-        prev = g0
         try:
             for _ in range(_LOOKAHEAD):
                 pull()
@@ -282,28 +279,24 @@ class FlowTrack(Tracker):
             while t + 1 in ahead:
                 t += 1
                 flows, tracked = ahead.pop(t)
-                g, back, fwd = flows.result()
+                g, pos, pair_ok = flows.result()
                 faces = tracked.result() if tracked is not None else []
                 held.pop(t - 1, None)
                 pull()
-                mapping, conf = self._step(t, mapping, conf, prev, g, g0, back, fwd, ref, faces)
-                prev = g
+                mapping, conf = self._step(t, mapping, conf, pos, pair_ok, g, g0, ref, faces)
                 yield held[t], self._frame_map(mapping, conf, faces)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-            for stage in (seen_pool, find_pool):  # the later stage first: it waits on the earlier one
-                if stage is not None:
-                    stage.shutdown(wait=True, cancel_futures=True)
+            if track_pool is not None:
+                track_pool.shutdown(wait=True, cancel_futures=True)
             self.close()
 
-    def _step(self, t, mapping, conf, prev, g, g0, back, fwd, ref, faces):
-        """The map and confidence of frame t from frame t-1's and the pairwise flows (see `propagate.flow`)."""
+    def _pair_ok(self, prev: np.ndarray, g: np.ndarray, back: np.ndarray, fwd: np.ndarray,
+                 pos: np.ndarray) -> np.ndarray:
+        """0..1 per flow pixel: does the pairwise flow from frame t (`g`) to frame t-1 (`prev`) hold there (see
+        `propagate.flow`)? It needs nothing of the chain, so it runs on the flow's worker thread, beside the warp."""
         p, c = self.prop, self.prop.config
         fw, fh = self.flow_size
-        ident = self.ident
-        pos = ident + back
-        mapping = cv2.remap(mapping, pos, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        carried = cv2.remap(conf, pos, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         back_warped = cv2.remap(prev, pos, None, cv2.INTER_LINEAR)
         pair_err = cv2.blur(cv2.absdiff(back_warped, g).astype(np.float32), (3, 3))
         pair_ok = np.clip((c.pair_hi - pair_err) / (c.pair_hi - c.pair_lo), 0.0, 1.0)
@@ -317,7 +310,16 @@ class FlowTrack(Tracker):
                 x0, y0, x1, y1 = max(0, x - r), max(0, y - r), min(fw, x + bw + r), min(fh, y + bh + r)
                 edge = p._motion_edges(back[y0:y1, x0:x1])
                 np.maximum(pair_ok[y0:y1, x0:x1], 1.0 - edge, out=pair_ok[y0:y1, x0:x1])
-        conf = np.minimum(np.minimum(carried, pair_ok), p._fb_ok(back, fwd, pos))
+        return np.minimum(pair_ok, p._fb_ok(back, fwd, pos))
+
+    def _step(self, t, mapping, conf, pos, pair_ok, g, g0, ref, faces):
+        """The map and confidence of frame t from frame t-1's, carried along the pairwise flow (`pos`: each frame-t
+        pixel's position in frame t-1) and cut to where that flow holds (`pair_ok`)."""
+        p, c = self.prop, self.prop.config
+        ident = self.ident
+        mapping = cv2.remap(mapping, pos, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        carried = cv2.remap(conf, pos, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        conf = np.minimum(carried, pair_ok)
         if c.refine_every and t % c.refine_every == 0:
             mapping, e_new = p._refine(ref, g0, g, ident, mapping)
             restore = np.clip((c.photo_hi - e_new) / (c.photo_hi - c.photo_lo), 0.0, 1.0)
