@@ -273,10 +273,13 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
                      [preview, caption, editor, before_after, edit_status], api_name="pick_frame",
                      show_progress="minimal", trigger_mode="always_last", **light)
         frame.change(None, [frame, fps_num], None, js=SEEK_JS, api_visibility="private")
+        # The span's events run one at a time, in the order they were made: the span box's blur, fired as the person
+        # moves on to a slider, must not finish after that slider's move and undo it (each takes milliseconds).
+        in_order = dict(concurrency_limit=1, concurrency_id="span")
         video.pause(None, [fps_num, frame], [frame], js=PAUSE_JS, api_visibility="private").then(
-            app.span_follow_frame, span_inputs, span_outputs, api_visibility="private", **light)
+            app.span_follow_frame, span_inputs, span_outputs, api_visibility="private", **in_order)
         # Only a person's moves (input, not change) drive the span, so the span and frame updates never loop.
-        span_events = dict(api_visibility="private", show_progress="hidden", trigger_mode="always_last", **light)
+        span_events = dict(api_visibility="private", show_progress="hidden", trigger_mode="always_last", **in_order)
         frame.input(app.span_follow_frame, span_inputs, span_outputs, **span_events)
         span_start.input(app.span_from_sliders, span_inputs, span_outputs, **span_events)
         span_end.input(app.span_from_sliders, span_inputs, span_outputs, **span_events)
