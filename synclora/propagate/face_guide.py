@@ -23,10 +23,10 @@ so the map from frame t back to frame 0 is known directly, without chaining: pie
 * **Confidence.** Inside the face the edit is trusted where frame 0 seen through the mesh's map matches frame t
   (judged over the face's surface and over a window a fraction of the face wide), or where the flow trusts its own
   map and the two agree; a hand over the face fails both and fades the edit as before.
-* **Cost.** Faces are counted once per segment with MediaPipe's face detector on a few frames; the mesh then runs in
-  tracking mode with that many faces (its detector only runs again after a face is lost), and only for faces the edit
-  touches. Tracking, the mesh's map and its judgement run on a worker thread of their own, at the flow's
-  resolution, beside the flow's.
+* **Cost.** Faces are counted once per segment with MediaPipe's face detector on a few frames, and the mesh finds that
+  many on frame 0; it then tracks only the faces the edit touches (a tracker allowed more faces than it follows runs
+  its detector on every frame), and its detector runs again only after a face is lost. Tracking, the mesh's map and
+  its judgement run on a worker thread of their own, at the flow's resolution, beside the flow's.
 * **Notices.** Each segment reports facts (faces found, frames guided, frames a face was lost);
   `face_content.notices` turns the facts of all segments of a clip into what the user reads: no face at all (the
   preview cannot follow a face and lip sync cannot be judged), no face in the edited frame, several faces followed,
