@@ -2,9 +2,9 @@
 
 MediaPipe's tessellation gives edges; the triangles are recovered from them, oriented consistently, and the mesh's
 three holes (the mouth's opening and the eyes') get strips of triangles of their own, so a change inside an opening
-travels apart from the skin around it. Here too: one affine map per triangle (the piecewise-affine map between two
-sets of landmarks) and soft masks of polygons drawn from landmarks. The tracking and the steering of the flow are
-`propagate.face_guide`'s.
+travels apart from the skin around it. Here too: the triangles drawn as an id per pixel (nearer over farther, those
+facing away left out), one affine map per triangle (the piecewise-affine map between two sets of landmarks) and soft
+masks of polygons drawn from landmarks. The tracking and the steering of the flow are `propagate.face_guide`'s.
 """
 
 from __future__ import annotations
@@ -124,3 +124,46 @@ def fill_polygons(polys: list[np.ndarray], box: tuple[int, int, int, int], grow:
         disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * abs(grow) + 1, 2 * abs(grow) + 1))
         mask = cv2.dilate(mask, disk) if grow > 0 else cv2.erode(mask, disk)
     return mask.astype(np.float32) * (1 / 255.0)
+
+
+def visible(p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(triangle ids to draw, in far-to-near order; all triangles' 2-D corners; all triangles' depths) for
+    landmarks `p` (pixels)."""
+    top = topology()
+    corners = p[top.tris, :2]  # (K, 3, 2)
+    e1, e2 = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
+    area = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+    surf = top.kind == SURFACE
+    front = np.sign(area[surf].sum()) or 1.0
+    draw = np.where(surf, area * front > 1e-3, np.abs(area) > 1e-3)
+    ids = np.flatnonzero(draw)
+    depth = p[:, 2][top.tris].mean(1)
+    return ids[np.argsort(-depth[ids], kind="stable")], corners, depth  # MediaPipe's z grows away from the camera
+
+
+def raster(p: np.ndarray, size: tuple[int, int],
+           active: np.ndarray | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+    """Triangle id per pixel of a `size` = (w, h) image over the box of the (active) triangles of landmarks `p`, and
+    the box's offset; -1 off the face and on triangles that are not active. Each active triangle is one drawing call,
+    nearer over farther; the inactive ones nearer than the active ones' median depth are then one call over them, so
+    they still hide what they hide (a nose over a cheek) at the cost of a wrong pixel where they merely touch."""
+    fw, fh = size
+    order, corners, depth = visible(p)
+    on = order if active is None else order[active[order]]
+    span = corners[on].reshape(-1, 2) if len(on) else p[:, :2]
+    x0, y0 = (max(0, int(np.floor(v)) - 1) for v in span.min(0))
+    x1, y1 = min(fw, int(np.ceil(span[:, 0].max())) + 2), min(fh, int(np.ceil(span[:, 1].max())) + 2)
+    ids = np.full((max(0, y1 - y0), max(0, x1 - x0)), -1, np.int32)
+    if not ids.size or not len(on):
+        return ids, (x0, y0)
+    q = np.round((corners - (x0, y0)) * 16).astype(np.int32)
+    for k, poly in zip(on.tolist(), q[on]):
+        cv2.fillConvexPoly(ids, poly, k, cv2.LINE_8, 4)
+    if active is not None:
+        off = order[~active[order]]  # drawn (facing the camera) and not active
+        near = off[depth[off] < np.median(depth[on])]
+        lo, hi = q[near].min(1), q[near].max(1)  # only those that reach into the box
+        near = near[(hi >= 0).all(1) & (lo[:, 0] < 16 * ids.shape[1]) & (lo[:, 1] < 16 * ids.shape[0])]
+        if len(near):
+            cv2.fillPoly(ids, list(q[near]), -1, cv2.LINE_8, 4)
+    return ids, (x0, y0)

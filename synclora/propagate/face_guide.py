@@ -46,7 +46,16 @@ import numpy as np
 
 from synclora.face import parts as fp
 from synclora.face.mesh import count_faces, quiet_native_stderr
-from synclora.face.topology import HOLE_RINGS, HOLES, OUTLINE, SURFACE, fill_polygons, topology, triangle_affines
+from synclora.face.topology import (
+    HOLE_RINGS,
+    HOLES,
+    OUTLINE,
+    SURFACE,
+    fill_polygons,
+    raster,
+    topology,
+    triangle_affines,
+)
 
 
 @dataclass(frozen=True)
@@ -159,7 +168,7 @@ class FaceGuide:
             if span < 4:
                 continue
             tr = _Track(ref=pts, last=pts[:, :2].mean(0), size=span)
-            ids, box = guide._raster(guide._to_flow(pts))
+            ids, box = raster(guide._to_flow(pts), guide.flow_size)
             tr.ref_ids, tr.ref_box, tr.ref_pad = ids, box, np.pad(ids, 1, constant_values=-1)
             guide.tracks.append(tr)
         guide.found = len(guide.tracks)
@@ -182,7 +191,7 @@ class FaceGuide:
         """Work at another flow size (before `focus`): frame 0's mesh is drawn again at it."""
         self.flow_size = flow_size
         for tr in self.tracks:
-            ids, box = self._raster(self._to_flow(tr.ref))
+            ids, box = raster(self._to_flow(tr.ref), self.flow_size)
             tr.ref_ids, tr.ref_box, tr.ref_pad = ids, box, np.pad(ids, 1, constant_values=-1)
 
     def _narrow(self) -> None:
@@ -402,50 +411,10 @@ class FaceGuide:
         out[:, 1] = (pts[:, 1] + 0.5) * fh / h - 0.5
         return out
 
-    def _visible(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(triangle ids to draw, in far-to-near order; all triangles' 2-D corners; all triangles' depths) for
-        landmarks `p` (flow px)."""
-        top = topology()
-        corners = p[top.tris, :2]  # (K, 3, 2)
-        e1, e2 = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
-        area = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
-        surf = top.kind == SURFACE
-        front = np.sign(area[surf].sum()) or 1.0
-        draw = np.where(surf, area * front > 1e-3, np.abs(area) > 1e-3)
-        ids = np.flatnonzero(draw)
-        depth = p[:, 2][top.tris].mean(1)
-        return ids[np.argsort(-depth[ids], kind="stable")], corners, depth  # MediaPipe's z grows away from the camera
-
-    def _raster(self, p: np.ndarray, active: np.ndarray | None = None) -> tuple[np.ndarray, tuple[int, int]]:
-        """Triangle id per flow pixel over the box of the (active) triangles, and the box's offset; -1 off the face and
-        on triangles that are not active. Each active triangle is one drawing call, nearer over farther; the inactive
-        ones nearer than the active ones' median depth are then one call over them, so they still hide what they hide
-        (a nose over a cheek) at the cost of a wrong pixel where they merely touch."""
-        fw, fh = self.flow_size
-        order, corners, depth = self._visible(p)
-        on = order if active is None else order[active[order]]
-        span = corners[on].reshape(-1, 2) if len(on) else p[:, :2]
-        x0, y0 = (max(0, int(np.floor(v)) - 1) for v in span.min(0))
-        x1, y1 = min(fw, int(np.ceil(span[:, 0].max())) + 2), min(fh, int(np.ceil(span[:, 1].max())) + 2)
-        ids = np.full((max(0, y1 - y0), max(0, x1 - x0)), -1, np.int32)
-        if not ids.size or not len(on):
-            return ids, (x0, y0)
-        q = np.round((corners - (x0, y0)) * 16).astype(np.int32)
-        for k, poly in zip(on.tolist(), q[on]):
-            cv2.fillConvexPoly(ids, poly, k, cv2.LINE_8, 4)
-        if active is not None:
-            off = order[~active[order]]  # drawn (facing the camera) and not active
-            near = off[depth[off] < np.median(depth[on])]
-            lo, hi = q[near].min(1), q[near].max(1)  # only those that reach into the box
-            near = near[(hi >= 0).all(1) & (lo[:, 0] < 16 * ids.shape[1]) & (lo[:, 1] < 16 * ids.shape[0])]
-            if len(near):
-                cv2.fillPoly(ids, list(q[near]), -1, cv2.LINE_8, 4)
-        return ids, (x0, y0)
-
     def _face_map(self, tr: _Track, p: np.ndarray):
         """Piecewise-affine map of the face's pixels to frame 0, the blend weight, the surface mask and the mapped
         pixels (the map means nothing elsewhere), over the face's box at the flow's resolution."""
-        ids, (x0, y0) = self._raster(p, tr.active)
+        ids, (x0, y0) = raster(p, self.flow_size, tr.active)
         if not ids.size:
             return None
         inside = ids >= 0
