@@ -430,3 +430,42 @@ def test_a_clip_stored_out_of_order_through_the_app(served, base, tmp_path):
     got = [media.read_index(f) for f in io.iter_frames(out["video"] if isinstance(out, dict) else out)]
     assert got[2:] == list(range(2, n)), got  # outside the edited span: the source's own frames, in order
     visitor.close()
+
+
+def test_an_image_two_events_return_is_never_served_half_written(served, tmp_path):
+    """Gradio names a returned image by its bytes and rewrote that file in place each time: the upload's handler and
+    the frame slider's both return the chosen frame, and a browser fetching the first got a truncated file (a broken
+    preview; "Too much data for declared Content-Length" in the log). The served app's images are written aside and
+    renamed into place, and one already there is kept."""
+    import threading
+
+    from gradio import processing_utils as pu
+
+    assert getattr(pu.save_pil_to_cache, "whole_files", False)  # installed by the app
+    img = Image.fromarray((np.random.default_rng(0).random((180, 320, 3)) * 255).astype(np.uint8))
+    path = Path(pu.save_pil_to_cache(img, str(tmp_path)))
+    size, bad, reads = path.stat().st_size, [], [0]
+    stop = threading.Event()
+
+    def read():
+        while not stop.is_set():
+            with open(path, "rb") as f:
+                got = len(f.read())
+            reads[0] += 1
+            if got != size or path.stat().st_size != size:
+                bad.append(got)
+
+    def write():
+        for _ in range(60):
+            assert pu.save_pil_to_cache(img, str(tmp_path)) == str(path)
+
+    reader, writers = threading.Thread(target=read), [threading.Thread(target=write) for _ in range(2)]
+    reader.start()
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join()
+    stop.set()
+    reader.join()
+    assert reads[0] > 100 and not bad, (reads[0], len(bad))  # in place: ~40 partial reads a write
+    assert sorted(p.name for p in path.parent.iterdir()) == ["image.webp"]  # no staging file left behind

@@ -11,7 +11,9 @@ import atexit
 import dataclasses
 import logging
 import os
+import tempfile
 import time
+from pathlib import Path
 
 import gradio as gr
 from starlette.middleware import Middleware
@@ -87,6 +89,41 @@ def preload(app: GradioPipeline) -> list[str]:
     return notes
 
 
+def whole_image_files() -> None:
+    """Gradio keeps an image a handler returns as an array or PIL image under a name taken from its bytes, and writes
+    that file in place each time: when two events return the same picture (the chosen frame, shown by the upload's
+    handler and again by the frame slider's) the second write truncates the file while the browser is fetching the
+    first, which gets a broken image ("Too much data for declared Content-Length" in the log). The same bytes make the
+    same name, so a file already there is whole and is kept; a new one is written aside and renamed into place, as
+    Gradio does for the files it copies. Installed once; a Gradio without that function is left as it is."""
+    from gradio import processing_utils as pu
+
+    save = getattr(pu, "save_pil_to_cache", None)
+    if save is None or getattr(save, "whole_files", False):
+        return
+
+    def save_pil_to_cache(img, cache_dir: str, name: str = "image", format: str = "webp") -> str:
+        data = pu.encode_pil_to_bytes(img, format)
+        folder = Path(cache_dir) / pu.hash_bytes(data)
+        folder.mkdir(exist_ok=True, parents=True)
+        path = (folder / f"{name}.{format}").resolve()
+        if path.exists():
+            os.utime(path)  # handed out again: it ages from now, as Gradio's own copies do
+        else:
+            fd, staging = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                os.replace(staging, path)
+            except BaseException:
+                Path(staging).unlink(missing_ok=True)
+                raise
+        return str(path)
+
+    save_pil_to_cache.whole_files = True  # type: ignore[attr-defined]
+    pu.save_pil_to_cache = save_pil_to_cache
+
+
 def create_app(rt: runtime.Runtime | None = None, *, preload_models: bool | None = None,
                cache_examples: bool | None = None) -> gr.Blocks:
     """The Blocks app with its `GradioPipeline` (as `demo.synclora`), configured by `rt` (default: the environment);
@@ -94,6 +131,7 @@ def create_app(rt: runtime.Runtime | None = None, *, preload_models: bool | None
     from synclora.edit.instruct import shared_editor
 
     rt = rt or runtime.current()
+    whole_image_files()
     app = GradioPipeline(
         files=SessionFiles(gradio_cache=gr.utils.get_upload_folder()),  # a visit's files there go when it ends
         instruct=shared_editor(),
