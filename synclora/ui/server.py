@@ -108,7 +108,10 @@ def whole_image_files() -> None:
         folder.mkdir(exist_ok=True, parents=True)
         path = (folder / f"{name}.{format}").resolve()
         if path.exists():
-            os.utime(path)  # handed out again: it ages from now, as Gradio's own copies do
+            try:
+                os.utime(path)  # handed out again: it ages from now, as Gradio's own copies do
+            except OSError:
+                pass
         else:
             fd, staging = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
             try:
