@@ -177,8 +177,8 @@ def test_only_the_edited_face_of_two_is_tracked_and_the_other_stays_the_source(m
     narrowed, capacities = [], []
     narrow = face_guide.FaceGuide._narrow
 
-    def spy(self):
-        narrow(self)
+    def spy(self, frame0):
+        narrow(self, frame0)
         narrowed.append((self._capacity, [tr.last[0] for tr in self.tracks]))
 
     monkeypatch.setattr(face_guide.FaceGuide, "_narrow", spy)

@@ -140,7 +140,6 @@ class FaceGuide:
     lost: int = 0  # ... with a tracked face missing
     _tracker: object | None = None
     _capacity: int = 0  # faces the tracker may follow
-    _frame0: np.ndarray | None = None  # frame 0 until `focus` (a narrower tracker starts on it)
     _grey0: np.ndarray | None = None  # frame 0 in grey, full resolution (the check at the openings' rims)
 
     # ------------------------------------------------------------------ set-up
@@ -162,7 +161,7 @@ class FaceGuide:
         if not guide.seen:
             return guide
         guide._tracker = FaceMeshTracker(max_faces=guide.seen, min_confidence=cfg.min_confidence)
-        guide._capacity, guide._frame0 = guide.seen, np.ascontiguousarray(frames[0])
+        guide._capacity = guide.seen
         for pts in guide._detect(frames[0]):
             span = fp.eye_span(pts)  # outer eye corners: the face's size, robust to mouth and lid motion
             if span < 4:
@@ -194,15 +193,14 @@ class FaceGuide:
             ids, box = raster(self._to_flow(tr.ref), self.flow_size)
             tr.ref_ids, tr.ref_box, tr.ref_pad = ids, box, np.pad(ids, 1, constant_values=-1)
 
-    def _narrow(self) -> None:
+    def _narrow(self, frame0: np.ndarray) -> None:
         """Track only the faces followed. MediaPipe's tracker runs its face detector on every frame while it follows
         fewer faces than it may (12.4 ms a 512² frame instead of 7), so a face counted on the probes but not followed
         (untouched by the edit, absent from frame 0, or the detector's false find) would cost a detection a frame. A
         tracker for just the followed faces replaces it when on frame 0 it finds each of them where it was."""
         from synclora.face.mesh import FaceMeshTracker
 
-        frame0, self._frame0 = self._frame0, None
-        if frame0 is None or len(self.tracks) >= self._capacity:
+        if len(self.tracks) >= self._capacity:
             return
         with quiet_native_stderr():
             narrow = FaceMeshTracker(max_faces=len(self.tracks), min_confidence=self.config.min_confidence)
@@ -323,18 +321,19 @@ class FaceGuide:
                 np.maximum(out[y0:y1, x0:x1], np.minimum(4 * seen.weight, 1), out=out[y0:y1, x0:x1])
         return out
 
-    def focus(self, changed: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """Learn where frame 0's edit is (`changed`: (H, W) bool). Faces it does not touch are not followed (nothing
-        of the edit is there to carry; if none is left, no landmarks are tracked at all). Returns, where the edit
-        reaches inside an open hole (a tint over the eyes, whitened teeth), soft masks of what travels as the holes'
-        change and as the surface's; None when it stays out of every hole. The two overlap by a band at each hole's
-        border, so that where frame t's border cuts between them (with its own soft edge) the edit is carried whole."""
+    def focus(self, changed: np.ndarray, frame0: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Learn where the edit is on frame 0 (`frame0`; `changed`: (H, W) bool). Faces it does not touch are not
+        followed (nothing of the edit is there to carry; if none is left, no landmarks are tracked at all). Returns,
+        where the edit reaches inside an open hole (a tint over the eyes, whitened teeth), soft masks of what travels
+        as the holes' change and as the surface's; None when it stays out of every hole. The two overlap by a band at
+        each hole's border, so that where frame t's border cuts between them (with its own soft edge) the edit is
+        carried whole."""
         small = cv2.resize(changed.astype(np.uint8), self.flow_size, interpolation=cv2.INTER_AREA) > 0
         self.tracks = [tr for tr in self.tracks if self._touches(tr, small)]
         if not self.tracks:
             self.close()
             return None
-        self._narrow()
+        self._narrow(frame0)
         top = topology()
         near_edit = cv2.dilate(small.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
         for tr in self.tracks:  # only the mesh near the edit is mapped: work in proportion to the edit

@@ -171,7 +171,7 @@ class FlowTrack(Tracker):
         # with faces, the change inside frame 0's open mouth and eyes travels apart from the rest (see face_guide)
         hole_gain = hole_change = parts = None
         if self.guide is not None and self.guide.active:
-            parts = self.guide.focus(_nonzero(change) | _nonzero(gain))
+            parts = self.guide.focus(_nonzero(change) | _nonzero(gain), self.first)
         # where the edit hides what was there (a mask, dark lenses, a beard) the edited frame's content travels instead
         # of its change, unmasked by the openings: the source's motion beneath it never shows (see face_guide)
         self.content = self.content_gain = None
