@@ -7,8 +7,10 @@ The frames: a real face (Grace Hopper, `synclora.testing.faces.talking_clip`) wi
 - conversion: `video.colour.rgb_to_yuv420_frame` (luma as one channel, chroma of the frame averaged to half size)
   against converting every pixel to Y'CbCr and then averaging the chroma (the conversion it replaced); CPU ms per
   frame and the largest difference in any plane (levels);
-- threading: `io.write_video` (x264 CRF 18 preset medium) with x264's frame threads (ours, as the ffmpeg command line
-  uses them) against slice threads (PyAV's default); wall and CPU seconds, the file size.
+- threading: `io.write_video` (x264 CRF 18 preset medium) with x264's frame threads (as the ffmpeg command line uses
+  them) against slice threads (PyAV's default, ours); wall and CPU seconds, the file size;
+- the side-by-side video (source | result, twice the width): x264 CRF 18 at `io.VIEWING_PRESET` (ours) against
+  medium (the result's preset); CPU ms per frame and the file size.
 Timings on a shared machine are noisy: compare the ratios, and repeat.
 """
 
@@ -53,7 +55,8 @@ def convert_every_pixel(img: np.ndarray) -> np.ndarray:
                            np.ascontiguousarray(uv[..., 1]).reshape(-1)]).reshape(h * 3 // 2, w)
 
 
-def encode(frames: list[np.ndarray], path: Path, threads: str) -> tuple[float, float, int]:
+def encode(frames: list[np.ndarray], path: Path, threads: str = "SLICE",
+           preset: str = "medium") -> tuple[float, float, int]:
     """(wall s, CPU s, bytes) of `io.write_video` with x264's `threads` ("FRAME" or "SLICE") threads."""
     from synclora.video import encode as enc
     from synclora.video import io
@@ -62,7 +65,7 @@ def encode(frames: list[np.ndarray], path: Path, threads: str) -> tuple[float, f
     enc.THREADS = threads
     try:
         c0, t0 = cpu_s(), time.perf_counter()
-        io.write_video(path, frames, 30)
+        io.write_video(path, frames, 30, preset=preset)
         return time.perf_counter() - t0, cpu_s() - c0, path.stat().st_size
     finally:
         enc.THREADS = ours
@@ -99,6 +102,18 @@ def main() -> int:
             print(f"run {r + 1}: x264 frame threads {fw:.2f} s ({fc:.2f} CPU-s, {fb / 1024:.0f} KiB); slice threads "
                   f"{sw:.2f} s ({sc:.2f} CPU-s, {sb / 1024:.0f} KiB) → ×{fw / sw:.2f} the wall time, ×{fc / sc:.2f} "
                   f"the CPU; load average {os.getloadavg()[0]:.1f}")
+        from synclora.video import io
+
+        # The source beside a result that differs from it (mirrored), as the app and `--side-by-side` write it.
+        pairs = [next(io.side_by_side([f], [np.ascontiguousarray(f[:, ::-1])])) for f in frames]
+        ph, pw = pairs[0].shape[:2]
+        for r in range(args.repeats):
+            _, vc, vb = encode(pairs, Path(tmp) / "viewing.mp4", preset=io.VIEWING_PRESET)
+            _, mc, mb = encode(pairs, Path(tmp) / "medium.mp4", preset="medium")
+            n = len(pairs)
+            print(f"run {r + 1}: side by side {pw}×{ph}, {io.VIEWING_PRESET} {vc / n * 1e3:.1f} CPU-ms/frame "
+                  f"({vb / 1024:.0f} KiB); medium {mc / n * 1e3:.1f} ({mb / 1024:.0f} KiB) → ×{mc / vc:.1f} less CPU; "
+                  f"load average {os.getloadavg()[0]:.1f}")
     return 0
 
 

@@ -261,7 +261,8 @@ def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress,
             try:  # the writers stop (and remove what they wrote) before the staged files are cleared
                 writers.append(FrameWriter(io.write_video, out, info.fps, audio_from=audio, notices=written))
                 if sbs:
-                    writers.append(FrameWriter(io.write_video, sbs, info.fps, audio_from=audio))
+                    writers.append(FrameWriter(io.write_video, sbs, info.fps, audio_from=audio,
+                                               preset=io.VIEWING_PRESET))
                 for i, src, carried in stream.stream(job, lambda f, label: progress(0.02 + 0.96 * f, label)):
                     for tap in taps:
                         tap.on_source(i, src)

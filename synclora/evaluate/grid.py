@@ -90,7 +90,8 @@ def write_grid(path: Path, source: Path, results: Sequence[tuple[Path, Sequence[
                                         for p, _ in results)]
     labels = [list(source_label), *(list(lab) for _, lab in results)]
     frames = labelled_grid(videos, labels, info.n_frames, (w, h))
-    return io.write_video(path, frames, info.fps, audio_from=source if info.has_audio else None)
+    return io.write_video(path, frames, info.fps, audio_from=source if info.has_audio else None,
+                          preset=io.VIEWING_PRESET)
 
 
 def case_outputs(case: Case, methods: list[Method], out: Path, rows: list[dict | None]) -> None:

@@ -23,6 +23,11 @@ log = logging.getLogger(__name__)
 # 2 cores (`benchmarks/bench_encode.py` times both) and hold more frames in memory (peak RSS 0.82 against 0.72 GiB
 # for 10 s of 720p, `benchmarks/bench_e2e.py`).
 THREADS = "SLICE"
+# Videos made to be looked at beside the result, not kept as it (source | result side by side, the evaluation grid):
+# x264's veryfast at the same CRF. They are two or more frames wide, so at medium they cost twice the result itself:
+# 134 CPU-ms a 2564×720 frame against 51 with veryfast, and a smaller file (`benchmarks/bench_encode.py`). The result
+# keeps medium.
+VIEWING_PRESET = "veryfast"
 
 
 def even_size(width: int, height: int) -> tuple[int, int]:

@@ -18,7 +18,7 @@ The work is done in one module per concern — `probe`, `decode`, `colour`, `aud
 from synclora.video.audio import audio_samples
 from synclora.video.compose import fade_frames, side_by_side
 from synclora.video.decode import iter_frames, read_frame, read_frames
-from synclora.video.encode import even_size, write_video
+from synclora.video.encode import VIEWING_PRESET, even_size, write_video
 from synclora.video.probe import STANDARD_RATES, VideoInfo, format_fps, probe, sensible_rate
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "read_frames",
     "read_frame",
     "write_video",
+    "VIEWING_PRESET",
     "side_by_side",
     "fade_frames",
     "audio_samples",
