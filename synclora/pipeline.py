@@ -276,7 +276,7 @@ def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress,
                         tap.on_result(i, frame)
                     writers[0].put(frame)
                     if sbs:
-                        writers[1].put(next(io.side_by_side([src], [frame])))
+                        writers[1].put(next(io.side_by_side([src], [frame], max_side=io.VIEWING_MAX_SIDE)))
                 progress(0.98, "finishing the video")
                 for tap in taps:
                     done = getattr(tap, "frames_done", None)
@@ -292,7 +292,7 @@ def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress,
     finally:
         for tap in taps:
             tap.finish(ok)
-    notices += job.notices + written + check.notices()
+    notices += job.notices + written + check.notices() + _viewing_notices(req, info)
     progress(1.0, "done")
     return PropagationResult(
         out=Path(req.out),
@@ -309,3 +309,14 @@ def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress,
         keyframes=applied_keyframes(req.keyframes, keyplan),
         plan=keyplan,
     )
+
+
+def _viewing_notices(req: PropagationRequest, info: io.VideoInfo) -> list[str]:
+    """Said when the side by side shows the clip smaller than the result is (`io.VIEWING_MAX_SIDE`)."""
+    if not req.side_by_side:
+        return []
+    w, h = io.viewing_size(info.width, info.height, io.VIEWING_MAX_SIDE)
+    if (w, h) == (info.width, info.height):
+        return []
+    return [f"The side-by-side video shows source and result at {w}×{h} each, to keep it light to play; the result "
+            f"itself is {info.width}×{info.height}."]

@@ -81,6 +81,23 @@ def test_edit_keeps_timing_audio_and_frame_k(tmp_path, fps):
     assert s.n_frames == N and s.fps == a.fps and s.has_audio
 
 
+def test_a_side_by_side_shown_smaller_than_the_clip_says_so_and_the_result_keeps_its_size(tmp_path, monkeypatch):
+    from synclora.config import PropagationRequest, PropagationSettings
+    from synclora.pipeline import run_propagation
+
+    monkeypatch.setattr(io, "VIEWING_MAX_SIDE", 80)  # as a 1080p clip meets the real cap, without 1080p's cost
+    src, _, truth = _clip(tmp_path, Fraction(25), size=(128, 160), n=8)
+    edited_path, edited, _ = _edit(tmp_path, src, 3, truth)
+    result = run_propagation(PropagationRequest(source=src, edited=edited_path, out=tmp_path / "out.mp4",
+                                                side_by_side=tmp_path / "sbs.mp4", edit_index=3,
+                                                settings=PropagationSettings(backend="flow")))
+    a, r, s = io.probe(src), io.probe(result.out), io.probe(result.side_by_side)
+    assert (r.size, r.n_frames, r.fps) == (a.size, 8, a.fps)
+    assert s.height == 80 and s.width == 2 * 64 + 4 and s.n_frames == 8 and s.fps == a.fps and s.has_audio
+    assert any("side-by-side video shows source and result at 64×80 each" in n and "128×160" in n
+               for n in result.notices), result.notices
+
+
 def test_edit_follows_motion_and_keeps_the_mouth(tmp_path):
     fps = Fraction(25)
     src, frames, truth = _clip(tmp_path, fps, size=(192, 192), n=40)

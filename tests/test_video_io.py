@@ -425,6 +425,17 @@ def test_side_by_side_scales_to_same_height_and_labels():
         list(io.side_by_side(left, right[:2]))
 
 
+def test_side_by_side_shrinks_large_clips_to_a_viewing_size_and_never_enlarges():
+    assert io.viewing_size(1920, 1080) == (1280, 720) and io.viewing_size(3840, 2160) == (1280, 720)
+    assert io.viewing_size(1080, 1920) == (720, 1280)  # portrait: the long side is the height
+    assert io.viewing_size(1280, 720) == (1280, 720) and io.viewing_size(352, 288) == (352, 288)
+    big = M.indexed_frames(2, size=(192, 108))
+    out = list(io.side_by_side(big, big, max_side=128))
+    assert out[0].shape == (72, 128 + 4 + 128, 3) and M.read_index(out[1][:, 132:]) == 1
+    small = M.indexed_frames(2, size=(96, 64))
+    assert list(io.side_by_side(small, small, max_side=128))[0].shape == (64, 96 + 4 + 96, 3)
+
+
 def test_sensible_rate():
     assert io.sensible_rate(29.97002997) == Fraction(30000, 1001)
     assert io.sensible_rate(23.976) == Fraction(24000, 1001)

@@ -16,7 +16,7 @@ The work is done in one module per concern — `probe`, `decode`, `colour`, `aud
 """
 
 from synclora.video.audio import audio_samples
-from synclora.video.compose import fade_frames, side_by_side
+from synclora.video.compose import VIEWING_MAX_SIDE, fade_frames, side_by_side, viewing_size
 from synclora.video.decode import iter_frames, read_frame, read_frames
 from synclora.video.encode import VIEWING_PRESET, even_size, write_video
 from synclora.video.probe import STANDARD_RATES, VideoInfo, format_fps, probe, sensible_rate
@@ -30,6 +30,8 @@ __all__ = [
     "write_video",
     "VIEWING_PRESET",
     "side_by_side",
+    "viewing_size",
+    "VIEWING_MAX_SIDE",
     "fade_frames",
     "audio_samples",
     "sensible_rate",
