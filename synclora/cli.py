@@ -203,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "SPAN (as --span takes it) on every keyframe: one look per span, faded into each other and into "
                    "the source. --edited/--edit-index is the same as one --keyframe")
     p.add_argument("--out", required=True, help="result .mp4 (source size, fps, frame count and audio)")
-    p.add_argument("--side-by-side", help="also write source | result side by side to this .mp4")
+    p.add_argument("--side-by-side", help="also write source | result side by side to this .mp4 (each half at most "
+                   "1280 px on its long side)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--report", type=Path, default=None, metavar="J.json",
                    help="also measure the sync report while propagating (the edited span is judged): write it as "
