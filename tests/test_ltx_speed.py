@@ -198,7 +198,7 @@ def test_aot_blocks_compile_save_load_and_match_eager(segment, baseline, tmp_pat
     manifest["torch"] = "0.0"
     (tmp_path / speed.AOT_MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(RuntimeError, match="another setup"):
-        speed.load_aot(_model(), tmp_path)
+        speed.load_aot(fresh, tmp_path)  # the same setup as a new model's, now that its packages are removed
 
 
 def test_aot_packages_through_spaces_when_it_is_installed(monkeypatch):
