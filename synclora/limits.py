@@ -42,11 +42,26 @@ MAX_KEYFRAMES = 100
 # it); larger frames are extrapolated, with a margin.
 BASE_BYTES = 600 * 1024**2
 SOURCE_PIXEL_BYTES = 280
-SBS_PIXEL_BYTES = 120  # the side by side's frames and encoder (twice as wide)
+SBS_PIXEL_BYTES = 120  # per pixel of a side-by-side half (`viewing_size`): its frames and encoder, twice as wide
 CHUNK_PIXEL_BYTES = 3 * 4  # a segment backend's chunk frames at working size: source, result, stitching, unfit
 SPILL_BYTES = 2 * 64 * 1024**2  # per-frame state kept in memory before it goes to disk (propagate.stream.Spill)
 # One propagation may need at most this (a 4K clip with its side by side stays under it); more is refused up front.
 MAX_JOB_BYTES = 4 * 1024**3
+
+# The side-by-side video is for looking, at twice a clip's width: each half at most this long on its long side (720p
+# for a landscape clip, 720×1280 for a portrait one), which already shows each half larger than a full-HD screen can
+# beside the other. A 1080p clip's side by side then costs x264 less than half of what 3844×1080 costs; the result
+# itself keeps the clip's size.
+VIEWING_MAX_SIDE = 1280
+
+
+def viewing_size(width: int, height: int, max_side: int = VIEWING_MAX_SIDE) -> tuple[int, int]:
+    """The (width, height) a width×height frame is shown at in a side by side: never enlarged, even height."""
+    if max(width, height) <= max_side:
+        return width, height
+    h = max(2, int(height * max_side / max(width, height)) // 2 * 2)
+    return max(1, int(round(width * h / height))), h
+
 
 # --- what any reader believes of a file -----------------------------------------------------------------------------
 # A file whose timeline (after VFR→CFR conversion) claims more frames than this is refused by every reader, `info`
@@ -75,7 +90,9 @@ def memory_need(width: int, height: int, *, side_by_side: bool = True, chunk_fra
     """Bytes one propagation of a width×height clip needs at its peak, whatever its length: streamed, it holds a
     window of frames. `chunk_frames` frames of `work_size` (a segment backend's chunk) come on top."""
     pixels = width * height
-    need = BASE_BYTES + SPILL_BYTES + pixels * SOURCE_PIXEL_BYTES + (pixels * SBS_PIXEL_BYTES if side_by_side else 0)
+    shown = viewing_size(width, height)  # the side by side's halves, never larger than the clip
+    sbs = shown[0] * shown[1] * SBS_PIXEL_BYTES if side_by_side else 0
+    need = BASE_BYTES + SPILL_BYTES + pixels * SOURCE_PIXEL_BYTES + sbs
     return need + chunk_frames * work_size[0] * work_size[1] * CHUNK_PIXEL_BYTES
 
 

@@ -77,6 +77,16 @@ def test_the_need_does_not_grow_with_the_clip_and_fits_the_documented_limits():
     assert memory_need(_info(3840, 2160, 300), flow) <= limits.MAX_JOB_BYTES  # 4K UHD with its side by side
 
 
+def test_the_side_by_side_needs_what_its_viewing_size_needs():
+    """Its halves are never longer than `limits.VIEWING_MAX_SIDE`: a 4K clip's side by side costs what a 720p one's
+    does, and a small clip's costs less."""
+    def sbs(w, h):
+        return limits.memory_need(w, h) - limits.memory_need(w, h, side_by_side=False)
+
+    assert sbs(3840, 2160) == sbs(1920, 1080) == sbs(1280, 720) == 1280 * 720 * limits.SBS_PIXEL_BYTES
+    assert sbs(720, 1280) == sbs(1080, 1920) and sbs(640, 360) == 640 * 360 * limits.SBS_PIXEL_BYTES
+
+
 def test_the_app_refuses_a_job_that_cannot_fit_in_one_sentence(tmp_path):
     frames, _ = media.talking_face_frames(8, size=(96, 64), seed=1)
     clip = media.write_clip(tmp_path / "c.mp4", frames, 25)

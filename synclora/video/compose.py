@@ -8,19 +8,7 @@ from collections.abc import Iterable, Iterator
 import cv2
 import numpy as np
 
-# The side-by-side video is for looking, at twice a clip's width: each half at most this long on its long side (720p
-# for a landscape clip, 720×1280 for a portrait one), which already shows each half larger than a full-HD screen can
-# beside the other. A 1080p clip's side by side then costs x264 less than half of what 3844×1080 costs; the result
-# itself keeps the clip's size.
-VIEWING_MAX_SIDE = 1280
-
-
-def viewing_size(width: int, height: int, max_side: int = VIEWING_MAX_SIDE) -> tuple[int, int]:
-    """The (width, height) a width×height frame is shown at in a side by side: never enlarged, even height."""
-    if max(width, height) <= max_side:
-        return width, height
-    h = max(2, int(height * max_side / max(width, height)) // 2 * 2)
-    return max(1, int(round(width * h / height))), h
+from synclora.limits import viewing_size
 
 
 def side_by_side(

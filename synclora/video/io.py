@@ -15,8 +15,9 @@ The work is done in one module per concern — `probe`, `decode`, `colour`, `aud
 `container` for opening files) — and this module is the API the rest of the package uses.
 """
 
+from synclora.limits import VIEWING_MAX_SIDE, viewing_size
 from synclora.video.audio import audio_samples
-from synclora.video.compose import VIEWING_MAX_SIDE, fade_frames, side_by_side, viewing_size
+from synclora.video.compose import fade_frames, side_by_side
 from synclora.video.decode import iter_frames, read_frame, read_frames
 from synclora.video.encode import VIEWING_PRESET, even_size, write_video
 from synclora.video.probe import STANDARD_RATES, VideoInfo, format_fps, probe, sensible_rate
