@@ -13,7 +13,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from synclora import config
+from synclora import config, limits
 
 # Areas that add subcommands; each module has register(subparsers). Missing ones are skipped quietly only if the
 # module itself does not exist (an area not installed), never on an error inside it.
@@ -204,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "the source. --edited/--edit-index is the same as one --keyframe")
     p.add_argument("--out", required=True, help="result .mp4 (source size, fps, frame count and audio)")
     p.add_argument("--side-by-side", help="also write source | result side by side to this .mp4 (each half at most "
-                   "1280 px on its long side)")
+                   f"{limits.VIEWING_MAX_SIDE} px on its long side)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--report", type=Path, default=None, metavar="J.json",
                    help="also measure the sync report while propagating (the edited span is judged): write it as "
