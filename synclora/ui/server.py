@@ -11,7 +11,6 @@ import atexit
 import dataclasses
 import logging
 import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -98,6 +97,8 @@ def whole_image_files() -> None:
     Gradio does for the files it copies. Installed once; a Gradio without that function is left as it is."""
     from gradio import processing_utils as pu
 
+    from synclora.paths import atomic_output
+
     save = getattr(pu, "save_pil_to_cache", None)
     if save is None or getattr(save, "whole_files", False):
         return
@@ -113,14 +114,8 @@ def whole_image_files() -> None:
             except OSError:
                 pass
         else:
-            fd, staging = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                os.replace(staging, path)
-            except BaseException:
-                Path(staging).unlink(missing_ok=True)
-                raise
+            with atomic_output(path) as staging:
+                staging.write_bytes(data)
         return str(path)
 
     save_pil_to_cache.whole_files = True  # type: ignore[attr-defined]
