@@ -251,9 +251,6 @@ class FlowTrack(Tracker):
 
         tracking = guide is not None and guide.active
 
-        def faces_at(t: int, g: np.ndarray) -> list:
-            return guide.track(held[t], g, g0)
-
         pool = ThreadPoolExecutor(max_workers=1)
         # (the mesh's tracking and its maps on two threads, pipelined, measured slower: 50-53 fps against 52-55)
         track_pool = ThreadPoolExecutor(max_workers=1) if tracking else None
@@ -268,7 +265,8 @@ class FlowTrack(Tracker):
             pulled += 1
             held[pulled] = np.ascontiguousarray(frame)
             g = greys[pulled] = p._grey(held[pulled], (fw, fh))
-            ahead[pulled] = (pool.submit(pair, pulled), track_pool.submit(faces_at, pulled, g) if tracking else None)
+            faces = track_pool.submit(guide.track, held[pulled], g, g0) if tracking else None
+            ahead[pulled] = (pool.submit(pair, pulled), faces)
 
         mapping = ident.copy()  # frame-t pixel -> frame-0 position (flow px)
         conf = np.ones((fh, fw), np.float32)
