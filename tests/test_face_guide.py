@@ -179,7 +179,7 @@ def test_only_the_edited_face_of_two_is_tracked_and_the_other_stays_the_source(m
 
     def spy(self, frame0):
         narrow(self, frame0)
-        narrowed.append((self._capacity, [tr.last[0] for tr in self.tracks]))
+        narrowed.append((self._tracker.max_faces, [tr.last[0] for tr in self.tracks]))
 
     monkeypatch.setattr(face_guide.FaceGuide, "_narrow", spy)
     a = X.expressive_clip("grace_hopper", 24, size=SIZE, mouth_px=0.09 * SIZE, seed=1)
@@ -206,17 +206,17 @@ def test_a_face_counted_but_not_found_in_frame_0_costs_no_detection_a_frame(grac
     """A face the probes count but frame 0 lacks (one entering later, or the detector's false find): the followed
     face alone is tracked, with the same result."""
     monkeypatch.setattr(face_guide, "count_faces", lambda frames, picks, conf: [1] * (len(picks) - 1) + [2])
-    guides = []
-    start = face_guide.FaceGuide._start.__func__
+    followed = []
+    narrow = face_guide.FaceGuide._narrow
 
-    def spy(cls, *args):
-        guides.append(start(cls, *args))
-        return guides[-1]
+    def spy(self, frame0):
+        narrow(self, frame0)
+        followed.append((self.seen, self._tracker.max_faces))
 
-    monkeypatch.setattr(face_guide.FaceGuide, "_start", classmethod(spy))
+    monkeypatch.setattr(face_guide.FaceGuide, "_narrow", spy)
     anchor = E.eye_shadow(E.lipstick(grace.frames[0], grace.part(0, X.PART_LIPS)), grace.part(0, X.PART_LID))
     out, facts, _ = _run(grace.frames, anchor)
-    assert guides[0].seen == 2 and guides[0]._capacity == 1 and facts["faces"] == 1
+    assert followed == [(2, 1)] and facts["faces"] == 1
     np.testing.assert_array_equal(out, makeup[True][0])
 
 

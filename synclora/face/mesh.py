@@ -96,6 +96,7 @@ class FaceMeshTracker:
 
         self.face_px = face_px
         self.search_side = search_side
+        self.max_faces = max_faces
         self.factor: int | None = None  # fixed after the first face
         self._mesh = mp.solutions.face_mesh.FaceMesh(
             static_image_mode=static,

@@ -139,7 +139,6 @@ class FaceGuide:
     guided: int = 0  # ... with every tracked face found
     lost: int = 0  # ... with a tracked face missing
     _tracker: object | None = None
-    _capacity: int = 0  # faces the tracker may follow
     _grey0: np.ndarray | None = None  # frame 0 in grey, full resolution (the check at the openings' rims)
 
     # ------------------------------------------------------------------ set-up
@@ -161,7 +160,6 @@ class FaceGuide:
         if not guide.seen:
             return guide
         guide._tracker = FaceMeshTracker(max_faces=guide.seen, min_confidence=cfg.min_confidence)
-        guide._capacity = guide.seen
         for pts in guide._detect(frames[0]):
             span = fp.eye_span(pts)  # outer eye corners: the face's size, robust to mouth and lid motion
             if span < 4:
@@ -200,14 +198,14 @@ class FaceGuide:
         tracker for just the followed faces replaces it when on frame 0 it finds each of them where it was."""
         from synclora.face.mesh import FaceMeshTracker
 
-        if len(self.tracks) >= self._capacity:
+        if len(self.tracks) >= self._tracker.max_faces:
             return
         with quiet_native_stderr():
             narrow = FaceMeshTracker(max_faces=len(self.tracks), min_confidence=self.config.min_confidence)
             found = [pts[:, :2].mean(0) - 0.5 for pts in narrow.faces(frame0)]
         if all(any(np.linalg.norm(c - tr.last) < 0.05 * tr.size for c in found) for tr in self.tracks):
             self.close()
-            self._tracker, self._capacity = narrow, len(self.tracks)
+            self._tracker = narrow
         else:
             narrow.close()
 
