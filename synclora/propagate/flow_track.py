@@ -170,8 +170,10 @@ class FlowTrack(Tracker):
         self.upsample = _Upsampler((fw, fh), (w, h))
         # with faces, the change inside frame 0's open mouth and eyes travels apart from the rest (see face_guide)
         hole_gain = hole_change = parts = None
+        # where the change lives in frame 0; splitting it below (holes, hidden content) only moves it between arrays
+        changed = _nonzero(change) | _nonzero(gain)
         if self.guide is not None and self.guide.active:
-            parts = self.guide.focus(_nonzero(change) | _nonzero(gain), self.first)
+            parts = self.guide.focus(changed, self.first)
         # where the edit hides what was there (a mask, dark lenses, a beard) the edited frame's content travels instead
         # of its change, unmasked by the openings: the source's motion beneath it never shows (see face_guide)
         self.content = self.content_gain = None
@@ -190,8 +192,7 @@ class FlowTrack(Tracker):
             if gain is not None:
                 hole_gain, gain = gain * inner, gain * outer
         self.gain, self.change, self.hole_gain, self.hole_change = gain, change, hole_gain, hole_change
-        # where the change lives in frame 0, at flow resolution and a little grown, to crop the full-res work
-        changed = _nonzero(change) | _nonzero(gain) | _nonzero(hole_change) | _nonzero(hole_gain)
+        # ... and the content that travels instead, at flow resolution and a little grown, to crop the full-res work
         if self.content is not None:
             changed |= self.content_gain[..., 0] < 0
         support = cv2.resize(changed.astype(np.uint8) * 255, (fw, fh), interpolation=cv2.INTER_AREA)
