@@ -74,6 +74,21 @@ def test_stream_equals_the_whole_clip_and_taps_see_every_frame_once(clip, tmp_pa
     assert np.array_equal(io.read_frame(result.out, K).shape, clip["edited_img"].shape)
 
 
+def test_progress_moves_with_every_frame_written_those_before_the_edit_too(clip, tmp_path):
+    """The frames before the edited one are written after the backward walk (the quick part); counted by runs alone,
+    progress stood still while they were written (at 1080p, minutes for a long clip edited in its middle)."""
+    tap, calls = Recorder(), []
+    req = PropagationRequest(source=clip["src"], edited=clip["edited"], out=tmp_path / "o.mp4", edit_index=K,
+                             settings=PropagationSettings(backend="flow"))
+    pipeline.run_propagation(req, lambda f, label: calls.append((f, label, len(tap.result))), taps=[tap])
+    fractions = [f for f, _, _ in calls]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    writing = [(f, n) for f, label, n in calls if label.startswith(("writing: ", "forward: "))]
+    assert [n for _, n in writing] == list(range(1, N + 1))  # one step per frame written, in order
+    assert writing[0][0] < 0.3 and 0.3 < dict((n, f) for f, n in writing)[N // 2] < 0.7  # in step with the writing
+    assert any(label.startswith("backward: ") for _, label, _ in calls)
+
+
 def test_a_failing_tap_fails_the_run_and_leaves_nothing(clip, tmp_path):
     class Boom(Recorder):
         def on_result(self, index, frame):
