@@ -54,14 +54,14 @@ def test_generate_on_two_ranks_survives_a_killed_rank_and_makes_each_pair_once(t
     from synclora.testing.stills import write_portrait_stills
 
     stills = tmp_path / "stills"
-    write_portrait_stills(stills, count=4)
+    write_portrait_stills(stills, count=2)
     out = tmp_path / "PAIRS"
     cmd = [*TORCHRUN, "-m", "synclora", "generate", "--stills", str(stills), "--out", str(out), "--model", "tiny",
            "--quality", "preview", "--edits-per-still", "2", "--seed", "7"]
     jobs = plan_jobs(find_stills(stills), read_text_list(None, "instructions"), read_text_list(None, "prompts"),
                      seed=7, edits_per_still=2)
     owner = {j.name: r for r in range(2) for j in Ranks(r, 2).mine(jobs)}
-    assert len(jobs) == 8
+    assert len(jobs) == 4 and sorted(owner.values()) == [0, 0, 1, 1]  # two pairs a rank: one made, one cut
 
     # Run 1: kill rank 1 (SIGKILL, like a preempted node) once it has finished a pair and is writing the next.
     launcher = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env())
@@ -89,7 +89,7 @@ def test_generate_on_two_ranks_survives_a_killed_rank_and_makes_each_pair_once(t
     left = [p.name[len(PARTIAL_PREFIX):] for p in out.glob(f"{PARTIAL_PREFIX}*")]
     assert any(owner[n] == 1 for n in left)  # the killed rank's pair in progress is hidden, not half-visible
     first = {n: (out / n / "target.mp4").stat().st_mtime_ns for n in visible}
-    assert first and len(first) < 8
+    assert first and len(first) < 4
 
     # Run 2: the same command finishes the job; finished pairs are not made again.
     proc = _run(cmd)
@@ -109,8 +109,8 @@ def test_generate_on_two_ranks_survives_a_killed_rank_and_makes_each_pair_once(t
     summary = json.loads((out / "generate-summary.json").read_text())
     assert sorted(summary["made"]) == sorted(set(owner) - set(first))
     assert sorted(summary["skipped"]) == sorted(first) and summary["failed"] == []
-    assert summary["pairs_complete"] == 8 and [r["rank"] for r in summary["ranks"]] == [0, 1]
-    assert sum(r["made"] + r["skipped"] for r in summary["ranks"]) == 8
+    assert summary["pairs_complete"] == 4 and [r["rank"] for r in summary["ranks"]] == [0, 1]
+    assert sum(r["made"] + r["skipped"] for r in summary["ranks"]) == 4
 
 
 def _talking_pairs(root: Path) -> Path:
