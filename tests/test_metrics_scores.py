@@ -160,6 +160,12 @@ def test_blink_events_and_matching():
     x[[9, 10, 11]] = [0.15, 0.05, 0.2]
     x[30] = 0.1
     assert blink_events(x, 0.75) == [10, 30]
+    flicker = x.copy()
+    flicker[[20, 21, 22, 23]] = [0.1, 0.25, 0.25, 0.08]  # one blink whose openness crosses the threshold twice
+    assert blink_events(flicker, 0.75) == [10, 20, 23, 30]
+    assert blink_events(flicker, 0.75, merge=2) == [10, 23, 30]  # two open frames: still that blink
+    assert blink_events(flicker, 0.75, merge=1) == [10, 20, 23, 30]  # parted by more than `merge`: two
+    assert blink_events(x, 0.75, merge=2) == [10, 30]  # blinks apart stay apart
     b = match_blinks([10, 30], [11, 45], lag=0, tolerance=2)
     assert (b.matched, b.missed, b.extra, b.offsets) == (1, 1, 1, [1])
 

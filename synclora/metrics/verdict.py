@@ -84,8 +84,8 @@ def score_tracks(
     corr = float(np.mean([s.corr for s in active])) if active else None
 
     blinks = match_blinks(
-        blink_events(open_src, th.blink_ratio),
-        blink_events(open_res, th.blink_ratio),
+        blink_events(open_src, th.blink_ratio, th.blink_tolerance),  # closer than the matching can tell apart
+        blink_events(open_res, th.blink_ratio, th.blink_tolerance),
         lag,
         th.blink_tolerance,
     )
