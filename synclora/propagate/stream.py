@@ -37,9 +37,9 @@ from synclora.video.stream import iter_frames_reversed, prefetch, sample_frames
 
 SPILL_BUDGET = 64 * 1024**2  # bytes of per-frame state kept in memory before the rest goes to a temporary file
 # Progress counts work, not frames of a run: writing a frame (compose, encode) is 1; walking a frame with a tracker
-# (the flow's maps, the face mesh) costs about a fifth of that at 1080p and a third at 720p, making a segment
-# backend's frame several. Counted by runs alone, a long clip edited in its middle sat still for minutes while the
-# frames before the edit were written (at 1080p: 9,151 frames, a quarter of an hour).
+# (the flow's maps, the face mesh) costs roughly a quarter of that, making a segment backend's frame several. Counted
+# by runs alone, progress stood still while the frames before the edit were written: for a 10-minute 1080p clip
+# edited in its middle, 9,151 frames and most of half an hour.
 WALK_UNITS = 0.25
 SEGMENT_UNITS = 4.0
 
