@@ -105,7 +105,7 @@ def main() -> int:
         from synclora.video import io
 
         # The source beside a result that differs from it (mirrored), as the app and `--side-by-side` write it.
-        pairs = [next(io.side_by_side([f], [np.ascontiguousarray(f[:, ::-1])])) for f in frames]
+        pairs = [io.side_by_side_frame(f, np.ascontiguousarray(f[:, ::-1])) for f in frames]
         ph, pw = pairs[0].shape[:2]
         for r in range(args.repeats):
             _, vc, vb = encode(pairs, Path(tmp) / "viewing.mp4", preset=io.VIEWING_PRESET)

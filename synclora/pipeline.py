@@ -221,7 +221,7 @@ def memory_need(info: io.VideoInfo, settings: PropagationSettings, *, side_by_si
 def _write_side_by_side(path: Path, pairs: Iterator[tuple[np.ndarray, np.ndarray]], fps, **kwargs) -> Path:
     """Source | result at its viewing size, composed on the writer's own thread: the shrinking and copying (~7 ms a
     1080p pair) stay off the propagation's."""
-    frames = (next(io.side_by_side([src], [out], max_side=io.VIEWING_MAX_SIDE)) for src, out in pairs)
+    frames = (io.side_by_side_frame(src, out, max_side=io.VIEWING_MAX_SIDE) for src, out in pairs)
     return io.write_video(path, frames, fps, **kwargs)
 
 

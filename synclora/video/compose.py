@@ -19,8 +19,7 @@ def side_by_side(
     gap: int = 4,
     max_side: int | None = None,
 ) -> Iterator[np.ndarray]:
-    """Frames with `left` and `right` next to each other at the same height, each with a small label; `max_side`:
-    both shrunk so that neither is longer than that (`viewing_size`)."""
+    """Frames with `left` and `right` next to each other (`side_by_side_frame`), pair by pair."""
     li, ri = iter(left), iter(right)
     i = 0
     while True:
@@ -30,17 +29,24 @@ def side_by_side(
             return
         if a is None or b is None:
             raise ValueError(f"side_by_side: the {'left' if a is None else 'right'} clip ended at frame {i}")
-        h = max(a.shape[0], b.shape[0])
-        if max_side is not None:
-            h = min(h, *(viewing_size(f.shape[1], f.shape[0], max_side)[1] for f in (a, b)))
-        a, b = _to_height(a, h), _to_height(b, h)
-        canvas = np.zeros((h, a.shape[1] + gap + b.shape[1], 3), np.uint8)
-        canvas[:, : a.shape[1]] = a
-        canvas[:, a.shape[1] + gap:] = b
-        _label(canvas, labels[0], 0)
-        _label(canvas, labels[1], a.shape[1] + gap)
-        yield canvas
+        yield side_by_side_frame(a, b, labels, gap=gap, max_side=max_side)
         i += 1
+
+
+def side_by_side_frame(a: np.ndarray, b: np.ndarray, labels: tuple[str, str] = ("source", "result"), *,
+                       gap: int = 4, max_side: int | None = None) -> np.ndarray:
+    """`a` and `b` next to each other at the same height, each with a small label; `max_side`: both shrunk so that
+    neither is longer than that (`viewing_size`)."""
+    h = max(a.shape[0], b.shape[0])
+    if max_side is not None:
+        h = min(h, *(viewing_size(f.shape[1], f.shape[0], max_side)[1] for f in (a, b)))
+    a, b = _to_height(a, h), _to_height(b, h)
+    canvas = np.zeros((h, a.shape[1] + gap + b.shape[1], 3), np.uint8)
+    canvas[:, : a.shape[1]] = a
+    canvas[:, a.shape[1] + gap:] = b
+    _label(canvas, labels[0], 0)
+    _label(canvas, labels[1], a.shape[1] + gap)
+    return canvas
 
 
 def _to_height(img: np.ndarray, h: int) -> np.ndarray:

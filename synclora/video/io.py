@@ -17,7 +17,7 @@ The work is done in one module per concern — `probe`, `decode`, `colour`, `aud
 
 from synclora.limits import VIEWING_MAX_SIDE, viewing_size
 from synclora.video.audio import audio_samples
-from synclora.video.compose import fade_frames, side_by_side
+from synclora.video.compose import fade_frames, side_by_side, side_by_side_frame
 from synclora.video.decode import iter_frames, read_frame, read_frames
 from synclora.video.encode import VIEWING_PRESET, even_size, write_video
 from synclora.video.probe import STANDARD_RATES, VideoInfo, format_fps, probe, sensible_rate
@@ -31,6 +31,7 @@ __all__ = [
     "write_video",
     "VIEWING_PRESET",
     "side_by_side",
+    "side_by_side_frame",
     "viewing_size",
     "VIEWING_MAX_SIDE",
     "fade_frames",
