@@ -209,7 +209,7 @@ def stream(job: StreamJob, progress: ProgressFn = no_progress, reverse_window: i
         lo, share = done / total, unit * len(run) / total
         return lambda f, text: progress(0.9 * (lo + share * f), f"{label}: {text}")
 
-    def wrote(i: int, label: str, walked: bool = False) -> None:
+    def wrote(i: int, label: str | None = None, walked: bool = False) -> None:
         nonlocal done
         done += 1 + (unit if walked else 0)
         progress(0.9 * min(1.0, done / total), label or f"writing: frame {i + 1}/{n_frames}")
@@ -242,7 +242,7 @@ def stream(job: StreamJob, progress: ProgressFn = no_progress, reverse_window: i
                 yield i, frame, direct(i, frame)
                 if i == run.anchor.index:
                     first = frame
-                wrote(i, "")
+                wrote(i)
                 i += 1
             track = backend.track(first, run.anchor.image, _probes(job, run, first))
             walk = track.maps(islice(src, len(run) - 1))
@@ -260,7 +260,7 @@ def stream(job: StreamJob, progress: ProgressFn = no_progress, reverse_window: i
                 job.facts.append(track.facts())
         for frame in src:
             yield i, frame, direct(i, frame)
-            wrote(i, "")
+            wrote(i)
             i += 1
         if i != job.info.n_frames:
             raise InputError(f"{job.source.name}: decoded {i} frames but the container reports {job.info.n_frames}")
