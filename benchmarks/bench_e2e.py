@@ -39,20 +39,26 @@ LOOP_S = 10  # --looped: the clip that repeats
 
 def make_clip(folder: Path, height: int, seconds: int, edit_index: int | None,
               looped: bool = False) -> tuple[Path, Path, int]:
-    """(clip, edited frame PNG, edit index), made once per size and length."""
-    if looped and seconds > LOOP_S:
-        return _looped_clip(folder, height, seconds, edit_index)
+    """(clip, edited frame PNG, edit index), each made once per size, length and edit."""
+    from synclora.video import io
+
+    k = seconds * FPS // 2 if edit_index is None else edit_index
+    clip = _looped_clip(folder, height, seconds) if looped and seconds > LOOP_S else _clip(folder, height, seconds)
+    png = clip.with_name(f"edited_{clip.stem}_{k}.png")
+    if not png.exists():
+        _paint(io.read_frame(clip, k), png)  # on the frame as decoded (what the app hands a person to edit)
+    return clip, png, k
+
+
+def _clip(folder: Path, height: int, seconds: int) -> Path:
     import cv2
 
     from synclora.testing import media
     from synclora.testing.faces import talking_clip
-    from synclora.video import io
 
-    n = seconds * FPS
-    k = n // 2 if edit_index is None else edit_index
-    clip, png = folder / f"clip_{height}p_{seconds}s.mp4", folder / f"edited_{height}p_{seconds}s_{k}.png"
-    if clip.exists() and png.exists():
-        return clip, png, k
+    clip = folder / f"clip_{height}p_{seconds}s.mp4"
+    if clip.exists():
+        return clip
     plain = talking_clip("grace_hopper", CYCLE, size=height, seed=1).frames
     width = int(round(height * 16 / 9)) // 2 * 2
     pad = (width - height) // 2
@@ -64,34 +70,27 @@ def make_clip(folder: Path, height: int, seconds: int, edit_index: int | None,
         j = i % (2 * CYCLE - 2)
         return j if j < CYCLE else 2 * CYCLE - 2 - j
 
-    frames = (wide(plain[at(i)]) for i in range(n))
+    frames = (wide(plain[at(i)]) for i in range(seconds * FPS))
     media.write_clip(clip, frames, FPS, audio=media.tone(seconds + 0.05), gop=2 * FPS)
-    del plain
-    _paint(io.read_frame(clip, k), png)  # on the frame as decoded (what the app hands a person to edit)
-    return clip, png, k
+    return clip
 
 
-def _looped_clip(folder: Path, height: int, seconds: int, edit_index: int | None) -> tuple[Path, Path, int]:
+def _looped_clip(folder: Path, height: int, seconds: int) -> Path:
     import imageio_ffmpeg
 
-    from synclora.video import io
-
-    base, base_png, base_k = make_clip(folder, height, LOOP_S, 0)
-    n = seconds * FPS
-    k = n // 2 if edit_index is None else edit_index
-    clip, png = folder / f"clip_{height}p_{seconds}s_looped.mp4", folder / f"edited_{height}p_{seconds}s_{k}.png"
-    if not clip.exists():
-        ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
-        video = folder / f".video_{height}p_{seconds}s.mp4"
-        subprocess.run([ffmpeg, "-v", "error", "-y", "-stream_loop", str(seconds // LOOP_S - 1), "-i", str(base),
-                        "-an", "-c:v", "copy", str(video)], check=True)
-        subprocess.run([ffmpeg, "-v", "error", "-y", "-i", str(video), "-f", "lavfi", "-i",
-                        f"sine=frequency=330:sample_rate=48000:duration={seconds}", "-map", "0:v", "-map", "1:a",
-                        "-c:v", "copy", "-c:a", "aac", "-b:a", "128k", "-ac", "2", "-shortest", str(clip)], check=True)
-        video.unlink()
-    if not png.exists():
-        _paint(io.read_frame(clip, k), png)
-    return clip, png, k
+    clip = folder / f"clip_{height}p_{seconds}s_looped.mp4"
+    if clip.exists():
+        return clip
+    base = _clip(folder, height, LOOP_S)
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    video = folder / f".video_{height}p_{seconds}s.mp4"
+    subprocess.run([ffmpeg, "-v", "error", "-y", "-stream_loop", str(seconds // LOOP_S - 1), "-i", str(base),
+                    "-an", "-c:v", "copy", str(video)], check=True)
+    subprocess.run([ffmpeg, "-v", "error", "-y", "-i", str(video), "-f", "lavfi", "-i",
+                    f"sine=frequency=330:sample_rate=48000:duration={seconds}", "-map", "0:v", "-map", "1:a",
+                    "-c:v", "copy", "-c:a", "aac", "-b:a", "128k", "-ac", "2", "-shortest", str(clip)], check=True)
+    video.unlink()
+    return clip
 
 
 def _paint(frame: np.ndarray, png: Path) -> None:
