@@ -144,6 +144,10 @@ def main() -> int:
     ap.add_argument("--looped", action="store_true", help="clips over 10 s: the 10 s clip repeated (made in seconds)")
     ap.add_argument("--no-baseline", action="store_true", help="ours only (a 10-minute 1080p re-encode takes long)")
     args = ap.parse_args()
+    if args.edit_index != "mid" and not args.edit_index.isdigit():
+        ap.error(f"--edit-index takes a frame number or 'mid', not {args.edit_index!r}")
+    if args.looped and any(s > LOOP_S and s % LOOP_S for s in args.seconds):
+        ap.error(f"--looped repeats a {LOOP_S} s clip whole: give --seconds as multiples of {LOOP_S}")
     import imageio_ffmpeg
 
     ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
