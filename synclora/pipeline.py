@@ -221,7 +221,8 @@ def memory_need(info: io.VideoInfo, settings: PropagationSettings, *, side_by_si
 def _write_side_by_side(path: Path, pairs: Iterator[tuple[np.ndarray, np.ndarray]], fps, **kwargs) -> Path:
     """Source | result at its viewing size, composed on the writer's own thread: the shrinking and copying (~7 ms a
     1080p pair) stay off the propagation's."""
-    frames = (io.side_by_side_frame(src, out, max_side=io.VIEWING_MAX_SIDE) for src, out in pairs)
+    frames = (io.side_by_side_frame(np.asarray(src), np.asarray(out), max_side=io.VIEWING_MAX_SIDE)
+              for src, out in pairs)
     return io.write_video(path, frames, fps, **kwargs)
 
 
@@ -278,7 +279,7 @@ def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress,
                     else:
                         parts = keyplan.weights(i)  # the looks' windows never share a frame (video.keyframes)
                         w = parts[0][1] if parts else 1.0
-                        frame = carried if w >= 1 else io.fade_frames(src, carried, w)
+                        frame = carried if w >= 1 else io.fade_frames(np.asarray(src), np.asarray(carried), w)
                     for tap in taps:
                         tap.on_result(i, frame)
                     writers[0].put(frame)

@@ -77,3 +77,87 @@ def test_reduced_matches_shrinking_the_full_frame(folder):
             assert small.shape == ref.shape
             assert np.abs(small - ref).mean() < 1.5, k  # only chroma is filtered differently
         assert f.reduced(2) is f.reduced(2)  # cached: the landmarker, edit-kept and the view share it
+
+
+def _planes(path) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Each frame's decoded Y, Cb, Cr planes, as stored."""
+    import av
+
+    with av.open(str(path)) as c:
+        out = []
+        for f in c.decode(video=0):
+            a = f.to_ndarray()
+            h, w = f.height, f.width
+            n = (h // 2) * (w // 2)
+            out.append((a.reshape(-1)[: h * w].reshape(h, w),
+                        a.reshape(-1)[h * w: h * w + n].reshape(h // 2, w // 2),
+                        a.reshape(-1)[h * w + n: h * w + 2 * n].reshape(h // 2, w // 2)))
+        return out
+
+
+@pytest.fixture(scope="module")
+def hd_face(folder) -> Path:
+    """A face clip as the result's encoder writes it (BT.709, limited range): the kind whose planes pass through."""
+    from synclora.testing.faces import talking_clip
+
+    return io.write_video(folder / "face709.mp4", talking_clip("grace_hopper", 4, size=256).frames, 25)
+
+
+@pytest.mark.parametrize("box", [(0, 0, 256, 256), (37, 51, 180, 203), (0, 9, 7, 256), (250, 0, 256, 3),
+                                 (100, 100, 101, 101)])
+def test_a_box_alone_converts_to_the_same_pixels_as_the_whole_frame(hd_face, folder, box):
+    x0, y0, x1, y1 = box
+    for f in iter_lazy_frames(hd_face):
+        part = f.rgb_box(box)
+        assert np.array_equal(part, f.rgb()[y0:y1, x0:x1])  # bit for bit, the box's edges too
+    sd = M.write_clip(folder / "sd.mp4", M.indexed_frames(3, size=(256, 256)), 25)  # BT.601 by its size
+    for f in iter_lazy_frames(sd):
+        assert f.planes709() is None  # not what the encoder writes: converted from RGB instead
+        assert np.array_equal(f.rgb_box(box), f.rgb()[y0:y1, x0:x1])
+
+
+def test_a_patched_frame_is_the_source_outside_its_box_and_its_planes_pass_through(hd_face):
+    from synclora.video.colour import rgb_to_yuv420_planes
+    from synclora.video.lazy import PatchedFrame
+
+    f = next(iter_lazy_frames(hd_face))
+    box = (41, 33, 120, 97)  # odd edges: the planes are redone over whole 2×2 chroma blocks
+    patch = np.full((64, 79, 3), (200, 30, 60), np.uint8)
+    p = PatchedFrame(f, box, patch)
+    full = f.rgb().copy()
+    full[33:97, 41:120] = patch
+    assert np.array_equal(np.asarray(p), full) and np.array_equal(p.rgb_box((30, 20, 140, 110)), full[20:110, 30:140])
+    y, u, v = p.planes709()
+    sy, su, sv = f.planes709()
+    grown = np.zeros(y.shape, bool)
+    grown[32:98, 40:120] = True
+    assert np.array_equal(y[~grown], sy[~grown])  # the source's own samples outside the box
+    assert np.array_equal(u[~grown[::2, ::2]], su[~grown[::2, ::2]])
+    ey, eu, ev = rgb_to_yuv420_planes(full)  # inside: what converting the whole patched frame gives
+    assert np.array_equal(y[grown], ey[grown]) and np.array_equal(v[grown[::2, ::2]], ev[grown[::2, ::2]])
+    assert p.reduced(2).shape == (128, 128, 3)
+
+
+def test_the_encoder_writes_untouched_frames_as_the_source_samples(hd_face, folder):
+    """Lossless x264 (CRF 0) shows what the encoder was handed: a decoded frame's own planes, not a round trip via RGB
+    (which moves chroma and luma by a level here and there)."""
+    from synclora.video.lazy import PatchedFrame
+
+    frames = list(iter_lazy_frames(hd_face))
+    box = (60, 80, 130, 150)
+    out = [PatchedFrame(f, box, np.zeros((70, 70, 3), np.uint8)) if i % 2 else f for i, f in enumerate(frames)]
+    written = io.write_video(folder / "pass.mp4", out, 25, crf=0)
+    via_rgb = io.write_video(folder / "rgb.mp4", [np.asarray(f) for f in out], 25, crf=0)
+    src, got, rgb = _planes(hd_face), _planes(written), _planes(via_rgb)
+    assert len(got) == len(src) == len(frames)
+    for i, ((sy, su, sv), (y, u, v), (ry, _, _)) in enumerate(zip(src, got, rgb)):
+        if i % 2 == 0:
+            assert np.array_equal(y, sy) and np.array_equal(u, su) and np.array_equal(v, sv)
+        else:
+            keep = np.ones(y.shape, bool)
+            keep[80:150, 60:130] = False
+            assert np.array_equal(y[keep], sy[keep]) and np.array_equal(u[keep[::2, ::2]], su[keep[::2, ::2]])
+            assert (y[~keep] <= 17).all()  # the black patch
+        assert not np.array_equal(ry, sy)  # the RGB route does not keep the samples: the test can tell the two apart
+    inner = io.read_frames(written)[1][82:148, 62:128]  # (its rim shares chroma with the source around it)
+    assert np.array_equal(inner, np.zeros_like(inner))

@@ -32,6 +32,13 @@ def grey(img: np.ndarray, side: int) -> np.ndarray:
     return cv2.resize(g, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
 
 
+def shrink_factor(size: tuple[int, int], fine: int) -> int:
+    """The whole factor frames of `size` may be shrunk by before `grey(frame, fine)`: no smaller than the fine image
+    (a whole factor averages whole blocks of pixels, as shrinking straight to it does), so it stays as sharp. A decoded
+    frame shrinks from its planes: 1280×720 by 4, 1920×1080 by 6, straight to 320×180."""
+    return max(1, max(size) // fine)
+
+
 class EditMatch:
     """Feed every source frame in order (`add`), then ask which one the edited image was made from (`best`), or
     whether another frame fits it clearly better than the frame a caller was told (`mismatch`)."""
@@ -47,7 +54,7 @@ class EditMatch:
 
     def scale(self, size: tuple[int, int]) -> int:
         """The whole factor frames of `size` may be shrunk by before `add` (their fine image stays as sharp)."""
-        return max(1, max(size) // (2 * self.fine))
+        return shrink_factor(size, self.fine)
 
     def add(self, i: int, frame: np.ndarray) -> None:
         """Source frame i (RGB, any size of the video's aspect)."""
@@ -99,7 +106,9 @@ class EditCheck:
         self.fine = fine
         self.matches = {k: EditMatch(img, fine=fine, keep=k) for k, img in images.items()}
 
-    def on_source(self, index: int, frame: np.ndarray) -> None:
+    def on_source(self, index: int, frame) -> None:
+        if not isinstance(frame, np.ndarray):  # a decoded frame: shrunk from its planes first
+            frame = frame.reduced(shrink_factor((frame.width, frame.height), self.fine))
         g = grey(frame, self.fine)
         for m in self.matches.values():
             m.add_grey(index, g)

@@ -29,6 +29,7 @@ import numpy as np
 from synclora.propagate import face_content
 from synclora.propagate.base import Tracker
 from synclora.propagate.face_guide import FaceGuide, Seen
+from synclora.video.lazy import PatchedFrame
 
 if TYPE_CHECKING:
     from synclora.propagate.flow import FlowPropagator
@@ -264,9 +265,10 @@ class FlowTrack(Tracker):
             if frame is None:
                 return
             pulled += 1
-            held[pulled] = np.ascontiguousarray(frame)
-            g = greys[pulled] = p._grey(held[pulled], (fw, fh))
-            faces = track_pool.submit(guide.track, held[pulled], g, g0) if tracking else None
+            held[pulled] = frame if not isinstance(frame, np.ndarray) else np.ascontiguousarray(frame)
+            rgb = np.asarray(held[pulled])  # a decoded frame is converted whole here: the flow and the mesh see it all
+            g = greys[pulled] = p._grey(rgb, (fw, fh))
+            faces = track_pool.submit(guide.track, rgb, g, g0) if tracking else None
             ahead[pulled] = (pool.submit(pair, pulled), faces)
 
         mapping = ident.copy()  # frame-t pixel -> frame-0 position (flow px)
@@ -351,19 +353,30 @@ class FlowTrack(Tracker):
         return FrameMap(box, cut, np.ascontiguousarray(m), np.ascontiguousarray(alpha), pts, content_alpha)
 
     # ------------------------------------------------------------------ the warp
-    def compose(self, frame: np.ndarray, fmap: FrameMap, out: np.ndarray | None = None) -> np.ndarray:
+    def compose(self, frame, fmap: FrameMap, out: np.ndarray | None = None):
         """`frame` plus the change carried to it: a new array, or `out` (frame's shape) filled; outside `fmap.box`,
-        `frame` exactly."""
+        `frame` exactly. A decoded frame (`video.lazy`) gives a `PatchedFrame`: only the box is converted to RGB and
+        back, everything else stays the source's own samples."""
+        if not isinstance(frame, np.ndarray):
+            if self.idle or fmap.box is None:
+                return frame
+            return PatchedFrame(frame, fmap.box, self._patch(frame.rgb_box(fmap.box), fmap))
         if out is None:
             out = np.array(frame, copy=True)
         else:
             out[...] = frame
         if self.idle or fmap.box is None:
             return out
+        x0, y0, x1, y1 = fmap.box
+        out[y0:y1, x0:x1] = self._patch(np.ascontiguousarray(frame[y0:y1, x0:x1]), fmap)
+        return out
+
+    def _patch(self, src_t: np.ndarray, fmap: FrameMap) -> np.ndarray:
+        """The frame's box (`src_t`: its RGB there) with the change carried into it."""
         guide = self.guide
-        x0, y0, x1, y1 = box = fmap.box
+        box = fmap.box
         roi_map = self.upsample.expand(fmap.mapping, fmap.cut, box)
-        src_t = np.ascontiguousarray(frame[y0:y1, x0:x1])
+        src_t = np.ascontiguousarray(src_t)
         local = roi_map - self.origin  # frame-0 positions in the change's own box
         moved = self.prop._carry(self.change, self.gain, local, src_t)
         faces = [None if pts is None else Seen(pts=pts) for pts in fmap.faces]
@@ -385,5 +398,4 @@ class FlowTrack(Tracker):
             inner = self.prop._carry(self.content, self.content_gain, local, src_t)
             moved = cv2.add(moved, cv2.multiply(inner, cv2.merge([a_c, a_c, a_c])))
         # saturating add; where nothing moved in (moved == 0) the source comes through exactly
-        out[y0:y1, x0:x1] = cv2.add(src_t, moved, dtype=cv2.CV_8U)
-        return out
+        return cv2.add(src_t, moved, dtype=cv2.CV_8U)

@@ -33,6 +33,7 @@ from synclora.errors import InputError
 from synclora.propagate.base import ProgressFn, Propagator, Segment, no_progress
 from synclora.propagate.face_guide import FaceGuideConfig
 from synclora.video import io, keyframes, timing
+from synclora.video.lazy import iter_lazy_frames
 from synclora.video.stream import iter_frames_reversed, prefetch, sample_frames
 
 SPILL_BUDGET = 64 * 1024**2  # bytes of per-frame state kept in memory before the rest goes to a temporary file
@@ -190,8 +191,9 @@ class StreamJob:
 
 
 def stream(job: StreamJob, progress: ProgressFn = no_progress, reverse_window: int = 32
-           ) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
-    """(i, source frame i, its carried edit at full size or None outside every run) for i = 0..n-1 in order."""
+           ) -> Iterator[tuple[int, object, object]]:
+    """(i, source frame i, its carried edit at full size or None outside every run) for i = 0..n-1 in order. Frames
+    are decoded ones (`video.lazy`: `np.asarray(frame)` is the RGB array) or arrays (an anchor's edited image)."""
     anchors = {a.index: a for a in job.anchors}
     kept = Spill()
     # frame -> [(how to make it from its kept state, the state's key, its weight)]: two where two runs blend
@@ -225,7 +227,10 @@ def stream(job: StreamJob, progress: ProgressFn = no_progress, reverse_window: i
                 _segments(job, run, n, kept, owner, sub(run, "backward" if run.step < 0 else "forward"))
                 done += unit * len(run)
             live = []
-        src = prefetch(io.iter_frames(job.source))
+        # decoded frames convert to RGB only where asked: wholly where a tracker walks them (on the decoder's thread,
+        # ahead), elsewhere just the box an edit lands in; the rest reaches the encoder as the source's own samples
+        walked = [range(r.anchor.index, r.stop + 1) for r in live]
+        src = prefetch(_warmed(iter_lazy_frames(job.source), walked))
         i = 0
 
         def direct(i: int, frame: np.ndarray, *more: tuple[np.ndarray, float]) -> np.ndarray | None:
@@ -244,6 +249,7 @@ def stream(job: StreamJob, progress: ProgressFn = no_progress, reverse_window: i
                     first = frame
                 wrote(i)
                 i += 1
+            first = np.asarray(first)
             track = backend.track(first, run.anchor.image, _probes(job, run, first))
             walk = track.maps(islice(src, len(run) - 1))
             try:
@@ -281,8 +287,16 @@ def _mix(parts: list[tuple[np.ndarray, float]]) -> np.ndarray | None:
     if len(parts) == 1:
         return parts[0][0]
     total = sum(w for _, w in parts)
-    mix = sum(f.astype(np.float32) * (w / total) for f, w in parts)
+    mix = sum(np.asarray(f).astype(np.float32) * (w / total) for f, w in parts)
     return np.clip(np.rint(mix), 0, 255).astype(np.uint8)
+
+
+def _warmed(frames: Iterator, walked: list[range]) -> Iterator:
+    """`frames` (decoded, lazy), each one a tracker walks converted to RGB as it passes (on the decoder's thread)."""
+    for i, frame in enumerate(frames):
+        if any(i in r for r in walked):
+            frame.rgb()
+        yield frame
 
 
 def _keep(owner: dict, kept: Spill, run: Run, n: int, i: int, make, state) -> None:
@@ -345,8 +359,8 @@ def _segments(job: StreamJob, run: Run, n_run: int, kept: Spill, owner: dict, re
         ) from None
     edited = plan.fit(run.anchor.image)
 
-    def unfit(frame: np.ndarray, work: np.ndarray) -> np.ndarray:
-        return plan.unfit(work, frame)
+    def unfit(frame, work: np.ndarray) -> np.ndarray:
+        return plan.unfit(work, np.asarray(frame))
 
     out = Spill()  # stitched output per backend frame
     prev: tuple[timing.Chunk, np.ndarray] | None = None

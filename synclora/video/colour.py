@@ -30,7 +30,9 @@ def yuv_matrix(colorspace: int, full_range: bool, height: int) -> np.ndarray:
     return np.concatenate([m, off[:, None]], axis=1).astype(np.float32)
 
 
-_RGB2YUV709 = np.linalg.inv(np.vstack([yuv_matrix(1, False, 1080), [0, 0, 0, 1]]))[:3].astype(np.float32)
+# What the result's encoder writes: BT.709, limited range.
+YUV709_LIMITED = yuv_matrix(1, False, 1080)
+_RGB2YUV709 = np.linalg.inv(np.vstack([YUV709_LIMITED, [0, 0, 0, 1]]))[:3].astype(np.float32)
 
 
 def frame_to_rgb(frame: av.VideoFrame) -> np.ndarray:
@@ -51,8 +53,8 @@ def frame_to_rgb(frame: av.VideoFrame) -> np.ndarray:
     return frame.to_ndarray(format="rgb24", interpolation=_SWS_READ)
 
 
-def rgb_to_yuv420_frame(img: np.ndarray) -> av.VideoFrame:
-    """RGB uint8 (even size) -> a BT.709 limited-range yuv420p frame (chroma of each 2x2 block's mean colour).
+def rgb_to_yuv420_planes(img: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """RGB uint8 (even size) -> BT.709 limited-range Y, Cb, Cr planes (4:2:0: chroma of each 2x2 block's mean colour).
 
     The matrix is linear, so chroma is taken from the frame averaged down to half size first, and luma is a
     single-channel transform: within one level of converting every pixel and then averaging the chroma, for a third
@@ -60,10 +62,20 @@ def rgb_to_yuv420_frame(img: np.ndarray) -> av.VideoFrame:
     h, w = img.shape[:2]
     y = cv2.transform(img, _RGB2YUV709[:1])
     uv = cv2.transform(cv2.resize(img, (w // 2, h // 2), interpolation=cv2.INTER_AREA), _RGB2YUV709[1:])
-    planes = np.concatenate([y.reshape(-1), np.ascontiguousarray(uv[..., 0]).reshape(-1),
-                             np.ascontiguousarray(uv[..., 1]).reshape(-1)]).reshape(h * 3 // 2, w)
-    vf = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+    return y, uv[..., 0], uv[..., 1]
+
+
+def yuv420_frame(planes: tuple[np.ndarray, np.ndarray, np.ndarray]) -> av.VideoFrame:
+    """A BT.709 limited-range yuv420p frame of these planes (even size)."""
+    y, u, v = planes
+    h, w = y.shape
+    packed = np.concatenate([np.ascontiguousarray(p).reshape(-1) for p in (y, u, v)]).reshape(h * 3 // 2, w)
+    vf = av.VideoFrame.from_ndarray(packed, format="yuv420p")
     vf.colorspace = 1
     vf.color_range = 1
     return vf
 
+
+def rgb_to_yuv420_frame(img: np.ndarray) -> av.VideoFrame:
+    """RGB uint8 (even size) -> a BT.709 limited-range yuv420p frame (`rgb_to_yuv420_planes`)."""
+    return yuv420_frame(rgb_to_yuv420_planes(img))

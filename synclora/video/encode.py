@@ -14,7 +14,7 @@ import numpy as np
 
 from synclora.paths import temp_path
 from synclora.video.audio import AudioSource
-from synclora.video.colour import rgb_to_yuv420_frame
+from synclora.video.colour import rgb_to_yuv420_frame, yuv420_frame
 from synclora.video.probe import probe, sensible_rate
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,9 @@ def write_video(
 ) -> Path:
     """Write RGB uint8 frames as H.264 yuv420p mp4 that browsers play; frame i is at exactly i / fps.
 
+    A frame may also be a decoded one (`synclora.video.lazy`): its own planes are written when they are of the kind
+    written here (`planes709`), so what a propagation leaves alone is the source's samples, not a round trip via RGB.
+
     - `audio_from`: a clip whose first audio stream is muxed in; `audio_span=(start, stop)` are its frames (at this
       `fps`) whose audio to take. The whole clip's AAC/MP3 audio is copied unchanged; anything else is re-encoded to
       AAC, trimmed to the span sample-exactly.
@@ -94,7 +97,7 @@ def write_video(
         except StopIteration:
             raise ValueError("write_video needs at least one frame") from None
         first = _check_frame(first, None, 0)
-        h, w = first.shape[:2]
+        h, w = (first.height, first.width) if not isinstance(first, np.ndarray) else first.shape[:2]
         W, H = even_size(w, h)
         if (W, H) != (w, h):
             notes.append(f"The frame size {w}×{h} is odd; H.264 (yuv420p) needs even sizes, so the video is "
@@ -115,10 +118,15 @@ def write_video(
         if audio_from is not None:
             audio = AudioSource(out, audio_from, audio_span, rate, notes)
 
-        def encode(img: np.ndarray, i: int) -> None:
-            if (W, H) != (w, h):
-                img = np.pad(img, ((0, H - h), (0, W - w), (0, 0)), mode="edge")
-            vf = rgb_to_yuv420_frame(img)
+        def encode(img, i: int) -> None:
+            planes = img.planes709() if not isinstance(img, np.ndarray) else None
+            if planes is not None:
+                vf = yuv420_frame(planes)
+            else:
+                img = np.asarray(img)
+                if (W, H) != (w, h):
+                    img = np.pad(img, ((0, H - h), (0, W - w), (0, 0)), mode="edge")
+                vf = rgb_to_yuv420_frame(img)
             vf.pts = i
             vf.time_base = vs.codec_context.time_base
             for pkt in vs.encode(vf):
@@ -160,7 +168,11 @@ def write_video(
     return path
 
 
-def _check_frame(img: np.ndarray, hw: tuple[int, int] | None, i: int) -> np.ndarray:
+def _check_frame(img, hw: tuple[int, int] | None, i: int):
+    if not isinstance(img, np.ndarray) and hasattr(img, "planes709"):  # a decoded frame: uint8 RGB by its type
+        if hw is not None and (img.height, img.width) != hw:
+            raise ValueError(f"frame {i}: size {img.width}×{img.height} differs from frame 0 ({hw[1]}×{hw[0]})")
+        return img
     img = np.asarray(img)
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f"frame {i}: expected (H, W, 3) uint8 RGB, got {img.shape} {img.dtype}")

@@ -4,12 +4,14 @@ A propagation streams its clip (decode → backend → encode) and never holds i
 at the frames — the sync report's cue extraction, an evaluation, a landmark view — watches them go by instead of
 decoding the files again afterwards. The propagation calls, in this order of guarantees:
 
-- `on_source(index, frame)` once for every source frame, index 0..n-1 ascending, full size RGB uint8 (H, W, 3);
+- `on_source(index, frame)` once for every source frame, index 0..n-1 ascending, at full size;
 - `on_result(index, frame)` once for every result frame as it is handed to the encoder, index 0..n-1 ascending;
 - `frames_done()`, if the tap has it, once every frame has been handed over, while the outputs are still being
   finished (the encoder's last frames take seconds): a tap may finish its own work meanwhile;
 - `finish(ok)` once at the end (`ok` False when the run failed or was stopped).
 
+A frame is an RGB uint8 (H, W, 3) array or a decoded frame (`synclora.video.lazy`) that converts only what is asked of
+it: `np.asarray(frame)` is the whole RGB array, `frame.reduced(k)` a smaller one made straight from its planes.
 The two streams may be called from different threads and interleave in any way. A tap must not keep a frame it is
 given (copy what it needs; the array may be reused) and must be quick or queue the work itself: a slow tap slows the
 propagation. A tap that raises fails the run like any other error. Kept here, below both the pipeline and the
