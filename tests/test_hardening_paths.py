@@ -151,16 +151,16 @@ def test_disk_failures_while_writing_are_sentences(work, capsys, monkeypatch, co
     """The OS refuses a write midway (what a full, read-only or failing disk does): one line, nothing left."""
     from synclora.video import encode
 
-    real = encode.rgb_to_yuv420_frame
+    real = encode.yuv420_frame
     calls = {"n": 0}
 
-    def failing(img):
+    def failing(planes):
         calls["n"] += 1
         if calls["n"] == 3:
             raise OSError(code, os.strerror(code), str(work["dir"] / "out.mp4"))
-        return real(img)
+        return real(planes)
 
-    monkeypatch.setattr(encode, "rgb_to_yuv420_frame", failing)
+    monkeypatch.setattr(encode, "yuv420_frame", failing)
     rc, err, same, listing = _propagate(work, capsys, "--side-by-side", str(work["dir"] / "sbs.mp4"))
     assert rc == 2 and len(err.splitlines()) == 1 and says in err and "out.mp4" in err, err
     assert same and _listing(work["dir"]) == listing

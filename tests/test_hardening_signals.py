@@ -88,30 +88,30 @@ def _at_frame(n: int):
     def hook(monkeypatch, sig):
         from synclora.video import encode
 
-        real = encode.rgb_to_yuv420_frame
+        real = encode.yuv420_frame
         calls = {"n": 0}
 
-        def hooked(img):
+        def hooked(planes):
             calls["n"] += 1
             if calls["n"] == n:
                 _send(sig)
-            return real(img)
+            return real(planes)
 
-        monkeypatch.setattr(encode, "rgb_to_yuv420_frame", hooked)
+        monkeypatch.setattr(encode, "yuv420_frame", hooked)
 
     return hook
 
 
 def _at_reading(monkeypatch, sig):
-    from synclora.video import io
+    from synclora.video import lazy
 
-    real = io.iter_frames
+    real = lazy.iter_lazy_frames  # what a propagation decodes its source with
 
     def hooked(*a, **k):
         _send(sig)
         return real(*a, **k)
 
-    monkeypatch.setattr(io, "iter_frames", hooked)
+    monkeypatch.setattr(lazy, "iter_lazy_frames", hooked)
 
 
 MOMENTS = {"reading": _at_reading, "propagating": _at_propagate, "writing-result": _at_frame(3),

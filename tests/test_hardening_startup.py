@@ -102,9 +102,9 @@ def test_a_signal_inside_an_import_is_said_as_the_signal(monkeypatch, base, caps
 
 def test_a_swallowed_signal_still_stops_the_run_before_anything_is_written(monkeypatch, base, tmp_path, capsys):
     """A library's bare `except:` eats the signal's exception: the run goes on, but nothing is committed."""
-    from synclora.video import io
+    from synclora.video import lazy
 
-    real = io.iter_frames
+    real = lazy.iter_lazy_frames  # what a propagation decodes its source with
 
     def swallowing(*a, **k):
         try:
@@ -114,7 +114,7 @@ def test_a_swallowed_signal_still_stops_the_run_before_anything_is_written(monke
             pass
         return real(*a, **k)
 
-    monkeypatch.setattr(io, "iter_frames", swallowing)
+    monkeypatch.setattr(lazy, "iter_lazy_frames", swallowing)
     (tmp_path / "r.mp4").write_bytes(b"earlier")
     rc = main(["propagate", str(base["src"]), "--edited", str(base["edited"]), "--out", str(tmp_path / "r.mp4"),
                "--side-by-side", str(tmp_path / "s.mp4"), "--backend", "flow", "--quiet"])

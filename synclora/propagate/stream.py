@@ -32,8 +32,7 @@ from synclora.config import PropagationSettings
 from synclora.errors import InputError
 from synclora.propagate.base import ProgressFn, Propagator, Segment, no_progress
 from synclora.propagate.face_guide import FaceGuideConfig
-from synclora.video import io, keyframes, timing
-from synclora.video.lazy import iter_lazy_frames
+from synclora.video import io, keyframes, lazy, timing
 from synclora.video.stream import iter_frames_reversed, prefetch, sample_frames
 
 SPILL_BUDGET = 64 * 1024**2  # bytes of per-frame state kept in memory before the rest goes to a temporary file
@@ -230,7 +229,7 @@ def stream(job: StreamJob, progress: ProgressFn = no_progress, reverse_window: i
         # decoded frames convert to RGB only where asked: wholly where a tracker walks them (on the decoder's thread,
         # ahead), elsewhere just the box an edit lands in; the rest reaches the encoder as the source's own samples
         walked = [range(r.anchor.index, r.stop + 1) for r in live]
-        src = prefetch(_warmed(iter_lazy_frames(job.source), walked))
+        src = prefetch(_warmed(lazy.iter_lazy_frames(job.source), walked))
         i = 0
 
         def direct(i: int, frame: np.ndarray, *more: tuple[np.ndarray, float]) -> np.ndarray | None:

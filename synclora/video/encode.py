@@ -14,7 +14,7 @@ import numpy as np
 
 from synclora.paths import temp_path
 from synclora.video.audio import AudioSource
-from synclora.video.colour import rgb_to_yuv420_frame, yuv420_frame
+from synclora.video.colour import rgb_to_yuv420_planes, yuv420_frame
 from synclora.video.probe import probe, sensible_rate
 
 log = logging.getLogger(__name__)
@@ -120,13 +120,12 @@ def write_video(
 
         def encode(img, i: int) -> None:
             planes = img.planes709() if not isinstance(img, np.ndarray) else None
-            if planes is not None:
-                vf = yuv420_frame(planes)
-            else:
+            if planes is None:
                 img = np.asarray(img)
                 if (W, H) != (w, h):
                     img = np.pad(img, ((0, H - h), (0, W - w), (0, 0)), mode="edge")
-                vf = rgb_to_yuv420_frame(img)
+                planes = rgb_to_yuv420_planes(img)
+            vf = yuv420_frame(planes)  # every frame passes here, whichever way it came
             vf.pts = i
             vf.time_base = vs.codec_context.time_base
             for pkt in vs.encode(vf):
