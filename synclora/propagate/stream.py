@@ -226,10 +226,11 @@ def stream(job: StreamJob, progress: ProgressFn = no_progress, reverse_window: i
                 _segments(job, run, n, kept, owner, sub(run, "backward" if run.step < 0 else "forward"))
                 done += unit * len(run)
             live = []
-        # decoded frames convert to RGB only where asked: wholly where a tracker walks them (on the decoder's thread,
-        # ahead), elsewhere just the box an edit lands in; the rest reaches the encoder as the source's own samples
-        walked = [range(r.anchor.index, r.stop + 1) for r in live]
-        src = prefetch(_warmed(lazy.iter_lazy_frames(job.source), walked))
+        # decoded frames convert to RGB only where asked: wholly where a tracker walks them or a segment backend's
+        # result is put back at full size (on the decoder's thread, ahead), elsewhere just the box an edit lands in;
+        # the rest reaches the encoder as the source's own samples
+        whole = [range(min(r.frames), max(r.frames) + 1) for r in (live if probe_track else job.runs)]
+        src = prefetch(_warmed(lazy.iter_lazy_frames(job.source), whole))
         i = 0
 
         def direct(i: int, frame: np.ndarray, *more: tuple[np.ndarray, float]) -> np.ndarray | None:
@@ -290,10 +291,10 @@ def _mix(parts: list[tuple[np.ndarray, float]]) -> np.ndarray | None:
     return np.clip(np.rint(mix), 0, 255).astype(np.uint8)
 
 
-def _warmed(frames: Iterator, walked: list[range]) -> Iterator:
-    """`frames` (decoded, lazy), each one a tracker walks converted to RGB as it passes (on the decoder's thread)."""
+def _warmed(frames: Iterator, whole: list[range]) -> Iterator:
+    """`frames` (decoded, lazy), each one in `whole` converted to RGB as it passes (on the decoder's thread)."""
     for i, frame in enumerate(frames):
-        if any(i in r for r in walked):
+        if any(i in r for r in whole):
             frame.rgb()
         yield frame
 
