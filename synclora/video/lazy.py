@@ -62,7 +62,7 @@ class ArrayFrame:
         return self._img
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        return self._img if dtype is None else self._img.astype(dtype)
+        return _as_array(self._img, dtype, copy)
 
     def rgb_box(self, box: Box) -> np.ndarray:
         x0, y0, x1, y1 = box
@@ -137,7 +137,7 @@ class LazyFrame:
         return self._full
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        return self.rgb() if dtype is None else self.rgb().astype(dtype)
+        return _as_array(self.rgb(), dtype, copy)
 
     def rgb_box(self, box: Box) -> np.ndarray:
         """`rgb()[y0:y1, x0:x1]`, the same values, converting only the box (plus the chroma its edges read)."""
@@ -212,7 +212,7 @@ class PatchedFrame:
         return img
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        return self.rgb() if dtype is None else self.rgb().astype(dtype)
+        return _as_array(self.rgb(), dtype, copy)
 
     def rgb_box(self, box: Box) -> np.ndarray:
         out = np.array(self.base.rgb_box(box), copy=True)
@@ -252,6 +252,14 @@ class PatchedFrame:
 
     def copy(self) -> PatchedFrame:
         return self
+
+
+def _as_array(img: np.ndarray, dtype, copy) -> np.ndarray:
+    """`np.asarray(frame)`'s answer: the frame's RGB array, a copy when one is asked for (a cached array must not be
+    changed by whoever asked)."""
+    if dtype is not None and np.dtype(dtype) != img.dtype:
+        return img.astype(dtype)
+    return img.copy() if copy else img
 
 
 def _shrink(img: np.ndarray, k: int) -> np.ndarray:
