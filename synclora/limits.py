@@ -36,17 +36,27 @@ MAX_KEYFRAMES = 100
 # --- memory of a propagation -----------------------------------------------------------------------------------------
 # What one propagation needs, from its frame sizes alone (see `memory_need`): the interpreter with its libraries, plus
 # bytes per pixel of the source frame (frames in flight between decoder, backend and encoders; the edit's change as
-# float32 planes; the H.264 encoder's lookahead and frame threads) and per working pixel of a segment backend's chunk.
-# Checked against peak RSS measured by benchmarks/bench_e2e.py at 1280×720 (0.72 GiB for 10 s, 0.79 GiB for 60 s with
-# x264's slice threads; 0.82 GiB for 10 s with its frame threads; no side by side; this estimate: 0.96 GiB without
-# it); larger frames are extrapolated, with a margin.
-BASE_BYTES = 600 * 1024**2
-SOURCE_PIXEL_BYTES = 280
+# float32 planes; the H.264 encoder's lookahead) and per working pixel of a segment backend's chunk. Fitted to peak RSS
+# measured on the CPU preview with `/usr/bin/time -v` (benchmarks/README.md), each covered with 10-40 % to spare:
+# 1280×720 0.75-0.83 GiB alone, 0.93-0.99 with the side by side and the report (+ `metrics.tap.memory_need`);
+# 1920×1080 1.30-1.37 / 1.46-1.61 GiB; 3840×2160 5.08 / 5.35-5.61 GiB (freed blocks kept, below).
+BASE_BYTES = 300 * 1024**2
+SOURCE_PIXEL_BYTES = 600
+# From 2560×1440 up a frame's float arrays pass the size glibc's allocator gives straight back to the kernel; freed
+# blocks are kept for the next frame then (`memory.frame_heap`: 4K 1.6× faster), which holds this much more at the peak.
+HEAP_PIXEL_BYTES = 120
+_GLIBC_MMAP_MAX = 32 * 1024**2
 SBS_PIXEL_BYTES = 120  # per pixel of a side-by-side half (`viewing_size`): its frames and encoder, twice as wide
 CHUNK_PIXEL_BYTES = 3 * 4  # a segment backend's chunk frames at working size: source, result, stitching, unfit
 SPILL_BYTES = 2 * 64 * 1024**2  # per-frame state kept in memory before it goes to disk (propagate.stream.Spill)
-# One propagation may need at most this (a 4K clip with its side by side stays under it); more is refused up front.
-MAX_JOB_BYTES = 4 * 1024**3
+# One propagation may need at most this (a 4K UHD clip with its side by side stays under it); more is refused up front.
+MAX_JOB_BYTES = 7 * 1024**3
+
+
+def keeps_freed_frames(width: int, height: int) -> bool:
+    """Are a width×height frame's float32 RGB planes beyond what glibc's allocator keeps for reuse by itself?"""
+    return width * height * 3 * 4 > _GLIBC_MMAP_MAX
+
 
 # The side-by-side video is for looking, at twice a clip's width: each half at most this long on its long side (720p
 # for a landscape clip, 720×1280 for a portrait one), which already shows each half larger than a full-HD screen can
@@ -92,7 +102,8 @@ def memory_need(width: int, height: int, *, side_by_side: bool = True, chunk_fra
     pixels = width * height
     shown = viewing_size(width, height)  # the side by side's halves, never larger than the clip
     sbs = shown[0] * shown[1] * SBS_PIXEL_BYTES if side_by_side else 0
-    need = BASE_BYTES + SPILL_BYTES + pixels * SOURCE_PIXEL_BYTES + sbs
+    kept = pixels * HEAP_PIXEL_BYTES if keeps_freed_frames(width, height) else 0
+    need = BASE_BYTES + SPILL_BYTES + pixels * SOURCE_PIXEL_BYTES + kept + sbs
     return need + chunk_frames * work_size[0] * work_size[1] * CHUNK_PIXEL_BYTES
 
 

@@ -18,7 +18,7 @@ from synclora.config import Keyframe, PropagationRequest, PropagationSettings
 from synclora.edit.image import load_image
 from synclora.edit.match import EditCheck
 from synclora.errors import OOM_HINT, InputError, OutOfMemoryError, shown
-from synclora.memory import free_memory, is_out_of_memory
+from synclora.memory import frame_heap, free_memory, is_out_of_memory
 from synclora.paths import Output, check_input, check_outputs, staged_outputs
 from synclora.propagate import registry, schedule, stream
 from synclora.propagate.base import BackendSpec, ProgressFn, no_progress
@@ -265,7 +265,8 @@ def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress,
     progress(0.02, "propagating")
     try:
         # Both outputs or neither: a failed or stopped call leaves what was at --out and --side-by-side as it was.
-        with _memory_errors(), staged_outputs(req.out, req.side_by_side) as (out, sbs):
+        with _memory_errors(), frame_heap(limits.keeps_freed_frames(info.width, info.height)), \
+                staged_outputs(req.out, req.side_by_side) as (out, sbs):
             try:  # the writers stop (and remove what they wrote) before the staged files are cleared
                 writers.append(FrameWriter(io.write_video, out, info.fps, audio_from=audio, notices=written))
                 if sbs:

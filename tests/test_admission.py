@@ -77,6 +77,22 @@ def test_the_need_does_not_grow_with_the_clip_and_fits_the_documented_limits():
     assert memory_need(_info(3840, 2160, 300), flow) <= limits.MAX_JOB_BYTES  # 4K UHD with its side by side
 
 
+# Peak RSS measured with `/usr/bin/time -v` on the CPU preview (flow, face guidance, lipstick mid-clip), the app's
+# outputs (side by side and report) and the CLI's plain run: (width, height, with both, plain) in GiB.
+MEASURED_PEAKS = [(1280, 720, 0.99, 0.83), (1920, 1080, 1.61, 1.37), (3840, 2160, 5.61, 5.08)]
+
+
+@pytest.mark.parametrize("w,h,full,plain", MEASURED_PEAKS)
+def test_the_need_covers_the_measured_peaks(w, h, full, plain):
+    """The app admits jobs by this estimate: under the measured peak, visitors together could exhaust memory (a 4K
+    clip once took 4.8 GiB against 3.7 estimated)."""
+    from synclora.metrics import tap
+
+    assert limits.memory_need(w, h) + tap.memory_need(w, h) >= 1.1 * full * GIB
+    assert limits.memory_need(w, h, side_by_side=False) >= 1.1 * plain * GIB
+    assert limits.memory_need(w, h) + tap.memory_need(w, h) <= 1.5 * full * GIB  # and not far over: jobs still fit
+
+
 def test_the_side_by_side_needs_what_its_viewing_size_needs():
     """Its halves are never longer than `limits.VIEWING_MAX_SIDE`: a 4K clip's side by side costs what a 720p one's
     does, and a small clip's costs less."""
