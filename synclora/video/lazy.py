@@ -32,7 +32,7 @@ import av
 import cv2
 import numpy as np
 
-from synclora.video.colour import YUV709_LIMITED, frame_to_rgb, rgb_to_yuv420_planes, yuv_matrix
+from synclora.video.colour import YUV709_LIMITED, frame_to_rgb, planes420, rgb_to_yuv420_planes, yuv_matrix
 from synclora.video.decode import check_range, iter_slots
 from synclora.video.probe import timeline
 
@@ -112,14 +112,8 @@ class LazyFrame:
 
     def _yuv(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if self._planes is None:
-            f = self._frame
-            out = []
-            for plane, (w, h) in zip(f.planes, ((f.width, f.height), (f.width // 2, f.height // 2),
-                                                (f.width // 2, f.height // 2))):
-                a = np.frombuffer(plane, np.uint8).reshape(h, plane.line_size)
-                out.append(a[:, :w])
-            self._planes = tuple(out)  # type: ignore[assignment]
-        return self._planes  # type: ignore[return-value]
+            self._planes = planes420(self._frame)
+        return self._planes
 
     def _matrix(self) -> np.ndarray:
         if self._m is None:
@@ -154,8 +148,7 @@ class LazyFrame:
         us = cv2.resize(u[cy0:cy1, cx0:cx1], size, interpolation=cv2.INTER_LINEAR)
         vs = cv2.resize(v[cy0:cy1, cx0:cx1], size, interpolation=cv2.INTER_LINEAR)
         ox, oy = 2 * cx0, 2 * cy0
-        ys = np.ascontiguousarray(y[oy:oy + size[1], ox:ox + size[0]])
-        img = cv2.transform(cv2.merge([ys, us, vs]), self._matrix())
+        img = cv2.transform(cv2.merge([y[oy:oy + size[1], ox:ox + size[0]], us, vs]), self._matrix())
         return img[y0 - oy:y1 - oy, x0 - ox:x1 - ox]
 
     def planes709(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
