@@ -377,6 +377,13 @@ def test_the_span_widgets_keep_the_chosen_frame_inside(app, clip):
     start, end, text, caption = app.span_from_text(src, K, 0, 47, "0.5s:1s", 4)
     assert (start["value"], end["value"], text) == (12, 24, "0.5s:1s")
     assert "fading in over frames 8–11" in caption
+    # leaving the box applies what is typed, unless the sliders already show it: a box left right after Enter or for a
+    # slider would otherwise be applied again, and on a busy server after the slider's move, undoing it
+    start, end, text, _ = app.span_text_left(src, K, 0, 47, "0.5s:1s", 4)
+    assert (start["value"], end["value"], text) == (12, 24, "0.5s:1s")
+    assert all(isinstance(v, type(gr.skip())) for v in app.span_text_left(src, K, 12, 24, "0.5s:1s", 4))
+    with pytest.raises(gr.Error, match="span"):
+        app.span_text_left(src, K, 12, 24, "9s:1s", 4)
     # moving the frame picker outside the span widens it; inside, nothing changes
     start, end, text, _ = app.span_follow_frame(src, 30, 12, 24, "0.5s:1s", 4)
     assert (start["value"], end["value"], text) == (12, 30, "12:30")

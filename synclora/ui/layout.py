@@ -283,9 +283,9 @@ def build(app: GradioPipeline, *, cache_examples: bool = True) -> gr.Blocks:
         frame.input(app.span_follow_frame, span_inputs, span_outputs, **span_events)
         span_start.input(app.span_from_sliders, span_inputs, span_outputs, **span_events)
         span_end.input(app.span_from_sliders, span_inputs, span_outputs, **span_events)
-        for box in (w["span"], w["fade"]):
+        for box, left in ((w["span"], app.span_text_left), (w["fade"], app.span_from_text)):
             box.submit(app.span_from_text, span_inputs, span_outputs, **span_events)
-            box.blur(app.span_from_text, span_inputs, span_outputs, **span_events)
+            box.blur(left, span_inputs, span_outputs, **span_events)
 
         edit_outputs = [edited, before_after, edit_index, edit_status]
         use_draw.click(app.use_drawing, [editor, video, frame], edit_outputs, api_visibility="private", **light)

@@ -65,18 +65,33 @@ class SpanStep:
         span = timing.resolve_span((max(0, a), min(b, info.n_frames - 1)), info, fade=self._fade(fade))
         return self._span_outputs(span)
 
+    def _typed_span(self, video: str, frame: float | None, text: str | None, fade: float | None):
+        from synclora.video import io, timing
+
+        info = io.probe(video)
+        k = int(min(max(0, int(frame or 0)), info.n_frames - 1))
+        return timing.resolve_span(PropagationSettings.from_values({"span": text}).span, info,
+                                   fade=self._fade(fade), edit_index=k)
+
     @user_errors
     def span_from_text(self, video: str | None, frame: float | None, start: float | None = None,
                        end: float | None = None, text: str | None = None, fade: float | None = None):
         """The span typed (frames or seconds) or the fade changed: the sliders follow; a bad span is one sentence."""
         if not video:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        from synclora.video import io, timing
+        return self._span_outputs(self._typed_span(video, frame, text, fade), text=(text or "").strip())
 
-        info = io.probe(video)
-        k = int(min(max(0, int(frame or 0)), info.n_frames - 1))
-        span = timing.resolve_span(PropagationSettings.from_values({"span": text}).span, info,
-                                   fade=self._fade(fade), edit_index=k)
+    @user_errors
+    def span_text_left(self, video: str | None, frame: float | None, start: float | None = None,
+                       end: float | None = None, text: str | None = None, fade: float | None = None):
+        """The span box lost focus: apply what is typed there unless the sliders already show that span. A box left
+        right after Enter (or for a slider) holds the span the sliders were just set to; applied again, its event,
+        sent beside the slider's and arriving after it on a busy server, undid the slider's move."""
+        if not video:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        span = self._typed_span(video, frame, text, fade)
+        if start is not None and end is not None and (span.start, span.end) == (int(start), int(end)):
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
         return self._span_outputs(span, text=(text or "").strip())
 
     @user_errors
