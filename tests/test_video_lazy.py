@@ -83,16 +83,10 @@ def _planes(path) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Each frame's decoded Y, Cb, Cr planes, as stored."""
     import av
 
+    from synclora.video.colour import planes420
+
     with av.open(str(path)) as c:
-        out = []
-        for f in c.decode(video=0):
-            a = f.to_ndarray()
-            h, w = f.height, f.width
-            n = (h // 2) * (w // 2)
-            out.append((a.reshape(-1)[: h * w].reshape(h, w),
-                        a.reshape(-1)[h * w: h * w + n].reshape(h // 2, w // 2),
-                        a.reshape(-1)[h * w + n: h * w + 2 * n].reshape(h // 2, w // 2)))
-        return out
+        return [tuple(p.copy() for p in planes420(f)) for f in c.decode(video=0)]
 
 
 @pytest.fixture(scope="module")

@@ -48,13 +48,19 @@ def frame_to_rgb(frame: av.VideoFrame) -> np.ndarray:
     swscale's accurate mode."""
     name = frame.format.name
     if name in ("yuv420p", "yuvj420p") and frame.width % 2 == 0 and frame.height % 2 == 0:
-        h, w = frame.height, frame.width
-        y, u, v = planes420(frame)
-        u = cv2.resize(u, (w, h), interpolation=cv2.INTER_LINEAR)
-        v = cv2.resize(v, (w, h), interpolation=cv2.INTER_LINEAR)
         full = name == "yuvj420p" or int(frame.color_range) == 2
-        return cv2.transform(cv2.merge([y, u, v]), yuv_matrix(frame.colorspace, full, h))
+        return yuv420_to_rgb(*planes420(frame), yuv_matrix(frame.colorspace, full, frame.height))
     return frame.to_ndarray(format="rgb24", interpolation=_SWS_READ)
+
+
+def yuv420_to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """RGB of 4:2:0 planes (`y` twice `u`'s and `v`'s size) with the 3x4 matrix `m`: chroma doubled bilinearly, so a
+    pixel reads the chroma samples either side of it (a crop with one more sample each side gives its inner pixels
+    exactly as the whole frame does)."""
+    size = (2 * u.shape[1], 2 * u.shape[0])
+    u = cv2.resize(u, size, interpolation=cv2.INTER_LINEAR)
+    v = cv2.resize(v, size, interpolation=cv2.INTER_LINEAR)
+    return cv2.transform(cv2.merge([y, u, v]), m)
 
 
 def rgb_to_yuv420_planes(img: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -32,7 +32,14 @@ import av
 import cv2
 import numpy as np
 
-from synclora.video.colour import YUV709_LIMITED, frame_to_rgb, planes420, rgb_to_yuv420_planes, yuv_matrix
+from synclora.video.colour import (
+    YUV709_LIMITED,
+    frame_to_rgb,
+    planes420,
+    rgb_to_yuv420_planes,
+    yuv420_to_rgb,
+    yuv_matrix,
+)
 from synclora.video.decode import check_range, iter_slots
 from synclora.video.probe import timeline
 
@@ -139,17 +146,12 @@ class LazyFrame:
         if self._full is not None or self._rot:
             return self.rgb()[y0:y1, x0:x1]
         y, u, v = self._yuv()
-        # `frame_to_rgb` doubles the chroma planes bilinearly: a pixel reads the chroma samples either side of it, so
-        # one more chroma sample each side than the box covers gives its pixels exactly (at the frame's edge both
-        # replicate the border)
+        # one more chroma sample each side than the box covers (`yuv420_to_rgb`; at the frame's edge both replicate)
         cx0, cy0 = max(0, x0 // 2 - 1), max(0, y0 // 2 - 1)
         cx1, cy1 = min(u.shape[1], (x1 + 1) // 2 + 1), min(u.shape[0], (y1 + 1) // 2 + 1)
-        size = (2 * (cx1 - cx0), 2 * (cy1 - cy0))
-        us = cv2.resize(u[cy0:cy1, cx0:cx1], size, interpolation=cv2.INTER_LINEAR)
-        vs = cv2.resize(v[cy0:cy1, cx0:cx1], size, interpolation=cv2.INTER_LINEAR)
-        ox, oy = 2 * cx0, 2 * cy0
-        img = cv2.transform(cv2.merge([y[oy:oy + size[1], ox:ox + size[0]], us, vs]), self._matrix())
-        return img[y0 - oy:y1 - oy, x0 - ox:x1 - ox]
+        img = yuv420_to_rgb(y[2 * cy0:2 * cy1, 2 * cx0:2 * cx1], u[cy0:cy1, cx0:cx1], v[cy0:cy1, cx0:cx1],
+                            self._matrix())
+        return img[y0 - 2 * cy0:y1 - 2 * cy0, x0 - 2 * cx0:x1 - 2 * cx0]
 
     def planes709(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """The decoded Y, Cb, Cr planes when the result's encoder writes samples of this kind (BT.709, limited range,
