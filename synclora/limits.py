@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from synclora.errors import InputError
+from synclora.memory import keeps_freed_frames
 
 # --- one propagation -------------------------------------------------------------------------------------------------
 # Longest clip, in frames. A propagation streams its clip (memory does not grow with its length, see `memory_need`);
@@ -45,17 +46,11 @@ SOURCE_PIXEL_BYTES = 600
 # From 2560×1440 up a frame's float arrays pass the size glibc's allocator gives straight back to the kernel; freed
 # blocks are kept for the next frame then (`memory.frame_heap`: 4K 1.6× faster), which holds this much more at the peak.
 HEAP_PIXEL_BYTES = 120
-_GLIBC_MMAP_MAX = 32 * 1024**2
 SBS_PIXEL_BYTES = 120  # per pixel of a side-by-side half (`viewing_size`): its frames and encoder, twice as wide
 CHUNK_PIXEL_BYTES = 3 * 4  # a segment backend's chunk frames at working size: source, result, stitching, unfit
 SPILL_BYTES = 2 * 64 * 1024**2  # per-frame state kept in memory before it goes to disk (propagate.stream.Spill)
 # One propagation may need at most this (a 4K UHD clip with its side by side stays under it); more is refused up front.
 MAX_JOB_BYTES = 7 * 1024**3
-
-
-def keeps_freed_frames(width: int, height: int) -> bool:
-    """Are a width×height frame's float32 RGB planes beyond what glibc's allocator keeps for reuse by itself?"""
-    return width * height * 3 * 4 > _GLIBC_MMAP_MAX
 
 
 # The side-by-side video is for looking, at twice a clip's width: each half at most this long on its long side (720p
@@ -102,7 +97,7 @@ def memory_need(width: int, height: int, *, side_by_side: bool = True, chunk_fra
     pixels = width * height
     shown = viewing_size(width, height)  # the side by side's halves, never larger than the clip
     sbs = shown[0] * shown[1] * SBS_PIXEL_BYTES if side_by_side else 0
-    kept = pixels * HEAP_PIXEL_BYTES if keeps_freed_frames(width, height) else 0
+    kept = pixels * HEAP_PIXEL_BYTES if keeps_freed_frames(width, height) else 0  # `memory.frame_heap`
     need = BASE_BYTES + SPILL_BYTES + pixels * SOURCE_PIXEL_BYTES + kept + sbs
     return need + chunk_frames * work_size[0] * work_size[1] * CHUNK_PIXEL_BYTES
 

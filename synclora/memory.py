@@ -35,7 +35,7 @@ def is_out_of_memory(exc: BaseException) -> bool:
 # 32 MB, so every frame's temporaries were fresh pages: a 4K UHD propagation spent 66 of its 155 s in the kernel (3 s
 # of 4K, `--side-by-side --report`; 88-95 s with freed blocks kept for the next frame, for ~0.8 GiB more at its peak:
 # `limits.HEAP_PIXEL_BYTES`). Below that size glibc's own thresholds already keep them, and keeping more only raised
-# the peak (`benchmarks/README.md`). Which clips get it: `limits.keeps_freed_frames`.
+# the peak (`benchmarks/README.md`). Which clips get it: `keeps_freed_frames`.
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _DYNAMIC_MAX = 32 * 1024**2  # glibc's DEFAULT_MMAP_THRESHOLD_MAX on 64-bit: where its own thresholds settle
 _MMAP_BYTES, _TRIM_BYTES = 256 * 1024**2, 2 * 1024**3
@@ -56,13 +56,18 @@ def _libc():
         return None
 
 
+def keeps_freed_frames(width: int, height: int) -> bool:
+    """Are a width×height frame's float32 RGB planes beyond what glibc's allocator keeps for reuse by itself?"""
+    return width * height * 3 * 4 > _DYNAMIC_MAX
+
+
 @contextlib.contextmanager
-def frame_heap(keep: bool) -> Iterator[None]:
-    """While large frames stream (`keep`), freed frame-sized blocks stay for the next frame instead of going back to
-    the kernel (glibc only; counted, so overlapping runs share it). Afterwards the thresholds are where glibc's own
-    would have settled, and what is free goes back (`malloc_trim`)."""
+def frame_heap(width: int, height: int) -> Iterator[None]:
+    """While frames of width×height stream, freed frame-sized blocks stay for the next frame instead of going back to
+    the kernel (large frames only, `keeps_freed_frames`; glibc only; counted, so overlapping runs share it).
+    Afterwards the thresholds are where glibc's own would have settled, and what is free goes back (`malloc_trim`)."""
     global _heap_users
-    libc = _libc() if keep else None
+    libc = _libc() if keeps_freed_frames(width, height) else None
     if libc is None:
         yield
         return

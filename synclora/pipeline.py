@@ -265,7 +265,7 @@ def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress,
     progress(0.02, "propagating")
     try:
         # Both outputs or neither: a failed or stopped call leaves what was at --out and --side-by-side as it was.
-        with _memory_errors(), frame_heap(limits.keeps_freed_frames(info.width, info.height)), \
+        with _memory_errors(), frame_heap(info.width, info.height), \
                 staged_outputs(req.out, req.side_by_side) as (out, sbs):
             try:  # the writers stop (and remove what they wrote) before the staged files are cleared
                 writers.append(FrameWriter(io.write_video, out, info.fps, audio_from=audio, notices=written))

@@ -53,7 +53,7 @@ def test_no_sys_path_patches():
 _ALLOWED = {
     "errors": set(),
     "memory": set(),
-    "limits": {"errors"},
+    "limits": {"errors", "memory"},  # memory: which frame sizes keep freed blocks (and need more)
     "paths": {"errors", "signals"},
     "signals": set(),
     "progress": set(),  # the progress callback's type, shared by backends, the report and the LTX recipe
