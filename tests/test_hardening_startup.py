@@ -176,3 +176,36 @@ def test_a_stopped_cli_run_hushes_native_chatter_until_its_last_line(capfd):
     assert not signals.stderr_hushed()
     os.write(2, b"after\n")
     assert capfd.readouterr().err == "before\nstopped by SIGTERM\nafter\n"
+
+
+def test_native_chatter_windows_on_two_threads_share_fd_2_and_keep_everything_else(capfd):
+    """The report's landmarkers start on a thread of their own while the face guide's start on the main one: windows
+    that overlap out of order must still give fd 2 back, drop only MediaPipe's lines, and keep everything else."""
+    import threading
+
+    from synclora.face.mesh import quiet_native_stderr
+
+    opened, release = threading.Event(), threading.Event()
+
+    def other():
+        with quiet_native_stderr():
+            opened.set()
+            os.write(2, b"W0000 00:00:1796673301.721903   14147 inference_feedback_manager.cc:114] Feedback\n")
+            release.wait(5)
+
+    with quiet_native_stderr():
+        thread = threading.Thread(target=other)
+        thread.start()
+        opened.wait(5)
+        os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n 40%|bar| frame 7/9")
+        os.write(2, b"I0000 00:00:1796673302.1   14150 gl_context.cc:369] GL version: 3.2\n")
+    os.write(2, b" 50%|bar| frame 8/9\n")  # the first window closed, the other still holds fd 2
+    release.set()
+    thread.join()
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == " 40%|bar| frame 7/9 50%|bar| frame 8/9\nafter\n"
+
+    with pytest.raises(RuntimeError), quiet_native_stderr():  # a failed window shows all it held
+        os.write(2, b"W0000 00:00:1.2   1 graph.cc:1] the native log that explains the failure\n")
+        raise RuntimeError("graph failed")
+    assert "the native log that explains" in capfd.readouterr().err

@@ -9,48 +9,101 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import IO
 
 import numpy as np
 
 from synclora.signals import stderr_hushed
+
+# What MediaPipe's C++ (absl, glog, TFLite) writes to fd 2: "W0000 00:00:1796673301.721903   14147 file.cc:114] ..."
+# (anywhere: a progress bar's line has no newline yet) and TFLite's "INFO: Created TensorFlow Lite XNNPACK delegate".
+_NATIVE_LINE = re.compile(rb"(?:[IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.-]+:\d+\]"
+                          rb"|(?:\A|(?<=[\r\n]))(?:INFO|WARNING|ERROR): )[^\r\n]*(?:\r?\n)?")
+
+
+@dataclass
+class _Hold:
+    saved: int  # fd 2 as it was before the first window opened
+    held: IO[bytes]
+    users: int = 1
+    show_all: bool = False  # a window failed with no sentence of its own: everything held is shown
+
+
+_hold: _Hold | None = None
+_hold_lock = threading.Lock()
+
+
+def _open_window() -> bool:
+    global _hold
+    with _hold_lock:
+        if _hold is not None:
+            _hold.users += 1
+            return True
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError):  # no stderr to speak of
+            return False
+        held = tempfile.TemporaryFile()
+        os.dup2(held.fileno(), 2)
+        _hold = _Hold(saved, held)
+        return True
+
+
+def _close_window(show_all: bool) -> None:
+    global _hold
+    with _hold_lock:
+        hold = _hold
+        hold.users -= 1
+        hold.show_all |= show_all
+        if hold.users:
+            return
+        _hold = None
+        sys.stderr.flush()
+        if not stderr_hushed():  # a stopped CLI run keeps fd 2 hushed until its last line (`signals.speak`)
+            os.dup2(hold.saved, 2)
+        os.close(hold.saved)
+        hold.held.seek(0)
+        text = hold.held.read()
+        hold.held.close()
+    if not hold.show_all:
+        text = _NATIVE_LINE.sub(b"", text)
+    if text:
+        sys.stderr.write(text.decode(errors="replace"))
+        sys.stderr.flush()
 
 
 @contextlib.contextmanager
 def quiet_native_stderr(said: Callable[[BaseException], bool] | None = None) -> Iterator[None]:
     """Hold back what MediaPipe's C++ (absl, TFLite) writes straight to file descriptor 2 meanwhile ("Created TensorFlow
     Lite XNNPACK delegate", "Feedback manager requires ..."): no environment variable silences it, and a user must see
-    only what synclora says. Kept in a temporary file and written out after all if the block fails, unless with a stop
-    signal or an error for which `said(exc)` is true (one that carries its own one-line sentence). For graph start-up
-    and whole measurements on the calling thread, before worker threads write to stderr."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no stderr to speak of
+    only what synclora says.
+
+    fd 2 belongs to the whole process, so windows opened on several threads share one hold: the first opens it, the
+    last closes it. What was held is then written out without MediaPipe's lines (whatever else wrote meanwhile, a
+    progress bar or a warning, is only delayed), or whole if a window failed — unless with a stop signal or an error
+    for which `said(exc)` is true (one that carries its own one-line sentence)."""
+    if not _open_window():
         yield
         return
-    with tempfile.TemporaryFile() as held:
-        os.dup2(held.fileno(), 2)
-        quiet = False
-        try:
-            yield
-            quiet = True
-        except KeyboardInterrupt:
-            quiet = True
-            raise
-        except Exception as exc:
-            quiet = said is not None and said(exc)
-            raise
-        finally:
-            sys.stderr.flush()
-            if not stderr_hushed():  # a stopped CLI run keeps fd 2 hushed until its last line (`signals.speak`)
-                os.dup2(saved, 2)
-            os.close(saved)
-            if not quiet:
-                held.seek(0)
-                sys.stderr.write(held.read().decode(errors="replace"))
+    quiet = False
+    try:
+        yield
+        quiet = True
+    except KeyboardInterrupt:
+        quiet = True
+        raise
+    except Exception as exc:
+        quiet = said is not None and said(exc)
+        raise
+    finally:
+        _close_window(show_all=not quiet)
 
 
 def count_faces(frames: np.ndarray, picks: list[int], min_confidence: float) -> list[int]:
@@ -58,7 +111,8 @@ def count_faces(frames: np.ndarray, picks: list[int], min_confidence: float) -> 
     os.environ.setdefault("GLOG_minloglevel", "2")
     import mediapipe as mp
 
-    with mp.solutions.face_detection.FaceDetection(model_selection=0, min_detection_confidence=min_confidence) as det:
+    with quiet_native_stderr(), mp.solutions.face_detection.FaceDetection(
+            model_selection=0, min_detection_confidence=min_confidence) as det:
         return [len(det.process(np.ascontiguousarray(frames[i])).detections or []) for i in picks]
 
 
@@ -98,13 +152,18 @@ class FaceMeshTracker:
         self.search_side = search_side
         self.max_faces = max_faces
         self.factor: int | None = None  # fixed after the first face
-        self._mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=static,
-            max_num_faces=max_faces,
-            refine_landmarks=True,
-            min_detection_confidence=min_confidence,
-            min_tracking_confidence=min_confidence,
-        )
+        # The graph's threads log from C++ while its calculators open, which the first frame waits for: a blank
+        # one (no face, so the tracker's state is as new) lets them finish inside the window, on whatever thread
+        # builds the tracker (the report's is built beside a running propagation).
+        with quiet_native_stderr():
+            self._mesh = mp.solutions.face_mesh.FaceMesh(
+                static_image_mode=static,
+                max_num_faces=max_faces,
+                refine_landmarks=True,
+                min_detection_confidence=min_confidence,
+                min_tracking_confidence=min_confidence,
+            )
+            self._mesh.process(np.zeros((64, 64, 3), np.uint8))
 
     def close(self) -> None:
         self._mesh.close()
