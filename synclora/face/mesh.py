@@ -134,6 +134,9 @@ def landmark_array(landmarks) -> np.ndarray:
     return np.array([(p.x, p.y, p.z) for p in landmarks.landmark], dtype=np.float64)
 
 
+_face_seen = False  # by any tracker of this process
+
+
 class FaceMeshTracker:
     """MediaPipe face mesh in tracking mode on downscaled frames. One instance per video (it keeps state).
 
@@ -196,9 +199,15 @@ class FaceMeshTracker:
         frame = as_frame(frame)
         k = self.scale(frame.width, frame.height)
         img = frame.reduced(k)  # drops < k edge pixels so the factor is exact
-        res = self._mesh.process(np.ascontiguousarray(img))
+        global _face_seen
+        if _face_seen:
+            res = self._mesh.process(np.ascontiguousarray(img))
+        else:  # MediaPipe warns from C++ on the first face it projects in a process ("NORM_RECT without ...")
+            with quiet_native_stderr():
+                res = self._mesh.process(np.ascontiguousarray(img))
         if not res.multi_face_landmarks:
             return []
+        _face_seen = True
         ih, iw = img.shape[:2]
         found = []
         for face in res.multi_face_landmarks:
