@@ -85,14 +85,16 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_collection_finish(session):
-    """The libraries every worker loads, loaded once and then frozen out of the garbage collector's sight: each full
-    collection (Python's own, and every `gc.collect()` a model build or a test makes) otherwise walks their millions of
-    objects again — a tenth of the quick pass's CPU time (`python -m pytest -m "not slow"`: 26 of 241 CPU-s in the
-    collector, 13 after). Nothing a test makes is frozen."""
+    """In a run of many tests, the libraries every worker loads are loaded once and then frozen out of the garbage
+    collector's sight: each full collection (Python's own, and every `gc.collect()` a model build or a test makes)
+    otherwise walks their millions of objects again — a tenth of the quick pass's CPU time (`python -m pytest -m "not
+    slow"`: 26 of 241 CPU-s in the collector, 13 after). A run of a few tests is not made to load what it may not
+    need. Nothing a test makes is frozen."""
     import gc
     import importlib
 
-    for name in ("torch", "diffusers", "gradio", "mediapipe", "matplotlib.pyplot", "peft", "transformers"):
-        importlib.import_module(name)
+    if len(session.items) >= 200:
+        for name in ("torch", "diffusers", "gradio", "mediapipe", "matplotlib.pyplot", "peft", "transformers"):
+            importlib.import_module(name)
     gc.collect()
     gc.freeze()

@@ -209,3 +209,17 @@ def test_native_chatter_windows_on_two_threads_share_fd_2_and_keep_everything_el
         os.write(2, b"W0000 00:00:1.2   1 graph.cc:1] the native log that explains the failure\n")
         raise RuntimeError("graph failed")
     assert "the native log that explains" in capfd.readouterr().err
+
+
+def test_only_mediapipes_lines_are_held_back():
+    from synclora.face.mesh import _NATIVE_LINE
+
+    said = (b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n"
+            b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+            b"INFO:     127.0.0.1:5000 - \"GET / HTTP/1.1\" 200 OK\n"
+            b"note: Audio trimmed\n"
+            b"\r 10%|bar| frame 3/9W0000 00:00:1796673505.470854   15117 inference_feedback_manager.cc:114] Feedback\n"
+            b"ERROR:root:something of ours\n")
+    kept = (b"INFO:     127.0.0.1:5000 - \"GET / HTTP/1.1\" 200 OK\nnote: Audio trimmed\n"
+            b"\r 10%|bar| frame 3/9ERROR:root:something of ours\n")
+    assert _NATIVE_LINE.sub(b"", said) == kept

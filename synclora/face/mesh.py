@@ -21,10 +21,12 @@ import numpy as np
 
 from synclora.signals import stderr_hushed
 
-# What MediaPipe's C++ (absl, glog, TFLite) writes to fd 2: "W0000 00:00:1796673301.721903   14147 file.cc:114] ..."
-# (anywhere: a progress bar's line has no newline yet) and TFLite's "INFO: Created TensorFlow Lite XNNPACK delegate".
+# What MediaPipe's C++ writes to fd 2: absl's "W0000 00:00:1796673301.721903   14147 file.cc:114] ..." (anywhere: a
+# progress bar's line has no newline yet), and TFLite's and absl's own "INFO: Created TensorFlow Lite XNNPACK delegate
+# for CPU." and "WARNING: All log messages before absl::InitializeLog() ...". A server's "INFO:" lines are kept.
 _NATIVE_LINE = re.compile(rb"(?:[IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.-]+:\d+\]"
-                          rb"|(?:\A|(?<=[\r\n]))(?:INFO|WARNING|ERROR): )[^\r\n]*(?:\r?\n)?")
+                          rb"|(?:\A|(?<=[\r\n]))(?:INFO|WARNING|ERROR): [^\r\n]*(?:TensorFlow Lite|absl::))"
+                          rb"[^\r\n]*(?:\r?\n)?")
 
 
 @dataclass
