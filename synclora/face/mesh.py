@@ -52,7 +52,11 @@ def _open_window() -> bool:
             saved = os.dup(2)
         except (OSError, ValueError):  # no stderr to speak of
             return False
-        held = tempfile.TemporaryFile()
+        try:
+            held = tempfile.TemporaryFile()
+        except OSError:  # nowhere to hold it: MediaPipe's lines are then seen, nothing else changes
+            os.close(saved)
+            return False
         os.dup2(held.fileno(), 2)
         _hold = _Hold(saved, held)
         return True
