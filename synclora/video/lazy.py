@@ -131,7 +131,7 @@ class LazyFrame:
 
     def rgb(self) -> np.ndarray:
         if self._full is None:
-            img = frame_to_rgb(self._frame)
+            img = yuv420_to_rgb(*self._yuv(), self._matrix())  # `colour.frame_to_rgb`'s conversion, its planes kept
             if self._rot:
                 img = np.ascontiguousarray(np.rot90(img, self._rot))
             self._full = img
