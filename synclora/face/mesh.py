@@ -13,7 +13,7 @@ import re
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO
 
@@ -86,30 +86,27 @@ def _close_window(show_all: bool) -> None:
 
 
 @contextlib.contextmanager
-def quiet_native_stderr(said: Callable[[BaseException], bool] | None = None) -> Iterator[None]:
+def quiet_native_stderr() -> Iterator[None]:
     """Hold back what MediaPipe's C++ (absl, TFLite) writes straight to file descriptor 2 meanwhile ("Created TensorFlow
     Lite XNNPACK delegate", "Feedback manager requires ..."): no environment variable silences it, and a user must see
-    only what synclora says.
+    only what synclora says. Opened where a graph starts and first sees a face (`FaceMeshTracker`, `count_faces`).
 
     fd 2 belongs to the whole process, so windows opened on several threads share one hold: the first opens it, the
     last closes it. What was held is then written out without MediaPipe's lines (whatever else wrote meanwhile, a
-    progress bar or a warning, is only delayed), or whole if a window failed — unless with a stop signal or an error
-    for which `said(exc)` is true (one that carries its own one-line sentence)."""
+    progress bar or a warning, is only delayed), or whole if a window failed other than by a stop."""
     if not _open_window():
         yield
         return
-    quiet = False
+    failed = False
     try:
         yield
-        quiet = True
     except KeyboardInterrupt:
-        quiet = True
         raise
-    except Exception as exc:
-        quiet = said is not None and said(exc)
+    except Exception:
+        failed = True
         raise
     finally:
-        _close_window(show_all=not quiet)
+        _close_window(show_all=failed)
 
 
 def count_faces(frames: np.ndarray, picks: list[int], min_confidence: float) -> list[int]:

@@ -6,8 +6,6 @@ import argparse
 from pathlib import Path
 
 from synclora import config
-from synclora.errors import user_error
-from synclora.face.mesh import quiet_native_stderr
 
 
 def register(subparsers) -> None:
@@ -83,17 +81,16 @@ def run(args: argparse.Namespace) -> int:
 
     # All outputs or none, and a failed or stopped call leaves what was at --json, --plot and --landmarks as it was.
     with staged_outputs(args.json, args.plot, args.landmarks) as (json_tmp, plot_tmp, landmarks_tmp):
-        with quiet_native_stderr(said=lambda exc: user_error(exc) is not None):  # its own sentence is enough
-            report = compare_videos(
-                args.source,
-                args.result,
-                edited_frame=args.edited,
-                edit_index=args.edit_index,
-                frame_range=frame_range,
-                max_lag=args.max_lag,
-                thresholds=th,
-                landmarks_video=landmarks_tmp,
-            )
+        report = compare_videos(
+            args.source,
+            args.result,
+            edited_frame=args.edited,
+            edit_index=args.edit_index,
+            frame_range=frame_range,
+            max_lag=args.max_lag,
+            thresholds=th,
+            landmarks_video=landmarks_tmp,
+        )
         if report.landmarks_video is not None:
             report.landmarks_video = Path(args.landmarks)  # where it will be once committed (the JSON says so too)
         if json_tmp is not None:

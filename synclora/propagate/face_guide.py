@@ -45,7 +45,7 @@ import cv2
 import numpy as np
 
 from synclora.face import parts as fp
-from synclora.face.mesh import count_faces, quiet_native_stderr
+from synclora.face.mesh import count_faces
 from synclora.face.topology import (
     HOLE_RINGS,
     HOLES,
@@ -145,8 +145,7 @@ class FaceGuide:
     @classmethod
     def start(cls, frames: np.ndarray, flow_size: tuple[int, int], config: FaceGuideConfig | None = None) -> FaceGuide:
         """Count the faces, then track frame 0; faces found there are the ones guided."""
-        with quiet_native_stderr():  # MediaPipe's graphs start here (and log from C++ as they do)
-            return cls._start(frames, flow_size, config or FaceGuideConfig())
+        return cls._start(frames, flow_size, config or FaceGuideConfig())
 
     @classmethod
     def _start(cls, frames: np.ndarray, flow_size: tuple[int, int], cfg: FaceGuideConfig) -> FaceGuide:
@@ -200,9 +199,8 @@ class FaceGuide:
 
         if len(self.tracks) >= self._tracker.max_faces:
             return
-        with quiet_native_stderr():
-            narrow = FaceMeshTracker(max_faces=len(self.tracks), min_confidence=self.config.min_confidence)
-            found = [pts[:, :2].mean(0) - 0.5 for pts in narrow.faces(frame0)]
+        narrow = FaceMeshTracker(max_faces=len(self.tracks), min_confidence=self.config.min_confidence)
+        found = [pts[:, :2].mean(0) - 0.5 for pts in narrow.faces(frame0)]
         if all(any(np.linalg.norm(c - tr.last) < 0.05 * tr.size for c in found) for tr in self.tracks):
             self.close()
             self._tracker = narrow
