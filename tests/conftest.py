@@ -8,7 +8,12 @@ import tempfile
 import pytest
 
 from support import tls_once
-from support.cputime import pytest_addoption, pytest_runtest_protocol, pytest_terminal_summary  # noqa: F401
+from support.cputime import (  # noqa: F401
+    pytest_addoption,
+    pytest_runtest_logreport,
+    pytest_runtest_makereport,
+    pytest_terminal_summary,
+)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
