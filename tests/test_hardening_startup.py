@@ -35,6 +35,15 @@ def _start(args: list[str], env: dict | None = None) -> subprocess.Popen:
     return p
 
 
+def _signal_state(pid: int) -> str:
+    """The process's blocked, ignored, caught and pending signals as the kernel has them (what a failure shows)."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return "gone"
+    return " ".join(x for x in lines if x.startswith(("SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt")))
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_cli_stopped_while_importing_or_starting(base, tmp_path, sig):
     results = []
@@ -44,11 +53,12 @@ def test_cli_stopped_while_importing_or_starting(base, tmp_path, sig):
                     "--backend", "flow", "--quiet"])
         time.sleep(delay)
         p.send_signal(sig)
+        state = _signal_state(p.pid)
         _, err = p.communicate(timeout=120)
         results.append((delay, p.returncode, err.strip()))
         if p.returncode == -sig and not err:  # it landed before the entry point's first line: the default action
             continue  # ended the process there, before anything ran — also a clean end
-        assert p.returncode == 128 + sig, (delay, p.returncode, err)
+        assert p.returncode == 128 + sig, (delay, p.returncode, err, state)
         assert "Traceback" not in err and len(err.strip().splitlines()) == 1, (delay, err)
         assert f"stopped by {sig.name}" in err
         assert not list(tmp_path.iterdir()), f"a run stopped after {delay} s wrote {list(tmp_path.iterdir())}"
