@@ -8,7 +8,7 @@ The frames: a real face (Grace Hopper, `synclora.testing.faces.talking_clip`) wi
   against converting every pixel to Y'CbCr and then averaging the chroma (the conversion it replaced); CPU ms per
   frame and the largest difference in any plane (levels);
 - threading: `io.write_video` (x264 CRF 18 preset medium) with x264's frame threads (as the ffmpeg command line uses
-  them) against slice threads (PyAV's default, ours); wall and CPU seconds, the file size;
+  them; ours) against slice threads (PyAV's default); wall and CPU seconds, the file size;
 - the side-by-side video (source | result, twice the width): x264 CRF 18 at `io.VIEWING_PRESET` (ours) against
   medium (the result's preset); CPU ms per frame and the file size.
 Timings on a shared machine are noisy: compare the ratios, and repeat.
@@ -55,7 +55,7 @@ def convert_every_pixel(img: np.ndarray) -> np.ndarray:
                            np.ascontiguousarray(uv[..., 1]).reshape(-1)]).reshape(h * 3 // 2, w)
 
 
-def encode(frames: list[np.ndarray], path: Path, threads: str = "SLICE",
+def encode(frames: list[np.ndarray], path: Path, threads: str = "FRAME",
            preset: str = "medium") -> tuple[float, float, int]:
     """(wall s, CPU s, bytes) of `io.write_video` with x264's `threads` ("FRAME" or "SLICE") threads."""
     from synclora.video import encode as enc

@@ -19,10 +19,11 @@ from synclora.video.probe import probe, sensible_rate
 
 log = logging.getLogger(__name__)
 
-# x264's slice threads (PyAV's choice). Frame threads, as the ffmpeg command line uses them, measured no faster on
-# 2 cores (`benchmarks/bench_encode.py` times both) and hold more frames in memory (peak RSS 0.82 against 0.72 GiB
-# for 10 s of 720p, `benchmarks/bench_e2e.py`).
-THREADS = "SLICE"
+# x264's frame threads, as the ffmpeg command line uses them, not PyAV's slice threads: with slices, x264's lookahead
+# runs in the calling thread and each frame waits for it. Once the pipeline around the encoder had become cheap, that
+# wait was on its path: 150 frames of 720p encode in 0.87-0.96x the wall time at the same CPU time
+# (`benchmarks/bench_encode.py`), and 10 s of 720p end to end take ~6 % less (`benchmarks/bench_e2e.py --report`).
+THREADS = "FRAME"
 # Videos made to be looked at beside the result, not kept as it (source | result side by side, the evaluation grid):
 # x264's veryfast at the same CRF. They are two or more frames wide, so at medium they cost twice the result itself:
 # 134 CPU-ms a 2564×720 frame against 51 with veryfast, and a smaller file (`benchmarks/bench_encode.py`). The result
