@@ -8,11 +8,13 @@ Shared by the sync report (`metrics.landmarks`: cues per frame), the CPU preview
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import re
 import sys
 import tempfile
 import threading
+import types
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO
@@ -109,11 +111,48 @@ def quiet_native_stderr() -> Iterator[None]:
         _close_window(show_all=failed)
 
 
+class _Deferred(types.ModuleType):
+    """A stand-in for a module MediaPipe imports and synclora's path never uses from MediaPipe (see `mediapipe`): any
+    attribute read loads the real module, for whoever reads it."""
+
+    def __getattr__(self, name: str):
+        with _mp_lock:  # the window is over (or this is its own thread): the real module takes the name back
+            for module in _DEFERRED:
+                if isinstance(sys.modules.get(module), _Deferred):
+                    del sys.modules[module]
+        return getattr(importlib.import_module(self.__name__), name)
+
+
+_DEFERRED = ("matplotlib", "matplotlib.pyplot")
+_mp_lock = threading.RLock()
+
+
+def mediapipe():
+    """MediaPipe, imported without the matplotlib.pyplot it imports at once for a plotting helper
+    (`solutions.drawing_utils.plot_landmarks`) nothing here calls: 0.8 s of a CLI run's start-up, on the thread that
+    starts the propagation. Where matplotlib is loaded already (the app), nothing changes. Anyone who reads an
+    attribute of the stand-ins gets the real module."""
+    mp = sys.modules.get("mediapipe")
+    if mp is not None:
+        return mp
+    os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ warnings are not for the user
+    with _mp_lock:
+        if any(m in sys.modules for m in _DEFERRED):
+            return importlib.import_module("mediapipe")
+        stand_ins = {m: _Deferred(m) for m in _DEFERRED}
+        stand_ins["matplotlib"].pyplot = stand_ins["matplotlib.pyplot"]
+        sys.modules.update(stand_ins)
+        try:
+            return importlib.import_module("mediapipe")
+        finally:
+            for m, stand_in in stand_ins.items():
+                if sys.modules.get(m) is stand_in:
+                    del sys.modules[m]
+
+
 def count_faces(frames: np.ndarray, picks: list[int], min_confidence: float) -> list[int]:
     """Faces MediaPipe's face detector (the face mesh's own) finds on each picked frame (a few ms each)."""
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    import mediapipe as mp
-
+    mp = mediapipe()
     with quiet_native_stderr(), mp.solutions.face_detection.FaceDetection(
             model_selection=0, min_detection_confidence=min_confidence) as det:
         return [len(det.process(np.ascontiguousarray(frames[i])).detections or []) for i in picks]
@@ -151,9 +190,7 @@ class FaceMeshTracker:
 
     def __init__(self, *, face_px: int = 192, search_side: int = 640, static: bool = False,
                  min_confidence: float = 0.5, max_faces: int = 1):
-        os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ warnings are not for the user
-        import mediapipe as mp
-
+        mp = mediapipe()
         self.face_px = face_px
         self.search_side = search_side
         self.max_faces = max_faces

@@ -33,6 +33,9 @@ OPENINGS = (((13, 14), (82, 87), (312, 317)), ((159, 145), (158, 153), (160, 144
 
 def tessellation() -> set[tuple[int, int]]:
     """The mesh's edges (MediaPipe's tessellation), each as (lower index, higher index)."""
+    from synclora.face.mesh import mediapipe
+
+    mediapipe()  # the package first, without what it need not load
     from mediapipe.python.solutions.face_mesh_connections import FACEMESH_TESSELATION
 
     return {tuple(sorted(e)) for e in FACEMESH_TESSELATION}
