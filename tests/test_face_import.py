@@ -79,3 +79,21 @@ fig = plt.figure(); print('works', type(fig).__name__, 'matplotlib.pyplot' in sy
 """)
     assert "stand-in _Deferred" in out
     assert "works Figure True module" in out
+
+
+def test_callers_on_several_threads_at_once_each_get_the_whole_module():
+    out = _run("""
+import threading
+from synclora.face.mesh import mediapipe
+got, start = [], threading.Barrier(4)
+
+def call():
+    start.wait()
+    got.append(hasattr(mediapipe().solutions.face_mesh, 'FaceMesh'))
+
+threads = [threading.Thread(target=call) for _ in range(4)]
+for t in threads: t.start()
+for t in threads: t.join()
+print('whole', got)
+""")
+    assert "whole [True, True, True, True]" in out

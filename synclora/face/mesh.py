@@ -132,12 +132,9 @@ def mediapipe():
     (`solutions.drawing_utils.plot_landmarks`) nothing here calls: 0.8 s of a CLI run's start-up, on the thread that
     starts the propagation. Where matplotlib is loaded already (the app), nothing changes. Anyone who reads an
     attribute of the stand-ins gets the real module."""
-    mp = sys.modules.get("mediapipe")
-    if mp is not None:
-        return mp
     os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ warnings are not for the user
-    with _mp_lock:
-        if any(m in sys.modules for m in _DEFERRED):
+    with _mp_lock:  # (an import under way on another thread is waited for, not handed out half made)
+        if "mediapipe" in sys.modules or any(m in sys.modules for m in _DEFERRED):
             return importlib.import_module("mediapipe")
         stand_ins = {m: _Deferred(m) for m in _DEFERRED}
         stand_ins["matplotlib"].pyplot = stand_ins["matplotlib.pyplot"]
