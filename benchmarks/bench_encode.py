@@ -55,20 +55,14 @@ def convert_every_pixel(img: np.ndarray) -> np.ndarray:
                            np.ascontiguousarray(uv[..., 1]).reshape(-1)]).reshape(h * 3 // 2, w)
 
 
-def encode(frames: list[np.ndarray], path: Path, threads: str = "FRAME",
+def encode(frames: list[np.ndarray], path: Path, threads: str,
            preset: str = "medium") -> tuple[float, float, int]:
     """(wall s, CPU s, bytes) of `io.write_video` with x264's `threads` ("FRAME" or "SLICE") threads."""
-    from synclora.video import encode as enc
     from synclora.video import io
 
-    ours = enc.THREADS
-    enc.THREADS = threads
-    try:
-        c0, t0 = cpu_s(), time.perf_counter()
-        io.write_video(path, frames, 30, preset=preset)
-        return time.perf_counter() - t0, cpu_s() - c0, path.stat().st_size
-    finally:
-        enc.THREADS = ours
+    c0, t0 = cpu_s(), time.perf_counter()
+    io.write_video(path, frames, 30, preset=preset, threads=threads)
+    return time.perf_counter() - t0, cpu_s() - c0, path.stat().st_size
 
 
 def main() -> int:
@@ -108,8 +102,8 @@ def main() -> int:
         pairs = [io.side_by_side_frame(f, np.ascontiguousarray(f[:, ::-1])) for f in frames]
         ph, pw = pairs[0].shape[:2]
         for r in range(args.repeats):
-            _, vc, vb = encode(pairs, Path(tmp) / "viewing.mp4", preset=io.VIEWING_PRESET)
-            _, mc, mb = encode(pairs, Path(tmp) / "medium.mp4", preset="medium")
+            _, vc, vb = encode(pairs, Path(tmp) / "viewing.mp4", io.VIEWING_THREADS, io.VIEWING_PRESET)
+            _, mc, mb = encode(pairs, Path(tmp) / "medium.mp4", io.VIEWING_THREADS, "medium")
             n = len(pairs)
             print(f"run {r + 1}: side by side {pw}×{ph}, {io.VIEWING_PRESET} {vc / n * 1e3:.1f} CPU-ms/frame "
                   f"({vb / 1024:.0f} KiB); medium {mc / n * 1e3:.1f} ({mb / 1024:.0f} KiB) → ×{mc / vc:.1f} less CPU; "

@@ -271,7 +271,7 @@ def run_propagation(req: PropagationRequest, progress: ProgressFn = no_progress,
                 writers.append(FrameWriter(io.write_video, out, info.fps, audio_from=audio, notices=written))
                 if sbs:
                     writers.append(FrameWriter(_write_side_by_side, sbs, info.fps, audio_from=audio,
-                                               preset=io.VIEWING_PRESET))
+                                               preset=io.VIEWING_PRESET, threads=io.VIEWING_THREADS))
                 for i, src, carried in stream.stream(job, lambda f, label: progress(0.02 + 0.96 * f, label)):
                     for tap in taps:
                         tap.on_source(i, src)

@@ -91,7 +91,7 @@ def write_grid(path: Path, source: Path, results: Sequence[tuple[Path, Sequence[
     labels = [list(source_label), *(list(lab) for _, lab in results)]
     frames = labelled_grid(videos, labels, info.n_frames, (w, h))
     return io.write_video(path, frames, info.fps, audio_from=source if info.has_audio else None,
-                          preset=io.VIEWING_PRESET)
+                          preset=io.VIEWING_PRESET, threads=io.VIEWING_THREADS)
 
 
 def case_outputs(case: Case, methods: list[Method], out: Path, rows: list[dict | None]) -> None:

@@ -29,9 +29,10 @@ THREADS = "FRAME"
 # 134 CPU-ms a 2564×720 frame against 51 with veryfast, and a smaller file (`benchmarks/bench_encode.py`). The result
 # keeps medium.
 VIEWING_PRESET = "veryfast"
-# ... with slice threads: written beside the result, a second encoder with frame threads of its own oversubscribed the
-# 2 cores. 1920×1080 with the side by side and the report, each against slices for both, alternating: both on frame
-# threads 41.4 / 38.5 s against 38.5 / 36.5 s; this split 41.2 / 38.3 s against 41.4 / 43.1 s.
+# ... and slice threads (`write_video(threads=)`, passed by their writers): written beside the result, a second encoder
+# with frame threads of its own oversubscribed the 2 cores. 1920×1080 with the side by side and the report, each
+# against slices for both, alternating: both on frame threads 41.4 / 38.5 s against 38.5 / 36.5 s; this split
+# 41.2 / 38.3 s against 41.4 / 43.1 s.
 VIEWING_THREADS = "SLICE"
 
 
@@ -67,6 +68,7 @@ def write_video(
     audio_span: tuple[int, int] | None = None,
     crf: int = 18,
     preset: str = "medium",
+    threads: str = THREADS,
     notices: list[str] | None = None,
 ) -> Path:
     """Write RGB uint8 frames as H.264 yuv420p mp4 that browsers play; frame i is at exactly i / fps.
@@ -115,7 +117,7 @@ def write_video(
         vs.time_base = 1 / rate
         vs.options = {"crf": str(int(crf)), "preset": preset}
         cc = vs.codec_context
-        cc.thread_type = VIEWING_THREADS if preset == VIEWING_PRESET else THREADS
+        cc.thread_type = threads
         cc.color_range = 1  # limited ("tv") range, what browsers expect
         cc.colorspace = 1  # BT.709
         cc.color_primaries = 1

@@ -19,7 +19,7 @@ from synclora.limits import VIEWING_MAX_SIDE, viewing_size
 from synclora.video.audio import audio_samples
 from synclora.video.compose import fade_frames, side_by_side, side_by_side_frame
 from synclora.video.decode import iter_frames, read_frame, read_frames
-from synclora.video.encode import VIEWING_PRESET, even_size, write_video
+from synclora.video.encode import VIEWING_PRESET, VIEWING_THREADS, even_size, write_video
 from synclora.video.probe import STANDARD_RATES, VideoInfo, format_fps, probe, sensible_rate
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "read_frame",
     "write_video",
     "VIEWING_PRESET",
+    "VIEWING_THREADS",
     "side_by_side",
     "side_by_side_frame",
     "viewing_size",
