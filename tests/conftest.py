@@ -20,6 +20,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# A closed tab is noticed at the server's next heartbeat: every 15 s by default, every half second here (Gradio's own
+# end-to-end tests use a quarter), so the tests of visits that end wait for the clean-up, not for the clock.
+os.environ.setdefault("GRADIO_HEARTBEAT_INTERVAL", "0.5")
 # Gradio's upload cache of this test process alone: a visit that ends deletes its files there by name, and identical
 # test media (the same seed) share a name, so a shared /tmp/gradio would let one run (or xdist worker) delete what
 # another is serving. Made before any test imports gradio (some of its modules read the variable at import).

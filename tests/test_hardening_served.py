@@ -301,8 +301,12 @@ def test_a_visit_that_ends_leaves_nothing_in_either_cache(served, base, tmp_path
 
 
 @pytest.mark.slow
-def test_a_tab_closed_mid_propagation_stops_the_job_and_nothing_comes_back(served, tmp_path):
+def test_a_tab_closed_mid_propagation_stops_the_job_and_nothing_comes_back(served, tmp_path, monkeypatch):
+    """The job stops at its first step after the visit ended (each step is slowed, so a job that ran on would take
+    seconds more and pass many steps), and nothing it made reappears."""
     from gradio_client import handle_file
+
+    from synclora import pipeline
 
     demo, url = served
     frames, _ = media.talking_face_frames(150, size=(160, 120), seed=3)
@@ -312,19 +316,33 @@ def test_a_tab_closed_mid_propagation_stops_the_job_and_nothing_comes_back(serve
     first[30:50, 60:100] = (255, 0, 0)
     Image.fromarray(first).save(edited)
     visitor = _client(url, tmp_path / "dl")
-    job = visitor.submit(handle_file(str(src)), handle_file(str(edited)), 0, api_name="/edit_video")
     files = demo.synclora.files
     folder = files.root / SessionFiles.key(visitor.session_hash)
+    real, after = pipeline.run_propagation, []
+
+    def slowly(req, progress, **kwargs):
+        def step(f, label):
+            time.sleep(0.02)
+            if not folder.exists():
+                after.append(label)  # a step taken once the visit ended: the first must stop the job
+            progress(f, label)
+        return real(req, step, **kwargs)
+
+    monkeypatch.setattr(pipeline, "run_propagation", slowly)
+    job = visitor.submit(handle_file(str(src)), handle_file(str(edited)), 0, api_name="/edit_video")
     assert _wait(lambda: folder.is_dir() and any(folder.iterdir()), 120)
+    assert any(demo._queue.active_jobs), "the job ended before the tab closed"
     visitor.close()
     assert _wait(lambda: not folder.exists(), 30)
-    # the job ends at its next step; for a while nothing may reappear
+    # watched until the queue has no job left: nothing may reappear meanwhile
     seen = []
-    end = time.monotonic() + 8
-    while time.monotonic() < end:
+    end = time.monotonic() + 120
+    while any(demo._queue.active_jobs) and time.monotonic() < end:
         if folder.exists():
             seen.append(sorted(p.name for p in folder.iterdir()))
-        time.sleep(0.1)
+        time.sleep(0.05)
+    assert not any(demo._queue.active_jobs), "the job went on after its visit ended"
+    assert len(after) <= 1, f"the job took {len(after)} steps after its visit ended: {after[:3]}"
     assert _wait(lambda: not folder.exists(), 30) and files.ended(visitor.session_hash)
     assert not _cached(demo, files.names(visitor.session_hash) | {"long-edited"}), "a result reached the cache"
     assert not any("long-edited" in n for names in seen for n in names if not n.startswith(".")), seen
