@@ -107,8 +107,8 @@ class Space:
         return Client(self.url, verbose=False, download_files=str(self.root / "downloads"))
 
     def stop(self, graceful: bool = True) -> str:
-        """SIGTERM, as a Space is stopped (its shutdown takes about 10 s); `graceful=False` kills a start read only
-        for its start-up lines, where another start of the same test already checks the shutdown."""
+        """SIGTERM, as a Space is stopped; `graceful=False` kills a start read only for its start-up lines, where
+        another start of the same test already checks the shutdown."""
         if self.proc is not None and self.proc.poll() is None and not graceful:
             self.proc.kill()
             self.proc.wait(timeout=30)

@@ -183,7 +183,14 @@ def launch(demo: gr.Blocks, *, server_name: str | None = None, server_port: int 
         return demo.launch(**options)
     try:
         with signals.stop_cleanly():
-            return demo.launch(**options)
+            # Blocking here, not in Gradio's loop: on a stop that loop closes the server with the visitors' heartbeat
+            # streams still open and waits 5 s for them; `demo.close()` below ends them first.
+            served = demo.launch(**{**options, "prevent_thread_lock": True})
+            while demo.is_running:
+                time.sleep(0.1)
+            return served
+    except KeyboardInterrupt:  # a stop signal (`signals.Terminated`) or Ctrl-C: how a server ends, not a failure
+        return None
     finally:
         idle = app.shutdown()
         log.info("server stopped; session files deleted%s", "" if idle else " (some jobs were still running)")
