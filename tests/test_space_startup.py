@@ -98,7 +98,7 @@ class Space:
                     return self
             except httpx.HTTPError:
                 pass
-            time.sleep(1)
+            time.sleep(0.2)
         pytest.fail(f"app.py did not come up in {timeout:.0f} s:\n{self.log.read_text()[-3000:]}")
 
     def client(self):
