@@ -86,13 +86,19 @@ class Space:
         snap = self.root / "hf" / "hub" / ("models--" + repo.replace("/", "--")) / "snapshots"
         return next(snap.iterdir()).joinpath(name).resolve()
 
-    def start(self, timeout: float = 600) -> Space:
+    def start(self, timeout: float = 600, *, until: tuple[str, ...] = ()) -> Space:
+        """Start, and wait until the app answers (or, with `until`, until its log has one of those phrases)."""
         self.proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=self.env,
                                      stdout=self.log.open("w"), stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 pytest.fail(f"app.py exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+            if until:
+                if any(phrase in self.log.read_text() for phrase in until):
+                    return self
+                time.sleep(0.2)
+                continue
             try:
                 if httpx.get(self.url, timeout=2).status_code == 200:
                     return self
@@ -163,8 +169,8 @@ def test_a_space_comes_up_with_sync_lora_and_runs_a_first_propagation(tmp_path, 
     again = Space(tmp_path / "again", tiny_cache)
     (again.root / "data" / "synclora").mkdir(parents=True)
     shutil.copy(stored, again.root / "data" / "synclora")
-    try:
-        again.start()
+    try:  # read up to what it says of the prompt cache: found, or made again (which encodes first)
+        again.start(until=("prompt cache found", "prompt cache made", "encoding `"))
     finally:
         log = again.stop(graceful=False)
     assert "prompt cache found (persistent storage)" in log and "encoding" not in log
