@@ -94,18 +94,18 @@ class Space:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 pytest.fail(f"app.py exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
-            if until:
-                if any(phrase in self.log.read_text() for phrase in until):
-                    return self
-                time.sleep(0.2)
-                continue
-            try:
-                if httpx.get(self.url, timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
+            if self._there(until):
+                return self
             time.sleep(0.2)
         pytest.fail(f"app.py did not come up in {timeout:.0f} s:\n{self.log.read_text()[-3000:]}")
+
+    def _there(self, until: tuple[str, ...]) -> bool:
+        if until:
+            return any(phrase in self.log.read_text() for phrase in until)
+        try:
+            return httpx.get(self.url, timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def client(self):
         from gradio_client import Client
